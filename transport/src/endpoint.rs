@@ -1,0 +1,221 @@
+//! The QUIC endpoint of a node: one UDP socket that accepts connections from verified peers and
+//! dials them, with one cached connection per peer.
+//!
+//! Incoming gossip streams go to a bounded channel read by the gossip transport; other streams go
+//! to the [`StreamHandler`] the node installs. Connections we dial are served the same way, so a
+//! peer may open streams on whichever connection exists between us.
+
+mod config;
+mod peers;
+mod serve;
+
+use std::net::SocketAddr;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use quinn::{RecvStream, SendStream};
+use tokio::sync::mpsc;
+
+pub use config::QuicSettings;
+pub use peers::{ConnectError, OpenError, PeerConnection, PeerStats};
+
+use crate::identity::{Name, PeerIdentity};
+use crate::tls::TlsState;
+use crate::wire::{StreamHeader, StreamKind};
+
+/// Gossip messages waiting for the gossip transport; beyond this they are dropped, as UDP would.
+const GOSSIP_QUEUE: usize = 1024;
+
+/// A bidirectional stream opened by a verified peer.
+#[derive(Debug)]
+pub struct InboundStream {
+    /// Who opened it.
+    pub peer: Arc<PeerIdentity>,
+    /// The peer's UDP address.
+    pub remote: SocketAddr,
+    /// What the stream is for.
+    pub kind: StreamKind,
+    /// Its header.
+    pub header: StreamHeader,
+    /// Our side's send half.
+    pub send: SendStream,
+    /// Our side's receive half.
+    pub recv: RecvStream,
+}
+
+/// Receives the bidirectional streams peers open. Called on the endpoint's task: spawn any work.
+pub trait StreamHandler: Send + Sync + 'static {
+    /// Takes one stream.
+    fn handle(&self, stream: InboundStream);
+}
+
+/// A gossip message received from a verified node.
+#[derive(Debug)]
+pub struct GossipDatagram {
+    /// The sender's advertised mesh address.
+    pub from: SocketAddr,
+    /// The sender's node name, from its certificate.
+    pub sender: Name,
+    /// The chitchat message bytes (at most [`crate::wire::MAX_GOSSIP_PAYLOAD`]).
+    pub payload: Vec<u8>,
+}
+
+/// Settings of a [`MeshEndpoint`].
+#[derive(Clone, Debug)]
+pub struct EndpointConfig {
+    /// UDP address to bind.
+    pub listen: SocketAddr,
+    /// Address peers reach us at; `None` means the bound address, which must then name a
+    /// specific IP (not 0.0.0.0).
+    pub advertise: Option<SocketAddr>,
+    /// QUIC tuning.
+    pub quic: QuicSettings,
+}
+
+/// A node's QUIC endpoint. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct MeshEndpoint {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    endpoint: quinn::Endpoint,
+    tls: Arc<TlsState>,
+    client_config: quinn::ClientConfig,
+    advertise: SocketAddr,
+    settings: QuicSettings,
+    peers: peers::PeerCache,
+    handler: OnceLock<Arc<dyn StreamHandler>>,
+    gossip_tx: mpsc::Sender<GossipDatagram>,
+    counters: Counters,
+}
+
+/// Events worth counting at the endpoint.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Connections refused during or right after the handshake (bad or missing certificate).
+    pub handshakes_refused: AtomicU64,
+    /// Gossip frames that did not decode.
+    pub gossip_malformed: AtomicU64,
+    /// Gossip frames dropped because the gossip loop was behind.
+    pub gossip_dropped: AtomicU64,
+}
+
+impl std::fmt::Debug for dyn StreamHandler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StreamHandler")
+    }
+}
+
+impl MeshEndpoint {
+    /// Binds the UDP socket and starts accepting connections. Returns the endpoint and the
+    /// receiver of incoming gossip.
+    pub fn bind(
+        config: EndpointConfig,
+        tls: Arc<TlsState>,
+    ) -> std::io::Result<(Self, mpsc::Receiver<GossipDatagram>)> {
+        let server = config::server_config(&tls, &config.quic).map_err(std::io::Error::other)?;
+        let client_config =
+            config::client_config(&tls, &config.quic).map_err(std::io::Error::other)?;
+        let endpoint = quinn::Endpoint::server(server, config.listen)?;
+        let advertise = match config.advertise {
+            Some(addr) => addr,
+            None => endpoint.local_addr()?,
+        };
+        if advertise.ip().is_unspecified() || advertise.port() == 0 {
+            return Err(std::io::Error::other(format!(
+                "advertised mesh address {advertise} is not reachable: set it explicitly"
+            )));
+        }
+        let (gossip_tx, gossip_rx) = mpsc::channel(GOSSIP_QUEUE);
+        let inner = Arc::new(Inner {
+            endpoint,
+            tls,
+            client_config,
+            advertise,
+            settings: config.quic,
+            peers: peers::PeerCache::default(),
+            handler: OnceLock::new(),
+            gossip_tx,
+            counters: Counters::default(),
+        });
+        let this = Self { inner };
+        tokio::spawn(serve::accept_loop(this.clone()));
+        Ok((this, gossip_rx))
+    }
+
+    /// A client-only endpoint (for operator tools): binds an ephemeral port and accepts nothing.
+    pub fn client(tls: Arc<TlsState>, quic: QuicSettings) -> std::io::Result<Self> {
+        let client_config = config::client_config(&tls, &quic).map_err(std::io::Error::other)?;
+        let bind: SocketAddr = ([0, 0, 0, 0], 0).into();
+        let endpoint = quinn::Endpoint::client(bind)?;
+        let (gossip_tx, _) = mpsc::channel(1);
+        Ok(Self {
+            inner: Arc::new(Inner {
+                endpoint,
+                tls,
+                client_config,
+                advertise: bind,
+                settings: quic,
+                peers: peers::PeerCache::default(),
+                handler: OnceLock::new(),
+                gossip_tx,
+                counters: Counters::default(),
+            }),
+        })
+    }
+
+    /// Installs the handler of bidirectional streams. Only the first call has an effect; streams
+    /// that arrive before it are refused.
+    pub fn set_handler(&self, handler: Arc<dyn StreamHandler>) {
+        let _ = self.inner.handler.set(handler);
+    }
+
+    /// The bound UDP address.
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.inner.endpoint.local_addr()
+    }
+
+    /// The address peers reach us at.
+    pub fn advertise_addr(&self) -> SocketAddr {
+        self.inner.advertise
+    }
+
+    /// The live TLS state (certificate, bundle).
+    pub fn tls(&self) -> &Arc<TlsState> {
+        &self.inner.tls
+    }
+
+    /// QUIC settings in use.
+    pub fn settings(&self) -> &QuicSettings {
+        &self.inner.settings
+    }
+
+    /// The cached connection to `addr`, dialling it if needed. With `expected`, the peer must be
+    /// that node.
+    pub async fn connect(
+        &self,
+        addr: SocketAddr,
+        expected: Option<&Name>,
+    ) -> Result<PeerConnection, ConnectError> {
+        peers::connect(self, addr, expected).await
+    }
+
+    /// Endpoint event counters.
+    pub fn counters(&self) -> &Counters {
+        &self.inner.counters
+    }
+
+    /// RTT and loss of every open peer connection.
+    pub fn peer_stats(&self) -> Vec<PeerStats> {
+        self.inner.peers.stats()
+    }
+
+    /// Closes every connection and waits (bounded) for peers to acknowledge.
+    pub async fn close(&self, grace: Duration) {
+        self.inner.endpoint.close(0u32.into(), b"node stopping");
+        let _ = tokio::time::timeout(grace, self.inner.endpoint.wait_idle()).await;
+    }
+}

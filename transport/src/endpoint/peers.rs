@@ -1,0 +1,284 @@
+//! One cached connection per peer address, dialled once even when many callers ask at the same
+//! time, and failing fast for a short while after a dial failed.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use quinn::{Connection, RecvStream, SendStream};
+use rustls_pki_types::CertificateDer;
+use tokio::time::Instant;
+
+use super::{MeshEndpoint, serve};
+use crate::certs::parse_leaf;
+use crate::identity::{Name, PeerIdentity};
+use crate::wire::{StreamHeader, StreamKind, WireError, write_header};
+
+/// After a failed dial, callers get the failure at once for this long instead of each waiting
+/// for its own timeout: requests move to another instance immediately.
+const FAILURE_MEMORY: Duration = Duration::from_millis(500);
+
+/// Why a peer could not be reached.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConnectError {
+    /// The handshake failed or timed out, or the connection broke.
+    #[error("cannot reach {addr}: {reason}")]
+    Unreachable {
+        /// The peer address.
+        addr: SocketAddr,
+        /// What happened.
+        reason: String,
+    },
+    /// The peer is not the node we expected.
+    #[error("{addr} is {found}, not node {expected}")]
+    WrongPeer {
+        /// The peer address.
+        addr: SocketAddr,
+        /// The node we wanted.
+        expected: Name,
+        /// Who answered.
+        found: String,
+    },
+}
+
+/// An established, verified connection to a peer. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct PeerConnection {
+    conn: Connection,
+    peer: Arc<PeerIdentity>,
+}
+
+/// Transport health of one peer connection.
+#[derive(Clone, Debug)]
+pub struct PeerStats {
+    /// The peer's node name.
+    pub peer: String,
+    /// Its UDP address.
+    pub addr: SocketAddr,
+    /// Smoothed round-trip time.
+    pub rtt: Duration,
+    /// Packets declared lost so far.
+    pub lost_packets: u64,
+    /// Packets sent so far.
+    pub sent_packets: u64,
+}
+
+impl PeerConnection {
+    pub(super) fn new(conn: Connection) -> Result<Self, String> {
+        let peer = identity_of(&conn)?;
+        Ok(Self {
+            conn,
+            peer: Arc::new(peer),
+        })
+    }
+
+    /// Who the peer is.
+    pub fn identity(&self) -> &Arc<PeerIdentity> {
+        &self.peer
+    }
+
+    /// The peer's UDP address.
+    pub fn remote_address(&self) -> SocketAddr {
+        self.conn.remote_address()
+    }
+
+    /// Whether the connection is still usable.
+    pub fn is_open(&self) -> bool {
+        self.conn.close_reason().is_none()
+    }
+
+    /// Smoothed round-trip time.
+    pub fn rtt(&self) -> Duration {
+        self.conn.rtt()
+    }
+
+    /// Opens a bidirectional stream and writes its header.
+    pub async fn open(
+        &self,
+        kind: StreamKind,
+        header: &StreamHeader,
+    ) -> Result<(SendStream, RecvStream), OpenError> {
+        let (mut send, recv) = self.conn.open_bi().await.map_err(OpenError::Connection)?;
+        write_header(&mut send, kind, header)
+            .await
+            .map_err(OpenError::Wire)?;
+        Ok((send, recv))
+    }
+
+    /// Opens a unidirectional stream, writes `bytes` and finishes it.
+    pub async fn send_uni(&self, bytes: &[u8]) -> Result<(), OpenError> {
+        let mut send = self.conn.open_uni().await.map_err(OpenError::Connection)?;
+        send.write_all(bytes)
+            .await
+            .map_err(|e| OpenError::Wire(WireError::Io(e.into())))?;
+        let _ = send.finish();
+        Ok(())
+    }
+
+    pub(super) fn connection(&self) -> &Connection {
+        &self.conn
+    }
+
+    fn stats(&self) -> PeerStats {
+        let s = self.conn.stats();
+        PeerStats {
+            peer: self.peer.id.name.to_string(),
+            addr: self.conn.remote_address(),
+            rtt: self.conn.rtt(),
+            lost_packets: s.path.lost_packets,
+            sent_packets: s.path.sent_packets,
+        }
+    }
+}
+
+/// Why a stream could not be opened on an established connection.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum OpenError {
+    /// The connection is gone.
+    #[error("connection lost: {0}")]
+    Connection(quinn::ConnectionError),
+    /// Writing the header failed.
+    #[error(transparent)]
+    Wire(WireError),
+}
+
+fn identity_of(conn: &Connection) -> Result<PeerIdentity, String> {
+    let chain = conn
+        .peer_identity()
+        .and_then(|any| any.downcast::<Vec<CertificateDer<'static>>>().ok())
+        .ok_or("peer presented no certificate")?;
+    let leaf = chain.first().ok_or("peer presented an empty chain")?;
+    parse_leaf(leaf)
+        .map(|info| info.peer_identity())
+        .map_err(|e| e.to_string())
+}
+
+#[derive(Debug, Default)]
+enum Slot {
+    #[default]
+    Empty,
+    Ready(PeerConnection),
+    Failed {
+        at: Instant,
+        reason: String,
+    },
+}
+
+type SlotCell = Arc<tokio::sync::Mutex<Slot>>;
+
+/// Connections by peer address.
+#[derive(Debug, Default)]
+pub(super) struct PeerCache {
+    slots: Mutex<HashMap<SocketAddr, SlotCell>>,
+}
+
+impl PeerCache {
+    fn cell(&self, addr: SocketAddr) -> SlotCell {
+        let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
+        slots.entry(addr).or_default().clone()
+    }
+
+    /// Records a connection a peer opened to us, so replies to its advertised address reuse it.
+    pub(super) fn adopt(&self, addr: SocketAddr, conn: &PeerConnection) {
+        let cell = self.cell(addr);
+        if let Ok(mut slot) = cell.try_lock() {
+            let usable = matches!(&*slot, Slot::Ready(c) if c.is_open());
+            if !usable {
+                *slot = Slot::Ready(conn.clone());
+            }
+        }
+    }
+
+    pub(super) fn stats(&self) -> Vec<PeerStats> {
+        let cells: Vec<SlotCell> = self
+            .slots
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+            .cloned()
+            .collect();
+        cells
+            .iter()
+            .filter_map(|c| match c.try_lock().ok().as_deref() {
+                Some(Slot::Ready(conn)) if conn.is_open() => Some(conn.stats()),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+pub(super) async fn connect(
+    ep: &MeshEndpoint,
+    addr: SocketAddr,
+    expected: Option<&Name>,
+) -> Result<PeerConnection, ConnectError> {
+    let cell = ep.inner.peers.cell(addr);
+    let mut slot = cell.lock().await;
+    match &*slot {
+        Slot::Ready(conn) if conn.is_open() => return check_expected(conn, addr, expected),
+        Slot::Failed { at, reason } if at.elapsed() < FAILURE_MEMORY => {
+            return Err(ConnectError::Unreachable {
+                addr,
+                reason: reason.clone(),
+            });
+        }
+        _ => {}
+    }
+    match dial(ep, addr, expected).await {
+        Ok(conn) => {
+            *slot = Slot::Ready(conn.clone());
+            drop(slot);
+            tokio::spawn(serve::serve_connection(ep.clone(), conn.clone()));
+            check_expected(&conn, addr, expected)
+        }
+        Err(reason) => {
+            *slot = Slot::Failed {
+                at: Instant::now(),
+                reason: reason.clone(),
+            };
+            Err(ConnectError::Unreachable { addr, reason })
+        }
+    }
+}
+
+fn check_expected(
+    conn: &PeerConnection,
+    addr: SocketAddr,
+    expected: Option<&Name>,
+) -> Result<PeerConnection, ConnectError> {
+    match expected {
+        Some(name) if &conn.peer.id.name != name => Err(ConnectError::WrongPeer {
+            addr,
+            expected: name.clone(),
+            found: conn.peer.id.to_string(),
+        }),
+        _ => Ok(conn.clone()),
+    }
+}
+
+async fn dial(
+    ep: &MeshEndpoint,
+    addr: SocketAddr,
+    expected: Option<&Name>,
+) -> Result<PeerConnection, String> {
+    let inner = &ep.inner;
+    let td = inner.tls.identity().trust_domain.clone();
+    // With an expected name the verifier checks it during the handshake; a seed's name is not
+    // known yet, and any node of the mesh may answer there.
+    let server_name = match expected {
+        Some(name) => td.node_dns_name(name),
+        None => "peer.invalid".to_owned(),
+    };
+    let connecting = inner
+        .endpoint
+        .connect_with(inner.client_config.clone(), addr, &server_name)
+        .map_err(|e| e.to_string())?;
+    let conn = tokio::time::timeout(inner.settings.connect_timeout, connecting)
+        .await
+        .map_err(|_| "handshake timed out".to_owned())?
+        .map_err(|e| e.to_string())?;
+    PeerConnection::new(conn)
+}

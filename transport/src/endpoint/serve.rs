@@ -1,0 +1,166 @@
+//! Accepting connections and dispatching the streams peers open.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use quinn::{RecvStream, SendStream, VarInt};
+use tokio::io::AsyncReadExt;
+use tracing::{debug, info};
+
+use super::peers::PeerConnection;
+use super::{GossipDatagram, InboundStream, MeshEndpoint};
+use crate::identity::Role;
+use crate::wire::{MAX_GOSSIP_FRAME, StreamKind, decode_gossip, read_header};
+
+/// A stream must say what it is within this time, or it is dropped: idle streams cannot pile up.
+const PREFACE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Application error codes on streams and connections.
+pub(super) mod codes {
+    use quinn::VarInt;
+    /// The stream's preface or header was malformed, or arrived too late.
+    pub(crate) const BAD_PREFACE: VarInt = VarInt::from_u32(0x10);
+    /// The peer's role may not open this kind of stream.
+    pub(crate) const FORBIDDEN: VarInt = VarInt::from_u32(0x11);
+    /// The node is not ready to serve streams yet.
+    pub(crate) const NOT_READY: VarInt = VarInt::from_u32(0x12);
+}
+
+pub(super) async fn accept_loop(ep: MeshEndpoint) {
+    while let Some(incoming) = ep.inner.endpoint.accept().await {
+        let ep = ep.clone();
+        tokio::spawn(async move {
+            let remote = incoming.remote_address();
+            let conn = match incoming.accept() {
+                Ok(connecting) => {
+                    tokio::time::timeout(ep.inner.settings.connect_timeout, connecting).await
+                }
+                Err(e) => Ok(Err(e)),
+            };
+            let conn = match conn {
+                Ok(Ok(conn)) => conn,
+                Ok(Err(e)) => return refused(&ep, remote, &e.to_string()),
+                Err(_) => return refused(&ep, remote, "handshake timed out"),
+            };
+            match PeerConnection::new(conn) {
+                Ok(peer) => {
+                    debug!(%remote, peer = %peer.identity().id, "peer connected");
+                    serve_connection(ep, peer).await;
+                }
+                Err(e) => refused(&ep, remote, &e),
+            }
+        });
+    }
+}
+
+fn refused(ep: &MeshEndpoint, remote: std::net::SocketAddr, reason: &str) {
+    ep.inner
+        .counters
+        .handshakes_refused
+        .fetch_add(1, Ordering::Relaxed);
+    info!(%remote, %reason, "connection refused");
+}
+
+/// Serves the streams a peer opens on `conn` until it closes.
+pub(super) async fn serve_connection(ep: MeshEndpoint, conn: PeerConnection) {
+    let uni = {
+        let (ep, conn) = (ep.clone(), conn.clone());
+        async move {
+            while let Ok(recv) = conn.connection().accept_uni().await {
+                tokio::spawn(handle_uni(ep.clone(), conn.clone(), recv));
+            }
+        }
+    };
+    let bi = async move {
+        while let Ok((send, recv)) = conn.connection().accept_bi().await {
+            tokio::spawn(handle_bi(ep.clone(), conn.clone(), send, recv));
+        }
+    };
+    tokio::join!(uni, bi);
+}
+
+async fn handle_uni(ep: MeshEndpoint, conn: PeerConnection, mut recv: RecvStream) {
+    let read = async {
+        let kind = recv.read_u8().await.ok()?;
+        if StreamKind::from_byte(kind) != Some(StreamKind::Gossip) {
+            return None;
+        }
+        recv.read_to_end(MAX_GOSSIP_FRAME).await.ok()
+    };
+    let Ok(Some(bytes)) = tokio::time::timeout(PREFACE_TIMEOUT, read).await else {
+        let _ = recv.stop(codes::BAD_PREFACE);
+        return;
+    };
+    let peer = conn.identity();
+    if peer.id.role != Role::Node {
+        return;
+    }
+    let frame = match decode_gossip(&bytes) {
+        Ok(frame) => frame,
+        Err(e) => {
+            debug!(peer = %peer.id, error = %e, "gossip frame dropped");
+            ep.inner
+                .counters
+                .gossip_malformed
+                .fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+    };
+    ep.inner.peers.adopt(frame.from, &conn);
+    let datagram = GossipDatagram {
+        from: frame.from,
+        sender: peer.id.name.clone(),
+        payload: frame.payload,
+    };
+    if ep.inner.gossip_tx.try_send(datagram).is_err() {
+        ep.inner
+            .counters
+            .gossip_dropped
+            .fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+async fn handle_bi(
+    ep: MeshEndpoint,
+    conn: PeerConnection,
+    mut send: SendStream,
+    mut recv: RecvStream,
+) {
+    let preface = async {
+        let kind = StreamKind::from_byte(recv.read_u8().await.ok()?)?;
+        let header = read_header(&mut recv).await.ok()?;
+        Some((kind, header))
+    };
+    let Ok(Some((kind, header))) = tokio::time::timeout(PREFACE_TIMEOUT, preface).await else {
+        reject(&mut send, &mut recv, codes::BAD_PREFACE);
+        return;
+    };
+    let peer = conn.identity().clone();
+    let allowed = match kind {
+        StreamKind::Gossip => false,
+        StreamKind::Http | StreamKind::Tcp => peer.id.role == Role::Node,
+        StreamKind::Control => true,
+    };
+    if !allowed {
+        reject(&mut send, &mut recv, codes::FORBIDDEN);
+        return;
+    }
+    let Some(handler) = ep.inner.handler.get() else {
+        reject(&mut send, &mut recv, codes::NOT_READY);
+        return;
+    };
+    handler.handle(InboundStream {
+        peer: Arc::clone(&peer),
+        remote: conn.remote_address(),
+        kind,
+        header,
+        send,
+        recv,
+    });
+}
+
+fn reject(send: &mut SendStream, recv: &mut RecvStream, code: VarInt) {
+    let _ = send.reset(code);
+    let _ = recv.stop(code);
+}

@@ -1,0 +1,89 @@
+//! A throw-away PKI for tests: a CA in a temporary directory and certificates issued on demand.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::certs::{CaInit, CaInitReport, IssueRequest, init_ca, issue};
+use crate::identity::{Name, Role, SpiffeId, TrustDomain};
+use crate::tls::{CredentialPaths, TlsState, load_material};
+
+/// A CA and the certificates issued from it, deleted when dropped.
+#[derive(Debug)]
+pub struct TestPki {
+    dir: tempfile::TempDir,
+    /// The CA files.
+    pub ca: CaInitReport,
+    /// Its trust domain.
+    pub trust_domain: TrustDomain,
+}
+
+impl TestPki {
+    /// A new CA for `trust_domain`.
+    pub fn new(trust_domain: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+        let trust_domain = TrustDomain::parse(trust_domain).unwrap_or_else(|e| panic!("{e}"));
+        let ca = init_ca(&CaInit {
+            dir: dir.path().join("ca"),
+            trust_domain: trust_domain.clone(),
+            days: 30,
+            operator: name("admin"),
+            force: false,
+        })
+        .unwrap_or_else(|e| panic!("ca init: {e}"));
+        Self {
+            dir,
+            ca,
+            trust_domain,
+        }
+    }
+
+    /// The directory everything lives in.
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The CA directory (for `issue`).
+    pub fn ca_dir(&self) -> PathBuf {
+        self.dir.path().join("ca")
+    }
+
+    /// Issues (or re-issues, replacing the files) a certificate and returns its paths.
+    pub fn issue(&self, role: Role, node: &str, services: &[&str]) -> CredentialPaths {
+        let out_dir = self.dir.path().join("issued");
+        let files = issue(&IssueRequest {
+            ca_dir: self.ca_dir(),
+            role,
+            name: name(node),
+            services: services.iter().map(|s| name(s)).collect(),
+            days: 30,
+            out_dir,
+            force: true,
+        })
+        .unwrap_or_else(|e| panic!("issue {node}: {e}"));
+        CredentialPaths {
+            cert: files.cert,
+            key: files.key,
+            bundle: self.ca.ca_cert.clone(),
+        }
+    }
+
+    /// A node certificate's paths.
+    pub fn node(&self, node: &str, services: &[&str]) -> CredentialPaths {
+        self.issue(Role::Node, node, services)
+    }
+
+    /// Live TLS state for `paths` claiming identity `role`/`node`.
+    pub fn tls(&self, paths: &CredentialPaths, role: Role, node: &str) -> Arc<TlsState> {
+        let id = SpiffeId {
+            trust_domain: self.trust_domain.clone(),
+            role,
+            name: name(node),
+        };
+        let material = load_material(paths, &self.trust_domain).unwrap_or_else(|e| panic!("{e}"));
+        TlsState::new(id, material).unwrap_or_else(|e| panic!("{e}"))
+    }
+}
+
+fn name(s: &str) -> Name {
+    Name::parse("name", s).unwrap_or_else(|e| panic!("{e}"))
+}

@@ -1,0 +1,68 @@
+//! Mutual TLS for QUIC with a single crypto provider (*ring*).
+//!
+//! Every connection is verified both ways against the trust bundle (which may hold several CAs so
+//! that a CA can be rotated without downtime), and the peer's SPIFFE ID is checked: servers must
+//! be nodes, clients nodes or operators of our trust domain. Credentials and bundle live in a
+//! [`TlsState`] that can be swapped at run time; every new handshake sees the new files.
+//!
+//! Session resumption and 0-RTT are off: a resumed session would skip the chain check against a
+//! bundle that may have changed since, and nothing is processed before the client certificate is
+//! verified.
+
+mod bundle;
+mod reload;
+mod state;
+mod verify;
+
+use std::sync::Arc;
+
+pub use bundle::{TrustBundle, Usage};
+pub use reload::{CredentialPaths, CredentialWatcher, load_material};
+pub use state::{Material, TlsState};
+pub(crate) use verify::CurrentCert;
+pub use verify::{MeshClientVerifier, MeshServerVerifier};
+
+use crate::certs::CertError;
+use crate::identity::SpiffeId;
+
+/// ALPN protocol spoken between nodes. A peer speaking anything else fails the handshake.
+pub const ALPN: &[u8] = b"murmur/1";
+
+/// The one crypto provider of the tree.
+pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// Why credentials or a peer's certificate were refused.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TlsError {
+    /// Reading or parsing a certificate or key failed.
+    #[error(transparent)]
+    Cert(#[from] CertError),
+    /// The chain does not verify against the trust bundle.
+    #[error("certificate does not verify against the trust bundle: {0}")]
+    Chain(webpki::Error),
+    /// The certificate belongs to another trust domain.
+    #[error("certificate is for trust domain {found}, this mesh is {expected}")]
+    TrustDomain {
+        /// The mesh's trust domain.
+        expected: String,
+        /// The certificate's.
+        found: String,
+    },
+    /// The certificate does not carry the identity it must.
+    #[error("certificate identity {found} is not {expected}")]
+    WrongIdentity {
+        /// What was required.
+        expected: String,
+        /// What the certificate says.
+        found: SpiffeId,
+    },
+    /// The private key does not belong to the certificate, or cannot sign.
+    #[error("private key {0}")]
+    Key(String),
+    /// rustls refused the configuration.
+    #[error("TLS configuration: {0}")]
+    Config(#[from] rustls::Error),
+}

@@ -1,0 +1,201 @@
+//! rustls verifiers and certificate resolvers backed by the live [`TlsState`].
+
+use std::sync::Arc;
+
+use rustls::client::ResolvesClientCert;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+use rustls::{
+    CertificateError, DigitallySignedStruct, DistinguishedName, OtherError, SignatureScheme,
+};
+use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
+
+use super::{TlsError, TlsState, Usage};
+use crate::identity::Role;
+
+/// Verifies servers: the chain must verify against the bundle and name a node of our trust
+/// domain; when the client dialled `<name>.node.<td>`, the node must be `<name>`.
+#[derive(Debug)]
+pub struct MeshServerVerifier(pub Arc<TlsState>);
+
+/// Verifies clients: nodes and operators of our trust domain.
+#[derive(Debug)]
+pub struct MeshClientVerifier(pub Arc<TlsState>);
+
+/// Serves our current certificate.
+#[derive(Debug)]
+pub(crate) struct CurrentCert(pub(crate) Arc<TlsState>);
+
+impl ServerCertVerifier for MeshServerVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let chain = chain_of(end_entity, intermediates);
+        let bundle = &self.0.snapshot().bundle;
+        let info = bundle
+            .verify(&chain, Usage::Server, now)
+            .map_err(to_rustls)?;
+        if info.id.role != Role::Node {
+            return Err(other(format!("{} is not a node", info.id)));
+        }
+        let suffix = format!(".node.{}", bundle.trust_domain());
+        if let ServerName::DnsName(dns) = server_name
+            && let Some(expected) = dns.as_ref().strip_suffix(&suffix)
+            && info.id.name.as_str() != expected
+        {
+            return Err(rustls::Error::InvalidCertificate(
+                CertificateError::NotValidForName,
+            ));
+        }
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.crypto().signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.crypto().signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0
+            .crypto()
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+impl ClientCertVerifier for MeshClientVerifier {
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        &[]
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        let chain = chain_of(end_entity, intermediates);
+        self.0
+            .snapshot()
+            .bundle
+            .verify(&chain, Usage::Client, now)
+            .map_err(to_rustls)?;
+        Ok(ClientCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.crypto().signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.crypto().signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0
+            .crypto()
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+impl ResolvesServerCert for CurrentCert {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.0.snapshot().certified.clone())
+    }
+}
+
+impl ResolvesClientCert for CurrentCert {
+    fn resolve(
+        &self,
+        _root_hint_subjects: &[&[u8]],
+        _sigschemes: &[SignatureScheme],
+    ) -> Option<Arc<CertifiedKey>> {
+        Some(self.0.snapshot().certified.clone())
+    }
+
+    fn has_certs(&self) -> bool {
+        true
+    }
+}
+
+fn chain_of(
+    end_entity: &CertificateDer<'_>,
+    intermediates: &[CertificateDer<'_>],
+) -> Vec<CertificateDer<'static>> {
+    std::iter::once(end_entity)
+        .chain(intermediates)
+        .map(|c| c.clone().into_owned())
+        .collect()
+}
+
+fn other(msg: String) -> rustls::Error {
+    let err: Box<dyn std::error::Error + Send + Sync> = msg.into();
+    rustls::Error::InvalidCertificate(CertificateError::Other(OtherError(Arc::from(err))))
+}
+
+/// Maps our verification errors to the TLS alerts a peer should see.
+fn to_rustls(e: TlsError) -> rustls::Error {
+    let cert_err = match &e {
+        TlsError::Chain(w) => match w {
+            webpki::Error::UnknownIssuer => CertificateError::UnknownIssuer,
+            webpki::Error::CertExpired { .. } => CertificateError::Expired,
+            webpki::Error::CertNotValidYet { .. } => CertificateError::NotValidYet,
+            webpki::Error::InvalidSignatureForPublicKey => CertificateError::BadSignature,
+            webpki::Error::RequiredEkuNotFoundContext(_) => CertificateError::InvalidPurpose,
+            _ => return other(e.to_string()),
+        },
+        _ => return other(e.to_string()),
+    };
+    rustls::Error::InvalidCertificate(cert_err)
+}

@@ -1,0 +1,293 @@
+//! What travels at the start of every QUIC stream between nodes.
+//!
+//! A stream opens with one byte saying what it carries ([`StreamKind`]). Gossip streams are
+//! unidirectional and hold exactly one [`GossipFrame`]. Bidirectional streams continue with a
+//! length-prefixed [`StreamHeader`]; what follows belongs to the layer that asked for the stream.
+//!
+//! Everything is postcard with an explicit version as the first field, so a receiver can refuse
+//! a version it does not speak with a clear error instead of misreading it. Every read is
+//! bounded before anything is decoded.
+
+use std::net::SocketAddr;
+
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+/// Version of every envelope defined here.
+pub const WIRE_VERSION: u16 = 1;
+/// Largest [`StreamHeader`] accepted, encoded.
+pub const MAX_HEADER_BYTES: usize = 8 * 1024;
+/// Largest gossip message: chitchat's own datagram limit.
+pub const MAX_GOSSIP_PAYLOAD: usize = 65_507;
+/// Largest encoded [`GossipFrame`]: the payload plus room for the envelope.
+pub const MAX_GOSSIP_FRAME: usize = MAX_GOSSIP_PAYLOAD + 256;
+
+/// What a stream carries; its first byte.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[repr(u8)]
+pub enum StreamKind {
+    /// One gossip message (unidirectional stream).
+    Gossip = 1,
+    /// One proxied HTTP request and its response.
+    Http = 2,
+    /// One proxied TCP connection.
+    Tcp = 3,
+    /// An operator or node control request (policy, drain, ...).
+    Control = 4,
+}
+
+impl StreamKind {
+    /// Decodes the first byte of a stream.
+    pub fn from_byte(b: u8) -> Option<Self> {
+        match b {
+            1 => Some(Self::Gossip),
+            2 => Some(Self::Http),
+            3 => Some(Self::Tcp),
+            4 => Some(Self::Control),
+            _ => None,
+        }
+    }
+}
+
+/// One gossip message and the address its sender advertises (chitchat replies there).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GossipFrame {
+    /// [`WIRE_VERSION`].
+    pub version: u16,
+    /// The sender's advertised mesh address.
+    pub from: SocketAddr,
+    /// A chitchat message as chitchat encodes it.
+    pub payload: Vec<u8>,
+}
+
+/// The header of a bidirectional stream.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamHeader {
+    /// [`WIRE_VERSION`].
+    pub version: u16,
+    /// Service the stream is for (empty for control streams).
+    pub service: String,
+    /// Time left for the whole exchange, in milliseconds; the receiver stops work after it.
+    pub deadline_ms: Option<u32>,
+    /// W3C `traceparent` of the caller's span.
+    pub traceparent: Option<String>,
+    /// Free-form attributes for the layer above (route name, caller service, ...).
+    pub attrs: Vec<(String, String)>,
+}
+
+impl StreamHeader {
+    /// A header for `service` with the current version.
+    pub fn new(service: impl Into<String>) -> Self {
+        Self {
+            version: WIRE_VERSION,
+            service: service.into(),
+            ..Self::default()
+        }
+    }
+
+    /// The value of attribute `key`.
+    pub fn attr(&self, key: &str) -> Option<&str> {
+        self.attrs
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Why a stream's envelope was refused.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum WireError {
+    /// The stream ended or failed while reading.
+    #[error("stream read failed: {0}")]
+    Io(#[from] std::io::Error),
+    /// A length above the limit for this envelope.
+    #[error("{what} of {len} bytes exceeds the {max}-byte limit")]
+    TooLarge {
+        /// Which envelope.
+        what: &'static str,
+        /// The announced or received length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// A version this node does not speak.
+    #[error("wire version {0} is not supported (this node speaks {WIRE_VERSION})")]
+    Version(u16),
+    /// Bytes that do not decode.
+    #[error("malformed {what}: {source}")]
+    Decode {
+        /// Which envelope.
+        what: &'static str,
+        /// The decoder's error.
+        source: postcard::Error,
+    },
+    /// Unknown stream kind byte.
+    #[error("unknown stream kind {0}")]
+    Kind(u8),
+}
+
+#[derive(Deserialize)]
+struct VersionPrefix {
+    version: u16,
+}
+
+/// Decodes a versioned postcard envelope, refusing other versions and trailing bytes.
+pub fn decode_versioned<T: serde::de::DeserializeOwned>(
+    what: &'static str,
+    bytes: &[u8],
+) -> Result<T, WireError> {
+    let (prefix, _) = postcard::take_from_bytes::<VersionPrefix>(bytes)
+        .map_err(|source| WireError::Decode { what, source })?;
+    if prefix.version != WIRE_VERSION {
+        return Err(WireError::Version(prefix.version));
+    }
+    let (value, rest) =
+        postcard::take_from_bytes(bytes).map_err(|source| WireError::Decode { what, source })?;
+    if !rest.is_empty() {
+        return Err(WireError::Decode {
+            what,
+            source: postcard::Error::DeserializeBadEncoding,
+        });
+    }
+    Ok(value)
+}
+
+/// Encodes a [`GossipFrame`] (without the kind byte).
+pub fn encode_gossip(frame: &GossipFrame) -> Result<Vec<u8>, WireError> {
+    let mut out = vec![StreamKind::Gossip as u8];
+    postcard::to_io(frame, &mut out).map_err(|source| WireError::Decode {
+        what: "gossip frame",
+        source,
+    })?;
+    if out.len() > MAX_GOSSIP_FRAME + 1 {
+        return Err(WireError::TooLarge {
+            what: "gossip frame",
+            len: out.len(),
+            max: MAX_GOSSIP_FRAME,
+        });
+    }
+    Ok(out)
+}
+
+/// Decodes a [`GossipFrame`] (the bytes after the kind byte, already bounded by the reader).
+pub fn decode_gossip(bytes: &[u8]) -> Result<GossipFrame, WireError> {
+    if bytes.len() > MAX_GOSSIP_FRAME {
+        return Err(WireError::TooLarge {
+            what: "gossip frame",
+            len: bytes.len(),
+            max: MAX_GOSSIP_FRAME,
+        });
+    }
+    let frame: GossipFrame = decode_versioned("gossip frame", bytes)?;
+    if frame.payload.len() > MAX_GOSSIP_PAYLOAD {
+        return Err(WireError::TooLarge {
+            what: "gossip payload",
+            len: frame.payload.len(),
+            max: MAX_GOSSIP_PAYLOAD,
+        });
+    }
+    Ok(frame)
+}
+
+/// Writes the kind byte and a length-prefixed header.
+pub async fn write_header<W: AsyncWrite + Unpin>(
+    w: &mut W,
+    kind: StreamKind,
+    header: &StreamHeader,
+) -> Result<(), WireError> {
+    let body = postcard::to_stdvec(header).map_err(|source| WireError::Decode {
+        what: "stream header",
+        source,
+    })?;
+    let len = u16::try_from(body.len())
+        .ok()
+        .filter(|l| usize::from(*l) <= MAX_HEADER_BYTES)
+        .ok_or(WireError::TooLarge {
+            what: "stream header",
+            len: body.len(),
+            max: MAX_HEADER_BYTES,
+        })?;
+    let mut buf = Vec::with_capacity(3 + body.len());
+    buf.push(kind as u8);
+    buf.extend_from_slice(&len.to_be_bytes());
+    buf.extend_from_slice(&body);
+    w.write_all(&buf).await?;
+    Ok(())
+}
+
+/// Reads a length-prefixed header (after the kind byte), refusing anything over
+/// [`MAX_HEADER_BYTES`] before reading it.
+pub async fn read_header<R: AsyncRead + Unpin>(r: &mut R) -> Result<StreamHeader, WireError> {
+    let len = usize::from(r.read_u16().await?);
+    if len > MAX_HEADER_BYTES {
+        return Err(WireError::TooLarge {
+            what: "stream header",
+            len,
+            max: MAX_HEADER_BYTES,
+        });
+    }
+    let mut body = vec![0u8; len];
+    r.read_exact(&mut body).await?;
+    decode_versioned("stream header", &body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn headers_round_trip_and_refuse_bad_input() {
+        let mut h = StreamHeader::new("web");
+        h.deadline_ms = Some(1500);
+        h.attrs.push(("route".into(), "r1".into()));
+        let mut buf = Vec::new();
+        write_header(&mut buf, StreamKind::Http, &h).await.unwrap();
+        assert_eq!(StreamKind::from_byte(buf[0]), Some(StreamKind::Http));
+        let back = read_header(&mut &buf[1..]).await.unwrap();
+        assert_eq!(back, h);
+        assert_eq!(back.attr("route"), Some("r1"));
+
+        // Oversized length prefix: refused before reading the body.
+        let huge = [0xff, 0xff];
+        assert!(matches!(
+            read_header(&mut &huge[..]).await,
+            Err(WireError::TooLarge { .. })
+        ));
+        // Truncated body.
+        assert!(read_header(&mut &buf[1..buf.len() - 1]).await.is_err());
+    }
+
+    #[test]
+    fn other_versions_are_refused() {
+        let mut h = StreamHeader::new("x");
+        h.version = 9;
+        let bytes = postcard::to_stdvec(&h).unwrap();
+        assert!(matches!(
+            decode_versioned::<StreamHeader>("h", &bytes),
+            Err(WireError::Version(9))
+        ));
+    }
+
+    #[test]
+    fn gossip_frames_round_trip_and_trailing_bytes_are_refused() {
+        let frame = GossipFrame {
+            version: WIRE_VERSION,
+            from: "127.0.0.2:7420".parse().unwrap(),
+            payload: vec![1, 2, 3],
+        };
+        let bytes = encode_gossip(&frame).unwrap();
+        assert_eq!(decode_gossip(&bytes[1..]).unwrap(), frame);
+        let mut longer = bytes[1..].to_vec();
+        longer.push(0);
+        assert!(decode_gossip(&longer).is_err());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn decoding_arbitrary_bytes_never_panics(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..512)) {
+            let _ = decode_gossip(&bytes);
+            let _ = decode_versioned::<StreamHeader>("h", &bytes);
+        }
+    }
+}
