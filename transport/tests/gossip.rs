@@ -1,5 +1,8 @@
 //! chitchat runs over the QUIC endpoint: nodes converge, strangers learn nothing.
 
+// Test helpers may panic: a panic is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 

@@ -1,5 +1,8 @@
 //! The QUIC endpoint admits only verified mesh identities and streams carry typed headers.
 
+// Test helpers may panic: a panic is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;

@@ -276,7 +276,7 @@ mod tests {
         let td = TrustDomain::parse("test.mesh").unwrap();
         let report = init_ca(&CaInit {
             dir: ca_dir.clone(),
-            trust_domain: td.clone(),
+            trust_domain: td,
             days: 10,
             operator: name("alice"),
             force: false,
@@ -286,7 +286,7 @@ mod tests {
         assert_eq!(op.id.to_string(), "spiffe://test.mesh/operator/alice");
 
         let issued = issue(&IssueRequest {
-            ca_dir: ca_dir.clone(),
+            ca_dir,
             role: Role::Node,
             name: name("web-1"),
             services: vec![name("web"), name("api")],
