@@ -1,0 +1,296 @@
+//! The cluster as a node sees it: members deduplicated by name, and the endpoints of every
+//! service. Built by a pure function from a snapshot of the gossip state, so the rules (which
+//! generation wins, what counts as gone) are tested without any network.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+
+use serde::{Deserialize, Serialize};
+use tracing::debug;
+
+use crate::records::{
+    self, Health, NODE_KEY, NodeRecord, NodeStatus, Protocol, SERVICE_PREFIX, ServiceRecord,
+};
+
+/// How a member is doing, as far as this node knows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MemberState {
+    /// Heard from recently and serving.
+    Alive,
+    /// Alive, finishing its work; gets no new traffic.
+    Draining,
+    /// Left on purpose.
+    Left,
+    /// Not heard from: the failure detector gave up on it.
+    Dead,
+}
+
+/// One member of the mesh.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    /// Node name.
+    pub name: String,
+    /// Incarnation (start time in ms); a restart is a new generation.
+    pub generation: u64,
+    /// Advertised QUIC address.
+    pub mesh_addr: SocketAddr,
+    /// Admin API address, if published.
+    pub admin_addr: Option<SocketAddr>,
+    /// Labels.
+    pub labels: BTreeMap<String, String>,
+    /// State.
+    pub state: MemberState,
+    /// Services it serves.
+    pub services: Vec<String>,
+    /// Known only from the persisted view, not (yet) from gossip.
+    pub stale: bool,
+}
+
+/// One instance of a service.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Endpoint {
+    /// Service name.
+    pub service: String,
+    /// Node serving it.
+    pub node: String,
+    /// That node's QUIC address.
+    pub mesh_addr: SocketAddr,
+    /// Protocol.
+    pub protocol: Protocol,
+    /// Labels of the instance.
+    pub labels: BTreeMap<String, String>,
+    /// Load-balancing weight.
+    pub weight: u32,
+    /// Health from the serving node's checks.
+    pub health: Health,
+    /// The node is draining.
+    pub draining: bool,
+    /// Known only from the persisted view.
+    pub stale: bool,
+}
+
+impl Endpoint {
+    /// Whether new requests may go here.
+    pub fn accepts_new_traffic(&self) -> bool {
+        !self.draining && self.health != Health::Critical
+    }
+}
+
+/// The cluster as this node sees it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterView {
+    /// This node's name.
+    pub self_name: String,
+    /// Members by name (one entry per name: the newest live incarnation).
+    pub members: BTreeMap<String, Member>,
+    /// Endpoints of alive and draining members, by service.
+    pub services: BTreeMap<String, Vec<Endpoint>>,
+    /// Some of this view comes from disk, not from gossip.
+    pub stale: bool,
+}
+
+impl ClusterView {
+    /// Endpoints of `service` (empty when unknown).
+    pub fn endpoints(&self, service: &str) -> &[Endpoint] {
+        self.services.get(service).map_or(&[], Vec::as_slice)
+    }
+
+    /// Members in a given state.
+    pub fn count(&self, state: MemberState) -> usize {
+        self.members.values().filter(|m| m.state == state).count()
+    }
+}
+
+/// What the gossip state says about one incarnation of a node.
+#[derive(Clone, Debug)]
+pub struct NodeSnapshot {
+    /// Node name (chitchat node id).
+    pub name: String,
+    /// Generation.
+    pub generation: u64,
+    /// Whether the failure detector considers it live.
+    pub live: bool,
+    /// Its keys and values (deleted keys excluded).
+    pub kvs: Vec<(String, String)>,
+}
+
+/// Builds the view from snapshots of every known incarnation.
+pub fn build(self_name: &str, nodes: &[NodeSnapshot]) -> ClusterView {
+    let mut newest: BTreeMap<&str, &NodeSnapshot> = BTreeMap::new();
+    for n in nodes {
+        let better = match newest.get(n.name.as_str()) {
+            None => true,
+            // A live incarnation beats a dead one; among equals, the later generation wins.
+            Some(cur) => (n.live, n.generation) > (cur.live, cur.generation),
+        };
+        if better {
+            newest.insert(&n.name, n);
+        }
+    }
+    let mut view = ClusterView {
+        self_name: self_name.to_owned(),
+        ..ClusterView::default()
+    };
+    for snap in newest.values() {
+        if let Some((member, endpoints)) = member_of(snap) {
+            for e in endpoints {
+                view.services.entry(e.service.clone()).or_default().push(e);
+            }
+            view.members.insert(member.name.clone(), member);
+        }
+    }
+    view
+}
+
+fn member_of(snap: &NodeSnapshot) -> Option<(Member, Vec<Endpoint>)> {
+    let value = snap.kvs.iter().find(|(k, _)| k == NODE_KEY)?;
+    let record: NodeRecord = records::decode(&value.1)
+        .map_err(|e| debug!(node = %snap.name, error = %e, "node record ignored"))
+        .ok()?;
+    if record.name != snap.name {
+        debug!(node = %snap.name, claimed = %record.name, "node record names another node");
+        return None;
+    }
+    let state = match (record.status, snap.live) {
+        (NodeStatus::Left, _) => MemberState::Left,
+        (_, false) => MemberState::Dead,
+        (NodeStatus::Draining, true) => MemberState::Draining,
+        (NodeStatus::Serving, true) => MemberState::Alive,
+    };
+    let suffix = format!("/{}", snap.name);
+    let mut endpoints = Vec::new();
+    for (key, value) in &snap.kvs {
+        let Some(service) = key
+            .strip_prefix(SERVICE_PREFIX)
+            .and_then(|rest| rest.strip_suffix(&suffix))
+        else {
+            continue;
+        };
+        let Ok(rec) = records::decode::<ServiceRecord>(value) else {
+            debug!(node = %snap.name, %key, "service record ignored");
+            continue;
+        };
+        endpoints.push(Endpoint {
+            service: service.to_owned(),
+            node: snap.name.clone(),
+            mesh_addr: record.mesh_addr,
+            protocol: rec.protocol,
+            labels: rec.labels,
+            weight: rec.weight,
+            health: rec.health,
+            draining: state == MemberState::Draining,
+            stale: false,
+        });
+    }
+    let member = Member {
+        name: record.name,
+        generation: snap.generation,
+        mesh_addr: record.mesh_addr,
+        admin_addr: record.admin_addr,
+        labels: record.labels,
+        state,
+        services: endpoints.iter().map(|e| e.service.clone()).collect(),
+        stale: false,
+    };
+    let routable = matches!(state, MemberState::Alive | MemberState::Draining);
+    Some((member, if routable { endpoints } else { Vec::new() }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::records::{RECORD_VERSION, encode, service_key};
+
+    fn snap(
+        name: &str,
+        generation: u64,
+        live: bool,
+        status: NodeStatus,
+        services: &[&str],
+    ) -> NodeSnapshot {
+        let record = NodeRecord {
+            version: RECORD_VERSION,
+            name: name.into(),
+            mesh_addr: format!("127.0.0.{}:7420", generation % 250 + 1)
+                .parse()
+                .unwrap(),
+            admin_addr: None,
+            labels: BTreeMap::new(),
+            status,
+        };
+        let mut kvs = vec![(NODE_KEY.to_string(), encode(&record).unwrap())];
+        for s in services {
+            let rec = ServiceRecord {
+                version: RECORD_VERSION,
+                protocol: Protocol::Http,
+                labels: BTreeMap::new(),
+                weight: 1,
+                health: Health::Passing,
+            };
+            kvs.push((service_key(s, name), encode(&rec).unwrap()));
+        }
+        NodeSnapshot {
+            name: name.into(),
+            generation,
+            live,
+            kvs,
+        }
+    }
+
+    #[test]
+    fn newest_live_generation_wins_and_old_ones_never_show() {
+        let nodes = [
+            snap("a", 1, false, NodeStatus::Serving, &["web"]),
+            snap("a", 3, true, NodeStatus::Serving, &["web"]),
+            snap("a", 2, true, NodeStatus::Serving, &[]),
+        ];
+        let v = build("x", &nodes);
+        assert_eq!(v.members.len(), 1);
+        assert_eq!(v.members["a"].generation, 3);
+        assert_eq!(v.members["a"].state, MemberState::Alive);
+        assert_eq!(v.endpoints("web").len(), 1);
+    }
+
+    #[test]
+    fn a_live_older_generation_beats_a_dead_newer_one() {
+        let nodes = [
+            snap("a", 5, false, NodeStatus::Serving, &["web"]),
+            snap("a", 4, true, NodeStatus::Serving, &["web"]),
+        ];
+        assert_eq!(build("x", &nodes).members["a"].generation, 4);
+    }
+
+    #[test]
+    fn dead_and_left_members_have_no_endpoints_and_draining_ones_take_no_new_traffic() {
+        let nodes = [
+            snap("dead", 1, false, NodeStatus::Serving, &["web"]),
+            snap("left", 1, true, NodeStatus::Left, &["web"]),
+            snap("drain", 1, true, NodeStatus::Draining, &["web"]),
+            snap("ok", 1, true, NodeStatus::Serving, &["web"]),
+        ];
+        let v = build("x", &nodes);
+        assert_eq!(v.members["dead"].state, MemberState::Dead);
+        assert_eq!(v.members["left"].state, MemberState::Left);
+        let eps: Vec<_> = v
+            .endpoints("web")
+            .iter()
+            .map(|e| (e.node.as_str(), e.accepts_new_traffic()))
+            .collect();
+        assert_eq!(eps, [("drain", false), ("ok", true)]);
+    }
+
+    #[test]
+    fn records_that_lie_about_their_node_or_do_not_decode_are_ignored() {
+        let mut liar = snap("a", 1, true, NodeStatus::Serving, &[]);
+        liar.name = "b".into();
+        let mut garbage = snap("c", 1, true, NodeStatus::Serving, &["web"]);
+        garbage.kvs.push((service_key("api", "c"), "%%%".into()));
+        garbage
+            .kvs
+            .push((service_key("other", "zzz"), garbage.kvs[1].1.clone()));
+        let v = build("x", &[liar, garbage]);
+        assert!(!v.members.contains_key("b"));
+        assert_eq!(v.members["c"].services, ["web"]);
+    }
+}
