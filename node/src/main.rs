@@ -1,2 +1,13 @@
-//! placeholder
-fn main() {}
+//! `murmur`: the Murmuration node and its command-line tools.
+
+mod admin;
+mod cli;
+mod client;
+mod config;
+mod logging;
+mod node;
+mod signals;
+
+fn main() -> std::process::ExitCode {
+    cli::main()
+}

@@ -1,0 +1,68 @@
+//! The admin HTTP API (JSON), on loopback by default. The CLI is a client of it.
+//!
+//! | method | path | answer |
+//! |---|---|---|
+//! | GET | `/healthz` | `ok` while the process runs |
+//! | GET | `/v1/members[?all=true]` | members as this node sees them ([`members::MembersResponse`]) |
+//! | GET | `/v1/status` | this node: identity, certificate, gossip counters ([`status::StatusResponse`]) |
+
+pub mod http;
+pub mod members;
+pub mod status;
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+use tracing::{debug, warn};
+
+use self::http::{Body, error, text};
+use crate::node::NodeContext;
+
+/// Serves the admin API on `listener` until the process ends.
+pub async fn serve(ctx: Arc<NodeContext>, listener: TcpListener) {
+    if let Ok(addr) = listener.local_addr()
+        && !addr.ip().is_loopback()
+    {
+        warn!(%addr, "the admin API is reachable from other hosts and has no authentication");
+    }
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                debug!(error = %e, "admin accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let ctx = ctx.clone();
+        tokio::spawn(async move {
+            let svc = service_fn(move |req| {
+                let ctx = ctx.clone();
+                async move { Ok::<_, Infallible>(route(&ctx, req).await) }
+            });
+            if let Err(e) = http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), svc)
+                .await
+            {
+                debug!(%peer, error = %e, "admin connection ended");
+            }
+        });
+    }
+}
+
+async fn route(ctx: &Arc<NodeContext>, req: Request<Incoming>) -> Response<Body> {
+    let path = req.uri().path().to_owned();
+    match (req.method().clone(), path.as_str()) {
+        (Method::GET, "/healthz") => text(200, "ok\n"),
+        (Method::GET, "/v1/members") => members::list(ctx, req.uri().query()),
+        (Method::GET, "/v1/status") => status::get(ctx),
+        (_, "/healthz" | "/v1/members" | "/v1/status") => error(405, "method not allowed"),
+        _ => error(404, &format!("no such endpoint: {path}")),
+    }
+}

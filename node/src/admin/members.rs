@@ -1,0 +1,82 @@
+//! `GET /v1/members`
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+
+use murmur_membership::MemberState;
+use serde::{Deserialize, Serialize};
+
+use super::http::{Body, flag, json};
+use crate::node::NodeContext;
+
+/// The answer of `GET /v1/members`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct MembersResponse {
+    /// The node that answered.
+    #[serde(rename = "self")]
+    pub self_name: String,
+    /// Whether part of the view comes from disk rather than gossip.
+    pub stale: bool,
+    /// Members, sorted by name.
+    pub members: Vec<MemberJson>,
+}
+
+/// One member.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct MemberJson {
+    /// Node name.
+    pub name: String,
+    /// QUIC address.
+    pub mesh_addr: SocketAddr,
+    /// Admin address, if published.
+    pub admin_addr: Option<SocketAddr>,
+    /// `alive`, `draining`, `left` or `dead`.
+    pub state: String,
+    /// Incarnation.
+    pub generation: u64,
+    /// Labels.
+    pub labels: BTreeMap<String, String>,
+    /// Services it serves.
+    pub services: Vec<String>,
+    /// Known only from the persisted view.
+    pub stale: bool,
+}
+
+/// Lists members; those that left only with `all=true`.
+pub fn list(ctx: &NodeContext, query: Option<&str>) -> hyper::Response<Body> {
+    let all = flag(query, "all");
+    let view = ctx.membership.view();
+    let members = view
+        .members
+        .values()
+        .filter(|m| all || m.state != MemberState::Left)
+        .map(|m| MemberJson {
+            name: m.name.clone(),
+            mesh_addr: m.mesh_addr,
+            admin_addr: m.admin_addr,
+            state: state_name(m.state).into(),
+            generation: m.generation,
+            labels: m.labels.clone(),
+            services: m.services.clone(),
+            stale: m.stale,
+        })
+        .collect();
+    json(
+        200,
+        &MembersResponse {
+            self_name: view.self_name.clone(),
+            stale: view.stale,
+            members,
+        },
+    )
+}
+
+/// The JSON name of a member state.
+pub fn state_name(s: MemberState) -> &'static str {
+    match s {
+        MemberState::Alive => "alive",
+        MemberState::Draining => "draining",
+        MemberState::Left => "left",
+        MemberState::Dead => "dead",
+    }
+}

@@ -1,0 +1,82 @@
+//! The command line: `murmur run` starts a node; the other commands are tools and clients of a
+//! running node's admin API.
+
+mod ca;
+mod cert;
+mod members;
+pub mod output;
+mod run;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::logging::{self, LogFormat};
+
+/// Exit code for a usage or configuration error (sysexits EX_USAGE).
+pub const EXIT_USAGE: u8 = 64;
+
+/// Murmuration: a service mesh with no control plane. Every service instance gets a node; nodes
+/// find each other by gossip and carry traffic over QUIC with mutual TLS.
+#[derive(Debug, Parser)]
+#[command(
+    name = "murmur",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
+pub struct Cli {
+    /// Log format: human-readable text or one JSON object per line. RUST_LOG sets the filter.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a node.
+    Run(Box<run::RunArgs>),
+    /// Create the mesh certificate authority.
+    #[command(subcommand)]
+    Ca(ca::CaCommand),
+    /// Issue and inspect node and operator certificates.
+    #[command(subcommand)]
+    Cert(cert::CertCommand),
+    /// List the members of the mesh as a node sees them.
+    Members(members::MembersArgs),
+}
+
+/// Parses the command line and runs the command.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    logging::init(cli.log_format);
+    let result = match cli.command {
+        Command::Run(args) => run::run(*args),
+        Command::Ca(cmd) => ca::run(cmd),
+        Command::Cert(cmd) => cert::run(cmd),
+        Command::Members(args) => members::run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(exit_code(&e))
+        }
+    }
+}
+
+fn exit_code(e: &anyhow::Error) -> u8 {
+    if e.downcast_ref::<crate::config::ConfigError>().is_some() {
+        EXIT_USAGE
+    } else {
+        1
+    }
+}
+
+/// A current-thread runtime for the client commands.
+pub fn client_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?)
+}

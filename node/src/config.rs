@@ -1,0 +1,12 @@
+//! Node configuration: a TOML file and command-line flags, parsed in two stages.
+//!
+//! Stage one ([`raw`]) is a serde image of the file with `deny_unknown_fields`, so a typo is an
+//! error that names the file, line and field. Stage two ([`typed`]) merges flags over the file,
+//! applies defaults and validates everything into a [`Config`] whose invalid states cannot be
+//! represented.
+
+pub mod duration;
+pub mod raw;
+pub mod typed;
+
+pub use typed::{Config, ConfigError, Overrides, ServiceConfig};

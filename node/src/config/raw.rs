@@ -1,0 +1,110 @@
+//! The configuration file as written: every field optional, unknown fields refused.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use murmur_membership::records::Protocol;
+use murmur_transport::identity::{Name, TrustDomain};
+use serde::Deserialize;
+
+use super::duration::HumanDuration;
+
+/// The whole file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    /// Node name (a DNS label; must match the certificate).
+    pub name: Option<Name>,
+    /// Trust domain (defaults to the one the CA names).
+    pub trust_domain: Option<TrustDomain>,
+    /// UDP address for QUIC (gossip and traffic).
+    pub listen: Option<SocketAddr>,
+    /// Address peers reach this node at.
+    pub advertise: Option<SocketAddr>,
+    /// Seed addresses, `host:port`.
+    pub seeds: Option<Vec<String>>,
+    /// Admin API address.
+    pub admin: Option<SocketAddr>,
+    /// Outbound HTTP proxy address.
+    pub outbound: Option<SocketAddr>,
+    /// State directory.
+    pub data_dir: Option<PathBuf>,
+    /// Node labels.
+    pub labels: Option<BTreeMap<String, String>>,
+    /// Runtime worker threads.
+    pub threads: Option<usize>,
+    /// TLS files.
+    pub tls: Option<RawTls>,
+    /// Gossip tuning.
+    pub gossip: Option<RawGossip>,
+    /// Local services this node serves.
+    #[serde(default, rename = "service")]
+    pub services: Vec<RawService>,
+    /// Local listeners for remote TCP services.
+    #[serde(default, rename = "upstream")]
+    pub upstreams: Vec<RawUpstream>,
+}
+
+/// `[tls]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    /// Trust bundle (one or more CA certificates).
+    pub ca: Option<PathBuf>,
+    /// Node certificate.
+    pub cert: Option<PathBuf>,
+    /// Node private key.
+    pub key: Option<PathBuf>,
+    /// How often certificate files are checked for changes.
+    pub reload_interval: Option<HumanDuration>,
+}
+
+/// `[gossip]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawGossip {
+    /// Nodes with different cluster ids ignore each other.
+    pub cluster_id: Option<String>,
+    /// Time between gossip rounds.
+    pub interval: Option<HumanDuration>,
+    /// Phi-accrual threshold.
+    pub phi_threshold: Option<f64>,
+    /// Heartbeat gaps longer than this are not learned from.
+    pub max_interval: Option<HumanDuration>,
+    /// How long dead members are remembered.
+    pub dead_node_grace: Option<HumanDuration>,
+    /// How long deleted keys are remembered.
+    pub tombstone_grace: Option<HumanDuration>,
+    /// How long persisted entries are served beside gossip after a restart.
+    pub fail_static_warmup: Option<HumanDuration>,
+}
+
+/// `[[service]]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawService {
+    /// Service name.
+    pub name: Name,
+    /// Address of the local instance.
+    pub address: SocketAddr,
+    /// `http`, `grpc` or `tcp`.
+    #[serde(default)]
+    pub protocol: Option<Protocol>,
+    /// Labels (version, zone, ...).
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// Load-balancing weight.
+    #[serde(default)]
+    pub weight: Option<u32>,
+}
+
+/// `[[upstream]]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUpstream {
+    /// Remote service.
+    pub service: Name,
+    /// Local TCP address to listen on.
+    pub listen: SocketAddr,
+}

@@ -1,0 +1,367 @@
+//! The validated configuration a node runs with, and how flags and file are merged into it.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use murmur_membership::GossipSettings;
+use murmur_membership::records::Protocol;
+use murmur_transport::certs::{ca_trust_domain, read_certs_pem};
+use murmur_transport::endpoint::QuicSettings;
+use murmur_transport::identity::{Name, TrustDomain};
+use murmur_transport::tls::CredentialPaths;
+
+use super::raw::{RawConfig, RawGossip};
+
+/// Default QUIC port.
+pub const DEFAULT_MESH_PORT: u16 = 7420;
+/// Default outbound proxy address.
+pub const DEFAULT_OUTBOUND: &str = "127.0.0.1:7421";
+/// Default admin API address.
+pub const DEFAULT_ADMIN: &str = "127.0.0.1:7422";
+
+/// A configuration problem, naming where it is and what to do.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("{path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid (syntax, unknown or ill-typed field); the message has the line.
+    #[error("{path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// toml's message, with line, column and field.
+        message: String,
+    },
+    /// A required setting is absent.
+    #[error("{field} is required: set `{field}` in the config file or pass --{flag}")]
+    Missing {
+        /// File field.
+        field: &'static str,
+        /// Flag name.
+        flag: &'static str,
+    },
+    /// A setting has an invalid value.
+    #[error("{field}: {message}")]
+    Invalid {
+        /// Which setting.
+        field: String,
+        /// What is wrong and how to fix it.
+        message: String,
+    },
+}
+
+/// Settings given as command-line flags; each overrides the file.
+#[derive(Clone, Debug, Default)]
+pub struct Overrides {
+    /// `--name`
+    pub name: Option<Name>,
+    /// `--trust-domain`
+    pub trust_domain: Option<TrustDomain>,
+    /// `--listen`
+    pub listen: Option<SocketAddr>,
+    /// `--advertise`
+    pub advertise: Option<SocketAddr>,
+    /// `--seed` (adds to the file's seeds)
+    pub seeds: Vec<String>,
+    /// `--admin`
+    pub admin: Option<SocketAddr>,
+    /// `--outbound`
+    pub outbound: Option<SocketAddr>,
+    /// `--data-dir`
+    pub data_dir: Option<PathBuf>,
+    /// `--ca`
+    pub ca: Option<PathBuf>,
+    /// `--cert`
+    pub cert: Option<PathBuf>,
+    /// `--key`
+    pub key: Option<PathBuf>,
+    /// `--threads`
+    pub threads: Option<usize>,
+}
+
+/// A local service instance this node serves.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServiceConfig {
+    /// Service name.
+    pub name: Name,
+    /// Local address of the instance.
+    pub address: SocketAddr,
+    /// Protocol.
+    pub protocol: Protocol,
+    /// Labels.
+    pub labels: BTreeMap<String, String>,
+    /// Weight.
+    pub weight: u32,
+}
+
+/// A local TCP listener for a remote service.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UpstreamConfig {
+    /// Remote service.
+    pub service: Name,
+    /// Local address.
+    pub listen: SocketAddr,
+}
+
+/// Everything a node runs with.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Node name.
+    pub name: Name,
+    /// Trust domain.
+    pub trust_domain: TrustDomain,
+    /// QUIC bind address.
+    pub listen: SocketAddr,
+    /// Advertised QUIC address (None: the bound one).
+    pub advertise: Option<SocketAddr>,
+    /// Seeds.
+    pub seeds: Vec<String>,
+    /// Admin API.
+    pub admin: SocketAddr,
+    /// Outbound HTTP proxy.
+    pub outbound: SocketAddr,
+    /// State directory.
+    pub data_dir: PathBuf,
+    /// Labels.
+    pub labels: BTreeMap<String, String>,
+    /// Worker threads (1: a single-threaded runtime).
+    pub threads: usize,
+    /// Credential files.
+    pub tls: CredentialPaths,
+    /// Credential poll interval.
+    pub reload_interval: Duration,
+    /// Gossip tuning.
+    pub gossip: GossipSettings,
+    /// Fail-static warm-up.
+    pub fail_static_warmup: Duration,
+    /// QUIC tuning.
+    pub quic: QuicSettings,
+    /// Local services.
+    pub services: Vec<ServiceConfig>,
+    /// Upstream listeners.
+    pub upstreams: Vec<UpstreamConfig>,
+}
+
+impl Config {
+    /// Reads `file` (if any) and applies `flags` over it.
+    pub fn load(file: Option<&Path>, flags: Overrides) -> Result<Self, ConfigError> {
+        let raw = match file {
+            Some(path) => parse_file(path)?,
+            None => RawConfig::default(),
+        };
+        // Relative paths in a file are relative to the file, as users expect.
+        let base = file.and_then(Path::parent).unwrap_or(Path::new(""));
+        Self::from_parts(raw, flags, base)
+    }
+
+    fn from_parts(raw: RawConfig, flags: Overrides, base: &Path) -> Result<Self, ConfigError> {
+        let name = flags.name.or(raw.name).ok_or(ConfigError::Missing {
+            field: "name",
+            flag: "name",
+        })?;
+        let tls_raw = raw.tls.unwrap_or_default();
+        let file_path = |p: Option<PathBuf>| p.map(|p| base.join(p));
+        let tls = CredentialPaths {
+            cert: flags
+                .cert
+                .or(file_path(tls_raw.cert))
+                .ok_or(ConfigError::Missing {
+                    field: "tls.cert",
+                    flag: "cert",
+                })?,
+            key: flags
+                .key
+                .or(file_path(tls_raw.key))
+                .ok_or(ConfigError::Missing {
+                    field: "tls.key",
+                    flag: "key",
+                })?,
+            bundle: flags
+                .ca
+                .or(file_path(tls_raw.ca))
+                .ok_or(ConfigError::Missing {
+                    field: "tls.ca",
+                    flag: "ca",
+                })?,
+        };
+        let trust_domain = match flags.trust_domain.or(raw.trust_domain) {
+            Some(td) => td,
+            None => trust_domain_of(&tls.bundle)?,
+        };
+        let listen = flags
+            .listen
+            .or(raw.listen)
+            .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], DEFAULT_MESH_PORT)));
+        let advertise = flags.advertise.or(raw.advertise);
+        if listen.ip().is_unspecified() && advertise.is_none() {
+            return Err(ConfigError::Invalid {
+                field: "listen".into(),
+                message: format!(
+                    "{listen} listens on every interface, so peers need to be told where to reach \
+                     this node: set `advertise` (or --advertise) to its address"
+                ),
+            });
+        }
+        let mut seeds = raw.seeds.unwrap_or_default();
+        seeds.extend(flags.seeds);
+        for s in &seeds {
+            check_seed(s)?;
+        }
+        let data_dir = flags
+            .data_dir
+            .or(raw.data_dir.map(|d| base.join(d)))
+            .unwrap_or_else(|| PathBuf::from("murmur-data").join(name.as_str()));
+        let (gossip, fail_static_warmup) = gossip_settings(raw.gossip.unwrap_or_default())?;
+        let services = raw
+            .services
+            .into_iter()
+            .map(|s| ServiceConfig {
+                name: s.name,
+                address: s.address,
+                protocol: s.protocol.unwrap_or(Protocol::Http),
+                labels: s.labels,
+                weight: s.weight.unwrap_or(1).max(1),
+            })
+            .collect();
+        let upstreams = raw
+            .upstreams
+            .into_iter()
+            .map(|u| UpstreamConfig {
+                service: u.service,
+                listen: u.listen,
+            })
+            .collect();
+        let threads = flags.threads.or(raw.threads).unwrap_or(1);
+        if threads == 0 {
+            return Err(ConfigError::Invalid {
+                field: "threads".into(),
+                message: "must be at least 1".into(),
+            });
+        }
+        Ok(Self {
+            name,
+            trust_domain,
+            listen,
+            advertise,
+            seeds,
+            admin: flags
+                .admin
+                .or(raw.admin)
+                .unwrap_or_else(|| parse_default(DEFAULT_ADMIN)),
+            outbound: flags
+                .outbound
+                .or(raw.outbound)
+                .unwrap_or_else(|| parse_default(DEFAULT_OUTBOUND)),
+            data_dir,
+            labels: raw.labels.unwrap_or_default(),
+            threads,
+            tls,
+            reload_interval: tls_raw
+                .reload_interval
+                .map_or(Duration::from_secs(5), |d| d.0),
+            gossip,
+            fail_static_warmup,
+            quic: QuicSettings::default(),
+            services,
+            upstreams,
+        })
+    }
+}
+
+fn parse_default(s: &str) -> SocketAddr {
+    // The defaults are literals above; a test checks that they parse.
+    s.parse().unwrap_or(SocketAddr::from(([127, 0, 0, 1], 0)))
+}
+
+fn parse_file(path: &Path) -> Result<RawConfig, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    toml::from_str(&text).map_err(|e| ConfigError::Parse {
+        path: path.to_owned(),
+        message: e.to_string().trim_end().to_owned(),
+    })
+}
+
+fn trust_domain_of(bundle: &Path) -> Result<TrustDomain, ConfigError> {
+    let invalid = |message: String| ConfigError::Invalid {
+        field: "trust_domain".into(),
+        message,
+    };
+    let certs = read_certs_pem(bundle).map_err(|e| invalid(e.to_string()))?;
+    let first = certs
+        .first()
+        .ok_or_else(|| invalid(format!("{} holds no certificate", bundle.display())))?;
+    ca_trust_domain(first).map_err(|e| {
+        invalid(format!(
+            "not set, and {} does not name one ({e}): set `trust_domain`",
+            bundle.display()
+        ))
+    })
+}
+
+fn check_seed(seed: &str) -> Result<(), ConfigError> {
+    let ok = seed
+        .rsplit_once(':')
+        .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0));
+    if ok {
+        Ok(())
+    } else {
+        Err(ConfigError::Invalid {
+            field: "seeds".into(),
+            message: format!("{seed:?} is not host:port (for example \"10.0.0.5:7420\")"),
+        })
+    }
+}
+
+fn gossip_settings(g: RawGossip) -> Result<(GossipSettings, Duration), ConfigError> {
+    let mut s = GossipSettings::default();
+    if let Some(id) = g.cluster_id {
+        s.cluster_id = id;
+    }
+    if let Some(d) = g.interval {
+        if d.0 < Duration::from_millis(10) {
+            return Err(ConfigError::Invalid {
+                field: "gossip.interval".into(),
+                message: "must be at least 10ms".into(),
+            });
+        }
+        s.interval = d.0;
+        s.initial_interval = d.0;
+    }
+    if let Some(phi) = g.phi_threshold {
+        if !(1.0..=100.0).contains(&phi) {
+            return Err(ConfigError::Invalid {
+                field: "gossip.phi_threshold".into(),
+                message: format!("{phi} is outside 1..100 (8 is a good default)"),
+            });
+        }
+        s.phi_threshold = phi;
+    }
+    if let Some(d) = g.max_interval {
+        s.max_interval = d.0;
+    }
+    if let Some(d) = g.dead_node_grace {
+        s.dead_node_grace = d.0;
+    }
+    if let Some(d) = g.tombstone_grace {
+        s.tombstone_grace = d.0;
+    }
+    let warmup = g
+        .fail_static_warmup
+        .map_or(Duration::from_secs(15), |d| d.0);
+    Ok((s, warmup))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,78 @@
+use super::*;
+
+fn flags() -> Overrides {
+    Overrides {
+        name: Some(Name::parse("node name", "a").unwrap()),
+        trust_domain: Some(TrustDomain::default()),
+        listen: Some("127.0.0.2:7420".parse().unwrap()),
+        cert: Some("a.crt".into()),
+        key: Some("a.key".into()),
+        ca: Some("ca.crt".into()),
+        ..Overrides::default()
+    }
+}
+
+fn parse(text: &str) -> Result<RawConfig, String> {
+    toml::from_str(text).map_err(|e| e.to_string())
+}
+
+#[test]
+fn defaults_parse() {
+    assert_ne!(parse_default(DEFAULT_ADMIN).port(), 0);
+    assert_ne!(parse_default(DEFAULT_OUTBOUND).port(), 0);
+}
+
+#[test]
+fn flags_alone_make_a_config_with_defaults() {
+    let c = Config::from_parts(RawConfig::default(), flags(), Path::new("")).unwrap();
+    assert_eq!(c.admin.to_string(), DEFAULT_ADMIN);
+    assert_eq!(c.data_dir, PathBuf::from("murmur-data/a"));
+    assert_eq!(c.threads, 1);
+}
+
+#[test]
+fn unknown_and_ill_typed_fields_name_the_line_and_field() {
+    let err = parse("name = \"a\"\n\nlisen = \"1.2.3.4:5\"\n").unwrap_err();
+    assert!(err.contains("line 3") && err.contains("lisen"), "{err}");
+    let err = parse("name = \"a\"\n[gossip]\ninterval = 5\n").unwrap_err();
+    assert!(err.contains("line 3") && err.contains("interval"), "{err}");
+    let err = parse("name = \"Bad_Name\"\n").unwrap_err();
+    assert!(err.contains("line 1") && err.contains("DNS label"), "{err}");
+    let err =
+        parse("[[service]]\nname = \"web\"\naddress = \"127.0.0.1:80\"\nprotocol = \"udp\"\n")
+            .unwrap_err();
+    assert!(err.contains("line 4") && err.contains("http"), "{err}");
+}
+
+#[test]
+fn flags_override_the_file_and_paths_are_relative_to_it() {
+    let raw = parse(
+        "name = \"b\"\nseeds = [\"10.0.0.1:7420\"]\n[tls]\ncert = \"b.crt\"\nkey = \"b.key\"\nca = \"ca.crt\"\n",
+    )
+    .unwrap();
+    let mut f = flags();
+    f.cert = None;
+    f.seeds = vec!["10.0.0.2:7420".into()];
+    let c = Config::from_parts(raw, f, Path::new("/etc/murmur")).unwrap();
+    assert_eq!(c.name.as_str(), "a");
+    assert_eq!(c.tls.cert, PathBuf::from("/etc/murmur/b.crt"));
+    assert_eq!(c.seeds, ["10.0.0.1:7420", "10.0.0.2:7420"]);
+}
+
+#[test]
+fn unreachable_listen_and_bad_seeds_are_refused_with_a_fix() {
+    let mut f = flags();
+    f.listen = Some("0.0.0.0:7420".parse().unwrap());
+    let err = Config::from_parts(RawConfig::default(), f, Path::new("")).unwrap_err();
+    assert!(err.to_string().contains("advertise"), "{err}");
+
+    let mut f = flags();
+    f.seeds = vec!["nohost".into()];
+    let err = Config::from_parts(RawConfig::default(), f, Path::new("")).unwrap_err();
+    assert!(err.to_string().contains("host:port"), "{err}");
+
+    let mut f = flags();
+    f.name = None;
+    let err = Config::from_parts(RawConfig::default(), f, Path::new("")).unwrap_err();
+    assert!(err.to_string().contains("--name"), "{err}");
+}

@@ -1,0 +1,176 @@
+//! A running node: wires credentials, the QUIC endpoint, gossip, the admin API, and stops
+//! gracefully.
+
+mod generation;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use murmur_membership::records::{Health, RECORD_VERSION, ServiceRecord};
+use murmur_membership::{Membership, MembershipConfig};
+use murmur_transport::endpoint::{EndpointConfig, MeshEndpoint};
+use murmur_transport::gossip::{GossipStats, QuicGossip};
+use murmur_transport::identity::SpiffeId;
+use murmur_transport::tls::{CredentialWatcher, TlsState, load_material};
+use tokio::sync::Notify;
+use tracing::{info, warn};
+
+use crate::config::Config;
+use crate::signals;
+
+/// What every part of a running node may need.
+#[derive(Debug)]
+pub struct NodeContext {
+    /// The configuration it runs with.
+    pub config: Config,
+    /// Gossip and the cluster view.
+    pub membership: Membership,
+    /// The QUIC endpoint.
+    pub endpoint: MeshEndpoint,
+    /// Live TLS credentials.
+    pub tls: Arc<TlsState>,
+    /// Gossip counters.
+    pub gossip_stats: Arc<GossipStats>,
+    /// When the node started.
+    pub started: Instant,
+}
+
+/// Runs a node until SIGTERM or SIGINT.
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    let tls = load_credentials(&config)?;
+    check_services(&config, &tls)?;
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
+    let generation = generation::next(&config.data_dir)?;
+
+    let admin_listener = tokio::net::TcpListener::bind(config.admin)
+        .await
+        .with_context(|| format!("cannot listen on admin address {}", config.admin))?;
+    let (endpoint, inbox) = MeshEndpoint::bind(
+        EndpointConfig {
+            listen: config.listen,
+            advertise: config.advertise,
+            quic: config.quic.clone(),
+        },
+        tls.clone(),
+    )
+    .with_context(|| format!("cannot bind mesh address {}", config.listen))?;
+    let gossip = QuicGossip::new(endpoint.clone(), inbox);
+    let gossip_stats = gossip.stats();
+    let membership = Membership::start(membership_config(&config, &endpoint, generation), &gossip)
+        .await
+        .context("cannot start gossip")?;
+    for s in &config.services {
+        membership
+            .publish_service(s.name.as_str(), &service_record(s))
+            .await?;
+    }
+    info!(
+        node = %config.name,
+        mesh = %endpoint.advertise_addr(),
+        admin = %config.admin,
+        generation,
+        "node started"
+    );
+    let ctx = Arc::new(NodeContext {
+        config,
+        membership,
+        endpoint,
+        tls,
+        gossip_stats,
+        started: Instant::now(),
+    });
+    let reload = Arc::new(Notify::new());
+    let watcher = CredentialWatcher::new(ctx.tls.clone(), ctx.config.tls.clone());
+    tokio::spawn(watcher.run(ctx.config.reload_interval, reload.clone()));
+    tokio::spawn(crate::admin::serve(ctx.clone(), admin_listener));
+
+    let why = signals::wait_for_stop(reload).await;
+    info!(?why, "stopping");
+    shutdown(ctx).await;
+    Ok(())
+}
+
+async fn shutdown(ctx: Arc<NodeContext>) {
+    let linger = (ctx.config.gossip.interval * 3).max(Duration::from_millis(300));
+    let endpoint = ctx.endpoint.clone();
+    match Arc::try_unwrap(ctx) {
+        Ok(ctx) => ctx.membership.leave(linger).await,
+        Err(ctx) => {
+            // Something still holds the context: announce leaving without consuming it.
+            if let Err(e) = ctx
+                .membership
+                .set_status(murmur_membership::records::NodeStatus::Left)
+                .await
+            {
+                warn!(error = %e, "could not announce leaving");
+            }
+            tokio::time::sleep(linger).await;
+        }
+    }
+    endpoint.close(Duration::from_millis(500)).await;
+}
+
+fn load_credentials(config: &Config) -> anyhow::Result<Arc<TlsState>> {
+    let id = SpiffeId::node(config.trust_domain.clone(), config.name.clone());
+    let material = load_material(&config.tls, &config.trust_domain)?;
+    TlsState::new(id, material).with_context(|| {
+        format!(
+            "the certificate {} cannot be used by node {}",
+            config.tls.cert.display(),
+            config.name
+        )
+    })
+}
+
+fn check_services(config: &Config, tls: &TlsState) -> anyhow::Result<()> {
+    let cert = tls.local_cert();
+    for s in &config.services {
+        if !cert.services.contains(&s.name) {
+            let named: Vec<&str> = cert.services.iter().map(|n| n.as_str()).collect();
+            bail!(
+                "service {} is not in this node's certificate (it names: {}); issue one with \
+                 `murmur cert issue ... --service {}`",
+                s.name,
+                if named.is_empty() {
+                    "none".to_owned()
+                } else {
+                    named.join(", ")
+                },
+                s.name
+            );
+        }
+    }
+    Ok(())
+}
+
+fn membership_config(
+    config: &Config,
+    endpoint: &MeshEndpoint,
+    generation: u64,
+) -> MembershipConfig {
+    MembershipConfig {
+        name: config.name.to_string(),
+        generation,
+        mesh_addr: endpoint.advertise_addr(),
+        admin_addr: Some(config.admin),
+        labels: config.labels.clone(),
+        seeds: config.seeds.clone(),
+        gossip: config.gossip.clone(),
+        view_file: Some(config.data_dir.join("cluster-view.json")),
+        fail_static_warmup: config.fail_static_warmup,
+        refresh: config.gossip.interval,
+    }
+}
+
+/// The gossip record of a configured service.
+pub fn service_record(s: &crate::config::ServiceConfig) -> ServiceRecord {
+    ServiceRecord {
+        version: RECORD_VERSION,
+        protocol: s.protocol,
+        labels: s.labels.clone(),
+        weight: s.weight,
+        health: Health::Passing,
+    }
+}

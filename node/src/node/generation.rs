@@ -1,0 +1,39 @@
+//! Incarnation numbers: each start must use a larger generation than the last, even if the
+//! clock went backwards, or peers would take the new incarnation's writes for stale ones.
+
+use std::path::Path;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+
+const FILE: &str = "generation";
+
+/// The generation for this start: now in milliseconds, or one more than the last, whichever
+/// is larger. It is recorded before being used.
+pub fn next(data_dir: &Path) -> anyhow::Result<u64> {
+    let path = data_dir.join(FILE);
+    let last = std::fs::read_to_string(&path)
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok())
+        .unwrap_or(0);
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    let next = now.max(last.saturating_add(1));
+    std::fs::write(&path, next.to_string())
+        .with_context(|| format!("cannot record the generation in {}", path.display()))?;
+    Ok(next)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn generations_always_grow() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = super::next(dir.path()).unwrap();
+        let b = super::next(dir.path()).unwrap();
+        assert!(b > a);
+        std::fs::write(dir.path().join(super::FILE), (u64::MAX / 2).to_string()).unwrap();
+        assert_eq!(super::next(dir.path()).unwrap(), u64::MAX / 2 + 1);
+    }
+}
