@@ -52,6 +52,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             listen: config.listen,
             advertise: config.advertise,
             quic: config.quic.clone(),
+            reset_key: Some(generation::reset_key(&config.data_dir)?),
         },
         tls.clone(),
     )

@@ -71,6 +71,10 @@ pub struct EndpointConfig {
     pub advertise: Option<SocketAddr>,
     /// QUIC tuning.
     pub quic: QuicSettings,
+    /// Secret for stateless resets. Keep it across restarts (the node stores it in its data
+    /// directory): a restarted node then resets its peers' connections to its previous
+    /// incarnation at once, instead of leaving them to time out. `None`: a random one.
+    pub reset_key: Option<[u8; 32]>,
 }
 
 /// A node's QUIC endpoint. Cheap to clone.
@@ -119,7 +123,19 @@ impl MeshEndpoint {
         let server = config::server_config(&tls, &config.quic).map_err(std::io::Error::other)?;
         let client_config =
             config::client_config(&tls, &config.quic).map_err(std::io::Error::other)?;
-        let endpoint = quinn::Endpoint::server(server, config.listen)?;
+        let endpoint = match config.reset_key {
+            Some(secret) => {
+                let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &secret);
+                let socket = std::net::UdpSocket::bind(config.listen)?;
+                quinn::Endpoint::new(
+                    quinn::EndpointConfig::new(Arc::new(key)),
+                    Some(server),
+                    socket,
+                    Arc::new(quinn::TokioRuntime),
+                )?
+            }
+            None => quinn::Endpoint::server(server, config.listen)?,
+        };
         let advertise = match config.advertise {
             Some(addr) => addr,
             None => endpoint.local_addr()?,

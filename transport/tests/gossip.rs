@@ -23,6 +23,7 @@ async fn start(pki: &TestPki, name: &str, seeds: Vec<String>) -> (ChitchatHandle
         EndpointConfig {
             listen,
             advertise: None,
+            reset_key: None,
             quic: QuicSettings::default(),
         },
         tls,

@@ -37,6 +37,7 @@ fn bind(tls: Arc<TlsState>) -> MeshEndpoint {
         EndpointConfig {
             listen,
             advertise: None,
+            reset_key: None,
             quic: QuicSettings::default(),
         },
         tls,

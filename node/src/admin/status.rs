@@ -22,6 +22,10 @@ pub struct StatusResponse {
     pub uptime_s: u64,
     /// Advertised QUIC address.
     pub mesh_addr: SocketAddr,
+    /// Outbound HTTP proxy address.
+    pub outbound: SocketAddr,
+    /// Local TCP listeners for remote services, `service@address`.
+    pub upstreams: Vec<String>,
     /// The certificate in use.
     pub certificate: CertJson,
     /// Gossip counters.
@@ -76,6 +80,13 @@ pub fn get(ctx: &NodeContext) -> hyper::Response<Body> {
             generation: ctx.membership.chitchat_id().generation_id,
             uptime_s: ctx.started.elapsed().as_secs(),
             mesh_addr: ctx.endpoint.advertise_addr(),
+            outbound: ctx.config.outbound,
+            upstreams: ctx
+                .config
+                .upstreams
+                .iter()
+                .map(|u| format!("{}@{}", u.service, u.listen))
+                .collect(),
             certificate: CertJson {
                 serial: cert.serial,
                 not_after_unix,

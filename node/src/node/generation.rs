@@ -7,6 +7,32 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use anyhow::Context;
 
 const FILE: &str = "generation";
+const RESET_KEY_FILE: &str = "reset-key";
+
+/// The QUIC stateless-reset secret of this node, created on first start and kept (mode 0600),
+/// so that after a restart peers' connections to the old incarnation are reset at once.
+pub fn reset_key(data_dir: &Path) -> anyhow::Result<[u8; 32]> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = data_dir.join(RESET_KEY_FILE);
+    if let Ok(bytes) = std::fs::read(&path)
+        && let Ok(key) = <[u8; 32]>::try_from(bytes.as_slice())
+    {
+        return Ok(key);
+    }
+    let mut key = [0u8; 32];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut key)
+        .map_err(|_| anyhow::anyhow!("no system randomness"))?;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    f.write_all(&key)?;
+    Ok(key)
+}
 
 /// The generation for this start: now in milliseconds, or one more than the last, whichever
 /// is larger. It is recorded before being used.

@@ -181,12 +181,15 @@ impl PeerCache {
         slots.entry(addr).or_default().clone()
     }
 
-    /// Records a connection a peer opened to us, so replies to its advertised address reuse it.
+    /// Records a connection on which a peer just spoke, so traffic to its advertised address
+    /// uses it. The newest wins: a peer that restarted dials afresh while our old connection to
+    /// its previous incarnation may look open until it times out.
     pub(super) fn adopt(&self, addr: SocketAddr, conn: &PeerConnection) {
         let cell = self.cell(addr);
         if let Ok(mut slot) = cell.try_lock() {
-            let usable = matches!(&*slot, Slot::Ready(c) if c.is_open());
-            if !usable {
+            let same =
+                matches!(&*slot, Slot::Ready(c) if c.conn.stable_id() == conn.conn.stable_id());
+            if !same {
                 *slot = Slot::Ready(conn.clone());
             }
         }

@@ -1,0 +1,322 @@
+//! One `murmur run` process: its configuration, its life, its admin API.
+
+use std::fmt::Write as _;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+use crate::http::{self, Reply};
+use crate::pki::Pki;
+
+/// The `murmur` binary under test: `$MURMUR_BIN`, or the one built beside the test executable.
+pub fn binary() -> PathBuf {
+    if let Some(p) = std::env::var_os("MURMUR_BIN") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().expect("current exe");
+    // target/<profile>/deps/<test> -> target/<profile>/murmur
+    let candidate = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(|d| d.join("murmur"))
+        .expect("target dir");
+    assert!(
+        candidate.exists(),
+        "{} not found: build it first (`cargo build -p murmur-node`) or set MURMUR_BIN",
+        candidate.display()
+    );
+    candidate
+}
+
+/// A local service instance served by a node.
+#[derive(Debug, Clone)]
+pub struct ServiceSpec {
+    /// Service name.
+    pub name: String,
+    /// Address of the app.
+    pub address: SocketAddr,
+    /// `http`, `grpc` or `tcp`.
+    pub protocol: String,
+    /// Extra TOML lines inside the `[[service]]` table.
+    pub extra: String,
+}
+
+/// How to run one node.
+#[derive(Debug, Clone)]
+pub struct NodeSpec {
+    /// Node name.
+    pub name: String,
+    /// Its loopback address (mesh, admin and outbound ports on it).
+    pub ip: Ipv4Addr,
+    /// Seeds.
+    pub seeds: Vec<SocketAddr>,
+    /// Services in its certificate.
+    pub cert_services: Vec<String>,
+    /// Services in its configuration.
+    pub services: Vec<ServiceSpec>,
+    /// Extra top-level TOML, appended to the file.
+    pub extra_toml: String,
+    /// Gossip interval (tests run faster than production).
+    pub gossip_interval: &'static str,
+    /// Extra lines inside `[gossip]`.
+    pub gossip_toml: String,
+}
+
+impl NodeSpec {
+    /// A node named `name` on `ip`, with a 200 ms gossip interval.
+    pub fn new(name: &str, ip: Ipv4Addr) -> Self {
+        Self {
+            name: name.into(),
+            ip,
+            seeds: Vec::new(),
+            cert_services: Vec::new(),
+            services: Vec::new(),
+            extra_toml: String::new(),
+            gossip_interval: "200ms",
+            gossip_toml: String::new(),
+        }
+    }
+
+    /// Adds a seed.
+    pub fn seed(mut self, addr: SocketAddr) -> Self {
+        self.seeds.push(addr);
+        self
+    }
+
+    /// Serves `name` from the app at `address`.
+    pub fn service(mut self, name: &str, address: SocketAddr, protocol: &str) -> Self {
+        if !self.cert_services.iter().any(|s| s == name) {
+            self.cert_services.push(name.into());
+        }
+        self.services.push(ServiceSpec {
+            name: name.into(),
+            address,
+            protocol: protocol.into(),
+            extra: String::new(),
+        });
+        self
+    }
+
+    /// The QUIC address.
+    pub fn mesh(&self) -> SocketAddr {
+        SocketAddr::from((self.ip, 7420))
+    }
+
+    fn config(&self, dir: &Path, pki: &Pki) -> String {
+        let issued = pki.issue(
+            &self.name,
+            &self
+                .cert_services
+                .iter()
+                .map(String::as_str)
+                .collect::<Vec<_>>(),
+        );
+        let mut t = String::new();
+        let ip = self.ip;
+        let _ = writeln!(t, "name = \"{}\"", self.name);
+        let _ = writeln!(
+            t,
+            "listen = \"{ip}:7420\"\nadmin = \"{ip}:7422\"\noutbound = \"{ip}:7421\""
+        );
+        let _ = writeln!(t, "data_dir = \"{}\"", dir.join("data").display());
+        let seeds: Vec<String> = self.seeds.iter().map(|s| format!("\"{s}\"")).collect();
+        let _ = writeln!(t, "seeds = [{}]", seeds.join(", "));
+        t.push_str(&self.extra_toml);
+        let _ = writeln!(t, "\n[tls]\nca = \"{}\"", pki.ca_cert().display());
+        let _ = writeln!(
+            t,
+            "cert = \"{}\"\nkey = \"{}\"",
+            issued.cert.display(),
+            issued.key.display()
+        );
+        let _ = writeln!(t, "\n[gossip]\ninterval = \"{}\"", self.gossip_interval);
+        t.push_str(&self.gossip_toml);
+        for s in &self.services {
+            let _ = writeln!(
+                t,
+                "\n[[service]]\nname = \"{}\"\naddress = \"{}\"\nprotocol = \"{}\"\n{}",
+                s.name, s.address, s.protocol, s.extra
+            );
+        }
+        t
+    }
+}
+
+/// A running (or stopped) node process.
+#[derive(Debug)]
+pub struct NodeProc {
+    /// How it was started.
+    pub spec: NodeSpec,
+    /// Its directory (config, data, log).
+    pub dir: PathBuf,
+    child: Option<Child>,
+    starts: u32,
+}
+
+impl NodeProc {
+    /// Writes the config, issues the certificate and starts the process.
+    pub fn start(spec: NodeSpec, root: &Path, pki: &Pki) -> Self {
+        let dir = root.join(&spec.name);
+        std::fs::create_dir_all(&dir).expect("node dir");
+        std::fs::write(dir.join("node.toml"), spec.config(&dir, pki)).expect("write config");
+        let mut node = Self {
+            spec,
+            dir,
+            child: None,
+            starts: 0,
+        };
+        node.spawn();
+        node
+    }
+
+    fn spawn(&mut self) {
+        self.starts += 1;
+        let log =
+            std::fs::File::create(self.dir.join(format!("log.{}", self.starts))).expect("log");
+        let child = Command::new(binary())
+            .args(["run", "--config"])
+            .arg(self.dir.join("node.toml"))
+            .env(
+                "RUST_LOG",
+                std::env::var("MURMUR_TEST_LOG").unwrap_or_else(|_| "info".into()),
+            )
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn murmur");
+        self.child = Some(child);
+    }
+
+    /// Starts the process again (a new generation).
+    pub fn restart(&mut self) {
+        self.stop_with(Signal::SIGKILL);
+        self.spawn();
+    }
+
+    /// Node name.
+    pub fn name(&self) -> &str {
+        &self.spec.name
+    }
+
+    /// QUIC address.
+    pub fn mesh(&self) -> SocketAddr {
+        self.spec.mesh()
+    }
+
+    /// Admin API address.
+    pub fn admin(&self) -> SocketAddr {
+        SocketAddr::from((self.spec.ip, 7422))
+    }
+
+    /// Outbound proxy address.
+    pub fn outbound(&self) -> SocketAddr {
+        SocketAddr::from((self.spec.ip, 7421))
+    }
+
+    /// Process id, while running.
+    pub fn pid(&self) -> Option<i32> {
+        self.child.as_ref().and_then(|c| i32::try_from(c.id()).ok())
+    }
+
+    /// Sends `sig` without waiting.
+    pub fn signal(&self, sig: Signal) {
+        if let Some(pid) = self.pid() {
+            let _ = kill(Pid::from_raw(pid), sig);
+        }
+    }
+
+    /// Sends `sig` and waits (up to 30 s) for the process to exit; returns whether it exited
+    /// with success.
+    pub fn stop_with(&mut self, sig: Signal) -> bool {
+        let Some(mut child) = self.child.take() else {
+            return false;
+        };
+        if let Ok(pid) = i32::try_from(child.id()) {
+            let _ = kill(Pid::from_raw(pid), sig);
+        }
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                return status.success();
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
+    /// Whether the process is still running (without reaping it).
+    pub fn is_running_ref(&self) -> bool {
+        self.pid()
+            .is_some_and(|pid| kill(Pid::from_raw(pid), None).is_ok() && !is_zombie(pid))
+    }
+
+    /// The last `n` lines of the current log.
+    pub fn log_tail(&self, n: usize) -> String {
+        let log = std::fs::read_to_string(self.dir.join(format!("log.{}", self.starts)))
+            .unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(n)..].join("\n")
+    }
+
+    /// GET from the admin API.
+    pub async fn admin_get(&self, path: &str) -> Result<Reply, String> {
+        http::get(self.admin(), path).await
+    }
+
+    /// `(name, state, generation)` of every member this node lists.
+    pub async fn members(&self) -> Result<Vec<(String, String, u64)>, String> {
+        let reply = self.admin_get("/v1/members").await?;
+        if reply.status != 200 {
+            return Err(format!("{}: {}", reply.status, reply.text()));
+        }
+        let v = reply.json();
+        let mut out: Vec<(String, String, u64)> = v["members"]
+            .as_array()
+            .ok_or("no members array")?
+            .iter()
+            .map(|m| {
+                (
+                    m["name"].as_str().unwrap_or_default().to_owned(),
+                    m["state"].as_str().unwrap_or_default().to_owned(),
+                    m["generation"].as_u64().unwrap_or_default(),
+                )
+            })
+            .collect();
+        out.sort();
+        Ok(out)
+    }
+}
+
+fn is_zombie(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            s.rsplit_once(')')
+                .map(|(_, rest)| rest.trim_start().starts_with('Z'))
+        })
+        .unwrap_or(true)
+}
+
+impl Drop for NodeProc {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
