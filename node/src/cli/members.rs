@@ -19,6 +19,9 @@ pub struct MembersArgs {
     /// Also list members that left.
     #[arg(long)]
     all: bool,
+    /// Wait (up to 30 s) until at least this many members are alive before printing.
+    #[arg(long, value_name = "N")]
+    wait_alive: Option<usize>,
 }
 
 pub fn run(args: MembersArgs) -> anyhow::Result<()> {
@@ -27,7 +30,7 @@ pub fn run(args: MembersArgs) -> anyhow::Result<()> {
     } else {
         "/v1/members"
     };
-    let resp: MembersResponse = super::client_runtime()?.block_on(get_json(args.admin, path))?;
+    let resp = super::client_runtime()?.block_on(fetch(args.admin, path, args.wait_alive))?;
     if args.output == Output::Json {
         println!("{}", serde_json::to_string_pretty(&resp)?);
         return Ok(());
@@ -62,4 +65,32 @@ pub fn run(args: MembersArgs) -> anyhow::Result<()> {
         &rows,
     );
     Ok(())
+}
+
+async fn fetch(
+    admin: SocketAddr,
+    path: &str,
+    wait_alive: Option<usize>,
+) -> anyhow::Result<MembersResponse> {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let last = get_json::<MembersResponse>(admin, path).await;
+        let Some(want) = wait_alive else { return last };
+        if let Ok(resp) = &last {
+            let alive = resp.members.iter().filter(|m| m.state == "alive").count();
+            if alive >= want {
+                return last;
+            }
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return match last {
+                Ok(resp) => {
+                    let alive = resp.members.iter().filter(|m| m.state == "alive").count();
+                    anyhow::bail!("only {alive} of {want} members alive after 30 s")
+                }
+                Err(e) => Err(e),
+            };
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
 }
