@@ -166,3 +166,30 @@ async fn replaced_certificates_are_used_by_new_connections() {
     assert!(watcher.check(true).unwrap().is_err());
     assert_eq!(b_tls.local_cert().serial, reloaded);
 }
+
+#[tokio::test]
+async fn a_bundle_with_two_cas_admits_nodes_of_both_during_a_rotation() {
+    let old_ca = TestPki::new("test.mesh");
+    let new_ca = TestPki::new("test.mesh");
+    // Both CAs in one bundle file, as during a rotation.
+    let bundle = old_ca.path().join("bundle.crt");
+    let mut pem = std::fs::read(&old_ca.ca.ca_cert).unwrap();
+    pem.extend(std::fs::read(&new_ca.ca.ca_cert).unwrap());
+    std::fs::write(&bundle, pem).unwrap();
+    let with_bundle = |pki: &TestPki, name: &str| {
+        let mut paths = pki.node(name, &["web"]);
+        paths.bundle = bundle.clone();
+        pki.tls(&paths, Role::Node, name)
+    };
+    let a = bind(with_bundle(&old_ca, "a"));
+    let b = bind(with_bundle(&new_ca, "b"));
+    assert_eq!(
+        request(&a, b.local_addr().unwrap(), Some("b")).await.unwrap(),
+        "web|spiffe://test.mesh/node/a|ping"
+    );
+    assert!(request(&b, a.local_addr().unwrap(), Some("a")).await.is_ok());
+    // A node that trusts only the old CA refuses the new one's nodes.
+    let (_, c) = node(&old_ca, "c");
+    let c = bind(c);
+    assert!(request(&c, b.local_addr().unwrap(), None).await.is_err());
+}
