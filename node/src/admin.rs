@@ -4,11 +4,15 @@
 //! |---|---|---|
 //! | GET | `/healthz` | `ok` while the process runs |
 //! | GET | `/v1/members[?all=true]` | members as this node sees them ([`members::MembersResponse`]) |
+//! | GET | `/metrics` | Prometheus text format |
+//! | GET | `/v1/traffic` | per-service rate, success rate, p50/p99 over the last minute |
 //! | GET | `/v1/status` | this node: identity, certificate, gossip counters ([`status::StatusResponse`]) |
 
 pub mod http;
 pub mod members;
+pub mod metrics;
 pub mod status;
+pub mod traffic;
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -62,7 +66,9 @@ async fn route(ctx: &Arc<NodeContext>, req: Request<Incoming>) -> Response<Body>
         (Method::GET, "/healthz") => text(200, "ok\n"),
         (Method::GET, "/v1/members") => members::list(ctx, req.uri().query()),
         (Method::GET, "/v1/status") => status::get(ctx),
-        (_, "/healthz" | "/v1/members" | "/v1/status") => error(405, "method not allowed"),
+        (Method::GET, "/metrics") => metrics::get(ctx),
+        (Method::GET, "/v1/traffic") => traffic::get(ctx),
+        (_, "/healthz" | "/v1/members" | "/v1/status" | "/metrics" | "/v1/traffic") => error(405, "method not allowed"),
         _ => error(404, &format!("no such endpoint: {path}")),
     }
 }

@@ -7,6 +7,7 @@ mod config;
 mod logging;
 mod node;
 mod signals;
+mod telemetry;
 
 fn main() -> std::process::ExitCode {
     cli::main()

@@ -18,6 +18,8 @@ use tracing::{info, warn};
 
 use crate::config::Config;
 use crate::signals;
+use crate::telemetry::Telemetry;
+use crate::telemetry::traces::Tracing;
 
 /// What every part of a running node may need.
 #[derive(Debug)]
@@ -34,6 +36,10 @@ pub struct NodeContext {
     pub gossip_stats: Arc<GossipStats>,
     /// When the node started.
     pub started: Instant,
+    /// Request metrics and traffic summaries.
+    pub telemetry: Arc<Telemetry>,
+    /// Trace export.
+    pub traces: Tracing,
 }
 
 /// Runs a node until SIGTERM or SIGINT.
@@ -74,6 +80,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         generation,
         "node started"
     );
+    let traces = Tracing::start(&config.traces).context("cannot start trace export")?;
     let ctx = Arc::new(NodeContext {
         config,
         membership,
@@ -81,6 +88,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         tls,
         gossip_stats,
         started: Instant::now(),
+        telemetry: Arc::new(Telemetry::default()),
+        traces,
     });
     let reload = Arc::new(Notify::new());
     let watcher = CredentialWatcher::new(ctx.tls.clone(), ctx.config.tls.clone());

@@ -38,6 +38,8 @@ pub struct RawConfig {
     pub tls: Option<RawTls>,
     /// Gossip tuning.
     pub gossip: Option<RawGossip>,
+    /// Trace export.
+    pub telemetry: Option<RawTelemetry>,
     /// Local services this node serves.
     #[serde(default, rename = "service")]
     pub services: Vec<RawService>,
@@ -107,4 +109,30 @@ pub struct RawUpstream {
     pub service: Name,
     /// Local TCP address to listen on.
     pub listen: SocketAddr,
+}
+
+/// `[telemetry]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTelemetry {
+    /// OTLP collector endpoint.
+    pub endpoint: Option<String>,
+    /// `grpc` or `http`.
+    pub protocol: Option<RawOtlpProtocol>,
+    /// Share of new traces recorded, 0.0 to 1.0.
+    pub sampling_ratio: Option<f64>,
+    /// `service.name` of the node's spans.
+    pub service_name: Option<String>,
+    /// Time allowed for one export.
+    pub export_timeout: Option<HumanDuration>,
+}
+
+/// OTLP transport as written in the file.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RawOtlpProtocol {
+    /// OTLP/gRPC.
+    Grpc,
+    /// OTLP/HTTP (protobuf).
+    Http,
 }

@@ -12,7 +12,8 @@ use murmur_transport::endpoint::QuicSettings;
 use murmur_transport::identity::{Name, TrustDomain};
 use murmur_transport::tls::CredentialPaths;
 
-use super::raw::{RawConfig, RawGossip};
+use super::raw::{RawConfig, RawGossip, RawOtlpProtocol, RawTelemetry};
+use crate::telemetry::traces::{OtlpProtocol, TraceSettings};
 
 /// Default QUIC port.
 pub const DEFAULT_MESH_PORT: u16 = 7420;
@@ -149,21 +150,31 @@ pub struct Config {
     pub services: Vec<ServiceConfig>,
     /// Upstream listeners.
     pub upstreams: Vec<UpstreamConfig>,
+    /// Trace export.
+    pub traces: TraceSettings,
 }
+
+/// Reads an environment variable; injected so tests need not touch the process environment.
+pub type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
 
 impl Config {
     /// Reads `file` (if any) and applies `flags` over it.
     pub fn load(file: Option<&Path>, flags: Overrides) -> Result<Self, ConfigError> {
+        Self::load_with_env(file, flags, &|k| std::env::var(k).ok())
+    }
+
+    /// [`Config::load`] with an explicit environment.
+    pub fn load_with_env(file: Option<&Path>, flags: Overrides, env: Env<'_>) -> Result<Self, ConfigError> {
         let raw = match file {
             Some(path) => parse_file(path)?,
             None => RawConfig::default(),
         };
         // Relative paths in a file are relative to the file, as users expect.
         let base = file.and_then(Path::parent).unwrap_or(Path::new(""));
-        Self::from_parts(raw, flags, base)
+        Self::from_parts(raw, flags, base, env)
     }
 
-    fn from_parts(raw: RawConfig, flags: Overrides, base: &Path) -> Result<Self, ConfigError> {
+    fn from_parts(raw: RawConfig, flags: Overrides, base: &Path, env: Env<'_>) -> Result<Self, ConfigError> {
         let name = flags.name.or(raw.name).ok_or(ConfigError::Missing {
             field: "name",
             flag: "name",
@@ -247,6 +258,7 @@ impl Config {
                 message: "must be at least 1".into(),
             });
         }
+        let traces = trace_settings(raw.telemetry.unwrap_or_default(), env)?;
         Ok(Self {
             name,
             trust_domain,
@@ -273,8 +285,70 @@ impl Config {
             quic: QuicSettings::default(),
             services,
             upstreams,
+            traces,
         })
     }
+}
+
+/// `[telemetry]` over the standard `OTEL_*` variables: the file wins, the environment fills in.
+fn trace_settings(t: RawTelemetry, env: Env<'_>) -> Result<TraceSettings, ConfigError> {
+    let invalid = |field: &str, message: String| ConfigError::Invalid {
+        field: field.into(),
+        message,
+    };
+    let disabled = env("OTEL_SDK_DISABLED").is_some_and(|v| v.eq_ignore_ascii_case("true"));
+    let endpoint = t
+        .endpoint
+        .or_else(|| env("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"))
+        .or_else(|| env("OTEL_EXPORTER_OTLP_ENDPOINT"))
+        .filter(|e| !e.is_empty() && !disabled);
+    if let Some(e) = &endpoint
+        && !(e.starts_with("http://") || e.starts_with("https://"))
+    {
+        return Err(invalid(
+            "telemetry.endpoint",
+            format!("{e:?} must be a URL such as \"http://127.0.0.1:4317\""),
+        ));
+    }
+    let protocol = match t.protocol {
+        Some(RawOtlpProtocol::Grpc) => OtlpProtocol::Grpc,
+        Some(RawOtlpProtocol::Http) => OtlpProtocol::Http,
+        None => match env("OTEL_EXPORTER_OTLP_PROTOCOL").as_deref() {
+            None | Some("grpc") => OtlpProtocol::Grpc,
+            Some("http/protobuf" | "http") => OtlpProtocol::Http,
+            Some(other) => {
+                return Err(invalid(
+                    "OTEL_EXPORTER_OTLP_PROTOCOL",
+                    format!("{other:?} is not supported: use grpc or http/protobuf"),
+                ));
+            }
+        },
+    };
+    let sampling_ratio = match t.sampling_ratio {
+        Some(r) => r,
+        None => match env("OTEL_TRACES_SAMPLER_ARG") {
+            Some(v) => v.parse().map_err(|_| {
+                invalid("OTEL_TRACES_SAMPLER_ARG", format!("{v:?} is not a number"))
+            })?,
+            None => 1.0,
+        },
+    };
+    if !(0.0..=1.0).contains(&sampling_ratio) {
+        return Err(invalid(
+            "telemetry.sampling_ratio",
+            format!("{sampling_ratio} is outside 0.0..=1.0"),
+        ));
+    }
+    Ok(TraceSettings {
+        endpoint,
+        protocol,
+        sampling_ratio,
+        service_name: t
+            .service_name
+            .or_else(|| env("OTEL_SERVICE_NAME"))
+            .unwrap_or_else(|| "murmur".into()),
+        export_timeout: t.export_timeout.map_or(Duration::from_secs(5), |d| d.0),
+    })
 }
 
 fn parse_default(s: &str) -> SocketAddr {

@@ -12,6 +12,10 @@ fn flags() -> Overrides {
     }
 }
 
+fn no_env(_: &str) -> Option<String> {
+    None
+}
+
 fn parse(text: &str) -> Result<RawConfig, String> {
     toml::from_str(text).map_err(|e| e.to_string())
 }
@@ -24,7 +28,7 @@ fn defaults_parse() {
 
 #[test]
 fn flags_alone_make_a_config_with_defaults() {
-    let c = Config::from_parts(RawConfig::default(), flags(), Path::new("")).unwrap();
+    let c = Config::from_parts(RawConfig::default(), flags(), Path::new(""), &no_env).unwrap();
     assert_eq!(c.admin.to_string(), DEFAULT_ADMIN);
     assert_eq!(c.data_dir, PathBuf::from("murmur-data/a"));
     assert_eq!(c.threads, 1);
@@ -53,7 +57,7 @@ fn flags_override_the_file_and_paths_are_relative_to_it() {
     let mut f = flags();
     f.cert = None;
     f.seeds = vec!["10.0.0.2:7420".into()];
-    let c = Config::from_parts(raw, f, Path::new("/etc/murmur")).unwrap();
+    let c = Config::from_parts(raw, f, Path::new("/etc/murmur"), &no_env).unwrap();
     assert_eq!(c.name.as_str(), "a");
     assert_eq!(c.tls.cert, PathBuf::from("/etc/murmur/b.crt"));
     assert_eq!(c.seeds, ["10.0.0.1:7420", "10.0.0.2:7420"]);
@@ -63,16 +67,40 @@ fn flags_override_the_file_and_paths_are_relative_to_it() {
 fn unreachable_listen_and_bad_seeds_are_refused_with_a_fix() {
     let mut f = flags();
     f.listen = Some("0.0.0.0:7420".parse().unwrap());
-    let err = Config::from_parts(RawConfig::default(), f, Path::new("")).unwrap_err();
+    let err = Config::from_parts(RawConfig::default(), f, Path::new(""), &no_env).unwrap_err();
     assert!(err.to_string().contains("advertise"), "{err}");
 
     let mut f = flags();
     f.seeds = vec!["nohost".into()];
-    let err = Config::from_parts(RawConfig::default(), f, Path::new("")).unwrap_err();
+    let err = Config::from_parts(RawConfig::default(), f, Path::new(""), &no_env).unwrap_err();
     assert!(err.to_string().contains("host:port"), "{err}");
 
     let mut f = flags();
     f.name = None;
-    let err = Config::from_parts(RawConfig::default(), f, Path::new("")).unwrap_err();
+    let err = Config::from_parts(RawConfig::default(), f, Path::new(""), &no_env).unwrap_err();
     assert!(err.to_string().contains("--name"), "{err}");
+}
+
+#[test]
+fn telemetry_comes_from_the_file_then_the_standard_environment() {
+    let env = |k: &str| match k {
+        "OTEL_EXPORTER_OTLP_ENDPOINT" => Some("http://collector:4318".to_owned()),
+        "OTEL_EXPORTER_OTLP_PROTOCOL" => Some("http/protobuf".to_owned()),
+        "OTEL_TRACES_SAMPLER_ARG" => Some("0.25".to_owned()),
+        _ => None,
+    };
+    let c = Config::from_parts(RawConfig::default(), flags(), Path::new(""), &env).unwrap();
+    assert_eq!(c.traces.endpoint.as_deref(), Some("http://collector:4318"));
+    assert_eq!(c.traces.protocol, OtlpProtocol::Http);
+    assert!((c.traces.sampling_ratio - 0.25).abs() < 1e-9);
+
+    let raw = parse("[telemetry]\nendpoint = \"http://127.0.0.1:4317\"\nprotocol = \"grpc\"\n").unwrap();
+    let c = Config::from_parts(raw, flags(), Path::new(""), &env).unwrap();
+    assert_eq!(c.traces.endpoint.as_deref(), Some("http://127.0.0.1:4317"));
+    assert_eq!(c.traces.protocol, OtlpProtocol::Grpc);
+
+    let c = Config::from_parts(RawConfig::default(), flags(), Path::new(""), &no_env).unwrap();
+    assert_eq!(c.traces.endpoint, None);
+    let raw = parse("[telemetry]\nsampling_ratio = 2.0\n").unwrap();
+    assert!(Config::from_parts(raw, flags(), Path::new(""), &no_env).is_err());
 }

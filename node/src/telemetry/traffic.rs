@@ -1,0 +1,186 @@
+//! Traffic over the last minute, per direction and service: rate, success rate, p50 and p99.
+//! This is what `murmur status`, `murmur top` and the dashboard show.
+
+use std::collections::BTreeMap;
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::metrics::LATENCY_BUCKETS;
+
+/// Seconds of history kept.
+pub const WINDOW_SECS: u64 = 60;
+
+/// Which side of the mesh a request was seen on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    /// From the local app to a remote service.
+    Outbound,
+    /// From a remote caller to the local app.
+    Inbound,
+}
+
+impl Direction {
+    /// Label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Outbound => "outbound",
+            Self::Inbound => "inbound",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+struct Slot {
+    second: u64,
+    requests: u64,
+    failures: u64,
+    buckets: [u64; LATENCY_BUCKETS.len() + 1],
+}
+
+#[derive(Debug)]
+struct Window {
+    slots: Vec<Slot>,
+}
+
+impl Window {
+    fn new() -> Self {
+        Self {
+            slots: vec![Slot::default(); WINDOW_SECS as usize],
+        }
+    }
+
+    fn slot(&mut self, second: u64) -> &mut Slot {
+        let i = (second % WINDOW_SECS) as usize;
+        let s = &mut self.slots[i];
+        if s.second != second {
+            *s = Slot {
+                second,
+                ..Slot::default()
+            };
+        }
+        s
+    }
+}
+
+/// Figures for one direction and service over the window.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TrafficSummary {
+    /// Direction.
+    pub direction: Direction,
+    /// Service.
+    pub service: String,
+    /// Requests in the window.
+    pub requests: u64,
+    /// Requests per second over the window.
+    pub rate: f64,
+    /// Share of requests that did not fail (1.0 when there were none).
+    pub success_rate: f64,
+    /// Median latency, milliseconds (upper bound of its bucket).
+    pub p50_ms: f64,
+    /// 99th percentile latency, milliseconds (upper bound of its bucket).
+    pub p99_ms: f64,
+}
+
+/// Rolling per-service windows.
+#[derive(Debug, Default)]
+pub struct Traffic {
+    windows: Mutex<BTreeMap<(Direction, String), Window>>,
+}
+
+impl Traffic {
+    /// Records one finished request at unix second `now`.
+    pub fn record(&self, dir: Direction, service: &str, failed: bool, latency: Duration, now: u64) {
+        let mut map = self.windows.lock().unwrap_or_else(PoisonError::into_inner);
+        let window = map
+            .entry((dir, service.to_owned()))
+            .or_insert_with(Window::new);
+        let slot = window.slot(now);
+        slot.requests += 1;
+        slot.failures += u64::from(failed);
+        let secs = latency.as_secs_f64();
+        let i = LATENCY_BUCKETS
+            .iter()
+            .position(|b| secs <= *b)
+            .unwrap_or(LATENCY_BUCKETS.len());
+        slot.buckets[i] += 1;
+    }
+
+    /// Summaries over the last [`WINDOW_SECS`] seconds before `now`.
+    pub fn summaries(&self, now: u64) -> Vec<TrafficSummary> {
+        let map = self.windows.lock().unwrap_or_else(PoisonError::into_inner);
+        map.iter()
+            .map(|((dir, service), w)| summarize(*dir, service, w, now))
+            .collect()
+    }
+}
+
+fn summarize(direction: Direction, service: &str, w: &Window, now: u64) -> TrafficSummary {
+    let recent = w
+        .slots
+        .iter()
+        .filter(|s| s.second + WINDOW_SECS > now && s.second <= now);
+    let (mut requests, mut failures) = (0, 0);
+    let mut buckets = [0u64; LATENCY_BUCKETS.len() + 1];
+    for s in recent {
+        requests += s.requests;
+        failures += s.failures;
+        for (b, n) in buckets.iter_mut().zip(&s.buckets) {
+            *b += n;
+        }
+    }
+    TrafficSummary {
+        direction,
+        service: service.to_owned(),
+        requests,
+        rate: requests as f64 / WINDOW_SECS as f64,
+        success_rate: if requests == 0 {
+            1.0
+        } else {
+            (requests - failures) as f64 / requests as f64
+        },
+        p50_ms: quantile(&buckets, requests, 0.5),
+        p99_ms: quantile(&buckets, requests, 0.99),
+    }
+}
+
+fn quantile(buckets: &[u64], total: u64, q: f64) -> f64 {
+    if total == 0 {
+        return 0.0;
+    }
+    let rank = (q * total as f64).ceil() as u64;
+    let mut seen = 0;
+    for (i, n) in buckets.iter().enumerate() {
+        seen += n;
+        if seen >= rank {
+            let bound = LATENCY_BUCKETS.get(i).copied().unwrap_or(60.0);
+            return bound * 1000.0;
+        }
+    }
+    60_000.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn summaries_cover_the_last_minute_only() {
+        let t = Traffic::default();
+        for i in 0..99 {
+            t.record(Direction::Outbound, "web", false, Duration::from_micros(800), 1000 + i % 10);
+        }
+        t.record(Direction::Outbound, "web", true, Duration::from_millis(400), 1005);
+        t.record(Direction::Outbound, "old", false, Duration::from_millis(1), 100);
+        let s = t.summaries(1010);
+        let web = s.iter().find(|s| s.service == "web").unwrap();
+        assert_eq!(web.requests, 100);
+        assert!((web.success_rate - 0.99).abs() < 1e-9);
+        assert_eq!(web.p50_ms, 1.0);
+        assert_eq!(web.p99_ms, 1.0);
+        let old = s.iter().find(|s| s.service == "old").unwrap();
+        assert_eq!(old.requests, 0);
+    }
+}
