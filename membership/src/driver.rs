@@ -235,7 +235,7 @@ impl Membership {
 
     /// Leaves on purpose: peers mark this node left (not failed) within a round trip. Waits
     /// `linger` for the news to travel, then stops gossiping.
-    pub async fn leave(self, linger: Duration) {
+    pub async fn leave(&self, linger: Duration) {
         if let Err(e) = self.set_status(NodeStatus::Left).await {
             warn!(error = %e, "could not announce leaving");
         }

@@ -45,7 +45,14 @@ pub struct Member {
     pub services: Vec<String>,
     /// Known only from the persisted view, not (yet) from gossip.
     pub stale: bool,
+    /// Values the node publishes under `x/<name>` for readers above this crate (e.g. its
+    /// traffic summary), by name without the prefix.
+    #[serde(default)]
+    pub extensions: BTreeMap<String, String>,
 }
+
+/// Prefix of keys this crate carries without interpreting.
+pub const EXTENSION_PREFIX: &str = "x/";
 
 /// One instance of a service.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -192,6 +199,12 @@ fn member_of(snap: &NodeSnapshot) -> Option<(Member, Vec<Endpoint>)> {
         state,
         services: endpoints.iter().map(|e| e.service.clone()).collect(),
         stale: false,
+        extensions: snap
+            .kvs
+            .iter()
+            .filter(|(_, v)| v.len() <= records::MAX_VALUE_BYTES)
+            .filter_map(|(k, v)| Some((k.strip_prefix(EXTENSION_PREFIX)?.to_owned(), v.clone())))
+            .collect(),
     };
     let routable = matches!(state, MemberState::Alive | MemberState::Draining);
     Some((member, if routable { endpoints } else { Vec::new() }))

@@ -2,14 +2,18 @@
 //!
 //! | method | path | answer |
 //! |---|---|---|
+//! | GET | `/` | the dashboard (self-contained HTML) |
 //! | GET | `/healthz` | `ok` while the process runs |
+//! | GET | `/v1/mesh` | members with gossiped traffic, services with endpoints ([`mesh::MeshResponse`]) |
 //! | GET | `/v1/members[?all=true]` | members as this node sees them ([`members::MembersResponse`]) |
 //! | GET | `/metrics` | Prometheus text format |
 //! | GET | `/v1/traffic` | per-service rate, success rate, p50/p99 over the last minute |
 //! | GET | `/v1/status` | this node: identity, certificate, gossip counters ([`status::StatusResponse`]) |
 
+pub mod dashboard;
 pub mod http;
 pub mod members;
+pub mod mesh;
 pub mod metrics;
 pub mod status;
 pub mod traffic;
@@ -63,12 +67,18 @@ pub async fn serve(ctx: Arc<NodeContext>, listener: TcpListener) {
 async fn route(ctx: &Arc<NodeContext>, req: Request<Incoming>) -> Response<Body> {
     let path = req.uri().path().to_owned();
     match (req.method().clone(), path.as_str()) {
+        (Method::GET, "/" | "/index.html") => dashboard::get(),
         (Method::GET, "/healthz") => text(200, "ok\n"),
+        (Method::GET, "/v1/mesh") => mesh::get(ctx),
         (Method::GET, "/v1/members") => members::list(ctx, req.uri().query()),
         (Method::GET, "/v1/status") => status::get(ctx),
         (Method::GET, "/metrics") => metrics::get(ctx),
         (Method::GET, "/v1/traffic") => traffic::get(ctx),
-        (_, "/healthz" | "/v1/members" | "/v1/status" | "/metrics" | "/v1/traffic") => error(405, "method not allowed"),
+        (
+            _,
+            "/" | "/healthz" | "/v1/members" | "/v1/mesh" | "/v1/status" | "/metrics"
+            | "/v1/traffic",
+        ) => error(405, "method not allowed"),
         _ => error(404, &format!("no such endpoint: {path}")),
     }
 }

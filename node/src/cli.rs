@@ -6,6 +6,7 @@ mod cert;
 mod members;
 pub mod output;
 mod run;
+mod status;
 
 use std::process::ExitCode;
 
@@ -45,6 +46,11 @@ enum Command {
     Cert(cert::CertCommand),
     /// List the members of the mesh as a node sees them.
     Members(members::MembersArgs),
+    /// One screen about a node: identity, certificate expiry, members, policy, services and
+    /// their traffic.
+    Status(status::StatusArgs),
+    /// A node's traffic per service (rate, success rate, latency), refreshing.
+    Top(status::TopArgs),
 }
 
 /// Parses the command line and runs the command.
@@ -56,6 +62,8 @@ pub fn main() -> ExitCode {
         Command::Ca(cmd) => ca::run(cmd),
         Command::Cert(cmd) => cert::run(cmd),
         Command::Members(args) => members::run(args),
+        Command::Status(args) => status::status(args),
+        Command::Top(args) => status::top(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

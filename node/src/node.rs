@@ -95,6 +95,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let watcher = CredentialWatcher::new(ctx.tls.clone(), ctx.config.tls.clone());
     tokio::spawn(watcher.run(ctx.config.reload_interval, reload.clone()));
     tokio::spawn(crate::admin::serve(ctx.clone(), admin_listener));
+    tokio::spawn(crate::telemetry::mesh::publish_loop(ctx.clone()));
 
     let why = signals::wait_for_stop(reload).await;
     info!(?why, "stopping");
@@ -104,22 +105,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 
 async fn shutdown(ctx: Arc<NodeContext>) {
     let linger = (ctx.config.gossip.interval * 3).max(Duration::from_millis(300));
-    let endpoint = ctx.endpoint.clone();
-    match Arc::try_unwrap(ctx) {
-        Ok(ctx) => ctx.membership.leave(linger).await,
-        Err(ctx) => {
-            // Something still holds the context: announce leaving without consuming it.
-            if let Err(e) = ctx
-                .membership
-                .set_status(murmur_membership::records::NodeStatus::Left)
-                .await
-            {
-                warn!(error = %e, "could not announce leaving");
-            }
-            tokio::time::sleep(linger).await;
-        }
-    }
-    endpoint.close(Duration::from_millis(500)).await;
+    ctx.membership.leave(linger).await;
+    ctx.endpoint.close(Duration::from_millis(500)).await;
 }
 
 fn load_credentials(config: &Config) -> anyhow::Result<Arc<TlsState>> {

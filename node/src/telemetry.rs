@@ -1,6 +1,7 @@
 //! What a node tells about its traffic: Prometheus metrics ([`metrics`]), one-minute traffic
 //! summaries for the CLI and dashboard ([`traffic`]), and per-request accounting that feeds both.
 
+pub mod mesh;
 pub mod metrics;
 pub mod traceparent;
 pub mod traces;
@@ -145,8 +146,13 @@ impl RequestGuard {
             .get(&[dir, &self.service, peer, outcome.class()])
             .inc();
         t.duration.get(&[dir, &self.service]).observe(took);
-        t.traffic
-            .record(self.direction, &self.service, outcome.failed(), took, unix_now());
+        t.traffic.record(
+            self.direction,
+            &self.service,
+            outcome.failed(),
+            took,
+            unix_now(),
+        );
         took
     }
 }

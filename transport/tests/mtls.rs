@@ -184,10 +184,16 @@ async fn a_bundle_with_two_cas_admits_nodes_of_both_during_a_rotation() {
     let a = bind(with_bundle(&old_ca, "a"));
     let b = bind(with_bundle(&new_ca, "b"));
     assert_eq!(
-        request(&a, b.local_addr().unwrap(), Some("b")).await.unwrap(),
+        request(&a, b.local_addr().unwrap(), Some("b"))
+            .await
+            .unwrap(),
         "web|spiffe://test.mesh/node/a|ping"
     );
-    assert!(request(&b, a.local_addr().unwrap(), Some("a")).await.is_ok());
+    assert!(
+        request(&b, a.local_addr().unwrap(), Some("a"))
+            .await
+            .is_ok()
+    );
     // A node that trusts only the old CA refuses the new one's nodes.
     let (_, c) = node(&old_ca, "c");
     let c = bind(c);

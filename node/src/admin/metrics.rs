@@ -21,7 +21,11 @@ pub fn get(ctx: &NodeContext) -> hyper::Response<Body> {
     t.denied.render(&mut out);
     t.shadow_denied.render(&mut out);
     node_metrics(ctx, &mut out);
-    with_type(200, "text/plain; version=0.0.4; charset=utf-8", out.into_bytes())
+    with_type(
+        200,
+        "text/plain; version=0.0.4; charset=utf-8",
+        out.into_bytes(),
+    )
 }
 
 fn node_metrics(ctx: &NodeContext, out: &mut String) {
@@ -39,7 +43,13 @@ fn node_metrics(ctx: &NodeContext, out: &mut String) {
             (vec![("state", name.to_owned())], view.count(*s) as f64)
         })
         .collect();
-    render_now(out, "murmur_members", "gauge", "Members by state, as this node sees them.", &members);
+    render_now(
+        out,
+        "murmur_members",
+        "gauge",
+        "Members by state, as this node sees them.",
+        &members,
+    );
     render_now(
         out,
         "murmur_view_stale",
@@ -60,12 +70,33 @@ fn node_metrics(ctx: &NodeContext, out: &mut String) {
             (vec![("direction", "received".into())], load(&g.received)),
         ],
     );
-    render_now(out, "murmur_gossip_bytes_total", "counter", "Gossip payload bytes.", &[
-        (vec![("direction", "sent".into())], load(&g.sent_bytes)),
-        (vec![("direction", "received".into())], load(&g.received_bytes)),
-    ]);
-    render_now(out, "murmur_gossip_rejected_total", "counter", "Gossip messages refused as malformed or oversized.", &[(vec![], load(&g.rejected))]);
-    render_now(out, "murmur_gossip_dropped_total", "counter", "Gossip messages dropped (peer unreachable or queue full).", &[(vec![], load(&g.dropped))]);
+    render_now(
+        out,
+        "murmur_gossip_bytes_total",
+        "counter",
+        "Gossip payload bytes.",
+        &[
+            (vec![("direction", "sent".into())], load(&g.sent_bytes)),
+            (
+                vec![("direction", "received".into())],
+                load(&g.received_bytes),
+            ),
+        ],
+    );
+    render_now(
+        out,
+        "murmur_gossip_rejected_total",
+        "counter",
+        "Gossip messages refused as malformed or oversized.",
+        &[(vec![], load(&g.rejected))],
+    );
+    render_now(
+        out,
+        "murmur_gossip_dropped_total",
+        "counter",
+        "Gossip messages dropped (peer unreachable or queue full).",
+        &[(vec![], load(&g.dropped))],
+    );
     render_now(
         out,
         "murmur_handshakes_refused_total",
@@ -75,15 +106,48 @@ fn node_metrics(ctx: &NodeContext, out: &mut String) {
     );
 
     let peers = ctx.endpoint.peer_stats();
-    let rtt: Vec<_> = peers.iter().map(|p| (vec![("peer", p.peer.clone())], p.rtt.as_secs_f64())).collect();
-    render_now(out, "murmur_quic_rtt_seconds", "gauge", "Smoothed round-trip time to each peer.", &rtt);
-    let lost: Vec<_> = peers.iter().map(|p| (vec![("peer", p.peer.clone())], p.lost_packets as f64)).collect();
-    render_now(out, "murmur_quic_lost_packets_total", "counter", "Packets declared lost on the connection to each peer.", &lost);
-    let sent: Vec<_> = peers.iter().map(|p| (vec![("peer", p.peer.clone())], p.sent_packets as f64)).collect();
-    render_now(out, "murmur_quic_sent_packets_total", "counter", "Packets sent on the connection to each peer.", &sent);
+    let rtt: Vec<_> = peers
+        .iter()
+        .map(|p| (vec![("peer", p.peer.clone())], p.rtt.as_secs_f64()))
+        .collect();
+    render_now(
+        out,
+        "murmur_quic_rtt_seconds",
+        "gauge",
+        "Smoothed round-trip time to each peer.",
+        &rtt,
+    );
+    let lost: Vec<_> = peers
+        .iter()
+        .map(|p| (vec![("peer", p.peer.clone())], p.lost_packets as f64))
+        .collect();
+    render_now(
+        out,
+        "murmur_quic_lost_packets_total",
+        "counter",
+        "Packets declared lost on the connection to each peer.",
+        &lost,
+    );
+    let sent: Vec<_> = peers
+        .iter()
+        .map(|p| (vec![("peer", p.peer.clone())], p.sent_packets as f64))
+        .collect();
+    render_now(
+        out,
+        "murmur_quic_sent_packets_total",
+        "counter",
+        "Packets sent on the connection to each peer.",
+        &sent,
+    );
 
     let ts = &ctx.traces.stats;
-    render_now(out, "murmur_trace_spans_exported_total", "counter", "Spans delivered to the OTLP collector.", &[(vec![], load(&ts.exported))]);
+    render_now(
+        out,
+        "murmur_trace_spans_exported_total",
+        "counter",
+        "Spans delivered to the OTLP collector.",
+        &[(vec![], load(&ts.exported))],
+    );
     render_now(
         out,
         "murmur_trace_spans_dropped_total",
@@ -93,7 +157,10 @@ fn node_metrics(ctx: &NodeContext, out: &mut String) {
     );
 
     let cert = ctx.tls.local_cert();
-    let expiry = cert.not_after.duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
+    let expiry = cert
+        .not_after
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64());
     render_now(
         out,
         "murmur_certificate_expiry_timestamp_seconds",
@@ -109,7 +176,10 @@ fn node_metrics(ctx: &NodeContext, out: &mut String) {
         &[(
             vec![
                 ("name", ctx.config.name.to_string()),
-                ("generation", ctx.membership.chitchat_id().generation_id.to_string()),
+                (
+                    "generation",
+                    ctx.membership.chitchat_id().generation_id.to_string(),
+                ),
                 ("version", env!("CARGO_PKG_VERSION").to_owned()),
             ],
             1.0,

@@ -164,7 +164,11 @@ impl Config {
     }
 
     /// [`Config::load`] with an explicit environment.
-    pub fn load_with_env(file: Option<&Path>, flags: Overrides, env: Env<'_>) -> Result<Self, ConfigError> {
+    pub fn load_with_env(
+        file: Option<&Path>,
+        flags: Overrides,
+        env: Env<'_>,
+    ) -> Result<Self, ConfigError> {
         let raw = match file {
             Some(path) => parse_file(path)?,
             None => RawConfig::default(),
@@ -174,7 +178,12 @@ impl Config {
         Self::from_parts(raw, flags, base, env)
     }
 
-    fn from_parts(raw: RawConfig, flags: Overrides, base: &Path, env: Env<'_>) -> Result<Self, ConfigError> {
+    fn from_parts(
+        raw: RawConfig,
+        flags: Overrides,
+        base: &Path,
+        env: Env<'_>,
+    ) -> Result<Self, ConfigError> {
         let name = flags.name.or(raw.name).ok_or(ConfigError::Missing {
             field: "name",
             flag: "name",

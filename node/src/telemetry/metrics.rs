@@ -105,7 +105,10 @@ impl Metric for Histogram {
         let mut cumulative = 0;
         for (bound, n) in LATENCY_BUCKETS.iter().zip(&self.buckets) {
             cumulative += n.load(Ordering::Relaxed);
-            let _ = writeln!(out, "{name}_bucket{{{inner}{sep}le=\"{bound}\"}} {cumulative}");
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{{inner}{sep}le=\"{bound}\"}} {cumulative}"
+            );
         }
         let count = self.count.load(Ordering::Relaxed);
         let _ = writeln!(out, "{name}_bucket{{{inner}{sep}le=\"+Inf\"}} {count}");
@@ -126,7 +129,11 @@ pub struct Family<M> {
 
 impl<M: Metric> Family<M> {
     /// A family `name` with label names `labels`.
-    pub const fn new(name: &'static str, help: &'static str, labels: &'static [&'static str]) -> Self {
+    pub const fn new(
+        name: &'static str,
+        help: &'static str,
+        labels: &'static [&'static str],
+    ) -> Self {
         Self {
             name,
             help,
@@ -139,7 +146,10 @@ impl<M: Metric> Family<M> {
     /// paths: this takes a lock.
     pub fn get(&self, values: &[&str]) -> Arc<M> {
         let key: Vec<String> = values.iter().map(|v| (*v).to_owned()).collect();
-        let mut map = self.instances.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut map = self
+            .instances
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         map.entry(key).or_default().clone()
     }
 
@@ -153,7 +163,10 @@ impl<M: Metric> Family<M> {
 
     /// Writes HELP, TYPE and every instance.
     pub fn render(&self, out: &mut String) {
-        let map = self.instances.lock().unwrap_or_else(PoisonError::into_inner);
+        let map = self
+            .instances
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         let _ = writeln!(out, "# HELP {} {}", self.name, self.help);
         let _ = writeln!(out, "# TYPE {} {}", self.name, M::TYPE);
         for (values, metric) in map.iter() {
@@ -175,12 +188,20 @@ fn label_text(names: &[&str], values: &[String]) -> String {
 }
 
 fn escape(v: &str) -> String {
-    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 /// Writes a metric computed at scrape time: HELP, TYPE and one sample per `(labels, value)`,
 /// where labels are `(name, value)` pairs.
-pub fn render_now(out: &mut String, name: &str, kind: &str, help: &str, samples: &[(Vec<(&str, String)>, f64)]) {
+pub fn render_now(
+    out: &mut String,
+    name: &str,
+    kind: &str,
+    help: &str,
+    samples: &[(Vec<(&str, String)>, f64)],
+) {
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
     for (labels, value) in samples {
         let names: Vec<&str> = labels.iter().map(|(n, _)| *n).collect();
@@ -205,10 +226,25 @@ mod tests {
         f.render(&mut out);
         h.render(&mut out);
         assert!(out.contains("# TYPE murmur_x_total counter\n"), "{out}");
-        assert!(out.contains("murmur_x_total{service=\"web\",peer=\"n\\\"2\"} 3\n"), "{out}");
-        assert!(out.contains("murmur_d_seconds_bucket{service=\"web\",le=\"0.002\"} 0\n"), "{out}");
-        assert!(out.contains("murmur_d_seconds_bucket{service=\"web\",le=\"0.005\"} 1\n"), "{out}");
-        assert!(out.contains("murmur_d_seconds_bucket{service=\"web\",le=\"+Inf\"} 2\n"), "{out}");
-        assert!(out.contains("murmur_d_seconds_count{service=\"web\"} 2\n"), "{out}");
+        assert!(
+            out.contains("murmur_x_total{service=\"web\",peer=\"n\\\"2\"} 3\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("murmur_d_seconds_bucket{service=\"web\",le=\"0.002\"} 0\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("murmur_d_seconds_bucket{service=\"web\",le=\"0.005\"} 1\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("murmur_d_seconds_bucket{service=\"web\",le=\"+Inf\"} 2\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("murmur_d_seconds_count{service=\"web\"} 2\n"),
+            "{out}"
+        );
     }
 }

@@ -113,9 +113,18 @@ impl Tracing {
     }
 
     /// Starts a span of `kind` named `name`, child of `parent` (an incoming `traceparent`).
-    pub fn span(&self, kind: SpanKind, name: String, parent: Option<TraceParent>, attrs: Vec<KeyValue>) -> ProxySpan {
+    pub fn span(
+        &self,
+        kind: SpanKind,
+        name: String,
+        parent: Option<TraceParent>,
+        attrs: Vec<KeyValue>,
+    ) -> ProxySpan {
         let Some(tracer) = &self.tracer else {
-            return ProxySpan { cx: None, passthrough: parent };
+            return ProxySpan {
+                cx: None,
+                passthrough: parent,
+            };
         };
         let parent_cx = parent.map_or_else(Context::new, |p| {
             Context::new().with_remote_span_context(SpanContext::new(
@@ -271,8 +280,16 @@ impl SpanProcessor for BoundedProcessor {
 
     fn shutdown_with_timeout(&self, _timeout: Duration) -> OTelSdkResult {
         // Closing the queue makes the worker export what is left and stop.
-        self.tx.lock().unwrap_or_else(PoisonError::into_inner).take();
-        if let Some(w) = self.worker.lock().unwrap_or_else(PoisonError::into_inner).take() {
+        self.tx
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(w) = self
+            .worker
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+        {
             let _ = w.join();
         }
         Ok(())
@@ -301,7 +318,12 @@ fn export_loop<E: SpanExporter>(
             Err(RecvTimeoutError::Timeout) => false,
             Err(RecvTimeoutError::Disconnected) => true,
         };
-        if !resource_set && let Some(r) = resource.lock().unwrap_or_else(PoisonError::into_inner).as_ref() {
+        if !resource_set
+            && let Some(r) = resource
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .as_ref()
+        {
             exporter.set_resource(r);
             resource_set = true;
         }

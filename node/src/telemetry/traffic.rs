@@ -170,10 +170,28 @@ mod tests {
     fn summaries_cover_the_last_minute_only() {
         let t = Traffic::default();
         for i in 0..99 {
-            t.record(Direction::Outbound, "web", false, Duration::from_micros(800), 1000 + i % 10);
+            t.record(
+                Direction::Outbound,
+                "web",
+                false,
+                Duration::from_micros(800),
+                1000 + i % 10,
+            );
         }
-        t.record(Direction::Outbound, "web", true, Duration::from_millis(400), 1005);
-        t.record(Direction::Outbound, "old", false, Duration::from_millis(1), 100);
+        t.record(
+            Direction::Outbound,
+            "web",
+            true,
+            Duration::from_millis(400),
+            1005,
+        );
+        t.record(
+            Direction::Outbound,
+            "old",
+            false,
+            Duration::from_millis(1),
+            100,
+        );
         let s = t.summaries(1010);
         let web = s.iter().find(|s| s.service == "web").unwrap();
         assert_eq!(web.requests, 100);

@@ -94,7 +94,8 @@ fn telemetry_comes_from_the_file_then_the_standard_environment() {
     assert_eq!(c.traces.protocol, OtlpProtocol::Http);
     assert!((c.traces.sampling_ratio - 0.25).abs() < 1e-9);
 
-    let raw = parse("[telemetry]\nendpoint = \"http://127.0.0.1:4317\"\nprotocol = \"grpc\"\n").unwrap();
+    let raw =
+        parse("[telemetry]\nendpoint = \"http://127.0.0.1:4317\"\nprotocol = \"grpc\"\n").unwrap();
     let c = Config::from_parts(raw, flags(), Path::new(""), &env).unwrap();
     assert_eq!(c.traces.endpoint.as_deref(), Some("http://127.0.0.1:4317"));
     assert_eq!(c.traces.protocol, OtlpProtocol::Grpc);

@@ -1,0 +1,224 @@
+//! `murmur status` (one screen about a node and the mesh it sees) and `murmur top` (its traffic,
+//! refreshing).
+
+use std::net::SocketAddr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use clap::Args;
+
+use super::output::print_table;
+use crate::admin::mesh::MeshResponse;
+use crate::admin::status::StatusResponse;
+use crate::admin::traffic::TrafficResponse;
+use crate::client::{ADMIN_ENV, call, get_json};
+use crate::telemetry::traffic::{Direction, TrafficSummary};
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Admin API of the node to ask.
+    #[arg(long, env = ADMIN_ENV, default_value = crate::config::typed::DEFAULT_ADMIN)]
+    admin: SocketAddr,
+    /// Warn when the certificate expires within this many days.
+    #[arg(long, default_value_t = 14)]
+    warn_days: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct TopArgs {
+    /// Admin API of the node to ask.
+    #[arg(long, env = ADMIN_ENV, default_value = crate::config::typed::DEFAULT_ADMIN)]
+    admin: SocketAddr,
+    /// Seconds between refreshes.
+    #[arg(long, default_value_t = 2)]
+    every: u64,
+    /// Stop after this many screens (default: until Ctrl-C).
+    #[arg(long)]
+    count: Option<u64>,
+}
+
+pub fn status(args: StatusArgs) -> anyhow::Result<()> {
+    let rt = super::client_runtime()?;
+    let (status, mesh, traffic, policy) = rt.block_on(async {
+        anyhow::Ok((
+            get_json::<StatusResponse>(args.admin, "/v1/status").await?,
+            get_json::<MeshResponse>(args.admin, "/v1/mesh").await?,
+            get_json::<TrafficResponse>(args.admin, "/v1/traffic").await?,
+            policy_line(args.admin).await,
+        ))
+    })?;
+    print!(
+        "{}",
+        render_status(&status, &mesh, &traffic, policy.as_deref(), args.warn_days)
+    );
+    Ok(())
+}
+
+/// The policy digest line, if the node serves `/v1/policies`.
+async fn policy_line(admin: SocketAddr) -> Option<String> {
+    let (code, body) = call(admin, "GET", "/v1/policies", None).await.ok()?;
+    if code != 200 {
+        return None;
+    }
+    let v: serde_json::Value = serde_json::from_slice(&body).ok()?;
+    let digest = v.get("digest")?.as_str()?.to_owned();
+    let count = v
+        .get("documents")
+        .or_else(|| v.get("policies"))
+        .and_then(|d| d.as_array())
+        .map_or(0, Vec::len);
+    Some(format!("{digest} ({count} documents)"))
+}
+
+fn render_status(
+    s: &StatusResponse,
+    mesh: &MeshResponse,
+    traffic: &TrafficResponse,
+    policy: Option<&str>,
+    warn_days: u64,
+) -> String {
+    let mut out = String::new();
+    let days_left = s.certificate.expires_in_s / 86_400;
+    out.push_str(&format!(
+        "node         {}  {}  generation {}  up {}\n",
+        s.name,
+        s.id,
+        s.generation,
+        human(Duration::from_secs(s.uptime_s))
+    ));
+    out.push_str(&format!(
+        "certificate  serial {}  expires {} ({} days)\n",
+        s.certificate.serial,
+        super::output::rfc3339(UNIX_EPOCH + Duration::from_secs(s.certificate.not_after_unix)),
+        days_left
+    ));
+    if s.certificate.expires_in_s <= 0 {
+        out.push_str(
+            "WARNING      the certificate has EXPIRED: peers refuse this node; issue a new one\n",
+        );
+    } else if (s.certificate.expires_in_s as u64) < warn_days * 86_400 {
+        out.push_str(&format!(
+            "WARNING      the certificate expires in {}: issue a new one (`murmur cert issue`) and replace the files; the node picks them up without a restart\n",
+            human(Duration::from_secs(s.certificate.expires_in_s as u64))
+        ));
+    }
+    let count = |state: &str| mesh.nodes.iter().filter(|n| n.state == state).count();
+    out.push_str(&format!(
+        "members      {} alive, {} draining, {} dead{}\n",
+        count("alive"),
+        count("draining"),
+        count("dead"),
+        if mesh.stale {
+            " (view partly from disk: stale)"
+        } else {
+            ""
+        }
+    ));
+    out.push_str(&format!("policy       {}\n", policy.unwrap_or("-")));
+    out.push_str("\n");
+    out.push_str(&service_table(mesh, traffic));
+    out
+}
+
+fn service_table(mesh: &MeshResponse, traffic: &TrafficResponse) -> String {
+    let find = |dir: Direction, svc: &str| -> Option<&TrafficSummary> {
+        traffic
+            .services
+            .iter()
+            .find(|t| t.direction == dir && t.service == svc)
+    };
+    let mut names: Vec<String> = mesh.services.iter().map(|s| s.name.clone()).collect();
+    for t in &traffic.services {
+        if !names.contains(&t.service) {
+            names.push(t.service.clone());
+        }
+    }
+    let rows: Vec<Vec<String>> = names
+        .iter()
+        .map(|name| {
+            let eps = mesh
+                .services
+                .iter()
+                .find(|s| &s.name == name)
+                .map_or(&[][..], |s| &s.endpoints[..]);
+            let passing = eps
+                .iter()
+                .filter(|e| e.health == murmur_membership::records::Health::Passing && !e.draining)
+                .count();
+            let mut row = vec![name.clone(), format!("{passing}/{}", eps.len())];
+            for dir in [Direction::Outbound, Direction::Inbound] {
+                row.extend(traffic_cells(find(dir, name)));
+            }
+            row
+        })
+        .collect();
+    let mut out = String::from("services (traffic over the last minute)\n");
+    out.push_str(&super::output::table(
+        &[
+            "SERVICE", "HEALTHY", "OUT RPS", "OUT OK", "OUT P99", "IN RPS", "IN OK", "IN P99",
+        ],
+        &rows,
+    ));
+    out
+}
+
+fn traffic_cells(t: Option<&TrafficSummary>) -> [String; 3] {
+    match t {
+        Some(t) if t.requests > 0 => [
+            format!("{:.2}", t.rate),
+            format!("{:.1}%", t.success_rate * 100.0),
+            format!("{} ms", t.p99_ms),
+        ],
+        _ => ["-".into(), "-".into(), "-".into()],
+    }
+}
+
+fn human(d: Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m{}s", s / 60, s % 60),
+        3600..86_400 => format!("{}h{}m", s / 3600, s % 3600 / 60),
+        _ => format!("{}d{}h", s / 86_400, s % 86_400 / 3600),
+    }
+}
+
+pub fn top(args: TopArgs) -> anyhow::Result<()> {
+    let rt = super::client_runtime()?;
+    let mut screens = 0;
+    loop {
+        let traffic: TrafficResponse = rt.block_on(get_json(args.admin, "/v1/traffic"))?;
+        let now = SystemTime::now();
+        let rows: Vec<Vec<String>> = traffic
+            .services
+            .iter()
+            .filter(|t| t.requests > 0)
+            .map(|t| {
+                vec![
+                    t.service.clone(),
+                    format!("{:?}", t.direction).to_lowercase(),
+                    format!("{:.2}", t.rate),
+                    format!("{:.1}%", t.success_rate * 100.0),
+                    format!("{} ms", t.p50_ms),
+                    format!("{} ms", t.p99_ms),
+                ]
+            })
+            .collect();
+        // Clear the screen and go home, like top(1).
+        print!("\x1b[2J\x1b[H");
+        println!(
+            "murmur top — node {} — last {} s — {}",
+            traffic.node,
+            traffic.window_s,
+            super::output::rfc3339(now)
+        );
+        print_table(
+            &["SERVICE", "DIRECTION", "RPS", "SUCCESS", "P50", "P99"],
+            &rows,
+        );
+        screens += 1;
+        if args.count.is_some_and(|c| screens >= c) {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_secs(args.every.max(1)));
+    }
+}
