@@ -78,9 +78,9 @@ pub struct Endpoint {
 }
 
 impl Endpoint {
-    /// Whether new requests may go here.
+    /// Whether new requests may go here: passing checks, and not draining.
     pub fn accepts_new_traffic(&self) -> bool {
-        !self.draining && self.health != Health::Critical
+        !self.draining && self.health == Health::Passing
     }
 }
 

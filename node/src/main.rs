@@ -4,6 +4,7 @@ mod admin;
 mod cli;
 mod client;
 mod config;
+mod health;
 mod logging;
 mod node;
 mod signals;

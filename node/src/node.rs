@@ -96,6 +96,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     tokio::spawn(watcher.run(ctx.config.reload_interval, reload.clone()));
     tokio::spawn(crate::admin::serve(ctx.clone(), admin_listener));
     tokio::spawn(crate::telemetry::mesh::publish_loop(ctx.clone()));
+    spawn_health_checks(&ctx);
 
     let why = signals::wait_for_stop(reload).await;
     info!(?why, "stopping");
@@ -107,6 +108,34 @@ async fn shutdown(ctx: Arc<NodeContext>) {
     let linger = (ctx.config.gossip.interval * 3).max(Duration::from_millis(300));
     ctx.membership.leave(linger).await;
     ctx.endpoint.close(Duration::from_millis(500)).await;
+}
+
+fn spawn_health_checks(ctx: &Arc<NodeContext>) {
+    for s in &ctx.config.services {
+        let Some(check) = s.health.clone() else {
+            continue;
+        };
+        let (ctx2, service) = (ctx.clone(), s.clone());
+        tokio::spawn(crate::health::run(
+            s.name.to_string(),
+            s.address,
+            check,
+            move |health| {
+                let (ctx, service) = (ctx2.clone(), service.clone());
+                async move {
+                    let mut record = service_record(&service);
+                    record.health = health;
+                    if let Err(e) = ctx
+                        .membership
+                        .publish_service(service.name.as_str(), &record)
+                        .await
+                    {
+                        warn!(error = %e, "cannot publish health");
+                    }
+                }
+            },
+        ));
+    }
 }
 
 fn load_credentials(config: &Config) -> anyhow::Result<Arc<TlsState>> {

@@ -99,6 +99,39 @@ pub struct RawService {
     /// Load-balancing weight.
     #[serde(default)]
     pub weight: Option<u32>,
+    /// Active health check of the local instance.
+    #[serde(default)]
+    pub health: Option<RawHealth>,
+}
+
+/// `[service.health]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHealth {
+    /// `http` (GET `path`) or `tcp` (connect).
+    pub check: Option<RawCheckKind>,
+    /// Path of the HTTP check.
+    pub path: Option<String>,
+    /// Accepted statuses, `"200-399"`.
+    pub expect: Option<String>,
+    /// Time between checks.
+    pub interval: Option<HumanDuration>,
+    /// Time allowed for one check.
+    pub timeout: Option<HumanDuration>,
+    /// Passes that make a failing instance healthy again.
+    pub healthy_threshold: Option<u32>,
+    /// Failures that make a healthy instance critical.
+    pub unhealthy_threshold: Option<u32>,
+}
+
+/// Kind of health check.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RawCheckKind {
+    /// HTTP GET.
+    Http,
+    /// TCP connect.
+    Tcp,
 }
 
 /// `[[upstream]]`

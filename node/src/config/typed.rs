@@ -12,7 +12,10 @@ use murmur_transport::endpoint::QuicSettings;
 use murmur_transport::identity::{Name, TrustDomain};
 use murmur_transport::tls::CredentialPaths;
 
-use super::raw::{RawConfig, RawGossip, RawOtlpProtocol, RawTelemetry};
+use super::raw::{RawCheckKind, RawConfig, RawGossip, RawHealth, RawOtlpProtocol, RawTelemetry};
+use crate::health::CheckConfig;
+use crate::health::probe::{Probe, parse_expect};
+use crate::health::state::Thresholds;
 use crate::telemetry::traces::{OtlpProtocol, TraceSettings};
 
 /// Default QUIC port.
@@ -102,6 +105,8 @@ pub struct ServiceConfig {
     pub labels: BTreeMap<String, String>,
     /// Weight.
     pub weight: u32,
+    /// Active health check.
+    pub health: Option<CheckConfig>,
 }
 
 /// A local TCP listener for a remote service.
@@ -244,14 +249,18 @@ impl Config {
         let services = raw
             .services
             .into_iter()
-            .map(|s| ServiceConfig {
-                name: s.name,
-                address: s.address,
-                protocol: s.protocol.unwrap_or(Protocol::Http),
-                labels: s.labels,
-                weight: s.weight.unwrap_or(1).max(1),
+            .map(|s| {
+                let health = s.health.map(|h| check_config(&s.name, h)).transpose()?;
+                Ok(ServiceConfig {
+                    name: s.name,
+                    address: s.address,
+                    protocol: s.protocol.unwrap_or(Protocol::Http),
+                    labels: s.labels,
+                    weight: s.weight.unwrap_or(1).max(1),
+                    health,
+                })
             })
-            .collect();
+            .collect::<Result<_, ConfigError>>()?;
         let upstreams = raw
             .upstreams
             .into_iter()
@@ -297,6 +306,62 @@ impl Config {
             traces,
         })
     }
+}
+
+fn check_config(service: &Name, h: RawHealth) -> Result<CheckConfig, ConfigError> {
+    let field = |f: &str| format!("service {service}: health.{f}");
+    let kind = match h.check {
+        Some(k) => k,
+        None if h.path.is_some() || h.expect.is_some() => RawCheckKind::Http,
+        None => RawCheckKind::Tcp,
+    };
+    if matches!(kind, RawCheckKind::Tcp) && (h.path.is_some() || h.expect.is_some()) {
+        return Err(ConfigError::Invalid {
+            field: field("check"),
+            message: "a tcp check has no path or expect: remove them or use check = \"http\""
+                .into(),
+        });
+    }
+    let probe = match kind {
+        RawCheckKind::Tcp => Probe::Tcp,
+        RawCheckKind::Http => {
+            let path = h.path.unwrap_or_else(|| "/".into());
+            if !path.starts_with('/') {
+                return Err(ConfigError::Invalid {
+                    field: field("path"),
+                    message: format!("{path:?} must start with '/'"),
+                });
+            }
+            let expect = parse_expect(h.expect.as_deref().unwrap_or("200-399")).map_err(|m| {
+                ConfigError::Invalid {
+                    field: field("expect"),
+                    message: m,
+                }
+            })?;
+            Probe::Http { path, expect }
+        }
+    };
+    let interval = h.interval.map_or(Duration::from_secs(2), |d| d.0);
+    let timeout = h
+        .timeout
+        .map_or(Duration::from_secs(1), |d| d.0)
+        .min(interval);
+    if interval < Duration::from_millis(100) {
+        return Err(ConfigError::Invalid {
+            field: field("interval"),
+            message: "must be at least 100ms".into(),
+        });
+    }
+    let defaults = Thresholds::default();
+    Ok(CheckConfig {
+        probe,
+        interval,
+        timeout,
+        thresholds: Thresholds {
+            healthy: h.healthy_threshold.unwrap_or(defaults.healthy).max(1),
+            unhealthy: h.unhealthy_threshold.unwrap_or(defaults.unhealthy).max(1),
+        },
+    })
 }
 
 /// `[telemetry]` over the standard `OTEL_*` variables: the file wins, the environment fills in.

@@ -105,3 +105,30 @@ fn telemetry_comes_from_the_file_then_the_standard_environment() {
     let raw = parse("[telemetry]\nsampling_ratio = 2.0\n").unwrap();
     assert!(Config::from_parts(raw, flags(), Path::new(""), &no_env).is_err());
 }
+
+#[test]
+fn health_checks_parse_with_defaults_and_refuse_bad_values() {
+    let raw = parse(
+        "[[service]]\nname = \"web\"\naddress = \"127.0.0.1:80\"\n[service.health]\npath = \"/healthz\"\nexpect = \"200-204\"\n",
+    )
+    .unwrap();
+    let c = Config::from_parts(raw, flags(), Path::new(""), &no_env).unwrap();
+    let h = c.services[0].health.clone().unwrap();
+    assert_eq!(
+        h.probe,
+        Probe::Http {
+            path: "/healthz".into(),
+            expect: 200..=204
+        }
+    );
+    assert_eq!(h.interval, Duration::from_secs(2));
+    let raw = parse(
+        "[[service]]\nname = \"web\"\naddress = \"127.0.0.1:80\"\n[service.health]\nexpect = \"ok\"\n",
+    )
+    .unwrap();
+    let err = Config::from_parts(raw, flags(), Path::new(""), &no_env).unwrap_err();
+    assert!(
+        err.to_string().contains("service web: health.expect"),
+        "{err}"
+    );
+}
