@@ -283,9 +283,11 @@ fn a_killed_and_restarted_node_is_listed_once_with_its_new_generation() {
 fn a_node_stopped_with_sigterm_leaves_well_before_failure_detection() {
     netns::run(|| async {
         let mut c = Cluster::new();
-        // A phi threshold this high takes over 20 s to declare a silent node dead.
+        // Failure detection this slow (phi 100 x a mean heartbeat gap of 0.2-0.35 s) takes
+        // 20 s or more to declare a silent node dead: only a real leave is fast.
         c.chain(3, |mut s| {
-            s.gossip_toml = "phi_threshold = 50.0\n".into();
+            s.gossip_interval = "500ms";
+            s.gossip_toml = "phi_threshold = 100.0\n".into();
             s
         });
         let all = ["n1", "n2", "n3"];

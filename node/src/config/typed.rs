@@ -485,13 +485,13 @@ fn gossip_settings(g: RawGossip) -> Result<(GossipSettings, Duration), ConfigErr
             });
         }
         s.interval = d.0;
-        s.initial_interval = d.0;
+        s.initial_interval = d.0 * 2;
     }
     if let Some(phi) = g.phi_threshold {
         if !(1.0..=100.0).contains(&phi) {
             return Err(ConfigError::Invalid {
                 field: "gossip.phi_threshold".into(),
-                message: format!("{phi} is outside 1..100 (8 is a good default)"),
+                message: format!("{phi} is outside 1..100 (16 is the default)"),
             });
         }
         s.phi_threshold = phi;
