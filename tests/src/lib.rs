@@ -13,6 +13,7 @@ pub mod cluster;
 pub mod http;
 pub mod netns;
 pub mod node;
+pub mod otlp;
 pub mod pki;
 pub mod quic;
 pub mod wait;
