@@ -29,7 +29,10 @@ fn every_documented_example_parses_and_every_kind_has_one() {
             // What is signed reads back to the same body.
             assert_eq!(PolicyBody::from_json(d.kind(), &d.to_json()).unwrap(), d);
             // What `policy get` prints parses back too.
-            assert_eq!(parse_file("get", &d.to_toml()).unwrap(), std::slice::from_ref(&d));
+            assert_eq!(
+                parse_file("get", &d.to_toml()).unwrap(),
+                std::slice::from_ref(&d)
+            );
         }
     }
     assert_eq!(kinds.len(), Kind::ALL.len(), "an example per kind");
