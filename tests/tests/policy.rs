@@ -156,8 +156,8 @@ fn the_policy_outlives_its_origin_and_a_whole_mesh_restart() {
             .is_some_and(|(_, b)| !String::from_utf8_lossy(&b).contains("\"n1\""))
     });
     assert!(converged(&survivors, &digest));
-    let newcomer = mesh.start(5, &[2, 3]);
     let started = Instant::now();
+    let newcomer = mesh.start(5, &[2, 3]);
     eventually("the newcomer receives the documents", || {
         newcomer.digest().as_deref() == Some(&digest)
     });
