@@ -216,6 +216,11 @@ impl Membership {
         self.kick.notify_one();
     }
 
+    /// The shared chitchat state, for services that run beside the driver (policy).
+    pub fn chitchat(&self) -> Arc<tokio::sync::Mutex<Chitchat>> {
+        self.handle.chitchat()
+    }
+
     /// Runs `f` on the chitchat state (briefly: gossip waits meanwhile).
     pub async fn with_chitchat<T>(&self, f: impl FnMut(&mut Chitchat) -> T) -> T {
         self.handle.with_chitchat(f).await

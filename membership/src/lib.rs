@@ -9,6 +9,7 @@
 
 pub mod driver;
 pub mod persist;
+pub mod policy;
 pub mod records;
 pub mod view;
 

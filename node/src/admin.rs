@@ -9,12 +9,14 @@
 //! | GET | `/metrics` | Prometheus text format |
 //! | GET | `/v1/traffic` | per-service rate, success rate, p50/p99 over the last minute |
 //! | GET | `/v1/status` | this node: identity, certificate, gossip counters ([`status::StatusResponse`]) |
+//! | GET, POST | `/v1/policies[/<kind>/<name>]` | policy documents, digest, apply ([`crate::policy::api`]) |
 
 pub mod dashboard;
 pub mod http;
 pub mod members;
 pub mod mesh;
 pub mod metrics;
+pub mod policy;
 pub mod status;
 pub mod traffic;
 
@@ -72,6 +74,7 @@ async fn route(ctx: &Arc<NodeContext>, req: Request<Incoming>) -> Response<Body>
         (Method::GET, "/v1/mesh") => mesh::get(ctx),
         (Method::GET, "/v1/members") => members::list(ctx, req.uri().query()),
         (Method::GET, "/v1/status") => status::get(ctx),
+        (_, p) if crate::policy::api::is_policy_path(p) => policy::route(ctx, req).await,
         (Method::GET, "/metrics") => metrics::get(ctx),
         (Method::GET, "/v1/traffic") => traffic::get(ctx),
         (

@@ -5,6 +5,7 @@ mod ca;
 mod cert;
 mod members;
 pub mod output;
+mod policy;
 mod run;
 mod status;
 
@@ -51,6 +52,9 @@ enum Command {
     Status(status::StatusArgs),
     /// A node's traffic per service (rate, success rate, latency), refreshing.
     Top(status::TopArgs),
+    /// Apply, list, show and delete signed policy documents.
+    #[command(subcommand)]
+    Policy(policy::PolicyCommand),
 }
 
 /// Parses the command line and runs the command.
@@ -64,6 +68,7 @@ pub fn main() -> ExitCode {
         Command::Members(args) => members::run(args),
         Command::Status(args) => status::status(args),
         Command::Top(args) => status::top(args),
+        Command::Policy(cmd) => policy::run(cmd),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -5,8 +5,10 @@ mod cli;
 mod client;
 mod config;
 mod health;
+mod inbound;
 mod logging;
 mod node;
+mod policy;
 mod signals;
 mod telemetry;
 

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use murmur_membership::policy::PolicyHandle;
 use murmur_membership::records::{Health, RECORD_VERSION, ServiceRecord};
 use murmur_membership::{Membership, MembershipConfig};
 use murmur_transport::endpoint::{EndpointConfig, MeshEndpoint};
@@ -28,6 +29,8 @@ pub struct NodeContext {
     pub config: Config,
     /// Gossip and the cluster view.
     pub membership: Membership,
+    /// Signed policy documents: the effective set, applies.
+    pub policy: PolicyHandle,
     /// The QUIC endpoint.
     pub endpoint: MeshEndpoint,
     /// Live TLS credentials.
@@ -68,6 +71,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let membership = Membership::start(membership_config(&config, &endpoint, generation), &gossip)
         .await
         .context("cannot start gossip")?;
+    let policy = crate::policy::start(&membership, &config, tls.clone());
     for s in &config.services {
         membership
             .publish_service(s.name.as_str(), &service_record(s))
@@ -84,6 +88,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let ctx = Arc::new(NodeContext {
         config,
         membership,
+        policy,
         endpoint,
         tls,
         gossip_stats,
@@ -91,6 +96,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         telemetry: Arc::new(Telemetry::default()),
         traces,
     });
+    ctx.endpoint.set_handler(crate::inbound::Inbound::new(&ctx));
     let reload = Arc::new(Notify::new());
     let watcher = CredentialWatcher::new(ctx.tls.clone(), ctx.config.tls.clone());
     tokio::spawn(watcher.run(ctx.config.reload_interval, reload.clone()));

@@ -40,6 +40,8 @@ pub struct RawConfig {
     pub gossip: Option<RawGossip>,
     /// Trace export.
     pub telemetry: Option<RawTelemetry>,
+    /// Policy settings.
+    pub policy: Option<RawPolicy>,
     /// Local services this node serves.
     #[serde(default, rename = "service")]
     pub services: Vec<RawService>,
@@ -80,6 +82,18 @@ pub struct RawGossip {
     pub tombstone_grace: Option<HumanDuration>,
     /// How long persisted entries are served beside gossip after a restart.
     pub fail_static_warmup: Option<HumanDuration>,
+}
+
+/// `[policy]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPolicy {
+    /// Stamps further in the future are refused.
+    pub max_skew: Option<HumanDuration>,
+    /// How long deletes are kept and republished.
+    pub tombstone_retention: Option<HumanDuration>,
+    /// Nodes besides the origin that republish each document.
+    pub custodians: Option<usize>,
 }
 
 /// `[[service]]`

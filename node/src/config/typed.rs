@@ -12,10 +12,13 @@ use murmur_transport::endpoint::QuicSettings;
 use murmur_transport::identity::{Name, TrustDomain};
 use murmur_transport::tls::CredentialPaths;
 
-use super::raw::{RawCheckKind, RawConfig, RawGossip, RawHealth, RawOtlpProtocol, RawTelemetry};
+use super::raw::{
+    RawCheckKind, RawConfig, RawGossip, RawHealth, RawOtlpProtocol, RawPolicy, RawTelemetry,
+};
 use crate::health::CheckConfig;
 use crate::health::probe::{Probe, parse_expect};
 use crate::health::state::Thresholds;
+use crate::policy::PolicySettings;
 use crate::telemetry::traces::{OtlpProtocol, TraceSettings};
 
 /// Default QUIC port.
@@ -151,6 +154,8 @@ pub struct Config {
     pub fail_static_warmup: Duration,
     /// QUIC tuning.
     pub quic: QuicSettings,
+    /// Policy settings.
+    pub policy: PolicySettings,
     /// Local services.
     pub services: Vec<ServiceConfig>,
     /// Upstream listeners.
@@ -269,6 +274,7 @@ impl Config {
                 listen: u.listen,
             })
             .collect();
+        let policy = policy_settings(raw.policy.unwrap_or_default())?;
         let threads = flags.threads.or(raw.threads).unwrap_or(1);
         if threads == 0 {
             return Err(ConfigError::Invalid {
@@ -301,6 +307,7 @@ impl Config {
             gossip,
             fail_static_warmup,
             quic: QuicSettings::default(),
+            policy,
             services,
             upstreams,
             traces,
@@ -509,6 +516,36 @@ fn gossip_settings(g: RawGossip) -> Result<(GossipSettings, Duration), ConfigErr
         .fail_static_warmup
         .map_or(Duration::from_secs(15), |d| d.0);
     Ok((s, warmup))
+}
+
+fn policy_settings(p: RawPolicy) -> Result<PolicySettings, ConfigError> {
+    let mut s = PolicySettings::default();
+    let invalid = |field: &str, message: &str| ConfigError::Invalid {
+        field: format!("policy.{field}"),
+        message: message.to_owned(),
+    };
+    if let Some(d) = p.max_skew {
+        if d.0 < Duration::from_secs(1) {
+            return Err(invalid("max_skew", "must be at least 1s"));
+        }
+        s.max_skew = d.0;
+    }
+    if let Some(d) = p.tombstone_retention {
+        if d.0 < Duration::from_secs(60) {
+            return Err(invalid(
+                "tombstone_retention",
+                "must be at least 1m, and longer than any partition you expect to heal",
+            ));
+        }
+        s.tombstone_retention = d.0;
+    }
+    if let Some(k) = p.custodians {
+        if !(1..=16).contains(&k) {
+            return Err(invalid("custodians", "must be between 1 and 16"));
+        }
+        s.custodians = k;
+    }
+    Ok(s)
 }
 
 #[cfg(test)]

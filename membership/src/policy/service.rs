@@ -1,0 +1,281 @@
+//! Runs policy beside the membership driver: one task owns the [`PolicyStore`], reads every
+//! node's `policy/` keys from gossip, verifies and merges them, republishes what this node is
+//! custodian (or origin) of, persists the winning set, and takes applies from the node.
+//!
+//! Readers never talk to the task: they read the effective set from a watch channel
+//! ([`PolicyHandle::current`], [`PolicyHandle::watch`]) and the fuller status (winners with
+//! tombstones, clock, rejection counters) from another ([`PolicyHandle::status`]).
+
+mod apply;
+mod scan;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use chitchat::Chitchat;
+use murmur_transport::tls::TrustBundle;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+use tracing::{info, warn};
+
+pub use self::apply::{ApplyError, ApplyOutcome, ApplyResult};
+use super::document::{PolicyDocument, VerifyContext, verify};
+use super::store::{PolicySet, PolicyStore};
+use super::{Hlc, persist};
+use crate::driver::Membership;
+use crate::view::{ClusterView, MemberState};
+
+/// Where the trust bundle comes from: called for every verification round, so a reloaded
+/// bundle takes effect at once.
+pub type BundleSource = Arc<dyn Fn() -> TrustBundle + Send + Sync>;
+
+/// Policy settings of a node.
+#[derive(Clone)]
+pub struct PolicyConfig {
+    /// This node's name: the origin of what it takes by apply.
+    pub node: String,
+    /// The trust bundle operators' chains must verify against.
+    pub bundle: BundleSource,
+    /// Stamps further ahead of this node's clock are refused.
+    pub max_skew: Duration,
+    /// How long a delete is remembered (and republished) after it was stamped.
+    pub tombstone_retention: Duration,
+    /// Nodes besides the origin that republish each document.
+    pub custodians: usize,
+    /// Where the winning set is kept; `None` keeps nothing.
+    pub file: Option<PathBuf>,
+    /// How often gossip is scanned even when nothing announced a change.
+    pub refresh: Duration,
+}
+
+impl PolicyConfig {
+    /// Defaults: 60 s skew, 24 h tombstone retention, 3 custodians, no file, 500 ms refresh.
+    pub fn new(node: impl Into<String>, bundle: BundleSource) -> Self {
+        Self {
+            node: node.into(),
+            bundle,
+            max_skew: Duration::from_secs(60),
+            tombstone_retention: Duration::from_secs(24 * 3600),
+            custodians: 3,
+            file: None,
+            refresh: Duration::from_millis(500),
+        }
+    }
+}
+
+impl std::fmt::Debug for PolicyConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PolicyConfig")
+            .field("node", &self.node)
+            .field("max_skew", &self.max_skew)
+            .field("tombstone_retention", &self.tombstone_retention)
+            .field("custodians", &self.custodians)
+            .field("file", &self.file)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a node knows about policy, for the admin API.
+#[derive(Clone, Debug, Default)]
+pub struct PolicyStatus {
+    /// This node.
+    pub node: String,
+    /// Highest stamp clock seen; a new version must be stamped above `clock.read(now)`.
+    pub clock: Hlc,
+    /// The effective set.
+    pub effective: Arc<PolicySet>,
+    /// Every winner, tombstones included.
+    pub winners: Vec<Arc<PolicyDocument>>,
+    /// Documents refused, by reason code (see [`super::Rejection::code`]).
+    pub rejected: BTreeMap<&'static str, u64>,
+}
+
+impl PolicyStatus {
+    /// All refusals.
+    pub fn rejected_total(&self) -> u64 {
+        self.rejected.values().sum()
+    }
+}
+
+enum Command {
+    Apply {
+        values: Vec<String>,
+        dry_run: bool,
+        reply: oneshot::Sender<Result<Vec<ApplyResult>, ApplyError>>,
+    },
+}
+
+/// The policy service of a node. Cheap to clone; the task stops when the last clone is dropped
+/// or the membership it follows stops.
+#[derive(Clone, Debug)]
+pub struct PolicyHandle {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    commands: mpsc::Sender<Command>,
+    status: watch::Receiver<Arc<PolicyStatus>>,
+    set: watch::Receiver<Arc<PolicySet>>,
+    task: JoinHandle<()>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl PolicyHandle {
+    /// Starts the service for `membership`, restoring the persisted set first.
+    pub fn start(membership: &Membership, config: PolicyConfig) -> Self {
+        let mut store = PolicyStore::new();
+        restore(&config, &mut store);
+        let (commands, rx) = mpsc::channel(16);
+        let first = scan::status_of(&config.node, &store, &BTreeMap::new());
+        let (set_tx, set) = watch::channel(first.effective.clone());
+        let (status_tx, status) = watch::channel(Arc::new(first));
+        let engine = scan::Engine::new(config, store, status_tx, set_tx);
+        let task = tokio::spawn(run(engine, membership.chitchat(), membership.watch(), rx));
+        Self {
+            inner: Arc::new(Inner {
+                commands,
+                status,
+                set,
+                task,
+            }),
+        }
+    }
+
+    /// The effective policy set now.
+    pub fn current(&self) -> Arc<PolicySet> {
+        self.inner.set.borrow().clone()
+    }
+
+    /// A receiver of every new effective set.
+    pub fn watch(&self) -> watch::Receiver<Arc<PolicySet>> {
+        self.inner.set.clone()
+    }
+
+    /// Status for the admin API.
+    pub fn status(&self) -> Arc<PolicyStatus> {
+        self.inner.status.borrow().clone()
+    }
+
+    /// A receiver of every new status.
+    pub fn watch_status(&self) -> watch::Receiver<Arc<PolicyStatus>> {
+        self.inner.status.clone()
+    }
+
+    /// Takes signed documents (gossip values) handed to this node directly. All are checked
+    /// before any is applied: one refusal refuses the batch. With `dry_run`, nothing changes.
+    pub async fn apply(
+        &self,
+        values: Vec<String>,
+        dry_run: bool,
+    ) -> Result<Vec<ApplyResult>, ApplyError> {
+        let (reply, rx) = oneshot::channel();
+        let cmd = Command::Apply {
+            values,
+            dry_run,
+            reply,
+        };
+        self.inner
+            .commands
+            .send(cmd)
+            .await
+            .map_err(|_| ApplyError::Stopped)?;
+        rx.await.map_err(|_| ApplyError::Stopped)?
+    }
+}
+
+async fn run(
+    mut engine: scan::Engine,
+    chitchat: Arc<tokio::sync::Mutex<Chitchat>>,
+    mut view: watch::Receiver<Arc<ClusterView>>,
+    mut commands: mpsc::Receiver<Command>,
+) {
+    let mut tick = tokio::time::interval(engine.refresh_every());
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut open = true;
+    loop {
+        let mut reply = None;
+        tokio::select! {
+            biased;
+            cmd = commands.recv(), if open => match cmd {
+                Some(Command::Apply { values, dry_run, reply: to }) => {
+                    let result = engine.apply(values, dry_run, now_ms());
+                    let changed = result.is_ok() && !dry_run;
+                    reply = Some((to, result));
+                    if !changed {
+                        if let Some((to, result)) = reply.take() {
+                            let _ = to.send(result);
+                        }
+                        continue;
+                    }
+                }
+                // Nobody can apply any more, but readers may remain: keep merging.
+                None => open = false,
+            },
+            changed = view.changed() => if changed.is_err() { return },
+            _ = tick.tick() => {}
+        }
+        let live = live_names(&view.borrow_and_update());
+        engine.refresh(&chitchat, &live, now_ms()).await;
+        // An apply is answered once its documents are merged, published and persisted.
+        if let Some((to, result)) = reply {
+            let _ = to.send(result);
+        }
+    }
+}
+
+/// Members that may hold custody: alive (not draining, left or dead), and known from gossip.
+fn live_names(view: &ClusterView) -> Vec<String> {
+    view.members
+        .values()
+        .filter(|m| m.state == MemberState::Alive && !m.stale)
+        .map(|m| m.name.clone())
+        .collect()
+}
+
+/// Wall-clock milliseconds since the epoch.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+fn restore(config: &PolicyConfig, store: &mut PolicyStore) {
+    let Some(file) = config.file.as_deref().and_then(persist::load) else {
+        return;
+    };
+    let bundle = (config.bundle)();
+    // Persisted documents were accepted under the skew rule once; the clock may have moved
+    // since, so only signature, chain and body are checked again.
+    let cx = VerifyContext {
+        bundle: &bundle,
+        now_ms: now_ms(),
+        max_skew: Duration::MAX,
+    };
+    let mut restored = 0;
+    for value in &file.documents {
+        match verify(value, &cx) {
+            Ok(doc) => {
+                store.offer(Arc::new(doc));
+                restored += 1;
+            }
+            Err(e) => warn!(reason = %e, "persisted policy document no longer verifies; dropped"),
+        }
+    }
+    let age = Duration::from_millis(now_ms().saturating_sub(file.saved_at_ms));
+    if age > config.tombstone_retention {
+        warn!(
+            age_s = age.as_secs(),
+            "the persisted policy set is older than the tombstone retention: documents deleted \
+             meanwhile may come back; re-apply deletes if so"
+        );
+    }
+    info!(restored, "policy set restored from disk");
+}

@@ -1,0 +1,262 @@
+//! The policy requests of the admin API, independent of how they arrived (HTTP on the admin
+//! port, or a control stream over QUIC). JSON in, JSON out.
+//!
+//! | method | path | |
+//! |---|---|---|
+//! | GET | `/v1/policies[?all=true]` | [`PoliciesResponse`] |
+//! | GET | `/v1/policies/<kind>/<name>` | [`DocumentJson`] |
+//! | POST | `/v1/policies` | [`ApplyRequest`] → [`ApplyResponse`] |
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use murmur_membership::policy::service::now_ms;
+use murmur_membership::policy::{
+    ApplyError, ApplyResult, Hlc, Kind, PolicyDocument, PolicyStatus, Stamp,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::node::NodeContext;
+
+/// Largest request body accepted (a batch of signed documents).
+pub const MAX_REQUEST: usize = 1 << 20;
+
+/// A response: status and JSON body.
+#[derive(Debug)]
+pub struct Answer {
+    /// HTTP status.
+    pub status: u16,
+    /// JSON body.
+    pub body: Vec<u8>,
+}
+
+impl Answer {
+    fn json<T: Serialize>(status: u16, value: &T) -> Self {
+        match serde_json::to_vec_pretty(value) {
+            Ok(body) => Self { status, body },
+            Err(e) => Self::error(500, &format!("cannot encode the answer: {e}")),
+        }
+    }
+
+    /// `{"error": message}`.
+    pub fn error(status: u16, message: &str) -> Self {
+        Self {
+            status,
+            body: serde_json::json!({ "error": message })
+                .to_string()
+                .into_bytes(),
+        }
+    }
+}
+
+/// The answer of `GET /v1/policies`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct PoliciesResponse {
+    /// The node that answered.
+    pub node: String,
+    /// Its clock: a new version must be stamped above this.
+    pub clock: Hlc,
+    /// Digest of the effective set.
+    pub digest: String,
+    /// Documents in force.
+    pub count: usize,
+    /// Documents refused, by reason.
+    pub rejected: BTreeMap<String, u64>,
+    /// All refusals.
+    pub rejected_total: u64,
+    /// The documents (with `all=true`, deletes too).
+    pub documents: Vec<DocumentJson>,
+}
+
+/// One document.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct DocumentJson {
+    /// Kind.
+    pub kind: Kind,
+    /// Name.
+    pub name: String,
+    /// Service it applies to (none for a delete).
+    pub service: Option<String>,
+    /// Stamp.
+    pub stamp: Stamp,
+    /// Signing operator.
+    pub signer: String,
+    /// Content hash (16 hex digits).
+    pub hash: String,
+    /// Whether it is a delete.
+    pub deleted: bool,
+    /// The body (none for a delete).
+    pub body: Option<serde_json::Value>,
+}
+
+/// The body of `POST /v1/policies`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ApplyRequest {
+    /// Signed documents as gossiped (`murmur_membership::policy::sign`).
+    pub documents: Vec<String>,
+    /// Check and report only.
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+/// The answer of `POST /v1/policies`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ApplyResponse {
+    /// The node that took it.
+    pub node: String,
+    /// Nothing was changed.
+    pub dry_run: bool,
+    /// Digest of the effective set afterwards.
+    pub digest: String,
+    /// One per document, in order.
+    pub results: Vec<ApplyResultJson>,
+}
+
+/// What happened to one document.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ApplyResultJson {
+    /// Kind.
+    pub kind: Kind,
+    /// Name.
+    pub name: String,
+    /// `created`, `updated`, `deleted`, `unchanged` or `absent`.
+    pub outcome: String,
+    /// Stamp of the version handed in.
+    pub stamp: Stamp,
+    /// Stamp of the version it replaced.
+    pub previous: Option<Stamp>,
+}
+
+/// Whether `path` is one of the policy endpoints.
+pub fn is_policy_path(path: &str) -> bool {
+    path == "/v1/policies" || path.starts_with("/v1/policies/")
+}
+
+/// Answers one policy request.
+pub async fn handle(
+    ctx: &NodeContext,
+    method: &str,
+    path: &str,
+    query: Option<&str>,
+    body: &[u8],
+) -> Answer {
+    match (method, path.strip_prefix("/v1/policies")) {
+        ("GET", Some("")) => list(&ctx.policy.status(), flag(query, "all")),
+        ("GET", Some(rest)) => match rest.strip_prefix('/').and_then(|r| r.split_once('/')) {
+            Some((kind, name)) => get(&ctx.policy.status(), kind, name),
+            None => Answer::error(404, &format!("no such endpoint: {path}")),
+        },
+        ("POST", Some("")) => apply(ctx, body).await,
+        (_, Some(_)) => Answer::error(405, "method not allowed"),
+        (_, None) => Answer::error(404, &format!("no such endpoint: {path}")),
+    }
+}
+
+fn flag(query: Option<&str>, key: &str) -> bool {
+    query
+        .unwrap_or("")
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .any(|(k, v)| k == key && (v == "true" || v == "1"))
+}
+
+fn list(status: &PolicyStatus, all: bool) -> Answer {
+    let documents = status
+        .winners
+        .iter()
+        .filter(|d| all || !d.is_tombstone())
+        .map(document_json)
+        .collect();
+    Answer::json(
+        200,
+        &PoliciesResponse {
+            node: status.node.clone(),
+            clock: status.clock.read(now_ms()),
+            digest: status.effective.digest().to_owned(),
+            count: status.effective.len(),
+            rejected: status
+                .rejected
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), *v))
+                .collect(),
+            rejected_total: status.rejected_total(),
+            documents,
+        },
+    )
+}
+
+fn get(status: &PolicyStatus, kind: &str, name: &str) -> Answer {
+    let Some(kind) = Kind::parse(kind) else {
+        return Answer::error(
+            404,
+            &format!("unknown kind {kind:?}; the kinds are {}", Kind::names()),
+        );
+    };
+    match status
+        .winners
+        .iter()
+        .find(|d| d.kind() == kind && d.name().as_str() == name)
+    {
+        Some(d) => Answer::json(200, &document_json(d)),
+        None => Answer::error(404, &format!("no {kind} named {name:?}")),
+    }
+}
+
+/// The JSON form of a document.
+pub fn document_json(d: &Arc<PolicyDocument>) -> DocumentJson {
+    DocumentJson {
+        kind: d.kind(),
+        name: d.name().to_string(),
+        service: d.body().map(|b| b.service().to_string()),
+        stamp: d.stamp().clone(),
+        signer: d.signer().to_string(),
+        hash: d.short_hash(),
+        deleted: d.is_tombstone(),
+        body: d
+            .body()
+            .and_then(|b| serde_json::from_str(&b.to_json()).ok()),
+    }
+}
+
+async fn apply(ctx: &NodeContext, body: &[u8]) -> Answer {
+    let req: ApplyRequest = match serde_json::from_slice(body) {
+        Ok(r) => r,
+        Err(e) => return Answer::error(400, &format!("not an apply request: {e}")),
+    };
+    let dry_run = req.dry_run;
+    match ctx.policy.apply(req.documents, dry_run).await {
+        Ok(results) => {
+            if !dry_run {
+                // Push the news now rather than at the next gossip round.
+                ctx.membership.announce().await;
+            }
+            Answer::json(
+                200,
+                &ApplyResponse {
+                    node: ctx.config.name.to_string(),
+                    dry_run,
+                    digest: ctx.policy.current().digest().to_owned(),
+                    results: results.iter().map(result_json).collect(),
+                },
+            )
+        }
+        Err(e) => {
+            let status = match e {
+                ApplyError::Stale { .. } => 409,
+                ApplyError::Stopped => 503,
+                _ => 400,
+            };
+            Answer::error(status, &e.to_string())
+        }
+    }
+}
+
+fn result_json(r: &ApplyResult) -> ApplyResultJson {
+    ApplyResultJson {
+        kind: r.kind,
+        name: r.name.clone(),
+        outcome: r.outcome.as_str().to_owned(),
+        stamp: r.stamp.clone(),
+        previous: r.previous.clone(),
+    }
+}
