@@ -140,6 +140,22 @@ fn node_metrics(ctx: &NodeContext, out: &mut String) {
         &sent,
     );
 
+    let status = ctx.policy.status();
+    render_now(out, "murmur_policy_documents", "gauge", "Policy documents in force (deletes excluded).", &[(vec![], status.effective.len() as f64)]);
+    render_now(
+        out,
+        "murmur_policy_digest_info",
+        "gauge",
+        "Digest of the policy set in force: equal digests mean equal policy.",
+        &[(vec![("digest", status.effective.digest().to_owned())], 1.0)],
+    );
+    let rejected: Vec<_> = status
+        .rejected
+        .iter()
+        .map(|(reason, n)| (vec![("reason", (*reason).to_owned())], *n as f64))
+        .collect();
+    render_now(out, "murmur_policy_rejected_total", "counter", "Policy documents refused, by reason.", &rejected);
+
     let ts = &ctx.traces.stats;
     render_now(
         out,
