@@ -5,9 +5,13 @@
 //! | GET | `/healthz` | `ok` while the process runs |
 //! | GET | `/v1/members[?all=true]` | members as this node sees them ([`members::MembersResponse`]) |
 //! | GET | `/v1/status` | this node: identity, certificate, gossip counters ([`status::StatusResponse`]) |
+//! | GET | `/v1/services` | every service in the mesh and its instances ([`services::ServicesResponse`]) |
+//! | POST | `/v1/services` | register a local service ([`services::RegisterRequest`]) |
+//! | DELETE | `/v1/services/<name>` | deregister a local service |
 
 pub mod http;
 pub mod members;
+pub mod services;
 pub mod status;
 
 use std::convert::Infallible;
@@ -62,7 +66,14 @@ async fn route(ctx: &Arc<NodeContext>, req: Request<Incoming>) -> Response<Body>
         (Method::GET, "/healthz") => text(200, "ok\n"),
         (Method::GET, "/v1/members") => members::list(ctx, req.uri().query()),
         (Method::GET, "/v1/status") => status::get(ctx),
-        (_, "/healthz" | "/v1/members" | "/v1/status") => error(405, "method not allowed"),
+        (Method::GET, "/v1/services") => services::list(ctx),
+        (Method::POST, "/v1/services") => services::register(ctx, req.into_body()).await,
+        (Method::DELETE, p) if p.starts_with("/v1/services/") => {
+            services::deregister(ctx, &p["/v1/services/".len()..]).await
+        }
+        (_, "/healthz" | "/v1/members" | "/v1/status" | "/v1/services") => {
+            error(405, "method not allowed")
+        }
         _ => error(404, &format!("no such endpoint: {path}")),
     }
 }

@@ -3,9 +3,12 @@
 
 mod ca;
 mod cert;
+mod demo;
 mod members;
 pub mod output;
 mod run;
+mod service;
+mod services;
 
 use std::process::ExitCode;
 
@@ -35,6 +38,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Start a local three-node mesh with demo services, print what to try, serve until Ctrl-C.
+    Demo(demo::DemoArgs),
     /// Run a node.
     Run(Box<run::RunArgs>),
     /// Create the mesh certificate authority.
@@ -45,17 +50,31 @@ enum Command {
     Cert(cert::CertCommand),
     /// List the members of the mesh as a node sees them.
     Members(members::MembersArgs),
+    /// List every service in the mesh and its instances.
+    Services(services::ServicesArgs),
+    /// Register or deregister a local service on a running node.
+    #[command(subcommand)]
+    Service(service::ServiceCommand),
 }
 
 /// Parses the command line and runs the command.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    logging::init(cli.log_format);
+    // The demo prints what to try; its three nodes' info logs would drown it.
+    let default_filter = if matches!(cli.command, Command::Demo(_)) {
+        "warn"
+    } else {
+        "info"
+    };
+    logging::init(cli.log_format, default_filter);
     let result = match cli.command {
         Command::Run(args) => run::run(*args),
         Command::Ca(cmd) => ca::run(cmd),
         Command::Cert(cmd) => cert::run(cmd),
         Command::Members(args) => members::run(args),
+        Command::Services(args) => services::run(args),
+        Command::Service(cmd) => service::run(cmd),
+        Command::Demo(args) => demo::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -6,8 +6,7 @@ mod generation;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
-use murmur_membership::records::{Health, RECORD_VERSION, ServiceRecord};
+use anyhow::Context;
 use murmur_membership::{Membership, MembershipConfig};
 use murmur_transport::endpoint::{EndpointConfig, MeshEndpoint};
 use murmur_transport::gossip::{GossipStats, QuicGossip};
@@ -16,7 +15,11 @@ use murmur_transport::tls::{CredentialWatcher, TlsState, load_material};
 use tokio::sync::Notify;
 use tracing::{info, warn};
 
+use crate::balance::Balancers;
 use crate::config::Config;
+use crate::inbound::Inbound;
+use crate::proxy::{self, Proxy};
+use crate::services::Services;
 use crate::signals;
 
 /// What every part of a running node may need.
@@ -32,6 +35,10 @@ pub struct NodeContext {
     pub tls: Arc<TlsState>,
     /// Gossip counters.
     pub gossip_stats: Arc<GossipStats>,
+    /// Local services (config and runtime registrations).
+    pub services: Arc<Services>,
+    /// The data path.
+    pub proxy: Arc<Proxy>,
     /// When the node started.
     pub started: Instant,
 }
@@ -39,7 +46,7 @@ pub struct NodeContext {
 /// Runs a node until SIGTERM or SIGINT.
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let tls = load_credentials(&config)?;
-    check_services(&config, &tls)?;
+    let services = Arc::new(Services::from_config(&config.services, &tls.local_cert())?);
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
     let generation = generation::next(&config.data_dir)?;
@@ -47,6 +54,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let admin_listener = tokio::net::TcpListener::bind(config.admin)
         .await
         .with_context(|| format!("cannot listen on admin address {}", config.admin))?;
+    let listeners = proxy::bind(config.outbound, &config.upstreams).await?;
     let (endpoint, inbox) = MeshEndpoint::bind(
         EndpointConfig {
             listen: config.listen,
@@ -62,11 +70,19 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let membership = Membership::start(membership_config(&config, &endpoint, generation), &gossip)
         .await
         .context("cannot start gossip")?;
-    for s in &config.services {
-        membership
-            .publish_service(s.name.as_str(), &service_record(s))
-            .await?;
-    }
+    services.publish_all(&membership).await?;
+    let proxy = Arc::new(Proxy {
+        node: config.name.to_string(),
+        endpoint: endpoint.clone(),
+        view: membership.watch(),
+        balancers: Arc::new(Balancers::new(u64::from(std::process::id()) ^ generation)),
+        services: services.clone(),
+        local: proxy::local::LocalClients::new(),
+    });
+    endpoint.set_handler(Arc::new(Inbound {
+        proxy: proxy.clone(),
+    }));
+    proxy::start(&proxy, listeners);
     info!(
         node = %config.name,
         mesh = %endpoint.advertise_addr(),
@@ -80,6 +96,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         endpoint,
         tls,
         gossip_stats,
+        services,
+        proxy,
         started: Instant::now(),
     });
     let reload = Arc::new(Notify::new());
@@ -125,27 +143,6 @@ fn load_credentials(config: &Config) -> anyhow::Result<Arc<TlsState>> {
     })
 }
 
-fn check_services(config: &Config, tls: &TlsState) -> anyhow::Result<()> {
-    let cert = tls.local_cert();
-    for s in &config.services {
-        if !cert.services.contains(&s.name) {
-            let named: Vec<&str> = cert.services.iter().map(|n| n.as_str()).collect();
-            bail!(
-                "service {} is not in this node's certificate (it names: {}); issue one with \
-                 `murmur cert issue ... --service {}`",
-                s.name,
-                if named.is_empty() {
-                    "none".to_owned()
-                } else {
-                    named.join(", ")
-                },
-                s.name
-            );
-        }
-    }
-    Ok(())
-}
-
 fn membership_config(
     config: &Config,
     endpoint: &MeshEndpoint,
@@ -162,16 +159,5 @@ fn membership_config(
         view_file: Some(config.data_dir.join("cluster-view.json")),
         fail_static_warmup: config.fail_static_warmup,
         refresh: config.gossip.interval,
-    }
-}
-
-/// The gossip record of a configured service.
-pub fn service_record(s: &crate::config::ServiceConfig) -> ServiceRecord {
-    ServiceRecord {
-        version: RECORD_VERSION,
-        protocol: s.protocol,
-        labels: s.labels.clone(),
-        weight: s.weight,
-        health: Health::Passing,
     }
 }
