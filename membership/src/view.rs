@@ -9,7 +9,8 @@ use serde::{Deserialize, Serialize};
 use tracing::debug;
 
 use crate::records::{
-    self, Balancer, Health, NODE_KEY, NodeRecord, NodeStatus, Protocol, SERVICE_PREFIX, ServiceRecord,
+    self, Balancer, Health, NODE_KEY, NodeRecord, NodeStatus, Protocol, SERVICE_PREFIX,
+    ServiceRecord,
 };
 
 /// How a member is doing, as far as this node knows.

@@ -80,7 +80,10 @@ pub fn record(s: &ServiceConfig) -> ServiceRecord {
 
 impl Services {
     /// The configured services, after checking the certificate names each of them.
-    pub fn from_config(configured: &[ServiceConfig], cert: &CertInfo) -> Result<Self, ServiceError> {
+    pub fn from_config(
+        configured: &[ServiceConfig],
+        cert: &CertInfo,
+    ) -> Result<Self, ServiceError> {
         let mut map = BTreeMap::new();
         for s in configured {
             check_allowed(cert, &s.name)?;

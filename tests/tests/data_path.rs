@@ -82,7 +82,11 @@ fn http1_get_post_and_64_mib_streamed_both_ways() {
             .await
             .unwrap();
         assert_eq!(r.status, 200, "{}", r.text());
-        assert!(r.text().starts_with("web GET /hello HTTP/1.1"), "{}", r.text());
+        assert!(
+            r.text().starts_with("web GET /hello HTTP/1.1"),
+            "{}",
+            r.text()
+        );
 
         // HTTP proxy style (absolute form) and the .mesh suffix.
         let r = send(out, "GET", "http://web.mesh/abs", &[], vec![])
@@ -108,14 +112,22 @@ fn http1_get_post_and_64_mib_streamed_both_ways() {
         .await
         .unwrap();
         let text = r.text();
-        assert!(text.contains("x-keep: 2") && text.contains("host: web"), "{text}");
-        assert!(!text.contains("x-hop") && !text.contains("secret"), "{text}");
+        assert!(
+            text.contains("x-keep: 2") && text.contains("host: web"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("x-hop") && !text.contains("secret"),
+            "{text}"
+        );
 
         // A small POST.
         let body = b"hello mesh".to_vec();
         let mut want = Digest::default();
         want.update(&body);
-        let r = send(out, "POST", "/sink", &[("host", "web")], body).await.unwrap();
+        let r = send(out, "POST", "/sink", &[("host", "web")], body)
+            .await
+            .unwrap();
         assert_eq!(r.text(), format!("{} {}", want.len, want.sum));
 
         // 64 MiB both ways at once (the app streams the upload back), then 64 MiB down.
@@ -136,7 +148,14 @@ fn http1_get_post_and_64_mib_streamed_both_ways() {
         println!(
             "64 MiB POST echoed in {echo_took:?}, 64 MiB GET in {get_took:?}; \
              caller node RSS {} -> {} KiB (peak {} -> {}), serving node RSS {} -> {} KiB (peak {} -> {})",
-            before.0.0, after.0.0, before.0.1, after.0.1, before.1.0, after.1.0, before.1.1, after.1.1
+            before.0.0,
+            after.0.0,
+            before.0.1,
+            after.0.1,
+            before.1.0,
+            after.1.0,
+            before.1.1,
+            after.1.1
         );
         for (name, b, a) in [("n1", before.0, after.0), ("n2", before.1, after.1)] {
             let growth = a.1.saturating_sub(b.0);
@@ -213,16 +232,30 @@ fn errors_are_prompt_and_name_the_problem() {
         let out = n1.outbound();
 
         let t = Instant::now();
-        let r = send(out, "GET", "/", &[("host", "nope")], vec![]).await.unwrap();
-        println!("unknown service: {} in {:?}: {}", r.status, t.elapsed(), r.text().trim());
+        let r = send(out, "GET", "/", &[("host", "nope")], vec![])
+            .await
+            .unwrap();
+        println!(
+            "unknown service: {} in {:?}: {}",
+            r.status,
+            t.elapsed(),
+            r.text().trim()
+        );
         assert_eq!(r.status, 503);
         assert_eq!(r.headers["x-murmur-error"], "unknown-service");
         assert!(r.text().contains("nope"), "{}", r.text());
 
         for (method, body) in [("GET", vec![]), ("POST", b"data".to_vec())] {
             let t = Instant::now();
-            let r = send(out, method, "/", &[("host", "ghost")], body).await.unwrap();
-            println!("no reachable instance ({method}): {} in {:?}: {}", r.status, t.elapsed(), r.text().trim());
+            let r = send(out, method, "/", &[("host", "ghost")], body)
+                .await
+                .unwrap();
+            println!(
+                "no reachable instance ({method}): {} in {:?}: {}",
+                r.status,
+                t.elapsed(),
+                r.text().trim()
+            );
             assert_eq!(r.status, 503);
             assert_eq!(r.headers["x-murmur-error"], "no-instance");
             assert!(
@@ -233,17 +266,23 @@ fn errors_are_prompt_and_name_the_problem() {
         }
 
         // Not a service name.
-        let r = send(out, "GET", "/", &[("host", "10.1.2.3")], vec![]).await.unwrap();
+        let r = send(out, "GET", "/", &[("host", "10.1.2.3")], vec![])
+            .await
+            .unwrap();
         assert_eq!(r.status, 400, "{}", r.text());
         // Not HTTP at all.
         let mut s = tokio::net::TcpStream::connect(out).await.unwrap();
-        s.write_all(b"GARBAGE\x01\x02 nonsense\r\n\r\n").await.unwrap();
+        s.write_all(b"GARBAGE\x01\x02 nonsense\r\n\r\n")
+            .await
+            .unwrap();
         let mut answer = Vec::new();
         let _ = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut answer)).await;
         let answer = String::from_utf8_lossy(&answer);
         assert!(answer.starts_with("HTTP/1.1 400"), "{answer:?}");
         // The node still serves.
-        let r = send(out, "GET", "/ok", &[("host", "web")], vec![]).await.unwrap();
+        let r = send(out, "GET", "/ok", &[("host", "web")], vec![])
+            .await
+            .unwrap();
         assert_eq!(r.status, 200);
     });
 }
@@ -280,7 +319,8 @@ fn load_balancing_avoids_the_slow_instance_and_shares_among_equals() {
     netns::run(|| async {
         let fast_a = EchoApp::start(app_addr(3, 8080), "n2").await;
         let fast_b = EchoApp::start(app_addr(4, 8080), "n3").await;
-        let slow = EchoApp::start_with_delay(app_addr(5, 8080), "n4", Duration::from_millis(25)).await;
+        let slow =
+            EchoApp::start_with_delay(app_addr(5, 8080), "n4", Duration::from_millis(25)).await;
         let rr: Vec<EchoApp> = vec![
             EchoApp::start(app_addr(3, 8081), "n2").await,
             EchoApp::start(app_addr(4, 8081), "n3").await,
@@ -296,8 +336,18 @@ fn load_balancing_avoids_the_slow_instance_and_shares_among_equals() {
             let mut s = s.service("web", app_addr(ip, 8080), "http");
             if ip != 5 {
                 s = s
-                    .service_with("rr", app_addr(ip, 8081), "http", "balancer = \"round-robin\"")
-                    .service_with("lr", app_addr(ip, 8082), "http", "balancer = \"least-request\"");
+                    .service_with(
+                        "rr",
+                        app_addr(ip, 8081),
+                        "http",
+                        "balancer = \"round-robin\"",
+                    )
+                    .service_with(
+                        "lr",
+                        app_addr(ip, 8082),
+                        "http",
+                        "balancer = \"least-request\"",
+                    );
             }
             s
         });
@@ -309,7 +359,9 @@ fn load_balancing_avoids_the_slow_instance_and_shares_among_equals() {
 
         load(out, "web", 900, 8).await;
         let (a, b, s) = (fast_a.count(), fast_b.count(), slow.count());
-        println!("p2c-ewma, 900 requests from 8 connections: fast n2 {a}, fast n3 {b}, slow (+25 ms) n4 {s}");
+        println!(
+            "p2c-ewma, 900 requests from 8 connections: fast n2 {a}, fast n3 {b}, slow (+25 ms) n4 {s}"
+        );
         assert_eq!(a + b + s, 900);
         assert!(s * 4 < a.min(b), "the slow instance got too large a share");
         let (lo, hi) = (a.min(b) as f64, a.max(b) as f64);
@@ -324,7 +376,10 @@ fn load_balancing_avoids_the_slow_instance_and_shares_among_equals() {
         let (x, y) = (lr_a.count(), lr_b.count());
         println!("least-request, 400 requests from 8 connections: n2 {x}, n3 {y}");
         assert_eq!(x + y, 400);
-        assert!(x.min(y) as f64 / x.max(y) as f64 > 0.6, "least-request shares");
+        assert!(
+            x.min(y) as f64 / x.max(y) as f64 > 0.6,
+            "least-request shares"
+        );
 
         let listing = n1.admin_get("/v1/services").await.unwrap().json();
         let rr_json = listing["services"]
@@ -362,24 +417,42 @@ fn services_are_listed_everywhere_and_registered_at_runtime() {
         let table = murmur(&["services", "--admin", &n3_admin]);
         println!("{table}");
         assert!(
-            table.lines().any(|l| l.starts_with("web") && l.contains("n2") && l.contains("http")),
+            table
+                .lines()
+                .any(|l| l.starts_with("web") && l.contains("n2") && l.contains("http")),
             "{table}"
         );
 
         // Runtime registration, checked against the certificate.
         let out = murmur(&[
-            "service", "register", "--admin", &n3_admin, "--name", "api", "--address",
-            &api.to_string(), "--label", "version=v2",
+            "service",
+            "register",
+            "--admin",
+            &n3_admin,
+            "--name",
+            "api",
+            "--address",
+            &api.to_string(),
+            "--label",
+            "version=v2",
         ]);
         assert!(out.contains("registered api"), "{out}");
         c.node("n1").wait_instances("api", &["n3"]).await;
-        let r = send(c.node("n1").outbound(), "GET", "/x", &[("host", "api")], vec![])
-            .await
-            .unwrap();
+        let r = send(
+            c.node("n1").outbound(),
+            "GET",
+            "/x",
+            &[("host", "api")],
+            vec![],
+        )
+        .await
+        .unwrap();
         assert!(r.text().starts_with("api GET /x"), "{}", r.text());
 
         let denied = std::process::Command::new(murmur_tests::node::binary())
-            .args(["service", "register", "--admin", &n3_admin, "--name", "billing"])
+            .args([
+                "service", "register", "--admin", &n3_admin, "--name", "billing",
+            ])
             .args(["--address", "127.0.0.4:9999"])
             .output()
             .unwrap();
@@ -393,11 +466,19 @@ fn services_are_listed_everywhere_and_registered_at_runtime() {
 
         murmur(&["service", "deregister", "--admin", &n3_admin, "api"]);
         c.node("n1").wait_instances("api", &[]).await;
-        let r = send(c.node("n1").outbound(), "GET", "/x", &[("host", "api")], vec![])
+        let r = send(
+            c.node("n1").outbound(),
+            "GET",
+            "/x",
+            &[("host", "api")],
+            vec![],
+        )
+        .await
+        .unwrap();
+        assert_eq!(r.status, 503);
+        let r = http::get(c.node("n2").admin(), "/v1/services")
             .await
             .unwrap();
-        assert_eq!(r.status, 503);
-        let r = http::get(c.node("n2").admin(), "/v1/services").await.unwrap();
         assert_eq!(r.status, 200);
     });
 }

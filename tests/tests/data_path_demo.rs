@@ -60,22 +60,40 @@ fn the_demo_runs_and_its_curl_works() {
             .find(|l| l.trim_start().starts_with("curl -H 'Host: echo'"))
             .expect("a curl line with Host: echo");
         let (addr, path) = curl_target(host_line).unwrap();
-        assert_eq!(addr.port(), 7421, "the demo's outbound proxy is on the default port");
+        assert_eq!(
+            addr.port(),
+            7421,
+            "the demo's outbound proxy is on the default port"
+        );
         let r = http::send(addr, "GET", &path, &[("host", "echo")], vec![])
             .await
             .unwrap();
         assert_eq!(r.status, 200);
-        assert!(r.text().starts_with("hello from echo on node"), "{}", r.text());
+        assert!(
+            r.text().starts_with("hello from echo on node"),
+            "{}",
+            r.text()
+        );
         println!("request to the printed target: {}", r.text().trim());
 
         // The printed lines themselves, run by a shell, where curl is installed.
         if Command::new("curl").arg("--version").output().is_ok() {
-            for line in printed.iter().filter(|l| l.trim_start().starts_with("curl -")) {
+            for line in printed
+                .iter()
+                .filter(|l| l.trim_start().starts_with("curl -"))
+            {
                 let cmd = line.split('#').next().unwrap().trim();
-                let out = Command::new("bash").args(["-c", &format!("{cmd} -sS")]).output().unwrap();
+                let out = Command::new("bash")
+                    .args(["-c", &format!("{cmd} -sS")])
+                    .output()
+                    .unwrap();
                 let stdout = String::from_utf8_lossy(&out.stdout);
                 println!("$ {cmd}\n{}", stdout.trim());
-                assert!(out.status.success(), "{cmd}: {}", String::from_utf8_lossy(&out.stderr));
+                assert!(
+                    out.status.success(),
+                    "{cmd}: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
                 if line.contains("nowhere") {
                     assert!(stdout.contains("unknown service"), "{stdout}");
                 } else {
@@ -85,7 +103,11 @@ fn the_demo_runs_and_its_curl_works() {
         }
 
         assert!(demo_dir.join("ca").join("ca.crt").exists());
-        kill(Pid::from_raw(i32::try_from(child.id()).unwrap()), Signal::SIGINT).unwrap();
+        kill(
+            Pid::from_raw(i32::try_from(child.id()).unwrap()),
+            Signal::SIGINT,
+        )
+        .unwrap();
         let status = child.wait().unwrap();
         assert!(status.success(), "the demo exited with {status}");
         assert!(!demo_dir.exists(), "the demo left its directory behind");

@@ -79,7 +79,9 @@ impl tonic::server::ServerStreamingService<EchoRequest> for Streamer {
     }
 }
 
-async fn route(req: http::Request<Incoming>) -> Result<http::Response<tonic::body::Body>, Infallible> {
+async fn route(
+    req: http::Request<Incoming>,
+) -> Result<http::Response<tonic::body::Body>, Infallible> {
     let mut grpc = tonic::server::Grpc::new(ProstCodec::<EchoReply, EchoRequest>::default());
     Ok(match req.uri().path() {
         "/demo.Echo/Unary" => grpc.unary(Unary, req).await,
@@ -123,9 +125,10 @@ impl tower_service::Service<http::Request<tonic::body::Body>> for H2 {
 
 async fn client(outbound: SocketAddr, service: &str) -> tonic::client::Grpc<H2> {
     let s = tokio::net::TcpStream::connect(outbound).await.unwrap();
-    let (sender, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(s))
-        .await
-        .unwrap();
+    let (sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(s))
+            .await
+            .unwrap();
     tokio::spawn(conn);
     // The origin names the service: it becomes the request's :authority.
     let origin = format!("http://{service}.mesh").parse().unwrap();
@@ -188,7 +191,10 @@ fn grpc_unary_streaming_and_error_status_cross_the_mesh() {
         assert_eq!(seqs, (0..50).collect::<Vec<_>>());
         // A clean end of stream means grpc-status 0 arrived in the trailers.
         let trailers = stream.trailers().await.unwrap();
-        println!("server streaming: {} messages, trailers {trailers:?}", seqs.len());
+        println!(
+            "server streaming: {} messages, trailers {trailers:?}",
+            seqs.len()
+        );
 
         g.ready().await.unwrap();
         let err = g
@@ -219,6 +225,10 @@ fn grpc_unary_streaming_and_error_status_cross_the_mesh() {
             .unwrap_err();
         println!("unknown service: {:?} {:?}", err.code(), err.message());
         assert_eq!(err.code(), Code::Unavailable);
-        assert!(err.message().contains("unknown service"), "{}", err.message());
+        assert!(
+            err.message().contains("unknown service"),
+            "{}",
+            err.message()
+        );
     });
 }

@@ -24,7 +24,12 @@ impl Drop for Redis {
 
 fn redis_server(addr: SocketAddr, dir: &std::path::Path) -> Redis {
     let child = Command::new("redis-server")
-        .args(["--bind", &addr.ip().to_string(), "--port", &addr.port().to_string()])
+        .args([
+            "--bind",
+            &addr.ip().to_string(),
+            "--port",
+            &addr.port().to_string(),
+        ])
         .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
         .arg("--dir")
         .arg(dir)
@@ -41,7 +46,9 @@ fn redis_cli(addr: SocketAddr, args: &[&str], stdin: Option<&[u8]>) -> String {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .stdin(Stdio::piped());
-    let mut child = cmd.spawn().expect("redis-cli not found: install redis-tools");
+    let mut child = cmd
+        .spawn()
+        .expect("redis-cli not found: install redis-tools");
     {
         use std::io::Write;
         let mut input = child.stdin.take().unwrap();
@@ -50,7 +57,11 @@ fn redis_cli(addr: SocketAddr, args: &[&str], stdin: Option<&[u8]>) -> String {
         }
     }
     let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "redis-cli {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "redis-cli {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).trim_end().to_owned()
 }
 
@@ -94,10 +105,19 @@ fn redis_and_half_close_through_an_upstream_listener() {
         .await;
 
         // Redis through the mesh: node n1's listener -> QUIC -> n2 -> redis-server.
-        assert_eq!(redis_cli(redis_local, &["SET", "greeting", "hello mesh"], None), "OK");
-        assert_eq!(redis_cli(redis_local, &["GET", "greeting"], None), "hello mesh");
+        assert_eq!(
+            redis_cli(redis_local, &["SET", "greeting", "hello mesh"], None),
+            "OK"
+        );
+        assert_eq!(
+            redis_cli(redis_local, &["GET", "greeting"], None),
+            "hello mesh"
+        );
         let big = vec![b'x'; 2 << 20];
-        assert_eq!(redis_cli(redis_local, &["-x", "SET", "big"], Some(&big)), "OK");
+        assert_eq!(
+            redis_cli(redis_local, &["-x", "SET", "big"], Some(&big)),
+            "OK"
+        );
         assert_eq!(redis_cli(redis_local, &["STRLEN", "big"], None), "2097152");
         let piped = redis_cli(redis_local, &[], Some(b"INCR n\nINCR n\nINCR n\nGET n\n"));
         assert_eq!(piped.lines().collect::<Vec<_>>(), ["1", "2", "3", "3"]);
@@ -115,7 +135,10 @@ fn redis_and_half_close_through_an_upstream_listener() {
             .expect("the app's close never arrived")
             .unwrap();
         assert_eq!(&back[..payload.len()], &payload[..]);
-        assert_eq!(&back[payload.len()..], format!("bye {}\n", payload.len()).as_bytes());
+        assert_eq!(
+            &back[payload.len()..],
+            format!("bye {}\n", payload.len()).as_bytes()
+        );
         println!("half-close: 1 MiB echoed, then the app's reply after our FIN, then its FIN");
 
         // No reachable instance: the connection is closed at once, not left hanging.
@@ -126,6 +149,9 @@ fn redis_and_half_close_through_an_upstream_listener() {
             .await
             .expect("an unreachable TCP service left the connection hanging");
         assert!(matches!(r, Ok(0) | Err(_)), "{r:?}");
-        println!("unreachable TCP instance: connection closed after {:?}", t.elapsed());
+        println!(
+            "unreachable TCP instance: connection closed after {:?}",
+            t.elapsed()
+        );
     });
 }

@@ -117,10 +117,7 @@ pub fn list(ctx: &NodeContext) -> hyper::Response<Body> {
                     local_address: (e.node == view.self_name)
                         .then(|| local.get(name).map(|s| s.address))
                         .flatten(),
-                    pending: loads
-                        .iter()
-                        .find(|l| l.0 == e.node)
-                        .map_or(0, |l| l.1),
+                    pending: loads.iter().find(|l| l.0 == e.node).map_or(0, |l| l.1),
                     latency_ms: loads.iter().find(|l| l.0 == e.node).map(|l| l.2),
                 })
                 .collect(),

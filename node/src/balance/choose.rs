@@ -139,7 +139,11 @@ mod tests {
     fn p2c_ewma_table() {
         // (loads, expected share of endpoint 0 out of 3000, tolerance)
         let cases: &[(&[Load], f64, &str)] = &[
-            (&[load(0, 1.0), load(0, 1.0)], 0.5, "equal endpoints share evenly"),
+            (
+                &[load(0, 1.0), load(0, 1.0)],
+                0.5,
+                "equal endpoints share evenly",
+            ),
             (
                 &[load(0, 50.0), load(0, 1.0), load(0, 1.0)],
                 0.0,

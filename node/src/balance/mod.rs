@@ -40,6 +40,19 @@ pub struct Balancers {
     seed: AtomicU64,
 }
 
+fn service_state<'m>(
+    services: &'m mut HashMap<String, ServiceState>,
+    service: &str,
+) -> &'m mut ServiceState {
+    if !services.contains_key(service) {
+        services.insert(service.to_owned(), ServiceState::default());
+    }
+    // Present: inserted just above if it was missing.
+    services
+        .get_mut(service)
+        .unwrap_or_else(|| unreachable!("service state inserted above"))
+}
+
 /// One endpoint offered to [`Balancers::order`].
 #[derive(Clone, Copy, Debug)]
 pub struct Offer<'a> {
@@ -68,7 +81,7 @@ impl Balancers {
     ) -> Vec<usize> {
         let mut rng = Rng::new(self.seed.fetch_add(1, Ordering::Relaxed));
         let mut services = self.services.lock().unwrap_or_else(PoisonError::into_inner);
-        let state = services.entry(service.to_owned()).or_default();
+        let state = service_state(&mut services, service);
         let loads: Vec<Load> = offers
             .iter()
             .map(|o| {
@@ -108,8 +121,13 @@ impl Balancers {
 
     fn with(&self, service: &str, node: &str, f: impl FnOnce(&mut EndpointState)) {
         let mut services = self.services.lock().unwrap_or_else(PoisonError::into_inner);
-        let state = services.entry(service.to_owned()).or_default();
-        f(state.endpoints.entry(node.to_owned()).or_default());
+        let state = service_state(&mut services, service);
+        // Look up before inserting: the hot path allocates no key.
+        if let Some(e) = state.endpoints.get_mut(node) {
+            f(e);
+        } else {
+            f(state.endpoints.entry(node.to_owned()).or_default());
+        }
     }
 
     /// `(node, pending, ewma ms)` of every endpoint of `service` this node has called.

@@ -110,7 +110,11 @@ fn make_pki(dir: &Path) -> anyhow::Result<()> {
         operator: name("admin")?,
         force: true,
     })?;
-    for (node, services) in [("a", vec![]), ("b", vec!["echo"]), ("c", vec!["echo", "tcp-echo"])] {
+    for (node, services) in [
+        ("a", vec![]),
+        ("b", vec!["echo"]),
+        ("c", vec!["echo", "tcp-echo"]),
+    ] {
         issue(&IssueRequest {
             ca_dir: dir.join("ca"),
             role: Role::Node,
@@ -209,9 +213,15 @@ fn print_instructions(dir: &Path, a: &Plan, b: &Plan, c: &Plan, tcp: SocketAddr)
          CA, certificates and state live in {} (removed when the demo stops).\n",
         dir.display()
     );
-    println!("  node a  mesh {}  outbound {}  admin {}  (your app's sidecar)", a.mesh, a.outbound, a.admin);
+    println!(
+        "  node a  mesh {}  outbound {}  admin {}  (your app's sidecar)",
+        a.mesh, a.outbound, a.admin
+    );
     println!("  node b  mesh {}  serves echo (HTTP)", b.mesh);
-    println!("  node c  mesh {}  serves echo (HTTP), tcp-echo (TCP)\n", c.mesh);
+    println!(
+        "  node c  mesh {}  serves echo (HTTP), tcp-echo (TCP)\n",
+        c.mesh
+    );
     println!("Try (each request goes app -> node a -> QUIC -> node b or c -> echo app):\n");
     println!("  curl -H 'Host: echo' http://{out}/hello");
     println!("  curl -x http://{out} http://echo/hello");

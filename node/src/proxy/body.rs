@@ -70,7 +70,11 @@ impl Body for FrameBody {
                 if let Some(left) = &mut this.left {
                     match left.checked_sub(data.len() as u64) {
                         Some(l) => *left = l,
-                        None => return Poll::Ready(Some(Err(FrameError::Unexpected("oversized data")))),
+                        None => {
+                            return Poll::Ready(Some(Err(FrameError::Unexpected(
+                                "oversized data",
+                            ))));
+                        }
                     }
                 }
                 Some(Ok(BodyFrame::data(data)))
@@ -180,10 +184,12 @@ pub enum SendError {
 
 /// Polls `fut` once: its output if ready now, else `None` (the waker stays registered).
 async fn ready_now<F: Future + Unpin>(fut: &mut F) -> Option<F::Output> {
-    std::future::poll_fn(|cx| Poll::Ready(match Pin::new(&mut *fut).poll(cx) {
-        Poll::Ready(v) => Some(v),
-        Poll::Pending => None,
-    }))
+    std::future::poll_fn(|cx| {
+        Poll::Ready(match Pin::new(&mut *fut).poll(cx) {
+            Poll::Ready(v) => Some(v),
+            Poll::Pending => None,
+        })
+    })
     .await
 }
 
@@ -191,7 +197,11 @@ async fn ready_now<F: Future + Unpin>(fut: &mut F) -> Option<F::Output> {
 /// Frames that are ready at once are coalesced into one write, so a small message is one
 /// QUIC write with FIN. A failing body resets the stream so the reader sees an error, not a
 /// short body.
-pub async fn send<B>(send: &mut SendStream, mut pending: BytesMut, mut body: B) -> Result<(), SendError>
+pub async fn send<B>(
+    send: &mut SendStream,
+    mut pending: BytesMut,
+    mut body: B,
+) -> Result<(), SendError>
 where
     B: Body<Data = Bytes> + Unpin,
     B::Error: std::fmt::Display,

@@ -265,7 +265,7 @@ pub struct FrameReader {
 }
 
 /// Bytes asked of the stream per read.
-const READ_SIZE: usize = 16 * 1024;
+const READ_SIZE: usize = 4 * 1024;
 const BIG_READ_SIZE: usize = 64 * 1024;
 
 impl FrameReader {
@@ -366,7 +366,11 @@ impl FrameReader {
     }
 }
 
-fn decode(kind: u8, payload: Bytes, after_trailers: &mut bool) -> Result<Option<Frame>, FrameError> {
+fn decode(
+    kind: u8,
+    payload: Bytes,
+    after_trailers: &mut bool,
+) -> Result<Option<Frame>, FrameError> {
     match kind {
         HEAD => Ok(Some(Frame::Head(payload))),
         TRAILERS => {
@@ -417,7 +421,11 @@ mod tests {
             put_head(&big, &mut out),
             Err(FrameError::TooLarge(_))
         ));
-        assert_eq!(&out[..], b"keep", "a refused frame leaves the buffer as it was");
+        assert_eq!(
+            &out[..],
+            b"keep",
+            "a refused frame leaves the buffer as it was"
+        );
     }
 
     #[test]

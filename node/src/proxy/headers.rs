@@ -37,9 +37,10 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
     headers.remove(HOST);
     if let Some(te) = headers.get(TE) {
-        let trailers = te
-            .to_str()
-            .is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("trailers")));
+        let trailers = te.to_str().is_ok_and(|v| {
+            v.split(',')
+                .any(|t| t.trim().eq_ignore_ascii_case("trailers"))
+        });
         headers.remove(TE);
         if trailers {
             headers.insert(TE, HeaderValue::from_static("trailers"));

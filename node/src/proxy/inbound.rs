@@ -31,7 +31,11 @@ pub async fn serve(proxy: Arc<Proxy>, stream: InboundStream) {
     } = stream;
     let service = header.service;
     let Some(local) = proxy.services.get(&service) else {
-        refuse(&mut send, &format!("node {} does not serve {service}", proxy.node)).await;
+        refuse(
+            &mut send,
+            &format!("node {} does not serve {service}", proxy.node),
+        )
+        .await;
         return;
     };
     if local.protocol == Protocol::Tcp {
@@ -154,7 +158,10 @@ async fn respond_error(send: &mut SendStream, status: u16, message: &str) {
                 "content-type".into(),
                 frame::Value(b"text/plain; charset=utf-8".to_vec()),
             ),
-            ("x-murmur-error".into(), frame::Value(b"upstream-failed".to_vec())),
+            (
+                "x-murmur-error".into(),
+                frame::Value(b"upstream-failed".to_vec()),
+            ),
         ],
         body: frame::BodyKind::Length(body.len() as u64),
     };

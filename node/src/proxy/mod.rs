@@ -68,9 +68,9 @@ pub async fn bind(outbound: SocketAddr, upstreams: &[UpstreamConfig]) -> anyhow:
         .with_context(|| format!("cannot listen on outbound proxy address {outbound}"))?;
     let mut ups = Vec::new();
     for u in upstreams {
-        let l = TcpListener::bind(u.listen).await.with_context(|| {
-            format!("cannot listen on {} for upstream {}", u.listen, u.service)
-        })?;
+        let l = TcpListener::bind(u.listen)
+            .await
+            .with_context(|| format!("cannot listen on {} for upstream {}", u.listen, u.service))?;
         ups.push((u.service.clone(), l));
     }
     Ok(Listeners {

@@ -69,21 +69,24 @@ async fn forward(proxy: &Proxy, service: &Name, mut client: TcpStream) -> Result
     for i in order {
         let ep = eps[i];
         let mut inflight = proxy.balancers.start(service.as_str(), &ep.node);
-        let (send, mut recv) = match dial::open(proxy, ep, &header, StreamKind::Tcp, &[], false).await {
-            Ok(s) => s,
-            Err(why) => {
-                inflight.failed();
-                failures.push(format!("{}: {why}", ep.node));
-                continue;
-            }
-        };
+        let (send, mut recv) =
+            match dial::open(proxy, ep, &header, StreamKind::Tcp, &[], false).await {
+                Ok(s) => s,
+                Err(why) => {
+                    inflight.failed();
+                    failures.push(format!("{}: {why}", ep.node));
+                    continue;
+                }
+            };
         inflight.sent();
         match tokio::time::timeout(ACK_TIMEOUT, read_ack(&mut recv)).await {
             Ok(Ok(())) => {
                 inflight.answered();
                 let mut quic = tokio::io::join(recv, send);
                 match tokio::io::copy_bidirectional(&mut client, &mut quic).await {
-                    Ok((up, down)) => debug!(%service, node = %ep.node, up, down, "TCP connection done"),
+                    Ok((up, down)) => {
+                        debug!(%service, node = %ep.node, up, down, "TCP connection done")
+                    }
                     Err(e) => debug!(%service, node = %ep.node, error = %e, "TCP connection broke"),
                 }
                 return Ok(());
@@ -106,7 +109,9 @@ async fn read_ack(recv: &mut RecvStream) -> Result<(), String> {
         ACK_REFUSED => {
             let len = usize::from(recv.read_u16().await.map_err(|e| e.to_string())?);
             let mut reason = vec![0; len.min(MAX_REASON)];
-            recv.read_exact(&mut reason).await.map_err(|e| e.to_string())?;
+            recv.read_exact(&mut reason)
+                .await
+                .map_err(|e| e.to_string())?;
             Err(String::from_utf8_lossy(&reason).into_owned())
         }
         other => Err(format!("unknown acknowledgement {other}")),
@@ -123,7 +128,11 @@ pub async fn serve_inbound(proxy: Arc<Proxy>, stream: InboundStream) {
     } = stream;
     let service = header.service;
     let Some(local) = proxy.services.get(&service) else {
-        refuse(&mut send, &format!("node {} does not serve {service}", proxy.node)).await;
+        refuse(
+            &mut send,
+            &format!("node {} does not serve {service}", proxy.node),
+        )
+        .await;
         return;
     };
     let app = match tokio::time::timeout(ACK_TIMEOUT, TcpStream::connect(local.address)).await {
@@ -137,7 +146,11 @@ pub async fn serve_inbound(proxy: Arc<Proxy>, stream: InboundStream) {
             return;
         }
         Err(_) => {
-            refuse(&mut send, &format!("the {service} instance did not accept in time")).await;
+            refuse(
+                &mut send,
+                &format!("the {service} instance did not accept in time"),
+            )
+            .await;
             return;
         }
     };
