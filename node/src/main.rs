@@ -13,6 +13,11 @@ mod proxy;
 mod services;
 mod signals;
 
+/// mimalloc instead of glibc malloc: the data path allocates small buffers per request, and
+/// glibc's malloc and free took about a tenth of a node's CPU in the benchmark.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> std::process::ExitCode {
     cli::main()
 }

@@ -195,8 +195,10 @@ async fn ready_now<F: Future + Unpin>(fut: &mut F) -> Option<F::Output> {
 
 /// Writes `pending` (a head, usually) and then `body` as frames, and finishes the stream.
 /// Frames that are ready at once are coalesced into one write, so a small message is one
-/// QUIC write with FIN. A failing body resets the stream so the reader sees an error, not a
-/// short body.
+/// QUIC write with FIN. A body of known small length is awaited before the head is written
+/// (it is on its way: hyper's bodies only read once asked), so head, body and FIN leave in one
+/// packet; a streaming body gets its head sent at once. A failing body resets the stream so
+/// the reader sees an error, not a short body.
 pub async fn send<B>(
     send: &mut SendStream,
     mut pending: BytesMut,
@@ -206,8 +208,12 @@ where
     B: Body<Data = Bytes> + Unpin,
     B::Error: std::fmt::Display,
 {
+    let mut hold = body
+        .size_hint()
+        .exact()
+        .is_some_and(|n| n > 0 && n <= COALESCE as u64);
     loop {
-        let next = if pending.is_empty() {
+        let next = if pending.is_empty() || std::mem::take(&mut hold) {
             body.frame().await
         } else {
             match ready_now(&mut body.frame()).await {

@@ -265,7 +265,7 @@ pub struct FrameReader {
 }
 
 /// Bytes asked of the stream per read.
-const READ_SIZE: usize = 4 * 1024;
+const READ_SIZE: usize = 1024;
 const BIG_READ_SIZE: usize = 64 * 1024;
 
 impl FrameReader {
