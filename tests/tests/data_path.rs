@@ -482,3 +482,57 @@ fn services_are_listed_everywhere_and_registered_at_runtime() {
         assert_eq!(r.status, 200);
     });
 }
+
+#[test]
+fn a_killed_instance_costs_at_most_a_bounded_wait_and_traffic_moves_on() {
+    netns::run(|| async {
+        let a = EchoApp::start(app_addr(3, 8080), "n2").await;
+        let b = EchoApp::start(app_addr(4, 8080), "n3").await;
+        let mut c = Cluster::new();
+        c.chain(3, |s| {
+            let ip = s.ip.octets()[3];
+            if ip == 2 {
+                s
+            } else {
+                s.service("web", app_addr(ip, 8080), "http")
+            }
+        });
+        c.node("n1").wait_instances("web", &["n2", "n3"]).await;
+        let out = c.node("n1").outbound();
+        load(out, "web", 50, 2).await;
+        assert!(
+            a.count() > 0 && b.count() > 0,
+            "both instances served before the kill"
+        );
+
+        c.node_mut("n3")
+            .stop_with(nix::sys::signal::Signal::SIGKILL);
+        let started = Instant::now();
+        let (mut ok, mut failed, mut slowest) = (0, Vec::new(), Duration::ZERO);
+        while started.elapsed() < Duration::from_secs(20) {
+            let t = Instant::now();
+            // The client's own 30 s limit turns a hang into a test failure.
+            let r = send(out, "GET", "/", &[("host", "web")], vec![])
+                .await
+                .unwrap();
+            slowest = slowest.max(t.elapsed());
+            if r.status == 200 {
+                ok += 1;
+            } else {
+                failed.push((r.status, r.text()));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        println!(
+            "after SIGKILL of n3: {ok} answered, {} failed {failed:?}, slowest {slowest:?}",
+            failed.len()
+        );
+        assert!(ok > 100, "traffic kept flowing to n2");
+        assert!(
+            failed.len() <= 2,
+            "a dead instance cost more than the requests in flight to it"
+        );
+        // Once failure detection drops n3, it is gone from the caller's view.
+        c.node("n1").wait_instances("web", &["n2"]).await;
+    });
+}
