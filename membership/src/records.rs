@@ -74,6 +74,22 @@ pub enum Health {
     Critical,
 }
 
+/// How callers spread requests over the instances of a service. Each instance publishes the
+/// choice of its node's configuration, so every caller uses the service owner's choice.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum Balancer {
+    /// Power of two choices over peak-EWMA latency, penalised by pending requests.
+    #[default]
+    P2cEwma,
+    /// Each instance in turn.
+    RoundRobin,
+    /// The instance with the fewest requests in flight (ties: random).
+    LeastRequest,
+}
+
 /// One instance of a service, served by the publishing node (key `svc/<service>/<node>`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ServiceRecord {
@@ -87,6 +103,8 @@ pub struct ServiceRecord {
     pub weight: u32,
     /// Current health.
     pub health: Health,
+    /// How callers balance requests over the service's instances.
+    pub balancer: Balancer,
 }
 
 /// Why a gossiped value was ignored.
@@ -155,6 +173,7 @@ mod tests {
             labels: [("version".to_string(), "v2".to_string())].into(),
             weight: 3,
             health: Health::Warning,
+            balancer: Balancer::LeastRequest,
         };
         let v = encode(&rec).unwrap();
         assert_eq!(decode::<ServiceRecord>(&v).unwrap(), rec);

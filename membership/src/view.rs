@@ -9,7 +9,8 @@ use serde::{Deserialize, Serialize};
 use tracing::debug;
 
 use crate::records::{
-    self, Health, NODE_KEY, NodeRecord, NodeStatus, Protocol, SERVICE_PREFIX, ServiceRecord,
+    self, Balancer, Health, NODE_KEY, NodeRecord, NodeStatus, Protocol, SERVICE_PREFIX,
+    ServiceRecord,
 };
 
 /// How a member is doing, as far as this node knows.
@@ -71,6 +72,8 @@ pub struct Endpoint {
     pub weight: u32,
     /// Health from the serving node's checks.
     pub health: Health,
+    /// The balancer the instance asks callers to use.
+    pub balancer: Balancer,
     /// The node is draining.
     pub draining: bool,
     /// Known only from the persisted view.
@@ -186,6 +189,7 @@ fn member_of(snap: &NodeSnapshot) -> Option<(Member, Vec<Endpoint>)> {
             labels: rec.labels,
             weight: rec.weight,
             health: rec.health,
+            balancer: rec.balancer,
             draining: state == MemberState::Draining,
             stale: false,
         });
@@ -240,6 +244,7 @@ mod tests {
                 labels: BTreeMap::new(),
                 weight: 1,
                 health: Health::Passing,
+                balancer: Balancer::P2cEwma,
             };
             kvs.push((service_key(s, name), encode(&rec).unwrap()));
         }

@@ -67,6 +67,7 @@ fn web() -> ServiceRecord {
         labels: BTreeMap::new(),
         weight: 1,
         health: Health::Passing,
+        balancer: murmur_membership::records::Balancer::default(),
     }
 }
 

@@ -10,6 +10,9 @@
 //! | GET | `/v1/traffic` | per-service rate, success rate, p50/p99 over the last minute |
 //! | GET | `/v1/status` | this node: identity, certificate, gossip counters ([`status::StatusResponse`]) |
 //! | GET, POST | `/v1/policies[/<kind>/<name>]` | policy documents, digest, apply ([`crate::policy::api`]) |
+//! | GET | `/v1/services` | every service in the mesh and its instances ([`services::ServicesResponse`]) |
+//! | POST | `/v1/services` | register a local service ([`services::RegisterRequest`]) |
+//! | DELETE | `/v1/services/<name>` | deregister a local service |
 
 pub mod dashboard;
 pub mod http;
@@ -17,6 +20,7 @@ pub mod members;
 pub mod mesh;
 pub mod metrics;
 pub mod policy;
+pub mod services;
 pub mod status;
 pub mod traffic;
 
@@ -74,13 +78,18 @@ async fn route(ctx: &Arc<NodeContext>, req: Request<Incoming>) -> Response<Body>
         (Method::GET, "/v1/mesh") => mesh::get(ctx),
         (Method::GET, "/v1/members") => members::list(ctx, req.uri().query()),
         (Method::GET, "/v1/status") => status::get(ctx),
+        (Method::GET, "/v1/services") => services::list(ctx),
+        (Method::POST, "/v1/services") => services::register(ctx, req.into_body()).await,
+        (Method::DELETE, p) if p.starts_with("/v1/services/") => {
+            services::deregister(ctx, &p["/v1/services/".len()..]).await
+        }
         (_, p) if crate::policy::api::is_policy_path(p) => policy::route(ctx, req).await,
         (Method::GET, "/metrics") => metrics::get(ctx),
         (Method::GET, "/v1/traffic") => traffic::get(ctx),
         (
             _,
             "/" | "/healthz" | "/v1/members" | "/v1/mesh" | "/v1/status" | "/metrics"
-            | "/v1/traffic",
+            | "/v1/traffic" | "/v1/services",
         ) => error(405, "method not allowed"),
         _ => error(404, &format!("no such endpoint: {path}")),
     }

@@ -3,10 +3,13 @@
 
 mod ca;
 mod cert;
+mod demo;
 mod members;
 pub mod output;
 mod policy;
 mod run;
+mod service;
+mod services;
 mod status;
 
 use std::process::ExitCode;
@@ -37,6 +40,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Start a local three-node mesh with demo services, print what to try, serve until Ctrl-C.
+    Demo(demo::DemoArgs),
     /// Run a node.
     Run(Box<run::RunArgs>),
     /// Create the mesh certificate authority.
@@ -55,12 +60,23 @@ enum Command {
     /// Apply, list, show and delete signed policy documents.
     #[command(subcommand)]
     Policy(policy::PolicyCommand),
+    /// List every service in the mesh and its instances.
+    Services(services::ServicesArgs),
+    /// Register or deregister a local service on a running node.
+    #[command(subcommand)]
+    Service(service::ServiceCommand),
 }
 
 /// Parses the command line and runs the command.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    logging::init(cli.log_format);
+    // The demo prints what to try; its three nodes' info logs would drown it.
+    let default_filter = if matches!(cli.command, Command::Demo(_)) {
+        "warn"
+    } else {
+        "info"
+    };
+    logging::init(cli.log_format, default_filter);
     let result = match cli.command {
         Command::Run(args) => run::run(*args),
         Command::Ca(cmd) => ca::run(cmd),
@@ -69,6 +85,9 @@ pub fn main() -> ExitCode {
         Command::Status(args) => status::status(args),
         Command::Top(args) => status::top(args),
         Command::Policy(cmd) => policy::run(cmd),
+        Command::Services(args) => services::run(args),
+        Command::Service(cmd) => service::run(cmd),
+        Command::Demo(args) => demo::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,5 +1,5 @@
-//! Streams peers open to this node, dispatched by kind. Control streams go to the policy
-//! handler; the data path adds its arms for `Http` and `Tcp` here.
+//! The one handler of the bidirectional streams peers open: each kind goes to its owner —
+//! HTTP and TCP to the data path, control streams to the policy handler.
 
 use std::sync::{Arc, Weak};
 
@@ -7,20 +7,24 @@ use murmur_transport::endpoint::{InboundStream, StreamHandler};
 use murmur_transport::wire::StreamKind;
 
 use crate::node::NodeContext;
+use crate::proxy::{self, Proxy};
 
-/// Stream error code for a kind this node does not serve.
-const UNSUPPORTED: u32 = 0x13;
+/// Stream error code: nothing here serves this kind of stream.
+const UNSUPPORTED: quinn::VarInt = quinn::VarInt::from_u32(0x13);
 
-/// The node's [`StreamHandler`].
+/// Routes inbound streams by kind.
 #[derive(Debug)]
 pub struct Inbound {
+    proxy: Arc<Proxy>,
+    // Weak: the endpoint holds this handler and must not keep the node alive.
     ctx: Weak<NodeContext>,
 }
 
 impl Inbound {
-    /// A handler for `ctx` (held weakly: the endpoint must not keep the node alive).
+    /// The handler of `ctx`.
     pub fn new(ctx: &Arc<NodeContext>) -> Arc<Self> {
         Arc::new(Self {
+            proxy: ctx.proxy.clone(),
             ctx: Arc::downgrade(ctx),
         })
     }
@@ -28,19 +32,25 @@ impl Inbound {
 
 impl StreamHandler for Inbound {
     fn handle(&self, stream: InboundStream) {
-        let Some(ctx) = self.ctx.upgrade() else {
-            return refuse(stream);
-        };
         match stream.kind {
-            StreamKind::Control => {
-                tokio::spawn(crate::policy::control::serve(ctx, stream));
+            StreamKind::Http => {
+                tokio::spawn(proxy::inbound::serve(self.proxy.clone(), stream));
             }
-            _ => refuse(stream),
+            StreamKind::Tcp => {
+                tokio::spawn(proxy::tcp::serve_inbound(self.proxy.clone(), stream));
+            }
+            StreamKind::Control => match self.ctx.upgrade() {
+                Some(ctx) => {
+                    tokio::spawn(crate::policy::control::serve(ctx, stream));
+                }
+                None => refuse(stream),
+            },
+            StreamKind::Gossip => refuse(stream),
         }
     }
 }
 
 fn refuse(mut stream: InboundStream) {
-    let _ = stream.send.reset(UNSUPPORTED.into());
-    let _ = stream.recv.stop(UNSUPPORTED.into());
+    let _ = stream.send.reset(UNSUPPORTED);
+    let _ = stream.recv.stop(UNSUPPORTED);
 }

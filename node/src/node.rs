@@ -1,14 +1,13 @@
-//! A running node: wires credentials, the QUIC endpoint, gossip, the admin API, and stops
-//! gracefully.
+//! A running node: wires credentials, the QUIC endpoint, gossip, policy, the data path, health
+//! checks, telemetry and the admin API, and stops gracefully.
 
 mod generation;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use murmur_membership::policy::PolicyHandle;
-use murmur_membership::records::{Health, RECORD_VERSION, ServiceRecord};
 use murmur_membership::{Membership, MembershipConfig};
 use murmur_transport::endpoint::{EndpointConfig, MeshEndpoint};
 use murmur_transport::gossip::{GossipStats, QuicGossip};
@@ -17,7 +16,11 @@ use murmur_transport::tls::{CredentialWatcher, TlsState, load_material};
 use tokio::sync::Notify;
 use tracing::{info, warn};
 
+use crate::balance::Balancers;
 use crate::config::Config;
+use crate::inbound::Inbound;
+use crate::proxy::{self, Proxy};
+use crate::services::Services;
 use crate::signals;
 use crate::telemetry::Telemetry;
 use crate::telemetry::traces::Tracing;
@@ -37,18 +40,22 @@ pub struct NodeContext {
     pub tls: Arc<TlsState>,
     /// Gossip counters.
     pub gossip_stats: Arc<GossipStats>,
+    /// Local services (config and runtime registrations).
+    pub services: Arc<Services>,
+    /// The data path.
+    pub proxy: Arc<Proxy>,
     /// When the node started.
     pub started: Instant,
     /// Request metrics and traffic summaries.
     pub telemetry: Arc<Telemetry>,
     /// Trace export.
-    pub traces: Tracing,
+    pub traces: Arc<Tracing>,
 }
 
 /// Runs a node until SIGTERM or SIGINT.
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let tls = load_credentials(&config)?;
-    check_services(&config, &tls)?;
+    let services = Arc::new(Services::from_config(&config.services, &tls.local_cert())?);
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
     let generation = generation::next(&config.data_dir)?;
@@ -56,6 +63,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let admin_listener = tokio::net::TcpListener::bind(config.admin)
         .await
         .with_context(|| format!("cannot listen on admin address {}", config.admin))?;
+    let listeners = proxy::bind(config.outbound, &config.upstreams).await?;
     let (endpoint, inbox) = MeshEndpoint::bind(
         EndpointConfig {
             listen: config.listen,
@@ -72,11 +80,20 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .await
         .context("cannot start gossip")?;
     let policy = crate::policy::start(&membership, &config, tls.clone());
-    for s in &config.services {
-        membership
-            .publish_service(s.name.as_str(), &service_record(s))
-            .await?;
-    }
+    services.publish_all(&membership).await?;
+    let telemetry = Arc::new(Telemetry::default());
+    let traces = Arc::new(Tracing::start(&config.traces).context("cannot start trace export")?);
+    let proxy = Arc::new(Proxy {
+        node: config.name.to_string(),
+        endpoint: endpoint.clone(),
+        view: membership.watch(),
+        balancers: Arc::new(Balancers::new(u64::from(std::process::id()) ^ generation)),
+        services: services.clone(),
+        local: proxy::local::LocalClients::new(),
+        telemetry: telemetry.clone(),
+        traces: traces.clone(),
+    });
+    proxy::start(&proxy, listeners);
     info!(
         node = %config.name,
         mesh = %endpoint.advertise_addr(),
@@ -84,7 +101,6 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         generation,
         "node started"
     );
-    let traces = Tracing::start(&config.traces).context("cannot start trace export")?;
     let ctx = Arc::new(NodeContext {
         config,
         membership,
@@ -92,11 +108,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         endpoint,
         tls,
         gossip_stats,
+        services,
+        proxy,
         started: Instant::now(),
-        telemetry: Arc::new(Telemetry::default()),
+        telemetry,
         traces,
     });
-    ctx.endpoint.set_handler(crate::inbound::Inbound::new(&ctx));
+    ctx.endpoint.set_handler(Inbound::new(&ctx));
     let reload = Arc::new(Notify::new());
     let watcher = CredentialWatcher::new(ctx.tls.clone(), ctx.config.tls.clone());
     tokio::spawn(watcher.run(ctx.config.reload_interval, reload.clone()));
@@ -114,6 +132,7 @@ async fn shutdown(ctx: Arc<NodeContext>) {
     let linger = (ctx.config.gossip.interval * 3).max(Duration::from_millis(300));
     ctx.membership.leave(linger).await;
     ctx.endpoint.close(Duration::from_millis(500)).await;
+    ctx.traces.shutdown().await;
 }
 
 fn spawn_health_checks(ctx: &Arc<NodeContext>) {
@@ -121,25 +140,24 @@ fn spawn_health_checks(ctx: &Arc<NodeContext>) {
         let Some(check) = s.health.clone() else {
             continue;
         };
-        let (ctx2, service) = (ctx.clone(), s.clone());
+        let (ctx2, name) = (ctx.clone(), s.name.to_string());
+        let report = move |health| {
+            let (ctx, name) = (ctx2.clone(), name.clone());
+            async move {
+                if let Err(e) = ctx
+                    .services
+                    .set_health(&name, health, &ctx.membership)
+                    .await
+                {
+                    warn!(error = %e, "cannot publish health");
+                }
+            }
+        };
         tokio::spawn(crate::health::run(
             s.name.to_string(),
             s.address,
             check,
-            move |health| {
-                let (ctx, service) = (ctx2.clone(), service.clone());
-                async move {
-                    let mut record = service_record(&service);
-                    record.health = health;
-                    if let Err(e) = ctx
-                        .membership
-                        .publish_service(service.name.as_str(), &record)
-                        .await
-                    {
-                        warn!(error = %e, "cannot publish health");
-                    }
-                }
-            },
+            report,
         ));
     }
 }
@@ -154,27 +172,6 @@ fn load_credentials(config: &Config) -> anyhow::Result<Arc<TlsState>> {
             config.name
         )
     })
-}
-
-fn check_services(config: &Config, tls: &TlsState) -> anyhow::Result<()> {
-    let cert = tls.local_cert();
-    for s in &config.services {
-        if !cert.services.contains(&s.name) {
-            let named: Vec<&str> = cert.services.iter().map(|n| n.as_str()).collect();
-            bail!(
-                "service {} is not in this node's certificate (it names: {}); issue one with \
-                 `murmur cert issue ... --service {}`",
-                s.name,
-                if named.is_empty() {
-                    "none".to_owned()
-                } else {
-                    named.join(", ")
-                },
-                s.name
-            );
-        }
-    }
-    Ok(())
 }
 
 fn membership_config(
@@ -193,16 +190,5 @@ fn membership_config(
         view_file: Some(config.data_dir.join("cluster-view.json")),
         fail_static_warmup: config.fail_static_warmup,
         refresh: config.gossip.interval,
-    }
-}
-
-/// The gossip record of a configured service.
-pub fn service_record(s: &crate::config::ServiceConfig) -> ServiceRecord {
-    ServiceRecord {
-        version: RECORD_VERSION,
-        protocol: s.protocol,
-        labels: s.labels.clone(),
-        weight: s.weight,
-        health: Health::Passing,
     }
 }

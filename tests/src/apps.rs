@@ -4,6 +4,7 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -25,6 +26,11 @@ pub struct EchoApp {
 impl EchoApp {
     /// Starts the app on `addr`.
     pub async fn start(addr: SocketAddr, name: &str) -> Self {
+        Self::start_with_delay(addr, name, Duration::ZERO).await
+    }
+
+    /// Starts the app on `addr`; it waits `delay` before answering each request.
+    pub async fn start_with_delay(addr: SocketAddr, name: &str, delay: Duration) -> Self {
         let listener = TcpListener::bind(addr).await.expect("bind echo app");
         let hits = Arc::new(AtomicU64::new(0));
         let (name, counter) = (name.to_owned(), hits.clone());
@@ -36,6 +42,9 @@ impl EchoApp {
                         let (name, counter) = (name.clone(), counter.clone());
                         async move {
                             counter.fetch_add(1, Ordering::Relaxed);
+                            if !delay.is_zero() {
+                                tokio::time::sleep(delay).await;
+                            }
                             let head = format!("{name} {} {}\n", req.method(), req.uri().path());
                             let body = req
                                 .into_body()
@@ -60,5 +69,210 @@ impl EchoApp {
     /// Requests served so far.
     pub fn count(&self) -> u64 {
         self.hits.load(Ordering::Relaxed)
+    }
+}
+
+/// The byte at offset `i` of the test pattern (not periodic at any power of two).
+pub fn pattern(i: u64) -> u8 {
+    (i.wrapping_mul(31) % 251) as u8
+}
+
+/// A checksum that notices lost, duplicated or reordered bytes.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Digest {
+    /// Bytes seen.
+    pub len: u64,
+    /// Position-weighted sum.
+    pub sum: u64,
+}
+
+impl Digest {
+    /// Folds in `data`.
+    pub fn update(&mut self, data: &[u8]) {
+        for b in data {
+            self.len += 1;
+            self.sum = self
+                .sum
+                .wrapping_mul(1_000_003)
+                .wrapping_add(u64::from(*b) ^ self.len);
+        }
+    }
+
+    /// The digest of the first `n` bytes of [`pattern`].
+    pub fn of_pattern(n: u64) -> Self {
+        let mut d = Self::default();
+        let mut chunk = Vec::with_capacity(64 * 1024);
+        let mut i = 0;
+        while i < n {
+            chunk.clear();
+            let end = (i + 64 * 1024).min(n);
+            chunk.extend((i..end).map(pattern));
+            d.update(&chunk);
+            i = end;
+        }
+        d
+    }
+}
+
+/// `n` bytes of [`pattern`] as a body of 64 KiB chunks, produced as they are read.
+#[derive(Debug)]
+pub struct PatternBody {
+    next: u64,
+    end: u64,
+}
+
+impl PatternBody {
+    /// The first `n` bytes of the pattern.
+    pub fn new(n: u64) -> Self {
+        Self { next: 0, end: n }
+    }
+}
+
+impl hyper::body::Body for PatternBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Infallible>>> {
+        if self.next >= self.end {
+            return std::task::Poll::Ready(None);
+        }
+        let end = (self.next + 64 * 1024).min(self.end);
+        let chunk: Vec<u8> = (self.next..end).map(pattern).collect();
+        self.next = end;
+        std::task::Poll::Ready(Some(Ok(hyper::body::Frame::data(Bytes::from(chunk)))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.next >= self.end
+    }
+}
+
+/// An HTTP app (HTTP/1.1 and HTTP/2) for streaming tests:
+/// `POST /sink` answers `<len> <sum>` of the body it read as it arrived;
+/// `GET /source?bytes=N` streams N bytes of [`pattern`];
+/// `POST /echo` streams the request body back as it arrives;
+/// anything else answers `<name> <method> <path> <version>` and echoes `x-*` request headers.
+#[derive(Debug, Clone)]
+pub struct StreamApp {
+    /// Its address.
+    pub addr: SocketAddr,
+}
+
+impl StreamApp {
+    /// Starts the app on `addr`.
+    pub async fn start(addr: SocketAddr, name: &str) -> Self {
+        let listener = TcpListener::bind(addr).await.expect("bind stream app");
+        let name = name.to_owned();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let name = name.clone();
+                tokio::spawn(async move {
+                    let svc = service_fn(move |req| {
+                        let name = name.clone();
+                        async move { Ok::<_, Infallible>(stream_route(&name, req).await) }
+                    });
+                    let _ = hyper_util::server::conn::auto::Builder::new(
+                        hyper_util::rt::TokioExecutor::new(),
+                    )
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+                });
+            }
+        });
+        Self { addr }
+    }
+}
+
+type AppBody = http_body_util::combinators::UnsyncBoxBody<Bytes, hyper::Error>;
+
+fn full(text: String) -> AppBody {
+    Full::new(Bytes::from(text))
+        .map_err(|never: Infallible| match never {})
+        .boxed_unsync()
+}
+
+async fn stream_route(name: &str, req: Request<hyper::body::Incoming>) -> Response<AppBody> {
+    let path = req.uri().path().to_owned();
+    match path.as_str() {
+        "/sink" => {
+            let mut body = req.into_body();
+            let mut d = Digest::default();
+            while let Some(frame) = body.frame().await {
+                match frame {
+                    Ok(f) => {
+                        if let Some(data) = f.data_ref() {
+                            d.update(data);
+                        }
+                    }
+                    Err(e) => return Response::new(full(format!("body error: {e}"))),
+                }
+            }
+            Response::new(full(format!("{} {}", d.len, d.sum)))
+        }
+        "/source" => {
+            let n = req
+                .uri()
+                .query()
+                .and_then(|q| q.strip_prefix("bytes="))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            Response::new(
+                PatternBody::new(n)
+                    .map_err(|never: Infallible| match never {})
+                    .boxed_unsync(),
+            )
+        }
+        "/echo" => Response::new(req.into_body().boxed_unsync()),
+        _ => {
+            let mut text = format!("{name} {} {} {:?}\n", req.method(), path, req.version());
+            for (k, v) in req.headers() {
+                if k.as_str().starts_with("x-") || k == "host" || k == "te" || k == "connection" {
+                    text.push_str(&format!("{k}: {}\n", v.to_str().unwrap_or("?")));
+                }
+            }
+            Response::new(full(text))
+        }
+    }
+}
+
+/// A TCP echo: writes back what it reads; when the client half-closes, it writes
+/// `bye <n>\n` (n = bytes read) and closes.
+#[derive(Debug, Clone)]
+pub struct TcpEcho {
+    /// Its address.
+    pub addr: SocketAddr,
+}
+
+impl TcpEcho {
+    /// Starts the app on `addr`.
+    pub async fn start(addr: SocketAddr) -> Self {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = TcpListener::bind(addr).await.expect("bind tcp echo");
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 16 * 1024];
+                    let mut total = 0u64;
+                    loop {
+                        match s.read(&mut buf).await {
+                            Ok(0) => break,
+                            Ok(n) => {
+                                total += n as u64;
+                                if s.write_all(&buf[..n]).await.is_err() {
+                                    return;
+                                }
+                            }
+                            Err(_) => return,
+                        }
+                    }
+                    let _ = s.write_all(format!("bye {total}\n").as_bytes()).await;
+                    let _ = s.shutdown().await;
+                });
+            }
+        });
+        Self { addr }
     }
 }

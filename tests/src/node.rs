@@ -101,6 +101,30 @@ impl NodeSpec {
         self
     }
 
+    /// Serves `name` with extra TOML lines in its `[[service]]` table (e.g. `balancer = ...`).
+    pub fn service_with(
+        mut self,
+        name: &str,
+        address: SocketAddr,
+        protocol: &str,
+        extra: &str,
+    ) -> Self {
+        self = self.service(name, address, protocol);
+        if let Some(s) = self.services.last_mut() {
+            s.extra = extra.to_owned();
+        }
+        self
+    }
+
+    /// Adds a local TCP listener for the remote `service`.
+    pub fn upstream(mut self, service: &str, listen: SocketAddr) -> Self {
+        let _ = writeln!(
+            self.extra_toml,
+            "\n[[upstream]]\nservice = \"{service}\"\nlisten = \"{listen}\""
+        );
+        self
+    }
+
     /// The QUIC address.
     pub fn mesh(&self) -> SocketAddr {
         SocketAddr::from((self.ip, 7420))
@@ -278,6 +302,50 @@ impl NodeProc {
         http::get(self.admin(), path).await
     }
 
+    /// `(service, node)` of every service instance this node lists, sorted.
+    pub async fn services(&self) -> Result<Vec<(String, String)>, String> {
+        let reply = self.admin_get("/v1/services").await?;
+        if reply.status != 200 {
+            return Err(format!("{}: {}", reply.status, reply.text()));
+        }
+        let v = reply.json();
+        let mut out = Vec::new();
+        for s in v["services"].as_array().ok_or("no services array")? {
+            for i in s["instances"].as_array().ok_or("no instances")? {
+                out.push((
+                    s["name"].as_str().unwrap_or_default().to_owned(),
+                    i["node"].as_str().unwrap_or_default().to_owned(),
+                ));
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// Waits (up to 60 s) until this node lists exactly `nodes` as instances of `service`.
+    pub async fn wait_instances(&self, service: &str, nodes: &[&str]) {
+        let mut want: Vec<String> = nodes.iter().map(|n| (*n).to_owned()).collect();
+        want.sort();
+        crate::wait_until(
+            &format!("{} to list {service} on {want:?}", self.name()),
+            Duration::from_secs(60),
+            || async {
+                let all = self.services().await?;
+                let got: Vec<String> = all
+                    .iter()
+                    .filter(|(s, _)| s == service)
+                    .map(|(_, n)| n.clone())
+                    .collect();
+                if got == want {
+                    Ok(())
+                } else {
+                    Err(format!("{got:?}"))
+                }
+            },
+        )
+        .await;
+    }
+
     /// `(name, state, generation)` of every member this node lists.
     pub async fn members(&self) -> Result<Vec<(String, String, u64)>, String> {
         let reply = self.admin_get("/v1/members").await?;
@@ -319,4 +387,18 @@ impl Drop for NodeProc {
             let _ = child.wait();
         }
     }
+}
+
+/// `(VmRSS, VmHWM)` of a process in KiB.
+pub fn memory_kib(pid: i32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
 }

@@ -141,7 +141,13 @@ fn node_metrics(ctx: &NodeContext, out: &mut String) {
     );
 
     let status = ctx.policy.status();
-    render_now(out, "murmur_policy_documents", "gauge", "Policy documents in force (deletes excluded).", &[(vec![], status.effective.len() as f64)]);
+    render_now(
+        out,
+        "murmur_policy_documents",
+        "gauge",
+        "Policy documents in force (deletes excluded).",
+        &[(vec![], status.effective.len() as f64)],
+    );
     render_now(
         out,
         "murmur_policy_digest_info",
@@ -154,7 +160,13 @@ fn node_metrics(ctx: &NodeContext, out: &mut String) {
         .iter()
         .map(|(reason, n)| (vec![("reason", (*reason).to_owned())], *n as f64))
         .collect();
-    render_now(out, "murmur_policy_rejected_total", "counter", "Policy documents refused, by reason.", &rejected);
+    render_now(
+        out,
+        "murmur_policy_rejected_total",
+        "counter",
+        "Policy documents refused, by reason.",
+        &rejected,
+    );
 
     let ts = &ctx.traces.stats;
     render_now(
@@ -182,7 +194,7 @@ fn node_metrics(ctx: &NodeContext, out: &mut String) {
         "murmur_certificate_expiry_timestamp_seconds",
         "gauge",
         "When this node's certificate expires (Unix time).",
-        &[(vec![("serial", cert.serial.clone())], expiry)],
+        &[(vec![("serial", cert.serial)], expiry)],
     );
     render_now(
         out,

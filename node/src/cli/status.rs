@@ -114,7 +114,7 @@ fn render_status(
         }
     ));
     out.push_str(&format!("policy       {}\n", policy.unwrap_or("-")));
-    out.push_str("\n");
+    out.push('\n');
     out.push_str(&service_table(mesh, traffic));
     out
 }

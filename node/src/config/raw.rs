@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use murmur_membership::records::Protocol;
+use murmur_membership::records::{Balancer, Protocol};
 use murmur_transport::identity::{Name, TrustDomain};
 use serde::Deserialize;
 
@@ -113,6 +113,9 @@ pub struct RawService {
     /// Load-balancing weight.
     #[serde(default)]
     pub weight: Option<u32>,
+    /// How callers balance over the instances: `p2c-ewma`, `round-robin` or `least-request`.
+    #[serde(default)]
+    pub balancer: Option<Balancer>,
     /// Active health check of the local instance.
     #[serde(default)]
     pub health: Option<RawHealth>,

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use murmur_membership::GossipSettings;
-use murmur_membership::records::Protocol;
+use murmur_membership::records::{Balancer, Protocol};
 use murmur_transport::certs::{ca_trust_domain, read_certs_pem};
 use murmur_transport::endpoint::QuicSettings;
 use murmur_transport::identity::{Name, TrustDomain};
@@ -108,6 +108,8 @@ pub struct ServiceConfig {
     pub labels: BTreeMap<String, String>,
     /// Weight.
     pub weight: u32,
+    /// How callers balance over the service's instances (published with the record).
+    pub balancer: Balancer,
     /// Active health check.
     pub health: Option<CheckConfig>,
 }
@@ -263,6 +265,7 @@ impl Config {
                     labels: s.labels,
                     weight: s.weight.unwrap_or(1).max(1),
                     health,
+                    balancer: s.balancer.unwrap_or_default(),
                 })
             })
             .collect::<Result<_, ConfigError>>()?;

@@ -27,11 +27,6 @@ impl Counter {
         self.0.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Adds `n`.
-    pub fn add(&self, n: u64) {
-        self.0.fetch_add(n, Ordering::Relaxed);
-    }
-
     /// Current value.
     pub fn get(&self) -> u64 {
         self.0.load(Ordering::Relaxed)
@@ -153,14 +148,6 @@ impl<M: Metric> Family<M> {
         map.entry(key).or_default().clone()
     }
 
-    /// Forgets every instance (for values recomputed at each scrape).
-    pub fn clear(&self) {
-        self.instances
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clear();
-    }
-
     /// Writes HELP, TYPE and every instance.
     pub fn render(&self, out: &mut String) {
         let map = self
@@ -217,7 +204,9 @@ mod tests {
     #[test]
     fn families_render_the_classic_text_format() {
         let f: Family<Counter> = Family::new("murmur_x_total", "Things.", &["service", "peer"]);
-        f.get(&["web", "n\"2"]).add(3);
+        for _ in 0..3 {
+            f.get(&["web", "n\"2"]).inc();
+        }
         f.get(&["web", "n1"]).inc();
         let h: Family<Histogram> = Family::new("murmur_d_seconds", "Time.", &["service"]);
         h.get(&["web"]).observe(Duration::from_millis(3));

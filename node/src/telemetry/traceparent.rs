@@ -2,6 +2,9 @@
 
 use std::fmt;
 
+/// The W3C header name.
+pub const TRACEPARENT: &str = "traceparent";
+
 /// A parsed `traceparent`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TraceParent {
@@ -45,11 +48,6 @@ impl TraceParent {
             flags: flag[0],
         })
     }
-
-    /// Whether the caller sampled this trace.
-    pub fn sampled(&self) -> bool {
-        self.flags & 1 == 1
-    }
 }
 
 fn hex(s: &str, out: &mut [u8]) -> Option<()> {
@@ -88,7 +86,7 @@ mod tests {
     fn parses_valid_values_and_refuses_the_rest() {
         let v = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
         let tp = TraceParent::parse(v).unwrap();
-        assert!(tp.sampled());
+        assert_eq!(tp.flags, 1);
         assert_eq!(tp.to_string(), v);
         for bad in [
             "",

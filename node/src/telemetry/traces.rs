@@ -13,8 +13,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use opentelemetry::trace::{
-    Span as _, SpanContext, SpanId, SpanKind, Status, TraceContextExt, TraceFlags, TraceId,
-    TraceState, Tracer as _, TracerProvider as _,
+    SpanContext, SpanId, SpanKind, Status, TraceContextExt, TraceFlags, TraceId, TraceState,
+    Tracer as _, TracerProvider as _,
 };
 use opentelemetry::{Context, KeyValue};
 use opentelemetry_sdk::Resource;
@@ -147,8 +147,8 @@ impl Tracing {
     }
 
     /// Flushes and stops the exporter (bounded by its timeout).
-    pub async fn shutdown(self) {
-        if let Some(provider) = self.provider {
+    pub async fn shutdown(&self) {
+        if let Some(provider) = self.provider.clone() {
             let _ = tokio::task::spawn_blocking(move || provider.shutdown()).await;
         }
     }

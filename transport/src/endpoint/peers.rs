@@ -107,6 +107,31 @@ impl PeerConnection {
         Ok((send, recv))
     }
 
+    /// Opens a bidirectional stream and writes its header followed by `first` in one write,
+    /// finishing the stream when `finish` is set: a small request leaves in one packet instead
+    /// of one per write.
+    pub async fn open_with(
+        &self,
+        kind: StreamKind,
+        header: &StreamHeader,
+        first: &[u8],
+        finish: bool,
+    ) -> Result<(SendStream, RecvStream), OpenError> {
+        let (mut send, recv) = self.conn.open_bi().await.map_err(OpenError::Connection)?;
+        let mut buf = Vec::with_capacity(64 + first.len());
+        write_header(&mut buf, kind, header)
+            .await
+            .map_err(OpenError::Wire)?;
+        buf.extend_from_slice(first);
+        send.write_all(&buf)
+            .await
+            .map_err(|e| OpenError::Wire(WireError::Io(e.into())))?;
+        if finish {
+            let _ = send.finish();
+        }
+        Ok((send, recv))
+    }
+
     /// Opens a unidirectional stream, writes `bytes` and finishes it.
     pub async fn send_uni(&self, bytes: &[u8]) -> Result<(), OpenError> {
         let mut send = self.conn.open_uni().await.map_err(OpenError::Connection)?;

@@ -1,0 +1,232 @@
+//! Load balancing over the instances of a service: power of two choices over peak-EWMA latency
+//! (the default), round robin, or least request, as each service's owner publishes.
+//!
+//! [`choose::order`] is the pure decision; [`Balancers`] keeps what it needs between requests
+//! (requests in flight, latency estimates, round-robin turns) for every service this node calls.
+
+pub mod choose;
+pub mod ewma;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use murmur_membership::records::Balancer;
+
+pub use choose::{Load, Rng, order};
+use ewma::PeakEwma;
+
+/// Latency charged to an endpoint whose connection or stream failed: failures should make it
+/// look expensive to P2C until it answers well again.
+pub const FAILURE_PENALTY: Duration = Duration::from_secs(1);
+
+#[derive(Debug, Default)]
+struct EndpointState {
+    pending: u32,
+    ewma: PeakEwma,
+}
+
+#[derive(Debug, Default)]
+struct ServiceState {
+    turn: u64,
+    endpoints: HashMap<String, EndpointState>,
+}
+
+/// Balancer state of every service this node calls. Shared by all requests.
+#[derive(Debug, Default)]
+pub struct Balancers {
+    services: Mutex<HashMap<String, ServiceState>>,
+    seed: AtomicU64,
+}
+
+fn service_state<'m>(
+    services: &'m mut HashMap<String, ServiceState>,
+    service: &str,
+) -> &'m mut ServiceState {
+    if !services.contains_key(service) {
+        services.insert(service.to_owned(), ServiceState::default());
+    }
+    // Present: inserted just above if it was missing.
+    services
+        .get_mut(service)
+        .unwrap_or_else(|| unreachable!("service state inserted above"))
+}
+
+/// One endpoint offered to [`Balancers::order`].
+#[derive(Clone, Copy, Debug)]
+pub struct Offer<'a> {
+    /// Its node.
+    pub node: &'a str,
+    /// Its weight.
+    pub weight: u32,
+}
+
+impl Balancers {
+    /// New state, seeding the random choices from `seed`.
+    pub fn new(seed: u64) -> Self {
+        Self {
+            services: Mutex::default(),
+            seed: AtomicU64::new(seed),
+        }
+    }
+
+    /// The order in which to try `offers` for one request to `service`.
+    pub fn order(
+        &self,
+        service: &str,
+        kind: Balancer,
+        offers: &[Offer<'_>],
+        now: Instant,
+    ) -> Vec<usize> {
+        let mut rng = Rng::new(self.seed.fetch_add(1, Ordering::Relaxed));
+        let mut services = self.services.lock().unwrap_or_else(PoisonError::into_inner);
+        let state = service_state(&mut services, service);
+        let loads: Vec<Load> = offers
+            .iter()
+            .map(|o| {
+                let e = state.endpoints.get(o.node);
+                Load {
+                    pending: e.map_or(0, |e| e.pending),
+                    ewma_ns: e.map_or_else(
+                        || PeakEwma::default().estimate_ns(now),
+                        |e| e.ewma.estimate_ns(now),
+                    ),
+                    weight: o.weight,
+                }
+            })
+            .collect();
+        let turn = state.turn;
+        state.turn = state.turn.wrapping_add(1);
+        // Forget endpoints that left, so the map stays as small as the service.
+        if state.endpoints.len() > offers.len() * 2 + 8 {
+            state
+                .endpoints
+                .retain(|node, e| e.pending > 0 || offers.iter().any(|o| o.node == node));
+        }
+        order(kind, &loads, turn, &mut rng)
+    }
+
+    /// Counts a request to `node` as in flight until the returned guard is finished or dropped.
+    pub fn start(self: &Arc<Self>, service: &str, node: &str) -> InFlight {
+        self.with(service, node, |e| e.pending += 1);
+        InFlight {
+            balancers: self.clone(),
+            service: service.to_owned(),
+            node: node.to_owned(),
+            started: Instant::now(),
+            done: false,
+        }
+    }
+
+    fn with(&self, service: &str, node: &str, f: impl FnOnce(&mut EndpointState)) {
+        let mut services = self.services.lock().unwrap_or_else(PoisonError::into_inner);
+        let state = service_state(&mut services, service);
+        // Look up before inserting: the hot path allocates no key.
+        if let Some(e) = state.endpoints.get_mut(node) {
+            f(e);
+        } else {
+            f(state.endpoints.entry(node.to_owned()).or_default());
+        }
+    }
+
+    /// `(node, pending, ewma ms)` of every endpoint of `service` this node has called.
+    pub fn snapshot(&self, service: &str) -> Vec<(String, u32, f64)> {
+        let now = Instant::now();
+        let services = self.services.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut out: Vec<_> = services
+            .get(service)
+            .map(|s| {
+                s.endpoints
+                    .iter()
+                    .map(|(n, e)| (n.clone(), e.pending, e.ewma.estimate_ns(now) / 1e6))
+                    .collect()
+            })
+            .unwrap_or_default();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+}
+
+/// A request in flight to one endpoint. Finish it with the outcome; dropping it unfinished
+/// (the caller went away) only ends the pending count.
+#[derive(Debug)]
+pub struct InFlight {
+    balancers: Arc<Balancers>,
+    service: String,
+    node: String,
+    started: Instant,
+    done: bool,
+}
+
+impl InFlight {
+    /// The stream is open and the request sent: latency counts from here, so a connection
+    /// handshake (paid once per peer) does not make an endpoint look slow.
+    pub fn sent(&mut self) {
+        self.started = Instant::now();
+    }
+
+    /// The endpoint answered (its response head arrived): its latency feeds the estimate.
+    pub fn answered(mut self) {
+        let now = Instant::now();
+        let rtt = now.saturating_duration_since(self.started);
+        self.end(|e| e.ewma.observe(rtt, now));
+    }
+
+    /// The endpoint failed: charge it [`FAILURE_PENALTY`].
+    pub fn failed(mut self) {
+        let now = Instant::now();
+        self.end(|e| e.ewma.observe(FAILURE_PENALTY, now));
+    }
+
+    fn end(&mut self, f: impl FnOnce(&mut EndpointState)) {
+        if self.done {
+            return;
+        }
+        self.done = true;
+        self.balancers.with(&self.service, &self.node, |e| {
+            e.pending = e.pending.saturating_sub(1);
+            f(e);
+        });
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.end(|_| {});
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pending_counts_follow_guards_and_slow_answers_steer_away() {
+        let b = Arc::new(Balancers::new(1));
+        let offers = [
+            Offer {
+                node: "a",
+                weight: 1,
+            },
+            Offer {
+                node: "b",
+                weight: 1,
+            },
+        ];
+        let g = b.start("web", "a");
+        assert_eq!(b.snapshot("web")[0].1, 1);
+        drop(g);
+        assert_eq!(b.snapshot("web")[0].1, 0);
+        // a answers slowly once: every P2C choice then prefers b.
+        let slow = b.start("web", "a");
+        std::thread::sleep(Duration::from_millis(20));
+        slow.answered();
+        let fast = b.start("web", "b");
+        fast.answered();
+        for _ in 0..20 {
+            let o = b.order("web", Balancer::P2cEwma, &offers, Instant::now());
+            assert_eq!(o, [1, 0]);
+        }
+    }
+}

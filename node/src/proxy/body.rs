@@ -1,0 +1,262 @@
+//! Bodies in both directions: a hyper body read from frames on a QUIC stream, and the pump that
+//! writes a hyper body to one. Nothing is buffered whole: frames go out as the body yields them,
+//! and QUIC flow control pushes back on a fast sender.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::{Bytes, BytesMut};
+use http_body::{Body, Frame as BodyFrame, SizeHint};
+use http_body_util::BodyExt;
+use quinn::{SendStream, VarInt};
+
+use super::frame::{self, BodyKind, Frame, FrameError, FrameReader};
+
+/// Stream error code: the sender's body failed midway.
+pub const BODY_FAILED: VarInt = VarInt::from_u32(0x20);
+/// Stream error code: the frames received were malformed.
+pub const BAD_FRAMES: VarInt = VarInt::from_u32(0x21);
+
+/// Data frames up to this size are copied into the pending write with their header; larger
+/// ones are handed to QUIC as they are.
+const COALESCE: usize = 16 * 1024;
+
+/// A body read from frames: DATA frames, then maybe trailers.
+#[derive(Debug)]
+pub struct FrameBody {
+    reader: Option<FrameReader>,
+    left: Option<u64>,
+}
+
+impl FrameBody {
+    /// The body announced by `kind`, read from `reader`.
+    pub fn new(reader: FrameReader, kind: BodyKind) -> Self {
+        match kind {
+            BodyKind::Empty => Self {
+                reader: None,
+                left: Some(0),
+            },
+            BodyKind::Length(n) => Self {
+                reader: Some(reader),
+                left: Some(n),
+            },
+            BodyKind::Stream => Self {
+                reader: Some(reader),
+                left: None,
+            },
+        }
+    }
+}
+
+impl Body for FrameBody {
+    type Data = Bytes;
+    type Error = FrameError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<BodyFrame<Bytes>, FrameError>>> {
+        let this = &mut *self;
+        let Some(reader) = this.reader.as_mut() else {
+            return Poll::Ready(None);
+        };
+        let next = match reader.poll_frame(cx) {
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(r) => r,
+        };
+        let out = match next {
+            Ok(Some(Frame::Data(data))) => {
+                if let Some(left) = &mut this.left {
+                    match left.checked_sub(data.len() as u64) {
+                        Some(l) => *left = l,
+                        None => {
+                            return Poll::Ready(Some(Err(FrameError::Unexpected(
+                                "oversized data",
+                            ))));
+                        }
+                    }
+                }
+                Some(Ok(BodyFrame::data(data)))
+            }
+            Ok(Some(Frame::Trailers(t))) => Some(Ok(BodyFrame::trailers(t))),
+            Ok(Some(Frame::Head(_))) => Some(Err(FrameError::Unexpected("head"))),
+            Ok(Some(Frame::Refused(_))) => Some(Err(FrameError::Unexpected("refused"))),
+            Ok(None) => {
+                this.reader = None;
+                if this.left.is_some_and(|l| l > 0) {
+                    return Poll::Ready(Some(Err(FrameError::Truncated)));
+                }
+                None
+            }
+            Err(e) => {
+                if let Some(mut r) = this.reader.take() {
+                    r.stop(BAD_FRAMES);
+                }
+                Some(Err(e))
+            }
+        };
+        Poll::Ready(out)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.reader.is_none()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self.left {
+            Some(n) => SizeHint::with_exact(n),
+            None => SizeHint::default(),
+        }
+    }
+}
+
+/// The body of every response the outbound proxy returns: proxied, or made here.
+#[derive(Debug)]
+pub enum ProxyBody {
+    /// From the remote node.
+    Remote(FrameBody),
+    /// Made by this node (errors).
+    Local(Option<Bytes>),
+}
+
+impl ProxyBody {
+    /// A locally made body.
+    pub fn text(s: impl Into<Bytes>) -> Self {
+        Self::Local(Some(s.into()))
+    }
+}
+
+impl Body for ProxyBody {
+    type Data = Bytes;
+    type Error = FrameError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<BodyFrame<Bytes>, FrameError>>> {
+        match self.get_mut() {
+            Self::Remote(b) => Pin::new(b).poll_frame(cx),
+            Self::Local(b) => Poll::Ready(b.take().map(|b| Ok(BodyFrame::data(b)))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            Self::Remote(b) => b.is_end_stream(),
+            Self::Local(b) => b.is_none(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            Self::Remote(b) => b.size_hint(),
+            Self::Local(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
+        }
+    }
+}
+
+/// What the head of a message announces about `body`.
+pub fn body_kind<B: Body>(body: &B) -> BodyKind {
+    if body.is_end_stream() {
+        return BodyKind::Empty;
+    }
+    match body.size_hint().exact() {
+        Some(0) => BodyKind::Empty,
+        Some(n) => BodyKind::Length(n),
+        None => BodyKind::Stream,
+    }
+}
+
+/// Why a body could not be sent.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    /// The QUIC stream failed (peer gone or stopped reading).
+    #[error("stream write failed: {0}")]
+    Write(#[from] quinn::WriteError),
+    /// The body we were forwarding failed.
+    #[error("body failed: {0}")]
+    Body(String),
+    /// Trailers too large.
+    #[error(transparent)]
+    Frame(#[from] FrameError),
+}
+
+/// Polls `fut` once: its output if ready now, else `None` (the waker stays registered).
+async fn ready_now<F: Future + Unpin>(fut: &mut F) -> Option<F::Output> {
+    std::future::poll_fn(|cx| {
+        Poll::Ready(match Pin::new(&mut *fut).poll(cx) {
+            Poll::Ready(v) => Some(v),
+            Poll::Pending => None,
+        })
+    })
+    .await
+}
+
+/// Writes `pending` (a head, usually) and then `body` as frames, and finishes the stream.
+/// Frames that are ready at once are coalesced into one write, so a small message is one
+/// QUIC write with FIN. A body of known small length is awaited before the head is written
+/// (it is on its way: hyper's bodies only read once asked), so head, body and FIN leave in one
+/// packet; a streaming body gets its head sent at once. A failing body resets the stream so
+/// the reader sees an error, not a short body.
+pub async fn send<B>(
+    send: &mut SendStream,
+    mut pending: BytesMut,
+    mut body: B,
+) -> Result<(), SendError>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: std::fmt::Display,
+{
+    let mut hold = body
+        .size_hint()
+        .exact()
+        .is_some_and(|n| n > 0 && n <= COALESCE as u64);
+    loop {
+        let next = if pending.is_empty() || std::mem::take(&mut hold) {
+            body.frame().await
+        } else {
+            match ready_now(&mut body.frame()).await {
+                Some(next) => next,
+                None => {
+                    send.write_chunk(pending.split().freeze()).await?;
+                    continue;
+                }
+            }
+        };
+        match next {
+            None => break,
+            Some(Ok(f)) => match f.into_data() {
+                Ok(data) => {
+                    if data.is_empty() {
+                        continue;
+                    }
+                    pending.extend_from_slice(&frame::data_header(data.len())?);
+                    if data.len() <= COALESCE {
+                        pending.extend_from_slice(&data);
+                    } else {
+                        let mut chunks = [pending.split().freeze(), data];
+                        send.write_all_chunks(&mut chunks).await?;
+                    }
+                }
+                Err(f) => {
+                    if let Ok(trailers) = f.into_trailers() {
+                        frame::put_trailers(&trailers, &mut pending)?;
+                    }
+                }
+            },
+            Some(Err(e)) => {
+                let _ = send.reset(BODY_FAILED);
+                return Err(SendError::Body(e.to_string()));
+            }
+        }
+        if body.is_end_stream() {
+            break;
+        }
+    }
+    if !pending.is_empty() {
+        send.write_chunk(pending.freeze()).await?;
+    }
+    let _ = send.finish();
+    Ok(())
+}

@@ -1,0 +1,216 @@
+//! The routing decision, separate from doing it: which service a request is for, and which
+//! instances may take it. Pure functions of the request and the cluster view; the balancer then
+//! orders the candidates and only after that does any I/O start.
+
+use http::header::HOST;
+use http::{HeaderMap, Uri};
+use murmur_membership::ClusterView;
+use murmur_membership::records::Balancer;
+use murmur_membership::view::Endpoint;
+use murmur_transport::identity::Name;
+
+/// Suffix callers may add to a service name (`web.mesh`).
+pub const MESH_SUFFIX: &str = ".mesh";
+
+/// Why a request cannot be routed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RouteError {
+    /// The request does not name a service in a usable way.
+    #[error("{0}")]
+    BadTarget(String),
+    /// No node serves the service.
+    #[error("unknown service {0:?}: no node in the mesh serves it")]
+    Unknown(String),
+    /// Instances exist but none takes new traffic.
+    #[error("no reachable instance of service {service:?}: {detail}")]
+    NoInstance {
+        /// The service.
+        service: String,
+        /// What was tried or why nothing could be.
+        detail: String,
+    },
+}
+
+/// The service a request is for: the host of its absolute-form target or `:authority`
+/// (HTTP proxy use, HTTP/2), else its `Host` header, without port and without a `.mesh`
+/// suffix.
+pub fn service_of(uri: &Uri, headers: &HeaderMap) -> Result<Name, RouteError> {
+    let host = match uri.authority() {
+        Some(a) => a.host().to_owned(),
+        None => {
+            let value = headers.get(HOST).ok_or_else(|| {
+                RouteError::BadTarget(
+                    "the request names no service: send `Host: <service>` or use this address \
+                     as an HTTP proxy"
+                        .into(),
+                )
+            })?;
+            let text = value
+                .to_str()
+                .map_err(|_| RouteError::BadTarget("the Host header is not text".into()))?;
+            let authority: http::uri::Authority = text
+                .parse()
+                .map_err(|_| RouteError::BadTarget(format!("Host {text:?} is not a host name")))?;
+            authority.host().to_owned()
+        }
+    };
+    let host = host.to_ascii_lowercase();
+    let name = host.strip_suffix('.').unwrap_or(&host);
+    let name = name.strip_suffix(MESH_SUFFIX).unwrap_or(name);
+    Name::parse("service name", name).map_err(|_| {
+        RouteError::BadTarget(format!(
+            "{host:?} is not a service name: address services by name (`Host: <service>` or \
+             `http://<service>/...`), not by IP address or domain"
+        ))
+    })
+}
+
+/// The instances of `service` that may take a new request, and the balancer their owner chose.
+/// Stale instances (known only from the persisted view) count: they are the best knowledge
+/// while gossip is down.
+pub fn candidates<'v>(
+    view: &'v ClusterView,
+    service: &str,
+) -> Result<(Balancer, Vec<&'v Endpoint>), RouteError> {
+    let all = view.endpoints(service);
+    if all.is_empty() {
+        return Err(RouteError::Unknown(service.to_owned()));
+    }
+    let usable: Vec<&Endpoint> = all.iter().filter(|e| e.accepts_new_traffic()).collect();
+    if usable.is_empty() {
+        let states: Vec<String> = all
+            .iter()
+            .map(|e| {
+                let why = if e.draining {
+                    "draining"
+                } else {
+                    "failing health checks"
+                };
+                format!("{} {why}", e.node)
+            })
+            .collect();
+        return Err(RouteError::NoInstance {
+            service: service.to_owned(),
+            detail: states.join(", "),
+        });
+    }
+    // Instances should agree; if they do not, the first by node name decides, the same way on
+    // every caller.
+    let balancer = usable[0].balancer;
+    Ok((balancer, usable))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use http::HeaderValue;
+    use murmur_membership::records::{Health, Protocol};
+
+    use super::*;
+
+    fn target(uri: &str, host: Option<&str>) -> Result<String, RouteError> {
+        let mut h = HeaderMap::new();
+        if let Some(v) = host {
+            h.insert(HOST, HeaderValue::from_str(v).unwrap());
+        }
+        service_of(&uri.parse().unwrap(), &h).map(|n| n.to_string())
+    }
+
+    #[test]
+    fn the_service_comes_from_the_target_or_the_host_header() {
+        // (target, Host header, expected service; None: refused as a bad target)
+        let cases: &[(&str, Option<&str>, Option<&str>)] = &[
+            ("/hello", Some("echo"), Some("echo")),
+            ("/hello", Some("echo.mesh"), Some("echo")),
+            ("/hello", Some("Echo.Mesh:8080"), Some("echo")),
+            ("/hello", Some("echo.mesh."), Some("echo")),
+            ("http://web/x?y=1", Some("ignored"), Some("web")),
+            ("http://web.mesh:80/x", None, Some("web")),
+            ("/hello", None, None),
+            ("/hello", Some("127.0.0.1:7421"), None),
+            ("/hello", Some("example.com"), None),
+            ("/hello", Some("bad_name"), None),
+        ];
+        for (uri, host, want) in cases {
+            let got = target(uri, *host);
+            match want {
+                Some(name) => assert_eq!(got.as_deref().ok(), Some(*name), "{uri} {host:?}"),
+                None => assert!(
+                    matches!(got, Err(RouteError::BadTarget(_))),
+                    "{uri} {host:?}: {got:?}"
+                ),
+            }
+        }
+    }
+
+    fn ep(node: &str, health: Health, draining: bool, balancer: Balancer) -> Endpoint {
+        Endpoint {
+            service: "web".into(),
+            node: node.into(),
+            mesh_addr: "127.0.0.2:7420".parse().unwrap(),
+            protocol: Protocol::Http,
+            labels: BTreeMap::new(),
+            weight: 1,
+            health,
+            balancer,
+            draining,
+            stale: false,
+        }
+    }
+
+    fn view(eps: Vec<Endpoint>) -> ClusterView {
+        let mut v = ClusterView::default();
+        v.services.insert("web".into(), eps);
+        v
+    }
+
+    #[test]
+    fn candidates_table() {
+        use Balancer::*;
+        use Health::*;
+        type Want = Result<(Balancer, Vec<&'static str>), &'static str>;
+        let cases: Vec<(Vec<Endpoint>, Want)> = vec![
+            (vec![], Err("unknown")),
+            (
+                vec![
+                    ep("a", Passing, false, RoundRobin),
+                    ep("b", Warning, false, P2cEwma),
+                ],
+                Ok((RoundRobin, vec!["a", "b"])),
+            ),
+            (
+                vec![
+                    ep("a", Critical, false, LeastRequest),
+                    ep("b", Passing, false, P2cEwma),
+                ],
+                Ok((P2cEwma, vec!["b"])),
+            ),
+            (
+                vec![
+                    ep("a", Passing, true, P2cEwma),
+                    ep("b", Critical, false, P2cEwma),
+                ],
+                Err("no instance"),
+            ),
+        ];
+        for (eps, want) in cases {
+            let v = view(eps);
+            let got = candidates(&v, "web")
+                .map(|(b, e)| (b, e.iter().map(|e| e.node.as_str()).collect::<Vec<_>>()));
+            match (got, want) {
+                (Ok(g), Ok(w)) => assert_eq!(g, w),
+                (Err(RouteError::Unknown(s)), Err("unknown")) => assert_eq!(s, "web"),
+                (Err(RouteError::NoInstance { detail, .. }), Err("no instance")) => {
+                    assert_eq!(detail, "a draining, b failing health checks");
+                }
+                (g, w) => panic!("got {g:?}, want {w:?}"),
+            }
+        }
+        assert!(matches!(
+            candidates(&view(vec![]), "other"),
+            Err(RouteError::Unknown(_))
+        ));
+    }
+}

@@ -1,0 +1,205 @@
+//! The services this node serves: those of `[[service]]` in the config plus those registered at
+//! runtime through the admin API, each published to gossip as `svc/<service>/<node>`.
+//!
+//! A node may only serve what its certificate names (`<service>.svc.<trust-domain>`): callers
+//! check the same thing before they send, so registering anything else would only attract
+//! traffic that never comes. Runtime registrations live as long as the process; put permanent
+//! ones in the config file.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, PoisonError, RwLock};
+
+use murmur_membership::Membership;
+use murmur_membership::records::{Health, RECORD_VERSION, ServiceRecord};
+use murmur_transport::certs::CertInfo;
+use murmur_transport::identity::Name;
+
+use crate::config::ServiceConfig;
+
+/// Why a service could not be registered or deregistered.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServiceError {
+    /// The certificate does not name the service.
+    #[error(
+        "service {service} is not in this node's certificate (it names: {named}); issue one with \
+         `murmur cert issue ... --service {service}`"
+    )]
+    NotInCertificate {
+        /// The service.
+        service: Name,
+        /// What the certificate names.
+        named: String,
+    },
+    /// No such local service.
+    #[error("this node does not serve {0}")]
+    Unknown(String),
+    /// The gossip record could not be written.
+    #[error("cannot publish {service}: {reason}")]
+    Publish {
+        /// The service.
+        service: Name,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// The local service registry. Reads (one per inbound request) take a read lock and an `Arc`.
+#[derive(Debug, Default)]
+pub struct Services {
+    map: RwLock<Arc<BTreeMap<String, Arc<ServiceConfig>>>>,
+    /// Health from the active checks; a service without a check is always passing.
+    health: RwLock<BTreeMap<String, Health>>,
+}
+
+/// Checks that `cert` names `service`.
+pub fn check_allowed(cert: &CertInfo, service: &Name) -> Result<(), ServiceError> {
+    if cert.services.contains(service) {
+        return Ok(());
+    }
+    let named: Vec<&str> = cert.services.iter().map(Name::as_str).collect();
+    Err(ServiceError::NotInCertificate {
+        service: service.clone(),
+        named: if named.is_empty() {
+            "none".to_owned()
+        } else {
+            named.join(", ")
+        },
+    })
+}
+
+/// The gossip record of a local service in a given health.
+pub fn record(s: &ServiceConfig, health: Health) -> ServiceRecord {
+    ServiceRecord {
+        version: RECORD_VERSION,
+        protocol: s.protocol,
+        labels: s.labels.clone(),
+        weight: s.weight,
+        health,
+        balancer: s.balancer,
+    }
+}
+
+impl Services {
+    /// The configured services, after checking the certificate names each of them.
+    pub fn from_config(
+        configured: &[ServiceConfig],
+        cert: &CertInfo,
+    ) -> Result<Self, ServiceError> {
+        let mut map = BTreeMap::new();
+        let mut health = BTreeMap::new();
+        for s in configured {
+            check_allowed(cert, &s.name)?;
+            map.insert(s.name.to_string(), Arc::new(s.clone()));
+            // A checked instance takes no traffic before its first check passes.
+            if s.health.is_some() {
+                health.insert(s.name.to_string(), Health::Critical);
+            }
+        }
+        Ok(Self {
+            map: RwLock::new(Arc::new(map)),
+            health: RwLock::new(health),
+        })
+    }
+
+    /// The current health of a local service.
+    pub fn health(&self, service: &str) -> Health {
+        self.health
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(service)
+            .copied()
+            .unwrap_or(Health::Passing)
+    }
+
+    /// Records a check result and republishes the service with it.
+    pub async fn set_health(
+        &self,
+        service: &str,
+        health: Health,
+        membership: &Membership,
+    ) -> Result<(), ServiceError> {
+        let Some(config) = self.get(service) else {
+            return Err(ServiceError::Unknown(service.to_owned()));
+        };
+        self.health
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(service.to_owned(), health);
+        publish(membership, &config, health).await
+    }
+
+    /// The local instance of `service`, if this node serves it.
+    pub fn get(&self, service: &str) -> Option<Arc<ServiceConfig>> {
+        self.snapshot().get(service).cloned()
+    }
+
+    /// Every local service.
+    pub fn snapshot(&self) -> Arc<BTreeMap<String, Arc<ServiceConfig>>> {
+        self.map
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Publishes every local service (at startup).
+    pub async fn publish_all(&self, membership: &Membership) -> Result<(), ServiceError> {
+        for s in self.snapshot().values() {
+            publish(membership, s, self.health(s.name.as_str())).await?;
+        }
+        Ok(())
+    }
+
+    /// Adds or replaces a local service and publishes it.
+    pub async fn register(
+        &self,
+        service: ServiceConfig,
+        cert: &CertInfo,
+        membership: &Membership,
+    ) -> Result<(), ServiceError> {
+        check_allowed(cert, &service.name)?;
+        publish(membership, &service, Health::Passing).await?;
+        self.update(|m| {
+            m.insert(service.name.to_string(), Arc::new(service));
+        });
+        Ok(())
+    }
+
+    /// Withdraws a local service. In-flight requests finish; new ones go elsewhere once peers
+    /// hear of it.
+    pub async fn deregister(
+        &self,
+        service: &str,
+        membership: &Membership,
+    ) -> Result<(), ServiceError> {
+        if self.get(service).is_none() {
+            return Err(ServiceError::Unknown(service.to_owned()));
+        }
+        membership.withdraw_service(service).await;
+        self.update(|m| {
+            m.remove(service);
+        });
+        Ok(())
+    }
+
+    fn update(&self, f: impl FnOnce(&mut BTreeMap<String, Arc<ServiceConfig>>)) {
+        let mut guard = self.map.write().unwrap_or_else(PoisonError::into_inner);
+        let mut next = (**guard).clone();
+        f(&mut next);
+        *guard = Arc::new(next);
+    }
+}
+
+async fn publish(
+    membership: &Membership,
+    s: &ServiceConfig,
+    health: Health,
+) -> Result<(), ServiceError> {
+    membership
+        .publish_service(s.name.as_str(), &record(s, health))
+        .await
+        .map_err(|e| ServiceError::Publish {
+            service: s.name.clone(),
+            reason: e.to_string(),
+        })
+}

@@ -1,0 +1,234 @@
+//! gRPC across the mesh with a tonic client and server: unary, server streaming, and an error
+//! status whose code and message arrive intact (trailers survive the hop).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use http::uri::PathAndQuery;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use murmur_tests::{Cluster, netns};
+use tonic::{Code, Status};
+use tonic_prost::ProstCodec;
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct EchoRequest {
+    #[prost(string, tag = "1")]
+    message: String,
+    #[prost(uint32, tag = "2")]
+    count: u32,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct EchoReply {
+    #[prost(string, tag = "1")]
+    message: String,
+    #[prost(uint32, tag = "2")]
+    seq: u32,
+}
+
+type Ready<T> = std::future::Ready<Result<tonic::Response<T>, Status>>;
+
+struct Unary;
+impl tonic::server::UnaryService<EchoRequest> for Unary {
+    type Response = EchoReply;
+    type Future = Ready<EchoReply>;
+    fn call(&mut self, req: tonic::Request<EchoRequest>) -> Self::Future {
+        let m = req.into_inner().message;
+        std::future::ready(Ok(tonic::Response::new(EchoReply {
+            message: format!("echo: {m}"),
+            seq: 0,
+        })))
+    }
+}
+
+struct Fail;
+impl tonic::server::UnaryService<EchoRequest> for Fail {
+    type Response = EchoReply;
+    type Future = Ready<EchoReply>;
+    fn call(&mut self, req: tonic::Request<EchoRequest>) -> Self::Future {
+        let m = req.into_inner().message;
+        std::future::ready(Err(Status::new(
+            Code::FailedPrecondition,
+            format!("cannot echo {m}: ünïcode, 100% sure"),
+        )))
+    }
+}
+
+struct Streamer;
+impl tonic::server::ServerStreamingService<EchoRequest> for Streamer {
+    type Response = EchoReply;
+    type ResponseStream = tokio_stream::Iter<std::vec::IntoIter<Result<EchoReply, Status>>>;
+    type Future = Ready<Self::ResponseStream>;
+    fn call(&mut self, req: tonic::Request<EchoRequest>) -> Self::Future {
+        let r = req.into_inner();
+        let items: Vec<Result<EchoReply, Status>> = (0..r.count)
+            .map(|seq| {
+                Ok(EchoReply {
+                    message: format!("{} #{seq}", r.message),
+                    seq,
+                })
+            })
+            .collect();
+        std::future::ready(Ok(tonic::Response::new(tokio_stream::iter(items))))
+    }
+}
+
+async fn route(
+    req: http::Request<Incoming>,
+) -> Result<http::Response<tonic::body::Body>, Infallible> {
+    let mut grpc = tonic::server::Grpc::new(ProstCodec::<EchoReply, EchoRequest>::default());
+    Ok(match req.uri().path() {
+        "/demo.Echo/Unary" => grpc.unary(Unary, req).await,
+        "/demo.Echo/Stream" => grpc.server_streaming(Streamer, req).await,
+        "/demo.Echo/Fail" => grpc.unary(Fail, req).await,
+        _ => Status::unimplemented("no such method").into_http(),
+    })
+}
+
+/// A gRPC server (HTTP/2 only, like tonic's) on `addr`.
+async fn serve(addr: SocketAddr) {
+    let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+    tokio::spawn(async move {
+        while let Ok((s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(s), hyper::service::service_fn(route))
+                    .await;
+            });
+        }
+    });
+}
+
+/// A tonic transport over one HTTP/2 connection to the outbound proxy.
+#[derive(Clone)]
+struct H2(hyper::client::conn::http2::SendRequest<tonic::body::Body>);
+
+impl tower_service::Service<http::Request<tonic::body::Body>> for H2 {
+    type Response = http::Response<Incoming>;
+    type Error = hyper::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: http::Request<tonic::body::Body>) -> Self::Future {
+        Box::pin(self.0.send_request(req))
+    }
+}
+
+async fn client(outbound: SocketAddr, service: &str) -> tonic::client::Grpc<H2> {
+    let s = tokio::net::TcpStream::connect(outbound).await.unwrap();
+    let (sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(s))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    // The origin names the service: it becomes the request's :authority.
+    let origin = format!("http://{service}.mesh").parse().unwrap();
+    tonic::client::Grpc::with_origin(H2(sender), origin)
+}
+
+fn path(p: &'static str) -> PathAndQuery {
+    PathAndQuery::from_static(p)
+}
+
+#[test]
+fn grpc_unary_streaming_and_error_status_cross_the_mesh() {
+    netns::run(|| async {
+        let app = SocketAddr::from((Cluster::ip(3), 50051));
+        serve(app).await;
+        let mut c = Cluster::new();
+        c.chain(2, |s| {
+            if s.name == "n2" {
+                s.service("grpc-echo", app, "grpc")
+            } else {
+                s
+            }
+        });
+        c.node("n1").wait_instances("grpc-echo", &["n2"]).await;
+        let mut g = client(c.node("n1").outbound(), "grpc-echo").await;
+
+        g.ready().await.unwrap();
+        let reply: tonic::Response<EchoReply> = g
+            .unary(
+                tonic::Request::new(EchoRequest {
+                    message: "hi".into(),
+                    count: 0,
+                }),
+                path("/demo.Echo/Unary"),
+                ProstCodec::default(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(reply.get_ref().message, "echo: hi");
+        println!("unary: {:?}", reply.get_ref().message);
+
+        g.ready().await.unwrap();
+        let resp = g
+            .server_streaming(
+                tonic::Request::new(EchoRequest {
+                    message: "tick".into(),
+                    count: 50,
+                }),
+                path("/demo.Echo/Stream"),
+                ProstCodec::<EchoRequest, EchoReply>::default(),
+            )
+            .await
+            .unwrap();
+        let mut stream = resp.into_inner();
+        let mut seqs = Vec::new();
+        while let Some(item) = stream.message().await.unwrap() {
+            assert_eq!(item.message, format!("tick #{}", item.seq));
+            seqs.push(item.seq);
+        }
+        assert_eq!(seqs, (0..50).collect::<Vec<_>>());
+        // A clean end of stream means grpc-status 0 arrived in the trailers.
+        let trailers = stream.trailers().await.unwrap();
+        println!(
+            "server streaming: {} messages, trailers {trailers:?}",
+            seqs.len()
+        );
+
+        g.ready().await.unwrap();
+        let err = g
+            .unary::<EchoRequest, EchoReply, _>(
+                tonic::Request::new(EchoRequest {
+                    message: "this".into(),
+                    count: 0,
+                }),
+                path("/demo.Echo/Fail"),
+                ProstCodec::default(),
+            )
+            .await
+            .unwrap_err();
+        println!("error status: {:?} {:?}", err.code(), err.message());
+        assert_eq!(err.code(), Code::FailedPrecondition);
+        assert_eq!(err.message(), "cannot echo this: ünïcode, 100% sure");
+
+        // A service nobody serves: UNAVAILABLE, with the proxy's explanation.
+        let mut nobody = client(c.node("n1").outbound(), "nobody").await;
+        nobody.ready().await.unwrap();
+        let err = nobody
+            .unary::<EchoRequest, EchoReply, _>(
+                tonic::Request::new(EchoRequest::default()),
+                path("/demo.Echo/Unary"),
+                ProstCodec::default(),
+            )
+            .await
+            .unwrap_err();
+        println!("unknown service: {:?} {:?}", err.code(), err.message());
+        assert_eq!(err.code(), Code::Unavailable);
+        assert!(
+            err.message().contains("unknown service"),
+            "{}",
+            err.message()
+        );
+    });
+}
