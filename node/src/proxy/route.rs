@@ -178,7 +178,7 @@ mod tests {
                     ep("a", Passing, false, RoundRobin),
                     ep("b", Warning, false, P2cEwma),
                 ],
-                Ok((RoundRobin, vec!["a", "b"])),
+                Ok((RoundRobin, vec!["a"])),
             ),
             (
                 vec![
