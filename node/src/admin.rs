@@ -8,6 +8,8 @@
 //! | GET | `/v1/members[?all=true]` | members as this node sees them ([`members::MembersResponse`]) |
 //! | GET | `/metrics` | Prometheus text format |
 //! | GET | `/v1/traffic` | per-service rate, success rate, p50/p99 over the last minute |
+//! | POST | `/v1/drain` | drain: stop attracting traffic, wait for peers and in-flight requests ([`crate::drain::DrainReport`]) |
+//! | POST | `/v1/undrain` | take traffic again |
 //! | GET | `/v1/status` | this node: identity, certificate, gossip counters ([`status::StatusResponse`]) |
 //! | GET, POST | `/v1/policies[/<kind>/<name>]` | policy documents, digest, apply ([`crate::policy::api`]) |
 //! | GET | `/v1/services` | every service in the mesh and its instances ([`services::ServicesResponse`]) |
@@ -78,6 +80,14 @@ async fn route(ctx: &Arc<NodeContext>, req: Request<Incoming>) -> Response<Body>
         (Method::GET, "/v1/mesh") => mesh::get(ctx),
         (Method::GET, "/v1/members") => members::list(ctx, req.uri().query()),
         (Method::GET, "/v1/status") => status::get(ctx),
+        (Method::POST, "/v1/drain") => {
+            let report = crate::drain::drain(ctx, ctx.config.drain).await;
+            http::json(200, &report)
+        }
+        (Method::POST, "/v1/undrain") => match crate::drain::undrain(ctx).await {
+            Ok(()) => text(200, "serving\n"),
+            Err(e) => error(500, &e.to_string()),
+        },
         (Method::GET, "/v1/services") => services::list(ctx),
         (Method::POST, "/v1/services") => services::register(ctx, req.into_body()).await,
         (Method::DELETE, p) if p.starts_with("/v1/services/") => {
@@ -89,7 +99,7 @@ async fn route(ctx: &Arc<NodeContext>, req: Request<Incoming>) -> Response<Body>
         (
             _,
             "/" | "/healthz" | "/v1/members" | "/v1/mesh" | "/v1/status" | "/metrics"
-            | "/v1/traffic" | "/v1/services",
+            | "/v1/traffic" | "/v1/services" | "/v1/drain" | "/v1/undrain",
         ) => error(405, "method not allowed"),
         _ => error(404, &format!("no such endpoint: {path}")),
     }

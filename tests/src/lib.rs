@@ -10,7 +10,9 @@
 
 pub mod apps;
 pub mod cluster;
+pub mod health_app;
 pub mod http;
+pub mod load;
 pub mod netns;
 pub mod node;
 pub mod otlp;

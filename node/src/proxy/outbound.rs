@@ -126,7 +126,17 @@ fn client_span(proxy: &Proxy, req: &mut Request<Incoming>, service: &str) -> Pro
     span
 }
 
+/// Methods whose repetition has no further effect (RFC 9110, 9.2.2).
+fn idempotent(m: &Method) -> bool {
+    matches!(
+        *m,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
+    )
+}
+
 /// Forwards a request for `service`; returns the response and the node that served it.
+/// A request that could not be delivered moves to the next instance; so does an idempotent
+/// request without a body whose connection dies before the answer.
 async fn forward(
     proxy: &Proxy,
     req: Request<Incoming>,
@@ -185,9 +195,19 @@ async fn forward(
     header.traceparent = traceparent;
     let mut body = Some(body);
     let mut failures = Vec::new();
+    let replayable = kind == BodyKind::Empty && idempotent(&parts.method);
     for i in order {
         let ep = eps[i];
         if !failures.is_empty() {
+            // Time has passed: skip instances the mesh has given up on meanwhile.
+            let now = proxy.view.borrow().clone();
+            if !now
+                .endpoints(service.as_str())
+                .iter()
+                .any(|e| e.node == ep.node)
+            {
+                continue;
+            }
             proxy.telemetry.retries.get(&[service.as_str()]).inc();
         }
         let mut inflight = proxy.balancers.start(service.as_str(), &ep.node);
@@ -241,11 +261,21 @@ async fn forward(
             }
             Ok(None) => {
                 inflight.failed();
-                return Err(upstream("stream closed before a response".into()));
+                if !replayable {
+                    return Err(upstream("stream closed before a response".into()));
+                }
+                failures.push(format!("{}: stream closed before a response", ep.node));
             }
             Err(e) => {
                 inflight.failed();
-                return Err(upstream(e.to_string()));
+                debug!(node = %ep.node, error = ?e, "stream failed before the response head");
+                if !replayable {
+                    return Err(upstream(e.to_string()));
+                }
+                // The connection died under the request (a node crashed, or a partition was
+                // detected): an idempotent request without a body is safe to send again, to
+                // each remaining instance at most once.
+                failures.push(format!("{}: {e}", ep.node));
             }
         }
     }

@@ -77,7 +77,14 @@ pub fn candidates<'v>(
     if all.is_empty() {
         return Err(RouteError::Unknown(service.to_owned()));
     }
-    let usable: Vec<&Endpoint> = all.iter().filter(|e| e.accepts_new_traffic()).collect();
+    let mut usable: Vec<&Endpoint> = all.iter().filter(|e| e.accepts_new_traffic()).collect();
+    if usable.is_empty() {
+        // Every healthy instance is draining: serving from a draining node beats failing.
+        usable = all
+            .iter()
+            .filter(|e| e.draining && e.health == murmur_membership::records::Health::Passing)
+            .collect();
+    }
     if usable.is_empty() {
         let states: Vec<String> = all
             .iter()
@@ -190,6 +197,13 @@ mod tests {
             (
                 vec![
                     ep("a", Passing, true, P2cEwma),
+                    ep("b", Critical, false, P2cEwma),
+                ],
+                Ok((P2cEwma, vec!["a"])),
+            ),
+            (
+                vec![
+                    ep("a", Warning, true, P2cEwma),
                     ep("b", Critical, false, P2cEwma),
                 ],
                 Err("no instance"),
