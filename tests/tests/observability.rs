@@ -18,7 +18,7 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
-use murmur_tests::load::{Load, summarize};
+use murmur_tests::load::Load;
 use murmur_tests::node::binary;
 use murmur_tests::{Cluster, NodeSpec, apps::EchoApp, http, netns, otlp, wait_until};
 
