@@ -188,6 +188,14 @@ impl Membership {
         self.delete_key(&key).await;
     }
 
+    /// This node's status as it publishes it.
+    pub fn status(&self) -> NodeStatus {
+        self.record
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .status
+    }
+
     /// Changes this node's status and tells peers at once.
     pub async fn set_status(&self, status: NodeStatus) -> Result<(), MembershipError> {
         let value = {

@@ -4,6 +4,7 @@
 //! |---|---|---|
 //! | GET | `/` | the dashboard (self-contained HTML) |
 //! | GET | `/healthz` | `ok` while the process runs |
+//! | GET | `/readyz` | 200 once joined and serving; 503 with the reason otherwise |
 //! | GET | `/v1/mesh` | members with gossiped traffic, services with endpoints ([`mesh::MeshResponse`]) |
 //! | GET | `/v1/members[?all=true]` | members as this node sees them ([`members::MembersResponse`]) |
 //! | GET | `/metrics` | Prometheus text format |
@@ -72,11 +73,33 @@ pub async fn serve(ctx: Arc<NodeContext>, listener: TcpListener) {
     }
 }
 
+/// Ready: serving (not draining or leaving), and joined — another member is known alive from
+/// gossip, unless this node has no seeds (it is the first of its mesh).
+fn readyz(ctx: &NodeContext) -> Response<Body> {
+    use murmur_membership::{MemberState, records::NodeStatus};
+    let status = ctx.membership.status();
+    if status != NodeStatus::Serving {
+        return text(503, &format!("not ready: {status:?}\n").to_lowercase());
+    }
+    let view = ctx.membership.view();
+    let joined = ctx.config.seeds.is_empty()
+        || view
+            .members
+            .values()
+            .any(|m| m.name != view.self_name && m.state == MemberState::Alive && !m.stale);
+    if joined {
+        text(200, "ready\n")
+    } else {
+        text(503, "not ready: no peer reached yet (seeds unreachable?)\n")
+    }
+}
+
 async fn route(ctx: &Arc<NodeContext>, req: Request<Incoming>) -> Response<Body> {
     let path = req.uri().path().to_owned();
     match (req.method().clone(), path.as_str()) {
         (Method::GET, "/" | "/index.html") => dashboard::get(),
         (Method::GET, "/healthz") => text(200, "ok\n"),
+        (Method::GET, "/readyz") => readyz(ctx),
         (Method::GET, "/v1/mesh") => mesh::get(ctx),
         (Method::GET, "/v1/members") => members::list(ctx, req.uri().query()),
         (Method::GET, "/v1/status") => status::get(ctx),
@@ -98,7 +121,7 @@ async fn route(ctx: &Arc<NodeContext>, req: Request<Incoming>) -> Response<Body>
         (Method::GET, "/v1/traffic") => traffic::get(ctx),
         (
             _,
-            "/" | "/healthz" | "/v1/members" | "/v1/mesh" | "/v1/status" | "/metrics"
+            "/" | "/healthz" | "/readyz" | "/v1/members" | "/v1/mesh" | "/v1/status" | "/metrics"
             | "/v1/traffic" | "/v1/services" | "/v1/drain" | "/v1/undrain",
         ) => error(405, "method not allowed"),
         _ => error(404, &format!("no such endpoint: {path}")),

@@ -566,3 +566,98 @@ fn a_whole_mesh_restart_without_seeds_serves_from_the_persisted_view_and_loses_n
         assert!(summary.failures.is_empty(), "{:?}", summary.failures);
     });
 }
+
+#[test]
+fn murmur_drain_stops_new_traffic_without_stopping_the_node() {
+    netns::run(|| async {
+        let mut c = Cluster::new();
+        web_mesh(&mut c, 3, "").await;
+        let readyz = |n: &str| {
+            let admin = c.node(n).admin();
+            async move {
+                murmur_tests::http::get(admin, "/readyz")
+                    .await
+                    .map(|r| r.status)
+            }
+        };
+        wait_until("n2 to be ready", LIMIT, || async {
+            match readyz("n2").await? {
+                200 => Ok(()),
+                other => Err(other.to_string()),
+            }
+        })
+        .await;
+        let load = Load::start(
+            c.node("n1").outbound(),
+            "web",
+            100,
+            4,
+            Duration::from_secs(60),
+        );
+        wait_until("both instances to serve", LIMIT, || async {
+            let s = summarize(&load.samples());
+            if s.by_instance.len() == 2 {
+                Ok(())
+            } else {
+                Err(format!("{:?}", s.by_instance))
+            }
+        })
+        .await;
+        let admin = c.node("n2").admin().to_string();
+        let out = tokio::task::spawn_blocking(move || {
+            std::process::Command::new(murmur_tests::node::binary())
+                .args(["drain", "--admin", &admin])
+                .output()
+                .unwrap()
+        })
+        .await
+        .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let drained_at = load.started.elapsed();
+        println!("{}", String::from_utf8_lossy(&out.stdout).trim());
+        assert_eq!(
+            readyz("n2").await.unwrap(),
+            503,
+            "a drained node is not ready"
+        );
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let after: Vec<_> = load
+            .samples()
+            .into_iter()
+            .filter(|s| s.at > drained_at && s.instance.as_deref() == Some("n2"))
+            .collect();
+        assert!(
+            after.is_empty(),
+            "n2 got {} requests after its drain returned",
+            after.len()
+        );
+        assert!(c.nodes[1].is_running_ref(), "drain must not stop the node");
+
+        let admin = c.node("n2").admin().to_string();
+        murmur_tests::pki::murmur(&["drain", "--undo", "--admin", &admin]);
+        let undone = load.started.elapsed();
+        wait_until("n2 to serve again", LIMIT, || async {
+            if load
+                .samples()
+                .iter()
+                .any(|s| s.at > undone && s.instance.as_deref() == Some("n2"))
+            {
+                Ok(())
+            } else {
+                Err("not yet".into())
+            }
+        })
+        .await;
+        assert_eq!(readyz("n2").await.unwrap(), 200);
+        let (summary, _) = load.stop().await;
+        println!(
+            "drain and undo: {} of {} requests ok, by instance {:?}",
+            summary.ok, summary.total, summary.by_instance
+        );
+        assert!(summary.failures.is_empty(), "{:?}", summary.failures);
+    });
+}
