@@ -17,6 +17,7 @@ pub mod netns;
 pub mod node;
 pub mod otlp;
 pub mod pki;
+pub mod policy;
 pub mod quic;
 pub mod wait;
 
