@@ -276,12 +276,16 @@ impl Chart {
         x: &Axis,
         y: &Axis,
     ) {
+        // Labels of vertical rules close to the previous one go lower, so they do not overlap.
+        let (mut prev, mut stack) = (f64::NEG_INFINITY, 0.0);
         for r in &self.rules {
             if r.vertical {
                 if !in_range(x, r.at) {
                     continue;
                 }
                 let p = px(r.at);
+                stack = if p - prev < 14.0 { stack + 170.0 } else { 0.0 };
+                prev = p;
                 let _ = write!(
                     o,
                     r##"<line x1="{p:.1}" y1="{TOP}" x2="{p:.1}" y2="{}" stroke="#555" stroke-dasharray="2,4" stroke-width="1.5"/>"##,
@@ -292,7 +296,7 @@ impl Chart {
                     o,
                     r##"<text transform="translate({:.1},{}) rotate(90)" font-size="10" fill="#555">{}</text>"##,
                     p + 3.0,
-                    TOP + 6.0,
+                    TOP + 6.0 + stack,
                     esc(&r.label)
                 );
             } else {

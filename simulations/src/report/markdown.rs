@@ -511,14 +511,18 @@ fn churn_section(o: &mut String, r: &Results) {
         let _ = writeln!(o, "| {k} | {a} | {b} |");
     }
     let bounded = c.grace_s / c.every_s;
+    let grows = last.dead_mean > bounded * 1.2 && last.dead_mean > g.dead_mean * 1.2;
+    let verdict = if grows {
+        format!(
+            "It does not: state keeps growing with the number of restarts, and the node holding the most holds {} of the {} incarnations that ever died. The reason is in chitchat: a node that starts learns the dead incarnations its peers still gossip, records each as dead *at the moment it learned it*, and gossips it for another half grace period. Under churn a newly started node always exists to carry them on, so they circulate among the newest nodes and are never forgotten by the cluster (older nodes do forget them and refuse them afterwards, thanks to chitchat's record of collected nodes). A small run that listed every node's dead entries showed it: the nodes holding every incarnation were recently restarted ones, with none of those entries scheduled for deletion yet. The view stays right (it keeps the newest live generation of each name), but digest size, bandwidth and memory grow with the total number of restarts.",
+            last.dead_max, last.restarts
+        )
+    } else {
+        "That is what happened in this run.".to_owned()
+    };
     let _ = writeln!(
         o,
-        "\nIf every node forgot a dead incarnation one grace period after it died, each would hold about grace / time between crashes = {bounded:.0} of them, and state would level off after one grace period. {}",
-        if last.dead_max + 1 >= last.restarts && last.dead_mean > bounded * 1.2 {
-            "It does not: state keeps growing with the number of restarts, and some node holds about every incarnation that ever died. The reason is in chitchat: a node that starts learns the dead incarnations its peers still gossip, records each as dead *at the moment it learned it*, and gossips it for another half grace period. Under churn a newly started node always exists to carry them on, so they circulate among the newest nodes and are never forgotten by the cluster (older nodes do forget them and refuse them afterwards, thanks to chitchat's record of collected nodes). A small run that listed every node's dead entries showed it: the nodes holding every incarnation were the recently restarted ones, with none of those entries scheduled for deletion yet. The view stays right (it keeps the newest live generation of each name), but digest size, bandwidth and memory grow with the total number of restarts, and at this rate they would reach the digest limit below."
-        } else {
-            "That is what happened in this run."
-        }
+        "\nIf every node forgot a dead incarnation one grace period after it died, each would hold about grace / time between crashes = {bounded:.0} of them, and state would level off after one grace period. {verdict}"
     );
 }
 
@@ -563,14 +567,6 @@ fn digest_section(o: &mut String, r: &Results) {
     }
     edge_text(o, r);
     design_answer(o, r);
-}
-
-fn panics_of(r: &Results, prefix: &str) -> u64 {
-    r.panics
-        .iter()
-        .filter(|p| p.0.starts_with(prefix))
-        .map(|p| p.1)
-        .sum()
 }
 
 fn wall_text(o: &mut String, w: &crate::scenarios::wall::WallResult) {
@@ -619,27 +615,45 @@ fn wall_text(o: &mut String, w: &crate::scenarios::wall::WallResult) {
 }
 
 fn edge_text(o: &mut String, r: &Results) {
+    use crate::scenarios::digest::Direction;
     let Some(e) = &r.edge else { return };
-    let who = match (e.attempts_after > 0, e.peer_attempts_after > 0) {
-        (true, false) => {
-            "The peer, whose own digest was small, is the one that died: on a Syn, chitchat first records every node of the incoming digest, then builds its reply, whose digest is now as large as the sender's."
-        }
-        (false, true) => "The grown node is the one that died, on its peer's Syn.",
-        (false, false) => "Both nodes died.",
-        (true, true) => "Neither node died in this run.",
-    };
+    let w = e.cases.first().map_or(0.0, |c| c.window_s);
     let _ = writeln!(
         o,
-        "\n**A sharper edge just below the limit.** When chitchat answers a Syn it puts its own digest in the reply and asserts that at least 100 bytes are left for the delta; otherwise it panics, its gossip task ends, the process runs on and its view freezes. Probe: one node of a pair, cut off from its peer, is grown to {} digest entries, a Syn of {:.0} bytes; in {:.0} s it sent {} Syns ({} refused as oversize), so it is under the limit. Then the cut heals: {} panic; in the next {:.0} s the grown node attempted {} Syns and its peer {}. {who} So a digest within 100 bytes of the limit spreads the crash: a node that receives it holds at least as many entries afterwards. A node must watch chitchat's task (`ChitchatHandle::termination_watcher`) and exit when it ends, so that a supervisor restarts it, rather than run on with a frozen view; and the digest must be kept far from the limit, not just under it.",
-        e.entries,
-        e.syn_bytes,
-        e.window_s,
-        e.sent_before,
-        e.refused_before,
-        panics_of(r, "delta budget edge"),
-        e.window_s,
-        e.attempts_after,
-        e.peer_attempts_after,
+        "\n**A sharper edge just below the limit.** When chitchat answers a Syn it puts its own digest in the reply and asserts that at least 100 bytes are left for the delta; otherwise it panics, its gossip task ends, and the process runs on with a frozen view. Probe, each time on a fresh pair: one node, cut off from its peer, is grown until its Syn is just under the limit; then messages flow to it only, or both ways. Syn attempts are counted {w:.0} s later, over {w:.0} s (none: that node's gossip task is gone).\n"
+    );
+    let _ = writeln!(
+        o,
+        "| messages flow | grown node's entries | its Syn (bytes) | its Syns sent / refused before | panics | grown node's Syns after | small node's Syns after |\n|---|---|---|---|---|---|---|"
+    );
+    for c in &e.cases {
+        let flow = match c.direction {
+            Direction::ToGrown => "small → grown",
+            Direction::BothWays => "both ways",
+        };
+        let _ = writeln!(
+            o,
+            "| {flow} | {} | {:.0} | {} / {} | {} | {} | {} |",
+            c.entries,
+            c.syn_bytes,
+            c.sent_before,
+            c.refused_before,
+            c.panics,
+            c.grown_after,
+            c.small_after
+        );
+    }
+    let two_way: Vec<_> = e
+        .cases
+        .iter()
+        .filter(|c| c.direction == Direction::BothWays)
+        .collect();
+    let small_died = two_way.iter().filter(|c| c.small_after == 0).count();
+    let grown_died = two_way.iter().filter(|c| c.grown_after == 0).count();
+    let _ = writeln!(
+        o,
+        "\nThe grown node dies on the first Syn it receives, even while its own Syns still fit. Both ways, over {} pairs, the grown node died in {grown_died} and the small one in {small_died}: a node that hears such a digest records every node in it, the deltas that follow fill in their keys, and its own reply soon leaves no room either. A node must watch chitchat's task (`ChitchatHandle::termination_watcher`) and exit when it ends, so that a supervisor restarts it; and the digest must be kept far from the limit, not just under it.",
+        two_way.len()
     );
 }
 

@@ -1,6 +1,5 @@
 //! Digest size against entries, and what chitchat does when a digest nears one message.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -9,7 +8,7 @@ use tokio::time::Instant;
 
 use super::phantom::{Naming, Phantom, phantom, plant};
 use crate::cluster::{Cluster, ClusterSpec};
-use crate::net::{Kind, NetConfig, SimNet, Traffic};
+use crate::net::{Kind, LinkModel, NetConfig, SimNet, Traffic};
 use crate::probe;
 
 /// Measured `Syn` size against digest entries, for one naming.
@@ -70,24 +69,44 @@ async fn pair(net: &SimNet, gossip: &GossipSettings) -> anyhow::Result<Cluster> 
     Ok(cluster)
 }
 
-/// A node whose own digest leaves less than 100 bytes for a delta, before and after a peer's
-/// `Syn` reaches it.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct EdgeResult {
+/// Which way the messages flow once a grown node and its small peer are reconnected.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Direction {
+    /// The small peer's messages reach the grown node (not the reverse).
+    ToGrown,
+    /// Both ways, as in normal gossip.
+    BothWays,
+}
+
+/// One case of the delta-budget edge.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EdgeCase {
+    /// Which way messages flowed.
+    pub direction: Direction,
     /// Digest entries of the grown node.
     pub entries: usize,
     /// Its attempted `Syn` size.
     pub syn_bytes: f64,
     /// Length of each observation window (seconds).
     pub window_s: f64,
-    /// `Syn` messages it sent in the window before it hears from its peer.
+    /// `Syn` messages the grown node sent in the window before reconnection.
     pub sent_before: u64,
-    /// `Syn` messages refused as oversize in that window.
+    /// Of its `Syn` messages in that window, those refused as oversize.
     pub refused_before: u64,
-    /// `Syn` attempts of the grown node in the same window after.
-    pub attempts_after: u64,
-    /// `Syn` attempts of its peer in that window.
-    pub peer_attempts_after: u64,
+    /// Panics once reconnected.
+    pub panics: u64,
+    /// `Syn` attempts of the grown node in the window after reconnection (zero: its gossip
+    /// task is gone).
+    pub grown_after: u64,
+    /// `Syn` attempts of the small node in that window.
+    pub small_after: u64,
+}
+
+/// The cases of the delta-budget edge.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct EdgeResult {
+    /// One one-way case, then several two-way cases (a race: which node dies first).
+    pub cases: Vec<EdgeCase>,
 }
 
 /// The `Syn` size at which a node can still send its digest but has under 100 bytes left
@@ -95,35 +114,41 @@ pub struct EdgeResult {
 /// 65 503 − digest; chitchat asserts it is at least 100.
 const EDGE_TARGET: f64 = 65_460.0;
 const EDGE_LOW: f64 = 65_416.0;
+/// Two-way cases, each on its own pair and seed.
+const TWO_WAY_CASES: u64 = 5;
 
 /// chitchat answers a `Syn` with its own digest plus a delta in the room left in one message,
-/// and asserts that room is at least 100 bytes. A node whose digest is within 100 bytes of
-/// the limit (or over it) therefore panics in its gossip task on the first `Syn` it receives.
-/// This grows one node of a pair, cut off from its peer, until its `Syn` is just below the
-/// limit, then heals the cut.
+/// and asserts that room is at least 100 bytes. A node whose digest is within 100 bytes of the
+/// limit (or over it) therefore panics in its gossip task on the first `Syn` it receives. On a
+/// fresh pair each time, one node, cut off, is grown until its `Syn` is just under the limit;
+/// then messages flow to it only, or both ways.
 pub async fn delta_budget_edge(gossip: GossipSettings, seed: u64) -> anyhow::Result<EdgeResult> {
+    let mut cases = vec![edge_case(&gossip, seed, Direction::ToGrown).await?];
+    for k in 1..=TWO_WAY_CASES {
+        cases.push(edge_case(&gossip, seed.wrapping_add(k), Direction::BothWays).await?);
+    }
+    Ok(EdgeResult { cases })
+}
+
+async fn edge_case(
+    gossip: &GossipSettings,
+    seed: u64,
+    direction: Direction,
+) -> anyhow::Result<EdgeCase> {
     let net = SimNet::new(NetConfig {
         seed,
         ..NetConfig::default()
     })?;
-    let cluster = pair(&net, &gossip).await?;
-    let (a, b) = (cluster.slots[0].addr, cluster.slots[1].addr);
-    net.partition(&[vec![a], vec![b]]);
-    let window = gossip.interval * 10;
-    let measure = |net: SimNet| async move {
-        tokio::time::sleep(gossip.interval * 2).await;
-        let t0 = net.traffic();
-        tokio::time::sleep(window).await;
-        (t0, net.traffic())
+    let cluster = pair(&net, gossip).await?;
+    let (grown, small) = (cluster.slots[0].addr, cluster.slots[1].addr);
+    let cut = LinkModel {
+        loss: 1.0,
+        ..LinkModel::default()
     };
-    let syn_of = |t: &(Traffic, Traffic)| attempted_syn(&t.0, &t.1);
-    let at = |m: &(HashMap<SocketAddr, Traffic>, HashMap<SocketAddr, Traffic>), addr| {
-        let get = |t: &HashMap<SocketAddr, Traffic>| t.get(&addr).copied().unwrap_or_default();
-        (get(&m.0), get(&m.1))
-    };
-    let mut last = at(&measure(net.clone()).await, a);
-    let base = syn_of(&last);
-    let (mut planted, mut size) = (0usize, base);
+    net.set_link(grown, small, cut)?;
+    net.set_link(small, grown, cut)?;
+    let (base, _) = syn_window(&net, gossip, grown).await;
+    let (mut planted, mut size, mut last) = (0usize, base, (0, 0));
     for _ in 0..12 {
         if size >= EDGE_LOW {
             break;
@@ -139,24 +164,51 @@ pub async fn delta_budget_edge(gossip: GossipSettings, seed: u64) -> anyhow::Res
             .collect();
         plant(&cluster, 0, &batch).await;
         planted += add;
-        last = at(&measure(net.clone()).await, a);
-        size = syn_of(&last);
+        (size, last) = syn_window(&net, gossip, grown).await;
     }
-    net.heal();
-    let after = measure(net.clone()).await;
-    let k = Kind::Syn as usize;
-    let tries = |t: &(Traffic, Traffic)| {
-        t.1.sent[k].since(&t.0.sent[k]).msgs + t.1.oversize[k].since(&t.0.oversize[k]).msgs
+    let panics_before = super::panics_now();
+    net.set_link(small, grown, LinkModel::default())?;
+    if direction == Direction::BothWays {
+        net.set_link(grown, small, LinkModel::default())?;
+    }
+    tokio::time::sleep(gossip.interval * 20).await;
+    let before = net.traffic();
+    tokio::time::sleep(gossip.interval * 10).await;
+    let after = net.traffic();
+    let tries = |addr: SocketAddr| {
+        let (b, a) = (
+            before.get(&addr).copied().unwrap_or_default(),
+            after.get(&addr).copied().unwrap_or_default(),
+        );
+        let k = Kind::Syn as usize;
+        a.sent[k].since(&b.sent[k]).msgs + a.oversize[k].since(&b.oversize[k]).msgs
     };
-    Ok(EdgeResult {
+    Ok(EdgeCase {
+        direction,
         entries: planted + 2,
         syn_bytes: size,
-        window_s: window.as_secs_f64(),
-        sent_before: last.1.sent[k].since(&last.0.sent[k]).msgs,
-        refused_before: last.1.oversize[k].since(&last.0.oversize[k]).msgs,
-        attempts_after: tries(&at(&after, a)),
-        peer_attempts_after: tries(&at(&after, b)),
+        window_s: (gossip.interval * 10).as_secs_f64(),
+        sent_before: last.0,
+        refused_before: last.1,
+        panics: super::panics_now() - panics_before,
+        grown_after: tries(grown),
+        small_after: tries(small),
     })
+}
+
+/// Waits two rounds, then watches `addr` for ten: its mean attempted `Syn` size, and how many
+/// `Syn`s it sent and had refused.
+async fn syn_window(net: &SimNet, gossip: &GossipSettings, addr: SocketAddr) -> (f64, (u64, u64)) {
+    tokio::time::sleep(gossip.interval * 2).await;
+    let t0 = net.traffic().get(&addr).copied().unwrap_or_default();
+    tokio::time::sleep(gossip.interval * 10).await;
+    let t1 = net.traffic().get(&addr).copied().unwrap_or_default();
+    let k = Kind::Syn as usize;
+    let counts = (
+        t1.sent[k].since(&t0.sent[k]).msgs,
+        t1.oversize[k].since(&t0.oversize[k]).msgs,
+    );
+    (attempted_syn(&t0, &t1), counts)
 }
 
 /// Mean size of the `Syn` messages a node tried to send, sent or refused.
