@@ -117,7 +117,7 @@ async fn route(ctx: &Arc<NodeContext>, req: Request<Incoming>) -> Response<Body>
             services::deregister(ctx, &p["/v1/services/".len()..]).await
         }
         (_, p) if crate::policy::api::is_policy_path(p) => policy::route(ctx, req).await,
-        (Method::GET, "/metrics") => metrics::get(ctx),
+        (Method::GET, "/metrics") => metrics::get(ctx).await,
         (Method::GET, "/v1/traffic") => traffic::get(ctx),
         (
             _,

@@ -128,10 +128,21 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     spawn_health_checks(&ctx);
     tokio::spawn(disconnect_the_dead(ctx.clone()));
 
-    let why = signals::wait_for_stop(reload).await;
-    info!(?why, "stopping");
-    shutdown(ctx).await;
-    Ok(())
+    let gossip_ended = ctx.membership.gossip_ended();
+    tokio::select! {
+        why = signals::wait_for_stop(reload) => {
+            info!(?why, "stopping");
+            shutdown(ctx).await;
+            Ok(())
+        }
+        reason = gossip_ended => {
+            // A node whose gossip died would serve a frozen view forever: better to stop and be
+            // restarted by its supervisor.
+            tracing::error!(%reason, "gossip has ended; exiting so the node can be restarted");
+            ctx.endpoint.close(Duration::from_millis(200)).await;
+            anyhow::bail!("{reason}")
+        }
+    }
 }
 
 async fn shutdown(ctx: Arc<NodeContext>) {

@@ -209,5 +209,6 @@ fn service() -> ServiceRecord {
         labels: BTreeMap::from([("version".to_owned(), "v1".to_owned())]),
         weight: 1,
         health: Health::Passing,
+        balancer: Default::default(),
     }
 }
