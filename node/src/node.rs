@@ -13,6 +13,7 @@ use murmur_transport::endpoint::{EndpointConfig, MeshEndpoint};
 use murmur_transport::gossip::{GossipStats, QuicGossip};
 use murmur_transport::identity::SpiffeId;
 use murmur_transport::tls::{CredentialWatcher, TlsState, load_material};
+use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tracing::{info, warn};
 
@@ -54,32 +55,42 @@ pub struct NodeContext {
 
 /// Runs a node until SIGTERM or SIGINT.
 pub async fn run(config: Config) -> anyhow::Result<()> {
+    let (ctx, admin_listener) = start(config).await?;
+    let reload = Arc::new(Notify::new());
+    spawn_background(&ctx, admin_listener, reload.clone());
+    let gossip_ended = ctx.membership.gossip_ended();
+    tokio::select! {
+        why = signals::wait_for_stop(reload) => {
+            info!(?why, "stopping");
+            shutdown(ctx).await;
+            Ok(())
+        }
+        reason = gossip_ended => {
+            // A node whose gossip died would serve a frozen view forever: better to stop and be
+            // restarted by its supervisor.
+            tracing::error!(%reason, "gossip has ended; exiting so the node can be restarted");
+            ctx.endpoint.close(Duration::from_millis(200)).await;
+            anyhow::bail!("{reason}")
+        }
+    }
+}
+
+/// Binds every socket (so a busy port fails the start), joins the mesh and starts the data
+/// path. Returns the node and its admin listener, not yet served.
+async fn start(config: Config) -> anyhow::Result<(Arc<NodeContext>, TcpListener)> {
     let tls = load_credentials(&config)?;
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
-    let services = Arc::new(
-        Services::from_config(&config.services, &tls.local_cert())?.with_registrations(
-            config.data_dir.join("registrations.json"),
-            &tls.local_cert(),
-        ),
-    );
+    let cert = tls.local_cert();
+    let services = Services::from_config(&config.services, &cert)?
+        .with_registrations(config.data_dir.join("registrations.json"), &cert);
+    let services = Arc::new(services);
     let generation = generation::next(&config.data_dir)?;
-
-    let admin_listener = tokio::net::TcpListener::bind(config.admin)
+    let admin_listener = TcpListener::bind(config.admin)
         .await
         .with_context(|| format!("cannot listen on admin address {}", config.admin))?;
     let listeners = proxy::bind(config.outbound, &config.upstreams).await?;
-    let (endpoint, inbox) = MeshEndpoint::bind(
-        EndpointConfig {
-            listen: config.listen,
-            advertise: config.advertise,
-            quic: config.quic.clone(),
-            reset_key: Some(generation::reset_key(&config.data_dir)?),
-        },
-        tls.clone(),
-    )
-    .with_context(|| format!("cannot bind mesh address {}", config.listen))?;
-    let gossip = QuicGossip::new(endpoint.clone(), inbox);
+    let (endpoint, gossip) = bind_endpoint(&config, &tls)?;
     let gossip_stats = gossip.stats();
     let membership = Membership::start(membership_config(&config, &endpoint, generation), &gossip)
         .await
@@ -99,13 +110,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         traces: traces.clone(),
     });
     proxy::start(&proxy, listeners);
-    info!(
-        node = %config.name,
-        mesh = %endpoint.advertise_addr(),
-        admin = %config.admin,
-        generation,
-        "node started"
-    );
+    info!(node = %config.name, mesh = %endpoint.advertise_addr(), admin = %config.admin, generation, "node started");
     let ctx = Arc::new(NodeContext {
         config,
         membership,
@@ -120,29 +125,37 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         traces,
     });
     ctx.endpoint.set_handler(Inbound::new(&ctx));
-    let reload = Arc::new(Notify::new());
-    let watcher = CredentialWatcher::new(ctx.tls.clone(), ctx.config.tls.clone());
-    tokio::spawn(watcher.run(ctx.config.reload_interval, reload.clone()));
-    tokio::spawn(crate::admin::serve(ctx.clone(), admin_listener));
-    tokio::spawn(crate::telemetry::mesh::publish_loop(ctx.clone()));
-    spawn_health_checks(&ctx);
-    tokio::spawn(disconnect_the_dead(ctx.clone()));
+    Ok((ctx, admin_listener))
+}
 
-    let gossip_ended = ctx.membership.gossip_ended();
-    tokio::select! {
-        why = signals::wait_for_stop(reload) => {
-            info!(?why, "stopping");
-            shutdown(ctx).await;
-            Ok(())
-        }
-        reason = gossip_ended => {
-            // A node whose gossip died would serve a frozen view forever: better to stop and be
-            // restarted by its supervisor.
-            tracing::error!(%reason, "gossip has ended; exiting so the node can be restarted");
-            ctx.endpoint.close(Duration::from_millis(200)).await;
-            anyhow::bail!("{reason}")
-        }
-    }
+/// The QUIC endpoint (keeping its stateless-reset key across restarts) and gossip over it.
+fn bind_endpoint(
+    config: &Config,
+    tls: &Arc<TlsState>,
+) -> anyhow::Result<(MeshEndpoint, QuicGossip)> {
+    let (endpoint, inbox) = MeshEndpoint::bind(
+        EndpointConfig {
+            listen: config.listen,
+            advertise: config.advertise,
+            quic: config.quic.clone(),
+            reset_key: Some(generation::reset_key(&config.data_dir)?),
+        },
+        tls.clone(),
+    )
+    .with_context(|| format!("cannot bind mesh address {}", config.listen))?;
+    let gossip = QuicGossip::new(endpoint.clone(), inbox);
+    Ok((endpoint, gossip))
+}
+
+/// The node's long-running chores: credential reloads, the admin API, the gossiped traffic
+/// summary, health checks, and closing connections to the dead.
+fn spawn_background(ctx: &Arc<NodeContext>, admin: TcpListener, reload: Arc<Notify>) {
+    let watcher = CredentialWatcher::new(ctx.tls.clone(), ctx.config.tls.clone());
+    tokio::spawn(watcher.run(ctx.config.reload_interval, reload));
+    tokio::spawn(crate::admin::serve(ctx.clone(), admin));
+    tokio::spawn(crate::telemetry::mesh::publish_loop(ctx.clone()));
+    spawn_health_checks(ctx);
+    tokio::spawn(disconnect_the_dead(ctx.clone()));
 }
 
 async fn shutdown(ctx: Arc<NodeContext>) {

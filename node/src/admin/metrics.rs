@@ -1,6 +1,6 @@
 //! `GET /metrics`: Prometheus text format.
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::UNIX_EPOCH;
 
 use murmur_membership::MemberState;
@@ -20,15 +20,21 @@ pub async fn get(ctx: &NodeContext) -> hyper::Response<Body> {
     t.rate_limited.render(&mut out);
     t.denied.render(&mut out);
     t.shadow_denied.render(&mut out);
-    node_metrics(ctx, &mut out);
-    render_now(
+    membership_metrics(ctx, &mut out);
+    let incarnations = ctx.membership.known_incarnations().await as f64;
+    single(
         &mut out,
         "murmur_gossip_incarnations",
         "gauge",
         "Node incarnations gossip remembers, live and dead: each is an entry of every digest; \
          a single message holds about 6 000.",
-        &[(vec![], ctx.membership.known_incarnations().await as f64)],
+        incarnations,
     );
+    gossip_metrics(ctx, &mut out);
+    quic_metrics(ctx, &mut out);
+    policy_metrics(ctx, &mut out);
+    trace_metrics(ctx, &mut out);
+    identity_metrics(ctx, &mut out);
     with_type(
         200,
         "text/plain; version=0.0.4; charset=utf-8",
@@ -36,189 +42,204 @@ pub async fn get(ctx: &NodeContext) -> hyper::Response<Body> {
     )
 }
 
-fn node_metrics(ctx: &NodeContext, out: &mut String) {
+/// An unlabelled sample.
+fn single(out: &mut String, name: &str, kind: &str, help: &str, value: f64) {
+    render_now(out, name, kind, help, &[(vec![], value)]);
+}
+
+fn load(c: &AtomicU64) -> f64 {
+    c.load(Ordering::Relaxed) as f64
+}
+
+fn membership_metrics(ctx: &NodeContext, out: &mut String) {
     let view = ctx.membership.view();
-    let states = [
+    let members: Vec<_> = [
         MemberState::Alive,
         MemberState::Draining,
         MemberState::Left,
         MemberState::Dead,
-    ];
-    let members: Vec<_> = states
-        .iter()
-        .map(|s| {
-            let name = super::members::state_name(*s);
-            (vec![("state", name.to_owned())], view.count(*s) as f64)
-        })
-        .collect();
-    render_now(
-        out,
-        "murmur_members",
-        "gauge",
-        "Members by state, as this node sees them.",
-        &members,
-    );
-    render_now(
+    ]
+    .iter()
+    .map(|s| {
+        let name = super::members::state_name(*s);
+        (vec![("state", name.to_owned())], view.count(*s) as f64)
+    })
+    .collect();
+    let help = "Members by state, as this node sees them.";
+    render_now(out, "murmur_members", "gauge", help, &members);
+    let help = "1 while part of the view comes from disk (fail-static), not gossip.";
+    single(
         out,
         "murmur_view_stale",
         "gauge",
-        "1 while part of the view comes from disk (fail-static), not gossip.",
-        &[(vec![], f64::from(u8::from(view.stale)))],
+        help,
+        f64::from(u8::from(view.stale)),
     );
+}
 
+fn gossip_metrics(ctx: &NodeContext, out: &mut String) {
     let g = &ctx.gossip_stats;
-    let load = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed) as f64;
+    let by_direction = |sent: &AtomicU64, received: &AtomicU64| {
+        vec![
+            (vec![("direction", "sent".to_owned())], load(sent)),
+            (vec![("direction", "received".to_owned())], load(received)),
+        ]
+    };
+    let help = "Gossip messages sent and received.";
     render_now(
         out,
         "murmur_gossip_messages_total",
         "counter",
-        "Gossip messages sent and received.",
-        &[
-            (vec![("direction", "sent".into())], load(&g.sent)),
-            (vec![("direction", "received".into())], load(&g.received)),
-        ],
+        help,
+        &by_direction(&g.sent, &g.received),
     );
+    let help = "Gossip payload bytes.";
     render_now(
         out,
         "murmur_gossip_bytes_total",
         "counter",
-        "Gossip payload bytes.",
-        &[
-            (vec![("direction", "sent".into())], load(&g.sent_bytes)),
-            (
-                vec![("direction", "received".into())],
-                load(&g.received_bytes),
-            ),
-        ],
+        help,
+        &by_direction(&g.sent_bytes, &g.received_bytes),
     );
-    render_now(
+    let help = "Gossip messages refused as malformed or oversized.";
+    single(
         out,
         "murmur_gossip_rejected_total",
         "counter",
-        "Gossip messages refused as malformed or oversized.",
-        &[(vec![], load(&g.rejected))],
+        help,
+        load(&g.rejected),
     );
-    render_now(
+    let help = "Gossip messages dropped (peer unreachable or queue full).";
+    single(
         out,
         "murmur_gossip_dropped_total",
         "counter",
-        "Gossip messages dropped (peer unreachable or queue full).",
-        &[(vec![], load(&g.dropped))],
+        help,
+        load(&g.dropped),
     );
-    render_now(
+    let help =
+        "QUIC connections refused at the handshake (missing, foreign or invalid certificate).";
+    let refused = load(&ctx.endpoint.counters().handshakes_refused);
+    single(
         out,
         "murmur_handshakes_refused_total",
         "counter",
-        "QUIC connections refused at the handshake (missing, foreign or invalid certificate).",
-        &[(vec![], load(&ctx.endpoint.counters().handshakes_refused))],
+        help,
+        refused,
     );
+}
 
+fn quic_metrics(ctx: &NodeContext, out: &mut String) {
     let peers = ctx.endpoint.peer_stats();
-    let rtt: Vec<_> = peers
-        .iter()
-        .map(|p| (vec![("peer", p.peer.clone())], p.rtt.as_secs_f64()))
-        .collect();
+    let per_peer = |f: &dyn Fn(&murmur_transport::endpoint::PeerStats) -> f64| -> Vec<_> {
+        peers
+            .iter()
+            .map(|p| (vec![("peer", p.peer.clone())], f(p)))
+            .collect()
+    };
+    let help = "Smoothed round-trip time to each peer.";
     render_now(
         out,
         "murmur_quic_rtt_seconds",
         "gauge",
-        "Smoothed round-trip time to each peer.",
-        &rtt,
+        help,
+        &per_peer(&|p| p.rtt.as_secs_f64()),
     );
-    let lost: Vec<_> = peers
-        .iter()
-        .map(|p| (vec![("peer", p.peer.clone())], p.lost_packets as f64))
-        .collect();
+    let help = "Packets declared lost on the connection to each peer.";
     render_now(
         out,
         "murmur_quic_lost_packets_total",
         "counter",
-        "Packets declared lost on the connection to each peer.",
-        &lost,
+        help,
+        &per_peer(&|p| p.lost_packets as f64),
     );
-    let sent: Vec<_> = peers
-        .iter()
-        .map(|p| (vec![("peer", p.peer.clone())], p.sent_packets as f64))
-        .collect();
+    let help = "Packets sent on the connection to each peer.";
     render_now(
         out,
         "murmur_quic_sent_packets_total",
         "counter",
-        "Packets sent on the connection to each peer.",
-        &sent,
+        help,
+        &per_peer(&|p| p.sent_packets as f64),
     );
+}
 
+fn policy_metrics(ctx: &NodeContext, out: &mut String) {
     let status = ctx.policy.status();
-    render_now(
+    let help = "Policy documents in force (deletes excluded).";
+    single(
         out,
         "murmur_policy_documents",
         "gauge",
-        "Policy documents in force (deletes excluded).",
-        &[(vec![], status.effective.len() as f64)],
+        help,
+        status.effective.len() as f64,
     );
+    let digest = vec![("digest", status.effective.digest().to_owned())];
+    let help = "Digest of the policy set in force: equal digests mean equal policy.";
     render_now(
         out,
         "murmur_policy_digest_info",
         "gauge",
-        "Digest of the policy set in force: equal digests mean equal policy.",
-        &[(vec![("digest", status.effective.digest().to_owned())], 1.0)],
+        help,
+        &[(digest, 1.0)],
     );
     let rejected: Vec<_> = status
         .rejected
         .iter()
         .map(|(reason, n)| (vec![("reason", (*reason).to_owned())], *n as f64))
         .collect();
+    let help = "Policy documents refused, by reason.";
     render_now(
         out,
         "murmur_policy_rejected_total",
         "counter",
-        "Policy documents refused, by reason.",
+        help,
         &rejected,
     );
+}
 
+fn trace_metrics(ctx: &NodeContext, out: &mut String) {
     let ts = &ctx.traces.stats;
-    render_now(
+    let help = "Spans delivered to the OTLP collector.";
+    single(
         out,
         "murmur_trace_spans_exported_total",
         "counter",
-        "Spans delivered to the OTLP collector.",
-        &[(vec![], load(&ts.exported))],
+        help,
+        load(&ts.exported),
     );
-    render_now(
+    let help = "Spans dropped because the export queue was full or the collector failed.";
+    single(
         out,
         "murmur_trace_spans_dropped_total",
         "counter",
-        "Spans dropped because the export queue was full or the collector failed.",
-        &[(vec![], load(&ts.dropped))],
+        help,
+        load(&ts.dropped),
     );
+}
 
+fn identity_metrics(ctx: &NodeContext, out: &mut String) {
     let cert = ctx.tls.local_cert();
     let expiry = cert
         .not_after
         .duration_since(UNIX_EPOCH)
         .map_or(0.0, |d| d.as_secs_f64());
+    let help = "When this node's certificate expires (Unix time).";
+    let serial = vec![("serial", cert.serial)];
     render_now(
         out,
         "murmur_certificate_expiry_timestamp_seconds",
         "gauge",
-        "When this node's certificate expires (Unix time).",
-        &[(vec![("serial", cert.serial)], expiry)],
+        help,
+        &[(serial, expiry)],
     );
-    render_now(
-        out,
-        "murmur_node_info",
-        "gauge",
-        "This node: name, generation and version.",
-        &[(
-            vec![
-                ("name", ctx.config.name.to_string()),
-                (
-                    "generation",
-                    ctx.membership.chitchat_id().generation_id.to_string(),
-                ),
-                ("version", env!("CARGO_PKG_VERSION").to_owned()),
-            ],
-            1.0,
-        )],
-    );
+    let info = vec![
+        ("name", ctx.config.name.to_string()),
+        (
+            "generation",
+            ctx.membership.chitchat_id().generation_id.to_string(),
+        ),
+        ("version", env!("CARGO_PKG_VERSION").to_owned()),
+    ];
+    let help = "This node: name, generation and version.";
+    render_now(out, "murmur_node_info", "gauge", help, &[(info, 1.0)]);
 }

@@ -14,7 +14,7 @@ use murmur_transport::tls::CredentialPaths;
 
 use super::raw::{
     RawCheckKind, RawConfig, RawDrain, RawGossip, RawHealth, RawOtlpProtocol, RawPolicy,
-    RawTelemetry,
+    RawService, RawTelemetry, RawTls,
 };
 use crate::drain::DrainSettings;
 use crate::health::CheckConfig;
@@ -200,36 +200,20 @@ impl Config {
         base: &Path,
         env: Env<'_>,
     ) -> Result<Self, ConfigError> {
-        let name = flags.name.or(raw.name).ok_or(ConfigError::Missing {
-            field: "name",
-            flag: "name",
-        })?;
+        let name = flags
+            .name
+            .clone()
+            .or(raw.name)
+            .ok_or(ConfigError::Missing {
+                field: "name",
+                flag: "name",
+            })?;
         let tls_raw = raw.tls.unwrap_or_default();
-        let file_path = |p: Option<PathBuf>| p.map(|p| base.join(p));
-        let tls = CredentialPaths {
-            cert: flags
-                .cert
-                .or(file_path(tls_raw.cert))
-                .ok_or(ConfigError::Missing {
-                    field: "tls.cert",
-                    flag: "cert",
-                })?,
-            key: flags
-                .key
-                .or(file_path(tls_raw.key))
-                .ok_or(ConfigError::Missing {
-                    field: "tls.key",
-                    flag: "key",
-                })?,
-            bundle: flags
-                .ca
-                .or(file_path(tls_raw.ca))
-                .ok_or(ConfigError::Missing {
-                    field: "tls.ca",
-                    flag: "ca",
-                })?,
-        };
-        let trust_domain = match flags.trust_domain.or(raw.trust_domain) {
+        let reload_interval = tls_raw
+            .reload_interval
+            .map_or(Duration::from_secs(5), |d| d.0);
+        let tls = credential_paths(&flags, tls_raw, base)?;
+        let trust_domain = match flags.trust_domain.clone().or(raw.trust_domain) {
             Some(td) => td,
             None => trust_domain_of(&tls.bundle)?,
         };
@@ -238,15 +222,7 @@ impl Config {
             .or(raw.listen)
             .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], DEFAULT_MESH_PORT)));
         let advertise = flags.advertise.or(raw.advertise);
-        if listen.ip().is_unspecified() && advertise.is_none() {
-            return Err(ConfigError::Invalid {
-                field: "listen".into(),
-                message: format!(
-                    "{listen} listens on every interface, so peers need to be told where to reach \
-                     this node: set `advertise` (or --advertise) to its address"
-                ),
-            });
-        }
+        check_reachable(listen, advertise)?;
         let mut seeds = raw.seeds.unwrap_or_default();
         seeds.extend(flags.seeds);
         for s in &seeds {
@@ -257,31 +233,6 @@ impl Config {
             .or(raw.data_dir.map(|d| base.join(d)))
             .unwrap_or_else(|| PathBuf::from("murmur-data").join(name.as_str()));
         let (gossip, fail_static_warmup) = gossip_settings(raw.gossip.unwrap_or_default())?;
-        let services = raw
-            .services
-            .into_iter()
-            .map(|s| {
-                let health = s.health.map(|h| check_config(&s.name, h)).transpose()?;
-                Ok(ServiceConfig {
-                    name: s.name,
-                    address: s.address,
-                    protocol: s.protocol.unwrap_or(Protocol::Http),
-                    labels: s.labels,
-                    weight: s.weight.unwrap_or(1).max(1),
-                    health,
-                    balancer: s.balancer.unwrap_or_default(),
-                })
-            })
-            .collect::<Result<_, ConfigError>>()?;
-        let upstreams = raw
-            .upstreams
-            .into_iter()
-            .map(|u| UpstreamConfig {
-                service: u.service,
-                listen: u.listen,
-            })
-            .collect();
-        let policy = policy_settings(raw.policy.unwrap_or_default())?;
         let threads = flags.threads.or(raw.threads).unwrap_or(1);
         if threads == 0 {
             return Err(ConfigError::Invalid {
@@ -289,8 +240,6 @@ impl Config {
                 message: "must be at least 1".into(),
             });
         }
-        let traces = trace_settings(raw.telemetry.unwrap_or_default(), env)?;
-        let drain = drain_settings(raw.drain.unwrap_or_default(), gossip.interval);
         Ok(Self {
             name,
             trust_domain,
@@ -309,17 +258,22 @@ impl Config {
             labels: raw.labels.unwrap_or_default(),
             threads,
             tls,
-            reload_interval: tls_raw
-                .reload_interval
-                .map_or(Duration::from_secs(5), |d| d.0),
+            reload_interval,
+            drain: drain_settings(raw.drain.unwrap_or_default(), gossip.interval),
             gossip,
             fail_static_warmup,
             quic: QuicSettings::default(),
-            policy,
-            services,
-            upstreams,
-            traces,
-            drain,
+            policy: policy_settings(raw.policy.unwrap_or_default())?,
+            services: services(raw.services)?,
+            upstreams: raw
+                .upstreams
+                .into_iter()
+                .map(|u| UpstreamConfig {
+                    service: u.service,
+                    listen: u.listen,
+                })
+                .collect(),
+            traces: trace_settings(raw.telemetry.unwrap_or_default(), env)?,
         })
     }
 }
@@ -448,6 +402,55 @@ fn trace_settings(t: RawTelemetry, env: Env<'_>) -> Result<TraceSettings, Config
             .unwrap_or_else(|| "murmur".into()),
         export_timeout: t.export_timeout.map_or(Duration::from_secs(5), |d| d.0),
     })
+}
+
+/// Certificate, key and bundle: flags first, then the file (relative to it).
+fn credential_paths(
+    flags: &Overrides,
+    t: RawTls,
+    base: &Path,
+) -> Result<CredentialPaths, ConfigError> {
+    let pick = |flag: &Option<PathBuf>, file: Option<PathBuf>, field, name| {
+        flag.clone()
+            .or(file.map(|p| base.join(p)))
+            .ok_or(ConfigError::Missing { field, flag: name })
+    };
+    Ok(CredentialPaths {
+        cert: pick(&flags.cert, t.cert, "tls.cert", "cert")?,
+        key: pick(&flags.key, t.key, "tls.key", "key")?,
+        bundle: pick(&flags.ca, t.ca, "tls.ca", "ca")?,
+    })
+}
+
+/// Peers must be told an address they can reach.
+fn check_reachable(listen: SocketAddr, advertise: Option<SocketAddr>) -> Result<(), ConfigError> {
+    if listen.ip().is_unspecified() && advertise.is_none() {
+        return Err(ConfigError::Invalid {
+            field: "listen".into(),
+            message: format!(
+                "{listen} listens on every interface, so peers need to be told where to reach \
+                 this node: set `advertise` (or --advertise) to its address"
+            ),
+        });
+    }
+    Ok(())
+}
+
+fn services(raw: Vec<RawService>) -> Result<Vec<ServiceConfig>, ConfigError> {
+    raw.into_iter()
+        .map(|s| {
+            let health = s.health.map(|h| check_config(&s.name, h)).transpose()?;
+            Ok(ServiceConfig {
+                name: s.name,
+                address: s.address,
+                protocol: s.protocol.unwrap_or(Protocol::Http),
+                labels: s.labels,
+                weight: s.weight.unwrap_or(1).max(1),
+                health,
+                balancer: s.balancer.unwrap_or_default(),
+            })
+        })
+        .collect()
 }
 
 fn parse_default(s: &str) -> SocketAddr {
