@@ -92,6 +92,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         local: proxy::local::LocalClients::new(),
         telemetry: telemetry.clone(),
         traces: traces.clone(),
+        traffic: crate::traffic::Traffic::start(policy.watch(), u64::from(std::process::id())),
     });
     proxy::start(&proxy, listeners);
     info!(
@@ -120,6 +121,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     tokio::spawn(watcher.run(ctx.config.reload_interval, reload.clone()));
     tokio::spawn(crate::admin::serve(ctx.clone(), admin_listener));
     tokio::spawn(crate::telemetry::mesh::publish_loop(ctx.clone()));
+    tokio::spawn(crate::traffic::share::run(ctx.clone()));
     spawn_health_checks(&ctx);
 
     let why = signals::wait_for_stop(reload).await;

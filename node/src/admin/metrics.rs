@@ -20,6 +20,25 @@ pub fn get(ctx: &NodeContext) -> hyper::Response<Body> {
     t.rate_limited.render(&mut out);
     t.denied.render(&mut out);
     t.shadow_denied.render(&mut out);
+    t.timeouts.render(&mut out);
+    t.retry_budget_exhausted.render(&mut out);
+    t.ejections.render(&mut out);
+    t.overloaded.render(&mut out);
+    t.faults.render(&mut out);
+    let shares: Vec<_> = ctx
+        .proxy
+        .traffic
+        .shares()
+        .into_iter()
+        .map(|(doc, share)| (vec![("ratelimit", doc)], share))
+        .collect();
+    render_now(
+        &mut out,
+        "murmur_ratelimit_share",
+        "gauge",
+        "This instance's share of each global rate limit (split through gossip).",
+        &shares,
+    );
     node_metrics(ctx, &mut out);
     with_type(
         200,
