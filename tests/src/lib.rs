@@ -16,6 +16,7 @@ pub mod node;
 pub mod otlp;
 pub mod pki;
 pub mod quic;
+pub mod traffic;
 pub mod wait;
 
 pub use cluster::Cluster;
