@@ -308,8 +308,8 @@ impl Failing {
     }
 }
 
-/// An HTTP app whose failures the test switches: it answers `<name> <method> <path>`, or the
-/// status its [`Failing`] mode says, with the body `<name> failed`.
+/// An HTTP app whose failures the test switches: it answers `<name> <method> <path>` and the
+/// request body, or the status its [`Failing`] mode says, with the body `<name> failed`.
 #[derive(Debug, Clone)]
 pub struct FlakyApp {
     /// Its address.
@@ -344,7 +344,14 @@ impl FlakyApp {
                                 a.posts.fetch_add(1, Ordering::Relaxed);
                             }
                             let line = format!("{name} {} {}\n", req.method(), req.uri().path());
-                            let _ = req.into_body().collect().await;
+                            let body = req
+                                .into_body()
+                                .collect()
+                                .await
+                                .map(|b| b.to_bytes())
+                                .unwrap_or_default();
+                            let mut echo = line.into_bytes();
+                            echo.extend_from_slice(&body);
                             let mode = a.mode.load(Ordering::Relaxed);
                             let mut resp = match Failing::status(mode, n) {
                                 Some(status) => {
@@ -355,7 +362,7 @@ impl FlakyApp {
                                         .unwrap_or(hyper::StatusCode::INTERNAL_SERVER_ERROR);
                                     r
                                 }
-                                None => Response::new(Full::new(Bytes::from(line))),
+                                None => Response::new(Full::new(Bytes::from(echo))),
                             };
                             resp.headers_mut().insert(
                                 "x-app",

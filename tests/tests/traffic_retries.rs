@@ -151,3 +151,65 @@ non_idempotent = true
         assert!(replayed);
     });
 }
+
+/// An instance whose app is down refuses before the app sees anything: such a failure is
+/// retried whatever the method, and the request body (kept as it was sent) goes again.
+#[test]
+fn an_instance_refusing_connections_costs_nothing_under_a_retry_policy() {
+    netns::run(|| async {
+        let up = SocketAddr::from((Cluster::ip(3), 8080));
+        let down = SocketAddr::from((Cluster::ip(4), 8080));
+        let app = FlakyApp::start(up, "web", Failing::Never).await;
+        let mut c = Cluster::new();
+        let rr = "balancer = \"round-robin\"";
+        c.chain(3, |s| match s.name.as_str() {
+            "n2" => s.service_with("web", up, "http", rr),
+            // Nothing listens here.
+            "n3" => s.service_with("web", down, "http", rr),
+            _ => s,
+        });
+        c.node("n1").wait_instances("web", &["n2", "n3"]).await;
+        let out = c.node("n1").outbound();
+        let post =
+            |i: usize| Req::get("web", "/orders").with("POST", format!("order {i}").as_bytes());
+
+        let done = load(out, 100, 1, post).await;
+        let plain = ok(&done);
+        let failed = done.iter().find(|d| d.status() != 200).unwrap();
+        println!(
+            "no retry policy, one of two instances refusing: {plain} of 100 POSTs succeed; a \
+             failure: {} {}",
+            failed.status(),
+            failed.reply.as_ref().unwrap().text().trim()
+        );
+        assert!((40..=60).contains(&plain), "{plain}");
+
+        apply(
+            &c,
+            "n1",
+            "[[retry]]\nname = \"web-retry\"\nservice = \"web\"\n",
+        )
+        .await;
+        let posts0 = app.posts.load(std::sync::atomic::Ordering::Relaxed);
+        let retries0 = metric(&c, "n1", "murmur_retries_total", &[("service", "web")]).await;
+        let done = load(out, 100, 1, post).await;
+        let retried =
+            metric(&c, "n1", "murmur_retries_total", &[("service", "web")]).await - retries0;
+        let posted = app.posts.load(std::sync::atomic::Ordering::Relaxed) - posts0;
+        println!(
+            "retry policy (on_connect_failure by default): {} of 100 POSTs succeed, {retried} \
+             retried, the app saw {posted}",
+            ok(&done)
+        );
+        assert_eq!(ok(&done), 100);
+        assert_eq!(posted, 100, "each POST reached the app once");
+        assert!(retried >= 30.0, "{retried}");
+        // The app got every body whole, retried or not.
+        for (i, d) in done.iter().enumerate() {
+            assert_eq!(
+                d.reply.as_ref().unwrap().text(),
+                format!("web POST /orders\norder {i}")
+            );
+        }
+    });
+}

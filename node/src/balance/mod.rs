@@ -232,12 +232,14 @@ impl InFlight {
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         let state = service_state(&mut services, &self.service);
-        let ejected = state
-            .endpoints
-            .values()
-            .filter(|e| e.outlier.is_ejected())
-            .count();
-        let may_eject = outlier.is_some_and(|c| c.may_eject(ejected, state.offered));
+        let may_eject = outlier.is_some_and(|c| {
+            let ejected = state
+                .endpoints
+                .values()
+                .filter(|e| e.outlier.is_ejected())
+                .count();
+            c.may_eject(ejected, state.offered)
+        });
         let Some(e) = state.endpoints.get_mut(&self.node) else {
             return Transition::None;
         };

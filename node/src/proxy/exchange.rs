@@ -31,6 +31,7 @@ use super::timed::TimedBody;
 use crate::balance::{InFlight, Offer};
 use crate::traffic::Circuit;
 use crate::traffic::circuit::{OutlierConfig, PendingGuard, Transition};
+use crate::traffic::fault::Injected;
 use crate::traffic::retry::{self, Failure};
 use crate::traffic::timeout::{self, Fired, Timeouts};
 use murmur_membership::policy::spec::RetrySpec;
@@ -146,7 +147,9 @@ pub async fn run(
         failures: Vec::new(),
     };
     let _pending = call.enter_pending(plan.circuit)?;
-    call.inject(&plan).await?;
+    if plan.injected != Injected::default() {
+        call.inject(&plan).await?;
+    }
     let offers: Vec<Offer<'_>> = plan
         .endpoints
         .iter()
@@ -435,6 +438,11 @@ async fn attempt(
         let mut reader = FrameReader::new(recv);
         match reader.next().await {
             Ok(Some(Frame::Head(bytes))) => match frame::decode_head::<ResponseHead>(&bytes) {
+                // The deadline this attempt sent ran out on the serving node a moment before it
+                // did here: the same timeout.
+                Ok(head) if limit.is_some() && deadline_expired(&head) => {
+                    Attempt::TimedOut(limit.map_or(Fired::Request, |(_, f)| f))
+                }
                 Ok(head) => Attempt::Answered { head, reader, task },
                 Err(e) => Attempt::Broken(e.to_string()),
             },
@@ -450,6 +458,15 @@ async fn attempt(
             .unwrap_or(Attempt::TimedOut(fired)),
         None => exchange.await,
     }
+}
+
+/// Whether the serving node answered that the deadline it was sent ran out.
+fn deadline_expired(head: &ResponseHead) -> bool {
+    head.status == 504
+        && head
+            .headers
+            .iter()
+            .any(|(k, v)| k == "x-murmur-error" && v.0 == b"deadline-expired")
 }
 
 /// The response for the app: status and headers from the head, the body read from the stream

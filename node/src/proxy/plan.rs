@@ -77,7 +77,12 @@ pub fn decide<'a>(
         injected,
         timeouts: policy.and_then(|p| p.timeouts_for(route_name)),
         retry: policy.and_then(|p| p.retry_for(route_name)).map(|r| &**r),
-        circuit: compiled.service(target).and_then(|p| p.circuit.as_ref()),
+        circuit: if target == service {
+            policy
+        } else {
+            compiled.service(target)
+        }
+        .and_then(|p| p.circuit.as_ref()),
     })
 }
 

@@ -150,6 +150,9 @@ impl Compiled {
 
     /// What applies to `service`, if anything.
     pub fn service(&self, service: &str) -> Option<&Arc<ServicePolicy>> {
+        if self.services.is_empty() {
+            return None;
+        }
         self.services.get(service)
     }
 }

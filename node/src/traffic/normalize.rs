@@ -60,11 +60,18 @@ fn hex(b: u8) -> Option<u8> {
 /// Whether the path needs the full treatment; false for most real paths, which then cost one
 /// scan and no allocation.
 fn needs_work(path: &str) -> bool {
-    let b = path.as_bytes();
-    b.iter()
-        .any(|&c| c == b'%' || c == b'\\' || !(0x21..0x7f).contains(&c))
-        || path.contains("//")
-        || path.contains("/.")
+    let mut prev = 0u8;
+    for &c in path.as_bytes() {
+        let suspect = c == b'%'
+            || c == b'\\'
+            || !(0x21..0x7f).contains(&c)
+            || (prev == b'/' && (c == b'/' || c == b'.'));
+        if suspect {
+            return true;
+        }
+        prev = c;
+    }
+    false
 }
 
 /// Normalizes a path without query. Returns the input itself when it is already normal.

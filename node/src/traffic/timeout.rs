@@ -101,10 +101,12 @@ impl Timeouts {
     }
 }
 
-/// Milliseconds left until `deadline`, for the stream header (at least 1: a deadline that has
-/// passed still travels as one).
+/// Milliseconds left until `deadline`, for the stream header: rounded up, so the serving node
+/// (which counts from the stream's arrival, later) never gives up before the caller does; at
+/// least 1.
 pub fn millis_left(deadline: Instant, now: Instant) -> u32 {
-    let ms = deadline.saturating_duration_since(now).as_millis();
+    let left = deadline.saturating_duration_since(now);
+    let ms = left.as_millis() + u128::from(!left.subsec_nanos().is_multiple_of(1_000_000));
     u32::try_from(ms).unwrap_or(u32::MAX).max(1)
 }
 
@@ -176,6 +178,7 @@ mod tests {
         };
         assert_eq!(only_idle.attempt_limit(None, t0), None);
         assert_eq!(millis_left(t0 + ms(250), t0), 250);
+        assert_eq!(millis_left(t0 + Duration::from_micros(249_001), t0), 250);
         assert_eq!(millis_left(t0, t0 + ms(5)), 1);
     }
 
