@@ -10,6 +10,7 @@ use http::header::HOST;
 use http::{HeaderValue, Method, Request, Uri};
 use murmur_membership::records::Protocol;
 use murmur_transport::endpoint::InboundStream;
+use murmur_transport::identity::PeerIdentity;
 use opentelemetry::KeyValue;
 use opentelemetry::trace::SpanKind;
 use quinn::SendStream;
@@ -19,7 +20,9 @@ use super::Proxy;
 use super::admission;
 use super::body::{self, BAD_FRAMES, DEADLINE_EXPIRED, FrameBody};
 use super::errors::{LocalReply, grpc_code};
-use super::frame::{self, FRAME_VERSION, Frame, FrameReader, RequestHead, ResponseHead};
+use super::frame::{
+    self, FRAME_VERSION, Frame, FrameError, FrameReader, RequestHead, ResponseHead,
+};
 use super::headers::strip_hop_by_hop;
 use crate::config::ServiceConfig;
 use crate::telemetry::Outcome;
@@ -66,22 +69,8 @@ async fn handle(proxy: &Proxy, stream: InboundStream) -> Outcome {
         .deadline_ms
         .map(|ms| Instant::now() + Duration::from_millis(u64::from(ms)));
     let mut reader = FrameReader::new(recv);
-    let head = match tokio::time::timeout(HEAD_TIMEOUT, reader.next()).await {
-        Ok(Ok(Some(Frame::Head(bytes)))) => frame::decode_head::<RequestHead>(&bytes),
-        _ => {
-            let _ = send.reset(BAD_FRAMES);
-            reader.stop(BAD_FRAMES);
-            return Outcome::Error;
-        }
-    };
-    let mut head = match head {
-        Ok(h) => h,
-        Err(e) => {
-            debug!(peer = %peer.id, error = %e, "malformed request head");
-            let _ = send.reset(BAD_FRAMES);
-            reader.stop(BAD_FRAMES);
-            return Outcome::Error;
-        }
+    let Some(mut head) = read_head(&mut reader, &mut send, &peer).await else {
+        return Outcome::Error;
     };
     let grpc = is_grpc(&head.headers);
     let span = server_span(
@@ -91,23 +80,7 @@ async fn handle(proxy: &Proxy, stream: InboundStream) -> Outcome {
         header.traceparent.as_deref(),
         &peer.id.name,
     );
-    // Normalized again: an honest caller already did (and this changes nothing), but only
-    // what is checked here is trusted.
-    match normalize::path_and_query(&head.path) {
-        Ok(Cow::Borrowed(_)) => {}
-        Ok(Cow::Owned(p)) => head.path = p,
-        Err(e) => {
-            let r = LocalReply::new(
-                400,
-                "bad-path",
-                3,
-                format!("the request path is refused: {e}"),
-            );
-            return reply_locally(&mut send, &r, grpc, span).await;
-        }
-    }
-    let subject = Some((head.method.as_str(), normalize::strip_query(&head.path)));
-    if let Err(r) = admission::check(proxy, &service, &peer, subject) {
+    if let Err(r) = check(proxy, &service, &peer, &mut head) {
         return reply_locally(&mut send, &r, grpc, span).await;
     }
     let mut req = match build_request(head, local.address, local.protocol, reader) {
@@ -124,22 +97,76 @@ async fn handle(proxy: &Proxy, stream: InboundStream) -> Outcome {
     {
         req.headers_mut().insert(TRACEPARENT, tp);
     }
-    let mut head_sent = false;
-    let work = answer(proxy, &service, &local, req, &mut send, &mut head_sent);
-    let outcome = match deadline {
-        None => work.await,
-        Some(at) => match tokio::time::timeout_at(at.into(), work).await {
-            Ok(outcome) => outcome,
-            // The call to the app was dropped with `work`, which closes its connection: the
-            // app sees the cancellation.
-            Err(_) => expired(proxy, &service, &mut send, head_sent, grpc).await,
-        },
-    };
+    let outcome = answer_by(proxy, &service, &local, req, &mut send, deadline, grpc).await;
     span.end(match outcome {
         Outcome::Status(s) => Some(s),
         _ => None,
     });
     outcome
+}
+
+/// Reads and decodes the request head; a stream without a valid one is reset.
+async fn read_head(
+    reader: &mut FrameReader,
+    send: &mut SendStream,
+    peer: &PeerIdentity,
+) -> Option<RequestHead> {
+    let head = match tokio::time::timeout(HEAD_TIMEOUT, reader.next()).await {
+        Ok(Ok(Some(Frame::Head(bytes)))) => frame::decode_head::<RequestHead>(&bytes),
+        _ => Err(FrameError::Unexpected("missing head")),
+    };
+    match head {
+        Ok(h) => Some(h),
+        Err(e) => {
+            debug!(peer = %peer.id, error = %e, "malformed or missing request head");
+            let _ = send.reset(BAD_FRAMES);
+            reader.stop(BAD_FRAMES);
+            None
+        }
+    }
+}
+
+/// Normalizes the path again (an honest caller already did, and this changes nothing; but
+/// only what is checked here is trusted), then authorization and rate limits.
+fn check(
+    proxy: &Proxy,
+    service: &str,
+    peer: &PeerIdentity,
+    head: &mut RequestHead,
+) -> Result<(), LocalReply> {
+    match normalize::path_and_query(&head.path) {
+        Ok(Cow::Borrowed(_)) => {}
+        Ok(Cow::Owned(p)) => head.path = p,
+        Err(e) => {
+            let message = format!("the request path is refused: {e}");
+            return Err(LocalReply::new(400, "bad-path", 3, message));
+        }
+    }
+    let subject = Some((head.method.as_str(), normalize::strip_query(&head.path)));
+    admission::check(proxy, service, peer, subject)
+}
+
+/// Sends `req` to the app and frames the answer back, within the caller's deadline if any.
+async fn answer_by(
+    proxy: &Proxy,
+    service: &str,
+    local: &ServiceConfig,
+    req: Request<FrameBody>,
+    send: &mut SendStream,
+    deadline: Option<Instant>,
+    grpc: bool,
+) -> Outcome {
+    let mut head_sent = false;
+    let work = answer(proxy, service, local, req, send, &mut head_sent);
+    let Some(at) = deadline else {
+        return work.await;
+    };
+    match tokio::time::timeout_at(at.into(), work).await {
+        Ok(outcome) => outcome,
+        // The call to the app was dropped with `work`, which closes its connection: the app
+        // sees the cancellation.
+        Err(_) => expired(proxy, service, send, head_sent, grpc).await,
+    }
 }
 
 /// The caller's deadline ran out: a 504 if the response has not started, else the stream is cut.
