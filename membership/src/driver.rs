@@ -188,6 +188,31 @@ impl Membership {
         self.delete_key(&key).await;
     }
 
+    /// Resolves when chitchat's gossip task has ended (it panicked or stopped): from then on
+    /// the view no longer changes. A node should exit so that its supervisor restarts it.
+    pub fn gossip_ended(&self) -> impl std::future::Future<Output = String> + use<> {
+        let watcher = self.handle.termination_watcher();
+        async move {
+            match watcher.await {
+                Ok(()) => "gossip stopped".to_owned(),
+                Err(e) => format!("gossip failed: {e}"),
+            }
+        }
+    }
+
+    /// Incarnations chitchat holds, live and dead: each costs an entry in every digest it sends.
+    pub async fn known_incarnations(&self) -> usize {
+        self.handle.with_chitchat(|c| c.node_states().len()).await
+    }
+
+    /// This node's status as it publishes it.
+    pub fn status(&self) -> NodeStatus {
+        self.record
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .status
+    }
+
     /// Changes this node's status and tells peers at once.
     pub async fn set_status(&self, status: NodeStatus) -> Result<(), MembershipError> {
         let value = {

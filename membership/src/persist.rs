@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
-use crate::view::ClusterView;
+use crate::view::{ClusterView, MemberState};
 
 /// Version of the file format.
 const FILE_VERSION: u16 = 1;
@@ -102,11 +102,20 @@ impl FailStatic {
         }
         let mut added = false;
         for (name, member) in &stale.members {
-            if live.members.contains_key(name) {
+            // Gossip lists a member it has just learned of as dead until its second heartbeat:
+            // until gossip says something better than "dead", the disk knows more.
+            let known = live
+                .members
+                .get(name)
+                .is_some_and(|m| m.state != MemberState::Dead);
+            if known {
                 continue;
             }
             added = true;
             live.members.insert(name.clone(), member.clone());
+            for eps in live.services.values_mut() {
+                eps.retain(|e| &e.node != name);
+            }
             for eps in stale.services.values() {
                 for e in eps.iter().filter(|e| &e.node == name) {
                     live.services

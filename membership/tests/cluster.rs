@@ -137,3 +137,18 @@ async fn a_restarted_node_is_listed_once_with_its_new_generation() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+#[tokio::test]
+async fn the_end_of_gossip_is_noticed() {
+    let net = ChannelTransport::with_mtu(65_507);
+    let a = Membership::start(config("a", 9, 1, &[]), &net)
+        .await
+        .unwrap();
+    let ended = a.gossip_ended();
+    assert_eq!(a.known_incarnations().await, 1);
+    a.leave(Duration::from_millis(10)).await;
+    let why = tokio::time::timeout(Duration::from_secs(5), ended)
+        .await
+        .expect("the watcher resolves once gossip is gone");
+    assert!(why.contains("gossip"), "{why}");
+}

@@ -4,10 +4,13 @@
 //! |---|---|---|
 //! | GET | `/` | the dashboard (self-contained HTML) |
 //! | GET | `/healthz` | `ok` while the process runs |
+//! | GET | `/readyz` | 200 once joined and serving; 503 with the reason otherwise |
 //! | GET | `/v1/mesh` | members with gossiped traffic, services with endpoints ([`mesh::MeshResponse`]) |
 //! | GET | `/v1/members[?all=true]` | members as this node sees them ([`members::MembersResponse`]) |
 //! | GET | `/metrics` | Prometheus text format |
 //! | GET | `/v1/traffic` | per-service rate, success rate, p50/p99 over the last minute |
+//! | POST | `/v1/drain` | drain: stop attracting traffic, wait for peers and in-flight requests ([`crate::drain::DrainReport`]) |
+//! | POST | `/v1/undrain` | take traffic again |
 //! | GET | `/v1/status` | this node: identity, certificate, gossip counters ([`status::StatusResponse`]) |
 //! | GET, POST | `/v1/policies[/<kind>/<name>]` | policy documents, digest, apply ([`crate::policy::api`]) |
 //! | GET | `/v1/services` | every service in the mesh and its instances ([`services::ServicesResponse`]) |
@@ -70,26 +73,56 @@ pub async fn serve(ctx: Arc<NodeContext>, listener: TcpListener) {
     }
 }
 
+/// Ready: serving (not draining or leaving), and joined — another member is known alive from
+/// gossip, unless this node has no seeds (it is the first of its mesh).
+fn readyz(ctx: &NodeContext) -> Response<Body> {
+    use murmur_membership::{MemberState, records::NodeStatus};
+    let status = ctx.membership.status();
+    if status != NodeStatus::Serving {
+        return text(503, &format!("not ready: {status:?}\n").to_lowercase());
+    }
+    let view = ctx.membership.view();
+    let joined = ctx.config.seeds.is_empty()
+        || view
+            .members
+            .values()
+            .any(|m| m.name != view.self_name && m.state == MemberState::Alive && !m.stale);
+    if joined {
+        text(200, "ready\n")
+    } else {
+        text(503, "not ready: no peer reached yet (seeds unreachable?)\n")
+    }
+}
+
 async fn route(ctx: &Arc<NodeContext>, req: Request<Incoming>) -> Response<Body> {
     let path = req.uri().path().to_owned();
     match (req.method().clone(), path.as_str()) {
         (Method::GET, "/" | "/index.html") => dashboard::get(),
         (Method::GET, "/healthz") => text(200, "ok\n"),
+        (Method::GET, "/readyz") => readyz(ctx),
         (Method::GET, "/v1/mesh") => mesh::get(ctx),
         (Method::GET, "/v1/members") => members::list(ctx, req.uri().query()),
         (Method::GET, "/v1/status") => status::get(ctx),
+        (Method::POST, "/v1/drain") => {
+            let report = crate::drain::drain(ctx, ctx.config.drain).await;
+            http::json(200, &report)
+        }
+        (Method::POST, "/v1/undrain") => match crate::drain::undrain(ctx).await {
+            Ok(()) => text(200, "serving\n"),
+            Err(e) => error(500, &e.to_string()),
+        },
         (Method::GET, "/v1/services") => services::list(ctx),
         (Method::POST, "/v1/services") => services::register(ctx, req.into_body()).await,
         (Method::DELETE, p) if p.starts_with("/v1/services/") => {
             services::deregister(ctx, &p["/v1/services/".len()..]).await
         }
         (_, p) if crate::policy::api::is_policy_path(p) => policy::route(ctx, req).await,
-        (Method::GET, "/metrics") => metrics::get(ctx),
+        (Method::GET, "/metrics") => metrics::get(ctx).await,
         (Method::GET, "/v1/traffic") => traffic::get(ctx),
         (
             _,
-            "/" | "/healthz" | "/v1/members" | "/v1/mesh" | "/v1/status" | "/metrics"
-            | "/v1/traffic" | "/v1/services",
+            "/" | "/healthz" | "/readyz" | "/v1/members" | "/v1/mesh" | "/v1/status" | "/metrics"
+            | "/v1/traffic" | "/v1/services" | "/v1/drain" | "/v1/undrain",
         ) => error(405, "method not allowed"),
         _ => error(404, &format!("no such endpoint: {path}")),
     }

@@ -4,6 +4,7 @@
 mod ca;
 mod cert;
 mod demo;
+mod drain;
 mod members;
 pub mod output;
 mod policy;
@@ -60,6 +61,9 @@ enum Command {
     /// Apply, list, show and delete signed policy documents.
     #[command(subcommand)]
     Policy(policy::PolicyCommand),
+    /// Drain a running node without stopping it: peers stop sending it new requests, and the
+    /// command returns once in-flight requests are done. `--undo` takes traffic again.
+    Drain(drain::DrainArgs),
     /// List every service in the mesh and its instances.
     Services(services::ServicesArgs),
     /// Register or deregister a local service on a running node.
@@ -85,6 +89,7 @@ pub fn main() -> ExitCode {
         Command::Status(args) => status::status(args),
         Command::Top(args) => status::top(args),
         Command::Policy(cmd) => policy::run(cmd),
+        Command::Drain(args) => drain::run(args),
         Command::Services(args) => services::run(args),
         Command::Service(cmd) => service::run(cmd),
         Command::Demo(args) => demo::run(args),

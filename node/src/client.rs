@@ -23,6 +23,17 @@ pub async fn call(
     path: &str,
     body: Option<Vec<u8>>,
 ) -> anyhow::Result<(u16, Bytes)> {
+    call_within(admin, method, path, body, TIMEOUT).await
+}
+
+/// [`call`] with its own time limit, for operations that take long (a drain).
+pub async fn call_within(
+    admin: SocketAddr,
+    method: &str,
+    path: &str,
+    body: Option<Vec<u8>>,
+    limit: Duration,
+) -> anyhow::Result<(u16, Bytes)> {
     let exchange = async {
         let stream = tokio::net::TcpStream::connect(admin)
             .await
@@ -45,9 +56,9 @@ pub async fn call(
             .to_bytes();
         anyhow::Ok((status, body))
     };
-    tokio::time::timeout(TIMEOUT, exchange)
+    tokio::time::timeout(limit, exchange)
         .await
-        .with_context(|| format!("the admin API at {admin} did not answer within {TIMEOUT:?}"))?
+        .with_context(|| format!("the admin API at {admin} did not answer within {limit:?}"))?
 }
 
 /// GETs `path` and decodes a JSON body; a non-2xx answer becomes an error with its message.

@@ -6,6 +6,7 @@ mod cli;
 mod client;
 mod config;
 mod demo;
+mod drain;
 mod health;
 mod inbound;
 mod logging;

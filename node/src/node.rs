@@ -55,9 +55,14 @@ pub struct NodeContext {
 /// Runs a node until SIGTERM or SIGINT.
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let tls = load_credentials(&config)?;
-    let services = Arc::new(Services::from_config(&config.services, &tls.local_cert())?);
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
+    let services = Arc::new(
+        Services::from_config(&config.services, &tls.local_cert())?.with_registrations(
+            config.data_dir.join("registrations.json"),
+            &tls.local_cert(),
+        ),
+    );
     let generation = generation::next(&config.data_dir)?;
 
     let admin_listener = tokio::net::TcpListener::bind(config.admin)
@@ -123,18 +128,59 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     tokio::spawn(crate::telemetry::mesh::publish_loop(ctx.clone()));
     tokio::spawn(crate::traffic::share::run(ctx.clone()));
     spawn_health_checks(&ctx);
+    tokio::spawn(disconnect_the_dead(ctx.clone()));
 
-    let why = signals::wait_for_stop(reload).await;
-    info!(?why, "stopping");
-    shutdown(ctx).await;
-    Ok(())
+    let gossip_ended = ctx.membership.gossip_ended();
+    tokio::select! {
+        why = signals::wait_for_stop(reload) => {
+            info!(?why, "stopping");
+            shutdown(ctx).await;
+            Ok(())
+        }
+        reason = gossip_ended => {
+            // A node whose gossip died would serve a frozen view forever: better to stop and be
+            // restarted by its supervisor.
+            tracing::error!(%reason, "gossip has ended; exiting so the node can be restarted");
+            ctx.endpoint.close(Duration::from_millis(200)).await;
+            anyhow::bail!("{reason}")
+        }
+    }
 }
 
 async fn shutdown(ctx: Arc<NodeContext>) {
+    crate::drain::drain(&ctx, ctx.config.drain).await;
     let linger = (ctx.config.gossip.interval * 3).max(Duration::from_millis(300));
     ctx.membership.leave(linger).await;
     ctx.endpoint.close(Duration::from_millis(500)).await;
     ctx.traces.shutdown().await;
+}
+
+/// Closes connections to members as soon as they are declared dead: requests waiting on them
+/// fail (or move on) now rather than at the QUIC idle timeout. Only a fall from alive counts: a
+/// member just learned of is listed dead until its second heartbeat.
+async fn disconnect_the_dead(ctx: Arc<NodeContext>) {
+    use murmur_membership::MemberState;
+    let mut rx = ctx.membership.watch();
+    let mut alive: std::collections::BTreeMap<String, std::net::SocketAddr> = Default::default();
+    while rx.changed().await.is_ok() {
+        let view = rx.borrow_and_update().clone();
+        for (name, addr) in &alive {
+            let fell = view
+                .members
+                .get(name)
+                .is_none_or(|m| m.state == MemberState::Dead && m.mesh_addr == *addr);
+            if fell {
+                info!(node = %name, %addr, "peer declared dead: closing its connection");
+                ctx.endpoint.disconnect(*addr, "peer declared dead");
+            }
+        }
+        alive = view
+            .members
+            .values()
+            .filter(|m| matches!(m.state, MemberState::Alive | MemberState::Draining) && !m.stale)
+            .map(|m| (m.name.clone(), m.mesh_addr))
+            .collect();
+    }
 }
 
 fn spawn_health_checks(ctx: &Arc<NodeContext>) {

@@ -3,10 +3,11 @@
 //!
 //! A node may only serve what its certificate names (`<service>.svc.<trust-domain>`): callers
 //! check the same thing before they send, so registering anything else would only attract
-//! traffic that never comes. Runtime registrations live as long as the process; put permanent
-//! ones in the config file.
+//! traffic that never comes. Runtime registrations are kept in the data directory
+//! (`registrations.json`) and restored at the next start.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::{Arc, PoisonError, RwLock};
 
 use murmur_membership::Membership;
@@ -14,6 +15,7 @@ use murmur_membership::records::{Health, RECORD_VERSION, ServiceRecord};
 use murmur_transport::certs::CertInfo;
 use murmur_transport::identity::Name;
 
+use crate::admin::services::RegisterRequest;
 use crate::config::ServiceConfig;
 
 /// Why a service could not be registered or deregistered.
@@ -48,6 +50,9 @@ pub enum ServiceError {
 #[derive(Debug, Default)]
 pub struct Services {
     map: RwLock<Arc<BTreeMap<String, Arc<ServiceConfig>>>>,
+    /// Registrations made at run time, kept in `file` so a restart loses none.
+    runtime: std::sync::Mutex<BTreeMap<String, RegisterRequest>>,
+    file: Option<PathBuf>,
     /// Health from the active checks; a service without a check is always passing.
     health: RwLock<BTreeMap<String, Health>>,
 }
@@ -98,8 +103,72 @@ impl Services {
         }
         Ok(Self {
             map: RwLock::new(Arc::new(map)),
+            runtime: Default::default(),
+            file: None,
             health: RwLock::new(health),
         })
+    }
+
+    /// Keeps runtime registrations in `file`, restoring those it already holds (a registration
+    /// the certificate no longer allows is dropped with a warning).
+    pub fn with_registrations(mut self, file: PathBuf, cert: &CertInfo) -> Self {
+        let saved: Vec<RegisterRequest> = std::fs::read(&file)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default();
+        for req in saved {
+            if let Err(e) = check_allowed(cert, &req.name) {
+                tracing::warn!(error = %e, "a saved registration is dropped");
+                continue;
+            }
+            let config = req.to_config();
+            self.update(|m| {
+                m.insert(config.name.to_string(), Arc::new(config));
+            });
+            self.runtime
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(req.name.to_string(), req);
+        }
+        self.file = Some(file);
+        self
+    }
+
+    /// Registers a service at run time and remembers it across restarts.
+    pub async fn register_runtime(
+        &self,
+        req: RegisterRequest,
+        cert: &CertInfo,
+        membership: &Membership,
+    ) -> Result<(), ServiceError> {
+        self.register(req.to_config(), cert, membership).await?;
+        self.runtime
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(req.name.to_string(), req);
+        self.save();
+        Ok(())
+    }
+
+    fn save(&self) {
+        let Some(file) = &self.file else { return };
+        let all: Vec<RegisterRequest> = self
+            .runtime
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+            .cloned()
+            .collect();
+        let saved = serde_json::to_vec_pretty(&all)
+            .map_err(std::io::Error::other)
+            .and_then(|body| {
+                let tmp = file.with_extension("tmp");
+                std::fs::write(&tmp, body)?;
+                std::fs::rename(&tmp, file)
+            });
+        if let Err(e) = saved {
+            tracing::warn!(error = %e, file = %file.display(), "cannot save registrations");
+        }
     }
 
     /// The current health of a local service.
@@ -179,6 +248,15 @@ impl Services {
         self.update(|m| {
             m.remove(service);
         });
+        let was_runtime = self
+            .runtime
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(service)
+            .is_some();
+        if was_runtime {
+            self.save();
+        }
         Ok(())
     }
 

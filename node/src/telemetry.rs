@@ -8,6 +8,7 @@ pub mod traces;
 pub mod traffic;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::time::Instant;
@@ -44,6 +45,10 @@ pub struct Telemetry {
     pub faults: Family<Counter>,
     /// One-minute summaries.
     pub traffic: Traffic,
+    /// Inbound requests (and TCP connections) in progress, all services together.
+    pub inbound_in_flight: AtomicI64,
+    /// When the last inbound request started, ms since the Unix epoch (0: never).
+    pub last_inbound_ms: AtomicU64,
 }
 
 impl Default for Telemetry {
@@ -106,6 +111,8 @@ impl Default for Telemetry {
                 &["service", "route", "fault"],
             ),
             traffic: Traffic::default(),
+            inbound_in_flight: AtomicI64::new(0),
+            last_inbound_ms: AtomicU64::new(0),
         }
     }
 }
@@ -155,6 +162,10 @@ impl Telemetry {
     pub fn start(self: &Arc<Self>, direction: Direction, service: &str) -> RequestGuard {
         let in_flight = self.in_flight.get(&[direction.as_str(), service]);
         in_flight.add(1);
+        if direction == Direction::Inbound {
+            self.inbound_in_flight.fetch_add(1, Ordering::Relaxed);
+            self.last_inbound_ms.store(unix_now_ms(), Ordering::Relaxed);
+        }
         RequestGuard {
             telemetry: self.clone(),
             direction,
@@ -195,10 +206,22 @@ impl RequestGuard {
 impl Drop for RequestGuard {
     fn drop(&mut self) {
         self.in_flight.add(-1);
+        if self.direction == Direction::Inbound {
+            self.telemetry
+                .inbound_in_flight
+                .fetch_sub(1, Ordering::Relaxed);
+        }
         if !self.done {
             self.record("-", Outcome::Error);
         }
     }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn unix_now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// Seconds since the Unix epoch.

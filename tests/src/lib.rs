@@ -10,11 +10,14 @@
 
 pub mod apps;
 pub mod cluster;
+pub mod health_app;
 pub mod http;
+pub mod load;
 pub mod netns;
 pub mod node;
 pub mod otlp;
 pub mod pki;
+pub mod policy;
 pub mod quic;
 pub mod traffic;
 pub mod wait;

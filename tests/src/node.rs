@@ -64,6 +64,8 @@ pub struct NodeSpec {
     pub gossip_interval: &'static str,
     /// Extra lines inside `[gossip]`.
     pub gossip_toml: String,
+    /// Validity of its certificate, days.
+    pub cert_days: u32,
 }
 
 impl NodeSpec {
@@ -78,6 +80,7 @@ impl NodeSpec {
             extra_toml: String::new(),
             gossip_interval: "200ms",
             gossip_toml: String::new(),
+            cert_days: 90,
         }
     }
 
@@ -131,14 +134,8 @@ impl NodeSpec {
     }
 
     fn config(&self, dir: &Path, pki: &Pki) -> String {
-        let issued = pki.issue(
-            &self.name,
-            &self
-                .cert_services
-                .iter()
-                .map(String::as_str)
-                .collect::<Vec<_>>(),
-        );
+        let services: Vec<&str> = self.cert_services.iter().map(String::as_str).collect();
+        let issued = pki.issue_for_days(&self.name, &services, self.cert_days);
         let mut t = String::new();
         let ip = self.ip;
         let _ = writeln!(t, "name = \"{}\"", self.name);

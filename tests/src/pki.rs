@@ -48,9 +48,17 @@ impl Pki {
 
     /// Issues (or re-issues) a node certificate for `name` naming `services`.
     pub fn issue(&self, name: &str, services: &[&str]) -> Issued {
+        self.issue_for_days(name, services, 90)
+    }
+
+    /// [`Pki::issue`] with a validity of `days`.
+    pub fn issue_for_days(&self, name: &str, services: &[&str], days: u32) -> Issued {
+        let days = days.to_string();
         let mut args = vec![
             "cert",
             "issue",
+            "--days",
+            &days,
             "--ca-dir",
             path(&self.ca_dir),
             "--name",

@@ -11,74 +11,30 @@ use http_body_util::{BodyExt, Full};
 use hyper::Request;
 use hyper_util::rt::TokioIo;
 
-use crate::Cluster;
 use crate::http::Reply;
-use crate::node::binary;
-use crate::wait_until;
+use crate::{Cluster, policy};
 
 /// Signs the documents of `text` with the CA's operator key and applies them through `node`'s
-/// admin API; waits until every running node of the cluster holds the same set. Returns the
-/// digest.
+/// admin API (the `murmur policy apply` CLI, as an operator runs it); waits until every running
+/// node of the cluster holds the same set. Returns the digest.
 pub async fn apply(cluster: &Cluster, node: &str, text: &str) -> String {
     static N: AtomicUsize = AtomicUsize::new(0);
-    let file = cluster
-        .dir
-        .path()
-        .join(format!("policy-{}.toml", N.fetch_add(1, Ordering::Relaxed)));
-    std::fs::write(&file, text).expect("write policy file");
-    let admin = cluster.node(node).admin();
-    let out = tokio::process::Command::new(binary())
-        .arg("policy")
-        .arg("apply")
-        .arg("-f")
-        .arg(&file)
-        .arg("--node")
-        .arg(format!("http://{admin}"))
-        .arg("--identity")
-        .arg(cluster.pki.ca_dir.join("operator.crt"))
-        .output()
-        .await
-        .expect("run murmur policy apply");
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "policy apply failed: {stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let digest = stdout
-        .split("digest ")
-        .nth(1)
-        .map(|d| d.trim().to_owned())
-        .unwrap_or_else(|| panic!("no digest in {stdout}"));
-    converge(cluster, &digest).await;
-    digest
-}
-
-/// Waits until every running node reports `digest`.
-pub async fn converge(cluster: &Cluster, digest: &str) {
-    wait_until(
-        &format!("every node to hold policy digest {digest}"),
-        Duration::from_secs(30),
-        || async {
-            let mut off = Vec::new();
-            for n in cluster.nodes.iter().filter(|n| n.is_running_ref()) {
-                let got = n
-                    .admin_get("/v1/policies")
-                    .await
-                    .ok()
-                    .map(|r| r.json()["digest"].as_str().unwrap_or_default().to_owned());
-                if got.as_deref() != Some(digest) {
-                    off.push(format!("{}: {got:?}", n.name()));
-                }
-            }
-            if off.is_empty() {
-                Ok(())
-            } else {
-                Err(off.join(", "))
-            }
-        },
-    )
+    let name = format!("policy-{}.toml", N.fetch_add(1, Ordering::Relaxed));
+    let file = policy::write(cluster.dir.path(), &name, text);
+    let target = policy::admin_url(cluster.node(node));
+    let digest = policy::printed_digest(&policy::apply(&cluster.pki, &file, &target));
+    let running: Vec<&str> = cluster
+        .nodes
+        .iter()
+        .filter(|n| n.is_running_ref())
+        .map(|n| n.name())
+        .collect();
+    let what = format!("every node to hold policy digest {digest}");
+    policy::wait_agree(cluster, &running, &what, Duration::from_secs(30), |p| {
+        policy::ensure(p.digest == digest, || format!("digest {}", p.digest))
+    })
     .await;
+    digest
 }
 
 /// The sum of the samples of metric `name` whose labels contain every `label="value"` pair of

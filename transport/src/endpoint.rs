@@ -224,6 +224,12 @@ impl MeshEndpoint {
         &self.inner.counters
     }
 
+    /// Closes the connection to `addr` (a peer declared dead): requests waiting on it fail now
+    /// instead of at the idle timeout, and the next one dials again.
+    pub fn disconnect(&self, addr: SocketAddr, reason: &str) {
+        self.inner.peers.disconnect(addr, reason.as_bytes());
+    }
+
     /// RTT and loss of every open peer connection.
     pub fn peer_stats(&self) -> Vec<PeerStats> {
         self.inner.peers.stats()

@@ -206,15 +206,10 @@ async fn run(
             biased;
             cmd = commands.recv(), if open => match cmd {
                 Some(Command::Apply { values, dry_run, reply: to }) => {
+                    // Refused and dry-run applies go through the refresh too, so the answer comes
+                    // after the status (rejection counts included) is published.
                     let result = engine.apply(values, dry_run, now_ms());
-                    let changed = result.is_ok() && !dry_run;
                     reply = Some((to, result));
-                    if !changed {
-                        if let Some((to, result)) = reply.take() {
-                            let _ = to.send(result);
-                        }
-                        continue;
-                    }
                 }
                 // Nobody can apply any more, but readers may remain: keep merging.
                 None => open = false,

@@ -10,7 +10,7 @@ use crate::node::NodeContext;
 use crate::telemetry::metrics::render_now;
 
 /// Renders every metric of the node.
-pub fn get(ctx: &NodeContext) -> hyper::Response<Body> {
+pub async fn get(ctx: &NodeContext) -> hyper::Response<Body> {
     let mut out = String::with_capacity(16 * 1024);
     let t = &ctx.telemetry;
     t.requests.render(&mut out);
@@ -40,6 +40,14 @@ pub fn get(ctx: &NodeContext) -> hyper::Response<Body> {
         &shares,
     );
     node_metrics(ctx, &mut out);
+    render_now(
+        &mut out,
+        "murmur_gossip_incarnations",
+        "gauge",
+        "Node incarnations gossip remembers, live and dead: each is an entry of every digest; \
+         a single message holds about 6 000.",
+        &[(vec![], ctx.membership.known_incarnations().await as f64)],
+    );
     with_type(
         200,
         "text/plain; version=0.0.4; charset=utf-8",

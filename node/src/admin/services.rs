@@ -68,8 +68,9 @@ pub struct InstanceJson {
     pub latency_ms: Option<f64>,
 }
 
-/// The body of `POST /v1/services`.
-#[derive(Debug, Serialize, Deserialize)]
+/// The body of `POST /v1/services`; also what the node keeps on disk to restore runtime
+/// registrations after a restart.
+#[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RegisterRequest {
     /// Service name.
@@ -88,6 +89,21 @@ pub struct RegisterRequest {
     /// Balancer (default `p2c-ewma`).
     #[serde(default)]
     pub balancer: Option<Balancer>,
+}
+
+impl RegisterRequest {
+    /// The service this registration describes.
+    pub fn to_config(&self) -> ServiceConfig {
+        ServiceConfig {
+            name: self.name.clone(),
+            address: self.address,
+            protocol: self.protocol.unwrap_or(Protocol::Http),
+            labels: self.labels.clone(),
+            weight: self.weight.unwrap_or(1).max(1),
+            balancer: self.balancer.unwrap_or_default(),
+            health: None,
+        }
+    }
 }
 
 /// Lists every service the view knows.
@@ -142,19 +158,10 @@ pub async fn register(ctx: &NodeContext, body: Incoming) -> hyper::Response<Body
         Ok(r) => r,
         Err(e) => return error(400, &format!("invalid registration: {e}")),
     };
-    let service = ServiceConfig {
-        name: req.name,
-        address: req.address,
-        protocol: req.protocol.unwrap_or(Protocol::Http),
-        labels: req.labels,
-        weight: req.weight.unwrap_or(1).max(1),
-        balancer: req.balancer.unwrap_or_default(),
-        health: None,
-    };
-    let name = service.name.to_string();
+    let name = req.name.to_string();
     match ctx
         .services
-        .register(service, &ctx.tls.local_cert(), &ctx.membership)
+        .register_runtime(req, &ctx.tls.local_cert(), &ctx.membership)
         .await
     {
         Ok(()) => json(200, &serde_json::json!({ "registered": name })),

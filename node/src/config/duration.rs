@@ -3,32 +3,16 @@
 use std::fmt;
 use std::time::Duration;
 
+use murmur_membership::policy::spec::PolicyDuration;
 use serde::{Deserialize, Deserializer};
 
 /// A duration written as a number followed by `ms`, `s`, `m` or `h`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct HumanDuration(pub Duration);
 
-/// Parses `"500ms"`, `"2s"`, `"10m"`, `"1h"`.
+/// Parses `"500ms"`, `"2s"`, `"10m"`, `"1h"`: the same syntax as durations in policy documents.
 pub fn parse(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("{s:?} is not a duration such as \"500ms\", \"2s\" or \"5m\""))?;
-    let d = match unit {
-        "ms" => Duration::from_millis(n),
-        "s" => Duration::from_secs(n),
-        "m" => Duration::from_secs(n.saturating_mul(60)),
-        "h" => Duration::from_secs(n.saturating_mul(3600)),
-        _ => {
-            return Err(format!(
-                "{s:?} has no unit: write it as \"500ms\", \"2s\", \"5m\" or \"1h\""
-            ));
-        }
-    };
-    Ok(d)
+    PolicyDuration::parse(s.trim()).map(|d| d.0)
 }
 
 impl<'de> Deserialize<'de> for HumanDuration {

@@ -42,6 +42,8 @@ pub struct RawConfig {
     pub telemetry: Option<RawTelemetry>,
     /// Policy settings.
     pub policy: Option<RawPolicy>,
+    /// Graceful drain.
+    pub drain: Option<RawDrain>,
     /// Local services this node serves.
     #[serde(default, rename = "service")]
     pub services: Vec<RawService>,
@@ -185,4 +187,16 @@ pub enum RawOtlpProtocol {
     Grpc,
     /// OTLP/HTTP (protobuf).
     Http,
+}
+
+/// `[drain]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDrain {
+    /// Longest a drain may take.
+    pub timeout: Option<HumanDuration>,
+    /// Inbound silence that ends the wait for peers.
+    pub quiet: Option<HumanDuration>,
+    /// Shortest wait after announcing.
+    pub min_wait: Option<HumanDuration>,
 }

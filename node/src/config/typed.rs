@@ -13,8 +13,10 @@ use murmur_transport::identity::{Name, TrustDomain};
 use murmur_transport::tls::CredentialPaths;
 
 use super::raw::{
-    RawCheckKind, RawConfig, RawGossip, RawHealth, RawOtlpProtocol, RawPolicy, RawTelemetry,
+    RawCheckKind, RawConfig, RawDrain, RawGossip, RawHealth, RawOtlpProtocol, RawPolicy,
+    RawTelemetry,
 };
+use crate::drain::DrainSettings;
 use crate::health::CheckConfig;
 use crate::health::probe::{Probe, parse_expect};
 use crate::health::state::Thresholds;
@@ -158,6 +160,8 @@ pub struct Config {
     pub quic: QuicSettings,
     /// Policy settings.
     pub policy: PolicySettings,
+    /// Graceful drain.
+    pub drain: DrainSettings,
     /// Local services.
     pub services: Vec<ServiceConfig>,
     /// Upstream listeners.
@@ -286,6 +290,7 @@ impl Config {
             });
         }
         let traces = trace_settings(raw.telemetry.unwrap_or_default(), env)?;
+        let drain = drain_settings(raw.drain.unwrap_or_default(), gossip.interval);
         Ok(Self {
             name,
             trust_domain,
@@ -314,7 +319,17 @@ impl Config {
             services,
             upstreams,
             traces,
+            drain,
         })
+    }
+}
+
+fn drain_settings(d: RawDrain, gossip_interval: Duration) -> DrainSettings {
+    DrainSettings {
+        timeout: d.timeout.map_or(Duration::from_secs(30), |t| t.0),
+        quiet: d.quiet.map_or(Duration::from_secs(1), |t| t.0),
+        // Enough rounds for the news to reach every peer of a mid-sized mesh.
+        min_wait: d.min_wait.map_or(gossip_interval * 4, |t| t.0),
     }
 }
 

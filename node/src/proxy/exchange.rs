@@ -5,7 +5,8 @@
 //!
 //! Without any policy this is the plain data path: one attempt, and on to the next instance only
 //! while nothing reached an app (no connection, or the node refused before its app saw the
-//! request and the body is still whole).
+//! request and the body is still whole), or when the connection died under an idempotent
+//! request without a body. Instances the mesh gave up on meanwhile are skipped.
 
 use std::time::{Duration, Instant};
 
@@ -168,9 +169,19 @@ pub async fn run(
     if let Some(spec) = call.retry {
         proxy.traffic.budget_request(spec, Instant::now());
     }
-    let mut i = 0usize;
+    let (mut i, mut skipped) = (0usize, 0usize);
     while let Some(&index) = order.get(i % order.len().max(1)) {
         let ep = plan.endpoints[index];
+        i += 1;
+        // Time has passed since the first attempt: skip instances the mesh has given up on.
+        if i > 1 && !still_listed(proxy, call.target, &ep.node) {
+            skipped += 1;
+            if skipped >= order.len() {
+                break;
+            }
+            continue;
+        }
+        skipped = 0;
         let now = Instant::now();
         let limit = call.timeouts.attempt_limit(call.deadline, now);
         if let Some((at, fired)) = limit
@@ -181,7 +192,7 @@ pub async fn run(
         req.header.deadline_ms = limit.map(|(at, _)| timeout::millis_left(at, now));
         let mut inflight = proxy.balancers.start(call.target, &ep.node);
         let outcome = attempt(proxy, ep, &req, &mut call, limit, &mut inflight).await;
-        let more = i + 1 < order.len();
+        let more = i < order.len();
         let failure = match call.conclude(outcome, ep, inflight, req.method, more) {
             Next::Retry(failure) => failure,
             Next::Done(answer) => return answer,
@@ -189,7 +200,6 @@ pub async fn run(
         proxy.telemetry.retries.get(&[call.service]).inc();
         debug!(service = %call.service, node = %ep.node, ?failure, "retrying");
         call.backoff().await?;
-        i += 1;
     }
     Err(ProxyError::Route(RouteError::NoInstance {
         service: call.target.to_owned(),
@@ -331,7 +341,13 @@ impl Call<'_> {
                 })))
             }
             Attempt::Broken(detail) => {
-                if self.may_retry(method, Failure::Broken) {
+                // Without a policy, an idempotent request without a body whose connection died
+                // under it (a node crashed, a partition was detected) goes to the next instance.
+                let fallback = self.retry.is_none()
+                    && self.source.is_empty()
+                    && retry::idempotent(method)
+                    && more;
+                if fallback || self.may_retry(method, Failure::Broken) {
                     self.failures.push(format!("{}: {detail}", ep.node));
                     return Next::Retry(Failure::Broken);
                 }
@@ -387,6 +403,16 @@ impl Call<'_> {
             }
         }
     }
+}
+
+/// Whether the current view still lists `node` as an instance of `service`.
+fn still_listed(proxy: &Proxy, service: &str, node: &str) -> bool {
+    proxy
+        .view
+        .borrow()
+        .endpoints(service)
+        .iter()
+        .any(|e| e.node == node)
 }
 
 /// Logs and counts what a result did to an endpoint.

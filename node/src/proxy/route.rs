@@ -99,11 +99,19 @@ pub fn candidates_in<'v>(
             detail: format!("no instance is in subset {}", split::describe(s)),
         });
     }
-    let usable: Vec<&Endpoint> = all
+    let mut usable: Vec<&Endpoint> = all
         .iter()
         .filter(in_subset)
         .filter(|e| e.accepts_new_traffic())
         .collect();
+    if usable.is_empty() {
+        // Every healthy instance is draining: serving from a draining node beats failing.
+        usable = all
+            .iter()
+            .filter(in_subset)
+            .filter(|e| e.draining && e.health == murmur_membership::records::Health::Passing)
+            .collect();
+    }
     if usable.is_empty() {
         let states: Vec<String> = all
             .iter()
@@ -217,6 +225,13 @@ mod tests {
             (
                 vec![
                     ep("a", Passing, true, P2cEwma),
+                    ep("b", Critical, false, P2cEwma),
+                ],
+                Ok((P2cEwma, vec!["a"])),
+            ),
+            (
+                vec![
+                    ep("a", Warning, true, P2cEwma),
                     ep("b", Critical, false, P2cEwma),
                 ],
                 Err("no instance"),

@@ -161,9 +161,9 @@ fn budgets_and_limits_live_in_the_hub_and_follow_shares() {
 fn the_readme_example_is_valid() {
     let readme = include_str!("../../../README.md");
     let section = readme
-        .split("## Traffic policy")
+        .split("## Policy\n")
         .nth(1)
-        .expect("README has a traffic policy section");
+        .expect("README has a policy section");
     let toml = section
         .split("```toml\n")
         .nth(1)

@@ -220,6 +220,22 @@ impl PeerCache {
         }
     }
 
+    /// Closes and forgets the connection to `addr`, if any: streams on it fail at once and the
+    /// next request dials afresh.
+    pub(super) fn disconnect(&self, addr: SocketAddr, reason: &[u8]) {
+        let cell = self
+            .slots
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&addr);
+        if let Some(cell) = cell
+            && let Ok(slot) = cell.try_lock()
+            && let Slot::Ready(conn) = &*slot
+        {
+            conn.conn.close(quinn::VarInt::from_u32(0x20), reason);
+        }
+    }
+
     pub(super) fn stats(&self) -> Vec<PeerStats> {
         let cells: Vec<SlotCell> = self
             .slots

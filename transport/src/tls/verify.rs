@@ -63,12 +63,7 @@ impl ServerCertVerifier for MeshServerVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.crypto().signature_verification_algorithms,
-        )
+        tls12_signature(&self.0, message, cert, dss)
     }
 
     fn verify_tls13_signature(
@@ -77,19 +72,11 @@ impl ServerCertVerifier for MeshServerVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.crypto().signature_verification_algorithms,
-        )
+        tls13_signature(&self.0, message, cert, dss)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0
-            .crypto()
-            .signature_verification_algorithms
-            .supported_schemes()
+        schemes(&self.0)
     }
 }
 
@@ -119,12 +106,7 @@ impl ClientCertVerifier for MeshClientVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.crypto().signature_verification_algorithms,
-        )
+        tls12_signature(&self.0, message, cert, dss)
     }
 
     fn verify_tls13_signature(
@@ -133,19 +115,11 @@ impl ClientCertVerifier for MeshClientVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.crypto().signature_verification_algorithms,
-        )
+        tls13_signature(&self.0, message, cert, dss)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0
-            .crypto()
-            .signature_verification_algorithms
-            .supported_schemes()
+        schemes(&self.0)
     }
 }
 
@@ -167,6 +141,40 @@ impl ResolvesClientCert for CurrentCert {
     fn has_certs(&self) -> bool {
         true
     }
+}
+
+fn tls12_signature(
+    tls: &TlsState,
+    message: &[u8],
+    cert: &CertificateDer<'_>,
+    dss: &DigitallySignedStruct,
+) -> Result<HandshakeSignatureValid, rustls::Error> {
+    rustls::crypto::verify_tls12_signature(
+        message,
+        cert,
+        dss,
+        &tls.crypto().signature_verification_algorithms,
+    )
+}
+
+fn tls13_signature(
+    tls: &TlsState,
+    message: &[u8],
+    cert: &CertificateDer<'_>,
+    dss: &DigitallySignedStruct,
+) -> Result<HandshakeSignatureValid, rustls::Error> {
+    rustls::crypto::verify_tls13_signature(
+        message,
+        cert,
+        dss,
+        &tls.crypto().signature_verification_algorithms,
+    )
+}
+
+fn schemes(tls: &TlsState) -> Vec<SignatureScheme> {
+    tls.crypto()
+        .signature_verification_algorithms
+        .supported_schemes()
 }
 
 fn chain_of(

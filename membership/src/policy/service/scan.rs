@@ -81,6 +81,7 @@ impl Engine {
     }
 
     /// One round: merge what gossip holds, drop expired deletes, republish, persist, publish.
+    /// Persisting comes first, so a set a reader has seen survives a crash.
     pub(super) async fn refresh(
         &mut self,
         chitchat: &tokio::sync::Mutex<Chitchat>,
@@ -101,8 +102,8 @@ impl Engine {
             self.changes += 1;
         }
         self.sync(chitchat, live).await;
-        self.publish();
         self.persist(now_ms).await;
+        self.publish();
     }
 
     /// Values that changed since the last scan, in every namespace.

@@ -132,3 +132,21 @@ fn health_checks_parse_with_defaults_and_refuse_bad_values() {
         "{err}"
     );
 }
+
+#[test]
+fn the_complete_example_in_the_readme_is_valid() {
+    let readme = include_str!("../../../../README.md");
+    let start = readme.find("A complete file:").expect("README example");
+    let block = &readme[start..];
+    let body = block
+        .split("```toml\n")
+        .nth(1)
+        .and_then(|b| b.split("```").next())
+        .expect("toml block");
+    let raw = parse(body).unwrap_or_else(|e| panic!("README example: {e}"));
+    let c = Config::from_parts(raw, Overrides::default(), Path::new(""), &no_env).unwrap();
+    assert_eq!(c.name.as_str(), "web-1");
+    assert!(c.services[0].health.is_some());
+    assert_eq!(c.drain.timeout, Duration::from_secs(30));
+    assert_eq!(c.traces.endpoint.as_deref(), Some("http://127.0.0.1:4317"));
+}

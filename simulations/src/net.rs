@@ -1,0 +1,429 @@
+//! An in-memory network for many chitchat nodes in one process.
+//!
+//! Every node opens a socket on [`SimNet`] (it implements chitchat's [`Transport`]). A message
+//! goes through chitchat's own encoder and decoder on the way (see [`codec`]), so the byte counts
+//! are the real encoded sizes and a message over the size limit fails exactly as it would on
+//! a real socket. Then the network decides, with its own seeded random generator, whether the
+//! message is lost, cut by a partition, or delivered after a delay.
+//!
+//! All times are tokio times: under a paused runtime, a delay costs no wall-clock time.
+
+mod codec;
+mod inbox;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use anyhow::bail;
+use async_trait::async_trait;
+use chitchat::transport::{RecvOutcome, SendOutcome, Socket, Transport};
+use chitchat::{ChitchatEnvelope, ChitchatMessage};
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
+use tokio::time::Instant;
+
+pub use codec::Codec;
+use inbox::Inbox;
+
+/// Largest chitchat message a UDP datagram (and our QUIC gossip transport) carries.
+pub const MAX_MESSAGE_BYTES: usize = 65_507;
+
+/// How one link behaves.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LinkModel {
+    /// Probability that a message is lost, in `[0, 1]`.
+    pub loss: f64,
+    /// Fixed one-way delay.
+    pub delay: Duration,
+    /// Extra one-way delay, uniform in `[0, jitter)`.
+    pub jitter: Duration,
+}
+
+impl Default for LinkModel {
+    fn default() -> Self {
+        // A LAN: about a millisecond each way.
+        Self {
+            loss: 0.0,
+            delay: Duration::from_micros(500),
+            jitter: Duration::from_millis(1),
+        }
+    }
+}
+
+/// The whole network's settings.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NetConfig {
+    /// Behaviour of every link without its own model.
+    pub link: LinkModel,
+    /// Largest message accepted; larger ones fail to send.
+    pub mtu: usize,
+    /// Messages waiting at one receiver; more are dropped (a full socket buffer).
+    pub inbox_capacity: usize,
+    /// Seed of every random decision the network takes.
+    pub seed: u64,
+}
+
+impl Default for NetConfig {
+    fn default() -> Self {
+        Self {
+            link: LinkModel::default(),
+            mtu: MAX_MESSAGE_BYTES,
+            inbox_capacity: 4096,
+            seed: 0,
+        }
+    }
+}
+
+/// The kinds of chitchat message, in the order of [`Traffic::sent`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// Digest of the initiator.
+    Syn = 0,
+    /// Digest and delta of the responder.
+    SynAck = 1,
+    /// Delta of the initiator.
+    Ack = 2,
+    /// Refusal from another cluster.
+    BadCluster = 3,
+}
+
+impl Kind {
+    fn of(message: &ChitchatMessage) -> Self {
+        match message {
+            ChitchatMessage::Syn { .. } => Self::Syn,
+            ChitchatMessage::SynAck { .. } => Self::SynAck,
+            ChitchatMessage::Ack { .. } => Self::Ack,
+            ChitchatMessage::BadCluster => Self::BadCluster,
+        }
+    }
+}
+
+/// Messages and bytes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Flow {
+    /// Messages.
+    pub msgs: u64,
+    /// Encoded bytes (chitchat payload, without transport headers).
+    pub bytes: u64,
+}
+
+impl Flow {
+    fn add(&mut self, bytes: usize) {
+        self.msgs += 1;
+        self.bytes += bytes as u64;
+    }
+
+    /// `self - earlier`.
+    pub fn since(&self, earlier: &Self) -> Self {
+        Self {
+            msgs: self.msgs - earlier.msgs,
+            bytes: self.bytes - earlier.bytes,
+        }
+    }
+}
+
+/// What one node sent and received, cumulative.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Traffic {
+    /// Sent, by [`Kind`].
+    pub sent: [Flow; 4],
+    /// Received (delivered to chitchat).
+    pub received: Flow,
+    /// Refused because larger than the MTU (never left the node), by [`Kind`].
+    pub oversize: [Flow; 4],
+    /// Lost to link loss.
+    pub lost: u64,
+    /// Cut by a partition.
+    pub cut: u64,
+    /// Sent to an address nobody listens on (a dead node).
+    pub unreachable: u64,
+    /// Dropped because the receiver's inbox was full.
+    pub overflow: u64,
+    /// Largest `Syn` (digest) sent.
+    pub max_syn_bytes: u64,
+    /// Estimated bytes on the wire for everything sent (see [`wire_estimate`]).
+    pub wire_bytes: u64,
+}
+
+impl Traffic {
+    /// Everything sent.
+    pub fn sent_total(&self) -> Flow {
+        let mut total = Flow::default();
+        for f in &self.sent {
+            total.msgs += f.msgs;
+            total.bytes += f.bytes;
+        }
+        total
+    }
+}
+
+/// The in-memory network. Cheap to clone; all clones are the same network.
+#[derive(Clone)]
+pub struct SimNet {
+    state: Arc<Mutex<NetState>>,
+}
+
+struct Port {
+    id: u64,
+    inbox: Arc<Inbox>,
+}
+
+struct NetState {
+    rng: StdRng,
+    config: NetConfig,
+    ports: HashMap<SocketAddr, Port>,
+    next_id: u64,
+    groups: HashMap<SocketAddr, u32>,
+    links: HashMap<(SocketAddr, SocketAddr), LinkModel>,
+    traffic: HashMap<SocketAddr, Traffic>,
+}
+
+impl SimNet {
+    /// A network with `config`.
+    pub fn new(config: NetConfig) -> anyhow::Result<Self> {
+        check_link(&config.link)?;
+        Ok(Self {
+            state: Arc::new(Mutex::new(NetState {
+                rng: StdRng::seed_from_u64(config.seed),
+                config,
+                ports: HashMap::new(),
+                next_id: 0,
+                groups: HashMap::new(),
+                links: HashMap::new(),
+                traffic: HashMap::new(),
+            })),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, NetState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Changes the model of every link that has none of its own.
+    pub fn set_default_link(&self, link: LinkModel) -> anyhow::Result<()> {
+        check_link(&link)?;
+        self.lock().config.link = link;
+        Ok(())
+    }
+
+    /// Gives the link `from → to` its own model (one direction only).
+    pub fn set_link(
+        &self,
+        from: SocketAddr,
+        to: SocketAddr,
+        link: LinkModel,
+    ) -> anyhow::Result<()> {
+        check_link(&link)?;
+        self.lock().links.insert((from, to), link);
+        Ok(())
+    }
+
+    /// Splits the network: messages between different groups are cut. Addresses in no group
+    /// form one more group together.
+    pub fn partition(&self, groups: &[Vec<SocketAddr>]) {
+        let mut st = self.lock();
+        st.groups.clear();
+        for (i, group) in groups.iter().enumerate() {
+            for addr in group {
+                st.groups.insert(*addr, i as u32 + 1);
+            }
+        }
+    }
+
+    /// Removes every partition.
+    pub fn heal(&self) {
+        self.lock().groups.clear();
+    }
+
+    /// Crashes whoever listens on `addr`: its queued and future messages vanish, and the
+    /// address is free again at once.
+    pub fn kill(&self, addr: SocketAddr) {
+        self.lock().ports.remove(&addr);
+    }
+
+    /// Cumulative traffic of every address that sent or received anything.
+    pub fn traffic(&self) -> HashMap<SocketAddr, Traffic> {
+        self.lock().traffic.clone()
+    }
+
+    /// A random number from the network's seeded generator (for scenario decisions that
+    /// should follow the seed too).
+    pub fn random_below(&self, n: usize) -> usize {
+        if n == 0 {
+            return 0;
+        }
+        self.lock().rng.random_range(0..n)
+    }
+
+    fn release(&self, addr: SocketAddr, id: u64) {
+        let mut st = self.lock();
+        if st.ports.get(&addr).is_some_and(|p| p.id == id) {
+            st.ports.remove(&addr);
+        }
+    }
+
+    fn count_received(&self, addr: SocketAddr, bytes: usize) {
+        self.lock()
+            .traffic
+            .entry(addr)
+            .or_default()
+            .received
+            .add(bytes);
+    }
+
+    /// Takes one encoded message from `from` (socket `id`) to `to`.
+    fn route(
+        &self,
+        from: (SocketAddr, u64),
+        to: SocketAddr,
+        env: ChitchatEnvelope,
+        bytes: usize,
+    ) -> anyhow::Result<()> {
+        let mut guard = self.lock();
+        let st = &mut *guard;
+        if st.ports.get(&from.0).is_none_or(|p| p.id != from.1) {
+            // A crashed node's last words: they never reach the wire.
+            return Ok(());
+        }
+        let kind = Kind::of(&env.message);
+        let mtu = st.config.mtu;
+        let traffic = st.traffic.entry(from.0).or_default();
+        if bytes > mtu {
+            traffic.oversize[kind as usize].add(bytes);
+            bail!("a {kind:?} of {bytes} bytes is over the {mtu}-byte message limit");
+        }
+        traffic.sent[kind as usize].add(bytes);
+        traffic.wire_bytes += wire_estimate(bytes);
+        if kind == Kind::Syn {
+            traffic.max_syn_bytes = traffic.max_syn_bytes.max(bytes as u64);
+        }
+        let group = |a: &SocketAddr| st.groups.get(a).copied().unwrap_or(0);
+        if group(&from.0) != group(&to) {
+            traffic.cut += 1;
+            return Ok(());
+        }
+        let link = st
+            .links
+            .get(&(from.0, to))
+            .copied()
+            .unwrap_or(st.config.link);
+        if link.loss > 0.0 && st.rng.random_bool(link.loss) {
+            traffic.lost += 1;
+            return Ok(());
+        }
+        let Some(port) = st.ports.get(&to) else {
+            traffic.unreachable += 1;
+            return Ok(());
+        };
+        let jitter = link.jitter.mul_f64(st.rng.random::<f64>());
+        let at = Instant::now() + link.delay + jitter;
+        let outcome = RecvOutcome {
+            from_addr: from.0,
+            envelope: env,
+            num_bytes_received: bytes,
+        };
+        if !port.inbox.push(at, outcome, st.config.inbox_capacity) {
+            traffic.overflow += 1;
+        }
+        Ok(())
+    }
+}
+
+/// Bytes one gossip message of `payload` bytes takes on the wire over our QUIC transport, as
+/// an estimate: our frame header (version and sender address, about 12 bytes) once, then per
+/// packet of up to 1 200 bytes IPv4 (20) + UDP (8) + QUIC short header (about 12) + STREAM
+/// frame header (about 6) + AEAD tag (16). Acknowledgements and handshakes are not counted.
+pub fn wire_estimate(payload: usize) -> u64 {
+    const FRAME: usize = 12;
+    const PACKET_PAYLOAD: usize = 1200;
+    const PACKET_OVERHEAD: usize = 20 + 8 + 12 + 6 + 16;
+    let framed = payload + FRAME;
+    (framed + framed.div_ceil(PACKET_PAYLOAD) * PACKET_OVERHEAD) as u64
+}
+
+fn check_link(link: &LinkModel) -> anyhow::Result<()> {
+    if !(0.0..=1.0).contains(&link.loss) {
+        bail!("loss must be within [0, 1], not {}", link.loss);
+    }
+    Ok(())
+}
+
+impl std::fmt::Debug for SimNet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let st = self.lock();
+        f.debug_struct("SimNet")
+            .field("config", &st.config)
+            .field("ports", &st.ports.len())
+            .finish_non_exhaustive()
+    }
+}
+
+#[async_trait]
+impl Transport for SimNet {
+    async fn open(&self, listen_addr: SocketAddr) -> anyhow::Result<Box<dyn Socket>> {
+        let codec = Codec::new().await?;
+        let mut st = self.lock();
+        if st.ports.contains_key(&listen_addr) {
+            bail!("address {listen_addr} is in use");
+        }
+        st.next_id += 1;
+        let id = st.next_id;
+        let inbox = Arc::new(Inbox::default());
+        st.ports.insert(
+            listen_addr,
+            Port {
+                id,
+                inbox: inbox.clone(),
+            },
+        );
+        Ok(Box::new(SimSocket {
+            addr: listen_addr,
+            id,
+            net: self.clone(),
+            inbox,
+            codec,
+        }))
+    }
+}
+
+/// One node's socket.
+struct SimSocket {
+    addr: SocketAddr,
+    id: u64,
+    net: SimNet,
+    inbox: Arc<Inbox>,
+    codec: Codec,
+}
+
+#[async_trait]
+impl Socket for SimSocket {
+    fn local_addr(&self) -> anyhow::Result<SocketAddr> {
+        Ok(self.addr)
+    }
+
+    async fn send(
+        &mut self,
+        to: SocketAddr,
+        envelope: ChitchatEnvelope,
+    ) -> anyhow::Result<SendOutcome> {
+        let (envelope, num_bytes_sent) = self.codec.round_trip(envelope).await?;
+        self.net
+            .route((self.addr, self.id), to, envelope, num_bytes_sent)?;
+        Ok(SendOutcome { num_bytes_sent })
+    }
+
+    async fn recv(&mut self) -> anyhow::Result<RecvOutcome> {
+        let outcome = self.inbox.pop().await;
+        self.net
+            .count_received(self.addr, outcome.num_bytes_received);
+        Ok(outcome)
+    }
+}
+
+impl Drop for SimSocket {
+    fn drop(&mut self) {
+        self.net.release(self.addr, self.id);
+    }
+}

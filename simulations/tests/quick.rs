@@ -1,0 +1,171 @@
+//! Small scenarios on the real membership code: they assert behaviour (convergence happens, a
+//! killed node is detected, a partition heals, an oversized digest stops gossip), never timings.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use murmur_membership::MemberState;
+use murmur_sim::cluster::{Cluster, ClusterSpec};
+use murmur_sim::net::{Kind, NetConfig, SimNet};
+use murmur_sim::probe;
+use murmur_sim::scenarios::loss::{self, LossPlan};
+use murmur_sim::scenarios::partition::{self, PartitionPlan};
+use murmur_sim::scenarios::scale::{self, ScalePlan};
+use murmur_sim::scenarios::{gossip_every, phantom};
+use tokio::time::Instant;
+
+const FAST: Duration = Duration::from_millis(200);
+
+#[tokio::test(start_paused = true)]
+async fn a_cluster_converges_spreads_a_key_and_detects_a_crash() {
+    let mut plan = ScalePlan::new(12, gossip_every(FAST), 1);
+    plan.propagation_trials = 2;
+    plan.detection_trials = 1;
+    plan.bandwidth_window = Duration::from_secs(2);
+    let r = scale::run(&plan).await.unwrap();
+    assert!(r.join.complete(), "join: {:?}", r.join);
+    for p in &r.propagation {
+        assert!(p.complete(), "propagation: {p:?}");
+    }
+    let d = &r.detection[0];
+    assert_eq!(d.observers, 11);
+    assert_eq!(d.delays.len(), 11, "every other node notices the crash");
+    assert!(r.bandwidth.sent_mean > 0.0 && r.bandwidth.syn_mean > 0.0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_partition_is_seen_and_heals() {
+    let plan = PartitionPlan {
+        nodes: 10,
+        gossip: gossip_every(FAST),
+        seed: 2,
+        hold: Duration::from_secs(20),
+        deadline: Duration::from_secs(60),
+    };
+    let r = partition::run(&plan).await.unwrap();
+    assert_eq!(r.split_seen, 1.0, "each half declared the other dead");
+    assert!(r.members.complete(), "members after heal: {:?}", r.members);
+    assert!(r.keys.complete(), "keys after heal: {:?}", r.keys);
+}
+
+#[tokio::test(start_paused = true)]
+async fn without_loss_nobody_is_declared_dead() {
+    let plan = LossPlan {
+        nodes: 10,
+        gossip: gossip_every(FAST),
+        loss: 0.0,
+        seed: 3,
+        warmup: Duration::from_secs(5),
+        window: Duration::from_secs(20),
+    };
+    let r = loss::run(&plan).await.unwrap();
+    assert!(r.converged);
+    assert_eq!(r.false_deaths, 0);
+    assert_eq!(r.min_live, 10);
+}
+
+#[tokio::test(start_paused = true)]
+async fn total_loss_on_one_node_s_links_gets_it_declared_dead() {
+    let net = SimNet::new(NetConfig::default()).unwrap();
+    let cluster = Cluster::start(net.clone(), ClusterSpec::new(5, gossip_every(FAST)))
+        .await
+        .unwrap();
+    let (joined, tasks) = probe::view_reaches(&cluster, 5);
+    assert!(
+        joined
+            .wait_for(5, Instant::now() + Duration::from_secs(30))
+            .await
+    );
+    drop(tasks);
+    let lonely = cluster.slots[4].addr;
+    let cut = murmur_sim::net::LinkModel {
+        loss: 1.0,
+        ..Default::default()
+    };
+    for s in &cluster.slots[..4] {
+        net.set_link(s.addr, lonely, cut).unwrap();
+        net.set_link(lonely, s.addr, cut).unwrap();
+    }
+    let subject = cluster.slots[4].chitchat_id();
+    let (gone, tasks) = probe::dropped_from_live(&cluster, &subject).await;
+    assert!(
+        gone.wait_for(4, Instant::now() + Duration::from_secs(30))
+            .await
+    );
+    drop(tasks);
+    let lost: u64 = net.traffic().values().map(|t| t.lost).sum();
+    assert!(lost > 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_restarted_node_is_listed_once_with_its_new_generation() {
+    let net = SimNet::new(NetConfig::default()).unwrap();
+    let mut cluster = Cluster::start(net, ClusterSpec::new(5, gossip_every(FAST)))
+        .await
+        .unwrap();
+    let (joined, tasks) = probe::view_reaches(&cluster, 5);
+    assert!(
+        joined
+            .wait_for(5, Instant::now() + Duration::from_secs(30))
+            .await
+    );
+    drop(tasks);
+    let old = cluster.slots[4].generation;
+    cluster.restart(4).await.unwrap();
+    let new = cluster.slots[4].generation;
+    assert!(new > old);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for i in 0..4 {
+        let mut rx = cluster.node(i).unwrap().watch();
+        let seen = tokio::time::timeout_at(
+            deadline,
+            rx.wait_for(|v| {
+                v.members
+                    .get("node-00004")
+                    .is_some_and(|m| m.generation == new && m.state == MemberState::Alive)
+            }),
+        )
+        .await;
+        assert!(seen.is_ok(), "node {i} never saw the new incarnation");
+        assert_eq!(cluster.node(i).unwrap().view().members.len(), 5);
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_digest_over_the_message_limit_stops_gossip() {
+    // The same mechanism as at 65 507 bytes, with a small limit so a few hundred entries do.
+    let net = SimNet::new(NetConfig {
+        mtu: 3000,
+        ..NetConfig::default()
+    })
+    .unwrap();
+    let cluster = Cluster::start(net.clone(), ClusterSpec::new(3, gossip_every(FAST)))
+        .await
+        .unwrap();
+    let (joined, tasks) = probe::view_reaches(&cluster, 3);
+    assert!(
+        joined
+            .wait_for(3, Instant::now() + Duration::from_secs(30))
+            .await
+    );
+    drop(tasks);
+    let phantoms: Vec<_> = (0..600)
+        .map(|k| phantom::phantom(&net, phantom::Naming::Sequential, 3, k))
+        .collect();
+    for i in 0..3 {
+        phantom::plant(&cluster, i, &phantoms).await;
+    }
+    let subject = cluster.slots[2].chitchat_id();
+    let (gone, tasks) = probe::dropped_from_live(&cluster, &subject).await;
+    assert!(
+        gone.wait_for(2, Instant::now() + Duration::from_secs(30))
+            .await
+    );
+    drop(tasks);
+    let refused: u64 = net
+        .traffic()
+        .values()
+        .map(|t| t.oversize[Kind::Syn as usize].msgs)
+        .sum();
+    assert!(refused > 0, "Syn messages over the limit are refused");
+}
