@@ -16,6 +16,7 @@ mod proxy;
 mod services;
 mod signals;
 mod telemetry;
+mod traffic;
 
 /// mimalloc instead of glibc malloc: the data path allocates small buffers per request, and
 /// glibc's malloc and free took about a tenth of a node's CPU in the benchmark.

@@ -108,6 +108,7 @@ async fn start(config: Config) -> anyhow::Result<(Arc<NodeContext>, TcpListener)
         local: proxy::local::LocalClients::new(),
         telemetry: telemetry.clone(),
         traces: traces.clone(),
+        traffic: crate::traffic::Traffic::start(policy.watch(), u64::from(std::process::id())),
     });
     proxy::start(&proxy, listeners);
     info!(node = %config.name, mesh = %endpoint.advertise_addr(), admin = %config.admin, generation, "node started");
@@ -148,12 +149,13 @@ fn bind_endpoint(
 }
 
 /// The node's long-running chores: credential reloads, the admin API, the gossiped traffic
-/// summary, health checks, and closing connections to the dead.
+/// summary, rate-limit shares, health checks, and closing connections to the dead.
 fn spawn_background(ctx: &Arc<NodeContext>, admin: TcpListener, reload: Arc<Notify>) {
     let watcher = CredentialWatcher::new(ctx.tls.clone(), ctx.config.tls.clone());
     tokio::spawn(watcher.run(ctx.config.reload_interval, reload));
     tokio::spawn(crate::admin::serve(ctx.clone(), admin));
     tokio::spawn(crate::telemetry::mesh::publish_loop(ctx.clone()));
+    tokio::spawn(crate::traffic::share::run(ctx.clone()));
     spawn_health_checks(ctx);
     tokio::spawn(disconnect_the_dead(ctx.clone()));
 }

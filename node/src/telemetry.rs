@@ -33,6 +33,16 @@ pub struct Telemetry {
     pub denied: Family<Counter>,
     /// Requests an authorization policy in shadow mode would have refused.
     pub shadow_denied: Family<Counter>,
+    /// Timeouts that fired, by kind.
+    pub timeouts: Family<Counter>,
+    /// Retries refused by the retry budget.
+    pub retry_budget_exhausted: Family<Counter>,
+    /// Endpoints ejected by outlier detection.
+    pub ejections: Family<Counter>,
+    /// Requests refused by a circuit's `max_pending`.
+    pub overloaded: Family<Counter>,
+    /// Faults injected by routes.
+    pub faults: Family<Counter>,
     /// One-minute summaries.
     pub traffic: Traffic,
     /// Inbound requests (and TCP connections) in progress, all services together.
@@ -74,6 +84,31 @@ impl Default for Telemetry {
                 "murmur_shadow_denied_total",
                 "Requests an authorization policy in shadow mode would have denied.",
                 &["service", "rule"],
+            ),
+            timeouts: Family::new(
+                "murmur_timeouts_total",
+                "Requests answered 504 by a timeout policy, by the timeout that fired.",
+                &["service", "timeout"],
+            ),
+            retry_budget_exhausted: Family::new(
+                "murmur_retry_budget_exhausted_total",
+                "Retries the retry policy wanted but its budget refused.",
+                &["service"],
+            ),
+            ejections: Family::new(
+                "murmur_ejections_total",
+                "Endpoints ejected by outlier detection (circuit policy).",
+                &["service", "peer"],
+            ),
+            overloaded: Family::new(
+                "murmur_overloaded_total",
+                "Requests answered 503 because max_pending requests were in flight.",
+                &["service"],
+            ),
+            faults: Family::new(
+                "murmur_faults_injected_total",
+                "Faults injected by route policies.",
+                &["service", "route", "fault"],
             ),
             traffic: Traffic::default(),
             inbound_in_flight: AtomicI64::new(0),

@@ -276,3 +276,205 @@ impl TcpEcho {
         Self { addr }
     }
 }
+
+/// How a [`FlakyApp`] fails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failing {
+    /// It answers every request.
+    Never,
+    /// Every other request gets this status (the 2nd, 4th, ... it sees).
+    EveryOther(u16),
+    /// Every request gets this status.
+    Always(u16),
+}
+
+impl Failing {
+    fn encode(self) -> u64 {
+        match self {
+            Self::Never => 0,
+            Self::EveryOther(s) => (1 << 16) | u64::from(s),
+            Self::Always(s) => (2 << 16) | u64::from(s),
+        }
+    }
+
+    /// The status for the `n`th request (from 1), if it is to fail.
+    fn status(code: u64, n: u64) -> Option<u16> {
+        let status = (code & 0xffff) as u16;
+        match code >> 16 {
+            1 if n.is_multiple_of(2) => Some(status),
+            2 => Some(status),
+            _ => None,
+        }
+    }
+}
+
+/// An HTTP app whose failures the test switches: it answers `<name> <method> <path>` and the
+/// request body, or the status its [`Failing`] mode says, with the body `<name> failed`.
+#[derive(Debug, Clone)]
+pub struct FlakyApp {
+    /// Its address.
+    pub addr: SocketAddr,
+    /// Requests seen.
+    pub hits: Arc<AtomicU64>,
+    /// POST requests seen.
+    pub posts: Arc<AtomicU64>,
+    mode: Arc<AtomicU64>,
+}
+
+impl FlakyApp {
+    /// Starts the app on `addr`, failing as `failing` says.
+    pub async fn start(addr: SocketAddr, name: &str, failing: Failing) -> Self {
+        let listener = TcpListener::bind(addr).await.expect("bind flaky app");
+        let app = Self {
+            addr,
+            hits: Arc::new(AtomicU64::new(0)),
+            posts: Arc::new(AtomicU64::new(0)),
+            mode: Arc::new(AtomicU64::new(failing.encode())),
+        };
+        let (name, a) = (name.to_owned(), app.clone());
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let (name, a) = (name.clone(), a.clone());
+                tokio::spawn(async move {
+                    let svc = service_fn(move |req: Request<hyper::body::Incoming>| {
+                        let (name, a) = (name.clone(), a.clone());
+                        async move {
+                            let n = a.hits.fetch_add(1, Ordering::Relaxed) + 1;
+                            if req.method() == hyper::Method::POST {
+                                a.posts.fetch_add(1, Ordering::Relaxed);
+                            }
+                            let line = format!("{name} {} {}\n", req.method(), req.uri().path());
+                            let body = req
+                                .into_body()
+                                .collect()
+                                .await
+                                .map(|b| b.to_bytes())
+                                .unwrap_or_default();
+                            let mut echo = line.into_bytes();
+                            echo.extend_from_slice(&body);
+                            let mode = a.mode.load(Ordering::Relaxed);
+                            let mut resp = match Failing::status(mode, n) {
+                                Some(status) => {
+                                    let mut r = Response::new(Full::new(Bytes::from(format!(
+                                        "{name} failed\n"
+                                    ))));
+                                    *r.status_mut() = hyper::StatusCode::from_u16(status)
+                                        .unwrap_or(hyper::StatusCode::INTERNAL_SERVER_ERROR);
+                                    r
+                                }
+                                None => Response::new(Full::new(Bytes::from(echo))),
+                            };
+                            resp.headers_mut().insert(
+                                "x-app",
+                                hyper::header::HeaderValue::from_str(&name)
+                                    .unwrap_or(hyper::header::HeaderValue::from_static("app")),
+                            );
+                            Ok::<_, Infallible>(resp)
+                        }
+                    });
+                    let _ = http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .await;
+                });
+            }
+        });
+        app
+    }
+
+    /// Switches how it fails from the next request on.
+    pub fn set(&self, failing: Failing) {
+        self.mode.store(failing.encode(), Ordering::Relaxed);
+    }
+
+    /// Requests seen so far.
+    pub fn count(&self) -> u64 {
+        self.hits.load(Ordering::Relaxed)
+    }
+}
+
+/// A plain HTTP/1.1 app over raw TCP that takes `delay` to answer each request and notices
+/// when the caller gives up first: it watches its connection while it waits and counts the
+/// request as cancelled if the connection closes. (GET requests without bodies only.)
+#[derive(Debug, Clone)]
+pub struct SlowApp {
+    /// Its address.
+    pub addr: SocketAddr,
+    /// Requests whose head it read.
+    pub started: Arc<AtomicU64>,
+    /// Requests it answered.
+    pub answered: Arc<AtomicU64>,
+    /// Requests whose connection closed before the answer.
+    pub cancelled: Arc<AtomicU64>,
+}
+
+impl SlowApp {
+    /// Starts the app on `addr`.
+    pub async fn start(addr: SocketAddr, delay: Duration) -> Self {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = TcpListener::bind(addr).await.expect("bind slow app");
+        let app = Self {
+            addr,
+            started: Arc::new(AtomicU64::new(0)),
+            answered: Arc::new(AtomicU64::new(0)),
+            cancelled: Arc::new(AtomicU64::new(0)),
+        };
+        let a = app.clone();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                let a = a.clone();
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 4096];
+                    loop {
+                        // Read one request head.
+                        while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                            match s.read(&mut chunk).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                            }
+                            if buf.len() > 64 * 1024 {
+                                return;
+                            }
+                        }
+                        buf.clear();
+                        a.started.fetch_add(1, Ordering::Relaxed);
+                        let sleep = tokio::time::sleep(delay);
+                        tokio::pin!(sleep);
+                        loop {
+                            tokio::select! {
+                                () = &mut sleep => break,
+                                r = s.read(&mut chunk) => match r {
+                                    Ok(0) | Err(_) => {
+                                        a.cancelled.fetch_add(1, Ordering::Relaxed);
+                                        return;
+                                    }
+                                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                                },
+                            }
+                        }
+                        let body = "slow\n";
+                        let resp = format!(
+                            "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}",
+                            body.len()
+                        );
+                        if s.write_all(resp.as_bytes()).await.is_err() {
+                            a.cancelled.fetch_add(1, Ordering::Relaxed);
+                            return;
+                        }
+                        a.answered.fetch_add(1, Ordering::Relaxed);
+                    }
+                });
+            }
+        });
+        app
+    }
+
+    /// `(started, answered, cancelled)`.
+    pub fn counts(&self) -> (u64, u64, u64) {
+        (
+            self.started.load(Ordering::Relaxed),
+            self.answered.load(Ordering::Relaxed),
+            self.cancelled.load(Ordering::Relaxed),
+        )
+    }
+}

@@ -19,6 +19,7 @@ pub mod otlp;
 pub mod pki;
 pub mod policy;
 pub mod quic;
+pub mod traffic;
 pub mod wait;
 
 pub use cluster::Cluster;

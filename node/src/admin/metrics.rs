@@ -20,6 +20,12 @@ pub async fn get(ctx: &NodeContext) -> hyper::Response<Body> {
     t.rate_limited.render(&mut out);
     t.denied.render(&mut out);
     t.shadow_denied.render(&mut out);
+    t.timeouts.render(&mut out);
+    t.retry_budget_exhausted.render(&mut out);
+    t.ejections.render(&mut out);
+    t.overloaded.render(&mut out);
+    t.faults.render(&mut out);
+    traffic_metrics(ctx, &mut out);
     membership_metrics(ctx, &mut out);
     let incarnations = ctx.membership.known_incarnations().await as f64;
     single(
@@ -49,6 +55,18 @@ fn single(out: &mut String, name: &str, kind: &str, help: &str, value: f64) {
 
 fn load(c: &AtomicU64) -> f64 {
     c.load(Ordering::Relaxed) as f64
+}
+
+fn traffic_metrics(ctx: &NodeContext, out: &mut String) {
+    let shares: Vec<_> = ctx
+        .proxy
+        .traffic
+        .shares()
+        .into_iter()
+        .map(|(doc, share)| (vec![("ratelimit", doc)], share))
+        .collect();
+    let help = "This instance's share of each global rate limit (split through gossip).";
+    render_now(out, "murmur_ratelimit_share", "gauge", help, &shares);
 }
 
 fn membership_metrics(ctx: &NodeContext, out: &mut String) {

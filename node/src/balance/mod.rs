@@ -17,6 +17,8 @@ use murmur_membership::records::Balancer;
 pub use choose::{Load, Rng, order};
 use ewma::PeakEwma;
 
+use crate::traffic::circuit::{Outlier, OutlierConfig, Standing, Transition};
+
 /// Latency charged to an endpoint whose connection or stream failed: failures should make it
 /// look expensive to P2C until it answers well again.
 pub const FAILURE_PENALTY: Duration = Duration::from_secs(1);
@@ -25,12 +27,16 @@ pub const FAILURE_PENALTY: Duration = Duration::from_secs(1);
 struct EndpointState {
     pending: u32,
     ewma: PeakEwma,
+    /// Outlier ejection (used only while the service has a `circuit` policy).
+    outlier: Outlier,
 }
 
 #[derive(Debug, Default)]
 struct ServiceState {
     turn: u64,
     endpoints: HashMap<String, EndpointState>,
+    /// Endpoints offered at the last choice: the base of `max_ejected_percent`.
+    offered: usize,
 }
 
 /// Balancer state of every service this node calls. Shared by all requests.
@@ -71,31 +77,57 @@ impl Balancers {
         }
     }
 
-    /// The order in which to try `offers` for one request to `service`.
+    /// The order in which to try `offers` for one request to `service`. With outlier ejection
+    /// (`outlier`), ejected endpoints are left out, and an endpoint whose ejection is over
+    /// comes first: it gets the probe. If every endpoint is out, ejection is ignored.
     pub fn order(
         &self,
         service: &str,
         kind: Balancer,
         offers: &[Offer<'_>],
         now: Instant,
+        outlier: Option<&OutlierConfig>,
     ) -> Vec<usize> {
         let mut rng = Rng::new(self.seed.fetch_add(1, Ordering::Relaxed));
         let mut services = self.services.lock().unwrap_or_else(PoisonError::into_inner);
         let state = service_state(&mut services, service);
-        let loads: Vec<Load> = offers
-            .iter()
-            .map(|o| {
-                let e = state.endpoints.get(o.node);
-                Load {
-                    pending: e.map_or(0, |e| e.pending),
-                    ewma_ns: e.map_or_else(
-                        || PeakEwma::default().estimate_ns(now),
-                        |e| e.ewma.estimate_ns(now),
-                    ),
-                    weight: o.weight,
+        state.offered = offers.len();
+        // With outlier ejection: which offers may be chosen, and which one is due a probe.
+        // Without, every offer (and no list is made).
+        let ejection = outlier.map(|_| {
+            let mut eligible = Vec::with_capacity(offers.len());
+            let mut probe = None;
+            for (i, o) in offers.iter().enumerate() {
+                let standing = state
+                    .endpoints
+                    .get(o.node)
+                    .map_or(Standing::In, |e| e.outlier.standing(now));
+                match standing {
+                    Standing::In => eligible.push(i),
+                    Standing::ProbeDue if probe.is_none() => probe = Some(i),
+                    _ => {}
                 }
-            })
-            .collect();
+            }
+            if eligible.is_empty() && probe.is_none() {
+                eligible = (0..offers.len()).collect();
+            }
+            (eligible, probe)
+        });
+        let load = |i: usize| {
+            let e = state.endpoints.get(offers[i].node);
+            Load {
+                pending: e.map_or(0, |e| e.pending),
+                ewma_ns: e.map_or_else(
+                    || PeakEwma::default().estimate_ns(now),
+                    |e| e.ewma.estimate_ns(now),
+                ),
+                weight: offers[i].weight,
+            }
+        };
+        let loads: Vec<Load> = match &ejection {
+            Some((eligible, _)) => eligible.iter().map(|&i| load(i)).collect(),
+            None => (0..offers.len()).map(load).collect(),
+        };
         let turn = state.turn;
         state.turn = state.turn.wrapping_add(1);
         // Forget endpoints that left, so the map stays as small as the service.
@@ -104,7 +136,19 @@ impl Balancers {
                 .endpoints
                 .retain(|node, e| e.pending > 0 || offers.iter().any(|o| o.node == node));
         }
-        order(kind, &loads, turn, &mut rng)
+        let chosen = order(kind, &loads, turn, &mut rng);
+        let Some((eligible, probe)) = ejection else {
+            return chosen;
+        };
+        let mut out = Vec::with_capacity(eligible.len() + 1);
+        if let Some(p) = probe {
+            if let Some(e) = state.endpoints.get_mut(offers[p].node) {
+                e.outlier.start_probe();
+            }
+            out.push(p);
+        }
+        out.extend(chosen.into_iter().map(|k| eligible[k]));
+        out
     }
 
     /// Counts a request to `node` as in flight until the returned guard is finished or dropped.
@@ -166,17 +210,45 @@ impl InFlight {
         self.started = Instant::now();
     }
 
-    /// The endpoint answered (its response head arrived): its latency feeds the estimate.
-    pub fn answered(mut self) {
+    /// The attempt ended, well (`ok`) or not. If a response head arrived (`answered`) its
+    /// latency feeds the estimate, else the endpoint is charged [`FAILURE_PENALTY`]; with
+    /// `outlier` the result counts toward ejecting the endpoint. Returns what that did.
+    pub fn finish(
+        mut self,
+        answered: bool,
+        ok: bool,
+        outlier: Option<&OutlierConfig>,
+    ) -> Transition {
         let now = Instant::now();
-        let rtt = now.saturating_duration_since(self.started);
-        self.end(|e| e.ewma.observe(rtt, now));
-    }
-
-    /// The endpoint failed: charge it [`FAILURE_PENALTY`].
-    pub fn failed(mut self) {
-        let now = Instant::now();
-        self.end(|e| e.ewma.observe(FAILURE_PENALTY, now));
+        let rtt = if answered {
+            now.saturating_duration_since(self.started)
+        } else {
+            FAILURE_PENALTY
+        };
+        self.done = true;
+        let mut services = self
+            .balancers
+            .services
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let state = service_state(&mut services, &self.service);
+        let may_eject = outlier.is_some_and(|c| {
+            let ejected = state
+                .endpoints
+                .values()
+                .filter(|e| e.outlier.is_ejected())
+                .count();
+            c.may_eject(ejected, state.offered)
+        });
+        let Some(e) = state.endpoints.get_mut(&self.node) else {
+            return Transition::None;
+        };
+        e.pending = e.pending.saturating_sub(1);
+        e.ewma.observe(rtt, now);
+        match outlier {
+            Some(cfg) => e.outlier.record(ok, now, cfg, may_eject),
+            None => Transition::None,
+        }
     }
 
     fn end(&mut self, f: impl FnOnce(&mut EndpointState)) {
@@ -193,7 +265,8 @@ impl InFlight {
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.end(|_| {});
+        // Gone without a result: a probe it carried is to be sent again.
+        self.end(|e| e.outlier.abandon_probe());
     }
 }
 
@@ -221,12 +294,71 @@ mod tests {
         // a answers slowly once: every P2C choice then prefers b.
         let slow = b.start("web", "a");
         std::thread::sleep(Duration::from_millis(20));
-        slow.answered();
+        slow.finish(true, true, None);
         let fast = b.start("web", "b");
-        fast.answered();
+        fast.finish(true, true, None);
         for _ in 0..20 {
-            let o = b.order("web", Balancer::P2cEwma, &offers, Instant::now());
+            let o = b.order("web", Balancer::P2cEwma, &offers, Instant::now(), None);
             assert_eq!(o, [1, 0]);
         }
+    }
+
+    #[test]
+    fn ejected_endpoints_are_left_out_and_probed_back() {
+        let b = Arc::new(Balancers::new(1));
+        let offers: Vec<Offer<'_>> = ["a", "b", "c"]
+            .iter()
+            .map(|n| Offer { node: n, weight: 1 })
+            .collect();
+        let cfg = OutlierConfig {
+            consecutive_failures: 2,
+            base: Duration::from_millis(50),
+            max: Duration::from_secs(1),
+            max_ejected_percent: 50.0,
+        };
+        let order = |b: &Balancers| {
+            b.order(
+                "web",
+                Balancer::RoundRobin,
+                &offers,
+                Instant::now(),
+                Some(&cfg),
+            )
+        };
+        order(&b);
+        assert_eq!(
+            b.start("web", "a").finish(true, false, Some(&cfg)),
+            Transition::None
+        );
+        assert!(matches!(
+            b.start("web", "a").finish(true, false, Some(&cfg)),
+            Transition::Ejected(_)
+        ));
+        // Never more than half of three: b is not ejected however often it fails.
+        for _ in 0..5 {
+            assert_eq!(
+                b.start("web", "b").finish(false, false, Some(&cfg)),
+                Transition::None
+            );
+        }
+        for _ in 0..6 {
+            let o = order(&b);
+            assert!(!o.contains(&0) && o.len() == 2, "{o:?}");
+        }
+        // Without the policy, ejection state is ignored.
+        assert_eq!(
+            b.order("web", Balancer::RoundRobin, &offers, Instant::now(), None)
+                .len(),
+            3
+        );
+        std::thread::sleep(Duration::from_millis(60));
+        // The ejection is over: a comes first, once; while its probe is out it gets nothing else.
+        let probe = order(&b);
+        assert_eq!(probe[0], 0, "{probe:?}");
+        let o = order(&b);
+        assert!(!o.contains(&0), "{o:?}");
+        let g = b.start("web", "a");
+        assert_eq!(g.finish(true, true, Some(&cfg)), Transition::Returned);
+        assert_eq!(order(&b).len(), 3);
     }
 }

@@ -12,11 +12,16 @@ use http_body_util::BodyExt;
 use quinn::{SendStream, VarInt};
 
 use super::frame::{self, BodyKind, Frame, FrameError, FrameReader};
+use super::timed::{TimedBody, TimedError};
 
 /// Stream error code: the sender's body failed midway.
 pub const BODY_FAILED: VarInt = VarInt::from_u32(0x20);
 /// Stream error code: the frames received were malformed.
 pub const BAD_FRAMES: VarInt = VarInt::from_u32(0x21);
+/// Stream error code: the sender gave up on the exchange (timeout, retry elsewhere).
+pub const CANCELLED: VarInt = VarInt::from_u32(0x22);
+/// Stream error code: the deadline the caller set ran out on the serving node.
+pub const DEADLINE_EXPIRED: VarInt = VarInt::from_u32(0x23);
 
 /// Data frames up to this size are copied into the pending write with their header; larger
 /// ones are handed to QUIC as they are.
@@ -116,6 +121,8 @@ impl Body for FrameBody {
 pub enum ProxyBody {
     /// From the remote node.
     Remote(FrameBody),
+    /// From the remote node, under a deadline or idle timeout.
+    Timed(TimedBody<FrameBody>),
     /// Made by this node (errors).
     Local(Option<Bytes>),
 }
@@ -137,6 +144,14 @@ impl Body for ProxyBody {
     ) -> Poll<Option<Result<BodyFrame<Bytes>, FrameError>>> {
         match self.get_mut() {
             Self::Remote(b) => Pin::new(b).poll_frame(cx),
+            Self::Timed(b) => Pin::new(b).poll_frame(cx).map(|f| {
+                f.map(|r| {
+                    r.map_err(|e| match e {
+                        TimedError::Inner(e) => e,
+                        TimedError::Expired(fired) => FrameError::Expired(fired.as_str()),
+                    })
+                })
+            }),
             Self::Local(b) => Poll::Ready(b.take().map(|b| Ok(BodyFrame::data(b)))),
         }
     }
@@ -144,6 +159,7 @@ impl Body for ProxyBody {
     fn is_end_stream(&self) -> bool {
         match self {
             Self::Remote(b) => b.is_end_stream(),
+            Self::Timed(b) => b.is_end_stream(),
             Self::Local(b) => b.is_none(),
         }
     }
@@ -151,6 +167,7 @@ impl Body for ProxyBody {
     fn size_hint(&self) -> SizeHint {
         match self {
             Self::Remote(b) => b.size_hint(),
+            Self::Timed(b) => b.size_hint(),
             Self::Local(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
         }
     }

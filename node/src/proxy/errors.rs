@@ -1,12 +1,17 @@
 //! Errors the calling app can act on: a status that says whose fault it is, a body that says
 //! what happened, and an `x-murmur-error` header to match on. gRPC callers get the same as a
 //! gRPC status (UNAVAILABLE, INVALID_ARGUMENT, ...) so their client libraries report it.
+//!
+//! Answers made by the serving node (403 from authorization, 429 from a rate limit, 504 when the
+//! deadline expires there) are built the same way ([`LocalReply`]) and framed back.
 
 use http::header::CONTENT_TYPE;
-use http::{HeaderValue, Response, StatusCode};
+use http::{HeaderName, HeaderValue, Response, StatusCode};
 
 use super::body::ProxyBody;
 use super::route::RouteError;
+use crate::traffic::normalize::PathError;
+use crate::traffic::timeout::Fired;
 
 /// Why the outbound proxy answered itself.
 #[derive(Debug, thiserror::Error)]
@@ -15,6 +20,9 @@ pub enum ProxyError {
     /// The request cannot be routed (bad target, unknown service, no usable instance).
     #[error(transparent)]
     Route(#[from] RouteError),
+    /// The request path is refused by normalization.
+    #[error("the request path is refused: {0}")]
+    BadPath(PathError),
     /// The request head is too large to forward.
     #[error("request headers too large: {0}")]
     HeadTooLarge(String),
@@ -31,55 +39,158 @@ pub enum ProxyError {
         /// What happened.
         detail: String,
     },
+    /// A timeout of the `timeout` policy fired.
+    #[error("{message}")]
+    Timeout {
+        /// Which one.
+        fired: Fired,
+        /// Which, how long, which document.
+        message: String,
+    },
+    /// The `circuit` policy's cap on pending requests is reached.
+    #[error(
+        "{service}: {max} requests are already pending from this node (circuit \"{doc}\", \
+         max_pending)"
+    )]
+    Overloaded {
+        /// The service.
+        service: String,
+        /// The cap.
+        max: u32,
+        /// The document.
+        doc: String,
+    },
+    /// A route's fault injection aborted the request.
+    #[error("fault injected by route \"{route}\": abort with {status}")]
+    Fault {
+        /// The route.
+        route: String,
+        /// The status it answers.
+        status: u16,
+    },
+}
+
+/// A response made by a node rather than by an app.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LocalReply {
+    /// HTTP status.
+    pub status: u16,
+    /// `x-murmur-error` value.
+    pub tag: &'static str,
+    /// gRPC status code for gRPC callers.
+    pub grpc_code: u8,
+    /// The text of the body (or of `grpc-message`).
+    pub message: String,
+    /// More headers (`retry-after`, `x-murmur-timeout`, ...).
+    pub extra: Vec<(&'static str, String)>,
+}
+
+impl LocalReply {
+    /// A reply with no extra headers.
+    pub fn new(status: u16, tag: &'static str, grpc_code: u8, message: String) -> Self {
+        Self {
+            status,
+            tag,
+            grpc_code,
+            message,
+            extra: Vec::new(),
+        }
+    }
+
+    /// Adds a header.
+    pub fn with(mut self, name: &'static str, value: String) -> Self {
+        self.extra.push((name, value));
+        self
+    }
+
+    /// `(status, headers, body)`: for gRPC callers a trailers-only response (HTTP 200, the
+    /// status in `grpc-status`), else `status` with a plain-text body.
+    pub fn parts(&self, grpc: bool) -> (u16, Vec<(HeaderName, HeaderValue)>, String) {
+        let mut h: Vec<(HeaderName, HeaderValue)> = Vec::with_capacity(4 + self.extra.len());
+        let (status, body) = if grpc {
+            h.push((CONTENT_TYPE, HeaderValue::from_static("application/grpc")));
+            h.push((
+                HeaderName::from_static("grpc-status"),
+                HeaderValue::from(u16::from(self.grpc_code)),
+            ));
+            if let Ok(v) = HeaderValue::from_str(&percent_encode(&self.message)) {
+                h.push((HeaderName::from_static("grpc-message"), v));
+            }
+            (200, String::new())
+        } else {
+            h.push((
+                CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; charset=utf-8"),
+            ));
+            (self.status, format!("{}\n", self.message))
+        };
+        h.push((
+            HeaderName::from_static("x-murmur-error"),
+            HeaderValue::from_static(self.tag),
+        ));
+        for (name, value) in &self.extra {
+            if let Ok(v) = HeaderValue::from_str(value) {
+                h.push((HeaderName::from_static(name), v));
+            }
+        }
+        (status, h, body)
+    }
+
+    /// The reply as a response of the outbound proxy.
+    pub fn response(&self, grpc: bool) -> Response<ProxyBody> {
+        let (status, headers, body) = self.parts(grpc);
+        let mut r = Response::new(if body.is_empty() {
+            ProxyBody::Local(None)
+        } else {
+            ProxyBody::text(body)
+        });
+        *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
+        for (k, v) in headers {
+            r.headers_mut().append(k, v);
+        }
+        r
+    }
+}
+
+/// The gRPC status code closest to an HTTP status a node answers with.
+pub fn grpc_code(status: u16) -> u8 {
+    match status {
+        400 => 3,
+        401 => 16,
+        403 => 7,
+        404 => 12,
+        429 => 8,
+        504 => 4,
+        502 | 503 => 14,
+        _ => 2,
+    }
 }
 
 impl ProxyError {
-    /// `(HTTP status, x-murmur-error, gRPC status code)`.
-    fn class(&self) -> (StatusCode, &'static str, u8) {
+    /// The reply for this error.
+    pub fn reply(&self) -> LocalReply {
+        let (status, tag, code) = match self {
+            Self::Route(RouteError::BadTarget(_)) => (400, "bad-target", 3),
+            Self::Route(RouteError::Unknown(_)) => (503, "unknown-service", 14),
+            Self::Route(RouteError::NoInstance { .. }) => (503, "no-instance", 14),
+            Self::BadPath(_) => (400, "bad-path", 3),
+            Self::HeadTooLarge(_) => (431, "head-too-large", 8),
+            Self::Unsupported(_) => (405, "unsupported", 12),
+            Self::Upstream { .. } => (502, "upstream-failed", 14),
+            Self::Timeout { .. } => (504, "timeout", 4),
+            Self::Overloaded { .. } => (503, "overloaded", 14),
+            Self::Fault { status, .. } => (*status, "fault-injected", grpc_code(*status)),
+        };
+        let reply = LocalReply::new(status, tag, code, self.to_string());
         match self {
-            Self::Route(RouteError::BadTarget(_)) => (StatusCode::BAD_REQUEST, "bad-target", 3),
-            Self::Route(RouteError::Unknown(_)) => {
-                (StatusCode::SERVICE_UNAVAILABLE, "unknown-service", 14)
-            }
-            Self::Route(RouteError::NoInstance { .. }) => {
-                (StatusCode::SERVICE_UNAVAILABLE, "no-instance", 14)
-            }
-            Self::HeadTooLarge(_) => (
-                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-                "head-too-large",
-                8,
-            ),
-            Self::Unsupported(_) => (StatusCode::METHOD_NOT_ALLOWED, "unsupported", 12),
-            Self::Upstream { .. } => (StatusCode::BAD_GATEWAY, "upstream-failed", 14),
+            Self::Timeout { fired, .. } => reply.with("x-murmur-timeout", fired.as_str().into()),
+            _ => reply,
         }
     }
 
     /// The response to send the app.
     pub fn response(&self, grpc: bool) -> Response<ProxyBody> {
-        let (status, tag, grpc_code) = self.class();
-        let message = self.to_string();
-        let mut resp = if grpc {
-            // A trailers-only gRPC response: HTTP 200 with the status in the headers.
-            let mut r = Response::new(ProxyBody::Local(None));
-            let h = r.headers_mut();
-            h.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
-            h.insert("grpc-status", HeaderValue::from(u16::from(grpc_code)));
-            if let Ok(v) = HeaderValue::from_str(&percent_encode(&message)) {
-                h.insert("grpc-message", v);
-            }
-            r
-        } else {
-            let mut r = Response::new(ProxyBody::text(format!("{message}\n")));
-            *r.status_mut() = status;
-            r.headers_mut().insert(
-                CONTENT_TYPE,
-                HeaderValue::from_static("text/plain; charset=utf-8"),
-            );
-            r
-        };
-        resp.headers_mut()
-            .insert("x-murmur-error", HeaderValue::from_static(tag));
-        resp
+        self.reply().response(grpc)
     }
 }
 
@@ -118,5 +229,62 @@ mod tests {
         let bad = ProxyError::Route(RouteError::BadTarget("x".into()));
         assert_eq!(bad.response(false).status(), 400);
         assert_eq!(percent_encode("a%b\n"), "a%25b%0A");
+    }
+
+    #[test]
+    fn policy_errors_say_what_fired() {
+        // (error, status, x-murmur-error, gRPC code)
+        let cases = [
+            (
+                ProxyError::Timeout {
+                    fired: Fired::PerTry,
+                    message: "per-try".into(),
+                },
+                504,
+                "timeout",
+                "4",
+            ),
+            (
+                ProxyError::Overloaded {
+                    service: "web".into(),
+                    max: 3,
+                    doc: "c".into(),
+                },
+                503,
+                "overloaded",
+                "14",
+            ),
+            (
+                ProxyError::Fault {
+                    route: "r".into(),
+                    status: 418,
+                },
+                418,
+                "fault-injected",
+                "2",
+            ),
+            (
+                ProxyError::BadPath(PathError::EncodedSeparator),
+                400,
+                "bad-path",
+                "3",
+            ),
+        ];
+        for (e, status, tag, code) in cases {
+            let r = e.response(false);
+            assert_eq!(r.status(), status, "{e}");
+            assert_eq!(r.headers()["x-murmur-error"], tag);
+            assert_eq!(e.response(true).headers()["grpc-status"], code);
+        }
+        let t = ProxyError::Timeout {
+            fired: Fired::Request,
+            message: "m".into(),
+        };
+        assert_eq!(t.response(false).headers()["x-murmur-timeout"], "request");
+        let limited = LocalReply::new(429, "rate-limited", 8, "slow down".into())
+            .with("retry-after", "2".into());
+        let (status, headers, body) = limited.parts(false);
+        assert_eq!((status, body.as_str()), (429, "slow down\n"));
+        assert!(headers.iter().any(|(k, v)| k == "retry-after" && v == "2"));
     }
 }

@@ -160,6 +160,9 @@ pub enum FrameError {
     /// A frame where it may not be.
     #[error("unexpected {0} frame")]
     Unexpected(&'static str),
+    /// A timeout of the `timeout` policy fired while the body was streaming.
+    #[error("the {0} timeout expired while the body was streaming")]
+    Expired(&'static str),
 }
 
 fn frame_header(kind: u8, len: usize) -> Result<[u8; FRAME_HEADER], FrameError> {

@@ -1,28 +1,35 @@
 //! Inbound HTTP streams: a verified peer's request, forwarded to the local instance over a
 //! pooled connection, and the response framed back.
 
+use std::borrow::Cow;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use http::header::HOST;
 use http::{HeaderValue, Method, Request, Uri};
 use murmur_membership::records::Protocol;
 use murmur_transport::endpoint::InboundStream;
+use murmur_transport::identity::PeerIdentity;
 use opentelemetry::KeyValue;
 use opentelemetry::trace::SpanKind;
 use quinn::SendStream;
 use tracing::debug;
 
 use super::Proxy;
-use super::body::{self, BAD_FRAMES, FrameBody};
-use super::frame::{self, FRAME_VERSION, Frame, FrameReader, RequestHead, ResponseHead};
+use super::admission;
+use super::body::{self, BAD_FRAMES, DEADLINE_EXPIRED, FrameBody};
+use super::errors::{LocalReply, grpc_code};
+use super::frame::{
+    self, FRAME_VERSION, Frame, FrameError, FrameReader, RequestHead, ResponseHead,
+};
 use super::headers::strip_hop_by_hop;
 use crate::config::ServiceConfig;
 use crate::telemetry::Outcome;
 use crate::telemetry::traceparent::{TRACEPARENT, TraceParent};
 use crate::telemetry::traces::ProxySpan;
 use crate::telemetry::traffic::Direction;
+use crate::traffic::normalize;
 
 /// The request head must follow the stream header within this time.
 const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
@@ -57,24 +64,15 @@ async fn handle(proxy: &Proxy, stream: InboundStream) -> Outcome {
         refuse(&mut send, &format!("{service} is a TCP service")).await;
         return Outcome::Error;
     }
+    // The caller's deadline counts from the moment the stream arrived.
+    let deadline = header
+        .deadline_ms
+        .map(|ms| Instant::now() + Duration::from_millis(u64::from(ms)));
     let mut reader = FrameReader::new(recv);
-    let head = match tokio::time::timeout(HEAD_TIMEOUT, reader.next()).await {
-        Ok(Ok(Some(Frame::Head(bytes)))) => frame::decode_head::<RequestHead>(&bytes),
-        _ => {
-            let _ = send.reset(BAD_FRAMES);
-            reader.stop(BAD_FRAMES);
-            return Outcome::Error;
-        }
+    let Some(mut head) = read_head(&mut reader, &mut send, &peer).await else {
+        return Outcome::Error;
     };
-    let head = match head {
-        Ok(h) => h,
-        Err(e) => {
-            debug!(peer = %peer.id, error = %e, "malformed request head");
-            let _ = send.reset(BAD_FRAMES);
-            reader.stop(BAD_FRAMES);
-            return Outcome::Error;
-        }
-    };
+    let grpc = is_grpc(&head.headers);
     let span = server_span(
         proxy,
         &service,
@@ -82,6 +80,9 @@ async fn handle(proxy: &Proxy, stream: InboundStream) -> Outcome {
         header.traceparent.as_deref(),
         &peer.id.name,
     );
+    if let Err(r) = check(proxy, &service, &peer, &mut head) {
+        return reply_locally(&mut send, &r, grpc, span).await;
+    }
     let mut req = match build_request(head, local.address, local.protocol, reader) {
         Ok(r) => r,
         Err(e) => {
@@ -96,12 +97,121 @@ async fn handle(proxy: &Proxy, stream: InboundStream) -> Outcome {
     {
         req.headers_mut().insert(TRACEPARENT, tp);
     }
-    let outcome = answer(proxy, &service, &local, req, &mut send).await;
+    let outcome = answer_by(proxy, &service, &local, req, &mut send, deadline, grpc).await;
     span.end(match outcome {
         Outcome::Status(s) => Some(s),
         _ => None,
     });
     outcome
+}
+
+/// Reads and decodes the request head; a stream without a valid one is reset.
+async fn read_head(
+    reader: &mut FrameReader,
+    send: &mut SendStream,
+    peer: &PeerIdentity,
+) -> Option<RequestHead> {
+    let head = match tokio::time::timeout(HEAD_TIMEOUT, reader.next()).await {
+        Ok(Ok(Some(Frame::Head(bytes)))) => frame::decode_head::<RequestHead>(&bytes),
+        _ => Err(FrameError::Unexpected("missing head")),
+    };
+    match head {
+        Ok(h) => Some(h),
+        Err(e) => {
+            debug!(peer = %peer.id, error = %e, "malformed or missing request head");
+            let _ = send.reset(BAD_FRAMES);
+            reader.stop(BAD_FRAMES);
+            None
+        }
+    }
+}
+
+/// Normalizes the path again (an honest caller already did, and this changes nothing; but
+/// only what is checked here is trusted), then authorization and rate limits.
+fn check(
+    proxy: &Proxy,
+    service: &str,
+    peer: &PeerIdentity,
+    head: &mut RequestHead,
+) -> Result<(), LocalReply> {
+    match normalize::path_and_query(&head.path) {
+        Ok(Cow::Borrowed(_)) => {}
+        Ok(Cow::Owned(p)) => head.path = p,
+        Err(e) => {
+            let message = format!("the request path is refused: {e}");
+            return Err(LocalReply::new(400, "bad-path", 3, message));
+        }
+    }
+    let subject = Some((head.method.as_str(), normalize::strip_query(&head.path)));
+    admission::check(proxy, service, peer, subject)
+}
+
+/// Sends `req` to the app and frames the answer back, within the caller's deadline if any.
+async fn answer_by(
+    proxy: &Proxy,
+    service: &str,
+    local: &ServiceConfig,
+    req: Request<FrameBody>,
+    send: &mut SendStream,
+    deadline: Option<Instant>,
+    grpc: bool,
+) -> Outcome {
+    let mut head_sent = false;
+    let work = answer(proxy, service, local, req, send, &mut head_sent);
+    let Some(at) = deadline else {
+        return work.await;
+    };
+    match tokio::time::timeout_at(at.into(), work).await {
+        Ok(outcome) => outcome,
+        // The call to the app was dropped with `work`, which closes its connection: the app
+        // sees the cancellation.
+        Err(_) => expired(proxy, service, send, head_sent, grpc).await,
+    }
+}
+
+/// The caller's deadline ran out: a 504 if the response has not started, else the stream is cut.
+async fn expired(
+    proxy: &Proxy,
+    service: &str,
+    send: &mut SendStream,
+    head_sent: bool,
+    grpc: bool,
+) -> Outcome {
+    debug!(%service, head_sent, "deadline expired; request to the app cancelled");
+    if head_sent {
+        let _ = send.reset(DEADLINE_EXPIRED);
+        return Outcome::Error;
+    }
+    let r = LocalReply::new(
+        504,
+        "deadline-expired",
+        4,
+        format!(
+            "the caller's deadline expired on node {} before {service} answered; the request to \
+             the app was cancelled",
+            proxy.node
+        ),
+    );
+    send_reply(send, &r, grpc).await;
+    Outcome::Status(504)
+}
+
+/// Answers with a reply made here and ends the span.
+async fn reply_locally(
+    send: &mut SendStream,
+    r: &LocalReply,
+    grpc: bool,
+    span: ProxySpan,
+) -> Outcome {
+    send_reply(send, r, grpc).await;
+    span.end(Some(r.status));
+    Outcome::Status(r.status)
+}
+
+fn is_grpc(headers: &frame::Fields) -> bool {
+    headers
+        .iter()
+        .any(|(k, v)| k == "content-type" && v.0.starts_with(b"application/grpc"))
 }
 
 /// The server span of an inbound request: child of the caller's client span.
@@ -137,6 +247,7 @@ async fn answer(
     local: &ServiceConfig,
     req: Request<FrameBody>,
     send: &mut SendStream,
+    head_sent: &mut bool,
 ) -> Outcome {
     match proxy.local.client(local.protocol).request(req).await {
         Ok(resp) => {
@@ -154,6 +265,7 @@ async fn answer(
                 respond_error(send, 502, &format!("response head: {e}")).await;
                 return Outcome::Status(502);
             }
+            *head_sent = true;
             if let Err(e) = body::send(send, buf, body).await {
                 debug!(%service, error = %e, "response not fully forwarded");
             }
@@ -224,28 +336,39 @@ async fn refuse(send: &mut SendStream, reason: &str) {
 
 /// Answers with a plain-text error response made here.
 async fn respond_error(send: &mut SendStream, status: u16, message: &str) {
-    let body = format!("{message}\n");
+    let r = LocalReply::new(
+        status,
+        "upstream-failed",
+        grpc_code(status),
+        message.to_owned(),
+    );
+    send_reply(send, &r, false).await;
+}
+
+/// Frames a reply made here (as gRPC for gRPC callers) and ends the stream.
+async fn send_reply(send: &mut SendStream, r: &LocalReply, grpc: bool) {
+    let (status, headers, body) = r.parts(grpc);
     let head = ResponseHead {
         version: FRAME_VERSION,
         status,
-        headers: vec![
-            (
-                "content-type".into(),
-                frame::Value(b"text/plain; charset=utf-8".to_vec()),
-            ),
-            (
-                "x-murmur-error".into(),
-                frame::Value(b"upstream-failed".to_vec()),
-            ),
-        ],
-        body: frame::BodyKind::Length(body.len() as u64),
+        headers: headers
+            .iter()
+            .map(|(k, v)| (k.as_str().to_owned(), frame::Value(v.as_bytes().to_vec())))
+            .collect(),
+        body: if body.is_empty() {
+            frame::BodyKind::Empty
+        } else {
+            frame::BodyKind::Length(body.len() as u64)
+        },
     };
     let mut buf = BytesMut::new();
     if frame::put_head(&head, &mut buf).is_err() {
         let _ = send.reset(BAD_FRAMES);
         return;
     }
-    if let Ok(h) = frame::data_header(body.len()) {
+    if !body.is_empty()
+        && let Ok(h) = frame::data_header(body.len())
+    {
         buf.extend_from_slice(&h);
         buf.extend_from_slice(body.as_bytes());
     }

@@ -7,19 +7,26 @@
 //! ```
 //!
 //! One cached QUIC connection per peer (the transport's), one bidirectional stream per HTTP
-//! request or TCP connection. [`route`] decides (pure), [`crate::balance`] orders the
-//! candidates, [`dial`] connects and falls back to the next instance while nothing was sent.
+//! request or TCP connection. [`plan`] decides (pure: route, backend, subset, faults, timeouts,
+//! retry, circuit), [`crate::balance`] orders the candidates, [`exchange`] does it ([`dial`]
+//! connects; retries and the fallback to the next instance while nothing was sent). Traffic
+//! policy itself lives in [`crate::traffic`].
 
+pub mod admission;
 pub mod body;
 pub mod dial;
 pub mod errors;
+pub mod exchange;
 pub mod frame;
 pub mod headers;
 pub mod inbound;
 pub mod local;
 pub mod outbound;
+pub mod plan;
+pub mod replay;
 pub mod route;
 pub mod tcp;
+pub mod timed;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -36,6 +43,7 @@ use crate::config::typed::UpstreamConfig;
 use crate::services::Services;
 use crate::telemetry::Telemetry;
 use crate::telemetry::traces::Tracing;
+use crate::traffic::Traffic;
 
 /// What the data path shares across requests.
 #[derive(Debug)]
@@ -56,6 +64,8 @@ pub struct Proxy {
     pub telemetry: Arc<Telemetry>,
     /// Client and server spans.
     pub traces: Arc<Tracing>,
+    /// Traffic policy: compiled documents and the state they keep.
+    pub traffic: Arc<Traffic>,
 }
 
 /// Listeners bound before the node starts, so a busy port is a startup error.

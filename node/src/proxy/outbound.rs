@@ -14,23 +14,24 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use murmur_transport::identity::Name;
-use murmur_transport::wire::{StreamHeader, StreamKind};
+use murmur_transport::wire::StreamHeader;
 use opentelemetry::KeyValue;
 use opentelemetry::trace::SpanKind;
 use tokio::net::TcpListener;
 use tracing::debug;
 
 use super::Proxy;
-use super::body::{self, FrameBody, ProxyBody};
+use super::body::{self, ProxyBody};
 use super::errors::ProxyError;
-use super::frame::{self, BodyKind, FRAME_VERSION, Frame, FrameReader, RequestHead, ResponseHead};
+use super::frame::{self, FRAME_VERSION, RequestHead};
 use super::headers::strip_hop_by_hop;
-use super::{dial, route};
-use crate::balance::Offer;
+use super::plan::{self, Subject};
+use super::{exchange, route};
 use crate::telemetry::Outcome;
 use crate::telemetry::traceparent::{TRACEPARENT, TraceParent};
 use crate::telemetry::traces::ProxySpan;
 use crate::telemetry::traffic::Direction;
+use crate::traffic::normalize;
 
 /// A client connection must send its request head within this time.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
@@ -126,161 +127,72 @@ fn client_span(proxy: &Proxy, req: &mut Request<Incoming>, service: &str) -> Pro
     span
 }
 
-/// Methods whose repetition has no further effect (RFC 9110, 9.2.2).
-fn idempotent(m: &Method) -> bool {
-    matches!(
-        *m,
-        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
-    )
-}
-
 /// Forwards a request for `service`; returns the response and the node that served it.
-/// A request that could not be delivered moves to the next instance; so does an idempotent
-/// request without a body whose connection dies before the answer.
+/// The path is normalized first ([`normalize`]): routing, and authorization on the serving
+/// node, decide on it, and the app receives it.
 async fn forward(
     proxy: &Proxy,
     req: Request<Incoming>,
     service: &Name,
     traceparent: Option<String>,
 ) -> Result<(Response<ProxyBody>, String), ProxyError> {
+    let started = Instant::now();
     if req.method() == Method::CONNECT {
         return Err(ProxyError::Unsupported(
             "CONNECT is not proxied: give TCP services an [[upstream]] listener".into(),
         ));
     }
     let (mut parts, body) = req.into_parts();
+    let raw = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    let path = normalize::path_and_query(raw)
+        .map_err(ProxyError::BadPath)?
+        .into_owned();
     let authority = parts
         .uri
         .authority()
-        .map(|a| a.as_str().to_owned())
+        .map(|a| a.as_str())
         .or_else(|| {
             parts
                 .headers
                 .get(http::header::HOST)
                 .and_then(|h| h.to_str().ok())
-                .map(str::to_owned)
         })
-        .unwrap_or_else(|| service.to_string());
+        .map_or_else(
+            || service.to_string(),
+            |a| normalize::authority(a).into_owned(),
+        );
     strip_hop_by_hop(&mut parts.headers);
     let kind = body::body_kind(&body);
     let head = RequestHead {
         version: FRAME_VERSION,
         method: parts.method.as_str().to_owned(),
-        path: parts
-            .uri
-            .path_and_query()
-            .map_or("/", |p| p.as_str())
-            .to_owned(),
+        path,
         authority,
         headers: frame::fields(&parts.headers),
         body: kind,
     };
     let mut head_buf = BytesMut::with_capacity(256);
     frame::put_head(&head, &mut head_buf).map_err(|e| ProxyError::HeadTooLarge(e.to_string()))?;
-    let head_bytes = head_buf.freeze();
 
+    let compiled = proxy.traffic.compiled();
     let view = proxy.view.borrow().clone();
-    let (balancer, eps) = route::candidates(&view, service.as_str())?;
-    let offers: Vec<Offer<'_>> = eps
-        .iter()
-        .map(|e| Offer {
-            node: &e.node,
-            weight: e.weight,
-        })
-        .collect();
-    let order = proxy
-        .balancers
-        .order(service.as_str(), balancer, &offers, Instant::now());
-    let mut header = StreamHeader::new(service.as_str());
+    let subject = Subject {
+        method: &head.method,
+        path: normalize::strip_query(&head.path),
+        headers: &parts.headers,
+    };
+    let plan = plan::decide(&compiled, &view, service.as_str(), subject, || {
+        proxy.traffic.random()
+    })?;
+    let mut header = StreamHeader::new(plan.target);
     header.traceparent = traceparent;
-    let mut body = Some(body);
-    let mut failures = Vec::new();
-    let replayable = kind == BodyKind::Empty && idempotent(&parts.method);
-    for i in order {
-        let ep = eps[i];
-        if !failures.is_empty() {
-            // Time has passed: skip instances the mesh has given up on meanwhile.
-            let now = proxy.view.borrow().clone();
-            if !now
-                .endpoints(service.as_str())
-                .iter()
-                .any(|e| e.node == ep.node)
-            {
-                continue;
-            }
-            proxy.telemetry.retries.get(&[service.as_str()]).inc();
-        }
-        let mut inflight = proxy.balancers.start(service.as_str(), &ep.node);
-        let empty = kind == BodyKind::Empty;
-        let (mut send, recv) =
-            match dial::open(proxy, ep, &header, StreamKind::Http, &head_bytes, empty).await {
-                Ok(s) => s,
-                Err(why) => {
-                    inflight.failed();
-                    failures.push(format!("{}: {why}", ep.node));
-                    continue;
-                }
-            };
-        inflight.sent();
-        if let Some(b) = body.take().filter(|_| !empty) {
-            tokio::spawn(async move {
-                if let Err(e) = body::send(&mut send, BytesMut::new(), b).await {
-                    debug!(error = %e, "request body not fully forwarded");
-                }
-            });
-        }
-        let mut reader = FrameReader::new(recv);
-        let upstream = |detail: String| ProxyError::Upstream {
-            service: service.to_string(),
-            node: ep.node.clone(),
-            detail,
-        };
-        match reader.next().await {
-            Ok(Some(Frame::Head(bytes))) => {
-                inflight.answered();
-                let head: ResponseHead =
-                    frame::decode_head(&bytes).map_err(|e| upstream(e.to_string()))?;
-                let mut resp = Response::new(ProxyBody::Remote(FrameBody::new(reader, head.body)));
-                *resp.status_mut() = http::StatusCode::from_u16(head.status)
-                    .map_err(|_| upstream(format!("invalid status {}", head.status)))?;
-                *resp.headers_mut() =
-                    frame::header_map(head.headers).map_err(|e| upstream(e.to_string()))?;
-                return Ok((resp, ep.node.clone()));
-            }
-            Ok(Some(Frame::Refused(r))) => {
-                inflight.failed();
-                failures.push(format!("{}: {}", ep.node, r.reason));
-                // Only a request whose body we still hold (none) can go to another instance.
-                if !empty {
-                    break;
-                }
-            }
-            Ok(Some(_)) => {
-                inflight.failed();
-                return Err(upstream("protocol error: no response head".into()));
-            }
-            Ok(None) => {
-                inflight.failed();
-                if !replayable {
-                    return Err(upstream("stream closed before a response".into()));
-                }
-                failures.push(format!("{}: stream closed before a response", ep.node));
-            }
-            Err(e) => {
-                inflight.failed();
-                debug!(node = %ep.node, error = ?e, "stream failed before the response head");
-                if !replayable {
-                    return Err(upstream(e.to_string()));
-                }
-                // The connection died under the request (a node crashed, or a partition was
-                // detected): an idempotent request without a body is safe to send again, to
-                // each remaining instance at most once.
-                failures.push(format!("{}: {e}", ep.node));
-            }
-        }
-    }
-    Err(ProxyError::Route(route::RouteError::NoInstance {
-        service: service.to_string(),
-        detail: failures.join("; "),
-    }))
+    let request = exchange::Request {
+        service,
+        method: &head.method,
+        head: head_buf.freeze(),
+        kind,
+        header,
+        started,
+    };
+    exchange::run(proxy, plan, request, body).await
 }

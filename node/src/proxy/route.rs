@@ -2,12 +2,16 @@
 //! instances may take it. Pure functions of the request and the cluster view; the balancer then
 //! orders the candidates and only after that does any I/O start.
 
+use std::collections::BTreeMap;
+
 use http::header::HOST;
 use http::{HeaderMap, Uri};
 use murmur_membership::ClusterView;
 use murmur_membership::records::Balancer;
 use murmur_membership::view::Endpoint;
 use murmur_transport::identity::Name;
+
+use crate::traffic::split;
 
 /// Suffix callers may add to a service name (`web.mesh`).
 pub const MESH_SUFFIX: &str = ".mesh";
@@ -73,21 +77,45 @@ pub fn candidates<'v>(
     view: &'v ClusterView,
     service: &str,
 ) -> Result<(Balancer, Vec<&'v Endpoint>), RouteError> {
+    candidates_in(view, service, None)
+}
+
+/// [`candidates`] among the instances in `subset` (carrying all its labels), if given.
+pub fn candidates_in<'v>(
+    view: &'v ClusterView,
+    service: &str,
+    subset: Option<&BTreeMap<String, String>>,
+) -> Result<(Balancer, Vec<&'v Endpoint>), RouteError> {
     let all = view.endpoints(service);
     if all.is_empty() {
         return Err(RouteError::Unknown(service.to_owned()));
     }
-    let mut usable: Vec<&Endpoint> = all.iter().filter(|e| e.accepts_new_traffic()).collect();
+    let in_subset = |e: &&Endpoint| subset.is_none_or(|s| split::in_subset(&e.labels, s));
+    if let Some(s) = subset
+        && !all.iter().any(|e| in_subset(&e))
+    {
+        return Err(RouteError::NoInstance {
+            service: service.to_owned(),
+            detail: format!("no instance is in subset {}", split::describe(s)),
+        });
+    }
+    let mut usable: Vec<&Endpoint> = all
+        .iter()
+        .filter(in_subset)
+        .filter(|e| e.accepts_new_traffic())
+        .collect();
     if usable.is_empty() {
         // Every healthy instance is draining: serving from a draining node beats failing.
         usable = all
             .iter()
+            .filter(in_subset)
             .filter(|e| e.draining && e.health == murmur_membership::records::Health::Passing)
             .collect();
     }
     if usable.is_empty() {
         let states: Vec<String> = all
             .iter()
+            .filter(in_subset)
             .map(|e| {
                 let why = if e.draining {
                     "draining"
@@ -226,5 +254,29 @@ mod tests {
             candidates(&view(vec![]), "other"),
             Err(RouteError::Unknown(_))
         ));
+    }
+
+    #[test]
+    fn subsets_narrow_the_candidates() {
+        let mut v1 = ep("a", Health::Passing, false, Balancer::P2cEwma);
+        v1.labels.insert("version".into(), "v1".into());
+        let mut v2 = ep("b", Health::Passing, false, Balancer::P2cEwma);
+        v2.labels.insert("version".into(), "v2".into());
+        let mut v2sick = ep("c", Health::Critical, false, Balancer::P2cEwma);
+        v2sick.labels.insert("version".into(), "v2".into());
+        let v = view(vec![v1, v2, v2sick]);
+        let sub = |ver: &str| BTreeMap::from([("version".to_owned(), ver.to_owned())]);
+        let nodes = |s: Option<&BTreeMap<String, String>>| {
+            candidates_in(&v, "web", s)
+                .map(|(_, e)| e.iter().map(|e| e.node.clone()).collect::<Vec<_>>())
+        };
+        assert_eq!(nodes(None).unwrap(), ["a", "b"]);
+        assert_eq!(nodes(Some(&sub("v2"))).unwrap(), ["b"]);
+        match nodes(Some(&sub("v3"))) {
+            Err(RouteError::NoInstance { detail, .. }) => {
+                assert_eq!(detail, "no instance is in subset version=v3");
+            }
+            other => panic!("{other:?}"),
+        }
     }
 }

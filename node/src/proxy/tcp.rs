@@ -18,7 +18,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tracing::{debug, info, warn};
 
-use super::{Proxy, dial, route};
+use super::{Proxy, admission, dial, route};
 use crate::balance::Offer;
 use crate::telemetry::Outcome;
 use crate::telemetry::traffic::Direction;
@@ -64,6 +64,11 @@ pub async fn serve_upstream(proxy: Arc<Proxy>, service: Name, listener: TcpListe
 async fn forward(proxy: &Proxy, service: &Name, mut client: TcpStream) -> Result<String, String> {
     let view = proxy.view.borrow().clone();
     let (balancer, eps) = route::candidates(&view, service.as_str()).map_err(|e| e.to_string())?;
+    let compiled = proxy.traffic.compiled();
+    let outlier = compiled
+        .service(service.as_str())
+        .and_then(|p| p.circuit.as_ref())
+        .map(|c| &c.outlier);
     let offers: Vec<Offer<'_>> = eps
         .iter()
         .map(|e| Offer {
@@ -73,7 +78,7 @@ async fn forward(proxy: &Proxy, service: &Name, mut client: TcpStream) -> Result
         .collect();
     let order = proxy
         .balancers
-        .order(service.as_str(), balancer, &offers, Instant::now());
+        .order(service.as_str(), balancer, &offers, Instant::now(), outlier);
     let header = StreamHeader::new(service.as_str());
     let mut failures = Vec::new();
     for i in order {
@@ -86,7 +91,7 @@ async fn forward(proxy: &Proxy, service: &Name, mut client: TcpStream) -> Result
             match dial::open(proxy, ep, &header, StreamKind::Tcp, &[], false).await {
                 Ok(s) => s,
                 Err(why) => {
-                    inflight.failed();
+                    inflight.finish(false, false, outlier);
                     failures.push(format!("{}: {why}", ep.node));
                     continue;
                 }
@@ -94,7 +99,7 @@ async fn forward(proxy: &Proxy, service: &Name, mut client: TcpStream) -> Result
         inflight.sent();
         match tokio::time::timeout(ACK_TIMEOUT, read_ack(&mut recv)).await {
             Ok(Ok(())) => {
-                inflight.answered();
+                inflight.finish(true, true, outlier);
                 let mut quic = tokio::io::join(recv, send);
                 match tokio::io::copy_bidirectional(&mut client, &mut quic).await {
                     Ok((up, down)) => {
@@ -107,7 +112,7 @@ async fn forward(proxy: &Proxy, service: &Name, mut client: TcpStream) -> Result
             Ok(Err(why)) => failures.push(format!("{}: {why}", ep.node)),
             Err(_) => failures.push(format!("{}: no answer in {ACK_TIMEOUT:?}", ep.node)),
         }
-        inflight.failed();
+        inflight.finish(false, false, outlier);
     }
     let _ = client.shutdown().await;
     Err(format!(
@@ -142,6 +147,7 @@ pub async fn serve_inbound(proxy: Arc<Proxy>, stream: InboundStream) {
 
 async fn serve_stream(proxy: &Proxy, stream: InboundStream) -> Outcome {
     let InboundStream {
+        peer,
         header,
         mut send,
         recv,
@@ -156,6 +162,12 @@ async fn serve_stream(proxy: &Proxy, stream: InboundStream) -> Outcome {
         .await;
         return Outcome::Error;
     };
+    // Authorization and rate limits apply per connection; a TCP connection has no path or
+    // method, so only rules on callers alone match it.
+    if let Err(r) = admission::check(proxy, &service, &peer, None) {
+        refuse(&mut send, &format!("{} ({})", r.message, r.status)).await;
+        return Outcome::Error;
+    }
     let app = match tokio::time::timeout(ACK_TIMEOUT, TcpStream::connect(local.address)).await {
         Ok(Ok(app)) => app,
         Ok(Err(e)) => {

@@ -1,0 +1,517 @@
+//! Doing what a [`Plan`] decided for one HTTP request: the pending cap, injected faults, then
+//! attempts in the balancer's order, each bounded by its deadline (sent along in the stream
+//! header), with retries as the policy and its budget allow, and every result fed to the
+//! balancer and, with a circuit policy, to outlier ejection.
+//!
+//! Without any policy this is the plain data path: one attempt, and on to the next instance only
+//! while nothing reached an app (no connection, or the node refused before its app saw the
+//! request and the body is still whole), or when the connection died under an idempotent
+//! request without a body. Instances the mesh gave up on meanwhile are skipped.
+
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use http::Response;
+use hyper::body::Incoming;
+use murmur_membership::view::Endpoint;
+use murmur_transport::identity::Name;
+use murmur_transport::wire::{StreamHeader, StreamKind};
+use quinn::SendStream;
+use tokio::sync::oneshot;
+use tracing::{debug, info};
+
+use super::Proxy;
+use super::body::{self, CANCELLED, FrameBody, ProxyBody};
+use super::dial;
+use super::errors::ProxyError;
+use super::frame::{self, BodyKind, Frame, FrameReader, ResponseHead};
+use super::plan::Plan;
+use super::replay::Source;
+use super::route::RouteError;
+use super::timed::TimedBody;
+use crate::balance::{InFlight, Offer};
+use crate::traffic::Circuit;
+use crate::traffic::circuit::{OutlierConfig, PendingGuard, Transition};
+use crate::traffic::fault::Injected;
+use crate::traffic::retry::{self, Failure};
+use crate::traffic::timeout::{self, Fired, Timeouts};
+use murmur_membership::policy::spec::RetrySpec;
+
+/// The request as the outbound listener prepared it.
+#[derive(Debug)]
+pub struct Request<'a> {
+    /// The service the app addressed.
+    pub service: &'a Name,
+    /// Method.
+    pub method: &'a str,
+    /// The encoded HEAD frame.
+    pub head: Bytes,
+    /// What body follows the head.
+    pub kind: BodyKind,
+    /// Stream header (target service, trace context); the deadline is set per attempt.
+    pub header: StreamHeader,
+    /// When the request arrived: the request timeout counts from here.
+    pub started: Instant,
+}
+
+/// The response and the node that gave it.
+pub type Answer = (Response<ProxyBody>, String);
+
+/// How one attempt ended.
+enum Attempt {
+    /// A response head arrived.
+    Answered {
+        head: ResponseHead,
+        reader: FrameReader,
+        task: BodyTask,
+    },
+    /// Nothing reached the app.
+    Unreachable(String),
+    /// The stream failed after the request was sent.
+    Broken(String),
+    /// A timeout fired before the response head.
+    TimedOut(Fired),
+}
+
+/// The task writing the request body; dropping it resets the stream (an abandoned attempt
+/// must not look like a complete body), [`BodyTask::detach`] lets it run to the end.
+struct BodyTask(Option<oneshot::Sender<()>>);
+
+impl BodyTask {
+    fn none() -> Self {
+        Self(None)
+    }
+
+    fn spawn<B>(mut send: SendStream, body: B) -> Self
+    where
+        B: http_body::Body<Data = Bytes> + Unpin + Send + 'static,
+        B::Error: std::fmt::Display + Send,
+    {
+        let (tx, rx) = oneshot::channel::<()>();
+        tokio::spawn(async move {
+            let cancelled = async {
+                if rx.await.is_err() {
+                    // Detached: never cancelled.
+                    std::future::pending::<()>().await;
+                }
+            };
+            tokio::select! {
+                r = body::send(&mut send, BytesMut::new(), body) => {
+                    if let Err(e) = r {
+                        debug!(error = %e, "request body not fully forwarded");
+                    }
+                }
+                () = cancelled => {
+                    let _ = send.reset(CANCELLED);
+                }
+            }
+        });
+        Self(Some(tx))
+    }
+
+    fn detach(mut self) {
+        self.0.take();
+    }
+}
+
+impl Drop for BodyTask {
+    fn drop(&mut self) {
+        if let Some(tx) = self.0.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// Runs the exchange; `body` is the app's request body.
+pub async fn run(
+    proxy: &Proxy,
+    plan: Plan<'_>,
+    mut req: Request<'_>,
+    body: Incoming,
+) -> Result<Answer, ProxyError> {
+    let mut plan = plan;
+    let timeouts = plan.timeouts.take().unwrap_or_default();
+    let mut call = Call {
+        proxy,
+        service: req.service.as_str(),
+        target: plan.target,
+        retry: plan.retry,
+        outlier: plan.circuit.map(|c| &c.outlier),
+        deadline: timeouts.request.map(|d| req.started + d),
+        timeouts,
+        source: Source::new(
+            body,
+            req.kind == BodyKind::Empty,
+            plan.retry.map(|r| r.max_body_bytes),
+        ),
+        retries: 0,
+        failures: Vec::new(),
+    };
+    let _pending = call.enter_pending(plan.circuit)?;
+    if plan.injected != Injected::default() {
+        call.inject(&plan).await?;
+    }
+    let offers: Vec<Offer<'_>> = plan
+        .endpoints
+        .iter()
+        .map(|e| Offer {
+            node: &e.node,
+            weight: e.weight,
+        })
+        .collect();
+    let order = proxy.balancers.order(
+        call.target,
+        plan.balancer,
+        &offers,
+        Instant::now(),
+        call.outlier,
+    );
+    if let Some(spec) = call.retry {
+        proxy.traffic.budget_request(spec, Instant::now());
+    }
+    let (mut i, mut skipped) = (0usize, 0usize);
+    while let Some(&index) = order.get(i % order.len().max(1)) {
+        let ep = plan.endpoints[index];
+        i += 1;
+        // Time has passed since the first attempt: skip instances the mesh has given up on.
+        if i > 1 && !still_listed(proxy, call.target, &ep.node) {
+            skipped += 1;
+            if skipped >= order.len() {
+                break;
+            }
+            continue;
+        }
+        skipped = 0;
+        let now = Instant::now();
+        let limit = call.timeouts.attempt_limit(call.deadline, now);
+        if let Some((at, fired)) = limit
+            && at <= now
+        {
+            return Err(call.expired(fired));
+        }
+        req.header.deadline_ms = limit.map(|(at, _)| timeout::millis_left(at, now));
+        let mut inflight = proxy.balancers.start(call.target, &ep.node);
+        let outcome = attempt(proxy, ep, &req, &mut call, limit, &mut inflight).await;
+        let more = i < order.len();
+        let failure = match call.conclude(outcome, ep, inflight, req.method, more) {
+            Next::Retry(failure) => failure,
+            Next::Done(answer) => return answer,
+        };
+        proxy.telemetry.retries.get(&[call.service]).inc();
+        debug!(service = %call.service, node = %ep.node, ?failure, "retrying");
+        call.backoff().await?;
+    }
+    Err(ProxyError::Route(RouteError::NoInstance {
+        service: call.target.to_owned(),
+        detail: call.failures.join("; "),
+    }))
+}
+
+/// What follows an attempt.
+// Moved once per attempt; boxing the answer would cost an allocation per request.
+#[allow(clippy::large_enum_variant)]
+enum Next {
+    /// Another attempt, after this failure.
+    Retry(Failure),
+    /// The answer for the app (errors included).
+    Done(Result<Answer, ProxyError>),
+}
+
+/// What one call keeps across its attempts.
+struct Call<'a> {
+    proxy: &'a Proxy,
+    /// The service the app addressed.
+    service: &'a str,
+    /// The service its instances serve.
+    target: &'a str,
+    retry: Option<&'a RetrySpec>,
+    outlier: Option<&'a OutlierConfig>,
+    timeouts: Timeouts,
+    /// The request deadline.
+    deadline: Option<Instant>,
+    source: Source,
+    retries: u32,
+    failures: Vec<String>,
+}
+
+impl Call<'_> {
+    /// The 504 for a timeout that fired, counted.
+    fn expired(&self, fired: Fired) -> ProxyError {
+        self.proxy
+            .telemetry
+            .timeouts
+            .get(&[self.service, fired.as_str()])
+            .inc();
+        ProxyError::Timeout {
+            fired,
+            message: self.timeouts.message(fired, self.service),
+        }
+    }
+
+    /// Counts the request against the circuit's `max_pending`, or refuses it.
+    fn enter_pending(&self, circuit: Option<&Circuit>) -> Result<Option<PendingGuard>, ProxyError> {
+        let Some((c, max)) = circuit.and_then(|c| Some((c, c.max_pending?))) else {
+            return Ok(None);
+        };
+        match self.proxy.traffic.pending(self.target).enter(max) {
+            Some(guard) => Ok(Some(guard)),
+            None => {
+                self.proxy.telemetry.overloaded.get(&[self.target]).inc();
+                Err(ProxyError::Overloaded {
+                    service: self.target.to_owned(),
+                    max,
+                    doc: c.doc.clone(),
+                })
+            }
+        }
+    }
+
+    /// The route's faults: the delay (within the request deadline), then the abort.
+    async fn inject(&self, plan: &Plan<'_>) -> Result<(), ProxyError> {
+        let route = plan.route.unwrap_or("-");
+        let faults = &self.proxy.telemetry.faults;
+        if let Some(delay) = plan.injected.delay {
+            faults.get(&[self.service, route, "delay"]).inc();
+            match self.deadline {
+                Some(d) if d < Instant::now() + delay => {
+                    tokio::time::sleep_until(d.into()).await;
+                    return Err(self.expired(Fired::Request));
+                }
+                _ => tokio::time::sleep(delay).await,
+            }
+        }
+        if let Some(status) = plan.injected.abort {
+            faults.get(&[self.service, route, "abort"]).inc();
+            return Err(ProxyError::Fault {
+                route: route.to_owned(),
+                status,
+            });
+        }
+        Ok(())
+    }
+
+    /// Feeds an attempt's outcome to the balancer and outlier ejection, and decides what
+    /// follows. `more`: the balancer's order has instances not tried yet.
+    fn conclude(
+        &mut self,
+        outcome: Attempt,
+        ep: &Endpoint,
+        inflight: InFlight,
+        method: &str,
+        more: bool,
+    ) -> Next {
+        let node = || ep.node.clone();
+        let upstream = |detail| ProxyError::Upstream {
+            service: self.target.to_owned(),
+            node: node(),
+            detail,
+        };
+        let (answered, ok) = match &outcome {
+            Attempt::Answered { head, .. } => (true, head.status < 500),
+            _ => (false, false),
+        };
+        note(
+            self.proxy,
+            self.target,
+            ep,
+            inflight.finish(answered, ok, self.outlier),
+        );
+        match outcome {
+            Attempt::Answered { head, reader, task } => {
+                let status = head.status;
+                let wanted = self.retry.is_some_and(|s| s.statuses.contains(&status));
+                if wanted && self.may_retry(method, Failure::Status(status)) {
+                    self.failures.push(format!("{}: status {status}", ep.node));
+                    return Next::Retry(Failure::Status(status));
+                }
+                task.detach();
+                let resp = respond(head, reader, self.deadline, self.timeouts.idle);
+                Next::Done(resp.map(|r| (r, node())).map_err(upstream))
+            }
+            Attempt::Unreachable(why) => {
+                self.failures.push(format!("{}: {why}", ep.node));
+                // Without a policy, the next instance is tried while nothing reached an app.
+                let fallback = self.retry.is_none() && self.source.available() && more;
+                if fallback || self.may_retry(method, Failure::Unreachable) {
+                    return Next::Retry(Failure::Unreachable);
+                }
+                Next::Done(Err(ProxyError::Route(RouteError::NoInstance {
+                    service: self.target.to_owned(),
+                    detail: self.failures.join("; "),
+                })))
+            }
+            Attempt::Broken(detail) => {
+                // Without a policy, an idempotent request without a body whose connection died
+                // under it (a node crashed, a partition was detected) goes to the next instance.
+                let fallback = self.retry.is_none()
+                    && self.source.is_empty()
+                    && retry::idempotent(method)
+                    && more;
+                if fallback || self.may_retry(method, Failure::Broken) {
+                    self.failures.push(format!("{}: {detail}", ep.node));
+                    return Next::Retry(Failure::Broken);
+                }
+                Next::Done(Err(upstream(detail)))
+            }
+            Attempt::TimedOut(fired) => {
+                if fired == Fired::PerTry && self.may_retry(method, Failure::PerTryTimeout) {
+                    self.failures.push(format!("{}: per-try timeout", ep.node));
+                    return Next::Retry(Failure::PerTryTimeout);
+                }
+                Next::Done(Err(self.expired(fired)))
+            }
+        }
+    }
+
+    /// Whether the retry policy lets this failure be retried, the budget included.
+    fn may_retry(&self, method: &str, failure: Failure) -> bool {
+        let Some(spec) = self.retry else {
+            return false;
+        };
+        let replayable = self.source.available();
+        if let Err(why) = retry::decide(spec, method, failure, replayable, self.retries) {
+            debug!(service = %self.service, ?failure, ?why, "not retried");
+            return false;
+        }
+        if !self.proxy.traffic.budget_try_retry(spec, Instant::now()) {
+            self.proxy
+                .telemetry
+                .retry_budget_exhausted
+                .get(&[self.service])
+                .inc();
+            return false;
+        }
+        true
+    }
+
+    /// Waits before the next retry of the policy (none for the plain fallback), within the
+    /// request deadline.
+    async fn backoff(&mut self) -> Result<(), ProxyError> {
+        let Some(spec) = self.retry else {
+            return Ok(());
+        };
+        self.retries += 1;
+        let wait = retry::backoff(spec, self.retries, self.proxy.traffic.unit());
+        match self.deadline {
+            Some(d) if d <= Instant::now() + wait => {
+                tokio::time::sleep_until(d.into()).await;
+                Err(self.expired(Fired::Request))
+            }
+            _ => {
+                tokio::time::sleep(wait).await;
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Whether the current view still lists `node` as an instance of `service`.
+fn still_listed(proxy: &Proxy, service: &str, node: &str) -> bool {
+    proxy
+        .view
+        .borrow()
+        .endpoints(service)
+        .iter()
+        .any(|e| e.node == node)
+}
+
+/// Logs and counts what a result did to an endpoint.
+fn note(proxy: &Proxy, service: &str, ep: &Endpoint, t: Transition) {
+    match t {
+        Transition::None => {}
+        Transition::Ejected(time) => {
+            proxy.telemetry.ejections.get(&[service, &ep.node]).inc();
+            info!(%service, node = %ep.node, ?time, "endpoint ejected after failures");
+        }
+        Transition::Returned => {
+            info!(%service, node = %ep.node, "ejected endpoint is back after a successful probe");
+        }
+    }
+}
+
+/// One attempt: open the stream (header and head), send the body, wait for the response head,
+/// all before `limit`.
+async fn attempt(
+    proxy: &Proxy,
+    ep: &Endpoint,
+    req: &Request<'_>,
+    call: &mut Call<'_>,
+    limit: Option<(Instant, Fired)>,
+    inflight: &mut InFlight,
+) -> Attempt {
+    let idle = call.timeouts.idle;
+    let source = &mut call.source;
+    let exchange = async {
+        let empty = source.is_empty();
+        let (send, recv) =
+            match dial::open(proxy, ep, &req.header, StreamKind::Http, &req.head, empty).await {
+                Ok(s) => s,
+                Err(why) => return Attempt::Unreachable(why),
+            };
+        inflight.sent();
+        let task = if empty {
+            BodyTask::none()
+        } else {
+            match source.next() {
+                Some(b) => BodyTask::spawn(send, TimedBody::new(b, None, idle)),
+                None => {
+                    let mut send = send;
+                    let _ = send.reset(CANCELLED);
+                    return Attempt::Unreachable("the request body is no longer available".into());
+                }
+            }
+        };
+        let mut reader = FrameReader::new(recv);
+        match reader.next().await {
+            Ok(Some(Frame::Head(bytes))) => match frame::decode_head::<ResponseHead>(&bytes) {
+                // The deadline this attempt sent ran out on the serving node a moment before it
+                // did here: the same timeout.
+                Ok(head) if limit.is_some() && deadline_expired(&head) => {
+                    Attempt::TimedOut(limit.map_or(Fired::Request, |(_, f)| f))
+                }
+                Ok(head) => Attempt::Answered { head, reader, task },
+                Err(e) => Attempt::Broken(e.to_string()),
+            },
+            Ok(Some(Frame::Refused(r))) => Attempt::Unreachable(r.reason),
+            Ok(Some(_)) => Attempt::Broken("protocol error: no response head".into()),
+            Ok(None) => Attempt::Broken("stream closed before a response".into()),
+            Err(e) => Attempt::Broken(e.to_string()),
+        }
+    };
+    match limit {
+        Some((at, fired)) => tokio::time::timeout_at(at.into(), exchange)
+            .await
+            .unwrap_or(Attempt::TimedOut(fired)),
+        None => exchange.await,
+    }
+}
+
+/// Whether the serving node answered that the deadline it was sent ran out.
+fn deadline_expired(head: &ResponseHead) -> bool {
+    head.status == 504
+        && head
+            .headers
+            .iter()
+            .any(|(k, v)| k == "x-murmur-error" && v.0 == b"deadline-expired")
+}
+
+/// The response for the app: status and headers from the head, the body read from the stream
+/// (under the request deadline and idle timeout, if any).
+fn respond(
+    head: ResponseHead,
+    reader: FrameReader,
+    deadline: Option<Instant>,
+    idle: Option<Duration>,
+) -> Result<Response<ProxyBody>, String> {
+    let frames = FrameBody::new(reader, head.body);
+    let body = if deadline.is_some() || idle.is_some() {
+        ProxyBody::Timed(TimedBody::new(frames, deadline, idle))
+    } else {
+        ProxyBody::Remote(frames)
+    };
+    let mut resp = Response::new(body);
+    *resp.status_mut() = http::StatusCode::from_u16(head.status)
+        .map_err(|_| format!("invalid status {}", head.status))?;
+    *resp.headers_mut() = frame::header_map(head.headers).map_err(|e| e.to_string())?;
+    Ok(resp)
+}

@@ -1,0 +1,144 @@
+//! `route`: which route a request takes. Routes of a service are tried by priority (highest
+//! first, ties by name); the first whose conditions all hold is taken. Pure.
+
+use http::HeaderMap;
+use murmur_membership::policy::spec::{Backend, Fault, RouteSpec};
+
+use super::matching::{HeaderPattern, PathPattern, method_matches};
+
+/// A route, compiled.
+#[derive(Clone, Debug)]
+pub struct Route {
+    /// Document name.
+    pub name: String,
+    /// Priority (higher first).
+    pub priority: i32,
+    path: Option<PathPattern>,
+    methods: Vec<String>,
+    headers: Vec<HeaderPattern>,
+    /// Where matching requests go.
+    pub backends: Vec<Backend>,
+    /// Faults to inject.
+    pub fault: Option<Fault>,
+}
+
+impl Route {
+    /// Compiles a route document.
+    pub fn new(spec: &RouteSpec) -> Self {
+        let m = &spec.matches;
+        let headers: Vec<HeaderPattern> = m.headers.iter().filter_map(HeaderPattern::new).collect();
+        // A header condition that does not compile would otherwise be dropped and widen the
+        // route; keep the route unmatchable instead (a validated document never gets here).
+        let path = if headers.len() == m.headers.len() {
+            m.path.as_ref().map(PathPattern::new)
+        } else {
+            Some(PathPattern::Never)
+        };
+        Self {
+            name: spec.name.to_string(),
+            priority: spec.priority,
+            path,
+            methods: m.methods.clone(),
+            headers,
+            backends: spec.backends.clone(),
+            fault: spec.fault.clone(),
+        }
+    }
+
+    /// Whether the request matches every condition.
+    pub fn matches(&self, method: &str, path: &str, headers: &HeaderMap) -> bool {
+        self.path.as_ref().is_none_or(|p| p.matches(path))
+            && method_matches(&self.methods, method)
+            && self.headers.iter().all(|h| h.matches(headers))
+    }
+}
+
+/// Sorts routes in the order they are tried.
+pub fn sort(routes: &mut [Route]) {
+    routes.sort_by(|a, b| b.priority.cmp(&a.priority).then(a.name.cmp(&b.name)));
+}
+
+/// The route a request takes, if any (`routes` sorted by [`sort`]).
+pub fn select<'r>(
+    routes: &'r [Route],
+    method: &str,
+    path: &str,
+    headers: &HeaderMap,
+) -> Option<&'r Route> {
+    routes.iter().find(|r| r.matches(method, path, headers))
+}
+
+#[cfg(test)]
+mod tests {
+    use http::HeaderValue;
+    use murmur_membership::policy::{Kind, PolicyBody};
+
+    use super::*;
+
+    fn routes(toml: &str) -> Vec<Route> {
+        let table: toml::Table = toml::from_str(toml).unwrap();
+        let mut out: Vec<Route> = table["route"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(
+                |v| match PolicyBody::from_value(Kind::Route, v.clone()).unwrap() {
+                    PolicyBody::Route(r) => Route::new(&r),
+                    _ => unreachable!(),
+                },
+            )
+            .collect();
+        sort(&mut out);
+        out
+    }
+
+    #[test]
+    fn the_highest_priority_matching_route_is_taken() {
+        let rs = routes(
+            r#"
+            [[route]]
+            name = "all"
+            service = "web"
+            backends = [{ service = "web" }]
+
+            [[route]]
+            name = "testers"
+            service = "web"
+            priority = 10
+            match = { path = { prefix = "/" }, methods = ["GET"], headers = [{ name = "x-tester", exact = "1" }] }
+            backends = [{ service = "web", subset = { version = "v2" } }]
+
+            [[route]]
+            name = "api"
+            service = "web"
+            priority = 5
+            match = { path = { regex = "/api/v[0-9]+/.*" } }
+            backends = [{ service = "api" }]
+
+            [[route]]
+            name = "b-same-priority"
+            service = "web"
+            priority = 5
+            backends = [{ service = "web" }]
+            "#,
+        );
+        let names: Vec<&str> = rs.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(names, ["testers", "api", "b-same-priority", "all"]);
+        let mut tester = HeaderMap::new();
+        tester.insert("x-tester", HeaderValue::from_static("1"));
+        let none = HeaderMap::new();
+        // (method, path, headers, route taken)
+        let cases: &[(&str, &str, &HeaderMap, &str)] = &[
+            ("GET", "/x", &tester, "testers"),
+            ("POST", "/x", &tester, "b-same-priority"),
+            ("GET", "/api/v1/items", &none, "api"),
+            ("GET", "/api/items", &none, "b-same-priority"),
+            ("GET", "/api/v1/items", &tester, "testers"),
+        ];
+        for (m, p, h, want) in cases {
+            let got = select(&rs, m, p, h).map(|r| r.name.as_str());
+            assert_eq!(got, Some(*want), "{m} {p}");
+        }
+        assert!(select(&rs[..1], "POST", "/", &none).is_none());
+    }
+}
