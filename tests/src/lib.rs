@@ -10,6 +10,7 @@
 
 pub mod apps;
 pub mod cluster;
+pub mod grpc;
 pub mod health_app;
 pub mod http;
 pub mod load;

@@ -4,33 +4,14 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::convert::Infallible;
-use std::future::Future;
 use std::net::SocketAddr;
-use std::pin::Pin;
-use std::task::{Context, Poll};
 
 use http::uri::PathAndQuery;
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use murmur_tests::grpc::{EchoReply, EchoRequest, client};
 use murmur_tests::{Cluster, netns};
 use tonic::{Code, Status};
 use tonic_prost::ProstCodec;
-
-#[derive(Clone, PartialEq, prost::Message)]
-struct EchoRequest {
-    #[prost(string, tag = "1")]
-    message: String,
-    #[prost(uint32, tag = "2")]
-    count: u32,
-}
-
-#[derive(Clone, PartialEq, prost::Message)]
-struct EchoReply {
-    #[prost(string, tag = "1")]
-    message: String,
-    #[prost(uint32, tag = "2")]
-    seq: u32,
-}
 
 type Ready<T> = std::future::Ready<Result<tonic::Response<T>, Status>>;
 
@@ -91,50 +72,6 @@ async fn route(
     })
 }
 
-/// A gRPC server (HTTP/2 only, like tonic's) on `addr`.
-async fn serve(addr: SocketAddr) {
-    let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
-    tokio::spawn(async move {
-        while let Ok((s, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(s), hyper::service::service_fn(route))
-                    .await;
-            });
-        }
-    });
-}
-
-/// A tonic transport over one HTTP/2 connection to the outbound proxy.
-#[derive(Clone)]
-struct H2(hyper::client::conn::http2::SendRequest<tonic::body::Body>);
-
-impl tower_service::Service<http::Request<tonic::body::Body>> for H2 {
-    type Response = http::Response<Incoming>;
-    type Error = hyper::Error;
-    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.0.poll_ready(cx)
-    }
-
-    fn call(&mut self, req: http::Request<tonic::body::Body>) -> Self::Future {
-        Box::pin(self.0.send_request(req))
-    }
-}
-
-async fn client(outbound: SocketAddr, service: &str) -> tonic::client::Grpc<H2> {
-    let s = tokio::net::TcpStream::connect(outbound).await.unwrap();
-    let (sender, conn) =
-        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(s))
-            .await
-            .unwrap();
-    tokio::spawn(conn);
-    // The origin names the service: it becomes the request's :authority.
-    let origin = format!("http://{service}.mesh").parse().unwrap();
-    tonic::client::Grpc::with_origin(H2(sender), origin)
-}
-
 fn path(p: &'static str) -> PathAndQuery {
     PathAndQuery::from_static(p)
 }
@@ -143,7 +80,7 @@ fn path(p: &'static str) -> PathAndQuery {
 fn grpc_unary_streaming_and_error_status_cross_the_mesh() {
     netns::run(|| async {
         let app = SocketAddr::from((Cluster::ip(3), 50051));
-        serve(app).await;
+        murmur_tests::grpc::serve(app, route).await;
         let mut c = Cluster::new();
         c.chain(2, |s| {
             if s.name == "n2" {

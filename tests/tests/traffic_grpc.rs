@@ -9,28 +9,15 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use http::uri::PathAndQuery;
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use murmur_tests::grpc::{EchoReply, EchoRequest, H2, client};
 use murmur_tests::traffic::apply;
 use murmur_tests::{Cluster, netns};
 use tonic::{Code, Status};
 use tonic_prost::ProstCodec;
-
-#[derive(Clone, PartialEq, prost::Message)]
-struct EchoRequest {
-    #[prost(string, tag = "1")]
-    message: String,
-}
-
-#[derive(Clone, PartialEq, prost::Message)]
-struct EchoReply {
-    #[prost(string, tag = "1")]
-    message: String,
-}
 
 type Reply = Pin<Box<dyn Future<Output = Result<tonic::Response<EchoReply>, Status>> + Send>>;
 
@@ -45,7 +32,7 @@ impl tonic::server::UnaryService<EchoRequest> for Echo {
         Box::pin(async move {
             tokio::time::sleep(delay).await;
             let message = format!("echo: {}", req.into_inner().message);
-            Ok(tonic::Response::new(EchoReply { message }))
+            Ok(tonic::Response::new(EchoReply { message, seq: 0 }))
         })
     }
 }
@@ -61,47 +48,6 @@ async fn route(
     })
 }
 
-async fn serve(addr: SocketAddr) {
-    let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
-    tokio::spawn(async move {
-        while let Ok((s, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(s), hyper::service::service_fn(route))
-                    .await;
-            });
-        }
-    });
-}
-
-#[derive(Clone)]
-struct H2(hyper::client::conn::http2::SendRequest<tonic::body::Body>);
-
-impl tower_service::Service<http::Request<tonic::body::Body>> for H2 {
-    type Response = http::Response<Incoming>;
-    type Error = hyper::Error;
-    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.0.poll_ready(cx)
-    }
-
-    fn call(&mut self, req: http::Request<tonic::body::Body>) -> Self::Future {
-        Box::pin(self.0.send_request(req))
-    }
-}
-
-async fn client(outbound: SocketAddr) -> tonic::client::Grpc<H2> {
-    let s = tokio::net::TcpStream::connect(outbound).await.unwrap();
-    let (sender, conn) =
-        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(s))
-            .await
-            .unwrap();
-    tokio::spawn(conn);
-    let origin = "http://grpc-echo.mesh".parse().unwrap();
-    tonic::client::Grpc::with_origin(H2(sender), origin)
-}
-
 async fn call(
     g: &mut tonic::client::Grpc<H2>,
     method: &'static str,
@@ -111,6 +57,7 @@ async fn call(
     g.unary::<EchoRequest, EchoReply, _>(
         tonic::Request::new(EchoRequest {
             message: message.into(),
+            count: 0,
         }),
         PathAndQuery::from_static(method),
         ProstCodec::default(),
@@ -123,7 +70,7 @@ async fn call(
 fn policy_answers_reach_grpc_clients_as_grpc_statuses() {
     netns::run(|| async {
         let app = SocketAddr::from((Cluster::ip(3), 50051));
-        serve(app).await;
+        murmur_tests::grpc::serve(app, route).await;
         let mut c = Cluster::new();
         c.chain(2, |s| {
             if s.name == "n2" {
@@ -168,7 +115,7 @@ per = "1m"
 "#,
         )
         .await;
-        let mut g = client(c.node("n1").outbound()).await;
+        let mut g = client(c.node("n1").outbound(), "grpc-echo").await;
 
         let ok = call(&mut g, "/demo.Echo/Unary", "hi").await.unwrap();
         println!("unary under a retry policy (body recorded for replay): {ok:?}");
