@@ -33,25 +33,36 @@ impl Reply {
     }
 }
 
-/// Sends one request on a new connection; `Err` on connection failure or timeout.
-pub async fn send(
-    addr: SocketAddr,
+/// A client connection to one address.
+pub type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
+
+/// Opens an HTTP/1.1 connection to `addr`.
+pub async fn connect(addr: SocketAddr) -> Result<Sender, String> {
+    let stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .map_err(|e| format!("connect {addr}: {e}"))?;
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| e.to_string())?;
+    tokio::spawn(conn);
+    Ok(sender)
+}
+
+/// Sends one request on `sender` and reads the whole answer, within 30 s. Without a `Host`
+/// header, `default_host` is sent.
+pub async fn exchange(
+    sender: &mut Sender,
+    default_host: &str,
     method: &str,
     target: &str,
     headers: &[(&str, &str)],
     body: Vec<u8>,
 ) -> Result<Reply, String> {
-    let exchange = async {
-        let stream = tokio::net::TcpStream::connect(addr)
-            .await
-            .map_err(|e| format!("connect {addr}: {e}"))?;
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(|e| e.to_string())?;
-        tokio::spawn(conn);
+    let round_trip = async {
+        sender.ready().await.map_err(|e| e.to_string())?;
         let mut req = Request::builder().method(method).uri(target);
         if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
-            req = req.header("host", addr.to_string());
+            req = req.header("host", default_host);
         }
         for (k, v) in headers {
             req = req.header(*k, *v);
@@ -74,9 +85,29 @@ pub async fn send(
             body,
         })
     };
-    tokio::time::timeout(Duration::from_secs(30), exchange)
+    tokio::time::timeout(Duration::from_secs(30), round_trip)
         .await
-        .map_err(|_| format!("{method} {target} at {addr}: no answer in 30 s"))?
+        .map_err(|_| format!("{method} {target}: no answer in 30 s"))?
+}
+
+/// Sends one request on a new connection; `Err` on connection failure or timeout.
+pub async fn send(
+    addr: SocketAddr,
+    method: &str,
+    target: &str,
+    headers: &[(&str, &str)],
+    body: Vec<u8>,
+) -> Result<Reply, String> {
+    let mut sender = connect(addr).await?;
+    exchange(
+        &mut sender,
+        &addr.to_string(),
+        method,
+        target,
+        headers,
+        body,
+    )
+    .await
 }
 
 /// GET `path` from `addr`.

@@ -7,11 +7,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Empty};
-use hyper::Request;
-use hyper_util::rt::TokioIo;
-
 /// One request's fate.
 #[derive(Clone, Debug)]
 pub struct Sample {
@@ -127,18 +122,7 @@ pub fn summarize(samples: &[Sample]) -> Summary {
     s
 }
 
-type Sender = hyper::client::conn::http1::SendRequest<Empty<Bytes>>;
-
-async fn connect(addr: SocketAddr) -> Result<Sender, String> {
-    let stream = tokio::net::TcpStream::connect(addr)
-        .await
-        .map_err(|e| e.to_string())?;
-    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|e| e.to_string())?;
-    tokio::spawn(conn);
-    Ok(sender)
-}
+use crate::http::{Sender, connect, exchange};
 
 async fn worker(
     outbound: SocketAddr,
@@ -190,23 +174,6 @@ async fn one(
         *sender = Some(connect(addr).await?);
     }
     let s = sender.as_mut().ok_or("no connection")?;
-    s.ready().await.map_err(|e| e.to_string())?;
-    let req = Request::get(format!("/load/{i}"))
-        .header("host", service)
-        .body(Empty::new())
-        .map_err(|e| e.to_string())?;
-    let exchange = async {
-        let resp = s.send_request(req).await.map_err(|e| e.to_string())?;
-        let status = resp.status().as_u16();
-        let body = resp
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| e.to_string())?
-            .to_bytes();
-        Ok::<_, String>((status, String::from_utf8_lossy(&body).into_owned()))
-    };
-    tokio::time::timeout(Duration::from_secs(30), exchange)
-        .await
-        .map_err(|_| "no answer in 30 s".to_owned())?
+    let reply = exchange(s, service, "GET", &format!("/load/{i}"), &[], Vec::new()).await?;
+    Ok((reply.status, reply.text()))
 }

@@ -7,9 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper::Request;
-use hyper_util::rt::TokioIo;
+use http_body_util::Full;
 
 use crate::http::Reply;
 use crate::{Cluster, policy};
@@ -174,48 +172,28 @@ pub async fn load_paced(
 }
 
 async fn send_on(
-    conn: &mut Option<hyper::client::conn::http1::SendRequest<Full<Bytes>>>,
+    conn: &mut Option<crate::http::Sender>,
     addr: SocketAddr,
     req: Req,
 ) -> Result<Reply, String> {
-    let exchange = async {
-        if conn.as_ref().is_none_or(|c| c.is_closed()) {
-            let stream = tokio::net::TcpStream::connect(addr)
-                .await
-                .map_err(|e| format!("connect {addr}: {e}"))?;
-            let (sender, c) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-                .await
-                .map_err(|e| e.to_string())?;
-            tokio::spawn(c);
-            *conn = Some(sender);
-        }
-        let sender = conn.as_mut().ok_or("no connection")?;
-        sender.ready().await.map_err(|e| e.to_string())?;
-        let mut r = Request::builder().method(req.method).uri(&req.target);
-        for (k, v) in &req.headers {
-            r = r.header(k.as_str(), v.as_str());
-        }
-        let r = r
-            .body(Full::new(Bytes::from(req.body)))
-            .map_err(|e| e.to_string())?;
-        let resp = sender.send_request(r).await.map_err(|e| e.to_string())?;
-        let status = resp.status().as_u16();
-        let headers = resp.headers().clone();
-        let body = resp
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| e.to_string())?
-            .to_bytes();
-        Ok(Reply {
-            status,
-            headers,
-            body,
-        })
-    };
-    tokio::time::timeout(Duration::from_secs(30), exchange)
-        .await
-        .map_err(|_| "no answer in 30 s".to_owned())?
+    if conn.as_ref().is_none_or(|c| c.is_closed()) {
+        *conn = Some(crate::http::connect(addr).await?);
+    }
+    let sender = conn.as_mut().ok_or("no connection")?;
+    let headers: Vec<(&str, &str)> = req
+        .headers
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    crate::http::exchange(
+        sender,
+        &addr.to_string(),
+        req.method,
+        &req.target,
+        &headers,
+        req.body,
+    )
+    .await
 }
 
 /// Sends `raw` as the request target, byte for byte (no client-side normalization), on a new
