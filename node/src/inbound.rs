@@ -3,7 +3,7 @@
 
 use std::sync::{Arc, Weak};
 
-use murmur_transport::endpoint::{InboundStream, StreamHandler};
+use murmur_transport::endpoint::{InboundStream, StreamHandler, StreamWork};
 use murmur_transport::wire::StreamKind;
 
 use crate::node::NodeContext;
@@ -31,18 +31,12 @@ impl Inbound {
 }
 
 impl StreamHandler for Inbound {
-    fn handle(&self, stream: InboundStream) {
+    fn handle(&self, stream: InboundStream) -> StreamWork {
         match stream.kind {
-            StreamKind::Http => {
-                tokio::spawn(proxy::inbound::serve(self.proxy.clone(), stream));
-            }
-            StreamKind::Tcp => {
-                tokio::spawn(proxy::tcp::serve_inbound(self.proxy.clone(), stream));
-            }
+            StreamKind::Http => Box::pin(proxy::inbound::serve(self.proxy.clone(), stream)),
+            StreamKind::Tcp => Box::pin(proxy::tcp::serve_inbound(self.proxy.clone(), stream)),
             StreamKind::Control => match self.ctx.upgrade() {
-                Some(ctx) => {
-                    tokio::spawn(crate::policy::control::serve(ctx, stream));
-                }
+                Some(ctx) => Box::pin(crate::policy::control::serve(ctx, stream)),
                 None => refuse(stream),
             },
             StreamKind::Gossip => refuse(stream),
@@ -50,7 +44,8 @@ impl StreamHandler for Inbound {
     }
 }
 
-fn refuse(mut stream: InboundStream) {
+fn refuse(mut stream: InboundStream) -> StreamWork {
     let _ = stream.send.reset(UNSUPPORTED);
     let _ = stream.recv.stop(UNSUPPORTED);
+    Box::pin(async {})
 }

@@ -15,7 +15,7 @@ use murmur_membership::records::{Health, Protocol, RECORD_VERSION, ServiceRecord
 use murmur_membership::{GossipSettings, Membership, MembershipConfig};
 use murmur_tests::{Cluster, NodeSpec, apps::EchoApp, http, netns};
 use murmur_transport::endpoint::{
-    EndpointConfig, InboundStream, MeshEndpoint, QuicSettings, StreamHandler,
+    EndpointConfig, InboundStream, MeshEndpoint, QuicSettings, StreamHandler, StreamWork,
 };
 use murmur_transport::gossip::QuicGossip;
 use murmur_transport::identity::{Name, SpiffeId, TrustDomain};
@@ -25,9 +25,10 @@ use murmur_transport::tls::{CredentialPaths, TlsState, load_material};
 struct Counter(Arc<AtomicU64>);
 
 impl StreamHandler for Counter {
-    fn handle(&self, mut s: InboundStream) {
+    fn handle(&self, mut s: InboundStream) -> StreamWork {
         self.0.fetch_add(1, Ordering::Relaxed);
         let _ = s.send.reset(0u32.into());
+        Box::pin(async {})
     }
 }
 

@@ -44,10 +44,14 @@ pub struct InboundStream {
     pub recv: RecvStream,
 }
 
-/// Receives the bidirectional streams peers open. Called on the endpoint's task: spawn any work.
+/// The work a [`StreamHandler`] does for one stream.
+pub type StreamWork = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
+/// Receives the bidirectional streams peers open. The returned work runs on the task that read
+/// the stream's header: no second task, no extra wake-up on the request path.
 pub trait StreamHandler: Send + Sync + 'static {
     /// Takes one stream.
-    fn handle(&self, stream: InboundStream);
+    fn handle(&self, stream: InboundStream) -> StreamWork;
 }
 
 /// A gossip message received from a verified node.

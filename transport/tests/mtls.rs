@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use murmur_transport::endpoint::{
-    EndpointConfig, InboundStream, MeshEndpoint, QuicSettings, StreamHandler,
+    EndpointConfig, InboundStream, MeshEndpoint, QuicSettings, StreamHandler, StreamWork,
 };
 use murmur_transport::identity::{Name, Role};
 use murmur_transport::testing::TestPki;
@@ -19,15 +19,15 @@ use murmur_transport::wire::{StreamHeader, StreamKind};
 struct Echo;
 
 impl StreamHandler for Echo {
-    fn handle(&self, mut s: InboundStream) {
-        tokio::spawn(async move {
+    fn handle(&self, mut s: InboundStream) -> StreamWork {
+        Box::pin(async move {
             let body = s.recv.read_to_end(1 << 20).await.unwrap_or_default();
             let mut reply = format!("{}|{}|", s.header.service, s.peer.id).into_bytes();
             reply.extend(body);
             let _ = s.send.write_all(&reply).await;
             let _ = s.send.finish();
             let _ = s.send.stopped().await;
-        });
+        })
     }
 }
 

@@ -150,7 +150,7 @@ async fn handle_bi(
         reject(&mut send, &mut recv, codes::NOT_READY);
         return;
     };
-    handler.handle(InboundStream {
+    let work = handler.handle(InboundStream {
         peer: Arc::clone(&peer),
         remote: conn.remote_address(),
         kind,
@@ -158,6 +158,7 @@ async fn handle_bi(
         send,
         recv,
     });
+    work.await;
 }
 
 fn reject(send: &mut SendStream, recv: &mut RecvStream, code: VarInt) {
