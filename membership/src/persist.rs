@@ -42,9 +42,22 @@ pub fn load(path: &Path) -> Option<ClusterView> {
     if meta.len() > MAX_FILE_BYTES {
         return None;
     }
-    let bytes = fs::read(path).ok()?;
-    let file: File = serde_json::from_slice(&bytes).ok()?;
+    decode(&fs::read(path).ok()?)
+}
+
+/// The contents of a view file, as [`load`] reads them.
+fn decode(bytes: &[u8]) -> Option<ClusterView> {
+    let file: File = serde_json::from_slice(bytes).ok()?;
     (file.version == FILE_VERSION).then_some(file.view)
+}
+
+/// The file decoder, for the fuzz targets.
+#[cfg(fuzzing)]
+pub mod fuzzing {
+    /// What [`super::load`] makes of a file's bytes.
+    pub fn decode(bytes: &[u8]) -> Option<crate::view::ClusterView> {
+        super::decode(bytes)
+    }
 }
 
 /// Marks every member and endpoint of a persisted view as stale (except this node, which is
@@ -127,5 +140,30 @@ impl FailStatic {
         }
         live.stale = added;
         live
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_saved_view_loads_back_and_other_files_are_ignored() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("view.json");
+        let view = ClusterView {
+            self_name: "a".into(),
+            stale: true,
+            ..ClusterView::default()
+        };
+        save(&path, &view).unwrap();
+        assert_eq!(load(&path), Some(view.clone()));
+
+        let other = serde_json::json!({ "version": 2, "view": view }).to_string();
+        fs::write(&path, other).unwrap();
+        assert_eq!(load(&path), None);
+        fs::write(&path, b"{\"version\":1,\"view\":").unwrap();
+        assert_eq!(load(&path), None);
+        assert_eq!(load(&dir.path().join("absent")), None);
     }
 }

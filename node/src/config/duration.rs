@@ -26,7 +26,9 @@ impl<'de> Deserialize<'de> for HumanDuration {
 
 impl fmt::Display for HumanDuration {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}ms", self.0.as_millis())
+        // The largest exact unit, as policy documents print it: whole milliseconds of a very
+        // long duration would not fit the number `parse` reads back.
+        PolicyDuration(self.0).fmt(f)
     }
 }
 
@@ -43,5 +45,18 @@ mod tests {
         assert!(parse("5").unwrap_err().contains("no unit"));
         assert!(parse("fast").is_err());
         assert!(parse("1d").is_err());
+        assert!(
+            parse("999999999999999999h")
+                .unwrap_err()
+                .contains("too long")
+        );
+    }
+
+    #[test]
+    fn prints_what_it_parses_back() {
+        for s in ["500ms", "2s", "10m", "1h", "0ms", "18446744073709552s"] {
+            let d = HumanDuration(parse(s).unwrap());
+            assert_eq!(parse(&d.to_string()), Ok(d.0), "{s}");
+        }
     }
 }

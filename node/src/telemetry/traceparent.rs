@@ -56,7 +56,8 @@ fn hex(s: &str, out: &mut [u8]) -> Option<()> {
     }
     for (i, byte) in out.iter_mut().enumerate() {
         let pair = s.get(i * 2..i * 2 + 2)?;
-        if pair.bytes().any(|b| b.is_ascii_uppercase()) {
+        // Only lowercase hex digits: `from_str_radix` alone would take "+1" and "AB".
+        if !pair.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
             return None;
         }
         *byte = u8::from_str_radix(pair, 16).ok()?;
@@ -96,6 +97,8 @@ mod tests {
             "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
             "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0g",
             "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-00",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-+1",
+            "00-+bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
             "00_4bf92f3577b34da6a3ce929d0e0e4736_00f067aa0ba902b7_01",
         ] {
             assert!(TraceParent::parse(bad).is_none(), "{bad}");

@@ -106,11 +106,16 @@ impl PolicyDuration {
         let n: u64 = num
             .parse()
             .map_err(|_| format!("{s:?} is not a duration such as \"500ms\", \"2s\" or \"5m\""))?;
+        let secs = |per: u64| {
+            n.checked_mul(per)
+                .map(Duration::from_secs)
+                .ok_or_else(|| format!("{s:?} is too long a duration"))
+        };
         let d = match unit {
             "ms" => Duration::from_millis(n),
             "s" => Duration::from_secs(n),
-            "m" => Duration::from_secs(n.saturating_mul(60)),
-            "h" => Duration::from_secs(n.saturating_mul(3600)),
+            "m" => secs(60)?,
+            "h" => secs(3600)?,
             _ => {
                 return Err(format!(
                     "{s:?} has no unit: write it as \"500ms\", \"2s\", \"5m\" or \"1h\""
