@@ -1,6 +1,7 @@
 //! Timeouts end to end: a route's request timeout answers 504 long before a slow backend would,
 //! naming the timeout, and the deadline travels to the serving node, which cancels the call to
-//! its app; per-try timeouts with retries (issue 6, acceptance 2).
+//! its app; per-try timeouts with retries (issue 6, acceptance 2); a caller that goes away
+//! cancels the call to the app on the serving node too.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -104,6 +105,30 @@ request = "200ms"
             )
             .await,
             1.0
+        );
+    });
+}
+
+#[test]
+fn a_caller_that_goes_away_cancels_the_call_to_the_app_on_the_serving_node() {
+    use tokio::io::AsyncWriteExt;
+    netns::run(|| async {
+        let (c, app) = slow_mesh().await;
+        // No timeout anywhere: only the caller's leaving can end the call before 2 s.
+        let mut client = tokio::net::TcpStream::connect(c.node("n1").outbound())
+            .await
+            .unwrap();
+        client
+            .write_all(b"GET /work HTTP/1.1\r\nhost: slow\r\n\r\n")
+            .await
+            .unwrap();
+        wait_counts(&app, (1, 0, 0)).await;
+        let left = Instant::now();
+        drop(client);
+        wait_counts(&app, (1, 0, 1)).await;
+        println!(
+            "the app saw the cancellation {:?} after the client left (it would answer after 2 s)",
+            left.elapsed()
         );
     });
 }

@@ -146,7 +146,8 @@ fn check(
     admission::check(proxy, service, peer, subject)
 }
 
-/// Sends `req` to the app and frames the answer back, within the caller's deadline if any.
+/// Sends `req` to the app and frames the answer back, within the caller's deadline if any, and
+/// only for as long as the caller wants the answer.
 async fn answer_by(
     proxy: &Proxy,
     service: &str,
@@ -157,16 +158,39 @@ async fn answer_by(
     grpc: bool,
 ) -> Outcome {
     let mut head_sent = false;
+    let gone = caller_gone(send);
     let work = answer(proxy, service, local, req, send, &mut head_sent);
+    // Dropping `work` drops the call to the app, which closes its connection: the app sees the
+    // cancellation, whether the deadline ran out or the caller went away.
+    let work = async {
+        tokio::select! {
+            outcome = work => Some(outcome),
+            () = gone => None,
+        }
+    };
     let Some(at) = deadline else {
-        return work.await;
+        return work.await.unwrap_or_else(|| cancelled(service));
     };
     match tokio::time::timeout_at(at.into(), work).await {
-        Ok(outcome) => outcome,
-        // The call to the app was dropped with `work`, which closes its connection: the app
-        // sees the cancellation.
+        Ok(outcome) => outcome.unwrap_or_else(|| cancelled(service)),
         Err(_) => expired(proxy, service, send, head_sent, grpc).await,
     }
+}
+
+/// Resolves once the caller has stopped reading the answer (its client went away and its node
+/// dropped the stream) or its connection is lost; never once the answer was delivered whole.
+fn caller_gone(send: &SendStream) -> impl Future<Output = ()> + use<> {
+    let stopped = send.stopped();
+    async move {
+        if let Ok(None) = stopped.await {
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+fn cancelled(service: &str) -> Outcome {
+    debug!(%service, "the caller went away; request to the app cancelled");
+    Outcome::Error
 }
 
 /// The caller's deadline ran out: a 504 if the response has not started, else the stream is cut.
