@@ -344,15 +344,16 @@ async fn refresh_loop(mut r: Refresher) {
         if **r.view_tx.borrow() == next {
             continue;
         }
+        let next = Arc::new(next);
         if let Some(path) = &r.view_file {
-            let (path, v) = (path.clone(), next.clone());
+            let (path, v) = (path.clone(), Arc::clone(&next));
             let saved = tokio::task::spawn_blocking(move || persist::save(&path, &v)).await;
             if let Ok(Err(e)) = saved {
                 warn!(error = %e, "could not persist the cluster view");
             }
         }
         debug!(members = next.members.len(), "cluster view changed");
-        r.view_tx.send_replace(Arc::new(next));
+        r.view_tx.send_replace(next);
     }
 }
 
@@ -365,8 +366,10 @@ async fn snapshot(chitchat: &tokio::sync::Mutex<Chitchat>) -> Vec<NodeSnapshot> 
             name: id.node_id.to_string(),
             generation: id.generation_id,
             live: live.contains(id),
+            // Only what the view reads: policy documents and other large values stay put.
             kvs: state
                 .key_values()
+                .filter(|(k, _)| view::reads_key(k))
                 .map(|(k, v)| (k.to_owned(), v.to_owned()))
                 .collect(),
         })

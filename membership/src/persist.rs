@@ -16,17 +16,18 @@ const FILE_VERSION: u16 = 1;
 /// Views larger than this are not read back (a corrupted or foreign file).
 const MAX_FILE_BYTES: u64 = 64 << 20;
 
+/// The file: a view (owned when read, borrowed when written) under a format version.
 #[derive(Serialize, Deserialize)]
-struct File {
+struct File<V> {
     version: u16,
-    view: ClusterView,
+    view: V,
 }
 
 /// Writes `view` atomically (temporary file, fsync, rename).
 pub fn save(path: &Path, view: &ClusterView) -> std::io::Result<()> {
     let body = serde_json::to_vec(&File {
         version: FILE_VERSION,
-        view: view.clone(),
+        view,
     })
     .map_err(std::io::Error::other)?;
     let tmp = path.with_extension("tmp");
@@ -47,7 +48,7 @@ pub fn load(path: &Path) -> Option<ClusterView> {
 
 /// The contents of a view file, as [`load`] reads them.
 fn decode(bytes: &[u8]) -> Option<ClusterView> {
-    let file: File = serde_json::from_slice(bytes).ok()?;
+    let file: File<ClusterView> = serde_json::from_slice(bytes).ok()?;
     (file.version == FILE_VERSION).then_some(file.view)
 }
 

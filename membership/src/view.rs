@@ -121,8 +121,13 @@ pub struct NodeSnapshot {
     pub generation: u64,
     /// Whether the failure detector considers it live.
     pub live: bool,
-    /// Its keys and values (deleted keys excluded).
+    /// Its keys and values (deleted keys excluded; only those [`reads_key`] accepts matter).
     pub kvs: Vec<(String, String)>,
+}
+
+/// Whether [`build`] reads the gossip key `key`: the node record, service records, extensions.
+pub fn reads_key(key: &str) -> bool {
+    key == NODE_KEY || key.starts_with(SERVICE_PREFIX) || key.starts_with(EXTENSION_PREFIX)
 }
 
 /// Builds the view from snapshots of every known incarnation.

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use murmur_membership::records::{Balancer, Protocol};
+use murmur_membership::records::Protocol;
 use murmur_transport::certs::{CaInit, IssueRequest, init_ca, issue};
 use murmur_transport::identity::{Name, Role, TrustDomain};
 
@@ -92,15 +92,14 @@ fn config(dir: &Path, p: &Plan, seed: Option<SocketAddr>) -> anyhow::Result<Conf
 }
 
 fn service(n: &str, address: SocketAddr, protocol: Protocol) -> anyhow::Result<ServiceConfig> {
-    Ok(ServiceConfig {
-        name: name(n)?,
+    Ok(ServiceConfig::with_defaults(
+        name(n)?,
         address,
-        protocol,
-        labels: Default::default(),
-        weight: 1,
-        balancer: Balancer::default(),
-        health: None,
-    })
+        Default::default(),
+        Some(protocol),
+        None,
+        None,
+    ))
 }
 
 fn make_pki(dir: &Path) -> anyhow::Result<()> {

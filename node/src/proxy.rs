@@ -33,7 +33,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use murmur_membership::ClusterView;
-use murmur_transport::endpoint::MeshEndpoint;
+use murmur_transport::endpoint::{InboundStream, MeshEndpoint};
 use murmur_transport::identity::Name;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -41,8 +41,9 @@ use tokio::sync::watch;
 use crate::balance::Balancers;
 use crate::config::typed::UpstreamConfig;
 use crate::services::Services;
-use crate::telemetry::Telemetry;
 use crate::telemetry::traces::Tracing;
+use crate::telemetry::traffic::Direction;
+use crate::telemetry::{Outcome, Telemetry};
 use crate::traffic::Traffic;
 
 /// What the data path shares across requests.
@@ -66,6 +67,23 @@ pub struct Proxy {
     pub traces: Arc<Tracing>,
     /// Traffic policy: compiled documents and the state they keep.
     pub traffic: Arc<Traffic>,
+}
+
+/// Serves one inbound stream with `handle`, accounted in metrics as an inbound request of the
+/// stream's service from its caller (HTTP and TCP alike).
+pub async fn accounted<F>(
+    proxy: &Proxy,
+    stream: InboundStream,
+    handle: impl FnOnce(InboundStream) -> F,
+) where
+    F: Future<Output = Outcome>,
+{
+    let caller = stream.peer.id.name.to_string();
+    let guard = proxy
+        .telemetry
+        .start(Direction::Inbound, &stream.header.service);
+    let outcome = handle(stream).await;
+    guard.finish(&caller, outcome);
 }
 
 /// Listeners bound before the node starts, so a busy port is a startup error.

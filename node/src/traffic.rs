@@ -271,11 +271,15 @@ impl Traffic {
     ) -> T {
         let mut budgets = lock(&self.budgets);
         let fresh = || (spec.budget.clone(), Budget::new(&spec.budget, now));
-        let entry = budgets.entry(spec.name.to_string()).or_insert_with(fresh);
-        // A changed budget starts over.
-        if entry.0 != spec.budget {
-            *entry = fresh();
+        if let Some(entry) = budgets.get_mut(spec.name.as_str()) {
+            // A changed budget starts over.
+            if entry.0 != spec.budget {
+                *entry = fresh();
+            }
+            return f(&mut entry.1);
         }
+        // The name is copied only the first time, not on every request.
+        let entry = budgets.entry(spec.name.to_string()).or_insert_with(fresh);
         f(&mut entry.1)
     }
 

@@ -1,6 +1,6 @@
 //! A set of nodes sharing one CA, started in the current network namespace.
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use crate::node::{NodeProc, NodeSpec};
@@ -58,6 +58,21 @@ impl Cluster {
             }
             self.add(customize(spec));
         }
+    }
+
+    /// Two nodes in a chain: n2 serves `service` (`protocol`) from the app at `app`, n1 calls
+    /// it. Returns once n1 lists the instance.
+    pub async fn serving_pair(service: &str, app: SocketAddr, protocol: &str) -> Self {
+        let mut c = Self::new();
+        c.chain(2, |s| {
+            if s.name == "n2" {
+                s.service(service, app, protocol)
+            } else {
+                s
+            }
+        });
+        c.node("n1").wait_instances(service, &["n2"]).await;
+        c
     }
 
     /// The node called `name`.

@@ -28,16 +28,7 @@ fn app_addr(ip: u8, port: u16) -> SocketAddr {
 async fn two_nodes() -> Cluster {
     let web = app_addr(3, 8080);
     StreamApp::start(web, "web").await;
-    let mut c = Cluster::new();
-    c.chain(2, |s| {
-        if s.name == "n2" {
-            s.service("web", web, "http")
-        } else {
-            s
-        }
-    });
-    c.node("n1").wait_instances("web", &["n2"]).await;
-    c
+    Cluster::serving_pair("web", web, "http").await
 }
 
 /// Sends `body` (streamed) and reads the response as it arrives; returns status and digest.

@@ -81,15 +81,7 @@ fn grpc_unary_streaming_and_error_status_cross_the_mesh() {
     netns::run(|| async {
         let app = SocketAddr::from((Cluster::ip(3), 50051));
         murmur_tests::grpc::serve(app, route).await;
-        let mut c = Cluster::new();
-        c.chain(2, |s| {
-            if s.name == "n2" {
-                s.service("grpc-echo", app, "grpc")
-            } else {
-                s
-            }
-        });
-        c.node("n1").wait_instances("grpc-echo", &["n2"]).await;
+        let c = Cluster::serving_pair("grpc-echo", app, "grpc").await;
         let mut g = client(c.node("n1").outbound(), "grpc-echo").await;
 
         g.ready().await.unwrap();

@@ -107,15 +107,7 @@ base_ejection = "3s"
 fn requests_beyond_max_pending_fail_at_once() {
     netns::run(|| async {
         let app = SlowApp::start(app_addr(3), Duration::from_millis(800)).await;
-        let mut c = Cluster::new();
-        c.chain(2, |s| {
-            if s.name == "n2" {
-                s.service("slow", app_addr(3), "http")
-            } else {
-                s
-            }
-        });
-        c.node("n1").wait_instances("slow", &["n2"]).await;
+        let c = Cluster::serving_pair("slow", app_addr(3), "http").await;
         apply(
             &c,
             "n1",

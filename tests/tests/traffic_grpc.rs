@@ -71,15 +71,7 @@ fn policy_answers_reach_grpc_clients_as_grpc_statuses() {
     netns::run(|| async {
         let app = SocketAddr::from((Cluster::ip(3), 50051));
         murmur_tests::grpc::serve(app, route).await;
-        let mut c = Cluster::new();
-        c.chain(2, |s| {
-            if s.name == "n2" {
-                s.service("grpc-echo", app, "grpc")
-            } else {
-                s
-            }
-        });
-        c.node("n1").wait_instances("grpc-echo", &["n2"]).await;
+        let c = Cluster::serving_pair("grpc-echo", app, "grpc").await;
         apply(
             &c,
             "n1",

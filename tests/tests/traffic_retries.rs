@@ -19,15 +19,7 @@ fn retries_lift_the_success_rate_within_the_budget_and_posts_wait_for_permission
     netns::run(|| async {
         let addr = SocketAddr::from((Cluster::ip(3), 8080));
         let app = FlakyApp::start(addr, "web", Failing::EveryOther(503)).await;
-        let mut c = Cluster::new();
-        c.chain(2, |s| {
-            if s.name == "n2" {
-                s.service("web", addr, "http")
-            } else {
-                s
-            }
-        });
-        c.node("n1").wait_instances("web", &["n2"]).await;
+        let c = Cluster::serving_pair("web", addr, "http").await;
         let out = c.node("n1").outbound();
         let retries = || metric(&c, "n1", "murmur_retries_total", &[("service", "web")]);
 

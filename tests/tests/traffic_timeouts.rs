@@ -17,15 +17,7 @@ use murmur_tests::{Cluster, netns, wait_until};
 async fn slow_mesh() -> (Cluster, SlowApp) {
     let addr = SocketAddr::from((Cluster::ip(3), 8080));
     let app = SlowApp::start(addr, Duration::from_secs(2)).await;
-    let mut c = Cluster::new();
-    c.chain(2, |s| {
-        if s.name == "n2" {
-            s.service("slow", addr, "http")
-        } else {
-            s
-        }
-    });
-    c.node("n1").wait_instances("slow", &["n2"]).await;
+    let c = Cluster::serving_pair("slow", addr, "http").await;
     (c, app)
 }
 

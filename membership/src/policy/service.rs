@@ -164,11 +164,6 @@ impl PolicyHandle {
         self.inner.status.borrow().clone()
     }
 
-    /// A receiver of every new status.
-    pub fn watch_status(&self) -> watch::Receiver<Arc<PolicyStatus>> {
-        self.inner.status.clone()
-    }
-
     /// Takes signed documents (gossip values) handed to this node directly. All are checked
     /// before any is applied: one refusal refuses the batch. With `dry_run`, nothing changes.
     pub async fn apply(

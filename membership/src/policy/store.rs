@@ -13,7 +13,6 @@ use std::time::Duration;
 use ring::digest::{Context, SHA256};
 
 use super::document::{PolicyDocument, hex};
-use super::spec::{PolicyBody, RouteSpec};
 use super::{Hlc, Kind};
 
 /// The key of a document.
@@ -146,27 +145,6 @@ impl PolicySet {
     /// Every document, in (kind, name) order.
     pub fn iter(&self) -> impl Iterator<Item = &Arc<PolicyDocument>> {
         self.docs.values()
-    }
-
-    /// The bodies that apply to `service`, in (kind, name) order.
-    pub fn for_service<'a>(&'a self, service: &'a str) -> impl Iterator<Item = &'a PolicyBody> {
-        self.docs
-            .values()
-            .filter_map(|d| d.body())
-            .filter(move |b| b.service().as_str() == service)
-    }
-
-    /// The routes of `service` in the order they are tried: priority, highest first, then name.
-    pub fn routes<'a>(&'a self, service: &'a str) -> Vec<&'a RouteSpec> {
-        let mut routes: Vec<&RouteSpec> = self
-            .for_service(service)
-            .filter_map(|b| match b {
-                PolicyBody::Route(r) => Some(r),
-                _ => None,
-            })
-            .collect();
-        routes.sort_by(|a, b| b.priority.cmp(&a.priority).then(a.name.cmp(&b.name)));
-        routes
     }
 }
 

@@ -94,15 +94,14 @@ pub struct RegisterRequest {
 impl RegisterRequest {
     /// The service this registration describes.
     pub fn to_config(&self) -> ServiceConfig {
-        ServiceConfig {
-            name: self.name.clone(),
-            address: self.address,
-            protocol: self.protocol.unwrap_or(Protocol::Http),
-            labels: self.labels.clone(),
-            weight: self.weight.unwrap_or(1).max(1),
-            balancer: self.balancer.unwrap_or_default(),
-            health: None,
-        }
+        ServiceConfig::with_defaults(
+            self.name.clone(),
+            self.address,
+            self.labels.clone(),
+            self.protocol,
+            self.weight,
+            self.balancer,
+        )
     }
 }
 

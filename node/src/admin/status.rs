@@ -2,7 +2,7 @@
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::UNIX_EPOCH;
 
 use serde::{Deserialize, Serialize};
 
@@ -67,9 +67,7 @@ pub fn get(ctx: &NodeContext) -> hyper::Response<Body> {
         .not_after
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
+    let now = crate::telemetry::unix_now();
     let g = &ctx.gossip_stats;
     let load = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
     json(

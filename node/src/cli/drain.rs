@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use clap::Args;
 
-use crate::client::{ADMIN_ENV, call_within, decode};
+use crate::client::{ADMIN_ENV, call, call_within, decode};
 use crate::drain::DrainReport;
 
 #[derive(Debug, Args)]
@@ -21,13 +21,7 @@ pub struct DrainArgs {
 pub fn run(args: DrainArgs) -> anyhow::Result<()> {
     let rt = super::client_runtime()?;
     if args.undo {
-        let (status, body) = rt.block_on(call_within(
-            args.admin,
-            "POST",
-            "/v1/undrain",
-            None,
-            Duration::from_secs(10),
-        ))?;
+        let (status, body) = rt.block_on(call(args.admin, "POST", "/v1/undrain", None))?;
         anyhow::ensure!(
             status == 200,
             "the node answered {status}: {}",

@@ -10,7 +10,8 @@ use super::output::print_table;
 use crate::admin::mesh::MeshResponse;
 use crate::admin::status::StatusResponse;
 use crate::admin::traffic::TrafficResponse;
-use crate::client::{ADMIN_ENV, call, get_json};
+use crate::client::{ADMIN_ENV, get_json};
+use crate::policy::api::PoliciesResponse;
 use crate::telemetry::traffic::{Direction, TrafficSummary};
 
 #[derive(Debug, Args)]
@@ -55,18 +56,10 @@ pub fn status(args: StatusArgs) -> anyhow::Result<()> {
 
 /// The policy digest line, if the node serves `/v1/policies`.
 async fn policy_line(admin: SocketAddr) -> Option<String> {
-    let (code, body) = call(admin, "GET", "/v1/policies", None).await.ok()?;
-    if code != 200 {
-        return None;
-    }
-    let v: serde_json::Value = serde_json::from_slice(&body).ok()?;
-    let digest = v.get("digest")?.as_str()?.to_owned();
-    let count = v
-        .get("documents")
-        .or_else(|| v.get("policies"))
-        .and_then(|d| d.as_array())
-        .map_or(0, Vec::len);
-    Some(format!("{digest} ({count} documents)"))
+    let p = get_json::<PoliciesResponse>(admin, "/v1/policies")
+        .await
+        .ok()?;
+    Some(format!("{} ({} documents)", p.digest, p.documents.len()))
 }
 
 fn render_status(
@@ -195,7 +188,7 @@ pub fn top(args: TopArgs) -> anyhow::Result<()> {
             .map(|t| {
                 vec![
                     t.service.clone(),
-                    format!("{:?}", t.direction).to_lowercase(),
+                    t.direction.as_str().to_owned(),
                     format!("{:.2}", t.rate),
                     format!("{:.1}%", t.success_rate * 100.0),
                     format!("{} ms", t.p50_ms),

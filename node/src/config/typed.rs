@@ -116,6 +116,29 @@ pub struct ServiceConfig {
     pub health: Option<CheckConfig>,
 }
 
+impl ServiceConfig {
+    /// A service as written in the file or in a runtime registration, with the defaults filled
+    /// in: protocol `http`, weight 1 (0 counts as 1), balancer `p2c-ewma`, no health check.
+    pub fn with_defaults(
+        name: Name,
+        address: SocketAddr,
+        labels: BTreeMap<String, String>,
+        protocol: Option<Protocol>,
+        weight: Option<u32>,
+        balancer: Option<Balancer>,
+    ) -> Self {
+        Self {
+            name,
+            address,
+            protocol: protocol.unwrap_or(Protocol::Http),
+            labels,
+            weight: weight.unwrap_or(1).max(1),
+            balancer: balancer.unwrap_or_default(),
+            health: None,
+        }
+    }
+}
+
 /// A local TCP listener for a remote service.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct UpstreamConfig {
@@ -441,13 +464,10 @@ fn services(raw: Vec<RawService>) -> Result<Vec<ServiceConfig>, ConfigError> {
         .map(|s| {
             let health = s.health.map(|h| check_config(&s.name, h)).transpose()?;
             Ok(ServiceConfig {
-                name: s.name,
-                address: s.address,
-                protocol: s.protocol.unwrap_or(Protocol::Http),
-                labels: s.labels,
-                weight: s.weight.unwrap_or(1).max(1),
                 health,
-                balancer: s.balancer.unwrap_or_default(),
+                ..ServiceConfig::with_defaults(
+                    s.name, s.address, s.labels, s.protocol, s.weight, s.balancer,
+                )
             })
         })
         .collect()

@@ -2,7 +2,6 @@
 //! clock went backwards, or peers would take the new incarnation's writes for stale ones.
 
 use std::path::Path;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 
@@ -42,9 +41,7 @@ pub fn next(data_dir: &Path) -> anyhow::Result<u64> {
         .ok()
         .and_then(|s| s.trim().parse::<u64>().ok())
         .unwrap_or(0);
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    let now = crate::telemetry::unix_now_ms();
     let next = now.max(last.saturating_add(1));
     std::fs::write(&path, next.to_string())
         .with_context(|| format!("cannot record the generation in {}", path.display()))?;

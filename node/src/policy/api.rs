@@ -16,6 +16,7 @@ use murmur_membership::policy::{
 };
 use serde::{Deserialize, Serialize};
 
+use crate::admin::http::flag;
 use crate::node::NodeContext;
 
 /// Largest request body accepted (a batch of signed documents).
@@ -150,14 +151,6 @@ pub async fn handle(
         (_, Some(_)) => Answer::error(405, "method not allowed"),
         (_, None) => Answer::error(404, &format!("no such endpoint: {path}")),
     }
-}
-
-fn flag(query: Option<&str>, key: &str) -> bool {
-    query
-        .unwrap_or("")
-        .split('&')
-        .filter_map(|kv| kv.split_once('='))
-        .any(|(k, v)| k == key && (v == "true" || v == "1"))
 }
 
 fn list(status: &PolicyStatus, all: bool) -> Answer {

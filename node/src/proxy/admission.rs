@@ -33,12 +33,13 @@ pub fn check(
             services: &peer.services,
         };
         let verdict = authz::evaluate(&policy.authz, &caller, subject);
-        let what = subject.map_or_else(|| "TCP".to_owned(), |(m, p)| format!("{m} {p}"));
+        // Only for log lines: formatted when one is written.
+        let what = || subject.map_or_else(|| "TCP".to_owned(), |(m, p)| format!("{m} {p}"));
         for d in &verdict.shadow {
             let label = d.label();
             proxy.telemetry.shadow_denied.get(&[service, &label]).inc();
             if proxy.traffic.should_log(&format!("shadow {label} {id}")) {
-                info!(%service, caller = %id, request = %what, rule = %label,
+                info!(%service, caller = %id, request = %what(), rule = %label,
                     "authz (shadow mode) would deny this request; let through");
             }
         }
@@ -46,7 +47,7 @@ pub fn check(
             let label = d.label();
             proxy.telemetry.denied.get(&[service, &label]).inc();
             if proxy.traffic.should_log(&format!("deny {label} {id}")) {
-                info!(%service, caller = %id, request = %what, rule = %label, "authz denied");
+                info!(%service, caller = %id, request = %what(), rule = %label, "authz denied");
             }
             return Err(
                 LocalReply::new(403, "denied", 7, d.message(service)).with("x-murmur-authz", label)

@@ -28,7 +28,6 @@ use crate::config::ServiceConfig;
 use crate::telemetry::Outcome;
 use crate::telemetry::traceparent::{TRACEPARENT, TraceParent};
 use crate::telemetry::traces::ProxySpan;
-use crate::telemetry::traffic::Direction;
 use crate::traffic::normalize;
 
 /// The request head must follow the stream header within this time.
@@ -36,11 +35,7 @@ const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Serves one inbound HTTP stream, accounted in metrics and traced as a server span.
 pub async fn serve(proxy: Arc<Proxy>, stream: InboundStream) {
-    let service = stream.header.service.clone();
-    let caller = stream.peer.id.name.to_string();
-    let guard = proxy.telemetry.start(Direction::Inbound, &service);
-    let outcome = handle(&proxy, stream).await;
-    guard.finish(&caller, outcome);
+    super::accounted(&proxy, stream, |s| handle(&proxy, s)).await;
 }
 
 async fn handle(proxy: &Proxy, stream: InboundStream) -> Outcome {
@@ -246,22 +241,17 @@ fn server_span(
     traceparent: Option<&str>,
     caller: &impl std::fmt::Display,
 ) -> ProxySpan {
-    let attrs = vec![
-        KeyValue::new("murmur.service", service.to_owned()),
-        KeyValue::new("murmur.node", proxy.node.clone()),
-        KeyValue::new("murmur.caller", caller.to_string()),
-        KeyValue::new("http.request.method", head.method.clone()),
-        KeyValue::new(
-            "url.path",
-            head.path.split('?').next().unwrap_or("/").to_owned(),
-        ),
-    ];
-    proxy.traces.span(
-        SpanKind::Server,
-        format!("{} {service}", head.method),
-        traceparent.and_then(TraceParent::parse),
-        attrs,
-    )
+    let parent = traceparent.and_then(TraceParent::parse);
+    proxy.traces.span(SpanKind::Server, parent, || {
+        let attrs = vec![
+            KeyValue::new("murmur.service", service.to_owned()),
+            KeyValue::new("murmur.node", proxy.node.clone()),
+            KeyValue::new("murmur.caller", caller.to_string()),
+            KeyValue::new("http.request.method", head.method.clone()),
+            KeyValue::new("url.path", normalize::strip_query(&head.path).to_owned()),
+        ];
+        (format!("{} {service}", head.method), attrs)
+    })
 }
 
 /// Sends `req` to the local instance and frames the answer back.

@@ -82,9 +82,9 @@ async fn handle(proxy: &Proxy, mut req: Request<Incoming>) -> Response<ProxyBody
         Ok(s) => s,
         Err(e) => return ProxyError::Route(e).response(grpc),
     };
-    let span = client_span(proxy, &mut req, service.as_str());
+    let (span, traceparent) = client_span(proxy, &mut req, service.as_str());
     let guard = proxy.telemetry.start(Direction::Outbound, service.as_str());
-    let (resp, peer) = match forward(proxy, req, &service, span.traceparent()).await {
+    let (resp, peer) = match forward(proxy, req, &service, traceparent).await {
         Ok(answered) => answered,
         Err(e) => {
             debug!(error = %e, "outbound request answered locally");
@@ -99,32 +99,34 @@ async fn handle(proxy: &Proxy, mut req: Request<Incoming>) -> Response<ProxyBody
 }
 
 /// The client span of an outbound request, child of the app's `traceparent` if it sent one;
-/// the request carries the span's context onwards.
-fn client_span(proxy: &Proxy, req: &mut Request<Incoming>, service: &str) -> ProxySpan {
+/// the request carries the span's context onwards, and so does the returned `traceparent`.
+fn client_span(
+    proxy: &Proxy,
+    req: &mut Request<Incoming>,
+    service: &str,
+) -> (ProxySpan, Option<String>) {
     let parent = req
         .headers()
         .get(TRACEPARENT)
         .and_then(|v| v.to_str().ok())
         .and_then(TraceParent::parse);
-    let attrs = vec![
-        KeyValue::new("murmur.service", service.to_owned()),
-        KeyValue::new("murmur.node", proxy.node.clone()),
-        KeyValue::new("http.request.method", req.method().to_string()),
-        KeyValue::new("url.path", req.uri().path().to_owned()),
-    ];
-    let span = proxy.traces.span(
-        SpanKind::Client,
-        format!("{} {service}", req.method()),
-        parent,
-        attrs,
-    );
-    if let Some(tp) = span
-        .traceparent()
-        .and_then(|t| HeaderValue::from_str(&t).ok())
+    let span = proxy.traces.span(SpanKind::Client, parent, || {
+        let attrs = vec![
+            KeyValue::new("murmur.service", service.to_owned()),
+            KeyValue::new("murmur.node", proxy.node.clone()),
+            KeyValue::new("http.request.method", req.method().to_string()),
+            KeyValue::new("url.path", req.uri().path().to_owned()),
+        ];
+        (format!("{} {service}", req.method()), attrs)
+    });
+    let traceparent = span.traceparent();
+    if let Some(tp) = traceparent
+        .as_deref()
+        .and_then(|t| HeaderValue::from_str(t).ok())
     {
         req.headers_mut().insert(TRACEPARENT, tp);
     }
-    span
+    (span, traceparent)
 }
 
 /// Forwards a request for `service`; returns the response and the node that served it.

@@ -138,11 +138,7 @@ async fn read_ack(recv: &mut RecvStream) -> Result<(), String> {
 
 /// Serves one inbound TCP stream: connect to the local instance, acknowledge, copy.
 pub async fn serve_inbound(proxy: Arc<Proxy>, stream: InboundStream) {
-    let service = stream.header.service.clone();
-    let caller = stream.peer.id.name.to_string();
-    let guard = proxy.telemetry.start(Direction::Inbound, &service);
-    let outcome = serve_stream(&proxy, stream).await;
-    guard.finish(&caller, outcome);
+    super::accounted(&proxy, stream, |s| serve_stream(&proxy, s)).await;
 }
 
 async fn serve_stream(proxy: &Proxy, stream: InboundStream) -> Outcome {

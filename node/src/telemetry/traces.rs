@@ -112,13 +112,14 @@ impl Tracing {
         })
     }
 
-    /// Starts a span of `kind` named `name`, child of `parent` (an incoming `traceparent`).
+    /// Starts a span of `kind`, child of `parent` (an incoming `traceparent`); `describe` gives
+    /// its name and attributes, and is called only when traces are exported (it allocates, and
+    /// runs for every proxied request).
     pub fn span(
         &self,
         kind: SpanKind,
-        name: String,
         parent: Option<TraceParent>,
-        attrs: Vec<KeyValue>,
+        describe: impl FnOnce() -> (String, Vec<KeyValue>),
     ) -> ProxySpan {
         let Some(tracer) = &self.tracer else {
             return ProxySpan {
@@ -135,6 +136,7 @@ impl Tracing {
                 TraceState::default(),
             ))
         });
+        let (name, attrs) = describe();
         let span = tracer
             .span_builder(name)
             .with_kind(kind)

@@ -7,14 +7,13 @@ use std::time::Duration;
 
 use chitchat::{Chitchat, ChitchatId};
 use murmur_transport::tls::TrustBundle;
-use ring::digest::{SHA256, digest};
 use rustls_pki_types::CertificateDer;
 use tokio::sync::watch;
 use tracing::{debug, warn};
 
 use super::{PolicyConfig, PolicyStatus};
 use crate::policy::custody::custodians;
-use crate::policy::document::{PolicyDocument, Rejection, VerifyContext, verify};
+use crate::policy::document::{PolicyDocument, Rejection, VerifyContext, sha256, verify};
 use crate::policy::store::{Offer, PolicySet, PolicyStore};
 use crate::policy::{KEY_PREFIX, parse_key, persist};
 
@@ -157,7 +156,7 @@ impl Engine {
     /// The verdict on a value, from the cache when possible. Refusals are counted and logged
     /// once per distinct value (a deferred future stamp only the first time).
     fn verdict(&mut self, value: &str, bundle: &TrustBundle, now_ms: u64) -> Verdict {
-        let hash = value_hash(value);
+        let hash = sha256(value.as_bytes());
         let cached = self.verdicts.get(&hash);
         if let Some(v) = cached
             && !matches!(v, Err(Rejection::Future { .. }))
@@ -281,10 +280,4 @@ pub(super) fn status_of(
         winners: store.winners().cloned().collect(),
         rejected: rejected.clone(),
     }
-}
-
-fn value_hash(value: &str) -> [u8; 32] {
-    let mut out = [0u8; 32];
-    out.copy_from_slice(digest(&SHA256, value.as_bytes()).as_ref());
-    out
 }
