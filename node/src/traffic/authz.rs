@@ -147,22 +147,21 @@ fn caller_matches(m: &CallerMatch, caller: &Caller<'_>) -> bool {
 /// `*` stands for any run of characters other than `/`; everything else is literal. Dynamic
 /// programming over (pattern, text) prefixes: linear in their product whatever the stars.
 pub fn glob(pattern: &[u8], text: &[u8]) -> bool {
-    // row[j]: the pattern so far matches text[..j].
+    // row[j]: the pattern so far matches text[..j]. One row, updated in place: a star reads
+    // the entry it just wrote (ascending), a literal reads the one before (descending).
     let mut row = vec![false; text.len() + 1];
     row[0] = true;
     for &p in pattern {
-        let mut next = vec![false; text.len() + 1];
         if p == b'*' {
-            next[0] = row[0];
             for j in 1..=text.len() {
-                next[j] = row[j] || (next[j - 1] && text[j - 1] != b'/');
+                row[j] = row[j] || (row[j - 1] && text[j - 1] != b'/');
             }
         } else {
-            for j in 1..=text.len() {
-                next[j] = row[j - 1] && text[j - 1] == p;
+            for j in (1..=text.len()).rev() {
+                row[j] = row[j - 1] && text[j - 1] == p;
             }
+            row[0] = false;
         }
-        row = next;
     }
     row[text.len()]
 }
