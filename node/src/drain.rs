@@ -44,6 +44,9 @@ pub struct DrainReport {
     pub complete: bool,
 }
 
+/// How often a drain that is taking long says why.
+const PROGRESS_EVERY: Duration = Duration::from_secs(5);
+
 /// Drains this node (see the module documentation).
 pub async fn drain(ctx: &NodeContext, s: DrainSettings) -> DrainReport {
     let start = Instant::now();
@@ -54,6 +57,7 @@ pub async fn drain(ctx: &NodeContext, s: DrainSettings) -> DrainReport {
     info!(timeout = ?s.timeout, "draining: peers are told to stop choosing this node");
     let t = &ctx.telemetry;
     let announced_ms = unix_now_ms();
+    let mut next_progress = start + PROGRESS_EVERY;
     loop {
         let now = Instant::now();
         let since_last = unix_now_ms()
@@ -62,6 +66,15 @@ pub async fn drain(ctx: &NodeContext, s: DrainSettings) -> DrainReport {
             || (now - start >= s.min_wait && since_last >= s.quiet.as_millis() as u64)
         {
             break;
+        }
+        // A drain normally ends within seconds: say what holds a long one up.
+        if now >= next_progress {
+            next_progress += PROGRESS_EVERY;
+            info!(
+                last_request_ms_ago = since_last,
+                in_flight = t.inbound_in_flight.load(Ordering::Relaxed),
+                "still draining: peers are still sending requests"
+            );
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
         // Nudge peers now and then in case the first announcement was lost.
@@ -72,6 +85,13 @@ pub async fn drain(ctx: &NodeContext, s: DrainSettings) -> DrainReport {
     let quiet_after = start.elapsed();
     while t.inbound_in_flight.load(Ordering::Relaxed) > 0 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
+        if Instant::now() >= next_progress {
+            next_progress += PROGRESS_EVERY;
+            info!(
+                in_flight = t.inbound_in_flight.load(Ordering::Relaxed),
+                "still draining: requests in flight"
+            );
+        }
     }
     let left = t.inbound_in_flight.load(Ordering::Relaxed).max(0);
     let report = DrainReport {
