@@ -10,7 +10,6 @@
 pub mod cert;
 pub mod identity;
 pub mod node;
-mod node_config;
 pub mod persist;
 pub mod pki;
 pub mod policy;

@@ -1,24 +1,15 @@
-//! Decoders of the node binary. Its modules cannot be imported, so the files that stand alone
-//! are compiled into this crate by path, unchanged: the W3C `traceparent` parser, the framing of
-//! proxied HTTP exchanges, and the raw (TOML) form of the configuration file. The typed
-//! configuration (`config/typed.rs`) depends on the rest of the node and is not covered.
+//! Decoders of the node, through the surface its library opens to fuzzing
+//! (`murmur_node::fuzzing`, built with `--cfg fuzzing`): the W3C `traceparent` parser, the
+//! framing of proxied HTTP exchanges, and the configuration file.
 
 use arbitrary::{Arbitrary, Unstructured};
 use bytes::BytesMut;
-
-#[allow(dead_code, unreachable_pub)]
-#[path = "../../node/src/telemetry/traceparent.rs"]
-mod traceparent_rs;
-
-#[allow(dead_code, unreachable_pub)]
-#[path = "../../node/src/proxy/frame.rs"]
-mod frame_rs;
-
-use frame_rs::{
+use murmur_node::fuzzing::frame::{
     BodyKind, FRAME_HEADER, FRAME_VERSION, Fields, MAX_HEAD_BYTES, Refusal, RequestHead,
     ResponseHead, Trailers, Value, decode_head, fields, header_map, put_head, put_trailers,
 };
-use traceparent_rs::TraceParent;
+use murmur_node::fuzzing::traceparent::TraceParent;
+use murmur_node::fuzzing::{duration, raw};
 
 /// A `traceparent` header value: what parses prints back as the (trimmed) input, and every
 /// valid value parses back to itself.
@@ -118,14 +109,10 @@ pub fn config(data: &[u8]) {
     let Some(text) = crate::text(data) else {
         return;
     };
-    let _ = toml::from_str::<crate::node_config::raw::RawConfig>(text);
-    if let Ok(d) = crate::node_config::duration::parse(text) {
-        let shown = crate::node_config::duration::HumanDuration(d).to_string();
-        assert_eq!(
-            crate::node_config::duration::parse(&shown),
-            Ok(d),
-            "{text:?} shown as {shown}"
-        );
+    let _ = toml::from_str::<raw::RawConfig>(text);
+    if let Ok(d) = duration::parse(text) {
+        let shown = duration::HumanDuration(d).to_string();
+        assert_eq!(duration::parse(&shown), Ok(d), "{text:?} shown as {shown}");
     }
 }
 

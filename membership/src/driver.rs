@@ -106,7 +106,36 @@ pub struct Membership {
     view_rx: watch::Receiver<Arc<ClusterView>>,
     record: Mutex<NodeRecord>,
     refresher: JoinHandle<()>,
+    keys: GossipKeys,
+}
+
+/// Writes this node's own gossip keys, and nothing else: a small `Clone` handle for a task that
+/// publishes a value of its own (a traffic summary, rate-limit demand) beside the membership.
+#[derive(Clone)]
+pub struct GossipKeys {
+    chitchat: Arc<tokio::sync::Mutex<Chitchat>>,
+    /// Wakes the view refresher, so this node's own view shows the change at once.
     kick: Arc<tokio::sync::Notify>,
+}
+
+impl GossipKeys {
+    /// Sets one of this node's keys.
+    pub async fn set(&self, key: &str, value: &str) {
+        self.chitchat.lock().await.self_node_state().set(key, value);
+        self.kick.notify_one();
+    }
+
+    /// Deletes one of this node's keys.
+    pub async fn delete(&self, key: &str) {
+        self.chitchat.lock().await.self_node_state().delete(key);
+        self.kick.notify_one();
+    }
+}
+
+impl std::fmt::Debug for GossipKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GossipKeys").finish_non_exhaustive()
+    }
 }
 
 impl Membership {
@@ -147,12 +176,16 @@ impl Membership {
             every: config.refresh,
             kick: kick.clone(),
         }));
+        let keys = GossipKeys {
+            chitchat: handle.chitchat(),
+            kick,
+        };
         Ok(Self {
             handle,
             view_rx,
             record: Mutex::new(record),
             refresher,
-            kick,
+            keys,
         })
     }
 
@@ -227,18 +260,17 @@ impl Membership {
 
     /// Sets one of this node's keys.
     pub async fn set_key(&self, key: &str, value: &str) {
-        self.handle
-            .with_chitchat(|c| c.self_node_state().set(key, value))
-            .await;
-        self.kick.notify_one();
+        self.keys.set(key, value).await;
     }
 
     /// Deletes one of this node's keys.
     pub async fn delete_key(&self, key: &str) {
-        self.handle
-            .with_chitchat(|c| c.self_node_state().delete(key))
-            .await;
-        self.kick.notify_one();
+        self.keys.delete(key).await;
+    }
+
+    /// A handle that writes this node's keys (see [`GossipKeys`]).
+    pub fn keys(&self) -> GossipKeys {
+        self.keys.clone()
     }
 
     /// The shared chitchat state, for services that run beside the driver (policy).

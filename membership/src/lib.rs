@@ -13,5 +13,5 @@ pub mod policy;
 pub mod records;
 pub mod view;
 
-pub use driver::{GossipSettings, Membership, MembershipConfig, MembershipError};
+pub use driver::{GossipKeys, GossipSettings, Membership, MembershipConfig, MembershipError};
 pub use view::{ClusterView, Endpoint, Member, MemberState};

@@ -9,7 +9,7 @@
 //! | GET | `/v1/members[?all=true]` | members as this node sees them ([`members::MembersResponse`]) |
 //! | GET | `/metrics` | Prometheus text format |
 //! | GET | `/v1/traffic` | per-service rate, success rate, p50/p99 over the last minute |
-//! | POST | `/v1/drain` | drain: stop attracting traffic, wait for peers and in-flight requests ([`crate::drain::DrainReport`]) |
+//! | POST | `/v1/drain` | drain: stop attracting traffic, wait for peers and in-flight requests ([`crate::api::drain::DrainReport`]) |
 //! | POST | `/v1/undrain` | take traffic again |
 //! | GET | `/v1/status` | this node: identity, certificate, gossip counters ([`status::StatusResponse`]) |
 //! | GET, POST | `/v1/policies[/<kind>/<name>]` | policy documents, digest, apply ([`crate::policy::api`]) |
@@ -24,6 +24,7 @@ pub mod mesh;
 pub mod metrics;
 pub mod policy;
 pub mod services;
+pub mod state;
 pub mod status;
 pub mod traffic;
 
@@ -39,10 +40,10 @@ use tokio::net::TcpListener;
 use tracing::{debug, warn};
 
 use self::http::{Body, error, text};
-use crate::node::NodeContext;
+pub use self::state::{AdminState, NodeFacts};
 
 /// Serves the admin API on `listener` until the process ends.
-pub async fn serve(ctx: Arc<NodeContext>, listener: TcpListener) {
+pub async fn serve(state: Arc<AdminState>, listener: TcpListener) {
     if let Ok(addr) = listener.local_addr()
         && !addr.ip().is_loopback()
     {
@@ -57,11 +58,11 @@ pub async fn serve(ctx: Arc<NodeContext>, listener: TcpListener) {
                 continue;
             }
         };
-        let ctx = ctx.clone();
+        let state = state.clone();
         tokio::spawn(async move {
             let svc = service_fn(move |req| {
-                let ctx = ctx.clone();
-                async move { Ok::<_, Infallible>(route(&ctx, req).await) }
+                let state = state.clone();
+                async move { Ok::<_, Infallible>(route(&state, req).await) }
             });
             if let Err(e) = http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), svc)
@@ -75,14 +76,14 @@ pub async fn serve(ctx: Arc<NodeContext>, listener: TcpListener) {
 
 /// Ready: serving (not draining or leaving), and joined — another member is known alive from
 /// gossip, unless this node has no seeds (it is the first of its mesh).
-fn readyz(ctx: &NodeContext) -> Response<Body> {
+fn readyz(state: &AdminState) -> Response<Body> {
     use murmur_membership::{MemberState, records::NodeStatus};
-    let status = ctx.membership.status();
+    let status = state.membership.status();
     if status != NodeStatus::Serving {
         return text(503, &format!("not ready: {status:?}\n").to_lowercase());
     }
-    let view = ctx.membership.view();
-    let joined = ctx.config.seeds.is_empty()
+    let view = state.membership.view();
+    let joined = !state.node.has_seeds
         || view
             .members
             .values()
@@ -94,31 +95,32 @@ fn readyz(ctx: &NodeContext) -> Response<Body> {
     }
 }
 
-async fn route(ctx: &Arc<NodeContext>, req: Request<Incoming>) -> Response<Body> {
+async fn route(state: &Arc<AdminState>, req: Request<Incoming>) -> Response<Body> {
     let path = req.uri().path().to_owned();
     match (req.method().clone(), path.as_str()) {
         (Method::GET, "/" | "/index.html") => dashboard::get(),
         (Method::GET, "/healthz") => text(200, "ok\n"),
-        (Method::GET, "/readyz") => readyz(ctx),
-        (Method::GET, "/v1/mesh") => mesh::get(ctx),
-        (Method::GET, "/v1/members") => members::list(ctx, req.uri().query()),
-        (Method::GET, "/v1/status") => status::get(ctx),
+        (Method::GET, "/readyz") => readyz(state),
+        (Method::GET, "/v1/mesh") => mesh::get(state),
+        (Method::GET, "/v1/members") => members::list(state, req.uri().query()),
+        (Method::GET, "/v1/status") => status::get(state),
         (Method::POST, "/v1/drain") => {
-            let report = crate::drain::drain(ctx, ctx.config.drain).await;
+            let report =
+                crate::drain::drain(&state.membership, &state.telemetry, state.node.drain).await;
             http::json(200, &report)
         }
-        (Method::POST, "/v1/undrain") => match crate::drain::undrain(ctx).await {
+        (Method::POST, "/v1/undrain") => match crate::drain::undrain(&state.membership).await {
             Ok(()) => text(200, "serving\n"),
             Err(e) => error(500, &e.to_string()),
         },
-        (Method::GET, "/v1/services") => services::list(ctx),
-        (Method::POST, "/v1/services") => services::register(ctx, req.into_body()).await,
+        (Method::GET, "/v1/services") => services::list(state),
+        (Method::POST, "/v1/services") => services::register(state, req.into_body()).await,
         (Method::DELETE, p) if p.starts_with("/v1/services/") => {
-            services::deregister(ctx, &p["/v1/services/".len()..]).await
+            services::deregister(state, &p["/v1/services/".len()..]).await
         }
-        (_, p) if crate::policy::api::is_policy_path(p) => policy::route(ctx, req).await,
-        (Method::GET, "/metrics") => metrics::get(ctx).await,
-        (Method::GET, "/v1/traffic") => traffic::get(ctx),
+        (_, p) if crate::api::policies::is_policy_path(p) => policy::route(state, req).await,
+        (Method::GET, "/metrics") => metrics::get(state).await,
+        (Method::GET, "/v1/traffic") => traffic::get(state),
         (
             _,
             "/" | "/healthz" | "/readyz" | "/v1/members" | "/v1/mesh" | "/v1/status" | "/metrics"

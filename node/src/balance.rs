@@ -4,6 +4,11 @@
 //! [`choose::order`] is the pure decision; [`Balancers`] keeps what it needs between requests
 //! (requests in flight, latency estimates, round-robin turns) for every service this node calls.
 
+#![allow(
+    clippy::disallowed_types,
+    reason = "balancer state behind one process-wide lock, taken a few times per request; the data-path work replaces it with per-service state"
+)]
+
 pub mod choose;
 pub mod ewma;
 
@@ -158,7 +163,7 @@ impl Balancers {
             balancers: self.clone(),
             service: service.to_owned(),
             node: node.to_owned(),
-            started: Instant::now(),
+            started: crate::clock::now(),
             done: false,
         }
     }
@@ -174,9 +179,22 @@ impl Balancers {
         }
     }
 
+    /// Frees the probe of `node` if no request is in flight to it: a plan chose it as the probe,
+    /// but its request ended (refused, aborted, expired) before any attempt started.
+    pub fn release_probe(&self, service: &str, node: &str) {
+        let mut services = self.services.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(e) = services
+            .get_mut(service)
+            .and_then(|s| s.endpoints.get_mut(node))
+            && e.pending == 0
+        {
+            e.outlier.abandon_probe();
+        }
+    }
+
     /// `(node, pending, ewma ms)` of every endpoint of `service` this node has called.
     pub fn snapshot(&self, service: &str) -> Vec<(String, u32, f64)> {
-        let now = Instant::now();
+        let now = crate::clock::now();
         let services = self.services.lock().unwrap_or_else(PoisonError::into_inner);
         let mut out: Vec<_> = services
             .get(service)
@@ -207,7 +225,7 @@ impl InFlight {
     /// The stream is open and the request sent: latency counts from here, so a connection
     /// handshake (paid once per peer) does not make an endpoint look slow.
     pub fn sent(&mut self) {
-        self.started = Instant::now();
+        self.started = crate::clock::now();
     }
 
     /// The attempt ended, well (`ok`) or not. If a response head arrived (`answered`) its
@@ -219,7 +237,7 @@ impl InFlight {
         ok: bool,
         outlier: Option<&OutlierConfig>,
     ) -> Transition {
-        let now = Instant::now();
+        let now = crate::clock::now();
         let rtt = if answered {
             now.saturating_duration_since(self.started)
         } else {

@@ -1,13 +1,21 @@
 //! The command line: `murmur run` starts a node; the other commands are tools and clients of a
 //! running node's admin API.
 
+#![allow(
+    clippy::disallowed_methods,
+    reason = "the command line is synchronous: it reads and writes files, and waits, outside any node runtime"
+)]
+
 mod ca;
 mod cert;
+mod client;
 mod demo;
 mod drain;
 mod members;
-pub mod output;
+mod output;
 mod policy;
+mod policy_client;
+mod rt;
 mod run;
 mod service;
 mod services;
@@ -20,7 +28,7 @@ use clap::{Parser, Subcommand};
 use crate::logging::{self, LogFormat};
 
 /// Exit code for a usage or configuration error (sysexits EX_USAGE).
-pub const EXIT_USAGE: u8 = 64;
+const EXIT_USAGE: u8 = 64;
 
 /// Murmuration: a service mesh with no control plane. Every service instance gets a node; nodes
 /// find each other by gossip and carry traffic over QUIC with mutual TLS.
@@ -109,11 +117,4 @@ fn exit_code(e: &anyhow::Error) -> u8 {
     } else {
         1
     }
-}
-
-/// A current-thread runtime for the client commands.
-pub fn client_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?)
 }

@@ -5,8 +5,13 @@
 //! applies defaults and validates everything into a [`Config`] whose invalid states cannot be
 //! represented.
 
+#![allow(
+    clippy::disallowed_methods,
+    reason = "the config is read once, before the node's runtime starts"
+)]
+
 pub mod duration;
 pub mod raw;
 pub mod typed;
 
-pub use typed::{Config, ConfigError, Overrides, ServiceConfig};
+pub use typed::{Config, ConfigError, Overrides};

@@ -12,13 +12,14 @@
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use murmur_membership::Membership;
 use murmur_membership::records::NodeStatus;
-use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 use tracing::info;
 
-use crate::node::NodeContext;
-use crate::telemetry::unix_now_ms;
+use crate::api::drain::DrainReport;
+use crate::clock::unix_now_ms;
+use crate::telemetry::Telemetry;
 
 /// How a drain proceeds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -31,31 +32,23 @@ pub struct DrainSettings {
     pub min_wait: Duration,
 }
 
-/// What a drain did.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
-pub struct DrainReport {
-    /// Time from announcing to the end of new traffic, ms.
-    pub quiet_after_ms: u64,
-    /// Total time, ms.
-    pub took_ms: u64,
-    /// Requests still in progress when the drain gave up (0 when it completed).
-    pub in_flight_left: i64,
-    /// Whether the drain finished within its timeout.
-    pub complete: bool,
-}
-
 /// How often a drain that is taking long says why.
 const PROGRESS_EVERY: Duration = Duration::from_secs(5);
 
-/// Drains this node (see the module documentation).
-pub async fn drain(ctx: &NodeContext, s: DrainSettings) -> DrainReport {
+/// Drains this node (see the module documentation): announces it through `membership`, and
+/// reads inbound traffic off `telemetry`.
+pub async fn drain(
+    membership: &Membership,
+    telemetry: &Telemetry,
+    s: DrainSettings,
+) -> DrainReport {
     let start = Instant::now();
     let deadline = start + s.timeout;
-    if let Err(e) = ctx.membership.set_status(NodeStatus::Draining).await {
+    if let Err(e) = membership.set_status(NodeStatus::Draining).await {
         tracing::warn!(error = %e, "could not announce draining");
     }
     info!(timeout = ?s.timeout, "draining: peers are told to stop choosing this node");
-    let t = &ctx.telemetry;
+    let t = telemetry;
     let announced_ms = unix_now_ms();
     let mut next_progress = start + PROGRESS_EVERY;
     loop {
@@ -79,7 +72,7 @@ pub async fn drain(ctx: &NodeContext, s: DrainSettings) -> DrainReport {
         tokio::time::sleep(Duration::from_millis(50)).await;
         // Nudge peers now and then in case the first announcement was lost.
         if (now - start).as_millis() % 1000 < 50 {
-            ctx.membership.announce().await;
+            membership.announce().await;
         }
     }
     let quiet_after = start.elapsed();
@@ -105,7 +98,7 @@ pub async fn drain(ctx: &NodeContext, s: DrainSettings) -> DrainReport {
 }
 
 /// Takes traffic again after a drain.
-pub async fn undrain(ctx: &NodeContext) -> Result<(), murmur_membership::MembershipError> {
+pub async fn undrain(membership: &Membership) -> Result<(), murmur_membership::MembershipError> {
     info!("serving again");
-    ctx.membership.set_status(NodeStatus::Serving).await
+    membership.set_status(NodeStatus::Serving).await
 }

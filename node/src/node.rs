@@ -1,7 +1,12 @@
-//! A running node: wires credentials, the QUIC endpoint, gossip, policy, the data path, health
-//! checks, telemetry and the admin API, and stops gracefully.
+//! A running node, composed from its config: credentials, the QUIC endpoint, gossip, policy,
+//! the data path, health checks, telemetry and the admin API, each built here from the settings
+//! it takes and handed the narrow handles it uses; then the node's tasks, and a graceful stop.
+//!
+//! This is the composition root: the only module (with the command line) that reads the
+//! config, and the only one that knows every part.
 
 mod generation;
+mod tasks;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -15,61 +20,84 @@ use murmur_transport::identity::SpiffeId;
 use murmur_transport::tls::{CredentialWatcher, TlsState, load_material};
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
-use tracing::{info, warn};
+use tracing::info;
 
+use crate::admin::{AdminState, NodeFacts};
 use crate::balance::Balancers;
 use crate::config::Config;
-use crate::inbound::Inbound;
+use crate::policy::api::PolicyApi;
+use crate::policy::control;
 use crate::proxy::{self, Proxy};
 use crate::services::Services;
 use crate::signals;
+use crate::streams::Streams;
 use crate::telemetry::Telemetry;
 use crate::telemetry::traces::Tracing;
+use crate::traffic::Traffic;
 
-/// What every part of a running node may need.
+/// What a node needs before it starts: read from disk before the async runtime runs, so no
+/// file is read on the runtime's thread.
 #[derive(Debug)]
-pub struct NodeContext {
-    /// The configuration it runs with.
-    pub config: Config,
-    /// Gossip and the cluster view.
-    pub membership: Membership,
-    /// Signed policy documents: the effective set, applies.
-    pub policy: PolicyHandle,
-    /// The QUIC endpoint.
-    pub endpoint: MeshEndpoint,
-    /// Live TLS credentials.
-    pub tls: Arc<TlsState>,
-    /// Gossip counters.
-    pub gossip_stats: Arc<GossipStats>,
-    /// Local services (config and runtime registrations).
-    pub services: Arc<Services>,
-    /// The data path.
-    pub proxy: Arc<Proxy>,
-    /// When the node started.
-    pub started: Instant,
-    /// Request metrics and traffic summaries.
-    pub telemetry: Arc<Telemetry>,
-    /// Trace export.
-    pub traces: Arc<Tracing>,
+pub struct Prepared {
+    config: Config,
+    tls: Arc<TlsState>,
+    services: Arc<Services>,
+    generation: u64,
+    reset_key: [u8; 32],
+}
+
+/// Loads the credentials, creates the data directory and restores what it keeps.
+#[allow(
+    clippy::disallowed_methods,
+    reason = "runs before the node's runtime starts"
+)]
+pub fn prepare(config: Config) -> anyhow::Result<Prepared> {
+    let tls = load_credentials(&config)?;
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
+    let cert = tls.local_cert();
+    let services = Services::from_config(&config.services, &cert)?
+        .with_registrations(config.data_dir.join("registrations.json"), &cert);
+    Ok(Prepared {
+        generation: generation::next(&config.data_dir)?,
+        reset_key: generation::reset_key(&config.data_dir)?,
+        services: Arc::new(services),
+        tls,
+        config,
+    })
+}
+
+/// The parts a running node stops, and the handles its tasks are built from.
+#[derive(Debug)]
+struct Node {
+    config: Config,
+    tls: Arc<TlsState>,
+    membership: Arc<Membership>,
+    policy: PolicyHandle,
+    endpoint: MeshEndpoint,
+    gossip_stats: Arc<GossipStats>,
+    services: Arc<Services>,
+    proxy: Arc<Proxy>,
+    started: Instant,
 }
 
 /// Runs a node until SIGTERM or SIGINT.
-pub async fn run(config: Config) -> anyhow::Result<()> {
-    let (ctx, admin_listener) = start(config).await?;
+pub async fn run(prepared: Prepared) -> anyhow::Result<()> {
+    let (node, admin_listener) = start(prepared).await?;
     let reload = Arc::new(Notify::new());
-    spawn_background(&ctx, admin_listener, reload.clone());
-    let gossip_ended = ctx.membership.gossip_ended();
+    tasks::spawn(chores(&node, admin_listener, reload.clone()));
+    let gossip_ended = node.membership.gossip_ended();
     tokio::select! {
         why = signals::wait_for_stop(reload) => {
             info!(?why, "stopping");
-            shutdown(ctx).await;
+            shutdown(node).await;
             Ok(())
         }
         reason = gossip_ended => {
             // A node whose gossip died would serve a frozen view forever: better to stop and be
             // restarted by its supervisor.
             tracing::error!(%reason, "gossip has ended; exiting so the node can be restarted");
-            ctx.endpoint.close(Duration::from_millis(200)).await;
+            node.endpoint.close(Duration::from_millis(200)).await;
             anyhow::bail!("{reason}")
         }
     }
@@ -77,69 +105,81 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 
 /// Binds every socket (so a busy port fails the start), joins the mesh and starts the data
 /// path. Returns the node and its admin listener, not yet served.
-async fn start(config: Config) -> anyhow::Result<(Arc<NodeContext>, TcpListener)> {
-    let tls = load_credentials(&config)?;
-    std::fs::create_dir_all(&config.data_dir)
-        .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
-    let cert = tls.local_cert();
-    let services = Services::from_config(&config.services, &cert)?
-        .with_registrations(config.data_dir.join("registrations.json"), &cert);
-    let services = Arc::new(services);
-    let generation = generation::next(&config.data_dir)?;
+async fn start(p: Prepared) -> anyhow::Result<(Node, TcpListener)> {
+    let Prepared {
+        config,
+        tls,
+        services,
+        generation,
+        reset_key,
+    } = p;
     let admin_listener = TcpListener::bind(config.admin)
         .await
         .with_context(|| format!("cannot listen on admin address {}", config.admin))?;
     let listeners = proxy::bind(config.outbound, &config.upstreams).await?;
-    let (endpoint, gossip) = bind_endpoint(&config, &tls)?;
-    let gossip_stats = gossip.stats();
+    let (endpoint, gossip) = bind_endpoint(&config, &tls, reset_key)?;
     let membership = Membership::start(membership_config(&config, &endpoint, generation), &gossip)
         .await
         .context("cannot start gossip")?;
-    let policy = crate::policy::start(&membership, &config, tls.clone());
+    let membership = Arc::new(membership);
+    let policy = crate::policy::start(
+        &membership,
+        tls.clone(),
+        config.name.as_str(),
+        &config.policy,
+        &config.data_dir,
+        config.gossip.interval,
+    );
     services.publish_all(&membership).await?;
-    let telemetry = Arc::new(Telemetry::default());
     let traces = Arc::new(Tracing::start(&config.traces).context("cannot start trace export")?);
+    let seed = u64::from(std::process::id());
     let proxy = Arc::new(Proxy {
         node: config.name.to_string(),
         endpoint: endpoint.clone(),
         view: membership.watch(),
-        balancers: Arc::new(Balancers::new(u64::from(std::process::id()) ^ generation)),
+        balancers: Arc::new(Balancers::new(seed ^ generation)),
         services: services.clone(),
         local: proxy::local::LocalClients::new(),
-        telemetry: telemetry.clone(),
-        traces: traces.clone(),
-        traffic: crate::traffic::Traffic::start(policy.watch(), u64::from(std::process::id())),
+        telemetry: Arc::new(Telemetry::default()),
+        traces,
+        traffic: Traffic::start(policy.watch(), seed),
     });
     proxy::start(&proxy, listeners);
+    let (control_tx, control_rx) = control::queue();
+    endpoint.set_handler(Streams::new(proxy.clone(), control_tx));
+    let api = PolicyApi {
+        policy: policy.clone(),
+        membership: membership.clone(),
+        node: config.name.to_string(),
+    };
+    tokio::spawn(control::run(api, control_rx));
     info!(node = %config.name, mesh = %endpoint.advertise_addr(), admin = %config.admin, generation, "node started");
-    let ctx = Arc::new(NodeContext {
+    let node = Node {
+        gossip_stats: gossip.stats(),
         config,
+        tls,
         membership,
         policy,
         endpoint,
-        tls,
-        gossip_stats,
         services,
         proxy,
-        started: Instant::now(),
-        telemetry,
-        traces,
-    });
-    ctx.endpoint.set_handler(Inbound::new(&ctx));
-    Ok((ctx, admin_listener))
+        started: crate::clock::now(),
+    };
+    Ok((node, admin_listener))
 }
 
 /// The QUIC endpoint (keeping its stateless-reset key across restarts) and gossip over it.
 fn bind_endpoint(
     config: &Config,
     tls: &Arc<TlsState>,
+    reset_key: [u8; 32],
 ) -> anyhow::Result<(MeshEndpoint, QuicGossip)> {
     let (endpoint, inbox) = MeshEndpoint::bind(
         EndpointConfig {
             listen: config.listen,
             advertise: config.advertise,
             quic: config.quic.clone(),
-            reset_key: Some(generation::reset_key(&config.data_dir)?),
+            reset_key: Some(reset_key),
         },
         tls.clone(),
     )
@@ -148,79 +188,66 @@ fn bind_endpoint(
     Ok((endpoint, gossip))
 }
 
-/// The node's long-running chores: credential reloads, the admin API, the gossiped traffic
-/// summary, rate-limit shares, health checks, and closing connections to the dead.
-fn spawn_background(ctx: &Arc<NodeContext>, admin: TcpListener, reload: Arc<Notify>) {
-    let watcher = CredentialWatcher::new(ctx.tls.clone(), ctx.config.tls.clone());
-    tokio::spawn(watcher.run(ctx.config.reload_interval, reload));
-    tokio::spawn(crate::admin::serve(ctx.clone(), admin));
-    tokio::spawn(crate::telemetry::mesh::publish_loop(ctx.clone()));
-    tokio::spawn(crate::traffic::share::run(ctx.clone()));
-    spawn_health_checks(ctx);
-    tokio::spawn(disconnect_the_dead(ctx.clone()));
-}
-
-async fn shutdown(ctx: Arc<NodeContext>) {
-    crate::drain::drain(&ctx, ctx.config.drain).await;
-    let linger = (ctx.config.gossip.interval * 3).max(Duration::from_millis(300));
-    ctx.membership.leave(linger).await;
-    ctx.endpoint.close(Duration::from_millis(500)).await;
-    ctx.traces.shutdown().await;
-}
-
-/// Closes connections to members as soon as they are declared dead: requests waiting on them
-/// fail (or move on) now rather than at the QUIC idle timeout. Only a fall from alive counts: a
-/// member just learned of is listed dead until its second heartbeat.
-async fn disconnect_the_dead(ctx: Arc<NodeContext>) {
-    use murmur_membership::MemberState;
-    let mut rx = ctx.membership.watch();
-    let mut alive: std::collections::BTreeMap<String, std::net::SocketAddr> = Default::default();
-    while rx.changed().await.is_ok() {
-        let view = rx.borrow_and_update().clone();
-        for (name, addr) in &alive {
-            let fell = view
-                .members
-                .get(name)
-                .is_none_or(|m| m.state == MemberState::Dead && m.mesh_addr == *addr);
-            if fell {
-                info!(node = %name, %addr, "peer declared dead: closing its connection");
-                ctx.endpoint.disconnect(*addr, "peer declared dead");
-            }
-        }
-        alive = view
-            .members
-            .values()
-            .filter(|m| matches!(m.state, MemberState::Alive | MemberState::Draining) && !m.stale)
-            .map(|m| (m.name.clone(), m.mesh_addr))
-            .collect();
+/// The node's chores, each with the handles it uses.
+fn chores(node: &Node, admin_listener: TcpListener, reload: Arc<Notify>) -> tasks::Chores {
+    let c = &node.config;
+    tasks::Chores {
+        credentials: CredentialWatcher::new(node.tls.clone(), c.tls.clone()),
+        reload_interval: c.reload_interval,
+        reload,
+        admin: (admin_state(node), admin_listener),
+        membership: node.membership.clone(),
+        endpoint: node.endpoint.clone(),
+        proxy: node.proxy.clone(),
+        services: node.services.clone(),
+        checks: c
+            .services
+            .iter()
+            .filter_map(|s| Some((s.name.to_string(), s.address, s.health.clone()?)))
+            .collect(),
+        gossip_interval: c.gossip.interval,
     }
 }
 
-fn spawn_health_checks(ctx: &Arc<NodeContext>) {
-    for s in &ctx.config.services {
-        let Some(check) = s.health.clone() else {
-            continue;
-        };
-        let (ctx2, name) = (ctx.clone(), s.name.to_string());
-        let report = move |health| {
-            let (ctx, name) = (ctx2.clone(), name.clone());
-            async move {
-                if let Err(e) = ctx
-                    .services
-                    .set_health(&name, health, &ctx.membership)
-                    .await
-                {
-                    warn!(error = %e, "cannot publish health");
-                }
-            }
-        };
-        tokio::spawn(crate::health::run(
-            s.name.to_string(),
-            s.address,
-            check,
-            report,
-        ));
-    }
+/// What the admin API works with.
+fn admin_state(node: &Node) -> Arc<AdminState> {
+    let c = &node.config;
+    Arc::new(AdminState {
+        node: NodeFacts {
+            name: c.name.to_string(),
+            started: node.started,
+            outbound: c.outbound,
+            upstreams: c
+                .upstreams
+                .iter()
+                .map(|u| format!("{}@{}", u.service, u.listen))
+                .collect(),
+            has_seeds: !c.seeds.is_empty(),
+            drain: c.drain,
+        },
+        membership: node.membership.clone(),
+        policy: PolicyApi {
+            policy: node.policy.clone(),
+            membership: node.membership.clone(),
+            node: c.name.to_string(),
+        },
+        endpoint: node.endpoint.clone(),
+        tls: node.tls.clone(),
+        gossip_stats: node.gossip_stats.clone(),
+        services: node.services.clone(),
+        balancers: node.proxy.balancers.clone(),
+        telemetry: node.proxy.telemetry.clone(),
+        traces: node.proxy.traces.stats.clone(),
+        traffic: node.proxy.traffic.clone(),
+    })
+}
+
+async fn shutdown(node: Node) {
+    crate::drain::drain(&node.membership, &node.proxy.telemetry, node.config.drain).await;
+    let linger = (node.config.gossip.interval * 3).max(Duration::from_millis(300));
+    node.membership.leave(linger).await;
+    node.endpoint.close(Duration::from_millis(500)).await;
+    node.proxy.traces.shutdown().await;
 }
 
 fn load_credentials(config: &Config) -> anyhow::Result<Arc<TlsState>> {

@@ -1,19 +1,17 @@
 //! The node side of policy: starting the policy service with this node's trust bundle and data
 //! directory, the transport-neutral request handler shared by the admin API and the QUIC control
-//! stream, and the client the CLI uses to reach either.
+//! stream ([`api`]), and the control stream itself ([`control`]).
 
 pub mod api;
-pub mod client;
 pub mod control;
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use murmur_membership::Membership;
 use murmur_membership::policy::{PolicyConfig, PolicyHandle};
 use murmur_transport::tls::TlsState;
-
-use crate::config::Config;
 
 /// File in the data directory holding the winning set.
 pub const FILE: &str = "policies.json";
@@ -39,14 +37,22 @@ impl Default for PolicySettings {
     }
 }
 
-/// Starts the policy service: verifies against the node's live trust bundle (so a reloaded
-/// bundle applies at once) and keeps the winning set in the data directory.
-pub fn start(membership: &Membership, config: &Config, tls: Arc<TlsState>) -> PolicyHandle {
-    let mut pc = PolicyConfig::new(config.name.to_string(), Arc::new(move || tls.bundle()));
-    pc.max_skew = config.policy.max_skew;
-    pc.tombstone_retention = config.policy.tombstone_retention;
-    pc.custodians = config.policy.custodians;
-    pc.file = Some(config.data_dir.join(FILE));
-    pc.refresh = config.gossip.interval;
+/// Starts the policy service for node `node`: verifies against the node's live trust bundle (so
+/// a reloaded bundle applies at once) and keeps the winning set in `data_dir`; `refresh` is how
+/// often it rescans gossip (the gossip interval).
+pub fn start(
+    membership: &Membership,
+    tls: Arc<TlsState>,
+    node: &str,
+    settings: &PolicySettings,
+    data_dir: &Path,
+    refresh: Duration,
+) -> PolicyHandle {
+    let mut pc = PolicyConfig::new(node.to_owned(), Arc::new(move || tls.bundle()));
+    pc.max_skew = settings.max_skew;
+    pc.tombstone_retention = settings.tombstone_retention;
+    pc.custodians = settings.custodians;
+    pc.file = Some(data_dir.join(FILE));
+    pc.refresh = refresh;
     PolicyHandle::start(membership, pc)
 }

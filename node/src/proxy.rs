@@ -2,16 +2,19 @@
 //! and the inbound side that takes streams from peers to the local instance.
 //!
 //! ```text
-//! app ─HTTP─▶ outbound ─route─▶ balance ─dial─▶ QUIC stream (header, frames) ─▶ inbound ─▶ app
-//! app ─TCP──▶ upstream ─route─▶ balance ─dial─▶ QUIC stream (header, ack, bytes) ─▶ inbound ─▶ app
+//! app ─HTTP─▶ outbound ─plan─▶ exchange ─dial─▶ QUIC stream (header, frames) ─▶ inbound ─▶ app
+//! app ─TCP──▶ upstream ─plan─▶ (targets) ─dial─▶ QUIC stream (header, ack, bytes) ─▶ inbound ─▶ app
 //! ```
 //!
 //! One cached QUIC connection per peer (the transport's), one bidirectional stream per HTTP
-//! request or TCP connection. [`plan`] decides (pure: route, backend, subset, faults, timeouts,
-//! retry, circuit), [`crate::balance`] orders the candidates, [`exchange`] does it ([`dial`]
-//! connects; retries and the fallback to the next instance while nothing was sent). Traffic
-//! policy itself lives in [`crate::traffic`].
+//! request or TCP connection. [`plan`] decides, before any I/O and for HTTP and TCP alike: route,
+//! backend, subset, the instances in the balancer's order with the identity each must prove,
+//! faults, timeouts, retry, circuit. [`exchange`] (HTTP) and [`upstream`] (TCP) carry a plan
+//! out; [`dial`] opens each stream and checks the identity. On the serving side [`inbound`]
+//! finds the local instance and serves the stream. Traffic policy itself lives in
+//! [`crate::traffic`]; [`runtime::Proxy`] holds the handles every request may use.
 
+pub mod ack;
 pub mod admission;
 pub mod body;
 pub mod dial;
@@ -25,65 +28,29 @@ pub mod outbound;
 pub mod plan;
 pub mod replay;
 pub mod route;
-pub mod tcp;
+pub mod runtime;
 pub mod timed;
+pub mod upstream;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context;
-use murmur_membership::ClusterView;
-use murmur_transport::endpoint::{InboundStream, MeshEndpoint};
 use murmur_transport::identity::Name;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
 
-use crate::balance::Balancers;
-use crate::config::typed::UpstreamConfig;
-use crate::services::Services;
-use crate::telemetry::traces::Tracing;
-use crate::telemetry::traffic::Direction;
-use crate::telemetry::{Outcome, Telemetry};
-use crate::traffic::Traffic;
+pub use runtime::Proxy;
 
-/// What the data path shares across requests.
-#[derive(Debug)]
-pub struct Proxy {
-    /// This node's name.
-    pub node: String,
-    /// The QUIC endpoint (connection cache).
-    pub endpoint: MeshEndpoint,
-    /// The cluster view.
-    pub view: watch::Receiver<Arc<ClusterView>>,
-    /// Balancer state of every called service.
-    pub balancers: Arc<Balancers>,
-    /// Local services (for inbound streams).
-    pub services: Arc<Services>,
-    /// Pooled clients to local apps.
-    pub local: local::LocalClients,
-    /// Request metrics and traffic summaries.
-    pub telemetry: Arc<Telemetry>,
-    /// Client and server spans.
-    pub traces: Arc<Tracing>,
-    /// Traffic policy: compiled documents and the state they keep.
-    pub traffic: Arc<Traffic>,
-}
+#[cfg(test)]
+mod tests;
 
-/// Serves one inbound stream with `handle`, accounted in metrics as an inbound request of the
-/// stream's service from its caller (HTTP and TCP alike).
-pub async fn accounted<F>(
-    proxy: &Proxy,
-    stream: InboundStream,
-    handle: impl FnOnce(InboundStream) -> F,
-) where
-    F: Future<Output = Outcome>,
-{
-    let caller = stream.peer.id.name.to_string();
-    let guard = proxy
-        .telemetry
-        .start(Direction::Inbound, &stream.header.service);
-    let outcome = handle(stream).await;
-    guard.finish(&caller, outcome);
+/// A local TCP listener for a remote service (`[[upstream]]`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Upstream {
+    /// Remote service.
+    pub service: Name,
+    /// Local address.
+    pub listen: SocketAddr,
 }
 
 /// Listeners bound before the node starts, so a busy port is a startup error.
@@ -96,7 +63,7 @@ pub struct Listeners {
 }
 
 /// Binds the outbound and upstream listeners.
-pub async fn bind(outbound: SocketAddr, upstreams: &[UpstreamConfig]) -> anyhow::Result<Listeners> {
+pub async fn bind(outbound: SocketAddr, upstreams: &[Upstream]) -> anyhow::Result<Listeners> {
     let out = TcpListener::bind(outbound)
         .await
         .with_context(|| format!("cannot listen on outbound proxy address {outbound}"))?;
@@ -117,6 +84,6 @@ pub async fn bind(outbound: SocketAddr, upstreams: &[UpstreamConfig]) -> anyhow:
 pub fn start(proxy: &Arc<Proxy>, listeners: Listeners) {
     tokio::spawn(outbound::serve(proxy.clone(), listeners.outbound));
     for (service, listener) in listeners.upstreams {
-        tokio::spawn(tcp::serve_upstream(proxy.clone(), service, listener));
+        tokio::spawn(upstream::serve(proxy.clone(), service, listener));
     }
 }

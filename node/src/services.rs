@@ -7,16 +7,71 @@
 //! (`registrations.json`) and restored at the next start.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, PoisonError, RwLock};
 
 use murmur_membership::Membership;
-use murmur_membership::records::{Health, RECORD_VERSION, ServiceRecord};
+use murmur_membership::records::{Balancer, Health, Protocol, RECORD_VERSION, ServiceRecord};
 use murmur_transport::certs::CertInfo;
 use murmur_transport::identity::Name;
 
-use crate::admin::services::RegisterRequest;
-use crate::config::ServiceConfig;
+use crate::api::services::RegisterRequest;
+use crate::health::CheckConfig;
+
+/// A local service instance this node serves.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LocalService {
+    /// Service name.
+    pub name: Name,
+    /// Local address of the instance.
+    pub address: SocketAddr,
+    /// Protocol.
+    pub protocol: Protocol,
+    /// Labels.
+    pub labels: BTreeMap<String, String>,
+    /// Weight.
+    pub weight: u32,
+    /// How callers balance over the service's instances (published with the record).
+    pub balancer: Balancer,
+    /// Active health check.
+    pub health: Option<CheckConfig>,
+}
+
+impl LocalService {
+    /// A service as written in the file or in a runtime registration, with the defaults filled
+    /// in: protocol `http`, weight 1 (0 counts as 1), balancer `p2c-ewma`, no health check.
+    pub fn with_defaults(
+        name: Name,
+        address: SocketAddr,
+        labels: BTreeMap<String, String>,
+        protocol: Option<Protocol>,
+        weight: Option<u32>,
+        balancer: Option<Balancer>,
+    ) -> Self {
+        Self {
+            name,
+            address,
+            protocol: protocol.unwrap_or(Protocol::Http),
+            labels,
+            weight: weight.unwrap_or(1).max(1),
+            balancer: balancer.unwrap_or_default(),
+            health: None,
+        }
+    }
+
+    /// The service a runtime registration describes.
+    pub fn registered(req: &RegisterRequest) -> Self {
+        Self::with_defaults(
+            req.name.clone(),
+            req.address,
+            req.labels.clone(),
+            req.protocol,
+            req.weight,
+            req.balancer,
+        )
+    }
+}
 
 /// Why a service could not be registered or deregistered.
 #[derive(Debug, thiserror::Error)]
@@ -49,10 +104,16 @@ pub enum ServiceError {
 /// The local service registry. Reads (one per inbound request) take a read lock and an `Arc`.
 #[derive(Debug, Default)]
 pub struct Services {
-    map: RwLock<Arc<BTreeMap<String, Arc<ServiceConfig>>>>,
+    map: RwLock<Arc<BTreeMap<String, Arc<LocalService>>>>,
     /// Registrations made at run time, kept in `file` so a restart loses none.
+    #[allow(
+        clippy::disallowed_types,
+        reason = "registrations change on admin requests only"
+    )]
     runtime: std::sync::Mutex<BTreeMap<String, RegisterRequest>>,
     file: Option<PathBuf>,
+    /// Held while the file is written, so saves land in the order they were made.
+    saving: tokio::sync::Mutex<()>,
     /// Health from the active checks; a service without a check is always passing.
     health: RwLock<BTreeMap<String, Health>>,
 }
@@ -74,7 +135,7 @@ pub fn check_allowed(cert: &CertInfo, service: &Name) -> Result<(), ServiceError
 }
 
 /// The gossip record of a local service in a given health.
-pub fn record(s: &ServiceConfig, health: Health) -> ServiceRecord {
+pub fn record(s: &LocalService, health: Health) -> ServiceRecord {
     ServiceRecord {
         version: RECORD_VERSION,
         protocol: s.protocol,
@@ -87,10 +148,7 @@ pub fn record(s: &ServiceConfig, health: Health) -> ServiceRecord {
 
 impl Services {
     /// The configured services, after checking the certificate names each of them.
-    pub fn from_config(
-        configured: &[ServiceConfig],
-        cert: &CertInfo,
-    ) -> Result<Self, ServiceError> {
+    pub fn from_config(configured: &[LocalService], cert: &CertInfo) -> Result<Self, ServiceError> {
         let mut map = BTreeMap::new();
         let mut health = BTreeMap::new();
         for s in configured {
@@ -105,12 +163,17 @@ impl Services {
             map: RwLock::new(Arc::new(map)),
             runtime: Default::default(),
             file: None,
+            saving: tokio::sync::Mutex::new(()),
             health: RwLock::new(health),
         })
     }
 
     /// Keeps runtime registrations in `file`, restoring those it already holds (a registration
     /// the certificate no longer allows is dropped with a warning).
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "called while the node prepares, before its runtime starts"
+    )]
     pub fn with_registrations(mut self, file: PathBuf, cert: &CertInfo) -> Self {
         let saved: Vec<RegisterRequest> = std::fs::read(&file)
             .ok()
@@ -121,7 +184,7 @@ impl Services {
                 tracing::warn!(error = %e, "a saved registration is dropped");
                 continue;
             }
-            let config = req.to_config();
+            let config = LocalService::registered(&req);
             self.update(|m| {
                 m.insert(config.name.to_string(), Arc::new(config));
             });
@@ -141,17 +204,22 @@ impl Services {
         cert: &CertInfo,
         membership: &Membership,
     ) -> Result<(), ServiceError> {
-        self.register(req.to_config(), cert, membership).await?;
+        self.register(LocalService::registered(&req), cert, membership)
+            .await?;
         self.runtime
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .insert(req.name.to_string(), req);
-        self.save();
+        self.save().await;
         Ok(())
     }
 
-    fn save(&self) {
-        let Some(file) = &self.file else { return };
+    /// Writes the runtime registrations to the file, off the async runtime's thread.
+    async fn save(&self) {
+        let Some(file) = self.file.clone() else {
+            return;
+        };
+        let _order = self.saving.lock().await;
         let all: Vec<RegisterRequest> = self
             .runtime
             .lock()
@@ -159,15 +227,19 @@ impl Services {
             .values()
             .cloned()
             .collect();
-        let saved = serde_json::to_vec_pretty(&all)
-            .map_err(std::io::Error::other)
-            .and_then(|body| {
-                let tmp = file.with_extension("tmp");
-                std::fs::write(&tmp, body)?;
-                std::fs::rename(&tmp, file)
-            });
+        let shown = file.display().to_string();
+        #[allow(clippy::disallowed_methods, reason = "on a blocking thread")]
+        let saved = tokio::task::spawn_blocking(move || {
+            let body = serde_json::to_vec_pretty(&all).map_err(std::io::Error::other)?;
+            let tmp = file.with_extension("tmp");
+            std::fs::write(&tmp, body)?;
+            std::fs::rename(&tmp, &file)
+        })
+        .await
+        .map_err(std::io::Error::other)
+        .and_then(|r| r);
         if let Err(e) = saved {
-            tracing::warn!(error = %e, file = %file.display(), "cannot save registrations");
+            tracing::warn!(error = %e, file = %shown, "cannot save registrations");
         }
     }
 
@@ -199,12 +271,12 @@ impl Services {
     }
 
     /// The local instance of `service`, if this node serves it.
-    pub fn get(&self, service: &str) -> Option<Arc<ServiceConfig>> {
+    pub fn get(&self, service: &str) -> Option<Arc<LocalService>> {
         self.snapshot().get(service).cloned()
     }
 
     /// Every local service.
-    pub fn snapshot(&self) -> Arc<BTreeMap<String, Arc<ServiceConfig>>> {
+    pub fn snapshot(&self) -> Arc<BTreeMap<String, Arc<LocalService>>> {
         self.map
             .read()
             .unwrap_or_else(PoisonError::into_inner)
@@ -222,7 +294,7 @@ impl Services {
     /// Adds or replaces a local service and publishes it.
     pub async fn register(
         &self,
-        service: ServiceConfig,
+        service: LocalService,
         cert: &CertInfo,
         membership: &Membership,
     ) -> Result<(), ServiceError> {
@@ -255,12 +327,12 @@ impl Services {
             .remove(service)
             .is_some();
         if was_runtime {
-            self.save();
+            self.save().await;
         }
         Ok(())
     }
 
-    fn update(&self, f: impl FnOnce(&mut BTreeMap<String, Arc<ServiceConfig>>)) {
+    fn update(&self, f: impl FnOnce(&mut BTreeMap<String, Arc<LocalService>>)) {
         let mut guard = self.map.write().unwrap_or_else(PoisonError::into_inner);
         let mut next = (**guard).clone();
         f(&mut next);
@@ -270,7 +342,7 @@ impl Services {
 
 async fn publish(
     membership: &Membership,
-    s: &ServiceConfig,
+    s: &LocalService,
     health: Health,
 ) -> Result<(), ServiceError> {
     membership

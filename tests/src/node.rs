@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use murmur_node::api::members::MembersResponse;
+use murmur_node::api::services::ServicesResponse;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
@@ -305,16 +307,15 @@ impl NodeProc {
         if reply.status != 200 {
             return Err(format!("{}: {}", reply.status, reply.text()));
         }
-        let v = reply.json();
-        let mut out = Vec::new();
-        for s in v["services"].as_array().ok_or("no services array")? {
-            for i in s["instances"].as_array().ok_or("no instances")? {
-                out.push((
-                    s["name"].as_str().unwrap_or_default().to_owned(),
-                    i["node"].as_str().unwrap_or_default().to_owned(),
-                ));
-            }
-        }
+        let listed: ServicesResponse = reply.decode()?;
+        let mut out: Vec<(String, String)> = listed
+            .services
+            .into_iter()
+            .flat_map(|s| {
+                let name = s.name;
+                s.instances.into_iter().map(move |i| (name.clone(), i.node))
+            })
+            .collect();
         out.sort();
         Ok(out)
     }
@@ -349,18 +350,11 @@ impl NodeProc {
         if reply.status != 200 {
             return Err(format!("{}: {}", reply.status, reply.text()));
         }
-        let v = reply.json();
-        let mut out: Vec<(String, String, u64)> = v["members"]
-            .as_array()
-            .ok_or("no members array")?
-            .iter()
-            .map(|m| {
-                (
-                    m["name"].as_str().unwrap_or_default().to_owned(),
-                    m["state"].as_str().unwrap_or_default().to_owned(),
-                    m["generation"].as_u64().unwrap_or_default(),
-                )
-            })
+        let listed: MembersResponse = reply.decode()?;
+        let mut out: Vec<(String, String, u64)> = listed
+            .members
+            .into_iter()
+            .map(|m| (m.name, m.state, m.generation))
             .collect();
         out.sort();
         Ok(out)

@@ -7,14 +7,10 @@
 pub mod rogue;
 pub mod sign;
 
-use std::collections::BTreeMap;
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
-
-use murmur_membership::policy::{Hlc, Stamp};
-use serde::Deserialize;
 
 use crate::cluster::Cluster;
 use crate::http::{self, Reply};
@@ -112,57 +108,31 @@ pub fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
     path
 }
 
-/// One document as `GET /v1/policies?all=true` lists it.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct Doc {
-    /// Kind.
-    pub kind: String,
-    /// Name.
-    pub name: String,
-    /// Stamp of the version held.
-    pub stamp: Stamp,
-    /// Content hash of that version.
-    pub hash: String,
-    /// Whether that version is a delete.
-    pub deleted: bool,
-    /// Its body as JSON (none for a delete).
-    pub body: Option<serde_json::Value>,
-}
+use murmur_node::api::policies::ApplyRequest;
+pub use murmur_node::api::policies::{DocumentJson as Doc, PoliciesResponse as Policies};
 
-/// What a node says about policy (`GET /v1/policies?all=true`).
-#[derive(Debug, Clone, Deserialize)]
-pub struct Policies {
-    /// The node.
-    pub node: String,
-    /// Its clock: new versions are stamped above it.
-    pub clock: Hlc,
-    /// Digest of its effective set.
-    pub digest: String,
-    /// Documents in force.
-    pub count: usize,
-    /// Refusals by reason.
-    pub rejected: BTreeMap<String, u64>,
-    /// All refusals.
-    pub rejected_total: u64,
-    /// Every winner, deletes included.
-    pub documents: Vec<Doc>,
-}
-
-impl Policies {
+/// What the tests ask of a node's policy state.
+pub trait PolicyState {
     /// The version held of `kind/name`, a delete included.
-    pub fn doc(&self, kind: &str, name: &str) -> Option<&Doc> {
+    fn doc(&self, kind: &str, name: &str) -> Option<&Doc>;
+    /// Whether `kind/name` is in force (held and not deleted).
+    fn holds(&self, kind: &str, name: &str) -> bool;
+    /// Refusals counted for `reason` (`signature`, `wrong-key`, ...).
+    fn rejected(&self, reason: &str) -> u64;
+}
+
+impl PolicyState for Policies {
+    fn doc(&self, kind: &str, name: &str) -> Option<&Doc> {
         self.documents
             .iter()
-            .find(|d| d.kind == kind && d.name == name)
+            .find(|d| d.kind.as_str() == kind && d.name == name)
     }
 
-    /// Whether `kind/name` is in force (held and not deleted).
-    pub fn holds(&self, kind: &str, name: &str) -> bool {
+    fn holds(&self, kind: &str, name: &str) -> bool {
         self.doc(kind, name).is_some_and(|d| !d.deleted)
     }
 
-    /// Refusals counted for `reason` (`signature`, `wrong-key`, ...).
-    pub fn rejected(&self, reason: &str) -> u64 {
+    fn rejected(&self, reason: &str) -> u64 {
         self.rejected.get(reason).copied().unwrap_or(0)
     }
 }
@@ -178,13 +148,16 @@ pub async fn policies(node: &NodeProc) -> Result<Policies, String> {
 
 /// `POST /v1/policies` of signed documents to a node's admin API, as the CLI sends them.
 pub async fn post(node: &NodeProc, documents: &[String]) -> Reply {
-    let body = serde_json::json!({ "documents": documents, "dry_run": false });
+    let body = ApplyRequest {
+        documents: documents.to_vec(),
+        dry_run: false,
+    };
     http::send(
         node.admin(),
         "POST",
         "/v1/policies",
         &[("content-type", "application/json")],
-        body.to_string().into_bytes(),
+        serde_json::to_vec(&body).expect("an apply request encodes"),
     )
     .await
     .expect("admin API answers")

@@ -15,8 +15,8 @@ use murmur_tests::policy::sign::{
     body_json, next_stamp, persisted, sign_toml, signer, stamp, tamper,
 };
 use murmur_tests::policy::{
-    Policies, admin_url, apply, cli, cli_as, cli_spawn, ensure, failed, hold, policies, post,
-    printed_digest, quic_url, states, succeeded, wait_agree, write,
+    Policies, PolicyState, admin_url, apply, cli, cli_as, cli_spawn, ensure, failed, hold,
+    policies, post, printed_digest, quic_url, states, succeeded, wait_agree, write,
 };
 use murmur_tests::{Cluster, NodeSpec, netns, wait_until};
 use nix::sys::signal::Signal;

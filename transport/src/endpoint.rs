@@ -220,7 +220,10 @@ impl MeshEndpoint {
         addr: SocketAddr,
         expected: Option<&Name>,
     ) -> Result<PeerConnection, ConnectError> {
-        peers::connect(self, addr, expected).await
+        peers::connect(self, addr, expected, |conn| {
+            tokio::spawn(serve::serve_connection(self.clone(), conn));
+        })
+        .await
     }
 
     /// Endpoint event counters.

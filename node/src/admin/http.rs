@@ -41,12 +41,3 @@ pub fn with_type(status: u16, content_type: &str, body: Vec<u8>) -> Response<Bod
     }
     resp
 }
-
-/// Whether `query` has `key=true` (or `key=1`).
-pub fn flag(query: Option<&str>, key: &str) -> bool {
-    query
-        .unwrap_or("")
-        .split('&')
-        .filter_map(|kv| kv.split_once('='))
-        .any(|(k, v)| k == key && (v == "true" || v == "1"))
-}

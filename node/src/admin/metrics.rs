@@ -6,13 +6,13 @@ use std::time::UNIX_EPOCH;
 use murmur_membership::MemberState;
 
 use super::http::{Body, with_type};
-use crate::node::NodeContext;
+use super::state::AdminState;
 use crate::telemetry::metrics::render_now;
 
 /// Renders every metric of the node.
-pub async fn get(ctx: &NodeContext) -> hyper::Response<Body> {
+pub async fn get(state: &AdminState) -> hyper::Response<Body> {
     let mut out = String::with_capacity(16 * 1024);
-    let t = &ctx.telemetry;
+    let t = &state.telemetry;
     t.requests.render(&mut out);
     t.duration.render(&mut out);
     t.in_flight.render(&mut out);
@@ -25,9 +25,9 @@ pub async fn get(ctx: &NodeContext) -> hyper::Response<Body> {
     t.ejections.render(&mut out);
     t.overloaded.render(&mut out);
     t.faults.render(&mut out);
-    traffic_metrics(ctx, &mut out);
-    membership_metrics(ctx, &mut out);
-    let incarnations = ctx.membership.known_incarnations().await as f64;
+    traffic_metrics(state, &mut out);
+    membership_metrics(state, &mut out);
+    let incarnations = state.membership.known_incarnations().await as f64;
     single(
         &mut out,
         "murmur_gossip_incarnations",
@@ -36,11 +36,11 @@ pub async fn get(ctx: &NodeContext) -> hyper::Response<Body> {
          a single message holds about 6 000.",
         incarnations,
     );
-    gossip_metrics(ctx, &mut out);
-    quic_metrics(ctx, &mut out);
-    policy_metrics(ctx, &mut out);
-    trace_metrics(ctx, &mut out);
-    identity_metrics(ctx, &mut out);
+    gossip_metrics(state, &mut out);
+    quic_metrics(state, &mut out);
+    policy_metrics(state, &mut out);
+    trace_metrics(state, &mut out);
+    identity_metrics(state, &mut out);
     with_type(
         200,
         "text/plain; version=0.0.4; charset=utf-8",
@@ -57,9 +57,8 @@ fn load(c: &AtomicU64) -> f64 {
     c.load(Ordering::Relaxed) as f64
 }
 
-fn traffic_metrics(ctx: &NodeContext, out: &mut String) {
-    let shares: Vec<_> = ctx
-        .proxy
+fn traffic_metrics(state: &AdminState, out: &mut String) {
+    let shares: Vec<_> = state
         .traffic
         .shares()
         .into_iter()
@@ -69,8 +68,8 @@ fn traffic_metrics(ctx: &NodeContext, out: &mut String) {
     render_now(out, "murmur_ratelimit_share", "gauge", help, &shares);
 }
 
-fn membership_metrics(ctx: &NodeContext, out: &mut String) {
-    let view = ctx.membership.view();
+fn membership_metrics(state: &AdminState, out: &mut String) {
+    let view = state.membership.view();
     let members: Vec<_> = [
         MemberState::Alive,
         MemberState::Draining,
@@ -79,7 +78,7 @@ fn membership_metrics(ctx: &NodeContext, out: &mut String) {
     ]
     .iter()
     .map(|s| {
-        let name = super::members::state_name(*s);
+        let name = crate::api::members::state_name(*s);
         (vec![("state", name.to_owned())], view.count(*s) as f64)
     })
     .collect();
@@ -95,8 +94,8 @@ fn membership_metrics(ctx: &NodeContext, out: &mut String) {
     );
 }
 
-fn gossip_metrics(ctx: &NodeContext, out: &mut String) {
-    let g = &ctx.gossip_stats;
+fn gossip_metrics(state: &AdminState, out: &mut String) {
+    let g = &state.gossip_stats;
     let by_direction = |sent: &AtomicU64, received: &AtomicU64| {
         vec![
             (vec![("direction", "sent".to_owned())], load(sent)),
@@ -137,7 +136,7 @@ fn gossip_metrics(ctx: &NodeContext, out: &mut String) {
     );
     let help =
         "QUIC connections refused at the handshake (missing, foreign or invalid certificate).";
-    let refused = load(&ctx.endpoint.counters().handshakes_refused);
+    let refused = load(&state.endpoint.counters().handshakes_refused);
     single(
         out,
         "murmur_handshakes_refused_total",
@@ -147,8 +146,8 @@ fn gossip_metrics(ctx: &NodeContext, out: &mut String) {
     );
 }
 
-fn quic_metrics(ctx: &NodeContext, out: &mut String) {
-    let peers = ctx.endpoint.peer_stats();
+fn quic_metrics(state: &AdminState, out: &mut String) {
+    let peers = state.endpoint.peer_stats();
     let per_peer = |f: &dyn Fn(&murmur_transport::endpoint::PeerStats) -> f64| -> Vec<_> {
         peers
             .iter()
@@ -181,8 +180,8 @@ fn quic_metrics(ctx: &NodeContext, out: &mut String) {
     );
 }
 
-fn policy_metrics(ctx: &NodeContext, out: &mut String) {
-    let status = ctx.policy.status();
+fn policy_metrics(state: &AdminState, out: &mut String) {
+    let status = state.policy.policy.status();
     let help = "Policy documents in force (deletes excluded).";
     single(
         out,
@@ -215,8 +214,8 @@ fn policy_metrics(ctx: &NodeContext, out: &mut String) {
     );
 }
 
-fn trace_metrics(ctx: &NodeContext, out: &mut String) {
-    let ts = &ctx.traces.stats;
+fn trace_metrics(state: &AdminState, out: &mut String) {
+    let ts = &state.traces;
     let help = "Spans delivered to the OTLP collector.";
     single(
         out,
@@ -235,8 +234,8 @@ fn trace_metrics(ctx: &NodeContext, out: &mut String) {
     );
 }
 
-fn identity_metrics(ctx: &NodeContext, out: &mut String) {
-    let cert = ctx.tls.local_cert();
+fn identity_metrics(state: &AdminState, out: &mut String) {
+    let cert = state.tls.local_cert();
     let expiry = cert
         .not_after
         .duration_since(UNIX_EPOCH)
@@ -251,10 +250,10 @@ fn identity_metrics(ctx: &NodeContext, out: &mut String) {
         &[(serial, expiry)],
     );
     let info = vec![
-        ("name", ctx.config.name.to_string()),
+        ("name", state.node.name.clone()),
         (
             "generation",
-            ctx.membership.chitchat_id().generation_id.to_string(),
+            state.membership.chitchat_id().generation_id.to_string(),
         ),
         ("version", env!("CARGO_PKG_VERSION").to_owned()),
     ];

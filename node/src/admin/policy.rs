@@ -5,11 +5,11 @@ use hyper::body::Incoming;
 use hyper::{Request, Response};
 
 use super::http::{Body, error, with_type};
-use crate::node::NodeContext;
+use super::state::AdminState;
 use crate::policy::api::{self, MAX_REQUEST};
 
 /// Answers a policy request.
-pub async fn route(ctx: &NodeContext, req: Request<Incoming>) -> Response<Body> {
+pub async fn route(state: &AdminState, req: Request<Incoming>) -> Response<Body> {
     let method = req.method().as_str().to_owned();
     let path = req.uri().path().to_owned();
     let query = req.uri().query().map(str::to_owned);
@@ -17,6 +17,6 @@ pub async fn route(ctx: &NodeContext, req: Request<Incoming>) -> Response<Body> 
         Ok(b) => b.to_bytes(),
         Err(e) => return error(413, &format!("request body refused: {e}")),
     };
-    let answer = api::handle(ctx, &method, &path, query.as_deref(), &body).await;
+    let answer = api::handle(&state.policy, &method, &path, query.as_deref(), &body).await;
     with_type(answer.status, "application/json", answer.body)
 }

@@ -5,8 +5,9 @@ use std::time::Duration;
 
 use clap::Args;
 
-use crate::client::{ADMIN_ENV, call, call_within, decode};
-use crate::drain::DrainReport;
+use super::client::{ADMIN_ENV, call, call_within, decode};
+use super::rt::client_runtime;
+use crate::api::drain::DrainReport;
 
 #[derive(Debug, Args)]
 pub struct DrainArgs {
@@ -19,7 +20,7 @@ pub struct DrainArgs {
 }
 
 pub fn run(args: DrainArgs) -> anyhow::Result<()> {
-    let rt = super::client_runtime()?;
+    let rt = client_runtime()?;
     if args.undo {
         let (status, body) = rt.block_on(call(args.admin, "POST", "/v1/undrain", None))?;
         anyhow::ensure!(

@@ -4,9 +4,10 @@ use std::net::SocketAddr;
 
 use clap::Args;
 
+use super::client::{ADMIN_ENV, get_json};
 use super::output::{Output, labels, print_table};
-use crate::admin::members::MembersResponse;
-use crate::client::{ADMIN_ENV, get_json};
+use super::rt::client_runtime;
+use crate::api::members::MembersResponse;
 
 #[derive(Debug, Args)]
 pub struct MembersArgs {
@@ -30,7 +31,7 @@ pub fn run(args: MembersArgs) -> anyhow::Result<()> {
     } else {
         "/v1/members"
     };
-    let resp = super::client_runtime()?.block_on(fetch(args.admin, path, args.wait_alive))?;
+    let resp = client_runtime()?.block_on(fetch(args.admin, path, args.wait_alive))?;
     if args.output == Output::Json {
         println!("{}", serde_json::to_string_pretty(&resp)?);
         return Ok(());

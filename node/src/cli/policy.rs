@@ -9,10 +9,11 @@ use murmur_membership::policy::{Kind, PolicyBody, Stamp, parse_file, sign};
 use murmur_transport::identity::Name;
 use murmur_transport::signing::Signer;
 
+use super::client::decode;
 use super::output::{Output, print_table};
-use crate::client::decode;
-use crate::policy::api::{ApplyRequest, ApplyResponse, DocumentJson, PoliciesResponse};
-use crate::policy::client::{Identity, NodeClient, Target};
+use super::policy_client::{Identity, NodeClient, Target};
+use super::rt::client_runtime;
+use crate::api::policies::{ApplyRequest, ApplyResponse, DocumentJson, PoliciesResponse};
 
 /// Environment variable naming the node the policy commands talk to.
 pub const NODE_ENV: &str = "MURMUR_NODE";
@@ -106,7 +107,7 @@ impl Common {
 }
 
 pub fn run(cmd: PolicyCommand) -> anyhow::Result<()> {
-    super::client_runtime()?.block_on(async move {
+    client_runtime()?.block_on(async move {
         match cmd {
             PolicyCommand::Apply {
                 file,

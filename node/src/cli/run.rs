@@ -80,5 +80,6 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
             .build()
     }
     .context("cannot start the async runtime")?;
-    runtime.block_on(crate::node::run(config))
+    let prepared = crate::node::prepare(config)?;
+    runtime.block_on(crate::node::run(prepared))
 }

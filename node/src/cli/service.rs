@@ -7,8 +7,9 @@ use clap::{Args, Subcommand};
 use murmur_membership::records::{Balancer, Protocol};
 use murmur_transport::identity::Name;
 
-use crate::admin::services::RegisterRequest;
-use crate::client::{ADMIN_ENV, call, decode};
+use super::client::{ADMIN_ENV, call, decode};
+use super::rt::client_runtime;
+use crate::api::services::RegisterRequest;
 
 #[derive(Debug, Subcommand)]
 pub enum ServiceCommand {
@@ -72,7 +73,7 @@ fn parse_label(s: &str) -> Result<(String, String), String> {
 }
 
 pub fn run(cmd: ServiceCommand) -> anyhow::Result<()> {
-    let rt = super::client_runtime()?;
+    let rt = client_runtime()?;
     match cmd {
         ServiceCommand::Register(a) => {
             let req = RegisterRequest {

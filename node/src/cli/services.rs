@@ -4,9 +4,10 @@ use std::net::SocketAddr;
 
 use clap::Args;
 
+use super::client::{ADMIN_ENV, get_json};
 use super::output::{Output, labels, print_table};
-use crate::admin::services::ServicesResponse;
-use crate::client::{ADMIN_ENV, get_json};
+use super::rt::client_runtime;
+use crate::api::services::ServicesResponse;
 
 #[derive(Debug, Args)]
 pub struct ServicesArgs {
@@ -20,7 +21,7 @@ pub struct ServicesArgs {
 
 pub fn run(args: ServicesArgs) -> anyhow::Result<()> {
     let resp: ServicesResponse =
-        super::client_runtime()?.block_on(get_json(args.admin, "/v1/services"))?;
+        client_runtime()?.block_on(get_json(args.admin, "/v1/services"))?;
     if args.output == Output::Json {
         println!("{}", serde_json::to_string_pretty(&resp)?);
         return Ok(());

@@ -6,13 +6,14 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use clap::Args;
 
+use super::client::{ADMIN_ENV, get_json};
 use super::output::print_table;
-use crate::admin::mesh::MeshResponse;
-use crate::admin::status::StatusResponse;
-use crate::admin::traffic::TrafficResponse;
-use crate::client::{ADMIN_ENV, get_json};
-use crate::policy::api::PoliciesResponse;
-use crate::telemetry::traffic::{Direction, TrafficSummary};
+use super::rt::client_runtime;
+use crate::api::mesh::MeshResponse;
+use crate::api::policies::PoliciesResponse;
+use crate::api::status::StatusResponse;
+use crate::api::traffic::TrafficResponse;
+use crate::api::traffic::{Direction, TrafficSummary};
 
 #[derive(Debug, Args)]
 pub struct StatusArgs {
@@ -38,7 +39,7 @@ pub struct TopArgs {
 }
 
 pub fn status(args: StatusArgs) -> anyhow::Result<()> {
-    let rt = super::client_runtime()?;
+    let rt = client_runtime()?;
     let (status, mesh, traffic, policy) = rt.block_on(async {
         anyhow::Ok((
             get_json::<StatusResponse>(args.admin, "/v1/status").await?,
@@ -176,7 +177,7 @@ fn human(d: Duration) -> String {
 }
 
 pub fn top(args: TopArgs) -> anyhow::Result<()> {
-    let rt = super::client_runtime()?;
+    let rt = client_runtime()?;
     let mut screens = 0;
     loop {
         let traffic: TrafficResponse = rt.block_on(get_json(args.admin, "/v1/traffic"))?;

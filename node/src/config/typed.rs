@@ -6,7 +6,6 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use murmur_membership::GossipSettings;
-use murmur_membership::records::{Balancer, Protocol};
 use murmur_transport::certs::{ca_trust_domain, read_certs_pem};
 use murmur_transport::endpoint::QuicSettings;
 use murmur_transport::identity::{Name, TrustDomain};
@@ -21,6 +20,8 @@ use crate::health::CheckConfig;
 use crate::health::probe::{Probe, parse_expect};
 use crate::health::state::Thresholds;
 use crate::policy::PolicySettings;
+use crate::proxy::Upstream;
+use crate::services::LocalService;
 use crate::telemetry::traces::{OtlpProtocol, TraceSettings};
 
 /// Default QUIC port.
@@ -97,57 +98,6 @@ pub struct Overrides {
     pub threads: Option<usize>,
 }
 
-/// A local service instance this node serves.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ServiceConfig {
-    /// Service name.
-    pub name: Name,
-    /// Local address of the instance.
-    pub address: SocketAddr,
-    /// Protocol.
-    pub protocol: Protocol,
-    /// Labels.
-    pub labels: BTreeMap<String, String>,
-    /// Weight.
-    pub weight: u32,
-    /// How callers balance over the service's instances (published with the record).
-    pub balancer: Balancer,
-    /// Active health check.
-    pub health: Option<CheckConfig>,
-}
-
-impl ServiceConfig {
-    /// A service as written in the file or in a runtime registration, with the defaults filled
-    /// in: protocol `http`, weight 1 (0 counts as 1), balancer `p2c-ewma`, no health check.
-    pub fn with_defaults(
-        name: Name,
-        address: SocketAddr,
-        labels: BTreeMap<String, String>,
-        protocol: Option<Protocol>,
-        weight: Option<u32>,
-        balancer: Option<Balancer>,
-    ) -> Self {
-        Self {
-            name,
-            address,
-            protocol: protocol.unwrap_or(Protocol::Http),
-            labels,
-            weight: weight.unwrap_or(1).max(1),
-            balancer: balancer.unwrap_or_default(),
-            health: None,
-        }
-    }
-}
-
-/// A local TCP listener for a remote service.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct UpstreamConfig {
-    /// Remote service.
-    pub service: Name,
-    /// Local address.
-    pub listen: SocketAddr,
-}
-
 /// Everything a node runs with.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -186,9 +136,9 @@ pub struct Config {
     /// Graceful drain.
     pub drain: DrainSettings,
     /// Local services.
-    pub services: Vec<ServiceConfig>,
+    pub services: Vec<LocalService>,
     /// Upstream listeners.
-    pub upstreams: Vec<UpstreamConfig>,
+    pub upstreams: Vec<Upstream>,
     /// Trace export.
     pub traces: TraceSettings,
 }
@@ -291,7 +241,7 @@ impl Config {
             upstreams: raw
                 .upstreams
                 .into_iter()
-                .map(|u| UpstreamConfig {
+                .map(|u| Upstream {
                     service: u.service,
                     listen: u.listen,
                 })
@@ -459,13 +409,13 @@ fn check_reachable(listen: SocketAddr, advertise: Option<SocketAddr>) -> Result<
     Ok(())
 }
 
-fn services(raw: Vec<RawService>) -> Result<Vec<ServiceConfig>, ConfigError> {
+fn services(raw: Vec<RawService>) -> Result<Vec<LocalService>, ConfigError> {
     raw.into_iter()
         .map(|s| {
             let health = s.health.map(|h| check_config(&s.name, h)).transpose()?;
-            Ok(ServiceConfig {
+            Ok(LocalService {
                 health,
-                ..ServiceConfig::with_defaults(
+                ..LocalService::with_defaults(
                     s.name, s.address, s.labels, s.protocol, s.weight, s.balancer,
                 )
             })

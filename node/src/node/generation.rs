@@ -1,6 +1,11 @@
 //! Incarnation numbers: each start must use a larger generation than the last, even if the
 //! clock went backwards, or peers would take the new incarnation's writes for stale ones.
 
+#![allow(
+    clippy::disallowed_methods,
+    reason = "read and written by `prepare`, before the node's runtime starts"
+)]
+
 use std::path::Path;
 
 use anyhow::Context;
@@ -41,7 +46,7 @@ pub fn next(data_dir: &Path) -> anyhow::Result<u64> {
         .ok()
         .and_then(|s| s.trim().parse::<u64>().ok())
         .unwrap_or(0);
-    let now = crate::telemetry::unix_now_ms();
+    let now = crate::clock::unix_now_ms();
     let next = now.max(last.saturating_add(1));
     std::fs::write(&path, next.to_string())
         .with_context(|| format!("cannot record the generation in {}", path.display()))?;

@@ -1,26 +1,34 @@
 //! The policy requests of the admin API, independent of how they arrived (HTTP on the admin
-//! port, or a control stream over QUIC). JSON in, JSON out.
-//!
-//! | method | path | |
-//! |---|---|---|
-//! | GET | `/v1/policies[?all=true]` | [`PoliciesResponse`] |
-//! | GET | `/v1/policies/<kind>/<name>` | [`DocumentJson`] |
-//! | POST | `/v1/policies` | [`ApplyRequest`] → [`ApplyResponse`] |
+//! port, or a control stream over QUIC). JSON in, JSON out; the JSON types are in
+//! [`crate::api::policies`].
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use murmur_membership::Membership;
 use murmur_membership::policy::service::now_ms;
 use murmur_membership::policy::{
-    ApplyError, ApplyResult, Hlc, Kind, PolicyDocument, PolicyStatus, Stamp,
+    ApplyError, ApplyResult, Kind, PolicyDocument, PolicyHandle, PolicyStatus,
 };
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
-use crate::admin::http::flag;
-use crate::node::NodeContext;
+use crate::api::flag;
+use crate::api::policies::{
+    ApplyRequest, ApplyResponse, ApplyResultJson, DocumentJson, PoliciesResponse,
+};
 
 /// Largest request body accepted (a batch of signed documents).
 pub const MAX_REQUEST: usize = 1 << 20;
+
+/// What the policy endpoints work with.
+#[derive(Clone, Debug)]
+pub struct PolicyApi {
+    /// The policy service.
+    pub policy: PolicyHandle,
+    /// Gossip, to spread an apply at once rather than at the next round.
+    pub membership: Arc<Membership>,
+    /// This node's name.
+    pub node: String,
+}
 
 /// A response: status and JSON body.
 #[derive(Debug)]
@@ -50,104 +58,21 @@ impl Answer {
     }
 }
 
-/// The answer of `GET /v1/policies`.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct PoliciesResponse {
-    /// The node that answered.
-    pub node: String,
-    /// Its clock: a new version must be stamped above this.
-    pub clock: Hlc,
-    /// Digest of the effective set.
-    pub digest: String,
-    /// Documents in force.
-    pub count: usize,
-    /// Documents refused, by reason.
-    pub rejected: BTreeMap<String, u64>,
-    /// All refusals.
-    pub rejected_total: u64,
-    /// The documents (with `all=true`, deletes too).
-    pub documents: Vec<DocumentJson>,
-}
-
-/// One document.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct DocumentJson {
-    /// Kind.
-    pub kind: Kind,
-    /// Name.
-    pub name: String,
-    /// Service it applies to (none for a delete).
-    pub service: Option<String>,
-    /// Stamp.
-    pub stamp: Stamp,
-    /// Signing operator.
-    pub signer: String,
-    /// Content hash (16 hex digits).
-    pub hash: String,
-    /// Whether it is a delete.
-    pub deleted: bool,
-    /// The body (none for a delete).
-    pub body: Option<serde_json::Value>,
-}
-
-/// The body of `POST /v1/policies`.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct ApplyRequest {
-    /// Signed documents as gossiped (`murmur_membership::policy::sign`).
-    pub documents: Vec<String>,
-    /// Check and report only.
-    #[serde(default)]
-    pub dry_run: bool,
-}
-
-/// The answer of `POST /v1/policies`.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct ApplyResponse {
-    /// The node that took it.
-    pub node: String,
-    /// Nothing was changed.
-    pub dry_run: bool,
-    /// Digest of the effective set afterwards.
-    pub digest: String,
-    /// One per document, in order.
-    pub results: Vec<ApplyResultJson>,
-}
-
-/// What happened to one document.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct ApplyResultJson {
-    /// Kind.
-    pub kind: Kind,
-    /// Name.
-    pub name: String,
-    /// `created`, `updated`, `deleted`, `unchanged` or `absent`.
-    pub outcome: String,
-    /// Stamp of the version handed in.
-    pub stamp: Stamp,
-    /// Stamp of the version it replaced.
-    pub previous: Option<Stamp>,
-}
-
-/// Whether `path` is one of the policy endpoints.
-pub fn is_policy_path(path: &str) -> bool {
-    path == "/v1/policies" || path.starts_with("/v1/policies/")
-}
-
 /// Answers one policy request.
 pub async fn handle(
-    ctx: &NodeContext,
+    api: &PolicyApi,
     method: &str,
     path: &str,
     query: Option<&str>,
     body: &[u8],
 ) -> Answer {
     match (method, path.strip_prefix("/v1/policies")) {
-        ("GET", Some("")) => list(&ctx.policy.status(), flag(query, "all")),
+        ("GET", Some("")) => list(&api.policy.status(), flag(query, "all")),
         ("GET", Some(rest)) => match rest.strip_prefix('/').and_then(|r| r.split_once('/')) {
-            Some((kind, name)) => get(&ctx.policy.status(), kind, name),
+            Some((kind, name)) => get(&api.policy.status(), kind, name),
             None => Answer::error(404, &format!("no such endpoint: {path}")),
         },
-        ("POST", Some("")) => apply(ctx, body).await,
+        ("POST", Some("")) => apply(api, body).await,
         (_, Some(_)) => Answer::error(405, "method not allowed"),
         (_, None) => Answer::error(404, &format!("no such endpoint: {path}")),
     }
@@ -211,24 +136,24 @@ pub fn document_json(d: &Arc<PolicyDocument>) -> DocumentJson {
     }
 }
 
-async fn apply(ctx: &NodeContext, body: &[u8]) -> Answer {
+async fn apply(api: &PolicyApi, body: &[u8]) -> Answer {
     let req: ApplyRequest = match serde_json::from_slice(body) {
         Ok(r) => r,
         Err(e) => return Answer::error(400, &format!("not an apply request: {e}")),
     };
     let dry_run = req.dry_run;
-    match ctx.policy.apply(req.documents, dry_run).await {
+    match api.policy.apply(req.documents, dry_run).await {
         Ok(results) => {
             if !dry_run {
                 // Push the news now rather than at the next gossip round.
-                ctx.membership.announce().await;
+                api.membership.announce().await;
             }
             Answer::json(
                 200,
                 &ApplyResponse {
-                    node: ctx.config.name.to_string(),
+                    node: api.node.clone(),
                     dry_run,
-                    digest: ctx.policy.current().digest().to_owned(),
+                    digest: api.policy.current().digest().to_owned(),
                     results: results.iter().map(result_json).collect(),
                 },
             )

@@ -4,6 +4,9 @@
 //! After the stream header (kind `Control`), the client sends one [`ControlRequest`] and
 //! finishes its side; the node answers one [`ControlResponse`] and finishes. Both are versioned
 //! postcard, read with a bound. Only the policy endpoints are served.
+//!
+//! The endpoint's stream handler hands control streams to [`run`] through a bounded queue
+//! ([`queue`]): a peer that opens more than the node serves at once has the excess refused.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,15 +14,46 @@ use std::time::Duration;
 use murmur_transport::endpoint::{InboundStream, PeerConnection};
 use murmur_transport::wire::{StreamHeader, StreamKind, WIRE_VERSION, decode_versioned};
 use serde::{Deserialize, Serialize};
+use tokio::sync::{Semaphore, mpsc};
 use tracing::debug;
 
-use super::api::{self, Answer, MAX_REQUEST};
-use crate::node::NodeContext;
+use super::api::{Answer, MAX_REQUEST, PolicyApi, handle};
+use crate::api::policies::is_policy_path;
 
 /// Largest response a client reads.
 pub const MAX_RESPONSE: usize = 32 << 20;
 /// A request must arrive whole within this time.
 const READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Control streams waiting to be served.
+const QUEUE: usize = 64;
+/// Control streams served at once.
+const CONCURRENT: usize = 16;
+
+/// The queue between the stream handler and [`run`].
+pub fn queue() -> (mpsc::Sender<InboundStream>, mpsc::Receiver<InboundStream>) {
+    mpsc::channel(QUEUE)
+}
+
+/// Serves the control streams that arrive on `streams`, a bounded number at once, until every
+/// sender is gone.
+pub async fn run(api: PolicyApi, mut streams: mpsc::Receiver<InboundStream>) {
+    let slots = Arc::new(Semaphore::new(CONCURRENT));
+    loop {
+        // Wait for a free slot before taking the next stream: meanwhile the queue fills and
+        // the handler refuses what does not fit.
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            return;
+        };
+        let Some(stream) = streams.recv().await else {
+            return;
+        };
+        let api = api.clone();
+        tokio::spawn(async move {
+            serve(&api, stream).await;
+            drop(slot);
+        });
+    }
+}
 
 /// One request.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -46,12 +80,12 @@ pub struct ControlResponse {
 }
 
 /// Serves one control stream.
-pub async fn serve(ctx: Arc<NodeContext>, mut stream: InboundStream) {
+async fn serve(api: &PolicyApi, mut stream: InboundStream) {
     let peer = stream.peer.id.to_string();
     let read = tokio::time::timeout(READ_TIMEOUT, stream.recv.read_to_end(MAX_REQUEST)).await;
     let answer = match read {
         Ok(Ok(bytes)) => match decode_versioned::<ControlRequest>("control request", &bytes) {
-            Ok(req) => answer(&ctx, &req).await,
+            Ok(req) => answer(api, &req).await,
             Err(e) => Answer::error(400, &e.to_string()),
         },
         Ok(Err(e)) => Answer::error(413, &format!("request refused: {e}")),
@@ -73,18 +107,18 @@ pub async fn serve(ctx: Arc<NodeContext>, mut stream: InboundStream) {
     }
 }
 
-async fn answer(ctx: &NodeContext, req: &ControlRequest) -> Answer {
+async fn answer(api: &PolicyApi, req: &ControlRequest) -> Answer {
     let (path, query) = match req.path.split_once('?') {
         Some((p, q)) => (p, Some(q)),
         None => (req.path.as_str(), None),
     };
-    if !api::is_policy_path(path) {
+    if !is_policy_path(path) {
         return Answer::error(
             404,
             &format!("{path} is not served over the control stream: only /v1/policies"),
         );
     }
-    api::handle(ctx, &req.method, path, query, &req.body).await
+    handle(api, &req.method, path, query, &req.body).await
 }
 
 /// Why a control call failed.

@@ -2,13 +2,11 @@
 //! (unauthorized callers do not use up the limit of authorized ones). The same for HTTP
 //! requests and TCP connections; a refusal is a [`LocalReply`] (403 or 429).
 
-use std::time::Instant;
-
 use murmur_transport::identity::PeerIdentity;
 use tracing::info;
 
-use super::Proxy;
 use super::errors::LocalReply;
+use super::runtime::Proxy;
 use crate::traffic::authz::{self, Caller, Subject};
 use crate::traffic::ratelimit::{Admission, retry_after_secs};
 use crate::traffic::share;
@@ -65,7 +63,7 @@ pub fn check(
             service,
             &policy.ratelimits,
             &id,
-            Instant::now(),
+            crate::clock::now(),
             first_share,
         );
         if let Admission::Limited {

@@ -1,38 +1,78 @@
-//! Opening a stream to one chosen instance: the cached connection to its node (dialled if
-//! needed, failing fast after a recent failure), a check that the node's certificate names the
-//! service, and the stream with its header and first bytes.
+//! Opening a stream to one planned target: the cached connection to its node (dialled if needed,
+//! failing fast after a recent failure), proof that the peer is the identity the plan asked for,
+//! and the stream with its header and first bytes. Failures are typed, so retries and ejection
+//! tell an unreachable node from one that is not who the view says.
 
-use murmur_membership::view::Endpoint;
+use murmur_transport::endpoint::{ConnectError, MeshEndpoint, OpenError};
 use murmur_transport::identity::Name;
 use murmur_transport::wire::{StreamHeader, StreamKind};
 use quinn::{RecvStream, SendStream};
 
-use super::Proxy;
+use super::plan::Target;
 
-/// Opens a `kind` stream to `ep` and writes the header and `first`; `finish` ends our side.
-/// Errors are reasons for the caller's message; nothing reached the instance's app.
+/// Why a stream to a target could not be opened. In every case nothing reached its app.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DialError {
+    /// The view names the node with something that is not a node name.
+    #[error("{node:?} is not a valid node name")]
+    BadName {
+        /// The name as gossiped.
+        node: String,
+    },
+    /// The node could not be reached (no handshake, or it failed recently).
+    #[error("{0}")]
+    Unreachable(ConnectError),
+    /// Someone else answered at the node's address.
+    #[error("{0}")]
+    WrongPeer(ConnectError),
+    /// The node's certificate does not name the service: it may not serve it.
+    #[error("its certificate does not name service {service}")]
+    NotServing {
+        /// The service.
+        service: String,
+    },
+    /// The connection broke before the stream opened.
+    #[error("cannot open a stream: {0}")]
+    Stream(OpenError),
+}
+
+impl DialError {
+    /// Whether the peer at the instance's address is not the one the view promised (a stale
+    /// view, or a member claiming what is not its own): worth a louder log than a failure.
+    pub fn is_impostor(&self) -> bool {
+        matches!(self, Self::WrongPeer(_) | Self::NotServing { .. })
+    }
+}
+
+/// Opens a `kind` stream to `target`, whose node must prove the identity the plan asked for,
+/// and writes the header and `first`; `finish` ends our side.
 pub async fn open(
-    proxy: &Proxy,
-    ep: &Endpoint,
+    endpoint: &MeshEndpoint,
+    target: &Target<'_>,
     header: &StreamHeader,
     kind: StreamKind,
     first: &[u8],
     finish: bool,
-) -> Result<(SendStream, RecvStream), String> {
-    let node = Name::parse("node name", &ep.node).map_err(|e| e.to_string())?;
-    let conn = proxy
-        .endpoint
-        .connect(ep.mesh_addr, Some(&node))
+) -> Result<(SendStream, RecvStream), DialError> {
+    let identity = target.identity;
+    let node = Name::parse("node name", identity.node).map_err(|_| DialError::BadName {
+        node: identity.node.to_owned(),
+    })?;
+    let conn = endpoint
+        .connect(target.endpoint.mesh_addr, Some(&node))
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| match e {
+            ConnectError::WrongPeer { .. } => DialError::WrongPeer(e),
+            _ => DialError::Unreachable(e),
+        })?;
     // A caller sends traffic for a service only to nodes whose certificate names it.
-    if !conn.identity().may_serve(&header.service) {
-        return Err(format!(
-            "its certificate does not name service {}",
-            header.service
-        ));
+    if !conn.identity().may_serve(identity.service) {
+        return Err(DialError::NotServing {
+            service: identity.service.to_owned(),
+        });
     }
     conn.open_with(kind, header, first, finish)
         .await
-        .map_err(|e| e.to_string())
+        .map_err(DialError::Stream)
 }

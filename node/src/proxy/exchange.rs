@@ -10,32 +10,33 @@
 
 use std::time::{Duration, Instant};
 
+use std::fmt;
+
 use bytes::{Bytes, BytesMut};
 use http::Response;
 use hyper::body::Incoming;
-use murmur_membership::view::Endpoint;
+use murmur_membership::policy::spec::RetrySpec;
 use murmur_transport::identity::Name;
 use murmur_transport::wire::{StreamHeader, StreamKind};
 use quinn::SendStream;
 use tokio::sync::oneshot;
 use tracing::{debug, info};
 
-use super::Proxy;
 use super::body::{self, CANCELLED, FrameBody, ProxyBody};
-use super::dial;
+use super::dial::{self, DialError};
 use super::errors::ProxyError;
 use super::frame::{self, BodyKind, Frame, FrameReader, ResponseHead};
-use super::plan::Plan;
+use super::plan::{self, Plan, Target};
 use super::replay::Source;
 use super::route::RouteError;
+use super::runtime::Proxy;
 use super::timed::TimedBody;
-use crate::balance::{InFlight, Offer};
+use crate::balance::InFlight;
 use crate::traffic::Circuit;
 use crate::traffic::circuit::{OutlierConfig, PendingGuard, Transition};
 use crate::traffic::fault::Injected;
 use crate::traffic::retry::{self, Failure};
 use crate::traffic::timeout::{self, Fired, Timeouts};
-use murmur_membership::policy::spec::RetrySpec;
 
 /// The request as the outbound listener prepared it.
 #[derive(Debug)]
@@ -66,11 +67,32 @@ enum Attempt {
         task: BodyTask,
     },
     /// Nothing reached the app.
-    Unreachable(String),
+    NotSent(NotSent),
     /// The stream failed after the request was sent.
     Broken(String),
     /// A timeout fired before the response head.
     TimedOut(Fired),
+}
+
+/// Why an attempt reached no app: the request may go to another instance.
+#[derive(Debug)]
+enum NotSent {
+    /// No stream to the instance.
+    Dial(DialError),
+    /// The serving node refused before its app saw the request.
+    Refused(String),
+    /// A retry needs the body again, and it could not be kept.
+    BodyGone,
+}
+
+impl fmt::Display for NotSent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Dial(e) => e.fmt(f),
+            Self::Refused(why) => f.write_str(why),
+            Self::BodyGone => f.write_str("the request body is no longer available"),
+        }
+    }
 }
 
 /// The task writing the request body; dropping it resets the stream (an abandoned attempt
@@ -147,34 +169,30 @@ pub async fn run(
         retries: 0,
         failures: Vec::new(),
     };
+    // The balancer may have made the first target this request's ejection probe: if the request
+    // ends before an attempt starts there, the probe is freed for the next one.
+    let _probe = plan
+        .circuit
+        .zip(plan.targets.first())
+        .map(|(_, t)| ProbeRelease {
+            proxy,
+            service: plan.target,
+            node: &t.endpoint.node,
+        });
     let _pending = call.enter_pending(plan.circuit)?;
     if plan.injected != Injected::default() {
         call.inject(&plan).await?;
     }
-    let offers: Vec<Offer<'_>> = plan
-        .endpoints
-        .iter()
-        .map(|e| Offer {
-            node: &e.node,
-            weight: e.weight,
-        })
-        .collect();
-    let order = proxy.balancers.order(
-        call.target,
-        plan.balancer,
-        &offers,
-        Instant::now(),
-        call.outlier,
-    );
+    let order = &plan.targets;
     if let Some(spec) = call.retry {
-        proxy.traffic.budget_request(spec, Instant::now());
+        proxy.traffic.budget_request(spec, crate::clock::now());
     }
     let (mut i, mut skipped) = (0usize, 0usize);
-    while let Some(&index) = order.get(i % order.len().max(1)) {
-        let ep = plan.endpoints[index];
+    while let Some(target) = order.get(i % order.len().max(1)) {
+        let ep = target.endpoint;
         i += 1;
         // Time has passed since the first attempt: skip instances the mesh has given up on.
-        if i > 1 && !still_listed(proxy, call.target, &ep.node) {
+        if i > 1 && !plan::still_listed(&proxy.view.borrow(), call.target, &ep.node) {
             skipped += 1;
             if skipped >= order.len() {
                 break;
@@ -182,7 +200,7 @@ pub async fn run(
             continue;
         }
         skipped = 0;
-        let now = Instant::now();
+        let now = crate::clock::now();
         let limit = call.timeouts.attempt_limit(call.deadline, now);
         if let Some((at, fired)) = limit
             && at <= now
@@ -191,7 +209,7 @@ pub async fn run(
         }
         req.header.deadline_ms = limit.map(|(at, _)| timeout::millis_left(at, now));
         let mut inflight = proxy.balancers.start(call.target, &ep.node);
-        let outcome = attempt(proxy, ep, &req, &mut call, limit, &mut inflight).await;
+        let outcome = attempt(proxy, target, &req, &mut call, limit, &mut inflight).await;
         let more = i < order.len();
         let failure = match call.conclude(outcome, ep, inflight, req.method, more) {
             Next::Retry(failure) => failure,
@@ -205,6 +223,19 @@ pub async fn run(
         service: call.target.to_owned(),
         detail: call.failures.join("; "),
     }))
+}
+
+/// Frees an unused ejection probe when dropped ([`crate::balance::Balancers::release_probe`]).
+struct ProbeRelease<'a> {
+    proxy: &'a Proxy,
+    service: &'a str,
+    node: &'a str,
+}
+
+impl Drop for ProbeRelease<'_> {
+    fn drop(&mut self) {
+        self.proxy.balancers.release_probe(self.service, self.node);
+    }
 }
 
 /// What follows an attempt.
@@ -273,7 +304,7 @@ impl Call<'_> {
         if let Some(delay) = plan.injected.delay {
             faults.get(&[self.service, route, "delay"]).inc();
             match self.deadline {
-                Some(d) if d < Instant::now() + delay => {
+                Some(d) if d < crate::clock::now() + delay => {
                     tokio::time::sleep_until(d.into()).await;
                     return Err(self.expired(Fired::Request));
                 }
@@ -295,7 +326,7 @@ impl Call<'_> {
     fn conclude(
         &mut self,
         outcome: Attempt,
-        ep: &Endpoint,
+        ep: &murmur_membership::view::Endpoint,
         inflight: InFlight,
         method: &str,
         more: bool,
@@ -328,7 +359,13 @@ impl Call<'_> {
                 let resp = respond(head, reader, self.deadline, self.timeouts.idle);
                 Next::Done(resp.map(|r| (r, node())).map_err(upstream))
             }
-            Attempt::Unreachable(why) => {
+            Attempt::NotSent(why) => {
+                if let NotSent::Dial(e) = &why
+                    && e.is_impostor()
+                {
+                    info!(service = %self.target, node = %ep.node, error = %e,
+                        "instance is not who the view says");
+                }
                 self.failures.push(format!("{}: {why}", ep.node));
                 // Without a policy, the next instance is tried while nothing reached an app.
                 let fallback = self.retry.is_none() && self.source.available() && more;
@@ -373,7 +410,11 @@ impl Call<'_> {
             debug!(service = %self.service, ?failure, ?why, "not retried");
             return false;
         }
-        if !self.proxy.traffic.budget_try_retry(spec, Instant::now()) {
+        if !self
+            .proxy
+            .traffic
+            .budget_try_retry(spec, crate::clock::now())
+        {
             self.proxy
                 .telemetry
                 .retry_budget_exhausted
@@ -393,7 +434,7 @@ impl Call<'_> {
         self.retries += 1;
         let wait = retry::backoff(spec, self.retries, self.proxy.traffic.unit());
         match self.deadline {
-            Some(d) if d <= Instant::now() + wait => {
+            Some(d) if d <= crate::clock::now() + wait => {
                 tokio::time::sleep_until(d.into()).await;
                 Err(self.expired(Fired::Request))
             }
@@ -405,18 +446,8 @@ impl Call<'_> {
     }
 }
 
-/// Whether the current view still lists `node` as an instance of `service`.
-fn still_listed(proxy: &Proxy, service: &str, node: &str) -> bool {
-    proxy
-        .view
-        .borrow()
-        .endpoints(service)
-        .iter()
-        .any(|e| e.node == node)
-}
-
 /// Logs and counts what a result did to an endpoint.
-fn note(proxy: &Proxy, service: &str, ep: &Endpoint, t: Transition) {
+fn note(proxy: &Proxy, service: &str, ep: &murmur_membership::view::Endpoint, t: Transition) {
     match t {
         Transition::None => {}
         Transition::Ejected(time) => {
@@ -433,7 +464,7 @@ fn note(proxy: &Proxy, service: &str, ep: &Endpoint, t: Transition) {
 /// all before `limit`.
 async fn attempt(
     proxy: &Proxy,
-    ep: &Endpoint,
+    target: &Target<'_>,
     req: &Request<'_>,
     call: &mut Call<'_>,
     limit: Option<(Instant, Fired)>,
@@ -443,11 +474,19 @@ async fn attempt(
     let source = &mut call.source;
     let exchange = async {
         let empty = source.is_empty();
-        let (send, recv) =
-            match dial::open(proxy, ep, &req.header, StreamKind::Http, &req.head, empty).await {
-                Ok(s) => s,
-                Err(why) => return Attempt::Unreachable(why),
-            };
+        let opened = dial::open(
+            &proxy.endpoint,
+            target,
+            &req.header,
+            StreamKind::Http,
+            &req.head,
+            empty,
+        )
+        .await;
+        let (send, recv) = match opened {
+            Ok(s) => s,
+            Err(e) => return Attempt::NotSent(NotSent::Dial(e)),
+        };
         inflight.sent();
         let task = if empty {
             BodyTask::none()
@@ -457,7 +496,7 @@ async fn attempt(
                 None => {
                     let mut send = send;
                     let _ = send.reset(CANCELLED);
-                    return Attempt::Unreachable("the request body is no longer available".into());
+                    return Attempt::NotSent(NotSent::BodyGone);
                 }
             }
         };
@@ -472,7 +511,7 @@ async fn attempt(
                 Ok(head) => Attempt::Answered { head, reader, task },
                 Err(e) => Attempt::Broken(e.to_string()),
             },
-            Ok(Some(Frame::Refused(r))) => Attempt::Unreachable(r.reason),
+            Ok(Some(Frame::Refused(r))) => Attempt::NotSent(NotSent::Refused(r.reason)),
             Ok(Some(_)) => Attempt::Broken("protocol error: no response head".into()),
             Ok(None) => Attempt::Broken("stream closed before a response".into()),
             Err(e) => Attempt::Broken(e.to_string()),

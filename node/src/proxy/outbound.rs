@@ -4,7 +4,7 @@
 
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::BytesMut;
 use http::header::CONTENT_TYPE;
@@ -20,17 +20,17 @@ use opentelemetry::trace::SpanKind;
 use tokio::net::TcpListener;
 use tracing::debug;
 
-use super::Proxy;
 use super::body::{self, ProxyBody};
 use super::errors::ProxyError;
 use super::frame::{self, FRAME_VERSION, RequestHead};
 use super::headers::strip_hop_by_hop;
 use super::plan::{self, Subject};
+use super::runtime::Proxy;
 use super::{exchange, route};
+use crate::api::traffic::Direction;
 use crate::telemetry::Outcome;
 use crate::telemetry::traceparent::{TRACEPARENT, TraceParent};
 use crate::telemetry::traces::ProxySpan;
-use crate::telemetry::traffic::Direction;
 use crate::traffic::normalize;
 
 /// A client connection must send its request head within this time.
@@ -138,7 +138,7 @@ async fn forward(
     service: &Name,
     traceparent: Option<String>,
 ) -> Result<(Response<ProxyBody>, String), ProxyError> {
-    let started = Instant::now();
+    let started = crate::clock::now();
     if req.method() == Method::CONNECT {
         return Err(ProxyError::Unsupported(
             "CONNECT is not proxied: give TCP services an [[upstream]] listener".into(),
@@ -178,14 +178,19 @@ async fn forward(
 
     let compiled = proxy.traffic.compiled();
     let view = proxy.view.borrow().clone();
-    let subject = Subject {
+    let subject = Subject::Http {
         method: &head.method,
         path: normalize::strip_query(&head.path),
         headers: &parts.headers,
     };
-    let plan = plan::decide(&compiled, &view, service.as_str(), subject, || {
-        proxy.traffic.random()
-    })?;
+    let plan = plan::decide(
+        &compiled,
+        &view,
+        service.as_str(),
+        subject,
+        || proxy.traffic.random(),
+        proxy.order(),
+    )?;
     let mut header = StreamHeader::new(plan.target);
     header.traceparent = traceparent;
     let request = exchange::Request {

@@ -4,6 +4,11 @@
 //! then. Nothing waits for the body before the first attempt, so streaming calls (gRPC, bidi)
 //! are not held up, and a body over the limit is simply not retried. (Linkerd's approach.)
 
+#![allow(
+    clippy::disallowed_types,
+    reason = "each request's body recording has its own lock: no other request contends for it"
+)]
+
 use std::collections::VecDeque;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};

@@ -70,17 +70,9 @@ pub fn service_of(uri: &Uri, headers: &HeaderMap) -> Result<Name, RouteError> {
     })
 }
 
-/// The instances of `service` that may take a new request, and the balancer their owner chose.
-/// Stale instances (known only from the persisted view) count: they are the best knowledge
-/// while gossip is down.
-pub fn candidates<'v>(
-    view: &'v ClusterView,
-    service: &str,
-) -> Result<(Balancer, Vec<&'v Endpoint>), RouteError> {
-    candidates_in(view, service, None)
-}
-
-/// [`candidates`] among the instances in `subset` (carrying all its labels), if given.
+/// The instances of `service` that may take a new request, among those in `subset` (carrying
+/// all its labels) if given, and the balancer their owner chose. Stale instances (known only
+/// from the persisted view) count: they are the best knowledge while gossip is down.
 pub fn candidates_in<'v>(
     view: &'v ClusterView,
     service: &str,
@@ -144,6 +136,13 @@ mod tests {
     use murmur_membership::records::{Health, Protocol};
 
     use super::*;
+
+    fn candidates<'v>(
+        view: &'v ClusterView,
+        service: &str,
+    ) -> Result<(Balancer, Vec<&'v Endpoint>), RouteError> {
+        candidates_in(view, service, None)
+    }
 
     fn target(uri: &str, host: Option<&str>) -> Result<String, RouteError> {
         let mut h = HeaderMap::new();

@@ -4,13 +4,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use murmur_membership::GossipKeys;
 use murmur_membership::records::{self, RECORD_VERSION};
 use murmur_membership::view::EXTENSION_PREFIX;
 use serde::{Deserialize, Serialize};
 
-use super::traffic::{Direction, TrafficSummary};
-use super::unix_now;
-use crate::node::NodeContext;
+use super::requests::Telemetry;
+use crate::api::traffic::{Direction, TrafficSummary};
+use crate::clock::unix_now;
 
 /// Key (without the extension prefix) of the traffic summary.
 pub const TRAFFIC_EXTENSION: &str = "traffic";
@@ -64,18 +65,18 @@ pub fn record_of(summaries: &[TrafficSummary]) -> TrafficRecord {
 }
 
 /// Republishes this node's summary whenever it changes, until the task is dropped.
-pub async fn publish_loop(ctx: Arc<NodeContext>) {
+pub async fn publish_loop(telemetry: Arc<Telemetry>, keys: GossipKeys) {
     let key = format!("{EXTENSION_PREFIX}{TRAFFIC_EXTENSION}");
     let mut last: Option<TrafficRecord> = None;
     let mut tick = tokio::time::interval(EVERY);
     loop {
         tick.tick().await;
-        let record = record_of(&ctx.telemetry.traffic.summaries(unix_now()));
+        let record = record_of(&telemetry.traffic.summaries(unix_now()));
         if last.as_ref() == Some(&record) {
             continue;
         }
         if let Ok(value) = records::encode(&record) {
-            ctx.membership.set_key(&key, &value).await;
+            keys.set(&key, &value).await;
             last = Some(record);
         }
     }

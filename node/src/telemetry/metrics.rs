@@ -5,6 +5,11 @@
 //! text format (`promtool check metrics` clean) and the hot path is an atomic add on a handle the
 //! caller keeps.
 
+#![allow(
+    clippy::disallowed_types,
+    reason = "metric families look up their label values under a lock per request; the data-path work resolves them once per service"
+)]
+
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};

@@ -7,6 +7,11 @@
 //! With no collector configured, no span is recorded, but `traceparent` still passes through the
 //! mesh unchanged so traces stay whole across nodes that do export.
 
+#![allow(
+    clippy::disallowed_types,
+    reason = "the span queue is handed to the exporter's own thread, not shared by requests"
+)]
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
 use std::sync::{Arc, Mutex, PoisonError};

@@ -1,36 +1,20 @@
 //! Traffic over the last minute, per direction and service: rate, success rate, p50 and p99.
 //! This is what `murmur status`, `murmur top` and the dashboard show.
 
+#![allow(
+    clippy::disallowed_types,
+    reason = "one-minute windows behind a process-wide lock, taken once per request; the data-path work replaces it with per-service state"
+)]
+
 use std::collections::BTreeMap;
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
-
 use super::metrics::LATENCY_BUCKETS;
+use crate::api::traffic::{Direction, TrafficSummary};
 
 /// Seconds of history kept.
 pub const WINDOW_SECS: u64 = 60;
-
-/// Which side of the mesh a request was seen on.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Direction {
-    /// From the local app to a remote service.
-    Outbound,
-    /// From a remote caller to the local app.
-    Inbound,
-}
-
-impl Direction {
-    /// Label value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Outbound => "outbound",
-            Self::Inbound => "inbound",
-        }
-    }
-}
 
 #[derive(Clone, Copy, Debug, Default)]
 struct Slot {
@@ -63,25 +47,6 @@ impl Window {
         }
         s
     }
-}
-
-/// Figures for one direction and service over the window.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct TrafficSummary {
-    /// Direction.
-    pub direction: Direction,
-    /// Service.
-    pub service: String,
-    /// Requests in the window.
-    pub requests: u64,
-    /// Requests per second over the window.
-    pub rate: f64,
-    /// Share of requests that did not fail (1.0 when there were none).
-    pub success_rate: f64,
-    /// Median latency, milliseconds (upper bound of its bucket).
-    pub p50_ms: f64,
-    /// 99th percentile latency, milliseconds (upper bound of its bucket).
-    pub p99_ms: f64,
 }
 
 /// Rolling per-service windows.

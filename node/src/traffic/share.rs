@@ -28,12 +28,13 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use murmur_membership::ClusterView;
 use murmur_membership::records::{self, RECORD_VERSION};
 use murmur_membership::view::EXTENSION_PREFIX;
+use murmur_membership::{ClusterView, GossipKeys};
 use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
 
-use crate::node::NodeContext;
+use super::state::Traffic;
 
 /// Key (without the extension prefix) of the demand record.
 pub const RATELIMIT_EXTENSION: &str = "ratelimit";
@@ -126,20 +127,48 @@ fn material_change(old: &DemandRecord, new: &DemandRecord) -> bool {
         })
 }
 
+/// What the share task works with.
+pub struct ShareTask {
+    /// The limiters whose arrivals it measures and whose shares it sets.
+    pub traffic: Arc<Traffic>,
+    /// Where this node's demand is published.
+    pub keys: GossipKeys,
+    /// The cluster view: other instances' demand.
+    pub view: watch::Receiver<Arc<ClusterView>>,
+    /// Whether this node serves a service (only its own services' limits are measured).
+    pub serves: Box<dyn Fn(&str) -> bool + Send + Sync>,
+    /// Shortest gap between two publications (the gossip interval).
+    pub gap: Duration,
+}
+
+impl std::fmt::Debug for ShareTask {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ShareTask")
+            .field("gap", &self.gap)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Measures demand, publishes it and sets this node's shares, until the task is dropped.
-pub async fn run(ctx: Arc<NodeContext>) {
+pub async fn run(task: ShareTask) {
     let key = format!("{EXTENSION_PREFIX}{RATELIMIT_EXTENSION}");
-    let traffic = ctx.proxy.traffic.clone();
+    let ShareTask {
+        traffic,
+        keys,
+        view,
+        serves,
+        gap,
+    } = task;
     let mut demands: BTreeMap<String, Demand> = BTreeMap::new();
     let mut published: Option<(DemandRecord, Instant)> = None;
     let mut tick = tokio::time::interval(PERIOD);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut last = Instant::now();
+    let mut last = crate::clock::now();
     loop {
         tick.tick().await;
         let period = last.elapsed();
-        last = Instant::now();
-        let globals = traffic.global_limits(|s| ctx.services.get(s).is_some());
+        last = crate::clock::now();
+        let globals = traffic.global_limits(&serves);
         demands.retain(|doc, _| globals.iter().any(|(d, _)| d == doc));
         let mut record = DemandRecord {
             version: RECORD_VERSION,
@@ -157,11 +186,13 @@ pub async fn run(ctx: Arc<NodeContext>) {
                 .demands
                 .push((doc.clone(), (rate * 1000.0).round() as u64));
         }
-        let gap = ctx.config.gossip.interval * PUBLISH_GAP;
-        if published.as_ref().is_none_or(|(_, at)| at.elapsed() >= gap) {
-            publish(&ctx, &key, record, &mut published).await;
+        if published
+            .as_ref()
+            .is_none_or(|(_, at)| at.elapsed() >= gap * PUBLISH_GAP)
+        {
+            publish(&keys, &key, record, &mut published).await;
         }
-        let view = ctx.membership.view();
+        let view = view.borrow().clone();
         let me = view.self_name.clone();
         for (doc, service) in &globals {
             let live = instances(&view, service, &me);
@@ -181,7 +212,7 @@ pub async fn run(ctx: Arc<NodeContext>) {
 }
 
 async fn publish(
-    ctx: &NodeContext,
+    keys: &GossipKeys,
     key: &str,
     record: DemandRecord,
     published: &mut Option<(DemandRecord, Instant)>,
@@ -196,11 +227,11 @@ async fn publish(
         return;
     }
     if record.demands.is_empty() {
-        ctx.membership.delete_key(key).await;
+        keys.delete(key).await;
         *published = None;
     } else if let Ok(value) = records::encode(&record) {
-        ctx.membership.set_key(key, &value).await;
-        *published = Some((record, Instant::now()));
+        keys.set(key, &value).await;
+        *published = Some((record, crate::clock::now()));
     }
 }
 

@@ -3,6 +3,7 @@ use std::time::{Duration, Instant};
 use murmur_membership::policy::{PolicyBody, parse_file};
 
 use super::*;
+use crate::traffic::ratelimit::Admission;
 
 pub(crate) fn bodies(toml: &str) -> Vec<PolicyBody> {
     let mut b = parse_file("test.toml", toml).unwrap();

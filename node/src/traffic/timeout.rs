@@ -135,13 +135,14 @@ mod tests {
             spec("c-all", None, Some(5)),
         ];
         let name = |r: Option<&str>| {
-            crate::traffic::scoped(&specs, r, |s| s.route.as_ref()).map(|s| s.name.to_string())
+            crate::traffic::compiled::scoped(&specs, r, |s| s.route.as_ref())
+                .map(|s| s.name.to_string())
         };
         assert_eq!(name(Some("slow")).as_deref(), Some("b-slow"));
         assert_eq!(name(Some("other")).as_deref(), Some("a-all"));
         assert_eq!(name(None).as_deref(), Some("a-all"));
         assert_eq!(
-            crate::traffic::scoped(&specs[1..2], None, |s| s.route.as_ref()),
+            crate::traffic::compiled::scoped(&specs[1..2], None, |s| s.route.as_ref()),
             None
         );
         assert_eq!(

@@ -10,7 +10,7 @@ use quinn::{Connection, RecvStream, SendStream};
 use rustls_pki_types::CertificateDer;
 use tokio::time::Instant;
 
-use super::{MeshEndpoint, serve};
+use super::MeshEndpoint;
 use crate::certs::parse_leaf;
 use crate::identity::{Name, PeerIdentity};
 use crate::wire::{StreamHeader, StreamKind, WireError, write_header};
@@ -254,10 +254,13 @@ impl PeerCache {
     }
 }
 
+/// The cached connection to `addr`, dialled if needed; `serve` is handed each new connection
+/// (the peer may open streams on it too).
 pub(super) async fn connect(
     ep: &MeshEndpoint,
     addr: SocketAddr,
     expected: Option<&Name>,
+    serve: impl FnOnce(PeerConnection),
 ) -> Result<PeerConnection, ConnectError> {
     let cell = ep.inner.peers.cell(addr);
     let mut slot = cell.lock().await;
@@ -275,7 +278,7 @@ pub(super) async fn connect(
         Ok(conn) => {
             *slot = Slot::Ready(conn.clone());
             drop(slot);
-            tokio::spawn(serve::serve_connection(ep.clone(), conn.clone()));
+            serve(conn.clone());
             check_expected(&conn, addr, expected)
         }
         Err(reason) => {

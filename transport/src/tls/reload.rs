@@ -80,7 +80,24 @@ impl CredentialWatcher {
                 _ = tick.tick() => false,
                 () = trigger.notified() => true,
             };
-            match self.check(forced) {
+            // The check stats and reads files: it runs on a blocking thread, never on the
+            // runtime's.
+            let checked = tokio::task::spawn_blocking(move || {
+                let outcome = self.check(forced);
+                (self, outcome)
+            })
+            .await;
+            let outcome = match checked {
+                Ok((watcher, outcome)) => {
+                    self = watcher;
+                    outcome
+                }
+                Err(e) => {
+                    warn!(error = %e, "the credential check failed; no more reloads");
+                    return;
+                }
+            };
+            match outcome {
                 Some(Ok(serial)) => {
                     info!(%serial, cert = %self.paths.cert.display(), "credentials reloaded")
                 }

@@ -108,7 +108,7 @@ impl Engine {
         values: Vec<String>,
         dry_run: bool,
         now_ms: u64,
-    ) -> Result<Vec<super::ApplyResult>, ApplyError> {
+    ) -> Result<Vec<ApplyResult>, ApplyError> {
         if values.is_empty() {
             return Err(ApplyError::Empty);
         }

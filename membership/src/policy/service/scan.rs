@@ -11,7 +11,7 @@ use rustls_pki_types::CertificateDer;
 use tokio::sync::watch;
 use tracing::{debug, warn};
 
-use super::{PolicyConfig, PolicyStatus};
+use super::settings::{PolicyConfig, PolicyStatus};
 use crate::policy::custody::custodians;
 use crate::policy::document::{PolicyDocument, Rejection, VerifyContext, sha256, verify};
 use crate::policy::store::{Offer, PolicySet, PolicyStore};

@@ -9,7 +9,7 @@ use murmur_transport::certs::{ca_trust_domain, parse_leaf, read_certs_pem};
 use murmur_transport::endpoint::{MeshEndpoint, PeerConnection, QuicSettings};
 use murmur_transport::tls::{CredentialPaths, TlsState, load_material};
 
-use super::control;
+use crate::policy::control;
 
 /// Where the CLI sends policy requests.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -111,7 +111,7 @@ impl NodeClient {
     ) -> anyhow::Result<(u16, Vec<u8>)> {
         match self {
             Self::Admin(addr) => {
-                let (status, body) = crate::client::call(*addr, method, path, body).await?;
+                let (status, body) = super::client::call(*addr, method, path, body).await?;
                 Ok((status, body.to_vec()))
             }
             Self::Mesh { conn, .. } => {

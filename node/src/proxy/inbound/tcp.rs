@@ -1,0 +1,65 @@
+//! Inbound TCP streams: for each, a TCP connection to the local instance, the acknowledgement
+//! ([`crate::proxy::ack`]), then bytes both ways.
+
+use std::sync::Arc;
+
+use murmur_transport::endpoint::InboundStream;
+use tokio::net::TcpStream;
+use tracing::debug;
+
+use crate::proxy::ack::{self, ACK_OK};
+use crate::proxy::admission;
+use crate::proxy::runtime::Proxy;
+use crate::proxy::upstream::ACK_TIMEOUT;
+use crate::services::LocalService;
+use crate::telemetry::Outcome;
+
+/// Serves one inbound TCP stream for `local`: connect to the instance, acknowledge, copy.
+pub async fn serve(proxy: &Proxy, local: Arc<LocalService>, stream: InboundStream) -> Outcome {
+    let InboundStream {
+        peer,
+        header,
+        mut send,
+        recv,
+        ..
+    } = stream;
+    let service = header.service;
+    // Authorization and rate limits apply per connection; a TCP connection has no path or
+    // method, so only rules on callers alone match it.
+    if let Err(r) = admission::check(proxy, &service, &peer, None) {
+        ack::refuse(&mut send, &format!("{} ({})", r.message, r.status)).await;
+        return Outcome::Error;
+    }
+    let app = match tokio::time::timeout(ACK_TIMEOUT, TcpStream::connect(local.address)).await {
+        Ok(Ok(app)) => app,
+        Ok(Err(e)) => {
+            let reason = format!(
+                "the {service} instance on node {} ({}) is not reachable: {e}",
+                proxy.node, local.address
+            );
+            ack::refuse(&mut send, &reason).await;
+            return Outcome::Error;
+        }
+        Err(_) => {
+            let reason = format!("the {service} instance did not accept in time");
+            ack::refuse(&mut send, &reason).await;
+            return Outcome::Error;
+        }
+    };
+    let _ = app.set_nodelay(true);
+    if send.write_all(&[ACK_OK]).await.is_err() {
+        return Outcome::Error;
+    }
+    let mut app = app;
+    let mut quic = tokio::io::join(recv, send);
+    match tokio::io::copy_bidirectional(&mut quic, &mut app).await {
+        Ok((down, up)) => {
+            debug!(%service, down, up, "inbound TCP connection done");
+            Outcome::Closed
+        }
+        Err(e) => {
+            debug!(%service, error = %e, "inbound TCP connection broke");
+            Outcome::Error
+        }
+    }
+}

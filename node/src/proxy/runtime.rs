@@ -1,0 +1,52 @@
+//! What the data path shares across requests: the handles every request of either direction
+//! may use, built once by the node.
+
+use std::sync::Arc;
+
+use murmur_membership::ClusterView;
+use murmur_membership::records::Balancer;
+use murmur_transport::endpoint::MeshEndpoint;
+use tokio::sync::watch;
+
+use super::local::LocalClients;
+use crate::balance::{Balancers, Offer};
+use crate::services::Services;
+use crate::telemetry::Telemetry;
+use crate::telemetry::traces::Tracing;
+use crate::traffic::Traffic;
+use crate::traffic::circuit::OutlierConfig;
+
+/// The data path's handles.
+#[derive(Debug)]
+pub struct Proxy {
+    /// This node's name.
+    pub node: String,
+    /// The QUIC endpoint (connection cache).
+    pub endpoint: MeshEndpoint,
+    /// The cluster view.
+    pub view: watch::Receiver<Arc<ClusterView>>,
+    /// Balancer state of every called service.
+    pub balancers: Arc<Balancers>,
+    /// Local services (for inbound streams).
+    pub services: Arc<Services>,
+    /// Pooled clients to local apps.
+    pub local: LocalClients,
+    /// Request metrics and traffic summaries.
+    pub telemetry: Arc<Telemetry>,
+    /// Client and server spans.
+    pub traces: Arc<Tracing>,
+    /// Traffic policy: compiled documents and the state they keep.
+    pub traffic: Arc<Traffic>,
+}
+
+impl Proxy {
+    /// The balancer's order for one request, as a plan asks for it ([`super::plan::Order`]).
+    pub fn order(
+        &self,
+    ) -> impl FnMut(&str, Balancer, &[Offer<'_>], Option<&OutlierConfig>) -> Vec<usize> + '_ {
+        |service, kind, offers, outlier| {
+            self.balancers
+                .order(service, kind, offers, crate::clock::now(), outlier)
+        }
+    }
+}

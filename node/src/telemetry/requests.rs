@@ -1,0 +1,214 @@
+//! Per-request accounting: the request metric families, and a guard per request that feeds
+//! them and the one-minute traffic windows.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::metrics::{Counter, Family, Gauge, Histogram};
+use super::traffic::Traffic;
+use crate::api::traffic::Direction;
+use crate::clock::{unix_now, unix_now_ms};
+
+/// Request metrics of a node.
+#[derive(Debug)]
+pub struct Telemetry {
+    /// Finished requests.
+    pub requests: Family<Counter>,
+    /// Request latency.
+    pub duration: Family<Histogram>,
+    /// Requests in progress.
+    pub in_flight: Family<Gauge>,
+    /// Retries sent.
+    pub retries: Family<Counter>,
+    /// Requests refused by a rate limit.
+    pub rate_limited: Family<Counter>,
+    /// Requests refused by authorization.
+    pub denied: Family<Counter>,
+    /// Requests an authorization policy in shadow mode would have refused.
+    pub shadow_denied: Family<Counter>,
+    /// Timeouts that fired, by kind.
+    pub timeouts: Family<Counter>,
+    /// Retries refused by the retry budget.
+    pub retry_budget_exhausted: Family<Counter>,
+    /// Endpoints ejected by outlier detection.
+    pub ejections: Family<Counter>,
+    /// Requests refused by a circuit's `max_pending`.
+    pub overloaded: Family<Counter>,
+    /// Faults injected by routes.
+    pub faults: Family<Counter>,
+    /// One-minute summaries.
+    pub traffic: Traffic,
+    /// Inbound requests (and TCP connections) in progress, all services together.
+    pub inbound_in_flight: AtomicI64,
+    /// When the last inbound request started, ms since the Unix epoch (0: never).
+    pub last_inbound_ms: AtomicU64,
+}
+
+impl Default for Telemetry {
+    fn default() -> Self {
+        Self {
+            requests: Family::new(
+                "murmur_requests_total",
+                "Proxied requests by direction, service, peer node and status class.",
+                &["direction", "service", "peer", "status_class"],
+            ),
+            duration: Family::new(
+                "murmur_request_duration_seconds",
+                "Latency of proxied requests, from first byte in to response head out.",
+                &["direction", "service"],
+            ),
+            in_flight: Family::new(
+                "murmur_requests_in_flight",
+                "Proxied requests in progress.",
+                &["direction", "service"],
+            ),
+            retries: Family::new("murmur_retries_total", "Retries sent.", &["service"]),
+            rate_limited: Family::new(
+                "murmur_rate_limited_total",
+                "Requests answered 429 by a rate limit.",
+                &["service"],
+            ),
+            denied: Family::new(
+                "murmur_denied_total",
+                "Requests answered 403 by an authorization policy.",
+                &["service", "rule"],
+            ),
+            shadow_denied: Family::new(
+                "murmur_shadow_denied_total",
+                "Requests an authorization policy in shadow mode would have denied.",
+                &["service", "rule"],
+            ),
+            timeouts: Family::new(
+                "murmur_timeouts_total",
+                "Requests answered 504 by a timeout policy, by the timeout that fired.",
+                &["service", "timeout"],
+            ),
+            retry_budget_exhausted: Family::new(
+                "murmur_retry_budget_exhausted_total",
+                "Retries the retry policy wanted but its budget refused.",
+                &["service"],
+            ),
+            ejections: Family::new(
+                "murmur_ejections_total",
+                "Endpoints ejected by outlier detection (circuit policy).",
+                &["service", "peer"],
+            ),
+            overloaded: Family::new(
+                "murmur_overloaded_total",
+                "Requests answered 503 because max_pending requests were in flight.",
+                &["service"],
+            ),
+            faults: Family::new(
+                "murmur_faults_injected_total",
+                "Faults injected by route policies.",
+                &["service", "route", "fault"],
+            ),
+            traffic: Traffic::default(),
+            inbound_in_flight: AtomicI64::new(0),
+            last_inbound_ms: AtomicU64::new(0),
+        }
+    }
+}
+
+/// How a request ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// An HTTP status was sent to the caller.
+    Status(u16),
+    /// A TCP connection ended normally.
+    Closed,
+    /// It failed without a status (connection error, cancelled).
+    Error,
+}
+
+impl Outcome {
+    fn class(self) -> &'static str {
+        match self {
+            Self::Status(s) if s < 200 => "1xx",
+            Self::Status(s) if s < 300 => "2xx",
+            Self::Status(s) if s < 400 => "3xx",
+            Self::Status(s) if s < 500 => "4xx",
+            Self::Status(_) => "5xx",
+            Self::Closed => "closed",
+            Self::Error => "error",
+        }
+    }
+
+    fn failed(self) -> bool {
+        matches!(self, Self::Status(500..) | Self::Error)
+    }
+}
+
+/// Accounts for one request from start to end; dropping it unfinished counts an error.
+#[derive(Debug)]
+pub struct RequestGuard {
+    telemetry: Arc<Telemetry>,
+    direction: Direction,
+    service: String,
+    started: Instant,
+    in_flight: Arc<Gauge>,
+    done: bool,
+}
+
+impl Telemetry {
+    /// Starts accounting for a request.
+    pub fn start(self: &Arc<Self>, direction: Direction, service: &str) -> RequestGuard {
+        let in_flight = self.in_flight.get(&[direction.as_str(), service]);
+        in_flight.add(1);
+        if direction == Direction::Inbound {
+            self.inbound_in_flight.fetch_add(1, Ordering::Relaxed);
+            self.last_inbound_ms.store(unix_now_ms(), Ordering::Relaxed);
+        }
+        RequestGuard {
+            telemetry: self.clone(),
+            direction,
+            service: service.to_owned(),
+            started: Instant::now(),
+            in_flight,
+            done: false,
+        }
+    }
+}
+
+impl RequestGuard {
+    /// Records the end of the request, served by `peer` (node name, or "-").
+    pub fn finish(mut self, peer: &str, outcome: Outcome) -> Duration {
+        self.done = true;
+        self.record(peer, outcome)
+    }
+
+    fn record(&self, peer: &str, outcome: Outcome) -> Duration {
+        let t = &self.telemetry;
+        let took = self.started.elapsed();
+        let dir = self.direction.as_str();
+        t.requests
+            .get(&[dir, &self.service, peer, outcome.class()])
+            .inc();
+        t.duration.get(&[dir, &self.service]).observe(took);
+        t.traffic.record(
+            self.direction,
+            &self.service,
+            outcome.failed(),
+            took,
+            unix_now(),
+        );
+        took
+    }
+}
+
+impl Drop for RequestGuard {
+    fn drop(&mut self) {
+        self.in_flight.add(-1);
+        if self.direction == Direction::Inbound {
+            self.telemetry
+                .inbound_in_flight
+                .fetch_sub(1, Ordering::Relaxed);
+        }
+        if !self.done {
+            self.record("-", Outcome::Error);
+        }
+    }
+}

@@ -1,0 +1,126 @@
+//! The policy set compiled per service: what each request reads (an `Arc` clone), rebuilt
+//! whenever the set changes.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use murmur_membership::policy::spec::{RateLimitSpec, RetrySpec, TimeoutSpec};
+use murmur_membership::policy::{PolicyBody, PolicySet};
+use murmur_transport::identity::Name;
+
+use super::circuit::OutlierConfig;
+use super::{authz, routes, timeout};
+
+/// A service's `circuit` document, compiled.
+#[derive(Clone, Debug)]
+pub struct Circuit {
+    /// Document name.
+    pub doc: String,
+    /// Outlier ejection.
+    pub outlier: OutlierConfig,
+    /// Cap on requests pending for the service.
+    pub max_pending: Option<u32>,
+}
+
+/// Everything that applies to one service, ready to use.
+#[derive(Clone, Debug, Default)]
+pub struct ServicePolicy {
+    /// Routes, in the order they are tried.
+    pub routes: Vec<routes::Route>,
+    /// Timeout documents, by name.
+    pub timeouts: Vec<TimeoutSpec>,
+    /// Retry documents, by name.
+    pub retries: Vec<Arc<RetrySpec>>,
+    /// The first circuit document by name.
+    pub circuit: Option<Circuit>,
+    /// Rate limits, by name.
+    pub ratelimits: Vec<RateLimitSpec>,
+    /// Authorization documents, by name.
+    pub authz: Vec<authz::Authz>,
+}
+
+impl ServicePolicy {
+    /// The retry document for requests taking `route` (see [`scoped`]).
+    pub fn retry_for(&self, route: Option<&str>) -> Option<&Arc<RetrySpec>> {
+        scoped(&self.retries, route, |r| r.route.as_ref())
+    }
+
+    /// The timeouts for requests taking `route` (see [`scoped`]).
+    pub fn timeouts_for(&self, route: Option<&str>) -> Option<timeout::Timeouts> {
+        scoped(&self.timeouts, route, |t| t.route.as_ref()).map(timeout::Timeouts::of)
+    }
+}
+
+/// Of documents sorted by name, the one for `route`: the first naming that route, else the first
+/// naming none (it applies to every route of the service).
+pub fn scoped<'a, T>(
+    items: &'a [T],
+    route: Option<&str>,
+    route_of: impl Fn(&T) -> Option<&Name>,
+) -> Option<&'a T> {
+    let named = route.and_then(|r| {
+        items
+            .iter()
+            .find(|i| route_of(i).is_some_and(|n| n.as_str() == r))
+    });
+    named.or_else(|| items.iter().find(|i| route_of(i).is_none()))
+}
+
+/// The policy set, compiled per service.
+#[derive(Debug, Default)]
+pub struct Compiled {
+    services: HashMap<String, Arc<ServicePolicy>>,
+}
+
+impl Compiled {
+    /// Compiles a set (documents come in (kind, name) order, so each list is by name).
+    pub fn new(set: &PolicySet) -> Self {
+        Self::from_bodies(set.iter().filter_map(|d| d.body()))
+    }
+
+    /// Compiles bodies given in (kind, name) order.
+    pub fn from_bodies<'a>(bodies: impl IntoIterator<Item = &'a PolicyBody>) -> Self {
+        let mut services: HashMap<String, ServicePolicy> = HashMap::new();
+        for body in bodies {
+            let p = services.entry(body.service().to_string()).or_default();
+            match body {
+                PolicyBody::Route(r) => p.routes.push(routes::Route::new(r)),
+                PolicyBody::Timeout(t) => p.timeouts.push(t.clone()),
+                PolicyBody::Retry(r) => p.retries.push(Arc::new(r.clone())),
+                PolicyBody::Circuit(c) => {
+                    if p.circuit.is_none() {
+                        p.circuit = Some(Circuit {
+                            doc: c.name.to_string(),
+                            outlier: OutlierConfig::of(c),
+                            max_pending: c.max_pending,
+                        });
+                    }
+                }
+                PolicyBody::Ratelimit(r) => p.ratelimits.push(r.clone()),
+                PolicyBody::Authz(a) => p.authz.push(authz::Authz::new(a)),
+            }
+        }
+        for p in services.values_mut() {
+            routes::sort(&mut p.routes);
+        }
+        Self {
+            services: services
+                .into_iter()
+                .map(|(k, v)| (k, Arc::new(v)))
+                .collect(),
+        }
+    }
+
+    /// Every service with policy, and what applies to it.
+    pub fn services(&self) -> impl Iterator<Item = (&str, &Arc<ServicePolicy>)> {
+        self.services.iter().map(|(s, p)| (s.as_str(), p))
+    }
+
+    /// What applies to `service`, if anything.
+    pub fn service(&self, service: &str) -> Option<&Arc<ServicePolicy>> {
+        if self.services.is_empty() {
+            return None;
+        }
+        self.services.get(service)
+    }
+}
