@@ -73,24 +73,12 @@ pub async fn serve(ctx: Arc<NodeContext>, listener: TcpListener) {
     }
 }
 
-/// Ready: serving (not draining or leaving), and joined — another member is known alive from
-/// gossip, unless this node has no seeds (it is the first of its mesh).
+/// Ready: serving and joined ([`crate::readiness::check`], the rule systemd is told too).
 fn readyz(ctx: &NodeContext) -> Response<Body> {
-    use murmur_membership::{MemberState, records::NodeStatus};
-    let status = ctx.membership.status();
-    if status != NodeStatus::Serving {
-        return text(503, &format!("not ready: {status:?}\n").to_lowercase());
-    }
-    let view = ctx.membership.view();
-    let joined = ctx.config.seeds.is_empty()
-        || view
-            .members
-            .values()
-            .any(|m| m.name != view.self_name && m.state == MemberState::Alive && !m.stale);
-    if joined {
-        text(200, "ready\n")
-    } else {
-        text(503, "not ready: no peer reached yet (seeds unreachable?)\n")
+    let seeded = !ctx.config.seeds.is_empty();
+    match crate::readiness::check(ctx.membership.status(), &ctx.membership.view(), seeded) {
+        Ok(()) => text(200, "ready\n"),
+        Err(why) => text(503, &format!("not ready: {why}\n")),
     }
 }
 

@@ -21,6 +21,7 @@ use crate::balance::Balancers;
 use crate::config::Config;
 use crate::inbound::Inbound;
 use crate::proxy::{self, Proxy};
+use crate::readiness;
 use crate::services::Services;
 use crate::signals;
 use crate::telemetry::Telemetry;
@@ -58,10 +59,14 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let (ctx, admin_listener) = start(config).await?;
     let reload = Arc::new(Notify::new());
     spawn_background(&ctx, admin_listener, reload.clone());
+    let (c, seeded) = (ctx.clone(), !ctx.config.seeds.is_empty());
+    let ready = move |v: &_| readiness::check(c.membership.status(), v, seeded);
+    tokio::spawn(readiness::notify_when_ready(ctx.membership.watch(), ready));
     let gossip_ended = ctx.membership.gossip_ended();
     tokio::select! {
         why = signals::wait_for_stop(reload) => {
             info!(?why, "stopping");
+            readiness::stopping();
             shutdown(ctx).await;
             Ok(())
         }
