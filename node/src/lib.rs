@@ -30,6 +30,7 @@ mod logging;
 mod node;
 mod policy;
 mod proxy;
+mod readiness;
 mod services;
 mod signals;
 mod streams;

@@ -19,6 +19,7 @@ pub mod node;
 pub mod otlp;
 pub mod pki;
 pub mod policy;
+pub mod promql;
 pub mod quic;
 pub mod traffic;
 pub mod wait;

@@ -68,6 +68,8 @@ pub struct NodeSpec {
     pub gossip_toml: String,
     /// Validity of its certificate, days.
     pub cert_days: u32,
+    /// Extra environment variables of the process.
+    pub env: Vec<(String, String)>,
 }
 
 impl NodeSpec {
@@ -83,7 +85,14 @@ impl NodeSpec {
             gossip_interval: "200ms",
             gossip_toml: String::new(),
             cert_days: 90,
+            env: Vec::new(),
         }
+    }
+
+    /// Sets an environment variable of the process (e.g. `NOTIFY_SOCKET`).
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.env.push((key.into(), value.into()));
+        self
     }
 
     /// Adds a seed.
@@ -207,6 +216,7 @@ impl NodeProc {
                 "RUST_LOG",
                 std::env::var("MURMUR_TEST_LOG").unwrap_or_else(|_| "info".into()),
             )
+            .envs(self.spec.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
