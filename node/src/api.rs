@@ -11,7 +11,10 @@
 //! | GET | `/v1/status` | [`status::StatusResponse`] |
 //! | GET, POST | `/v1/policies[/<kind>/<name>]` | [`policies`] |
 //! | GET, POST | `/v1/services` | [`services::ServicesResponse`], [`services::RegisterRequest`] |
+//!
+//! Also here: the line format of the access log ([`accesslog::AccessLogEntry`]).
 
+pub mod accesslog;
 pub mod drain;
 pub mod members;
 pub mod mesh;

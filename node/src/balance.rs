@@ -11,6 +11,8 @@
 
 pub mod choose;
 pub mod ewma;
+pub mod locality;
+pub mod ring;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -21,6 +23,7 @@ use murmur_membership::records::Balancer;
 
 pub use choose::{Load, Rng, order};
 use ewma::PeakEwma;
+use ring::Ring;
 
 use crate::traffic::circuit::{Outlier, OutlierConfig, Standing, Transition};
 
@@ -42,6 +45,8 @@ struct ServiceState {
     endpoints: HashMap<String, EndpointState>,
     /// Endpoints offered at the last choice: the base of `max_ejected_percent`.
     offered: usize,
+    /// The hash ring of the instances last offered to a route with consistent hashing.
+    ring: Option<Ring>,
 }
 
 /// Balancer state of every service this node calls. Shared by all requests.
@@ -62,6 +67,20 @@ fn service_state<'m>(
     services
         .get_mut(service)
         .unwrap_or_else(|| unreachable!("service state inserted above"))
+}
+
+/// How the first instance is chosen.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Choice {
+    /// By the balancer the service's owner chose.
+    Balancer(Balancer),
+    /// By consistent hashing of a request key ([`ring`]), under a bounded load.
+    Ring {
+        /// The key's hash.
+        key: u64,
+        /// The load bound, times the average.
+        load_factor: f64,
+    },
 }
 
 /// One endpoint offered to [`Balancers::order`].
@@ -88,7 +107,7 @@ impl Balancers {
     pub fn order(
         &self,
         service: &str,
-        kind: Balancer,
+        choice: Choice,
         offers: &[Offer<'_>],
         now: Instant,
         outlier: Option<&OutlierConfig>,
@@ -118,41 +137,28 @@ impl Balancers {
             }
             (eligible, probe)
         });
-        let load = |i: usize| {
-            let e = state.endpoints.get(offers[i].node);
-            Load {
-                pending: e.map_or(0, |e| e.pending),
-                ewma_ns: e.map_or_else(
-                    || PeakEwma::default().estimate_ns(now),
-                    |e| e.ewma.estimate_ns(now),
-                ),
-                weight: offers[i].weight,
-            }
-        };
-        let loads: Vec<Load> = match &ejection {
-            Some((eligible, _)) => eligible.iter().map(|&i| load(i)).collect(),
-            None => (0..offers.len()).map(load).collect(),
-        };
-        let turn = state.turn;
-        state.turn = state.turn.wrapping_add(1);
         // Forget endpoints that left, so the map stays as small as the service.
         if state.endpoints.len() > offers.len() * 2 + 8 {
             state
                 .endpoints
                 .retain(|node, e| e.pending > 0 || offers.iter().any(|o| o.node == node));
         }
-        let chosen = order(kind, &loads, turn, &mut rng);
-        let Some((eligible, probe)) = ejection else {
+        let eligible = ejection.as_ref().map(|(e, _)| e.as_slice());
+        let chosen = match choice {
+            Choice::Balancer(kind) => by_balancer(state, kind, offers, eligible, now, &mut rng),
+            Choice::Ring { key, load_factor } => by_ring(state, key, load_factor, offers, eligible),
+        };
+        let Some((_, probe)) = ejection else {
             return chosen;
         };
-        let mut out = Vec::with_capacity(eligible.len() + 1);
+        let mut out = Vec::with_capacity(chosen.len() + 1);
         if let Some(p) = probe {
             if let Some(e) = state.endpoints.get_mut(offers[p].node) {
                 e.outlier.start_probe();
             }
             out.push(p);
         }
-        out.extend(chosen.into_iter().map(|k| eligible[k]));
+        out.extend(chosen);
         out
     }
 
@@ -208,6 +214,67 @@ impl Balancers {
         out.sort_by(|a, b| a.0.cmp(&b.0));
         out
     }
+}
+
+/// The balancer's order of the `eligible` offers (all without a list), as offer indexes.
+fn by_balancer(
+    state: &mut ServiceState,
+    kind: Balancer,
+    offers: &[Offer<'_>],
+    eligible: Option<&[usize]>,
+    now: Instant,
+    rng: &mut Rng,
+) -> Vec<usize> {
+    let load = |i: usize| {
+        let e = state.endpoints.get(offers[i].node);
+        Load {
+            pending: e.map_or(0, |e| e.pending),
+            ewma_ns: e.map_or_else(
+                || PeakEwma::default().estimate_ns(now),
+                |e| e.ewma.estimate_ns(now),
+            ),
+            weight: offers[i].weight,
+        }
+    };
+    let loads: Vec<Load> = match eligible {
+        Some(eligible) => eligible.iter().map(|&i| load(i)).collect(),
+        None => (0..offers.len()).map(load).collect(),
+    };
+    let turn = state.turn;
+    state.turn = state.turn.wrapping_add(1);
+    let chosen = order(kind, &loads, turn, rng);
+    match eligible {
+        Some(eligible) => chosen.into_iter().map(|k| eligible[k]).collect(),
+        None => chosen,
+    }
+}
+
+/// The ring's order for `key` over the `eligible` offers (all without a list); the ring is
+/// built again only when the offered instances change.
+fn by_ring(
+    state: &mut ServiceState,
+    key: u64,
+    load_factor: f64,
+    offers: &[Offer<'_>],
+    eligible: Option<&[usize]>,
+) -> Vec<usize> {
+    let members: Vec<ring::Member<'_>> = offers.iter().map(|o| (o.node, o.weight)).collect();
+    if !state.ring.as_ref().is_some_and(|r| r.is_of(&members)) {
+        state.ring = Some(Ring::new(&members));
+    }
+    let pending: Vec<u32> = offers
+        .iter()
+        .map(|o| state.endpoints.get(o.node).map_or(0, |e| e.pending))
+        .collect();
+    let ok: Vec<bool> = match eligible {
+        Some(e) => (0..offers.len()).map(|i| e.contains(&i)).collect(),
+        None => vec![true; offers.len()],
+    };
+    state
+        .ring
+        .as_ref()
+        .map(|r| ring::order(r, key, &pending, &ok, load_factor))
+        .unwrap_or_default()
 }
 
 /// A request in flight to one endpoint. Finish it with the outcome; dropping it unfinished
@@ -316,7 +383,13 @@ mod tests {
         let fast = b.start("web", "b");
         fast.finish(true, true, None);
         for _ in 0..20 {
-            let o = b.order("web", Balancer::P2cEwma, &offers, Instant::now(), None);
+            let o = b.order(
+                "web",
+                Choice::Balancer(Balancer::P2cEwma),
+                &offers,
+                Instant::now(),
+                None,
+            );
             assert_eq!(o, [1, 0]);
         }
     }
@@ -337,7 +410,7 @@ mod tests {
         let order = |b: &Balancers| {
             b.order(
                 "web",
-                Balancer::RoundRobin,
+                Choice::Balancer(Balancer::RoundRobin),
                 &offers,
                 Instant::now(),
                 Some(&cfg),
@@ -365,8 +438,14 @@ mod tests {
         }
         // Without the policy, ejection state is ignored.
         assert_eq!(
-            b.order("web", Balancer::RoundRobin, &offers, Instant::now(), None)
-                .len(),
+            b.order(
+                "web",
+                Choice::Balancer(Balancer::RoundRobin),
+                &offers,
+                Instant::now(),
+                None
+            )
+            .len(),
             3
         );
         std::thread::sleep(Duration::from_millis(60));

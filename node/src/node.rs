@@ -33,6 +33,7 @@ use crate::services::Services;
 use crate::signals;
 use crate::streams::Streams;
 use crate::telemetry::Telemetry;
+use crate::telemetry::accesslog::AccessLog;
 use crate::telemetry::traces::Tracing;
 use crate::traffic::Traffic;
 
@@ -140,12 +141,16 @@ async fn start(p: Prepared) -> anyhow::Result<(Node, TcpListener)> {
     let seed = u64::from(std::process::id());
     let proxy = Arc::new(Proxy {
         node: config.name.to_string(),
+        id: tls.identity().to_string(),
+        zone: config.labels.get(proxy::plan::ZONE_LABEL).cloned(),
         endpoint: endpoint.clone(),
         view: membership.watch(),
         balancers: Arc::new(Balancers::new(seed ^ generation)),
         services: services.clone(),
         local: proxy::local::LocalClients::new(),
-        telemetry: Arc::new(Telemetry::default()),
+        telemetry: Arc::new(Telemetry::with_access_log(AccessLog::new(
+            config.access_log.clone(),
+        ))),
         traces,
         traffic: Traffic::start(policy.watch(), seed),
     });

@@ -8,9 +8,11 @@
 //!
 //! One cached QUIC connection per peer (the transport's), one bidirectional stream per HTTP
 //! request or TCP connection. [`plan`] decides, before any I/O and for HTTP and TCP alike: route,
-//! backend, subset, the instances in the balancer's order with the identity each must prove,
-//! faults, timeouts, retry, circuit. [`exchange`] (HTTP) and [`upstream`] (TCP) carry a plan
-//! out; [`dial`] opens each stream and checks the identity. On the serving side [`inbound`]
+//! backend, subset, the instances in order (balancer or hash ring, the caller's zone first) with
+//! the identity each must prove, faults, timeouts, retry, circuit, redirect, mirror.
+//! [`exchange`] (HTTP, with [`edits`] and [`mirror`]) and [`upstream`] (TCP) carry a plan out;
+//! [`dial`] opens each stream and checks the identity; [`record`] accounts for each outbound
+//! HTTP request (metrics, access log). On the serving side [`inbound`]
 //! finds the local instance and serves the stream. Traffic policy itself lives in
 //! [`crate::traffic`]; [`runtime::Proxy`] holds the handles every request may use.
 
@@ -18,14 +20,17 @@ pub mod ack;
 pub mod admission;
 pub mod body;
 pub mod dial;
+pub mod edits;
 pub mod errors;
 pub mod exchange;
 pub mod frame;
 pub mod headers;
 pub mod inbound;
 pub mod local;
+pub mod mirror;
 pub mod outbound;
 pub mod plan;
+pub mod record;
 pub mod replay;
 pub mod route;
 pub mod runtime;

@@ -8,16 +8,19 @@
 //!
 //! | kind | where | module |
 //! |---|---|---|
-//! | `route` (match, split, subset, fault) | calling node | [`routes`], [`split`], [`fault`] |
+//! | `route` (match, split, subset, fault, header edits, rewrite, redirect, mirror, hashing) | calling node | [`routes`], [`split`], [`fault`], [`actions`] |
 //! | `timeout` | calling node; deadline enforced on the serving node too | [`timeout`] |
 //! | `retry` | calling node | [`retry`], [`budget`] |
 //! | `circuit` | calling node | [`circuit`] |
 //! | `ratelimit` | serving node | [`ratelimit`], [`share`] |
 //! | `authz` | serving node | [`authz`] |
+//! | `accesslog` | calling and serving node | [`accesslog`] |
 //!
 //! Paths are normalized once ([`normalize`]) before routing and authorization see them.
 //! A service no document names costs one hash lookup per request.
 
+pub mod accesslog;
+pub mod actions;
 pub mod authz;
 pub mod budget;
 pub mod circuit;

@@ -56,6 +56,8 @@ pub async fn client(outbound: SocketAddr, service: &str) -> tonic::client::Grpc<
     let s = tokio::net::TcpStream::connect(outbound)
         .await
         .expect("connect to the outbound proxy");
+    // As gRPC clients do: no Nagle delay on small frames.
+    let _ = s.set_nodelay(true);
     let (sender, conn) =
         hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(s))
             .await
@@ -76,6 +78,7 @@ where
         .expect("bind gRPC server");
     tokio::spawn(async move {
         while let Ok((s, _)) = listener.accept().await {
+            let _ = s.set_nodelay(true);
             let route = route.clone();
             tokio::spawn(async move {
                 let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())

@@ -230,12 +230,12 @@ fn invalid_documents_are_refused_at_apply_and_never_spread() {
             (
                 "unknown-kind.toml",
                 "[[routes]]\nname = \"x\"\n".to_owned(),
-                "unknown-kind.toml: unknown kind `routes`; the kinds are route, retry, timeout, ratelimit, circuit, authz",
+                "unknown-kind.toml: unknown kind `routes`; the kinds are route, retry, timeout, ratelimit, circuit, authz, accesslog",
             ),
             (
                 "missing.toml",
                 "[[route]]\nname = \"x\"\nservice = \"web\"\n".to_owned(),
-                "missing.toml: route \"x\": field `backends`: missing field `backends`",
+                "missing.toml: route \"x\": field `backends`: at least one backend is required (or a `redirect`)",
             ),
             (
                 "type.toml",

@@ -20,17 +20,20 @@ pub enum Kind {
     Circuit,
     /// Allow/deny rules on caller, path and method.
     Authz,
+    /// Access logging of a service's requests.
+    Accesslog,
 }
 
 impl Kind {
     /// Every kind, in a fixed order.
-    pub const ALL: [Self; 6] = [
+    pub const ALL: [Self; 7] = [
         Self::Route,
         Self::Retry,
         Self::Timeout,
         Self::Ratelimit,
         Self::Circuit,
         Self::Authz,
+        Self::Accesslog,
     ];
 
     /// The kind's name as written in files, keys and URLs.
@@ -42,6 +45,7 @@ impl Kind {
             Self::Ratelimit => "ratelimit",
             Self::Circuit => "circuit",
             Self::Authz => "authz",
+            Self::Accesslog => "accesslog",
         }
     }
 

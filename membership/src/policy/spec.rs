@@ -4,9 +4,12 @@
 //! strict (`deny_unknown_fields`) and validated beyond their types ([`PolicyBody::validate`]):
 //! a document that is accepted anywhere is well-formed everywhere.
 
+pub mod accesslog;
+pub mod actions;
 pub mod authz;
 pub mod circuit;
 pub mod common;
+pub mod grpc;
 pub mod ratelimit;
 pub mod retry;
 pub mod route;
@@ -15,9 +18,12 @@ pub mod timeout;
 use murmur_transport::identity::Name;
 use serde::Serialize;
 
+pub use self::accesslog::AccessLogSpec;
+pub use self::actions::{HashPolicy, HeaderActions, Mirror, Redirect, Rewrite};
 pub use self::authz::{Action, AuthzMode, AuthzRule, AuthzSpec, CallerMatch};
 pub use self::circuit::CircuitSpec;
 pub use self::common::{FieldError, PathMatch, PolicyDuration, PolicyRegex};
+pub use self::grpc::GrpcCode;
 pub use self::ratelimit::{LimitKey, LimitScope, RateLimitSpec};
 pub use self::retry::{Backoff, RetryBudget, RetrySpec};
 pub use self::route::{AbortFault, Backend, DelayFault, Fault, HeaderMatch, RouteMatch, RouteSpec};
@@ -27,8 +33,8 @@ use super::Kind;
 /// The body of a document, by kind.
 #[derive(Clone, Debug, PartialEq)]
 pub enum PolicyBody {
-    /// `route`
-    Route(RouteSpec),
+    /// `route` (boxed: by far the largest body)
+    Route(Box<RouteSpec>),
     /// `retry`
     Retry(RetrySpec),
     /// `timeout`
@@ -39,6 +45,8 @@ pub enum PolicyBody {
     Circuit(CircuitSpec),
     /// `authz`
     Authz(AuthzSpec),
+    /// `accesslog`
+    Accesslog(AccessLogSpec),
 }
 
 /// Why a body was refused.
@@ -63,6 +71,7 @@ impl PolicyBody {
             Self::Ratelimit(_) => Kind::Ratelimit,
             Self::Circuit(_) => Kind::Circuit,
             Self::Authz(_) => Kind::Authz,
+            Self::Accesslog(_) => Kind::Accesslog,
         }
     }
 
@@ -75,6 +84,7 @@ impl PolicyBody {
             Self::Ratelimit(s) => &s.name,
             Self::Circuit(s) => &s.name,
             Self::Authz(s) => &s.name,
+            Self::Accesslog(s) => &s.name,
         }
     }
 
@@ -87,6 +97,7 @@ impl PolicyBody {
             Self::Ratelimit(s) => &s.service,
             Self::Circuit(s) => &s.service,
             Self::Authz(s) => &s.service,
+            Self::Accesslog(s) => &s.service,
         }
     }
 
@@ -99,6 +110,7 @@ impl PolicyBody {
             Self::Ratelimit(s) => s.validate(),
             Self::Circuit(s) => s.validate(),
             Self::Authz(s) => s.validate(),
+            Self::Accesslog(s) => s.validate(),
         }
     }
 
@@ -118,6 +130,9 @@ impl PolicyBody {
             }
             Kind::Circuit => Self::Circuit(serde::Deserialize::deserialize(value).map_err(shape)?),
             Kind::Authz => Self::Authz(serde::Deserialize::deserialize(value).map_err(shape)?),
+            Kind::Accesslog => {
+                Self::Accesslog(serde::Deserialize::deserialize(value).map_err(shape)?)
+            }
         };
         body.validate()?;
         Ok(body)
@@ -140,6 +155,7 @@ impl PolicyBody {
             Self::Ratelimit(s) => serde_json::to_string(s),
             Self::Circuit(s) => serde_json::to_string(s),
             Self::Authz(s) => serde_json::to_string(s),
+            Self::Accesslog(s) => serde_json::to_string(s),
         };
         // Plain structs with string keys always serialize; keep an empty object otherwise.
         r.unwrap_or_else(|_| "{}".to_owned())
@@ -161,6 +177,7 @@ impl PolicyBody {
             Self::Ratelimit(s) => wrap(Kind::Ratelimit, s),
             Self::Circuit(s) => wrap(Kind::Circuit, s),
             Self::Authz(s) => wrap(Kind::Authz, s),
+            Self::Accesslog(s) => wrap(Kind::Accesslog, s),
         }
     }
 }

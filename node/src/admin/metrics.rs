@@ -25,6 +25,26 @@ pub async fn get(state: &AdminState) -> hyper::Response<Body> {
     t.ejections.render(&mut out);
     t.overloaded.render(&mut out);
     t.faults.render(&mut out);
+    t.route_requests.render(&mut out);
+    t.route_duration.render(&mut out);
+    t.cross_zone.render(&mut out);
+    t.mirrored.render(&mut out);
+    let log = t.access_log.counts();
+    single(
+        &mut out,
+        "murmur_access_log_lines_total",
+        "counter",
+        "Access log lines written.",
+        load(&log.written),
+    );
+    single(
+        &mut out,
+        "murmur_access_log_dropped_total",
+        "counter",
+        "Access log lines dropped: the writer's queue was full (a slow or stalled output) or \
+         the output failed.",
+        load(&log.dropped),
+    );
     traffic_metrics(state, &mut out);
     membership_metrics(state, &mut out);
     let incarnations = state.membership.known_incarnations().await as f64;

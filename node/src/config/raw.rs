@@ -40,6 +40,8 @@ pub struct RawConfig {
     pub gossip: Option<RawGossip>,
     /// Trace export.
     pub telemetry: Option<RawTelemetry>,
+    /// The access log.
+    pub access_log: Option<RawAccessLog>,
     /// Policy settings.
     pub policy: Option<RawPolicy>,
     /// Graceful drain.
@@ -177,6 +179,18 @@ pub struct RawTelemetry {
     pub service_name: Option<String>,
     /// Time allowed for one export.
     pub export_timeout: Option<HumanDuration>,
+}
+
+/// `[access_log]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAccessLog {
+    /// `"stderr"` or a file path.
+    pub output: Option<String>,
+    /// Services logged without a document; `"*"` for every one.
+    pub services: Option<Vec<String>>,
+    /// Lines waiting for the writer at most.
+    pub queue: Option<usize>,
 }
 
 /// OTLP transport as written in the file.

@@ -12,8 +12,8 @@ use murmur_transport::identity::{Name, TrustDomain};
 use murmur_transport::tls::CredentialPaths;
 
 use super::raw::{
-    RawCheckKind, RawConfig, RawDrain, RawGossip, RawHealth, RawOtlpProtocol, RawPolicy,
-    RawService, RawTelemetry, RawTls,
+    RawAccessLog, RawCheckKind, RawConfig, RawDrain, RawGossip, RawHealth, RawOtlpProtocol,
+    RawPolicy, RawService, RawTelemetry, RawTls,
 };
 use crate::drain::DrainSettings;
 use crate::health::CheckConfig;
@@ -22,6 +22,7 @@ use crate::health::state::Thresholds;
 use crate::policy::PolicySettings;
 use crate::proxy::Upstream;
 use crate::services::LocalService;
+use crate::telemetry::accesslog::{AccessLogSettings, DEFAULT_QUEUE, Output};
 use crate::telemetry::traces::{OtlpProtocol, TraceSettings};
 
 /// Default QUIC port.
@@ -141,6 +142,8 @@ pub struct Config {
     pub upstreams: Vec<Upstream>,
     /// Trace export.
     pub traces: TraceSettings,
+    /// The access log.
+    pub access_log: AccessLogSettings,
 }
 
 /// Reads an environment variable; injected so tests need not touch the process environment.
@@ -247,6 +250,7 @@ impl Config {
                 })
                 .collect(),
             traces: trace_settings(raw.telemetry.unwrap_or_default(), env)?,
+            access_log: access_log_settings(raw.access_log.unwrap_or_default(), base)?,
         })
     }
 }
@@ -374,6 +378,46 @@ fn trace_settings(t: RawTelemetry, env: Env<'_>) -> Result<TraceSettings, Config
             .or_else(|| env("OTEL_SERVICE_NAME"))
             .unwrap_or_else(|| "murmur".into()),
         export_timeout: t.export_timeout.map_or(Duration::from_secs(5), |d| d.0),
+    })
+}
+
+/// `[access_log]`: stderr unless a file is named (relative to the config file).
+fn access_log_settings(a: RawAccessLog, base: &Path) -> Result<AccessLogSettings, ConfigError> {
+    let invalid = |field: &str, message: String| ConfigError::Invalid {
+        field: field.into(),
+        message,
+    };
+    let output = match a.output.as_deref() {
+        None | Some("stderr") => Output::Stderr,
+        Some("") => {
+            return Err(invalid(
+                "access_log.output",
+                "give \"stderr\" or the path of a file".into(),
+            ));
+        }
+        Some(path) => Output::File(base.join(path)),
+    };
+    let services = a.services.unwrap_or_default();
+    if let Some(bad) = services
+        .iter()
+        .find(|s| *s != "*" && Name::parse("service", s).is_err())
+    {
+        return Err(invalid(
+            "access_log.services",
+            format!("{bad:?} is not a service name (or \"*\" for every service)"),
+        ));
+    }
+    let queue = a.queue.unwrap_or(DEFAULT_QUEUE);
+    if !(1..=1 << 20).contains(&queue) {
+        return Err(invalid(
+            "access_log.queue",
+            format!("{queue} is outside 1..1048576"),
+        ));
+    }
+    Ok(AccessLogSettings {
+        output,
+        services,
+        queue,
     })
 }
 

@@ -8,17 +8,20 @@ use tracing::info;
 use super::errors::LocalReply;
 use super::runtime::Proxy;
 use crate::traffic::authz::{self, Caller, Subject};
+use crate::traffic::compiled::ServicePolicy;
 use crate::traffic::ratelimit::{Admission, retry_after_secs};
 use crate::traffic::share;
 
-/// Checks the service's `authz` and `ratelimit` documents for a request from `peer`.
+/// Checks the service's `authz` and `ratelimit` documents (in `policy`, what applies to
+/// `service`) for a request from `peer`.
 pub fn check(
     proxy: &Proxy,
+    policy: Option<&ServicePolicy>,
     service: &str,
     peer: &PeerIdentity,
     subject: Subject<'_>,
 ) -> Result<(), LocalReply> {
-    let Some(policy) = proxy.traffic.service(service) else {
+    let Some(policy) = policy else {
         return Ok(());
     };
     if policy.authz.is_empty() && policy.ratelimits.is_empty() {

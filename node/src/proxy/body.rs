@@ -7,8 +7,10 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::{Bytes, BytesMut};
+use http::HeaderMap;
 use http_body::{Body, Frame as BodyFrame, SizeHint};
 use http_body_util::BodyExt;
+use murmur_membership::policy::spec::GrpcCode;
 use quinn::{SendStream, VarInt};
 
 use super::frame::{self, BodyKind, Frame, FrameError, FrameReader};
@@ -32,25 +34,43 @@ const COALESCE: usize = 16 * 1024;
 pub struct FrameBody {
     reader: Option<FrameReader>,
     left: Option<u64>,
+    /// A frame already read from the stream (looking for a gRPC status), handed out first.
+    /// Boxed: bodies are moved around a lot, and most never have one.
+    first: Option<Box<BodyFrame<Bytes>>>,
 }
 
 impl FrameBody {
     /// The body announced by `kind`, read from `reader`.
     pub fn new(reader: FrameReader, kind: BodyKind) -> Self {
-        match kind {
-            BodyKind::Empty => Self {
-                reader: None,
-                left: Some(0),
-            },
-            BodyKind::Length(n) => Self {
-                reader: Some(reader),
-                left: Some(n),
-            },
-            BodyKind::Stream => Self {
-                reader: Some(reader),
-                left: None,
-            },
+        let (reader, left) = match kind {
+            BodyKind::Empty => (None, Some(0)),
+            BodyKind::Length(n) => (Some(reader), Some(n)),
+            BodyKind::Stream => (Some(reader), None),
+        };
+        Self {
+            reader,
+            left,
+            first: None,
         }
+    }
+
+    /// The same, of which `first` was already read.
+    pub fn resume(reader: FrameReader, kind: BodyKind, first: Frame) -> Result<Self, FrameError> {
+        let mut body = Self::new(reader, kind);
+        body.first = Some(Box::new(match first {
+            Frame::Data(data) => {
+                if let Some(left) = &mut body.left {
+                    *left = left
+                        .checked_sub(data.len() as u64)
+                        .ok_or(FrameError::Unexpected("oversized data"))?;
+                }
+                BodyFrame::data(data)
+            }
+            Frame::Trailers(t) => BodyFrame::trailers(t),
+            Frame::Head(_) => return Err(FrameError::Unexpected("head")),
+            Frame::Refused(_) => return Err(FrameError::Unexpected("refused")),
+        }));
+        Ok(body)
     }
 }
 
@@ -63,6 +83,9 @@ impl Body for FrameBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<BodyFrame<Bytes>, FrameError>>> {
         let this = &mut *self;
+        if let Some(first) = this.first.take() {
+            return Poll::Ready(Some(Ok(*first)));
+        }
         let Some(reader) = this.reader.as_mut() else {
             return Poll::Ready(None);
         };
@@ -105,12 +128,17 @@ impl Body for FrameBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.reader.is_none()
+        self.reader.is_none() && self.first.is_none()
     }
 
     fn size_hint(&self) -> SizeHint {
+        let first = self
+            .first
+            .as_ref()
+            .and_then(|f| f.data_ref())
+            .map_or(0, |d| d.len() as u64);
         match self.left {
-            Some(n) => SizeHint::with_exact(n),
+            Some(n) => SizeHint::with_exact(n + first),
             None => SizeHint::default(),
         }
     }
@@ -125,6 +153,8 @@ pub enum ProxyBody {
     Timed(TimedBody<FrameBody>),
     /// Made by this node (errors).
     Local(Option<Bytes>),
+    /// One of the above, watched to its end (gRPC status in trailers, access log).
+    Observed(Box<Observed<Self>>),
 }
 
 impl ProxyBody {
@@ -153,6 +183,7 @@ impl Body for ProxyBody {
                 })
             }),
             Self::Local(b) => Poll::Ready(b.take().map(|b| Ok(BodyFrame::data(b)))),
+            Self::Observed(b) => Pin::new(&mut **b).poll_frame(cx),
         }
     }
 
@@ -161,6 +192,7 @@ impl Body for ProxyBody {
             Self::Remote(b) => b.is_end_stream(),
             Self::Timed(b) => b.is_end_stream(),
             Self::Local(b) => b.is_none(),
+            Self::Observed(b) => b.is_end_stream(),
         }
     }
 
@@ -169,7 +201,135 @@ impl Body for ProxyBody {
             Self::Remote(b) => b.size_hint(),
             Self::Timed(b) => b.size_hint(),
             Self::Local(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
+            Self::Observed(b) => b.size_hint(),
         }
+    }
+}
+
+/// How an observed body ended.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum End {
+    /// Read to its end.
+    Complete,
+    /// It failed (the stream broke, a timeout fired).
+    Failed,
+    /// Dropped before its end (the reader went away).
+    #[default]
+    Dropped,
+}
+
+/// What went by in an observed body.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Tally {
+    /// Data bytes.
+    pub bytes: u64,
+    /// The `grpc-status` of its trailers.
+    pub grpc: Option<GrpcCode>,
+    /// How it ended.
+    pub end: End,
+}
+
+/// Called once when an observed body ends, however it ends.
+pub type OnEnd = Box<dyn FnOnce(Tally) + Send>;
+
+/// A body passed through while its bytes are counted and its trailers' `grpc-status` read; at
+/// its end (or when dropped) `on_end`, if any, is told.
+pub struct Observed<B> {
+    inner: B,
+    tally: Tally,
+    on_end: Option<OnEnd>,
+    /// Nothing more is due (no body, or all of its announced length was read): a reader that
+    /// knows the length drops it without reading its end, and that is its normal end.
+    done: bool,
+}
+
+impl<B> std::fmt::Debug for Observed<B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Observed")
+            .field("tally", &self.tally)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<B: Body> Observed<B> {
+    /// Watches `inner`.
+    pub fn new(inner: B, on_end: Option<OnEnd>) -> Self {
+        Self {
+            done: inner.is_end_stream(),
+            inner,
+            tally: Tally::default(),
+            on_end,
+        }
+    }
+}
+
+impl<B> Observed<B> {
+    /// What went by so far.
+    pub fn tally(&self) -> Tally {
+        self.tally
+    }
+
+    fn end(&mut self, end: End) {
+        if let Some(f) = self.on_end.take() {
+            self.tally.end = end;
+            f(self.tally);
+        }
+    }
+}
+
+/// The gRPC status in `headers`, if any.
+pub fn grpc_status(headers: &HeaderMap) -> Option<GrpcCode> {
+    headers
+        .get("grpc-status")
+        .and_then(|v| GrpcCode::from_header(v.as_bytes()))
+}
+
+impl<B: Body<Data = Bytes> + Unpin> Body for Observed<B> {
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<BodyFrame<Bytes>, B::Error>>> {
+        let this = &mut *self;
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(f))) => {
+                if let Some(d) = f.data_ref() {
+                    this.tally.bytes += d.len() as u64;
+                } else if let Some(t) = f.trailers_ref() {
+                    this.tally.grpc = grpc_status(t);
+                }
+                if this.inner.is_end_stream() {
+                    this.end(End::Complete);
+                } else if this.inner.size_hint().exact() == Some(0) {
+                    this.done = true;
+                }
+            }
+            Poll::Ready(Some(Err(_))) => this.end(End::Failed),
+            Poll::Ready(None) => this.end(End::Complete),
+            Poll::Pending => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl<B> Drop for Observed<B> {
+    fn drop(&mut self) {
+        self.end(if self.done {
+            End::Complete
+        } else {
+            End::Dropped
+        });
     }
 }
 

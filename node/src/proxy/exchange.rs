@@ -1,7 +1,9 @@
-//! Doing what a [`Plan`] decided for one HTTP request: the pending cap, injected faults, then
-//! attempts in the balancer's order, each bounded by its deadline (sent along in the stream
-//! header), with retries as the policy and its budget allow, and every result fed to the
-//! balancer and, with a circuit policy, to outlier ejection.
+//! Doing what a [`Plan`] decided for one HTTP request: a redirect answered at once; else the
+//! route's edits of the request head, the pending cap, injected faults, then attempts in the
+//! balancer's order, each bounded by its deadline (sent along in the stream header), with
+//! retries as the policy and its budget allow (on statuses, and on gRPC statuses before any
+//! response message), every result fed to the balancer and, with a circuit policy, to outlier
+//! ejection; the route's edits of the response head; and a mirrored copy, if the plan has one.
 //!
 //! Without any policy this is the plain data path: one attempt, and on to the next instance only
 //! while nothing reached an app (no connection, or the node refused before its app saw the
@@ -22,11 +24,14 @@ use quinn::SendStream;
 use tokio::sync::oneshot;
 use tracing::{debug, info};
 
-use super::body::{self, CANCELLED, FrameBody, ProxyBody};
+use super::body::{self, CANCELLED, FrameBody, ProxyBody, grpc_status};
 use super::dial::{self, DialError};
+use super::edits;
 use super::errors::ProxyError;
-use super::frame::{self, BodyKind, Frame, FrameReader, ResponseHead};
+use super::frame::{self, BodyKind, Frame, FrameReader, RequestHead, ResponseHead};
+use super::mirror::{self, MIRROR_BODY_LIMIT};
 use super::plan::{self, Plan, Target};
+use super::record::Record;
 use super::replay::Source;
 use super::route::RouteError;
 use super::runtime::Proxy;
@@ -35,24 +40,29 @@ use crate::balance::InFlight;
 use crate::traffic::Circuit;
 use crate::traffic::circuit::{OutlierConfig, PendingGuard, Transition};
 use crate::traffic::fault::Injected;
-use crate::traffic::retry::{self, Failure};
+use crate::traffic::retry::{self, Failure, Pushback};
+use crate::traffic::routes::Route;
 use crate::traffic::timeout::{self, Fired, Timeouts};
+use murmur_membership::policy::spec::GrpcCode;
 
 /// The request as the outbound listener prepared it.
 #[derive(Debug)]
 pub struct Request<'a> {
     /// The service the app addressed.
     pub service: &'a Name,
-    /// Method.
-    pub method: &'a str,
-    /// The encoded HEAD frame.
-    pub head: Bytes,
-    /// What body follows the head.
-    pub kind: BodyKind,
+    /// The head, as the app sent it (path normalized); the route's edits apply here.
+    pub head: RequestHead,
     /// Stream header (target service, trace context); the deadline is set per attempt.
     pub header: StreamHeader,
     /// When the request arrived: the request timeout counts from here.
     pub started: Instant,
+}
+
+/// The request head, encoded once for every attempt.
+struct Encoded<'r> {
+    bytes: Bytes,
+    method: &'r str,
+    kind: BodyKind,
 }
 
 /// The response and the node that gave it.
@@ -65,6 +75,8 @@ enum Attempt {
         head: ResponseHead,
         reader: FrameReader,
         task: BodyTask,
+        /// What was looked at for a gRPC status (only when something acts on one).
+        peeked: Option<Box<Peeked>>,
     },
     /// Nothing reached the app.
     NotSent(NotSent),
@@ -72,6 +84,20 @@ enum Attempt {
     Broken(String),
     /// A timeout fired before the response head.
     TimedOut(Fired),
+}
+
+/// A gRPC status looked for in an answer.
+#[derive(Debug)]
+struct Peeked {
+    /// The call's status, when it came before any response message.
+    grpc: Option<(GrpcCode, Pushback)>,
+    /// The frame read after the head looking for it.
+    first: Option<Frame>,
+}
+
+/// The gRPC status of an answer, if one was looked for and found.
+fn grpc_of(peeked: Option<&Peeked>) -> Option<(GrpcCode, Pushback)> {
+    peeked.and_then(|p| p.grpc)
 }
 
 /// Why an attempt reached no app: the request may go to another instance.
@@ -97,7 +123,7 @@ impl fmt::Display for NotSent {
 
 /// The task writing the request body; dropping it resets the stream (an abandoned attempt
 /// must not look like a complete body), [`BodyTask::detach`] lets it run to the end.
-struct BodyTask(Option<oneshot::Sender<()>>);
+struct BodyTask(Option<(oneshot::Sender<()>, tokio::task::JoinHandle<()>)>);
 
 impl BodyTask {
     fn none() -> Self {
@@ -110,7 +136,7 @@ impl BodyTask {
         B::Error: std::fmt::Display + Send,
     {
         let (tx, rx) = oneshot::channel::<()>();
-        tokio::spawn(async move {
+        let task = tokio::spawn(async move {
             let cancelled = async {
                 if rx.await.is_err() {
                     // Detached: never cancelled.
@@ -128,45 +154,73 @@ impl BodyTask {
                 }
             }
         });
-        Self(Some(tx))
+        Self(Some((tx, task)))
     }
 
     fn detach(mut self) {
         self.0.take();
     }
+
+    /// Stops sending and waits until the task has let go of the body (a recorded body hands
+    /// back what it had not read yet).
+    async fn abandon(mut self) {
+        if let Some((tx, task)) = self.0.take() {
+            let _ = tx.send(());
+            let _ = task.await;
+        }
+    }
 }
 
 impl Drop for BodyTask {
     fn drop(&mut self) {
-        if let Some(tx) = self.0.take() {
+        if let Some((tx, _)) = self.0.take() {
             let _ = tx.send(());
         }
     }
 }
 
-/// Runs the exchange; `body` is the app's request body.
+/// Runs the exchange; `body` is the app's request body. What the account of the request needs
+/// (route, retries, the path sent) goes to `record`.
 pub async fn run(
     proxy: &Proxy,
     plan: Plan<'_>,
     mut req: Request<'_>,
     body: Incoming,
+    record: &mut Record,
 ) -> Result<Answer, ProxyError> {
     let mut plan = plan;
+    if let Some(route) = plan.route {
+        record.route(&route.name);
+        if let Some(r) = plan.redirect {
+            return Ok((edits::redirect(&route.name, r), "-".to_owned()));
+        }
+        edits::request(route, &mut req.head);
+        record.path(&req.head.path);
+    }
+    let encoded = encode(&req.head)?;
     let timeouts = plan.timeouts.take().unwrap_or_default();
+    // A mirrored copy of a request with a body is sent from the recording of the body.
+    let keep = plan
+        .mirror
+        .as_ref()
+        .filter(|_| encoded.kind != BodyKind::Empty)
+        .map(|_| MIRROR_BODY_LIMIT);
     let mut call = Call {
         proxy,
         service: req.service.as_str(),
         target: plan.target,
+        route: plan.route,
         retry: plan.retry,
         outlier: plan.circuit.map(|c| &c.outlier),
         deadline: timeouts.request.map(|d| req.started + d),
         timeouts,
         source: Source::new(
             body,
-            req.kind == BodyKind::Empty,
-            plan.retry.map(|r| r.max_body_bytes),
+            encoded.kind == BodyKind::Empty,
+            plan.retry.map(|r| r.max_body_bytes).max(keep),
         ),
         retries: 0,
+        pushback: None,
         failures: Vec::new(),
     };
     // The balancer may have made the first target this request's ejection probe: if the request
@@ -183,6 +237,50 @@ pub async fn run(
     if plan.injected != Injected::default() {
         call.inject(&plan).await?;
     }
+    if let Some(m) = &plan.mirror
+        && call.source.is_empty()
+    {
+        mirror::spawn(proxy, m, route_label(&plan), &req.head, None);
+    }
+    let answer = attempts(&mut call, &plan, &mut req.header, &encoded).await;
+    for _ in 0..call.retries {
+        record.retried();
+    }
+    if let Some(m) = &plan.mirror
+        && !call.source.is_empty()
+    {
+        match call.source.replay() {
+            Some(b) => mirror::spawn(proxy, m, route_label(&plan), &req.head, Some(b)),
+            None => mirror::count(proxy, m, route_label(&plan), mirror::Outcome::Skipped),
+        }
+    }
+    answer
+}
+
+/// The route's name for labels, `-` if none.
+fn route_label<'p>(plan: &'p Plan<'_>) -> &'p str {
+    plan.route_name().unwrap_or("-")
+}
+
+/// Encodes the head for every attempt.
+fn encode(head: &RequestHead) -> Result<Encoded<'_>, ProxyError> {
+    let mut buf = BytesMut::with_capacity(256);
+    frame::put_head(head, &mut buf).map_err(|e| ProxyError::HeadTooLarge(e.to_string()))?;
+    Ok(Encoded {
+        bytes: buf.freeze(),
+        method: &head.method,
+        kind: head.body,
+    })
+}
+
+/// The attempts, in the plan's order, until one answers for good.
+async fn attempts(
+    call: &mut Call<'_>,
+    plan: &Plan<'_>,
+    header: &mut StreamHeader,
+    head: &Encoded<'_>,
+) -> Result<Answer, ProxyError> {
+    let proxy = call.proxy;
     let order = &plan.targets;
     if let Some(spec) = call.retry {
         proxy.traffic.budget_request(spec, crate::clock::now());
@@ -207,11 +305,24 @@ pub async fn run(
         {
             return Err(call.expired(fired));
         }
-        req.header.deadline_ms = limit.map(|(at, _)| timeout::millis_left(at, now));
+        header.deadline_ms = limit.map(|(at, _)| timeout::millis_left(at, now));
+        if let Some(zone) = target.cross_zone {
+            proxy.telemetry.cross_zone.get(&[call.target, zone]).inc();
+        }
         let mut inflight = proxy.balancers.start(call.target, &ep.node);
-        let outcome = attempt(proxy, target, &req, &mut call, limit, &mut inflight).await;
+        let mut outcome = attempt(proxy, target, header, head, call, limit, &mut inflight).await;
+        // An answer to retry that came before the whole body was sent: stop sending it, so
+        // that the rest of the body is handed back for the retry.
+        if let Attempt::Answered {
+            head, task, peeked, ..
+        } = &mut outcome
+            && call.retryable(head, grpc_of(peeked.as_deref())).is_some()
+            && call.source.partly_recorded()
+        {
+            std::mem::replace(task, BodyTask::none()).abandon().await;
+        }
         let more = i < order.len();
-        let failure = match call.conclude(outcome, ep, inflight, req.method, more) {
+        let failure = match call.conclude(outcome, ep, inflight, head.method, more) {
             Next::Retry(failure) => failure,
             Next::Done(answer) => return answer,
         };
@@ -255,6 +366,8 @@ struct Call<'a> {
     service: &'a str,
     /// The service its instances serve.
     target: &'a str,
+    /// The route taken, if any.
+    route: Option<&'a Route>,
     retry: Option<&'a RetrySpec>,
     outlier: Option<&'a OutlierConfig>,
     timeouts: Timeouts,
@@ -262,6 +375,8 @@ struct Call<'a> {
     deadline: Option<Instant>,
     source: Source,
     retries: u32,
+    /// The wait a gRPC server asked for before the next retry.
+    pushback: Option<Duration>,
     failures: Vec<String>,
 }
 
@@ -299,7 +414,7 @@ impl Call<'_> {
 
     /// The route's faults: the delay (within the request deadline), then the abort.
     async fn inject(&self, plan: &Plan<'_>) -> Result<(), ProxyError> {
-        let route = plan.route.unwrap_or("-");
+        let route = route_label(plan);
         let faults = &self.proxy.telemetry.faults;
         if let Some(delay) = plan.injected.delay {
             faults.get(&[self.service, route, "delay"]).inc();
@@ -338,7 +453,11 @@ impl Call<'_> {
             detail,
         };
         let (answered, ok) = match &outcome {
-            Attempt::Answered { head, .. } => (true, head.status < 500),
+            Attempt::Answered { head, peeked, .. } => (
+                true,
+                head.status < 500
+                    && grpc_of(peeked.as_deref()).is_none_or(|(c, _)| c.http_status() < 500),
+            ),
             _ => (false, false),
         };
         note(
@@ -348,15 +467,25 @@ impl Call<'_> {
             inflight.finish(answered, ok, self.outlier),
         );
         match outcome {
-            Attempt::Answered { head, reader, task } => {
-                let status = head.status;
-                let wanted = self.retry.is_some_and(|s| s.statuses.contains(&status));
-                if wanted && self.may_retry(method, Failure::Status(status)) {
-                    self.failures.push(format!("{}: status {status}", ep.node));
-                    return Next::Retry(Failure::Status(status));
+            Attempt::Answered {
+                head,
+                reader,
+                task,
+                peeked,
+            } => {
+                let grpc = grpc_of(peeked.as_deref());
+                if let Some(failure) = self.retryable(&head, grpc)
+                    && self.may_retry(method, failure)
+                {
+                    self.failures.push(format!("{}: {failure:?}", ep.node));
+                    self.pushback = match grpc {
+                        Some((_, Pushback::After(d))) => Some(d),
+                        _ => None,
+                    };
+                    return Next::Retry(failure);
                 }
                 task.detach();
-                let resp = respond(head, reader, self.deadline, self.timeouts.idle);
+                let resp = respond(head, reader, peeked.and_then(|p| p.first), self);
                 Next::Done(resp.map(|r| (r, node())).map_err(upstream))
             }
             Attempt::NotSent(why) => {
@@ -400,6 +529,33 @@ impl Call<'_> {
         }
     }
 
+    /// The failure an answer is, if the retry policy retries it: its status, or its gRPC
+    /// status unless the server refused retries (`grpc-retry-pushback-ms`).
+    fn retryable(
+        &self,
+        head: &ResponseHead,
+        grpc: Option<(GrpcCode, Pushback)>,
+    ) -> Option<Failure> {
+        let spec = self.retry?;
+        if spec.statuses.contains(&head.status) {
+            return Some(Failure::Status(head.status));
+        }
+        match grpc {
+            Some((code, pushback))
+                if pushback != Pushback::Refused && spec.grpc_statuses.contains(&code) =>
+            {
+                Some(Failure::Grpc(code))
+            }
+            _ => None,
+        }
+    }
+
+    /// Whether a gRPC status in trailers is worth waiting for before the answer goes on: a retry
+    /// policy or outlier ejection would act on it.
+    fn wants_grpc_status(&self) -> bool {
+        self.outlier.is_some() || self.retry.is_some_and(|r| !r.grpc_statuses.is_empty())
+    }
+
     /// Whether the retry policy lets this failure be retried, the budget included.
     fn may_retry(&self, method: &str, failure: Failure) -> bool {
         let Some(spec) = self.retry else {
@@ -432,7 +588,10 @@ impl Call<'_> {
             return Ok(());
         };
         self.retries += 1;
-        let wait = retry::backoff(spec, self.retries, self.proxy.traffic.unit());
+        let wait = match self.pushback.take() {
+            Some(asked) => asked,
+            None => retry::backoff(spec, self.retries, self.proxy.traffic.unit()),
+        };
         match self.deadline {
             Some(d) if d <= crate::clock::now() + wait => {
                 tokio::time::sleep_until(d.into()).await;
@@ -460,26 +619,29 @@ fn note(proxy: &Proxy, service: &str, ep: &murmur_membership::view::Endpoint, t:
     }
 }
 
-/// One attempt: open the stream (header and head), send the body, wait for the response head,
-/// all before `limit`.
+/// One attempt: open the stream (header and head), send the body, wait for the response head
+/// (and, when a gRPC status would change what follows, for the frame after it), all before
+/// `limit`.
 async fn attempt(
     proxy: &Proxy,
     target: &Target<'_>,
-    req: &Request<'_>,
+    header: &StreamHeader,
+    head: &Encoded<'_>,
     call: &mut Call<'_>,
     limit: Option<(Instant, Fired)>,
     inflight: &mut InFlight,
 ) -> Attempt {
     let idle = call.timeouts.idle;
+    let peek = call.wants_grpc_status();
     let source = &mut call.source;
     let exchange = async {
         let empty = source.is_empty();
         let opened = dial::open(
             &proxy.endpoint,
             target,
-            &req.header,
+            header,
             StreamKind::Http,
-            &req.head,
+            &head.bytes,
             empty,
         )
         .await;
@@ -508,7 +670,14 @@ async fn attempt(
                 Ok(head) if limit.is_some() && deadline_expired(&head) => {
                     Attempt::TimedOut(limit.map_or(Fired::Request, |(_, f)| f))
                 }
-                Ok(head) => Attempt::Answered { head, reader, task },
+                Ok(head) if !peek => Attempt::Answered {
+                    head,
+                    reader,
+                    task,
+                    peeked: None,
+                },
+                // Boxed: the plain path does not carry its state.
+                Ok(head) => Box::pin(peek_grpc(head, reader, task)).await,
                 Err(e) => Attempt::Broken(e.to_string()),
             },
             Ok(Some(Frame::Refused(r))) => Attempt::NotSent(NotSent::Refused(r.reason)),
@@ -525,6 +694,50 @@ async fn attempt(
     }
 }
 
+/// An answer with its gRPC status, for a retry policy or outlier ejection to act on: from its
+/// head, or from trailers that come before any response message (every failed unary call's do).
+async fn peek_grpc(head: ResponseHead, mut reader: FrameReader, task: BodyTask) -> Attempt {
+    let field = |name: &str| {
+        head.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.0.as_slice())
+    };
+    let in_head = field("grpc-status")
+        .and_then(GrpcCode::from_header)
+        .map(|c| (c, Pushback::of(field(PUSHBACK))));
+    let grpc_body = head.body != BodyKind::Empty
+        && field("content-type").is_some_and(|v| v.starts_with(b"application/grpc"));
+    let peeked = if in_head.is_some() || !grpc_body {
+        Peeked {
+            grpc: in_head,
+            first: None,
+        }
+    } else {
+        let first = match reader.next().await {
+            Ok(first) => first,
+            Err(e) => return Attempt::Broken(e.to_string()),
+        };
+        let grpc = match &first {
+            Some(Frame::Trailers(t)) => grpc_status(t).map(|c| {
+                let pushback = t.get(PUSHBACK).map(|v| v.as_bytes());
+                (c, Pushback::of(pushback))
+            }),
+            _ => None,
+        };
+        Peeked { grpc, first }
+    };
+    Attempt::Answered {
+        head,
+        reader,
+        task,
+        peeked: Some(Box::new(peeked)),
+    }
+}
+
+/// The header a gRPC server asks for a retry delay with.
+const PUSHBACK: &str = "grpc-retry-pushback-ms";
+
 /// Whether the serving node answered that the deadline it was sent ran out.
 fn deadline_expired(head: &ResponseHead) -> bool {
     head.status == 504
@@ -534,20 +747,27 @@ fn deadline_expired(head: &ResponseHead) -> bool {
             .any(|(k, v)| k == "x-murmur-error" && v.0 == b"deadline-expired")
 }
 
-/// The response for the app: status and headers from the head, the body read from the stream
-/// (under the request deadline and idle timeout, if any).
+/// The response for the app: status and headers from the head (edited as the route says),
+/// the body read from the stream (under the request deadline and idle timeout, if any).
 fn respond(
-    head: ResponseHead,
+    mut head: ResponseHead,
     reader: FrameReader,
-    deadline: Option<Instant>,
-    idle: Option<Duration>,
+    first: Option<Frame>,
+    call: &Call<'_>,
 ) -> Result<Response<ProxyBody>, String> {
-    let frames = FrameBody::new(reader, head.body);
+    let frames = match first {
+        Some(f) => FrameBody::resume(reader, head.body, f).map_err(|e| e.to_string())?,
+        None => FrameBody::new(reader, head.body),
+    };
+    let (deadline, idle) = (call.deadline, call.timeouts.idle);
     let body = if deadline.is_some() || idle.is_some() {
         ProxyBody::Timed(TimedBody::new(frames, deadline, idle))
     } else {
         ProxyBody::Remote(frames)
     };
+    if let Some(route) = call.route {
+        edits::response(route, &mut head.headers);
+    }
     let mut resp = Response::new(body);
     *resp.status_mut() = http::StatusCode::from_u16(head.status)
         .map_err(|_| format!("invalid status {}", head.status))?;

@@ -6,7 +6,6 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::BytesMut;
 use http::header::CONTENT_TYPE;
 use http::{HeaderValue, Method, Request, Response};
 use hyper::body::Incoming;
@@ -25,10 +24,9 @@ use super::errors::ProxyError;
 use super::frame::{self, FRAME_VERSION, RequestHead};
 use super::headers::strip_hop_by_hop;
 use super::plan::{self, Subject};
+use super::record::Record;
 use super::runtime::Proxy;
 use super::{exchange, route};
-use crate::api::traffic::Direction;
-use crate::telemetry::Outcome;
 use crate::telemetry::traceparent::{TRACEPARENT, TraceParent};
 use crate::telemetry::traces::ProxySpan;
 use crate::traffic::normalize;
@@ -83,8 +81,8 @@ async fn handle(proxy: &Proxy, mut req: Request<Incoming>) -> Response<ProxyBody
         Err(e) => return ProxyError::Route(e).response(grpc),
     };
     let (span, traceparent) = client_span(proxy, &mut req, service.as_str());
-    let guard = proxy.telemetry.start(Direction::Outbound, service.as_str());
-    let (resp, peer) = match forward(proxy, req, &service, traceparent).await {
+    let mut record = Record::start(&proxy.telemetry, service.as_str(), grpc);
+    let (resp, peer) = match forward(proxy, req, &service, traceparent, &mut record).await {
         Ok(answered) => answered,
         Err(e) => {
             debug!(error = %e, "outbound request answered locally");
@@ -92,7 +90,7 @@ async fn handle(proxy: &Proxy, mut req: Request<Incoming>) -> Response<ProxyBody
         }
     };
     let status = resp.status().as_u16();
-    guard.finish(&peer, Outcome::Status(status));
+    let resp = record.finish(resp, &peer);
     span.set(KeyValue::new("murmur.peer", peer));
     span.end(Some(status));
     resp
@@ -137,8 +135,21 @@ async fn forward(
     req: Request<Incoming>,
     service: &Name,
     traceparent: Option<String>,
+    record: &mut Record,
 ) -> Result<(Response<ProxyBody>, String), ProxyError> {
     let started = crate::clock::now();
+    let compiled = proxy.traffic.compiled();
+    let caller = proxy.caller(service.as_str());
+    let policy = compiled.service(service.as_str()).map(|p| &**p);
+    if plan::logs(policy, caller, || proxy.traffic.random()) {
+        let raw = req.uri().path_and_query().map_or("/", |p| p.as_str());
+        record.log(
+            &proxy.id,
+            req.method().as_str(),
+            raw,
+            traceparent.as_deref(),
+        );
+    }
     if req.method() == Method::CONNECT {
         return Err(ProxyError::Unsupported(
             "CONNECT is not proxied: give TCP services an [[upstream]] listener".into(),
@@ -164,19 +175,15 @@ async fn forward(
             |a| normalize::authority(a).into_owned(),
         );
     strip_hop_by_hop(&mut parts.headers);
-    let kind = body::body_kind(&body);
     let head = RequestHead {
         version: FRAME_VERSION,
         method: parts.method.as_str().to_owned(),
         path,
         authority,
         headers: frame::fields(&parts.headers),
-        body: kind,
+        body: body::body_kind(&body),
     };
-    let mut head_buf = BytesMut::with_capacity(256);
-    frame::put_head(&head, &mut head_buf).map_err(|e| ProxyError::HeadTooLarge(e.to_string()))?;
-
-    let compiled = proxy.traffic.compiled();
+    record.head(&head);
     let view = proxy.view.borrow().clone();
     let subject = Subject::Http {
         method: &head.method,
@@ -188,6 +195,7 @@ async fn forward(
         &view,
         service.as_str(),
         subject,
+        caller,
         || proxy.traffic.random(),
         proxy.order(),
     )?;
@@ -195,11 +203,9 @@ async fn forward(
     header.traceparent = traceparent;
     let request = exchange::Request {
         service,
-        method: &head.method,
-        head: head_buf.freeze(),
-        kind,
+        head,
         header,
         started,
     };
-    exchange::run(proxy, plan, request, body).await
+    exchange::run(proxy, plan, request, body, record).await
 }

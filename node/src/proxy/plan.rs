@@ -1,22 +1,32 @@
 //! The decision for one request, before any I/O: which route it takes, which backend (service
-//! and subset) of the route, which instances may take it and in what order, the identity each
-//! must present, what faults to inject, and which timeouts, retry policy and circuit apply. A
-//! pure function of the request, the cluster view, the compiled policy, the balancer's order
-//! and the random draws it is handed. HTTP requests and TCP connections alike are decided here;
-//! [`super::exchange`] and [`super::upstream`] only carry the plan out.
+//! and subset) of the route, which instances may take it and in what order (by the balancer,
+//! or by consistent hashing of a key; the caller's zone first), the identity each must
+//! present, what faults to inject, which timeouts, retry policy and circuit apply, whether the
+//! route answers a redirect itself, and whether the request is mirrored and where ([`decide`]);
+//! and whether it is access-logged ([`logs`]). A pure function of the request, the caller, the cluster view, the compiled
+//! policy, the balancer's order and the random draws it is handed. HTTP requests and TCP
+//! connections alike are decided here; [`super::exchange`] and [`super::upstream`] only carry
+//! the plan out.
+
+use std::collections::BTreeMap;
 
 use http::HeaderMap;
 use murmur_membership::ClusterView;
-use murmur_membership::policy::spec::RetrySpec;
-use murmur_membership::records::Balancer;
+use murmur_membership::policy::spec::{Redirect, RetrySpec};
 use murmur_membership::view::Endpoint;
 
 use super::route::{RouteError, candidates_in};
-use crate::balance::Offer;
+use crate::balance::locality::{self, Stay};
+use crate::balance::{Choice, Offer};
 use crate::traffic::circuit::OutlierConfig;
+use crate::traffic::compiled::ServicePolicy;
 use crate::traffic::fault::{self, Injected};
+use crate::traffic::routes::Route;
 use crate::traffic::timeout::Timeouts;
-use crate::traffic::{Circuit, Compiled, routes, split};
+use crate::traffic::{Circuit, Compiled, accesslog, routes, split};
+
+/// The label naming an instance's zone (on the instance, or else on its node).
+pub const ZONE_LABEL: &str = "zone";
 
 /// What the request is, for matching.
 #[derive(Clone, Copy, Debug)]
@@ -32,6 +42,17 @@ pub enum Subject<'a> {
     },
     /// A TCP connection: no route matches it; the service's circuit still orders and ejects.
     Tcp,
+}
+
+/// The calling node, as far as a decision needs it.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Caller<'a> {
+    /// Its SPIFFE ID: the key of `hash = { caller = true }`.
+    pub id: &'a str,
+    /// Its zone (`zone` label), if it has one: instances in it are preferred.
+    pub zone: Option<&'a str>,
+    /// Its configuration logs the requests of the service (`[access_log] services`).
+    pub logs: bool,
 }
 
 /// Who must answer an attempt: the node the view names, proven by its certificate, and a
@@ -51,6 +72,17 @@ pub struct Target<'a> {
     pub endpoint: &'a Endpoint,
     /// What the peer must prove.
     pub identity: Identity<'a>,
+    /// Its zone, when the caller has a zone and this is another one.
+    pub cross_zone: Option<&'a str>,
+}
+
+/// Where a mirrored copy of the request goes.
+#[derive(Clone, Copy, Debug)]
+pub struct Mirrored<'a> {
+    /// The service.
+    pub service: &'a str,
+    /// The instance, if any can take it.
+    pub target: Option<Target<'a>>,
 }
 
 /// What to do with one request. Borrows from the compiled policy and the view: a request for a
@@ -60,7 +92,7 @@ pub struct Plan<'a> {
     /// The service the request goes to (a route's backend may name another one).
     pub target: &'a str,
     /// The route taken, if any.
-    pub route: Option<&'a str>,
+    pub route: Option<&'a Route>,
     /// The instances to try, in the balancer's order (retries go round it again).
     pub targets: Vec<Target<'a>>,
     /// Faults to inject.
@@ -71,12 +103,21 @@ pub struct Plan<'a> {
     pub retry: Option<&'a RetrySpec>,
     /// The target's circuit policy, if any.
     pub circuit: Option<&'a Circuit>,
+    /// The route answers this redirect instead of forwarding (then there are no targets).
+    pub redirect: Option<&'a Redirect>,
+    /// A copy of the request goes here too (boxed: most plans have none).
+    pub mirror: Option<Box<Mirrored<'a>>>,
 }
 
 impl Plan<'_> {
     /// The outlier ejection of the target's circuit, if any.
     pub fn outlier(&self) -> Option<&OutlierConfig> {
         self.circuit.map(|c| &c.outlier)
+    }
+
+    /// The name of the route taken, if any.
+    pub fn route_name(&self) -> Option<&str> {
+        self.route.map(|r| r.name.as_str())
     }
 }
 
@@ -86,7 +127,7 @@ pub trait Order {
     fn order(
         &mut self,
         service: &str,
-        balancer: Balancer,
+        choice: Choice,
         offers: &[Offer<'_>],
         outlier: Option<&OutlierConfig>,
     ) -> Vec<usize>;
@@ -94,56 +135,158 @@ pub trait Order {
 
 impl<F> Order for F
 where
-    F: FnMut(&str, Balancer, &[Offer<'_>], Option<&OutlierConfig>) -> Vec<usize>,
+    F: FnMut(&str, Choice, &[Offer<'_>], Option<&OutlierConfig>) -> Vec<usize>,
 {
     fn order(
         &mut self,
         service: &str,
-        balancer: Balancer,
+        choice: Choice,
         offers: &[Offer<'_>],
         outlier: Option<&OutlierConfig>,
     ) -> Vec<usize> {
-        self(service, balancer, offers, outlier)
+        self(service, choice, offers, outlier)
     }
 }
 
-/// Decides. `random` is called only when a choice needs it (a split, a fault); `order` once.
+/// Whether an HTTP request for a service under `policy` is written to the access log: as its
+/// `accesslog` document says, else as the caller's configuration does. Decided before the
+/// request is routed, so that requests that cannot be are logged too.
+pub fn logs(
+    policy: Option<&ServicePolicy>,
+    caller: Caller<'_>,
+    random: impl FnOnce() -> u64,
+) -> bool {
+    accesslog::sampled(
+        policy.and_then(|p| p.accesslog.as_ref()),
+        caller.logs,
+        random,
+    )
+}
+
+/// Decides. `random` is called only when a choice needs it (a split, a fault, a partial
+/// spill-over, a mirror); `order` once, and once more for a mirror.
 pub fn decide<'a>(
     compiled: &'a Compiled,
     view: &'a ClusterView,
     service: &'a str,
     subject: Subject<'_>,
+    caller: Caller<'_>,
     mut random: impl FnMut() -> u64,
     mut order: impl Order,
 ) -> Result<Plan<'a>, RouteError> {
     let policy = compiled.service(service);
-    let route = match subject {
+    let (route, headers) = match subject {
         Subject::Http {
             method,
             path,
             headers,
-        } => policy.and_then(|p| routes::select(&p.routes, method, path, headers)),
-        Subject::Tcp => None,
+        } => (
+            policy.and_then(|p| routes::select(&p.routes, method, path, headers)),
+            Some(headers),
+        ),
+        Subject::Tcp => (None, None),
     };
-    let backend = route.and_then(|r| match r.backends.len() {
-        0 | 1 => r.backends.first(),
-        _ => split::pick(&r.backends, random()),
-    });
-    let target = backend.map_or(service, |b| b.service.as_str());
-    let subset = backend.map(|b| &b.subset).filter(|s| !s.is_empty());
-    let (balancer, endpoints) = candidates_in(view, target, subset)?;
-    let injected = route
-        .and_then(|r| r.fault.as_ref())
+    let http = headers.is_some();
+    let route_name = route.map(|r| r.name.as_str());
+    let mut plan = Plan {
+        target: service,
+        route,
+        targets: Vec::new(),
+        injected: Injected::default(),
+        timeouts: policy
+            .filter(|_| http)
+            .and_then(|p| p.timeouts_for(route_name)),
+        retry: policy
+            .filter(|_| http)
+            .and_then(|p| p.retry_for(route_name))
+            .map(|r| &**r),
+        circuit: None,
+        redirect: route.and_then(|r| r.redirect.as_ref()),
+        mirror: None,
+    };
+    let Some(route) = route.filter(|_| plan.redirect.is_none()) else {
+        if plan.redirect.is_some() {
+            return Ok(plan);
+        }
+        plan.circuit = policy.and_then(|p| p.circuit.as_ref());
+        return instances(plan, view, None, None, caller, random, order);
+    };
+    let backend = match route.backends.len() {
+        0 | 1 => route.backends.first(),
+        _ => split::pick(&route.backends, random()),
+    };
+    plan.target = backend.map_or(service, |b| b.service.as_str());
+    plan.injected = route
+        .fault
+        .as_ref()
         .map(|f| fault::decide(f, fault::percent_of(random()), fault::percent_of(random())))
         .unwrap_or_default();
-    let route_name = route.map(|r| r.name.as_str());
-    let circuit = if target == service {
+    let hashed = route.hash.as_ref().zip(headers).and_then(|(h, headers)| {
+        Some(Choice::Ring {
+            key: h.key_of(headers, caller.id)?,
+            load_factor: h.load_factor,
+        })
+    });
+    plan.mirror = route
+        .mirror
+        .as_ref()
+        .filter(|m| fault::percent_of(random()) < m.percent)
+        .map(|m| {
+            Box::new(Mirrored {
+                service: m.service.as_str(),
+                target: mirror_target(view, compiled, m, caller, &mut order),
+            })
+        });
+    let subset = backend.map(|b| &b.subset).filter(|s| !s.is_empty());
+    plan.circuit = if plan.target == service {
         policy
     } else {
-        compiled.service(target)
+        compiled.service(plan.target)
     }
     .and_then(|p| p.circuit.as_ref());
-    let http = matches!(subject, Subject::Http { .. });
+    instances(plan, view, subset, hashed, caller, random, order)
+}
+
+/// Fills in the instances of the plan's target (in `subset`) in their order: by `hashed`
+/// (consistent hashing) if given, else by the balancer, the caller's zone first.
+fn instances<'a>(
+    mut plan: Plan<'a>,
+    view: &'a ClusterView,
+    subset: Option<&BTreeMap<String, String>>,
+    hashed: Option<Choice>,
+    caller: Caller<'_>,
+    mut random: impl FnMut() -> u64,
+    mut order: impl Order,
+) -> Result<Plan<'a>, RouteError> {
+    let target = plan.target;
+    let (balancer, mut endpoints) = candidates_in(view, target, subset)?;
+    // Consistent hashing sends a key to the same instance from every caller, whatever its zone.
+    if let (Some(zone), None) = (caller.zone, hashed) {
+        endpoints = prefer_zone(view, target, subset, endpoints, zone, &mut random);
+    }
+    let choice = hashed.unwrap_or(Choice::Balancer(balancer));
+    plan.targets = ordered(
+        view,
+        &endpoints,
+        target,
+        choice,
+        plan.outlier(),
+        caller,
+        &mut order,
+    );
+    Ok(plan)
+}
+
+/// `endpoints` of `target` in the order `order` gives, as targets.
+fn ordered<'a>(
+    view: &'a ClusterView,
+    endpoints: &[&'a Endpoint],
+    target: &'a str,
+    choice: Choice,
+    outlier: Option<&OutlierConfig>,
+    caller: Caller<'_>,
+    order: &mut impl Order,
+) -> Vec<Target<'a>> {
     let offers: Vec<Offer<'_>> = endpoints
         .iter()
         .map(|e| Offer {
@@ -151,8 +294,8 @@ pub fn decide<'a>(
             weight: e.weight,
         })
         .collect();
-    let targets = order
-        .order(target, balancer, &offers, circuit.map(|c| &c.outlier))
+    order
+        .order(target, choice, &offers, outlier)
         .into_iter()
         .filter_map(|i| endpoints.get(i))
         .map(|e| Target {
@@ -161,22 +304,76 @@ pub fn decide<'a>(
                 node: &e.node,
                 service: target,
             },
+            cross_zone: caller
+                .zone
+                .and_then(|z| zone_of(view, e).filter(|theirs| *theirs != z)),
         })
-        .collect();
-    Ok(Plan {
-        target,
-        route: route_name,
-        targets,
-        injected,
-        timeouts: policy
-            .filter(|_| http)
-            .and_then(|p| p.timeouts_for(route_name)),
-        retry: policy
-            .filter(|_| http)
-            .and_then(|p| p.retry_for(route_name))
-            .map(|r| &**r),
-        circuit,
-    })
+        .collect()
+}
+
+/// The instance a mirrored copy goes to: the first in the balancer's order of the mirror's
+/// service and subset; `None` if it has none that takes traffic.
+fn mirror_target<'a>(
+    view: &'a ClusterView,
+    compiled: &'a Compiled,
+    m: &'a murmur_membership::policy::spec::Mirror,
+    caller: Caller<'_>,
+    order: &mut impl Order,
+) -> Option<Target<'a>> {
+    let subset = Some(&m.subset).filter(|s| !s.is_empty());
+    let (balancer, endpoints) = candidates_in(view, m.service.as_str(), subset).ok()?;
+    let outlier = compiled
+        .service(m.service.as_str())
+        .and_then(|p| p.circuit.as_ref())
+        .map(|c| &c.outlier);
+    let choice = Choice::Balancer(balancer);
+    ordered(
+        view,
+        &endpoints,
+        m.service.as_str(),
+        choice,
+        outlier,
+        caller,
+        order,
+    )
+    .into_iter()
+    .next()
+}
+
+/// The zone of an instance: its own `zone` label, else its node's.
+pub fn zone_of<'v>(view: &'v ClusterView, e: &'v Endpoint) -> Option<&'v str> {
+    e.labels
+        .get(ZONE_LABEL)
+        .or_else(|| view.members.get(&e.node)?.labels.get(ZONE_LABEL))
+        .map(String::as_str)
+}
+
+/// Of the instances that take traffic (`usable`), those of the caller's `zone`, or of the other
+/// zones when too few local ones are healthy ([`locality`]). Without any instance in the zone,
+/// all of them.
+fn prefer_zone<'v>(
+    view: &'v ClusterView,
+    target: &str,
+    subset: Option<&BTreeMap<String, String>>,
+    usable: Vec<&'v Endpoint>,
+    zone: &str,
+    random: impl FnMut() -> u64,
+) -> Vec<&'v Endpoint> {
+    let local = |e: &&'v Endpoint| zone_of(view, e) == Some(zone);
+    let total = view
+        .endpoints(target)
+        .iter()
+        .filter(|e| subset.is_none_or(|s| split::in_subset(&e.labels, s)))
+        .filter(local)
+        .count();
+    if total == 0 {
+        return usable;
+    }
+    let (here, elsewhere): (Vec<&Endpoint>, Vec<&Endpoint>) = usable.into_iter().partition(local);
+    match locality::decide(total, here.len(), elsewhere.len(), random) {
+        Stay::Remote if !elsewhere.is_empty() => elsewhere,
+        _ => here,
+    }
 }
 
 /// Whether `view` still lists `node` as an instance of `service`: an attempt after the first
@@ -186,203 +383,4 @@ pub fn still_listed(view: &ClusterView, service: &str, node: &str) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
-    use std::collections::BTreeMap;
-
-    use http::HeaderValue;
-    use murmur_membership::records::{Health, Protocol};
-
-    use super::*;
-    use crate::traffic::tests::compiled;
-
-    fn ep(service: &str, node: &str, version: &str) -> Endpoint {
-        Endpoint {
-            service: service.into(),
-            node: node.into(),
-            mesh_addr: "127.0.0.2:7420".parse().unwrap(),
-            protocol: Protocol::Http,
-            labels: BTreeMap::from([("version".to_owned(), version.to_owned())]),
-            weight: 1,
-            health: Health::Passing,
-            balancer: Balancer::P2cEwma,
-            draining: false,
-            stale: false,
-        }
-    }
-
-    const POLICY: &str = r#"
-[[route]]
-name = "canary"
-service = "web"
-backends = [{ service = "web", subset = { version = "v1" }, weight = 90 },
-            { service = "web", subset = { version = "v2" }, weight = 10 }]
-
-[[route]]
-name = "testers"
-service = "web"
-priority = 10
-match = { headers = [{ name = "x-tester", exact = "1" }] }
-backends = [{ service = "web-next" }]
-fault = { abort = { status = 503, percent = 100 } }
-
-[[timeout]]
-name = "web-timeouts"
-service = "web"
-route = "testers"
-request = "200ms"
-
-[[circuit]]
-name = "next-outliers"
-service = "web-next"
-"#;
-
-    #[test]
-    fn plans_table() {
-        let c = compiled(POLICY);
-        let mut view = ClusterView::default();
-        view.services.insert(
-            "web".into(),
-            vec![ep("web", "n1", "v1"), ep("web", "n2", "v2")],
-        );
-        view.services
-            .insert("web-next".into(), vec![ep("web-next", "n3", "v3")]);
-        view.services
-            .insert("api".into(), vec![ep("api", "n4", "v1")]);
-        let plain = HeaderMap::new();
-        let mut tester = HeaderMap::new();
-        tester.insert("x-tester", HeaderValue::from_static("1"));
-        let subject = |headers| Subject::Http {
-            method: "GET",
-            path: "/",
-            headers,
-        };
-        // The balancer's order, here as offered.
-        let as_offered = |_: &str, _: Balancer, o: &[Offer<'_>], _: Option<&OutlierConfig>| {
-            (0..o.len()).collect::<Vec<usize>>()
-        };
-        // (service, headers, random, target, route, endpoints, abort, timeout doc, circuit)
-        type Row<'a> = (
-            &'a str,
-            &'a HeaderMap,
-            u64,
-            &'a str,
-            Option<&'a str>,
-            &'a [&'a str],
-            Option<u16>,
-            Option<&'a str>,
-            bool,
-        );
-        let cases: &[Row<'_>] = &[
-            (
-                "web",
-                &plain,
-                0,
-                "web",
-                Some("canary"),
-                &["n1"],
-                None,
-                None,
-                false,
-            ),
-            (
-                "web",
-                &plain,
-                95,
-                "web",
-                Some("canary"),
-                &["n2"],
-                None,
-                None,
-                false,
-            ),
-            (
-                "web",
-                &tester,
-                0,
-                "web-next",
-                Some("testers"),
-                &["n3"],
-                Some(503),
-                Some("web-timeouts"),
-                true,
-            ),
-            ("api", &plain, 0, "api", None, &["n4"], None, None, false),
-        ];
-        for (service, headers, r, target, route, eps, abort, timeout, circuit) in cases {
-            let plan = decide(&c, &view, service, subject(headers), || *r, as_offered).unwrap();
-            assert_eq!(plan.target, *target, "{service}");
-            assert_eq!(plan.route, *route);
-            let nodes: Vec<&str> = plan.targets.iter().map(|t| t.identity.node).collect();
-            assert_eq!(nodes, *eps);
-            assert!(plan.targets.iter().all(|t| t.identity.service == *target));
-            assert_eq!(plan.injected.abort, *abort);
-            assert_eq!(plan.timeouts.map(|t| t.doc).as_deref(), *timeout);
-            assert_eq!(plan.circuit.is_some(), *circuit);
-            assert!(plan.retry.is_none());
-        }
-        // A request with no policy at all draws no random numbers.
-        let mut draws = 0;
-        decide(
-            &c,
-            &view,
-            "api",
-            subject(&plain),
-            || {
-                draws += 1;
-                0
-            },
-            as_offered,
-        )
-        .unwrap();
-        assert_eq!(draws, 0);
-    }
-
-    #[test]
-    fn tcp_takes_no_route_but_keeps_the_circuit_and_the_balancers_order() {
-        let c = compiled(POLICY);
-        let mut view = ClusterView::default();
-        view.services.insert(
-            "web-next".into(),
-            vec![ep("web-next", "n3", "v3"), ep("web-next", "n5", "v3")],
-        );
-        view.services.insert(
-            "web".into(),
-            vec![ep("web", "n1", "v1"), ep("web", "n2", "v2")],
-        );
-        let reversed = |_: &str, _: Balancer, o: &[Offer<'_>], _: Option<&OutlierConfig>| {
-            (0..o.len()).rev().collect::<Vec<usize>>()
-        };
-        let plan = decide(&c, &view, "web-next", Subject::Tcp, || 0, reversed).unwrap();
-        let nodes: Vec<&str> = plan.targets.iter().map(|t| t.identity.node).collect();
-        assert_eq!(nodes, ["n5", "n3"]);
-        assert!(plan.circuit.is_some() && plan.outlier().is_some());
-        // The canary route of web applies to HTTP only: TCP goes to every instance, unsplit.
-        let plan = decide(&c, &view, "web", Subject::Tcp, || 95, reversed).unwrap();
-        assert_eq!(plan.route, None);
-        assert_eq!(plan.targets.len(), 2);
-        assert!(plan.timeouts.is_none() && plan.retry.is_none());
-        assert_eq!(plan.injected, Injected::default());
-    }
-
-    #[test]
-    fn instances_left_out_by_the_balancer_are_not_tried() {
-        let c = compiled("");
-        let mut view = ClusterView::default();
-        view.services.insert(
-            "api".into(),
-            vec![ep("api", "n1", "v1"), ep("api", "n2", "v1")],
-        );
-        let only_second =
-            |_: &str, _: Balancer, _: &[Offer<'_>], _: Option<&OutlierConfig>| vec![1, 7];
-        let plan = decide(&c, &view, "api", Subject::Tcp, || 0, only_second).unwrap();
-        let nodes: Vec<&str> = plan.targets.iter().map(|t| t.identity.node).collect();
-        assert_eq!(
-            nodes,
-            ["n2"],
-            "an index past the offers is dropped, not a panic"
-        );
-        assert!(still_listed(&view, "api", "n1"));
-        assert!(!still_listed(&view, "api", "n9"));
-        assert!(!still_listed(&view, "web", "n1"));
-    }
-}
+mod tests;

@@ -3,6 +3,10 @@
 //! `max_body_bytes`; a retry replays the recording if the body was complete within the limit by
 //! then. Nothing waits for the body before the first attempt, so streaming calls (gRPC, bidi)
 //! are not held up, and a body over the limit is simply not retried. (Linkerd's approach.)
+//!
+//! An instance may answer before it has read the whole body (a gRPC server failing a call at
+//! once): the attempt is then abandoned and hands the unread rest of the body back, and the
+//! retry sends what was recorded and reads on from there.
 
 #![allow(
     clippy::disallowed_types,
@@ -19,9 +23,9 @@ use http::HeaderMap;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 
-/// What was recorded of a body.
-#[derive(Debug, Default)]
-pub struct Recording {
+/// What was recorded of a body, and the rest of it if an attempt gave up before reading it all.
+#[derive(Debug)]
+pub struct Recording<B> {
     chunks: Vec<Bytes>,
     len: u64,
     limit: u64,
@@ -29,9 +33,25 @@ pub struct Recording {
     complete: bool,
     /// Over the limit, or the body failed: it cannot be replayed.
     lost: bool,
+    /// The unread rest of the body, handed back by an attempt that was abandoned (its instance
+    /// answered before the whole body was sent): the next attempt sends the recording and then
+    /// reads on from here.
+    rest: Option<B>,
 }
 
-impl Recording {
+impl<B> Recording<B> {
+    fn new(limit: u64) -> Self {
+        Self {
+            chunks: Vec::new(),
+            len: 0,
+            limit,
+            trailers: None,
+            complete: false,
+            lost: false,
+            rest: None,
+        }
+    }
+
     fn data(&mut self, data: &Bytes) {
         if self.lost {
             return;
@@ -40,6 +60,7 @@ impl Recording {
         if self.len > self.limit {
             self.lost = true;
             self.chunks = Vec::new();
+            self.rest = None;
         } else {
             self.chunks.push(data.clone());
         }
@@ -52,17 +73,24 @@ impl Recording {
             trailers: self.trailers.clone(),
         })
     }
+
+    /// Whether another attempt can have the whole body: recorded whole, or recorded so far with
+    /// the rest still to read.
+    fn resumable(&self) -> bool {
+        !self.lost && (self.complete || self.rest.is_some())
+    }
 }
 
-fn lock(r: &Mutex<Recording>) -> std::sync::MutexGuard<'_, Recording> {
+fn lock<B>(r: &Mutex<Recording<B>>) -> std::sync::MutexGuard<'_, Recording<B>> {
     r.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// A body passed through while being recorded.
+/// A body passed through while being recorded. Dropped before its end, it hands the rest of the
+/// body back to the recording.
 #[derive(Debug)]
 pub struct TeeBody<B> {
-    inner: B,
-    rec: Arc<Mutex<Recording>>,
+    inner: Option<B>,
+    rec: Arc<Mutex<Recording<B>>>,
 }
 
 impl<B: Body<Data = Bytes> + Unpin> Body for TeeBody<B> {
@@ -74,7 +102,10 @@ impl<B: Body<Data = Bytes> + Unpin> Body for TeeBody<B> {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
         let this = &mut *self;
-        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        let Some(inner) = this.inner.as_mut() else {
+            return Poll::Ready(None);
+        };
+        let polled = Pin::new(&mut *inner).poll_frame(cx);
         let mut rec = lock(&this.rec);
         match &polled {
             Poll::Ready(Some(Ok(f))) => {
@@ -84,7 +115,7 @@ impl<B: Body<Data = Bytes> + Unpin> Body for TeeBody<B> {
                     rec.trailers = Some(t.clone());
                 }
                 // Senders stop polling once the body says it has ended.
-                if this.inner.is_end_stream() {
+                if inner.is_end_stream() {
                     rec.complete = true;
                 }
             }
@@ -96,11 +127,25 @@ impl<B: Body<Data = Bytes> + Unpin> Body for TeeBody<B> {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        self.inner.as_ref().is_none_or(B::is_end_stream)
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        self.inner
+            .as_ref()
+            .map_or_else(|| SizeHint::with_exact(0), B::size_hint)
+    }
+}
+
+impl<B> Drop for TeeBody<B> {
+    fn drop(&mut self) {
+        let Some(inner) = self.inner.take() else {
+            return;
+        };
+        let mut rec = lock(&self.rec);
+        if !rec.complete && !rec.lost {
+            rec.rest = Some(inner);
+        }
     }
 }
 
@@ -147,6 +192,8 @@ pub enum RequestBody<B = Incoming> {
     Tee(TeeBody<B>),
     /// A recording.
     Replay(ReplayBody),
+    /// What was recorded, then the rest of the app's body, recorded too.
+    Resumed(VecDeque<Bytes>, TeeBody<B>),
 }
 
 impl<B> Body for RequestBody<B>
@@ -164,6 +211,10 @@ where
             Self::Plain(b) => Pin::new(b).poll_frame(cx),
             Self::Tee(b) => Pin::new(b).poll_frame(cx),
             Self::Replay(b) => Pin::new(b).poll_frame(cx),
+            Self::Resumed(chunks, rest) => match chunks.pop_front() {
+                Some(c) => Poll::Ready(Some(Ok(Frame::data(c)))),
+                None => Pin::new(rest).poll_frame(cx),
+            },
         }
     }
 
@@ -172,6 +223,7 @@ where
             Self::Plain(b) => b.is_end_stream(),
             Self::Tee(b) => b.is_end_stream(),
             Self::Replay(b) => b.is_end_stream(),
+            Self::Resumed(chunks, rest) => chunks.is_empty() && rest.is_end_stream(),
         }
     }
 
@@ -180,6 +232,7 @@ where
             Self::Plain(b) => b.size_hint(),
             Self::Tee(b) => b.size_hint(),
             Self::Replay(b) => b.size_hint(),
+            Self::Resumed(..) => SizeHint::default(),
         }
     }
 }
@@ -191,7 +244,7 @@ pub struct Source<B = Incoming> {
     empty: bool,
     /// With a limit: record the body for replay.
     limit: Option<u64>,
-    rec: Option<Arc<Mutex<Recording>>>,
+    rec: Option<Arc<Mutex<Recording<B>>>>,
 }
 
 impl<B: Body<Data = Bytes, Error = hyper::Error> + Unpin> Source<B> {
@@ -210,15 +263,24 @@ impl<B: Body<Data = Bytes, Error = hyper::Error> + Unpin> Source<B> {
         self.empty
     }
 
-    /// Whether another attempt can have the whole body: it has none, it was never sent, or
-    /// it was recorded complete.
+    /// Whether another attempt can have the whole body: it has none, it was never sent, it was
+    /// recorded complete, or recorded so far with the rest handed back unread.
     pub fn available(&self) -> bool {
-        self.empty
-            || self.body.is_some()
-            || self
-                .rec
-                .as_ref()
-                .is_some_and(|r| lock(r).replay().is_some())
+        self.empty || self.body.is_some() || self.rec.as_ref().is_some_and(|r| lock(r).resumable())
+    }
+
+    /// Whether the body was recorded so far but not whole: an attempt still sending it may hand
+    /// the rest back ([`TeeBody`]'s drop), after which [`Source::available`] says yes.
+    pub fn partly_recorded(&self) -> bool {
+        self.rec.as_ref().is_some_and(|r| {
+            let r = lock(r);
+            !r.lost && !r.complete && r.rest.is_none()
+        })
+    }
+
+    /// A replay of the recording, if the body was sent whole and kept (for a mirrored copy).
+    pub fn replay(&self) -> Option<ReplayBody> {
+        self.rec.as_ref().and_then(|r| lock(r).replay())
     }
 
     /// The body for the next attempt, if there is one to give.
@@ -226,20 +288,30 @@ impl<B: Body<Data = Bytes, Error = hyper::Error> + Unpin> Source<B> {
         if let Some(b) = self.body.take() {
             return Some(match self.limit {
                 Some(limit) => {
-                    let rec = Arc::new(Mutex::new(Recording {
-                        limit,
-                        ..Recording::default()
-                    }));
+                    let rec = Arc::new(Mutex::new(Recording::new(limit)));
                     self.rec = Some(rec.clone());
-                    RequestBody::Tee(TeeBody { inner: b, rec })
+                    RequestBody::Tee(TeeBody {
+                        inner: Some(b),
+                        rec,
+                    })
                 }
                 None => RequestBody::Plain(b),
             });
         }
-        self.rec
-            .as_ref()
-            .and_then(|r| lock(r).replay())
-            .map(RequestBody::Replay)
+        let rec = self.rec.as_ref()?;
+        let mut r = lock(rec);
+        if let Some(replay) = r.replay() {
+            return Some(RequestBody::Replay(replay));
+        }
+        let rest = r.rest.take().filter(|_| !r.lost)?;
+        let chunks = r.chunks.iter().cloned().collect();
+        Some(RequestBody::Resumed(
+            chunks,
+            TeeBody {
+                inner: Some(rest),
+                rec: rec.clone(),
+            },
+        ))
     }
 }
 
@@ -328,6 +400,24 @@ mod tests {
 
         let empty = Source::new(frames(&[], false), true, None);
         assert!(empty.is_empty() && empty.available());
+    }
+
+    #[tokio::test]
+    async fn an_attempt_abandoned_midway_hands_the_rest_to_the_next() {
+        let mut s = Source::new(frames(&[b"one ", b"two ", b"three"], true), false, Some(64));
+        let mut first = s.next().unwrap();
+        // The instance answered after one chunk: the attempt reads no further.
+        let chunk = first.frame().await.unwrap().unwrap();
+        assert_eq!(chunk.data_ref().unwrap(), &b"one "[..]);
+        assert!(s.partly_recorded() && !s.available());
+        drop(first);
+        assert!(!s.partly_recorded() && s.available(), "the rest came back");
+        let again = s.next().unwrap();
+        assert!(matches!(again, RequestBody::Resumed(..)));
+        assert_eq!(send_like(again).await, (b"one two three".to_vec(), true));
+        // Read whole now: later attempts replay the recording.
+        assert!(matches!(s.next(), Some(RequestBody::Replay(_))));
+        assert!(s.replay().is_some());
     }
 
     #[test]

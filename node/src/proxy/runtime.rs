@@ -4,12 +4,12 @@
 use std::sync::Arc;
 
 use murmur_membership::ClusterView;
-use murmur_membership::records::Balancer;
 use murmur_transport::endpoint::MeshEndpoint;
 use tokio::sync::watch;
 
 use super::local::LocalClients;
-use crate::balance::{Balancers, Offer};
+use super::plan::Caller;
+use crate::balance::{Balancers, Choice, Offer};
 use crate::services::Services;
 use crate::telemetry::Telemetry;
 use crate::telemetry::traces::Tracing;
@@ -21,6 +21,10 @@ use crate::traffic::circuit::OutlierConfig;
 pub struct Proxy {
     /// This node's name.
     pub node: String,
+    /// This node's SPIFFE ID.
+    pub id: String,
+    /// This node's zone (its `zone` label), if it has one.
+    pub zone: Option<String>,
     /// The QUIC endpoint (connection cache).
     pub endpoint: MeshEndpoint,
     /// The cluster view.
@@ -43,10 +47,19 @@ impl Proxy {
     /// The balancer's order for one request, as a plan asks for it ([`super::plan::Order`]).
     pub fn order(
         &self,
-    ) -> impl FnMut(&str, Balancer, &[Offer<'_>], Option<&OutlierConfig>) -> Vec<usize> + '_ {
-        |service, kind, offers, outlier| {
+    ) -> impl FnMut(&str, Choice, &[Offer<'_>], Option<&OutlierConfig>) -> Vec<usize> + '_ {
+        |service, choice, offers, outlier| {
             self.balancers
-                .order(service, kind, offers, crate::clock::now(), outlier)
+                .order(service, choice, offers, crate::clock::now(), outlier)
+        }
+    }
+
+    /// This node as the caller of `service`, for a plan.
+    pub fn caller(&self, service: &str) -> Caller<'_> {
+        Caller {
+            id: &self.id,
+            zone: self.zone.as_deref(),
+            logs: self.telemetry.access_log.configured(service),
         }
     }
 }

@@ -116,6 +116,7 @@ pub async fn forward(
         &view,
         service.as_str(),
         Subject::Tcp,
+        proxy.caller(service.as_str()),
         || proxy.traffic.random(),
         proxy.order(),
     )
@@ -126,6 +127,9 @@ pub async fn forward(
         let node = &target.endpoint.node;
         if !failures.is_empty() {
             proxy.telemetry.retries.get(&[service.as_str()]).inc();
+        }
+        if let Some(zone) = target.cross_zone {
+            proxy.telemetry.cross_zone.get(&[plan.target, zone]).inc();
         }
         let mut inflight = proxy.balancers.start(plan.target, node);
         let (send, mut recv) = match dial::open(

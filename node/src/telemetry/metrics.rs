@@ -167,15 +167,18 @@ impl<M: Metric> Family<M> {
     }
 }
 
+/// `{name="value",...}`; a label with an empty value is left out, which Prometheus reads the
+/// same (`grpc_status` of a request that is not gRPC).
 fn label_text(names: &[&str], values: &[String]) -> String {
-    if names.is_empty() {
-        return String::new();
-    }
     let pairs: Vec<String> = names
         .iter()
         .zip(values)
+        .filter(|(_, v)| !v.is_empty())
         .map(|(n, v)| format!("{n}=\"{}\"", escape(v)))
         .collect();
+    if pairs.is_empty() {
+        return String::new();
+    }
     format!("{{{}}}", pairs.join(","))
 }
 
@@ -213,6 +216,7 @@ mod tests {
             f.get(&["web", "n\"2"]).inc();
         }
         f.get(&["web", "n1"]).inc();
+        f.get(&["", ""]).inc();
         let h: Family<Histogram> = Family::new("murmur_d_seconds", "Time.", &["service"]);
         h.get(&["web"]).observe(Duration::from_millis(3));
         h.get(&["web"]).observe(Duration::from_secs(100));
@@ -220,6 +224,10 @@ mod tests {
         f.render(&mut out);
         h.render(&mut out);
         assert!(out.contains("# TYPE murmur_x_total counter\n"), "{out}");
+        assert!(
+            out.contains("\nmurmur_x_total 1\n"),
+            "empty labels are left out: {out}"
+        );
         assert!(
             out.contains("murmur_x_total{service=\"web\",peer=\"n\\\"2\"} 3\n"),
             "{out}"

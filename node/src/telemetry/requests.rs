@@ -5,8 +5,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
+use murmur_membership::policy::spec::GrpcCode;
 use tokio::time::Instant;
 
+use super::accesslog::AccessLog;
 use super::metrics::{Counter, Family, Gauge, Histogram};
 use super::traffic::Traffic;
 use crate::api::traffic::Direction;
@@ -39,6 +41,16 @@ pub struct Telemetry {
     pub overloaded: Family<Counter>,
     /// Faults injected by routes.
     pub faults: Family<Counter>,
+    /// Finished requests that took a route, by route.
+    pub route_requests: Family<Counter>,
+    /// Latency of requests that took a route, by route.
+    pub route_duration: Family<Histogram>,
+    /// Attempts sent to an instance in another zone than this node's.
+    pub cross_zone: Family<Counter>,
+    /// Mirrored copies of requests, by what became of them.
+    pub mirrored: Family<Counter>,
+    /// The access log.
+    pub access_log: AccessLog,
     /// One-minute summaries.
     pub traffic: Traffic,
     /// Inbound requests (and TCP connections) in progress, all services together.
@@ -52,8 +64,15 @@ impl Default for Telemetry {
         Self {
             requests: Family::new(
                 "murmur_requests_total",
-                "Proxied requests by direction, service, peer node and status class.",
-                &["direction", "service", "peer", "status_class"],
+                "Proxied requests by direction, service, peer node, status class and gRPC status \
+                 (a gRPC call is classed by its grpc-status).",
+                &[
+                    "direction",
+                    "service",
+                    "peer",
+                    "status_class",
+                    "grpc_status",
+                ],
             ),
             duration: Family::new(
                 "murmur_request_duration_seconds",
@@ -106,9 +125,42 @@ impl Default for Telemetry {
                 "Faults injected by route policies.",
                 &["service", "route", "fault"],
             ),
+            route_requests: Family::new(
+                "murmur_route_requests_total",
+                "Requests that took a route document, by route and status class.",
+                &["service", "route", "status_class"],
+            ),
+            route_duration: Family::new(
+                "murmur_route_request_duration_seconds",
+                "Latency of requests that took a route document, to the response head.",
+                &["service", "route"],
+            ),
+            cross_zone: Family::new(
+                "murmur_cross_zone_requests_total",
+                "Requests (attempts) sent to an instance in another zone than this node's, by \
+                 the instance's zone.",
+                &["service", "zone"],
+            ),
+            mirrored: Family::new(
+                "murmur_mirrored_requests_total",
+                "Copies of requests made by a route's mirror: sent (answered), failed, or \
+                 skipped (no instance, body not kept, too many in flight).",
+                &["service", "route", "outcome"],
+            ),
+            access_log: AccessLog::default(),
             traffic: Traffic::default(),
             inbound_in_flight: AtomicI64::new(0),
             last_inbound_ms: AtomicU64::new(0),
+        }
+    }
+}
+
+impl Telemetry {
+    /// Request metrics, with this access log.
+    pub fn with_access_log(access_log: AccessLog) -> Self {
+        Self {
+            access_log,
+            ..Self::default()
         }
     }
 }
@@ -118,6 +170,9 @@ impl Default for Telemetry {
 pub enum Outcome {
     /// An HTTP status was sent to the caller.
     Status(u16),
+    /// A gRPC call ended with this status (in the response headers or trailers), over this
+    /// HTTP status.
+    Grpc(u16, GrpcCode),
     /// A TCP connection ended normally.
     Closed,
     /// It failed without a status (connection error, cancelled).
@@ -125,8 +180,11 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    fn class(self) -> &'static str {
+    /// The class of the status: of the HTTP status the gRPC status stands for, for gRPC
+    /// (`UNAVAILABLE` is `5xx`).
+    pub fn class(self) -> &'static str {
         match self {
+            Self::Grpc(_, code) => Self::Status(code.http_status()).class(),
             Self::Status(s) if s < 200 => "1xx",
             Self::Status(s) if s < 300 => "2xx",
             Self::Status(s) if s < 400 => "3xx",
@@ -137,8 +195,22 @@ impl Outcome {
         }
     }
 
-    fn failed(self) -> bool {
-        matches!(self, Self::Status(500..) | Self::Error)
+    /// Whether it counts as a failure: a 5xx (a gRPC status standing for one), or no answer.
+    pub fn failed(self) -> bool {
+        match self {
+            Self::Grpc(_, code) => code.http_status() >= 500,
+            Self::Status(s) => s >= 500,
+            Self::Closed => false,
+            Self::Error => true,
+        }
+    }
+
+    /// The `grpc_status` label: the status's name, empty for other requests.
+    fn grpc_label(self) -> &'static str {
+        match self {
+            Self::Grpc(_, code) => code.name(),
+            _ => "",
+        }
     }
 }
 
@@ -149,6 +221,8 @@ pub struct RequestGuard {
     direction: Direction,
     service: String,
     started: Instant,
+    /// When the response head went out, if the request is finished later.
+    answered: Option<Duration>,
     in_flight: Arc<Gauge>,
     done: bool,
 }
@@ -167,6 +241,7 @@ impl Telemetry {
             direction,
             service: service.to_owned(),
             started: Instant::now(),
+            answered: None,
             in_flight,
             done: false,
         }
@@ -174,7 +249,29 @@ impl Telemetry {
 }
 
 impl RequestGuard {
-    /// Records the end of the request, served by `peer` (node name, or "-").
+    /// The response head went out: latency counts to here, though the request is finished (and
+    /// counted) only when its response has ended.
+    pub fn answered(&mut self) {
+        self.answered = Some(self.started.elapsed());
+    }
+
+    /// How long since the request arrived.
+    pub fn elapsed(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    /// The service of the request.
+    pub fn service(&self) -> &str {
+        &self.service
+    }
+
+    /// The metrics it is counted in.
+    pub fn telemetry(&self) -> &Arc<Telemetry> {
+        &self.telemetry
+    }
+
+    /// Records the end of the request, served by `peer` (node name, or "-"). Returns the
+    /// latency: to the response head.
     pub fn finish(mut self, peer: &str, outcome: Outcome) -> Duration {
         self.done = true;
         self.record(peer, outcome)
@@ -182,10 +279,16 @@ impl RequestGuard {
 
     fn record(&self, peer: &str, outcome: Outcome) -> Duration {
         let t = &self.telemetry;
-        let took = self.started.elapsed();
+        let took = self.answered.unwrap_or_else(|| self.started.elapsed());
         let dir = self.direction.as_str();
         t.requests
-            .get(&[dir, &self.service, peer, outcome.class()])
+            .get(&[
+                dir,
+                &self.service,
+                peer,
+                outcome.class(),
+                outcome.grpc_label(),
+            ])
             .inc();
         t.duration.get(&[dir, &self.service]).observe(took);
         t.traffic.record(

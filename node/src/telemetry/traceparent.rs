@@ -50,6 +50,12 @@ impl TraceParent {
     }
 }
 
+/// The trace id of a valid `traceparent` value, as written in it (32 lower-case hex digits).
+pub fn trace_id_of(value: &str) -> Option<&str> {
+    TraceParent::parse(value)?;
+    value.trim().split('-').nth(1)
+}
+
 fn hex(s: &str, out: &mut [u8]) -> Option<()> {
     if s.len() != out.len() * 2 {
         return None;
@@ -89,6 +95,8 @@ mod tests {
         let tp = TraceParent::parse(v).unwrap();
         assert_eq!(tp.flags, 1);
         assert_eq!(tp.to_string(), v);
+        assert_eq!(trace_id_of(v), Some("4bf92f3577b34da6a3ce929d0e0e4736"));
+        assert_eq!(trace_id_of("00-x"), None);
         for bad in [
             "",
             "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",

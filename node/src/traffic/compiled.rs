@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use murmur_membership::policy::spec::{RateLimitSpec, RetrySpec, TimeoutSpec};
+use murmur_membership::policy::spec::{AccessLogSpec, RateLimitSpec, RetrySpec, TimeoutSpec};
 use murmur_membership::policy::{PolicyBody, PolicySet};
 use murmur_transport::identity::Name;
 
@@ -37,6 +37,8 @@ pub struct ServicePolicy {
     pub ratelimits: Vec<RateLimitSpec>,
     /// Authorization documents, by name.
     pub authz: Vec<authz::Authz>,
+    /// The first access-log document by name.
+    pub accesslog: Option<AccessLogSpec>,
 }
 
 impl ServicePolicy {
@@ -98,6 +100,11 @@ impl Compiled {
                 }
                 PolicyBody::Ratelimit(r) => p.ratelimits.push(r.clone()),
                 PolicyBody::Authz(a) => p.authz.push(authz::Authz::new(a)),
+                PolicyBody::Accesslog(a) => {
+                    if p.accesslog.is_none() {
+                        p.accesslog = Some(a.clone());
+                    }
+                }
             }
         }
         for p in services.values_mut() {

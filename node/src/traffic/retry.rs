@@ -6,6 +6,7 @@
 //! |---|---|
 //! | unreachable: no stream to the node, or the node refused before its app saw anything | `on_connect_failure` (any method: nothing was processed) |
 //! | a response status | the status is in `statuses` |
+//! | a gRPC status, before any response message | the status is in `grpc_statuses`, and the server sent no negative `grpc-retry-pushback-ms` |
 //! | the stream broke after the request was sent, before a response | `502` is in `statuses` |
 //! | the per-try timeout fired | `504` is in `statuses` |
 //!
@@ -16,7 +17,7 @@
 
 use std::time::Duration;
 
-use murmur_membership::policy::spec::RetrySpec;
+use murmur_membership::policy::spec::{GrpcCode, RetrySpec};
 
 /// How one attempt failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -25,6 +26,8 @@ pub enum Failure {
     Unreachable,
     /// The app (or the serving node) answered with this status.
     Status(u16),
+    /// A gRPC call ended with this status before any response message.
+    Grpc(GrpcCode),
     /// The stream failed after the request was sent, before a response.
     Broken,
     /// The per-try timeout fired.
@@ -65,6 +68,7 @@ pub fn decide(
     let reached_app = match failure {
         Failure::Unreachable if spec.on_connect_failure => false,
         Failure::Status(s) if spec.statuses.contains(&s) => true,
+        Failure::Grpc(c) if spec.grpc_statuses.contains(&c) => true,
         Failure::Broken if spec.statuses.contains(&502) => true,
         Failure::PerTryTimeout if spec.statuses.contains(&504) => true,
         _ => return Err(NoRetry::NotRetryable),
@@ -79,6 +83,35 @@ pub fn decide(
         return Err(NoRetry::Exhausted);
     }
     Ok(())
+}
+
+/// What a gRPC server said about retrying its answer (`grpc-retry-pushback-ms`, gRPC's retry
+/// design A6).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pushback {
+    /// Nothing: the policy's backoff applies.
+    None,
+    /// Retry after this long instead of the backoff.
+    After(Duration),
+    /// Do not retry (a negative or malformed value).
+    Refused,
+}
+
+impl Pushback {
+    /// Reads the header's value, if the answer had one.
+    pub fn of(value: Option<&[u8]>) -> Self {
+        let Some(v) = value else {
+            return Self::None;
+        };
+        let ms = std::str::from_utf8(v)
+            .ok()
+            .filter(|t| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|t| t.parse::<u64>().ok());
+        match ms {
+            Some(ms) => Self::After(Duration::from_millis(ms)),
+            None => Self::Refused,
+        }
+    }
 }
 
 /// The wait before retry number `n` (1 for the first): `base · 2^(n-1)` capped at `max`, of
@@ -117,6 +150,8 @@ mod tests {
         let s = spec("statuses = [503, 504]");
         let post_ok = spec("statuses = [503]\nnon_idempotent = true");
         let no_connect = spec("on_connect_failure = false\nstatuses = [502]");
+        let grpc = spec("grpc_statuses = [\"UNAVAILABLE\"]");
+        let grpc_post = spec("grpc_statuses = [\"UNAVAILABLE\"]\nnon_idempotent = true");
         // (spec, method, failure, replayable, retries so far, expected)
         type Case<'a> = (
             &'a RetrySpec,
@@ -139,6 +174,38 @@ mod tests {
             (&s, "GET", Status(503), false, 0, Err(BodyNotKept)),
             (&s, "GET", PerTryTimeout, true, 0, Ok(())),
             (&s, "GET", Broken, true, 0, Err(NotRetryable)),
+            (
+                &grpc,
+                "POST",
+                Grpc(GrpcCode::Unavailable),
+                true,
+                0,
+                Err(NotIdempotent),
+            ),
+            (
+                &grpc_post,
+                "POST",
+                Grpc(GrpcCode::Unavailable),
+                true,
+                0,
+                Ok(()),
+            ),
+            (
+                &grpc_post,
+                "POST",
+                Grpc(GrpcCode::Internal),
+                true,
+                0,
+                Err(NotRetryable),
+            ),
+            (
+                &s,
+                "GET",
+                Grpc(GrpcCode::Unavailable),
+                true,
+                0,
+                Err(NotRetryable),
+            ),
             (&post_ok, "POST", Status(503), true, 0, Ok(())),
             (&post_ok, "POST", PerTryTimeout, true, 0, Err(NotRetryable)),
             (&no_connect, "GET", Unreachable, true, 0, Err(NotRetryable)),
@@ -150,6 +217,22 @@ mod tests {
                 *want,
                 "case {i}: {m} {f:?}"
             );
+        }
+    }
+
+    #[test]
+    fn pushback_table() {
+        let cases: &[(Option<&[u8]>, Pushback)] = &[
+            (None, Pushback::None),
+            (Some(b"250"), Pushback::After(Duration::from_millis(250))),
+            (Some(b"0"), Pushback::After(Duration::ZERO)),
+            (Some(b"-1"), Pushback::Refused),
+            (Some(b"soon"), Pushback::Refused),
+            (Some(b""), Pushback::Refused),
+            (Some(b"99999999999999999999999"), Pushback::Refused),
+        ];
+        for (v, want) in cases {
+            assert_eq!(Pushback::of(*v), *want, "{v:?}");
         }
     }
 

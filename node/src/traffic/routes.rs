@@ -2,8 +2,9 @@
 //! first, ties by name); the first whose conditions all hold is taken. Pure.
 
 use http::HeaderMap;
-use murmur_membership::policy::spec::{Backend, Fault, RouteSpec};
+use murmur_membership::policy::spec::{Backend, Fault, Mirror, PathMatch, Redirect, RouteSpec};
 
+use super::actions::{Hashing, HeaderEdits};
 use super::matching::{HeaderPattern, PathPattern, method_matches};
 
 /// A route, compiled.
@@ -20,6 +21,18 @@ pub struct Route {
     pub backends: Vec<Backend>,
     /// Faults to inject.
     pub fault: Option<Fault>,
+    /// Edits of the request's headers.
+    pub request_edits: Option<HeaderEdits>,
+    /// Edits of the response's headers.
+    pub response_edits: Option<HeaderEdits>,
+    /// The matched prefix and what replaces it.
+    pub rewrite: Option<(String, String)>,
+    /// Answered here instead of forwarded.
+    pub redirect: Option<Redirect>,
+    /// Copies of a share of the requests.
+    pub mirror: Option<Mirror>,
+    /// Consistent hashing onto the backend's instances.
+    pub hash: Option<Hashing>,
 }
 
 impl Route {
@@ -42,6 +55,15 @@ impl Route {
             headers,
             backends: spec.backends.clone(),
             fault: spec.fault.clone(),
+            request_edits: spec.request_headers.as_ref().map(HeaderEdits::new),
+            response_edits: spec.response_headers.as_ref().map(HeaderEdits::new),
+            rewrite: match (&m.path, &spec.rewrite) {
+                (Some(PathMatch::Prefix(from)), Some(r)) => Some((from.clone(), r.prefix.clone())),
+                _ => None,
+            },
+            redirect: spec.redirect.clone(),
+            mirror: spec.mirror.clone(),
+            hash: spec.hash.as_ref().and_then(Hashing::new),
         }
     }
 

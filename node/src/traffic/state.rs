@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use murmur_membership::policy::PolicySet;
 use murmur_membership::policy::spec::{LimitScope, RateLimitSpec, RetryBudget, RetrySpec};
-use tokio::sync::watch;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 
 use super::budget::Budget;
 use super::circuit::Pending;
@@ -33,10 +33,13 @@ pub struct Traffic {
     shares: Mutex<HashMap<String, f64>>,
     pending: Mutex<HashMap<String, Arc<Pending>>>,
     logged: Mutex<HashMap<String, Instant>>,
+    mirrors: Arc<Semaphore>,
 }
 
 /// How often one kind of event is logged at most.
 const LOG_EVERY: Duration = Duration::from_secs(10);
+/// Mirrored copies of requests in flight from this node at most; beyond, copies are skipped.
+pub const MAX_MIRRORS: usize = 256;
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
@@ -76,7 +79,13 @@ impl Traffic {
             shares: Mutex::default(),
             pending: Mutex::default(),
             logged: Mutex::default(),
+            mirrors: Arc::new(Semaphore::new(MAX_MIRRORS)),
         }
+    }
+
+    /// A slot for one mirrored copy in flight, if one is free.
+    pub fn mirror_slot(&self) -> Option<OwnedSemaphorePermit> {
+        self.mirrors.clone().try_acquire_owned().ok()
     }
 
     /// The compiled policy in force.

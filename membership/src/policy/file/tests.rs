@@ -11,6 +11,11 @@ fn doc_examples() -> Vec<&'static str> {
         .collect()
 }
 
+/// Whether an example is of the node's configuration rather than a policy file.
+fn is_node_config(example: &str) -> bool {
+    example.contains("[policy]") || example.contains("[access_log]")
+}
+
 fn err(text: &str) -> FileError {
     parse_file("p.toml", text).unwrap_err()
 }
@@ -19,8 +24,8 @@ fn err(text: &str) -> FileError {
 fn every_documented_example_parses_and_every_kind_has_one() {
     let mut kinds = std::collections::BTreeSet::new();
     for example in doc_examples() {
-        // The node configuration example is not a policy file.
-        if example.contains("[policy]") {
+        // The node configuration examples are not policy files.
+        if is_node_config(example) {
             continue;
         }
         let docs = parse_file("docs/policy.md", example).unwrap_or_else(|e| panic!("{e}"));
@@ -42,7 +47,7 @@ fn every_documented_example_parses_and_every_kind_has_one() {
 fn documents_read_into_typed_bodies_with_defaults() {
     let all: Vec<PolicyBody> = doc_examples()
         .into_iter()
-        .filter(|e| !e.contains("[policy]"))
+        .filter(|e| !is_node_config(e))
         .flat_map(|e| parse_file("x", e).unwrap())
         .collect();
     let find = |name: &str| all.iter().find(|d| d.name().as_str() == name).unwrap();
@@ -84,7 +89,7 @@ fn missing_field_names_document_and_field() {
     let e = err("[[route]]\nname = \"web-a\"\nservice = \"web\"\n");
     assert_eq!(e.document.as_deref(), Some("route \"web-a\""));
     assert_eq!(e.field.as_deref(), Some("backends"));
-    assert!(e.message.contains("missing field"), "{e}");
+    assert!(e.message.contains("at least one backend"), "{e}");
     let e = err("[[timeout]]\nservice = \"web\"\nrequest = \"1s\"\n");
     assert_eq!(e.document.as_deref(), Some("timeout #1"));
     assert_eq!(e.field.as_deref(), Some("name"));
@@ -151,6 +156,106 @@ fn invalid_values_name_their_field() {
     for (text, field) in cases {
         let e = err(text);
         assert_eq!(e.field.as_deref(), Some(field), "{e}");
+        assert!(e.document.is_some(), "{e}");
+    }
+}
+
+#[test]
+fn the_second_waves_fields_name_their_field_and_say_what_to_do() {
+    let route = "[[route]]\nname = \"a\"\nservice = \"web\"\n";
+    let web = "backends = [{ service = \"web\" }]\n";
+    // (document, field, part of the message)
+    let cases = [
+        (
+            "[[retry]]\nname = \"r\"\nservice = \"web\"\ngrpc_statuses = [\"UNAVAILABLE\", \"BUSY\"]\n".to_owned(),
+            "grpc_statuses",
+            "\"BUSY\" is not a gRPC status; the statuses are OK, CANCELLED",
+        ),
+        (
+            "[[retry]]\nname = \"r\"\nservice = \"web\"\ngrpc_statuses = [\"OK\"]\n".to_owned(),
+            "grpc_statuses[0]",
+            "OK is a success",
+        ),
+        (
+            format!("{route}{web}request_headers = {{ set = {{ host = \"x\" }} }}\n"),
+            "request_headers.set.host",
+            "managed by the mesh",
+        ),
+        (
+            format!("{route}{web}response_headers = {{ add = {{ x-a = \"line\\nbreak\" }} }}\n"),
+            "response_headers.add.x-a",
+            "printable ASCII",
+        ),
+        (
+            format!("{route}{web}request_headers = {{ remove = [\"x y\"] }}\n"),
+            "request_headers.remove[0]",
+            "not a header name",
+        ),
+        (
+            format!("{route}{web}request_headers = {{}}\n"),
+            "request_headers.set",
+            "give `set`, `add` or `remove`",
+        ),
+        (
+            format!("{route}{web}rewrite = {{ prefix = \"/v2\" }}\n"),
+            "rewrite.prefix",
+            "give the route `match.path = { prefix",
+        ),
+        (
+            format!("{route}{web}match = {{ path = {{ prefix = \"/a\" }} }}\nrewrite = {{ prefix = \"v2\" }}\n"),
+            "rewrite.prefix",
+            "starts with '/'",
+        ),
+        (
+            format!("{route}redirect = {{ status = 200, location = \"/x\" }}\n"),
+            "redirect.status",
+            "not a redirect status",
+        ),
+        (
+            format!("{route}redirect = {{ location = \"elsewhere\" }}\n"),
+            "redirect.location",
+            "absolute URL",
+        ),
+        (
+            format!("{route}{web}redirect = {{ location = \"/x\" }}\n"),
+            "backends",
+            "answers the request itself",
+        ),
+        (
+            format!("{route}{web}mirror = {{ service = \"web\", percent = 101 }}\n"),
+            "mirror.percent",
+            "percentage",
+        ),
+        (
+            format!("{route}{web}hash = {{ header = \"x-user\", cookie = \"sid\" }}\n"),
+            "hash.header",
+            "exactly one of",
+        ),
+        (
+            format!("{route}{web}hash = {{ caller = true, load_factor = 0.5 }}\n"),
+            "hash.load_factor",
+            "outside 1..100",
+        ),
+        (
+            format!("{route}{web}hash = {{ cookie = \"a;b\" }}\n"),
+            "hash.cookie",
+            "not a cookie name",
+        ),
+        (
+            "[[accesslog]]\nname = \"l\"\nservice = \"web\"\nsample_percent = -1\n".to_owned(),
+            "sample_percent",
+            "percentage",
+        ),
+        (
+            "[[accesslog]]\nname = \"l\"\nservice = \"web\"\nenabled = \"yes\"\n".to_owned(),
+            "enabled",
+            "invalid type",
+        ),
+    ];
+    for (text, field, message) in cases {
+        let e = err(&text);
+        assert_eq!(e.field.as_deref(), Some(field), "{text}: {e}");
+        assert!(e.message.contains(message), "{text}: {e}");
         assert!(e.document.is_some(), "{e}");
     }
 }

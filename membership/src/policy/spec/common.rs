@@ -79,6 +79,15 @@ pub fn check_duration(
     Ok(())
 }
 
+/// Whether `name` is a header name a document may give: 1 to 128 of `a-z A-Z 0-9 - _ .`.
+pub fn is_header_token(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 128
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+}
+
 /// Checks HTTP method names: upper-case tokens such as `GET`.
 pub fn check_methods(field: &str, methods: &[String]) -> Result<(), FieldError> {
     check_len(field, methods, 16)?;

@@ -6,9 +6,11 @@ use murmur_transport::identity::Name;
 use serde::{Deserialize, Serialize};
 
 use super::common::{FieldError, PolicyDuration, check_duration, check_len};
+use super::grpc::GrpcCode;
 
 /// Retries of requests to `service` (or only those taking `route`). Requests are retried on a
-/// connection failure and on the listed statuses; only idempotent methods unless
+/// connection failure, on the listed statuses and on the listed gRPC statuses; only idempotent
+/// methods (so no gRPC call, which is a POST) unless
 /// `non_idempotent` is set; a body is replayed only if it is at most `max_body_bytes`; and all
 /// retries together stay within the budget.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -30,6 +32,10 @@ pub struct RetrySpec {
     /// Response statuses that are retried, e.g. `[502, 503]`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub statuses: Vec<u16>,
+    /// gRPC statuses that are retried, e.g. `["UNAVAILABLE"]`, whether they come in the
+    /// response headers or in the trailers before any response message.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub grpc_statuses: Vec<GrpcCode>,
     /// Also retry methods that are not idempotent (POST, PATCH). Default false.
     #[serde(default)]
     pub non_idempotent: bool,
@@ -115,6 +121,13 @@ impl RetrySpec {
                     format!("{s} is not an error status (400..599)"),
                 ));
             }
+        }
+        check_len("grpc_statuses", &self.grpc_statuses, 16)?;
+        if let Some(i) = self.grpc_statuses.iter().position(|c| *c == GrpcCode::Ok) {
+            return Err(FieldError::new(
+                format!("grpc_statuses[{i}]"),
+                "OK is a success, not a status to retry",
+            ));
         }
         if self.max_body_bytes > 16 << 20 {
             return Err(FieldError::new(

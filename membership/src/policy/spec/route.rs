@@ -5,9 +5,10 @@ use std::collections::BTreeMap;
 use murmur_transport::identity::Name;
 use serde::{Deserialize, Serialize};
 
+use super::actions::{HashPolicy, HeaderActions, Mirror, Redirect, Rewrite};
 use super::common::{
     FieldError, PathMatch, PolicyDuration, PolicyRegex, check_duration, check_len, check_methods,
-    check_percent,
+    check_percent, is_header_token,
 };
 
 /// A routing rule for requests addressed to `service`. Of the routes of one service, the one
@@ -26,11 +27,30 @@ pub struct RouteSpec {
     /// Conditions, all of which must hold; none means every request.
     #[serde(default, rename = "match")]
     pub matches: RouteMatch,
-    /// Where matching requests go, split by weight.
+    /// Where matching requests go, split by weight (required unless `redirect` is given).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub backends: Vec<Backend>,
     /// Faults injected into matching requests (for testing resilience).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fault: Option<Fault>,
+    /// Edits of the request's headers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_headers: Option<HeaderActions>,
+    /// Edits of the response's headers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response_headers: Option<HeaderActions>,
+    /// Replaces the matched path prefix.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rewrite: Option<Rewrite>,
+    /// Answers with a redirect instead of forwarding.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redirect: Option<Redirect>,
+    /// Copies a share of the requests elsewhere.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mirror: Option<Mirror>,
+    /// Consistent hashing onto the backend's instances.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hash: Option<HashPolicy>,
 }
 
 /// The conditions of a route.
@@ -118,10 +138,15 @@ pub struct AbortFault {
 impl RouteSpec {
     /// Checks what types alone cannot.
     pub fn validate(&self) -> Result<(), FieldError> {
+        self.matches.validate().map_err(|e| e.within("match"))?;
+        if let Some(r) = &self.redirect {
+            r.validate().map_err(|e| e.within("redirect"))?;
+            return self.validate_redirect();
+        }
         if self.backends.is_empty() {
             return Err(FieldError::new(
                 "backends",
-                "at least one backend is required",
+                "at least one backend is required (or a `redirect`)",
             ));
         }
         check_len("backends", &self.backends, 16)?;
@@ -129,9 +154,54 @@ impl RouteSpec {
             b.validate()
                 .map_err(|e| e.within(&format!("backends[{i}]")))?;
         }
-        self.matches.validate().map_err(|e| e.within("match"))?;
         if let Some(f) = &self.fault {
             f.validate().map_err(|e| e.within("fault"))?;
+        }
+        self.validate_actions()
+    }
+
+    /// A redirect is answered by the calling node: nothing else of a route applies to it.
+    fn validate_redirect(&self) -> Result<(), FieldError> {
+        let others = [
+            ("backends", !self.backends.is_empty()),
+            ("fault", self.fault.is_some()),
+            ("request_headers", self.request_headers.is_some()),
+            ("response_headers", self.response_headers.is_some()),
+            ("rewrite", self.rewrite.is_some()),
+            ("mirror", self.mirror.is_some()),
+            ("hash", self.hash.is_some()),
+        ];
+        match others.iter().find(|(_, given)| *given) {
+            Some((field, _)) => Err(FieldError::new(
+                *field,
+                "a route with a `redirect` answers the request itself: it takes no other action",
+            )),
+            None => Ok(()),
+        }
+    }
+
+    fn validate_actions(&self) -> Result<(), FieldError> {
+        if let Some(h) = &self.request_headers {
+            h.validate().map_err(|e| e.within("request_headers"))?;
+        }
+        if let Some(h) = &self.response_headers {
+            h.validate().map_err(|e| e.within("response_headers"))?;
+        }
+        if let Some(r) = &self.rewrite {
+            r.validate().map_err(|e| e.within("rewrite"))?;
+            if !matches!(self.matches.path, Some(PathMatch::Prefix(_))) {
+                return Err(FieldError::new(
+                    "rewrite.prefix",
+                    "a rewrite replaces the prefix the route matched: give the route \
+                     `match.path = { prefix = \"...\" }`",
+                ));
+            }
+        }
+        if let Some(m) = &self.mirror {
+            m.validate().map_err(|e| e.within("mirror"))?;
+        }
+        if let Some(h) = &self.hash {
+            h.validate().map_err(|e| e.within("hash"))?;
         }
         Ok(())
     }
@@ -154,13 +224,7 @@ impl RouteMatch {
 
 impl HeaderMatch {
     fn validate(&self) -> Result<(), FieldError> {
-        let token = !self.name.is_empty()
-            && self.name.len() <= 128
-            && self
-                .name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
-        if !token {
+        if !is_header_token(&self.name) {
             return Err(FieldError::new(
                 "name",
                 format!("{:?} is not a header name", self.name),

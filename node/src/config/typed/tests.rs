@@ -107,6 +107,41 @@ fn telemetry_comes_from_the_file_then_the_standard_environment() {
 }
 
 #[test]
+fn the_access_log_goes_to_stderr_or_a_file_beside_the_config() {
+    let c = Config::from_parts(RawConfig::default(), flags(), Path::new(""), &no_env).unwrap();
+    assert_eq!(c.access_log.output, Output::Stderr);
+    assert!(c.access_log.services.is_empty());
+    let raw =
+        parse("[access_log]\noutput = \"logs/access.log\"\nservices = [\"web\", \"*\"]\n").unwrap();
+    let c = Config::from_parts(raw, flags(), Path::new("/etc/murmur"), &no_env).unwrap();
+    assert_eq!(
+        c.access_log.output,
+        Output::File(PathBuf::from("/etc/murmur/logs/access.log"))
+    );
+    assert_eq!(c.access_log.services, ["web", "*"]);
+    // (file, the error names)
+    let bad = [
+        (
+            "[access_log]\nservices = [\"Web!\"]\n",
+            "access_log.services",
+        ),
+        ("[access_log]\nqueue = 0\n", "access_log.queue"),
+        ("[access_log]\noutput = \"\"\n", "access_log.output"),
+    ];
+    for (text, field) in bad {
+        let err = Config::from_parts(parse(text).unwrap(), flags(), Path::new(""), &no_env)
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with(field), "{text}: {err}");
+    }
+    assert!(
+        parse("[access_log]\npath = \"x\"\n")
+            .unwrap_err()
+            .contains("unknown field")
+    );
+}
+
+#[test]
 fn health_checks_parse_with_defaults_and_refuse_bad_values() {
     let raw = parse(
         "[[service]]\nname = \"web\"\naddress = \"127.0.0.1:80\"\n[service.health]\npath = \"/healthz\"\nexpect = \"200-204\"\n",

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use http::header::HOST;
 use http::{HeaderValue, Method, Request, Uri};
+use murmur_membership::policy::spec::GrpcCode;
 use murmur_membership::records::Protocol;
 use murmur_transport::endpoint::InboundStream;
 use murmur_transport::identity::PeerIdentity;
@@ -16,22 +17,37 @@ use opentelemetry::trace::SpanKind;
 use quinn::SendStream;
 use tracing::debug;
 
+use crate::api::accesslog::AccessLogEntry;
+use crate::api::traffic::Direction;
 use crate::proxy::admission;
-use crate::proxy::body::{self, BAD_FRAMES, DEADLINE_EXPIRED, FrameBody};
+use crate::proxy::body::{self, BAD_FRAMES, DEADLINE_EXPIRED, FrameBody, Observed, grpc_status};
 use crate::proxy::errors::{LocalReply, grpc_code};
 use crate::proxy::frame::{
     self, FRAME_VERSION, Frame, FrameError, FrameReader, RequestHead, ResponseHead,
 };
 use crate::proxy::headers::strip_hop_by_hop;
+use crate::proxy::plan::{self, Caller};
 use crate::proxy::runtime::Proxy;
 use crate::services::LocalService;
 use crate::telemetry::Outcome;
-use crate::telemetry::traceparent::{TRACEPARENT, TraceParent};
+use crate::telemetry::traceparent::{TRACEPARENT, TraceParent, trace_id_of};
 use crate::telemetry::traces::ProxySpan;
+use crate::traffic::compiled::ServicePolicy;
 use crate::traffic::normalize;
 
 /// The request head must follow the stream header within this time.
 const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What went back to the caller, for the access log.
+#[derive(Debug, Default)]
+struct Seen {
+    /// Response body bytes.
+    bytes: u64,
+    /// The `x-murmur-error` of a reply made here.
+    error: Option<&'static str>,
+    /// Whether the response body is to be watched (the request is logged).
+    watch: bool,
+}
 
 /// Serves one inbound HTTP stream for `local`, traced as a server span.
 pub async fn serve(proxy: &Proxy, local: Arc<LocalService>, stream: InboundStream) -> Outcome {
@@ -42,46 +58,122 @@ pub async fn serve(proxy: &Proxy, local: Arc<LocalService>, stream: InboundStrea
         recv,
         ..
     } = stream;
-    let service = header.service;
+    let service = header.service.as_str();
     // The caller's deadline counts from the moment the stream arrived.
+    let started = crate::clock::now();
     let deadline = header
         .deadline_ms
-        .map(|ms| crate::clock::now() + Duration::from_millis(u64::from(ms)));
+        .map(|ms| started + Duration::from_millis(u64::from(ms)));
     let mut reader = FrameReader::new(recv);
-    let Some(mut head) = read_head(&mut reader, &mut send, &peer).await else {
+    let Some(head) = read_head(&mut reader, &mut send, &peer).await else {
         return Outcome::Error;
     };
-    let grpc = is_grpc(&head.headers);
-    let span = server_span(
-        proxy,
-        &service,
-        &head,
-        header.traceparent.as_deref(),
-        &peer.id.name,
-    );
-    if let Err(r) = check(proxy, &service, &peer, &mut head) {
-        return reply_locally(&mut send, &r, grpc, span).await;
-    }
-    let mut req = match build_request(head, local.address, local.protocol, reader) {
-        Ok(r) => r,
-        Err(e) => {
-            respond_error(&mut send, 400, &e).await;
-            span.end(Some(400));
-            return Outcome::Status(400);
-        }
+    let caller = Caller {
+        logs: proxy.telemetry.access_log.configured(service),
+        ..Caller::default()
     };
-    if let Some(tp) = span
-        .traceparent()
-        .and_then(|t| HeaderValue::from_str(&t).ok())
-    {
-        req.headers_mut().insert(TRACEPARENT, tp);
-    }
-    let outcome = answer_by(proxy, &service, &local, req, &mut send, deadline, grpc).await;
-    span.end(match outcome {
-        Outcome::Status(s) => Some(s),
-        _ => None,
+    let policy = proxy.traffic.service(service);
+    let mut seen = Seen {
+        watch: plan::logs(policy.as_deref(), caller, || proxy.traffic.random()),
+        ..Seen::default()
+    };
+    // Boxed: a request that is not logged carries one pointer.
+    let line = seen.watch.then(|| {
+        Box::new(line(
+            &peer,
+            service,
+            &head,
+            header.traceparent.as_deref(),
+            &proxy.node,
+        ))
     });
+    let traceparent = header.traceparent.as_deref();
+    let outcome = 'answered: {
+        let mut head = head;
+        let grpc = is_grpc(&head.headers);
+        let span = server_span(proxy, service, &head, traceparent, &peer.id.name);
+        if let Err(r) = check(proxy, policy.as_deref(), service, &peer, &mut head) {
+            seen.error = Some(r.tag);
+            break 'answered reply_locally(&mut send, &r, grpc, span).await;
+        }
+        let mut req = match build_request(head, local.address, local.protocol, reader) {
+            Ok(r) => r,
+            Err(e) => {
+                seen.error = Some("upstream-failed");
+                respond_error(&mut send, 400, &e).await;
+                span.end(Some(400));
+                break 'answered Outcome::Status(400);
+            }
+        };
+        if let Some(tp) = span
+            .traceparent()
+            .and_then(|t| HeaderValue::from_str(&t).ok())
+        {
+            req.headers_mut().insert(TRACEPARENT, tp);
+        }
+        let outcome =
+            answer_by(proxy, service, &local, req, &mut send, deadline, grpc, &mut seen).await;
+        span.end(match outcome {
+            Outcome::Status(s) | Outcome::Grpc(s, _) => Some(s),
+            _ => None,
+        });
+        outcome
+    };
+    if let Some(l) = line {
+        let (arrived, entry) = *l;
+        log(proxy, arrived, entry, outcome, &seen, started);
+    }
     outcome
+}
+
+/// The access log line of a request, as far as its head tells, and when it arrived.
+fn line(
+    peer: &PeerIdentity,
+    service: &str,
+    head: &RequestHead,
+    traceparent: Option<&str>,
+    node: &str,
+) -> (u64, AccessLogEntry) {
+    let entry = AccessLogEntry {
+        direction: Direction::Inbound.as_str().to_owned(),
+        caller: peer.id.to_string(),
+        service: service.to_owned(),
+        node: node.to_owned(),
+        method: head.method.clone(),
+        path: head.path.clone(),
+        request_bytes: match head.body {
+            frame::BodyKind::Empty => Some(0),
+            frame::BodyKind::Length(n) => Some(n),
+            frame::BodyKind::Stream => None,
+        },
+        trace_id: traceparent.and_then(trace_id_of).map(str::to_owned),
+        ..AccessLogEntry::default()
+    };
+    (crate::clock::unix_now_ms(), entry)
+}
+
+/// Completes the line with how the request ended and queues it.
+fn log(
+    proxy: &Proxy,
+    arrived: u64,
+    mut entry: AccessLogEntry,
+    outcome: Outcome,
+    seen: &Seen,
+    started: Instant,
+) {
+    (entry.status, entry.grpc_status) = match outcome {
+        Outcome::Status(s) => (s, None),
+        Outcome::Grpc(s, code) => (s, Some(code.name().to_owned())),
+        Outcome::Closed | Outcome::Error => (0, None),
+    };
+    entry.incomplete = matches!(outcome, Outcome::Error);
+    entry.response_bytes = seen.bytes;
+    entry.error = seen.error.map(str::to_owned);
+    entry.duration_ms = crate::clock::now()
+        .saturating_duration_since(started)
+        .as_micros() as f64
+        / 1000.0;
+    proxy.telemetry.access_log.send(arrived, entry);
 }
 
 /// Reads and decodes the request head; a stream without a valid one is reset.
@@ -109,6 +201,7 @@ async fn read_head(
 /// only what is checked here is trusted), then authorization and rate limits.
 fn check(
     proxy: &Proxy,
+    policy: Option<&ServicePolicy>,
     service: &str,
     peer: &PeerIdentity,
     head: &mut RequestHead,
@@ -122,11 +215,15 @@ fn check(
         }
     }
     let subject = Some((head.method.as_str(), normalize::strip_query(&head.path)));
-    admission::check(proxy, service, peer, subject)
+    admission::check(proxy, policy, service, peer, subject)
 }
 
 /// Sends `req` to the app and frames the answer back, within the caller's deadline if any, and
 /// only for as long as the caller wants the answer.
+#[allow(
+    clippy::too_many_arguments,
+    reason = "the parts of one stream, handed on once"
+)]
 async fn answer_by(
     proxy: &Proxy,
     service: &str,
@@ -135,10 +232,16 @@ async fn answer_by(
     send: &mut SendStream,
     deadline: Option<Instant>,
     grpc: bool,
+    seen: &mut Seen,
 ) -> Outcome {
     let mut head_sent = false;
     let gone = caller_gone(send);
-    let work = answer(proxy, service, local, req, send, &mut head_sent);
+    let asked = Asked {
+        service,
+        local,
+        grpc,
+    };
+    let work = answer(proxy, asked, req, send, &mut head_sent, seen);
     // Dropping `work` drops the call to the app, which closes its connection: the app sees the
     // cancellation, whether the deadline ran out or the caller went away.
     let work = async {
@@ -152,7 +255,10 @@ async fn answer_by(
     };
     match tokio::time::timeout_at(at.into(), work).await {
         Ok(outcome) => outcome.unwrap_or_else(|| cancelled(service)),
-        Err(_) => expired(proxy, service, send, head_sent, grpc).await,
+        Err(_) => {
+            seen.error = Some("deadline-expired");
+            expired(proxy, service, send, head_sent, grpc).await
+        }
     }
 }
 
@@ -208,7 +314,12 @@ async fn reply_locally(
 ) -> Outcome {
     send_reply(send, r, grpc).await;
     span.end(Some(r.status));
-    Outcome::Status(r.status)
+    if grpc {
+        // A gRPC caller got HTTP 200 with the status as a gRPC status.
+        Outcome::Grpc(200, GrpcCode::from_number(u32::from(r.grpc_code)))
+    } else {
+        Outcome::Status(r.status)
+    }
 }
 
 fn is_grpc(headers: &frame::Fields) -> bool {
@@ -238,15 +349,25 @@ fn server_span(
     })
 }
 
-/// Sends `req` to the local instance and frames the answer back.
+/// What a request asked for: the service, its local instance, and whether it is a gRPC call.
+#[derive(Clone, Copy)]
+struct Asked<'a> {
+    service: &'a str,
+    local: &'a LocalService,
+    grpc: bool,
+}
+
+/// Sends `req` to the local instance and frames the answer back. A gRPC answer without its
+/// status in the head is watched for the status in its trailers; a logged one for its bytes.
 async fn answer(
     proxy: &Proxy,
-    service: &str,
-    local: &LocalService,
+    asked: Asked<'_>,
     req: Request<FrameBody>,
     send: &mut SendStream,
     head_sent: &mut bool,
+    seen: &mut Seen,
 ) -> Outcome {
+    let Asked { service, local, .. } = asked;
     match proxy.local.client(local.protocol).request(req).await {
         Ok(resp) => {
             let (mut parts, body) = resp.into_parts();
@@ -264,10 +385,29 @@ async fn answer(
                 return Outcome::Status(502);
             }
             *head_sent = true;
-            if let Err(e) = body::send(send, buf, body).await {
+            // Only a gRPC call has a gRPC answer: other answers are not looked into.
+            let grpc = asked.grpc
+                && parts
+                    .headers
+                .get(http::header::CONTENT_TYPE)
+                .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
+            let in_head = grpc.then(|| grpc_status(&parts.headers)).flatten();
+            let (sent, code) = if seen.watch || (grpc && in_head.is_none()) {
+                let mut watched = Observed::new(body, None);
+                let sent = body::send(send, buf, &mut watched).await;
+                let tally = watched.tally();
+                seen.bytes = tally.bytes;
+                (sent, in_head.or(tally.grpc))
+            } else {
+                (body::send(send, buf, body).await, in_head)
+            };
+            if let Err(e) = sent {
                 debug!(%service, error = %e, "response not fully forwarded");
             }
-            Outcome::Status(status)
+            match code {
+                Some(c) => Outcome::Grpc(status, c),
+                None => Outcome::Status(status),
+            }
         }
         Err(e) if e.is_connect() => {
             let reason = format!(
@@ -285,6 +425,7 @@ async fn answer(
                 proxy.node,
                 source_chain(&e)
             );
+            seen.error = Some("upstream-failed");
             respond_error(send, 502, &msg).await;
             Outcome::Status(502)
         }

@@ -26,7 +26,8 @@ pub async fn serve(proxy: &Proxy, local: Arc<LocalService>, stream: InboundStrea
     let service = header.service;
     // Authorization and rate limits apply per connection; a TCP connection has no path or
     // method, so only rules on callers alone match it.
-    if let Err(r) = admission::check(proxy, &service, &peer, None) {
+    let policy = proxy.traffic.service(&service);
+    if let Err(r) = admission::check(proxy, policy.as_deref(), &service, &peer, None) {
         ack::refuse(&mut send, &format!("{} ({})", r.message, r.status)).await;
         return Outcome::Error;
     }

@@ -80,6 +80,8 @@ pub fn node(
     }));
     let proxy = Arc::new(Proxy {
         node: node.to_owned(),
+        id: tls.identity().to_string(),
+        zone: None,
         endpoint: endpoint.clone(),
         view: view_rx,
         balancers: Arc::new(Balancers::new(7)),
