@@ -68,6 +68,8 @@ pub struct NodeSpec {
     pub gossip_toml: String,
     /// Validity of its certificate, days.
     pub cert_days: u32,
+    /// `[outbound] external` (`allow` or `deny`), when set.
+    pub external: Option<&'static str>,
 }
 
 impl NodeSpec {
@@ -83,6 +85,7 @@ impl NodeSpec {
             gossip_interval: "200ms",
             gossip_toml: String::new(),
             cert_days: 90,
+            external: None,
         }
     }
 
@@ -141,10 +144,15 @@ impl NodeSpec {
         let mut t = String::new();
         let ip = self.ip;
         let _ = writeln!(t, "name = \"{}\"", self.name);
-        let _ = writeln!(
-            t,
-            "listen = \"{ip}:7420\"\nadmin = \"{ip}:7422\"\noutbound = \"{ip}:7421\""
-        );
+        let _ = writeln!(t, "listen = \"{ip}:7420\"\nadmin = \"{ip}:7422\"");
+        match self.external {
+            Some(e) => writeln!(
+                t,
+                "outbound = {{ listen = \"{ip}:7421\", external = \"{e}\" }}"
+            ),
+            None => writeln!(t, "outbound = \"{ip}:7421\""),
+        }
+        .unwrap_or_default();
         let _ = writeln!(t, "data_dir = \"{}\"", dir.join("data").display());
         let seeds: Vec<String> = self.seeds.iter().map(|s| format!("\"{s}\"")).collect();
         let _ = writeln!(t, "seeds = [{}]", seeds.join(", "));
