@@ -34,8 +34,7 @@ pub async fn serve(proxy: Arc<Proxy>, listener: TcpListener) {
         let service = match service_of(&proxy, &stream) {
             Ok(s) => s,
             Err(why) => {
-                proxy.telemetry.captured.get(&["refused"]).inc();
-                info!(%peer, "captured connection closed: {why}");
+                refused(&proxy, &why);
                 continue;
             }
         };
@@ -43,8 +42,7 @@ pub async fn serve(proxy: Arc<Proxy>, listener: TcpListener) {
         let protocol = match protocol {
             Ok(p) => p,
             Err(e) => {
-                proxy.telemetry.captured.get(&["refused"]).inc();
-                info!(%peer, %service, "captured connection closed: {e}");
+                refused(&proxy, &e.to_string());
                 continue;
             }
         };
@@ -66,6 +64,15 @@ pub async fn serve(proxy: Arc<Proxy>, listener: TcpListener) {
                 ));
             }
         }
+    }
+}
+
+/// Counts a captured connection closed unserved, and says why (at most every 10 s per reason:
+/// an app retrying in a loop must not flood the log).
+fn refused(proxy: &Proxy, why: &str) {
+    proxy.telemetry.captured.get(&["refused"]).inc();
+    if proxy.traffic.should_log(&format!("captured {why}")) {
+        info!("captured connection closed: {why}");
     }
 }
 

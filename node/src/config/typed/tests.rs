@@ -149,6 +149,14 @@ fn the_complete_example_in_the_readme_is_valid() {
     assert!(c.services[0].health.is_some());
     assert_eq!(c.drain.timeout, Duration::from_secs(30));
     assert_eq!(c.traces.endpoint.as_deref(), Some("http://127.0.0.1:4317"));
+    assert_eq!(c.outbound.to_string(), DEFAULT_OUTBOUND);
+    assert_eq!(c.external, External::Allow);
+    assert_eq!(
+        c.dns.map(|d| d.listen.to_string()).as_deref(),
+        Some(DEFAULT_DNS)
+    );
+    assert_eq!(c.vips, VipSettings::default());
+    assert_eq!(c.capture, Some(CaptureSettings::default()));
 }
 
 fn config(text: &str) -> Result<Config, String> {
