@@ -5,13 +5,14 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::str::FromStr;
 use std::time::Duration;
 
 use hickory_proto::op::{Message, Query, ResponseCode};
 use hickory_proto::rr::{Name, RData, RecordType};
 
+use crate::apps::Proc;
 use crate::netns;
 
 /// The default virtual-IP ranges of a node.
@@ -191,17 +192,6 @@ pub fn tables() -> Vec<String> {
         .collect()
 }
 
-/// A child process killed when dropped.
-#[derive(Debug)]
-pub struct Proc(pub Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// A DNS server standing in for the host's resolver: dnsmasq on `ip:53`, answering
 /// `<name>` with `addr` for each pair, and NXDOMAIN for the rest (it forwards nowhere).
 pub fn host_resolver(ip: IpAddr, records: &[(&str, IpAddr)]) -> Proc {
@@ -224,20 +214,6 @@ pub fn host_resolver(ip: IpAddr, records: &[(&str, IpAddr)]) -> Proc {
         .stderr(Stdio::null())
         .spawn()
         .expect("dnsmasq not found: install dnsmasq-base (scripts/test does)");
-    Proc(child)
-}
-
-/// A redis-server on `addr`, keeping nothing on disk.
-pub fn redis_server(addr: SocketAddr, dir: &Path) -> Proc {
-    let child = Command::new("redis-server")
-        .args(["--bind", &addr.ip().to_string()])
-        .args(["--port", &addr.port().to_string()])
-        .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
-        .arg("--dir")
-        .arg(dir)
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("redis-server not found: install redis-server (scripts/test does)");
     Proc(child)
 }
 

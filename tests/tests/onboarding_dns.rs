@@ -98,7 +98,7 @@ fn unchanged_clients_reach_services_by_name_through_capture() {
         let dir = tempfile::tempdir().unwrap();
         EchoApp::start(addr(3, 8080), "web").await;
         grpc::serve_echo(addr(3, 50051)).await;
-        let _redis = onboarding::redis_server(addr(3, 6379), dir.path());
+        let _redis = murmur_tests::apps::redis_server(addr(3, 6379), dir.path());
         let (c, resolv) = mesh(dir.path()).await;
         let web = vips(dns(N1_DNS), "web.mesh.").await;
         assert!(web.iter().any(IpAddr::is_ipv4) && web.iter().any(IpAddr::is_ipv6));
