@@ -74,24 +74,12 @@ pub async fn serve(state: Arc<AdminState>, listener: TcpListener) {
     }
 }
 
-/// Ready: serving (not draining or leaving), and joined — another member is known alive from
-/// gossip, unless this node has no seeds (it is the first of its mesh).
+/// Ready: serving and joined ([`crate::readiness::check`], the rule systemd is told too).
 fn readyz(state: &AdminState) -> Response<Body> {
-    use murmur_membership::{MemberState, records::NodeStatus};
-    let status = state.membership.status();
-    if status != NodeStatus::Serving {
-        return text(503, &format!("not ready: {status:?}\n").to_lowercase());
-    }
     let view = state.membership.view();
-    let joined = !state.node.has_seeds
-        || view
-            .members
-            .values()
-            .any(|m| m.name != view.self_name && m.state == MemberState::Alive && !m.stale);
-    if joined {
-        text(200, "ready\n")
-    } else {
-        text(503, "not ready: no peer reached yet (seeds unreachable?)\n")
+    match crate::readiness::check(state.membership.status(), &view, state.node.has_seeds) {
+        Ok(()) => text(200, "ready\n"),
+        Err(why) => text(503, &format!("not ready: {why}\n")),
     }
 }
 

@@ -42,7 +42,7 @@ const EXIT_USAGE: u8 = 64;
 )]
 pub struct Cli {
     /// Log format: human-readable text or one JSON object per line. RUST_LOG sets the filter.
-    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    #[arg(long, global = true, env = "MURMUR_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
     #[command(subcommand)]
     command: Command,

@@ -34,6 +34,7 @@ mod names;
 mod node;
 mod policy;
 mod proxy;
+mod readiness;
 mod services;
 mod signals;
 mod streams;

@@ -29,6 +29,7 @@ use crate::config::Config;
 use crate::policy::api::PolicyApi;
 use crate::policy::control;
 use crate::proxy::{self, Proxy};
+use crate::readiness;
 use crate::services::Services;
 use crate::signals;
 use crate::streams::Streams;
@@ -96,10 +97,14 @@ pub async fn run(prepared: Prepared) -> anyhow::Result<()> {
     let (node, admin_listener) = start(prepared).await?;
     let reload = Arc::new(Notify::new());
     tasks::spawn(chores(&node, admin_listener, reload.clone()));
+    let (membership, seeded) = (node.membership.clone(), !node.config.seeds.is_empty());
+    let ready = move |v: &_| readiness::check(membership.status(), v, seeded);
+    tokio::spawn(readiness::notify_when_ready(node.membership.watch(), ready));
     let gossip_ended = node.membership.gossip_ended();
     tokio::select! {
         why = signals::wait_for_stop(reload) => {
             info!(?why, "stopping");
+            readiness::stopping();
             shutdown(node).await;
             Ok(())
         }

@@ -20,6 +20,7 @@ pub mod onboarding;
 pub mod otlp;
 pub mod pki;
 pub mod policy;
+pub mod promql;
 pub mod quic;
 pub mod traffic;
 pub mod wait;

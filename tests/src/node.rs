@@ -70,6 +70,8 @@ pub struct NodeSpec {
     pub cert_days: u32,
     /// `[outbound] external` (`allow` or `deny`), when set.
     pub external: Option<&'static str>,
+    /// Extra environment variables of the process.
+    pub env: Vec<(String, String)>,
 }
 
 impl NodeSpec {
@@ -86,7 +88,14 @@ impl NodeSpec {
             gossip_toml: String::new(),
             cert_days: 90,
             external: None,
+            env: Vec::new(),
         }
+    }
+
+    /// Sets an environment variable of the process (e.g. `NOTIFY_SOCKET`).
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.env.push((key.into(), value.into()));
+        self
     }
 
     /// Adds a seed.
@@ -215,6 +224,7 @@ impl NodeProc {
                 "RUST_LOG",
                 std::env::var("MURMUR_TEST_LOG").unwrap_or_else(|_| "info".into()),
             )
+            .envs(self.spec.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()

@@ -10,59 +10,61 @@ use murmur_transport::identity::{Name, TrustDomain};
 use crate::config::{Config, Overrides};
 use crate::proxy::External;
 
-/// Every setting can come from the file (`--config`) or a flag; flags win.
+/// Every setting can come from the file (`--config`), a `MURMUR_*` environment variable or a
+/// flag; a flag wins over the environment, which wins over the file.
 #[derive(Debug, Args)]
 pub struct RunArgs {
     /// TOML configuration file (see README for every field).
-    #[arg(long, short)]
+    #[arg(long, short, env = "MURMUR_CONFIG")]
     config: Option<PathBuf>,
     /// Node name; must match the certificate's spiffe://<td>/node/<name>.
-    #[arg(long, value_parser = |s: &str| Name::parse("node name", s))]
+    #[arg(long, env = "MURMUR_NAME", value_parser = |s: &str| Name::parse("node name", s))]
     name: Option<Name>,
     /// UDP address for QUIC, gossip and traffic [default: 0.0.0.0:7420].
-    #[arg(long)]
+    #[arg(long, env = "MURMUR_LISTEN")]
     listen: Option<SocketAddr>,
     /// Address peers reach this node at (required when --listen is 0.0.0.0).
-    #[arg(long)]
+    #[arg(long, env = "MURMUR_ADVERTISE")]
     advertise: Option<SocketAddr>,
-    /// A seed node's mesh address, host:port (repeatable). One reachable seed is enough.
-    #[arg(long = "seed")]
+    /// A seed node's mesh address, host:port (repeatable; comma-separated in the environment).
+    /// One reachable seed is enough.
+    #[arg(long = "seed", env = "MURMUR_SEEDS", value_delimiter = ',')]
     seeds: Vec<String>,
     /// Admin API address [default: 127.0.0.1:7422].
-    #[arg(long)]
+    #[arg(long, env = super::client::ADMIN_ENV)]
     admin: Option<SocketAddr>,
     /// Outbound HTTP proxy address [default: 127.0.0.1:7421].
-    #[arg(long)]
+    #[arg(long, env = "MURMUR_OUTBOUND")]
     outbound: Option<SocketAddr>,
     /// Directory for state kept across restarts [default: ./murmur-data/<name>].
-    #[arg(long)]
+    #[arg(long, env = "MURMUR_DATA_DIR")]
     data_dir: Option<PathBuf>,
     /// Trust bundle: one or more CA certificates (PEM).
-    #[arg(long)]
+    #[arg(long, env = "MURMUR_CA")]
     ca: Option<PathBuf>,
     /// Node certificate (PEM).
-    #[arg(long)]
+    #[arg(long, env = "MURMUR_CERT")]
     cert: Option<PathBuf>,
     /// Node private key (PEM).
-    #[arg(long)]
+    #[arg(long, env = "MURMUR_KEY")]
     key: Option<PathBuf>,
     /// Trust domain [default: the one the CA certificate names].
-    #[arg(long, value_parser = TrustDomain::parse)]
+    #[arg(long, env = "MURMUR_TRUST_DOMAIN", value_parser = TrustDomain::parse)]
     trust_domain: Option<TrustDomain>,
     /// Worker threads; 1 runs everything on one core [default: 1].
-    #[arg(long)]
+    #[arg(long, env = "MURMUR_THREADS")]
     threads: Option<usize>,
     /// Answer DNS for the mesh on this address (UDP and TCP), e.g. 127.0.0.153:53: services
     /// as <service>.mesh with a virtual IP each; other names are forwarded.
-    #[arg(long)]
+    #[arg(long, env = "MURMUR_DNS")]
     dns: Option<SocketAddr>,
     /// Capture local apps' TCP to the services' virtual IPs (nftables rules in the node's own
     /// table; needs root or CAP_NET_ADMIN). `murmur capture print` shows the rules.
-    #[arg(long)]
+    #[arg(long, env = "MURMUR_CAPTURE")]
     capture: bool,
     /// CONNECT and absolute-form requests for hosts outside the mesh: pass them through
     /// (allow) or answer 403 (deny) [default: allow].
-    #[arg(long, value_parser = parse_external)]
+    #[arg(long, env = "MURMUR_EXTERNAL", value_parser = parse_external)]
     external: Option<External>,
 }
 
