@@ -97,7 +97,7 @@ fn the_node_owns_one_table_removed_on_exit_and_replaced_after_a_crash() {
         println!("running: {:?}", tables());
 
         // SIGTERM: the table goes with the node; other traffic never noticed.
-        assert!(c.node_mut("n1").stop_with(Signal::SIGTERM), "clean exit");
+        assert!(c.node_mut("n1").stop(Signal::SIGTERM).await, "clean exit");
         assert_eq!(tables(), Vec::<String>::new());
         assert_eq!(curl(direct).await, (Some(0), "web GET /direct\n".into()));
 
@@ -133,7 +133,7 @@ fn the_node_owns_one_table_removed_on_exit_and_replaced_after_a_crash() {
         assert_eq!(rules.matches("chain output").count(), 1, "{rules}");
         assert_eq!(rules.matches("redirect to :15001").count(), 2, "{rules}");
         println!("after SIGKILL and restart:\n{rules}");
-        assert!(c.node_mut("n1").stop_with(Signal::SIGTERM));
+        assert!(c.node_mut("n1").stop(Signal::SIGTERM).await);
         assert_eq!(tables(), Vec::<String>::new());
     });
 }
@@ -144,7 +144,7 @@ fn capture_print_shows_the_installed_rules_without_installing_them() {
         let mut c = mesh().await;
         wait_tables(&["table inet murmur"]).await;
         let installed = onboarding::ruleset();
-        assert!(c.node_mut("n1").stop_with(Signal::SIGTERM));
+        assert!(c.node_mut("n1").stop(Signal::SIGTERM).await);
         assert_eq!(tables(), Vec::<String>::new());
 
         let config = c.node("n1").dir.join("node.toml");
