@@ -94,6 +94,7 @@ struct Node {
 
 /// Runs a node until SIGTERM or SIGINT.
 pub async fn run(prepared: Prepared) -> anyhow::Result<()> {
+    let stop_signals = signals::Signals::install();
     let (node, admin_listener) = start(prepared).await?;
     let reload = Arc::new(Notify::new());
     tasks::spawn(chores(&node, admin_listener, reload.clone()));
@@ -102,7 +103,7 @@ pub async fn run(prepared: Prepared) -> anyhow::Result<()> {
     tokio::spawn(readiness::notify_when_ready(node.membership.watch(), ready));
     let gossip_ended = node.membership.gossip_ended();
     tokio::select! {
-        why = signals::wait_for_stop(reload) => {
+        why = stop_signals.wait_for_stop(reload) => {
             info!(?why, "stopping");
             readiness::stopping();
             shutdown(node).await;

@@ -185,6 +185,38 @@ rules = [{ name = "ops", action = "allow", callers = [{ spiffe = "spiffe://t.tes
     assert!(body.contains("denied by authz \"ws-authz\""), "{body}");
 }
 
+#[tokio::test]
+async fn a_rate_limit_counts_the_upgrade_request() {
+    let pki = TestPki::new("t.test");
+    let app = upgrade_app().await;
+    let policy = r#"
+[[ratelimit]]
+name = "ws-slow"
+service = "ws"
+rate = 1
+per = "1h"
+"#;
+    let b = node(
+        &pki,
+        "b",
+        &["ws"],
+        &[local("ws", app, Protocol::Http)],
+        policy,
+    );
+    let a = node(&pki, "a", &[], &[], "");
+    let out = a.outbound().await;
+    a.sees("ws", vec![instance("ws", "b", b.addr)]);
+    let (status, head, mut first) = upgrade(out, "ws").await;
+    assert_eq!(status, 101, "{head}");
+    assert_eq!(read_n(&mut first, 12).await, "hello /chat\n");
+    // The upgraded connection is not a stream of requests: it uses one token, however long.
+    first.write_all(b"still here\n").await.unwrap();
+    assert_eq!(read_n(&mut first, 11).await, "still here\n");
+    let (status, head, _) = upgrade(out, "ws").await;
+    assert_eq!(status, 429, "{head}");
+    assert!(head.contains("x-murmur-ratelimit: ws-slow"), "{head}");
+}
+
 /// Sends `CONNECT target` and returns the status, head and connection.
 async fn connect(proxy: SocketAddr, target: &str) -> (u16, String, TcpStream) {
     let mut s = TcpStream::connect(proxy).await.unwrap();
