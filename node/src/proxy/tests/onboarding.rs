@@ -15,7 +15,7 @@ use murmur_transport::testing::TestPki;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use super::harness::{get, http_app, instance, local, node, node_with, tcp_echo, wait_for};
+use super::harness::{Node, get, http_app, instance, local, node, node_with, tcp_echo, wait_for};
 use crate::proxy::runtime::External;
 
 /// An app that switches to an echo protocol on `Upgrade: echo` (answering with the path it
@@ -65,6 +65,24 @@ async fn upgrade_app() -> SocketAddr {
         }
     });
     addr
+}
+
+/// Node b serves `ws` (the upgrade app) under `policy`, node a calls it: a and b, and a's
+/// outbound address. (The CA is returned too: it must outlive the nodes' endpoints.)
+async fn ws_mesh(policy: &str) -> (TestPki, Node, Node, SocketAddr) {
+    let pki = TestPki::new("t.test");
+    let app = upgrade_app().await;
+    let b = node(
+        &pki,
+        "b",
+        &["ws"],
+        &[local("ws", app, Protocol::Http)],
+        policy,
+    );
+    let a = node(&pki, "a", &[], &[], "");
+    let out = a.outbound().await;
+    a.sees("ws", vec![instance("ws", "b", b.addr)]);
+    (pki, a, b, out)
 }
 
 /// Reads a response head: `(status, head text)`.
@@ -122,12 +140,7 @@ async fn upgrade(proxy: SocketAddr, host: &str) -> (u16, String, TcpStream) {
 
 #[tokio::test]
 async fn an_upgraded_connection_runs_over_one_stream_after_its_101() {
-    let pki = TestPki::new("t.test");
-    let app = upgrade_app().await;
-    let b = node(&pki, "b", &["ws"], &[local("ws", app, Protocol::Http)], "");
-    let a = node(&pki, "a", &[], &[], "");
-    let out = a.outbound().await;
-    a.sees("ws", vec![instance("ws", "b", b.addr)]);
+    let (_pki, a, b, out) = ws_mesh("").await;
 
     let (status, head, mut s) = upgrade(out, "ws.mesh").await;
     assert_eq!(status, 101, "{head}");
@@ -158,8 +171,6 @@ async fn an_upgraded_connection_runs_over_one_stream_after_its_101() {
 
 #[tokio::test]
 async fn authorization_refuses_the_upgrade_request_with_403() {
-    let pki = TestPki::new("t.test");
-    let app = upgrade_app().await;
     let policy = r#"
 [[authz]]
 name = "ws-authz"
@@ -167,16 +178,7 @@ service = "ws"
 default = "deny"
 rules = [{ name = "ops", action = "allow", callers = [{ spiffe = "spiffe://t.test/node/ops" }] }]
 "#;
-    let b = node(
-        &pki,
-        "b",
-        &["ws"],
-        &[local("ws", app, Protocol::Http)],
-        policy,
-    );
-    let a = node(&pki, "a", &[], &[], "");
-    let out = a.outbound().await;
-    a.sees("ws", vec![instance("ws", "b", b.addr)]);
+    let (_pki, _a, _b, out) = ws_mesh(policy).await;
     let (status, head, mut s) = upgrade(out, "ws").await;
     assert_eq!(status, 403, "{head}");
     assert!(head.contains("x-murmur-authz: ws-authz/default"), "{head}");
@@ -187,8 +189,6 @@ rules = [{ name = "ops", action = "allow", callers = [{ spiffe = "spiffe://t.tes
 
 #[tokio::test]
 async fn a_rate_limit_counts_the_upgrade_request() {
-    let pki = TestPki::new("t.test");
-    let app = upgrade_app().await;
     let policy = r#"
 [[ratelimit]]
 name = "ws-slow"
@@ -196,16 +196,7 @@ service = "ws"
 rate = 1
 per = "1h"
 "#;
-    let b = node(
-        &pki,
-        "b",
-        &["ws"],
-        &[local("ws", app, Protocol::Http)],
-        policy,
-    );
-    let a = node(&pki, "a", &[], &[], "");
-    let out = a.outbound().await;
-    a.sees("ws", vec![instance("ws", "b", b.addr)]);
+    let (_pki, _a, _b, out) = ws_mesh(policy).await;
     let (status, head, mut first) = upgrade(out, "ws").await;
     assert_eq!(status, 101, "{head}");
     assert_eq!(read_n(&mut first, 12).await, "hello /chat\n");
