@@ -25,6 +25,9 @@ pub async fn get(state: &AdminState) -> hyper::Response<Body> {
     t.ejections.render(&mut out);
     t.overloaded.render(&mut out);
     t.faults.render(&mut out);
+    t.dns_queries.render(&mut out);
+    t.captured.render(&mut out);
+    t.external.render(&mut out);
     traffic_metrics(state, &mut out);
     membership_metrics(state, &mut out);
     let incarnations = state.membership.known_incarnations().await as f64;

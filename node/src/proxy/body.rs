@@ -9,6 +9,7 @@ use std::task::{Context, Poll};
 use bytes::{Bytes, BytesMut};
 use http_body::{Body, Frame as BodyFrame, SizeHint};
 use http_body_util::BodyExt;
+use hyper::body::Incoming;
 use quinn::{SendStream, VarInt};
 
 use super::frame::{self, BodyKind, Frame, FrameError, FrameReader};
@@ -38,10 +39,7 @@ impl FrameBody {
     /// The body announced by `kind`, read from `reader`.
     pub fn new(reader: FrameReader, kind: BodyKind) -> Self {
         match kind {
-            BodyKind::Empty => Self {
-                reader: None,
-                left: Some(0),
-            },
+            BodyKind::Empty | BodyKind::Upgrade => Self::empty(),
             BodyKind::Length(n) => Self {
                 reader: Some(reader),
                 left: Some(n),
@@ -50,6 +48,16 @@ impl FrameBody {
                 reader: Some(reader),
                 left: None,
             },
+        }
+    }
+}
+
+impl FrameBody {
+    /// No body (the stream, if any, is kept elsewhere).
+    pub fn empty() -> Self {
+        Self {
+            reader: None,
+            left: Some(0),
         }
     }
 }
@@ -125,6 +133,19 @@ pub enum ProxyBody {
     Timed(TimedBody<FrameBody>),
     /// Made by this node (errors).
     Local(Option<Bytes>),
+    /// From a host outside the mesh, passed through.
+    Direct(Incoming),
+}
+
+/// Why a response body broke off.
+#[derive(Debug, thiserror::Error)]
+pub enum BodyError {
+    /// The frames from the serving node.
+    #[error(transparent)]
+    Frame(#[from] FrameError),
+    /// The connection to a host outside the mesh.
+    #[error("{0}")]
+    Direct(#[from] hyper::Error),
 }
 
 impl ProxyBody {
@@ -136,23 +157,24 @@ impl ProxyBody {
 
 impl Body for ProxyBody {
     type Data = Bytes;
-    type Error = FrameError;
+    type Error = BodyError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<BodyFrame<Bytes>, FrameError>>> {
+    ) -> Poll<Option<Result<BodyFrame<Bytes>, BodyError>>> {
         match self.get_mut() {
-            Self::Remote(b) => Pin::new(b).poll_frame(cx),
+            Self::Remote(b) => Pin::new(b).poll_frame(cx).map_err(BodyError::from),
             Self::Timed(b) => Pin::new(b).poll_frame(cx).map(|f| {
                 f.map(|r| {
                     r.map_err(|e| match e {
-                        TimedError::Inner(e) => e,
-                        TimedError::Expired(fired) => FrameError::Expired(fired.as_str()),
+                        TimedError::Inner(e) => e.into(),
+                        TimedError::Expired(fired) => FrameError::Expired(fired.as_str()).into(),
                     })
                 })
             }),
             Self::Local(b) => Poll::Ready(b.take().map(|b| Ok(BodyFrame::data(b)))),
+            Self::Direct(b) => Pin::new(b).poll_frame(cx).map_err(BodyError::from),
         }
     }
 
@@ -161,6 +183,7 @@ impl Body for ProxyBody {
             Self::Remote(b) => b.is_end_stream(),
             Self::Timed(b) => b.is_end_stream(),
             Self::Local(b) => b.is_none(),
+            Self::Direct(b) => b.is_end_stream(),
         }
     }
 
@@ -169,6 +192,7 @@ impl Body for ProxyBody {
             Self::Remote(b) => b.size_hint(),
             Self::Timed(b) => b.size_hint(),
             Self::Local(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
+            Self::Direct(b) => b.size_hint(),
         }
     }
 }

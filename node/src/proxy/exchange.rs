@@ -31,6 +31,7 @@ use super::replay::Source;
 use super::route::RouteError;
 use super::runtime::Proxy;
 use super::timed::TimedBody;
+use super::tunnel::Tunnel;
 use crate::balance::InFlight;
 use crate::traffic::Circuit;
 use crate::traffic::circuit::{OutlierConfig, PendingGuard, Transition};
@@ -56,7 +57,15 @@ pub struct Request<'a> {
 }
 
 /// The response and the node that gave it.
-pub type Answer = (Response<ProxyBody>, String);
+#[derive(Debug)]
+pub struct Answer {
+    /// For the app.
+    pub response: Response<ProxyBody>,
+    /// The node that answered.
+    pub node: String,
+    /// After a `101` to an upgrade request: the stream, now the upgraded connection.
+    pub tunnel: Option<Tunnel>,
+}
 
 /// How one attempt ended.
 enum Attempt {
@@ -65,6 +74,8 @@ enum Attempt {
         head: ResponseHead,
         reader: FrameReader,
         task: BodyTask,
+        /// Our side of an upgrade request's stream, kept open for the switch.
+        held: Option<SendStream>,
     },
     /// Nothing reached the app.
     NotSent(NotSent),
@@ -163,7 +174,7 @@ pub async fn run(
         timeouts,
         source: Source::new(
             body,
-            req.kind == BodyKind::Empty,
+            matches!(req.kind, BodyKind::Empty | BodyKind::Upgrade),
             plan.retry.map(|r| r.max_body_bytes),
         ),
         retries: 0,
@@ -348,7 +359,12 @@ impl Call<'_> {
             inflight.finish(answered, ok, self.outlier),
         );
         match outcome {
-            Attempt::Answered { head, reader, task } => {
+            Attempt::Answered {
+                head,
+                reader,
+                task,
+                held,
+            } => {
                 let status = head.status;
                 let wanted = self.retry.is_some_and(|s| s.statuses.contains(&status));
                 if wanted && self.may_retry(method, Failure::Status(status)) {
@@ -356,8 +372,30 @@ impl Call<'_> {
                     return Next::Retry(Failure::Status(status));
                 }
                 task.detach();
-                let resp = respond(head, reader, self.deadline, self.timeouts.idle);
-                Next::Done(resp.map(|r| (r, node())).map_err(upstream))
+                Next::Done(
+                    match (status, held) {
+                        (101, Some(send)) => switched(head).map(|response| Answer {
+                            response,
+                            node: node(),
+                            tunnel: Some(Tunnel::after_frames(send, reader)),
+                        }),
+                        (101, None) => Err("101 to a request that asked for no upgrade".into()),
+                        (_, held) => {
+                            // Not switching: our side of an upgrade request ends here.
+                            if let Some(mut send) = held {
+                                let _ = send.finish();
+                            }
+                            respond(head, reader, self.deadline, self.timeouts.idle).map(
+                                |response| Answer {
+                                    response,
+                                    node: node(),
+                                    tunnel: None,
+                                },
+                            )
+                        }
+                    }
+                    .map_err(upstream),
+                )
             }
             Attempt::NotSent(why) => {
                 if let NotSent::Dial(e) = &why
@@ -474,13 +512,14 @@ async fn attempt(
     let source = &mut call.source;
     let exchange = async {
         let empty = source.is_empty();
+        let upgrade = req.kind == BodyKind::Upgrade;
         let opened = dial::open(
             &proxy.endpoint,
             target,
             &req.header,
             StreamKind::Http,
             &req.head,
-            empty,
+            empty && !upgrade,
         )
         .await;
         let (send, recv) = match opened {
@@ -488,7 +527,11 @@ async fn attempt(
             Err(e) => return Attempt::NotSent(NotSent::Dial(e)),
         };
         inflight.sent();
-        let task = if empty {
+        let mut held = None;
+        let task = if upgrade {
+            held = Some(send);
+            BodyTask::none()
+        } else if empty {
             BodyTask::none()
         } else {
             match source.next() {
@@ -508,7 +551,12 @@ async fn attempt(
                 Ok(head) if limit.is_some() && deadline_expired(&head) => {
                     Attempt::TimedOut(limit.map_or(Fired::Request, |(_, f)| f))
                 }
-                Ok(head) => Attempt::Answered { head, reader, task },
+                Ok(head) => Attempt::Answered {
+                    head,
+                    reader,
+                    task,
+                    held,
+                },
                 Err(e) => Attempt::Broken(e.to_string()),
             },
             Ok(Some(Frame::Refused(r))) => Attempt::NotSent(NotSent::Refused(r.reason)),
@@ -532,6 +580,19 @@ fn deadline_expired(head: &ResponseHead) -> bool {
             .headers
             .iter()
             .any(|(k, v)| k == "x-murmur-error" && v.0 == b"deadline-expired")
+}
+
+/// The `101` for the app: the head's headers, and the upgrade's own (hop-by-hop, so each hop
+/// sets them).
+fn switched(head: ResponseHead) -> Result<Response<ProxyBody>, String> {
+    let mut resp = Response::new(ProxyBody::Local(None));
+    *resp.status_mut() = http::StatusCode::SWITCHING_PROTOCOLS;
+    *resp.headers_mut() = frame::header_map(head.headers).map_err(|e| e.to_string())?;
+    resp.headers_mut().insert(
+        http::header::CONNECTION,
+        http::HeaderValue::from_static("upgrade"),
+    );
+    Ok(resp)
 }
 
 /// The response for the app: status and headers from the head, the body read from the stream

@@ -1,12 +1,12 @@
 //! Inbound HTTP streams: a verified peer's request for a local service, forwarded to the local
-//! instance over a pooled connection, and the response framed back.
+//! instance over a pooled connection, and the response framed back ([`super::reply`]). An
+//! upgrade request, once admitted, goes on to [`super::upgrade`].
 
 use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::BytesMut;
-use http::header::HOST;
+use http::header::{CONNECTION, HOST};
 use http::{HeaderValue, Method, Request, Uri};
 use murmur_membership::records::Protocol;
 use murmur_transport::endpoint::InboundStream;
@@ -17,12 +17,10 @@ use quinn::SendStream;
 use tracing::debug;
 
 use crate::proxy::admission;
-use crate::proxy::body::{self, BAD_FRAMES, DEADLINE_EXPIRED, FrameBody};
-use crate::proxy::errors::{LocalReply, grpc_code};
-use crate::proxy::frame::{
-    self, FRAME_VERSION, Frame, FrameError, FrameReader, RequestHead, ResponseHead,
-};
-use crate::proxy::headers::strip_hop_by_hop;
+use crate::proxy::body::{BAD_FRAMES, FrameBody};
+use crate::proxy::errors::LocalReply;
+use crate::proxy::frame::{self, BodyKind, Frame, FrameError, FrameReader, RequestHead};
+use crate::proxy::inbound::{reply, upgrade};
 use crate::proxy::runtime::Proxy;
 use crate::services::LocalService;
 use crate::telemetry::Outcome;
@@ -62,10 +60,10 @@ pub async fn serve(proxy: &Proxy, local: Arc<LocalService>, stream: InboundStrea
     if let Err(r) = check(proxy, &service, &peer, &mut head) {
         return reply_locally(&mut send, &r, grpc, span).await;
     }
-    let mut req = match build_request(head, local.address, local.protocol, reader) {
+    let (mut req, kept) = match build_request(head, local.address, local.protocol, reader) {
         Ok(r) => r,
         Err(e) => {
-            respond_error(&mut send, 400, &e).await;
+            reply::respond_error(&mut send, 400, &e).await;
             span.end(Some(400));
             return Outcome::Status(400);
         }
@@ -75,6 +73,16 @@ pub async fn serve(proxy: &Proxy, local: Arc<LocalService>, stream: InboundStrea
         .and_then(|t| HeaderValue::from_str(&t).ok())
     {
         req.headers_mut().insert(TRACEPARENT, tp);
+    }
+    if let Some(reader) = kept {
+        let call = upgrade::Call {
+            proxy,
+            service: &service,
+            local: &local,
+            deadline,
+            grpc,
+        };
+        return call.serve(req, reader, send, span).await;
     }
     let outcome = answer_by(proxy, &service, &local, req, &mut send, deadline, grpc).await;
     span.end(match outcome {
@@ -152,7 +160,7 @@ async fn answer_by(
     };
     match tokio::time::timeout_at(at.into(), work).await {
         Ok(outcome) => outcome.unwrap_or_else(|| cancelled(service)),
-        Err(_) => expired(proxy, service, send, head_sent, grpc).await,
+        Err(_) => reply::expired(proxy, service, send, head_sent, grpc).await,
     }
 }
 
@@ -172,33 +180,6 @@ fn cancelled(service: &str) -> Outcome {
     Outcome::Error
 }
 
-/// The caller's deadline ran out: a 504 if the response has not started, else the stream is cut.
-async fn expired(
-    proxy: &Proxy,
-    service: &str,
-    send: &mut SendStream,
-    head_sent: bool,
-    grpc: bool,
-) -> Outcome {
-    debug!(%service, head_sent, "deadline expired; request to the app cancelled");
-    if head_sent {
-        let _ = send.reset(DEADLINE_EXPIRED);
-        return Outcome::Error;
-    }
-    let r = LocalReply::new(
-        504,
-        "deadline-expired",
-        4,
-        format!(
-            "the caller's deadline expired on node {} before {service} answered; the request to \
-             the app was cancelled",
-            proxy.node
-        ),
-    );
-    send_reply(send, &r, grpc).await;
-    Outcome::Status(504)
-}
-
 /// Answers with a reply made here and ends the span.
 async fn reply_locally(
     send: &mut SendStream,
@@ -206,7 +187,7 @@ async fn reply_locally(
     grpc: bool,
     span: ProxySpan,
 ) -> Outcome {
-    send_reply(send, r, grpc).await;
+    reply::send_reply(send, r, grpc).await;
     span.end(Some(r.status));
     Outcome::Status(r.status)
 }
@@ -248,128 +229,39 @@ async fn answer(
     head_sent: &mut bool,
 ) -> Outcome {
     match proxy.local.client(local.protocol).request(req).await {
-        Ok(resp) => {
-            let (mut parts, body) = resp.into_parts();
-            strip_hop_by_hop(&mut parts.headers);
-            let head = ResponseHead {
-                version: FRAME_VERSION,
-                status: parts.status.as_u16(),
-                headers: frame::fields(&parts.headers),
-                body: body::body_kind(&body),
-            };
-            let status = head.status;
-            let mut buf = BytesMut::with_capacity(256);
-            if let Err(e) = frame::put_head(&head, &mut buf) {
-                respond_error(send, 502, &format!("response head: {e}")).await;
-                return Outcome::Status(502);
-            }
-            *head_sent = true;
-            if let Err(e) = body::send(send, buf, body).await {
-                debug!(%service, error = %e, "response not fully forwarded");
-            }
-            Outcome::Status(status)
-        }
-        Err(e) if e.is_connect() => {
-            let reason = format!(
-                "the {service} instance on node {} ({}) is not reachable: {}",
-                proxy.node,
-                local.address,
-                source_chain(&e)
-            );
-            refuse(send, &reason).await;
-            Outcome::Error
-        }
-        Err(e) => {
-            let msg = format!(
-                "the {service} instance on node {} failed: {}",
-                proxy.node,
-                source_chain(&e)
-            );
-            respond_error(send, 502, &msg).await;
-            Outcome::Status(502)
-        }
+        Ok(resp) => reply::relay(service, resp, send, head_sent).await,
+        Err(e) => reply::app_failed(proxy, service, local, &e, send).await,
     }
 }
 
+/// The request for the app. An upgrade request has no body and gets its `Connection:
+/// upgrade` back; its stream's reader is returned for the tunnel that may follow.
 fn build_request(
     head: RequestHead,
     app: std::net::SocketAddr,
     protocol: Protocol,
     reader: FrameReader,
-) -> Result<Request<FrameBody>, String> {
+) -> Result<(Request<FrameBody>, Option<FrameReader>), String> {
     let method = Method::from_bytes(head.method.as_bytes()).map_err(|_| "invalid method")?;
     let uri: Uri = format!("http://{app}{}", head.path)
         .parse()
         .map_err(|_| format!("invalid path {:?}", head.path))?;
     let mut headers = frame::header_map(head.headers).map_err(|e| e.to_string())?;
-    if protocol == Protocol::Http
+    let upgrade = head.body == BodyKind::Upgrade;
+    if (protocol == Protocol::Http || upgrade)
         && let Ok(host) = HeaderValue::from_str(&head.authority)
     {
         headers.insert(HOST, host);
     }
-    let mut req = Request::new(FrameBody::new(reader, head.body));
+    let (body, kept) = if upgrade {
+        headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
+        (FrameBody::empty(), Some(reader))
+    } else {
+        (FrameBody::new(reader, head.body), None)
+    };
+    let mut req = Request::new(body);
     *req.method_mut() = method;
     *req.uri_mut() = uri;
     *req.headers_mut() = headers;
-    Ok(req)
-}
-
-fn source_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut cur = e.source();
-    while let Some(s) = cur {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        cur = s.source();
-    }
-    out
-}
-
-/// Tells the caller nothing was processed, so it may try another instance.
-pub async fn refuse(send: &mut SendStream, reason: &str) {
-    debug!(%reason, "inbound request refused");
-    let _ = send.write_all(&frame::refused(reason)).await;
-    let _ = send.finish();
-}
-
-/// Answers with a plain-text error response made here.
-async fn respond_error(send: &mut SendStream, status: u16, message: &str) {
-    let r = LocalReply::new(
-        status,
-        "upstream-failed",
-        grpc_code(status),
-        message.to_owned(),
-    );
-    send_reply(send, &r, false).await;
-}
-
-/// Frames a reply made here (as gRPC for gRPC callers) and ends the stream.
-async fn send_reply(send: &mut SendStream, r: &LocalReply, grpc: bool) {
-    let (status, headers, body) = r.parts(grpc);
-    let head = ResponseHead {
-        version: FRAME_VERSION,
-        status,
-        headers: headers
-            .iter()
-            .map(|(k, v)| (k.as_str().to_owned(), frame::Value(v.as_bytes().to_vec())))
-            .collect(),
-        body: if body.is_empty() {
-            frame::BodyKind::Empty
-        } else {
-            frame::BodyKind::Length(body.len() as u64)
-        },
-    };
-    let mut buf = BytesMut::new();
-    if frame::put_head(&head, &mut buf).is_err() {
-        let _ = send.reset(BAD_FRAMES);
-        return;
-    }
-    if !body.is_empty()
-        && let Ok(h) = frame::data_header(body.len())
-    {
-        buf.extend_from_slice(&h);
-        buf.extend_from_slice(body.as_bytes());
-    }
-    let _ = send.write_all(&buf).await;
-    let _ = send.finish();
+    Ok((req, kept))
 }
