@@ -7,6 +7,7 @@
 )]
 
 mod ca;
+mod capture;
 mod cert;
 mod client;
 mod demo;
@@ -59,6 +60,9 @@ enum Command {
     /// Issue and inspect node and operator certificates.
     #[command(subcommand)]
     Cert(cert::CertCommand),
+    /// Show the nftables rules of transparent capture without installing them.
+    #[command(subcommand)]
+    Capture(capture::CaptureCommand),
     /// List the members of the mesh as a node sees them.
     Members(members::MembersArgs),
     /// One screen about a node: identity, certificate expiry, members, policy, services and
@@ -93,6 +97,7 @@ pub fn main() -> ExitCode {
         Command::Run(args) => run::run(*args),
         Command::Ca(cmd) => ca::run(cmd),
         Command::Cert(cmd) => cert::run(cmd),
+        Command::Capture(cmd) => capture::run(cmd),
         Command::Members(args) => members::run(args),
         Command::Status(args) => status::status(args),
         Command::Top(args) => status::top(args),

@@ -14,4 +14,4 @@ pub mod duration;
 pub mod raw;
 pub mod typed;
 
-pub use typed::{Config, ConfigError, Overrides};
+pub use typed::{Config, ConfigError, Overrides, capture_settings};

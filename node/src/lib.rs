@@ -9,9 +9,10 @@
 //! - `node`: the composition root — builds every part from the config, spawns the node's tasks,
 //!   and stops them gracefully.
 //! - `admin`, `streams`: the admin API and the router of peers' streams.
-//! - `proxy` (the data path), `policy`, `drain`, `services`, `health`.
-//! - `traffic` (traffic policy), `balance`, `telemetry`.
-//! - [`api`] (the admin JSON), `clock`, `signals`, `logging`.
+//! - `proxy` (the data path), `dns` (the mesh DNS), `capture` (nftables rules), `policy`,
+//!   `drain`, `services`, `health`.
+//! - `traffic` (traffic policy), `balance`, `telemetry`, `vip` (virtual IPs).
+//! - [`api`] (the admin JSON), `clock`, `signals`, `logging`, `names` (how apps name services).
 
 // Tests may block, sleep and read the wall clock; what the node itself may not is in
 // node/clippy.toml.
@@ -22,11 +23,14 @@ pub mod cli;
 
 mod admin;
 mod balance;
+mod capture;
 mod clock;
 mod config;
+mod dns;
 mod drain;
 mod health;
 mod logging;
+mod names;
 mod node;
 mod policy;
 mod proxy;
@@ -36,6 +40,7 @@ mod signals;
 mod streams;
 mod telemetry;
 mod traffic;
+mod vip;
 
 /// Internals the fuzz targets drive directly (the crate is built with `--cfg fuzzing` there).
 #[cfg(fuzzing)]

@@ -15,7 +15,13 @@ pub enum LogFormat {
 /// Installs the global subscriber (logs go to stderr; stdout is for command output).
 /// `default` is the filter when `RUST_LOG` is unset.
 pub fn init(format: LogFormat, default: &str) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let mut filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    // hickory logs every DNS query at info: one line per lookup of every app is noise, and a
+    // way to flood the log. Its warnings stay, unless RUST_LOG asks for more.
+    let asked = std::env::var("RUST_LOG").is_ok_and(|v| v.contains("hickory"));
+    if !asked && let Ok(quiet) = "hickory_server=warn".parse() {
+        filter = filter.add_directive(quiet);
+    }
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

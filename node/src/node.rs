@@ -8,6 +8,7 @@
 mod generation;
 mod tasks;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -19,7 +20,7 @@ use murmur_transport::gossip::{GossipStats, QuicGossip};
 use murmur_transport::identity::SpiffeId;
 use murmur_transport::tls::{CredentialWatcher, TlsState, load_material};
 use tokio::net::TcpListener;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, watch};
 use tracing::info;
 
 use crate::admin::{AdminState, NodeFacts};
@@ -36,6 +37,8 @@ use crate::telemetry::Telemetry;
 use crate::telemetry::accesslog::AccessLog;
 use crate::telemetry::traces::Tracing;
 use crate::traffic::Traffic;
+use crate::vip::{self, VipMap};
+use crate::{capture, dns};
 
 /// What a node needs before it starts: read from disk before the async runtime runs, so no
 /// file is read on the runtime's thread.
@@ -46,6 +49,7 @@ pub struct Prepared {
     services: Arc<Services>,
     generation: u64,
     reset_key: [u8; 32],
+    dns_upstreams: Vec<SocketAddr>,
 }
 
 /// Loads the credentials, creates the data directory and restores what it keeps.
@@ -60,9 +64,15 @@ pub fn prepare(config: Config) -> anyhow::Result<Prepared> {
     let cert = tls.local_cert();
     let services = Services::from_config(&config.services, &cert)?
         .with_registrations(config.data_dir.join("registrations.json"), &cert);
+    // Read before this node may have become the host's resolver (see dns::upstreams).
+    let dns_upstreams = match &config.dns {
+        Some(d) => dns::upstreams::resolve(&d.upstreams, d.listen, &config.data_dir)?,
+        None => Vec::new(),
+    };
     Ok(Prepared {
         generation: generation::next(&config.data_dir)?,
         reset_key: generation::reset_key(&config.data_dir)?,
+        dns_upstreams,
         services: Arc::new(services),
         tls,
         config,
@@ -85,6 +95,7 @@ struct Node {
 
 /// Runs a node until SIGTERM or SIGINT.
 pub async fn run(prepared: Prepared) -> anyhow::Result<()> {
+    let stop_signals = signals::Signals::install();
     let (node, admin_listener) = start(prepared).await?;
     let reload = Arc::new(Notify::new());
     tasks::spawn(chores(&node, admin_listener, reload.clone()));
@@ -93,7 +104,7 @@ pub async fn run(prepared: Prepared) -> anyhow::Result<()> {
     tokio::spawn(readiness::notify_when_ready(node.membership.watch(), ready));
     let gossip_ended = node.membership.gossip_ended();
     tokio::select! {
-        why = signals::wait_for_stop(reload) => {
+        why = stop_signals.wait_for_stop(reload) => {
             info!(?why, "stopping");
             readiness::stopping();
             shutdown(node).await;
@@ -104,6 +115,9 @@ pub async fn run(prepared: Prepared) -> anyhow::Result<()> {
             // restarted by its supervisor.
             tracing::error!(%reason, "gossip has ended; exiting so the node can be restarted");
             node.endpoint.close(Duration::from_millis(200)).await;
+            if let Some(c) = &node.config.capture {
+                capture::remove(c).await;
+            }
             anyhow::bail!("{reason}")
         }
     }
@@ -118,11 +132,13 @@ async fn start(p: Prepared) -> anyhow::Result<(Node, TcpListener)> {
         services,
         generation,
         reset_key,
+        dns_upstreams,
     } = p;
     let admin_listener = TcpListener::bind(config.admin)
         .await
         .with_context(|| format!("cannot listen on admin address {}", config.admin))?;
-    let listeners = proxy::bind(config.outbound, &config.upstreams).await?;
+    let mut listeners = proxy::bind(config.outbound, &config.upstreams).await?;
+    let dns_listeners = bind_onboarding(&config, &mut listeners).await?;
     let (endpoint, gossip) = bind_endpoint(&config, &tls, reset_key)?;
     let membership = Membership::start(membership_config(&config, &endpoint, generation), &gossip)
         .await
@@ -139,6 +155,7 @@ async fn start(p: Prepared) -> anyhow::Result<(Node, TcpListener)> {
     services.publish_all(&membership).await?;
     let traces = Arc::new(Tracing::start(&config.traces).context("cannot start trace export")?);
     let seed = u64::from(std::process::id());
+    let vips = start_vips(&config, &membership);
     let proxy = Arc::new(Proxy {
         node: config.name.to_string(),
         id: tls.identity().to_string(),
@@ -153,8 +170,16 @@ async fn start(p: Prepared) -> anyhow::Result<(Node, TcpListener)> {
         ))),
         traces,
         traffic: Traffic::start(policy.watch(), seed),
+        names: config.names.clone(),
+        vips: vips.clone(),
+        external: config.external,
+        mark: config.capture.as_ref().map(|c| c.mark),
     });
     proxy::start(&proxy, listeners);
+    if let Some(l) = dns_listeners {
+        let names = config.names.clone();
+        dns::start(l, names, &dns_upstreams, vips, proxy.telemetry.clone())?;
+    }
     let (control_tx, control_rx) = control::queue();
     endpoint.set_handler(Streams::new(proxy.clone(), control_tx));
     let api = PolicyApi {
@@ -163,6 +188,10 @@ async fn start(p: Prepared) -> anyhow::Result<(Node, TcpListener)> {
         node: config.name.to_string(),
     };
     tokio::spawn(control::run(api, control_rx));
+    if let Some(c) = &config.capture {
+        // Last: the rules send apps' connections to a data path that is serving already.
+        capture::install(c, config.vips.v4, config.vips.v6).await?;
+    }
     info!(node = %config.name, mesh = %endpoint.advertise_addr(), admin = %config.admin, generation, "node started");
     let node = Node {
         gossip_stats: gossip.stats(),
@@ -176,6 +205,30 @@ async fn start(p: Prepared) -> anyhow::Result<(Node, TcpListener)> {
         started: crate::clock::now(),
     };
     Ok((node, admin_listener))
+}
+
+/// Binds the capture listeners (into `listeners`) and the DNS sockets, when they are on, and
+/// checks that the capture rules can be installed.
+async fn bind_onboarding(
+    config: &Config,
+    listeners: &mut proxy::Listeners,
+) -> anyhow::Result<Option<dns::DnsListeners>> {
+    if let Some(c) = &config.capture {
+        listeners.captured = proxy::bind_captured(c.port, config.vips.v6.is_some()).await?;
+        capture::check(c, config.vips.v4, config.vips.v6).await?;
+    }
+    match &config.dns {
+        Some(d) => Ok(Some(dns::bind(d.listen).await?)),
+        None => Ok(None),
+    }
+}
+
+/// Keeps the services' virtual IPs in step with the view; returns the map's receiver.
+fn start_vips(config: &Config, membership: &Membership) -> watch::Receiver<Arc<VipMap>> {
+    let (tx, rx) = watch::channel(Arc::new(VipMap::default()));
+    let allocator = vip::Allocator::new(config.vips.clone());
+    tokio::spawn(vip::run(membership.watch(), allocator, tx));
+    rx
 }
 
 /// The QUIC endpoint (keeping its stateless-reset key across restarts) and gossip over it.
@@ -257,6 +310,10 @@ async fn shutdown(node: Node) {
     let linger = (node.config.gossip.interval * 3).max(Duration::from_millis(300));
     node.membership.leave(linger).await;
     node.endpoint.close(Duration::from_millis(500)).await;
+    if let Some(c) = &node.config.capture {
+        // Last: captured apps are served until the node is gone.
+        capture::remove(c).await;
+    }
     node.proxy.traces.shutdown().await;
 }
 

@@ -6,6 +6,14 @@
 //! app ─TCP──▶ upstream ─plan─▶ (targets) ─dial─▶ QUIC stream (header, ack, bytes) ─▶ inbound ─▶ app
 //! ```
 //!
+//! Apps that are not changed reach the same two paths: a connection captured on its way to a
+//! service's virtual IP ([`captured`]) is served as HTTP by [`outbound`] or carried as TCP by
+//! [`upstream`], by the service's protocol; a `CONNECT` ([`connect`]) likewise. An upgraded
+//! request (WebSocket) and a CONNECT tunnel are one QUIC stream each, like a TCP connection,
+//! decided and admitted as the request that opens them; [`tunnel`] copies their bytes.
+//! Requests for hosts outside the mesh go straight there ([`external`]) or are refused, as
+//! [`External`] says.
+//!
 //! One cached QUIC connection per peer (the transport's), one bidirectional stream per HTTP
 //! request or TCP connection. [`plan`] decides, before any I/O and for HTTP and TCP alike: route,
 //! backend, subset, the instances in order (balancer or hash ring, the caller's zone first) with
@@ -19,10 +27,13 @@
 pub mod ack;
 pub mod admission;
 pub mod body;
+pub mod captured;
+pub mod connect;
 pub mod dial;
 pub mod edits;
 pub mod errors;
 pub mod exchange;
+pub mod external;
 pub mod frame;
 pub mod headers;
 pub mod inbound;
@@ -35,6 +46,7 @@ pub mod replay;
 pub mod route;
 pub mod runtime;
 pub mod timed;
+pub mod tunnel;
 pub mod upstream;
 
 use std::net::SocketAddr;
@@ -44,7 +56,7 @@ use anyhow::Context;
 use murmur_transport::identity::Name;
 use tokio::net::TcpListener;
 
-pub use runtime::Proxy;
+pub use runtime::{External, Proxy};
 
 #[cfg(test)]
 mod tests;
@@ -65,6 +77,24 @@ pub struct Listeners {
     pub outbound: TcpListener,
     /// One per `[[upstream]]`.
     pub upstreams: Vec<(Name, TcpListener)>,
+    /// Where captured connections arrive (IPv4 and, with IPv6 virtual IPs, IPv6 loopback).
+    pub captured: Vec<TcpListener>,
+}
+
+/// Binds the listeners for captured connections: `port` on 127.0.0.1, and on ::1 with `v6`.
+pub async fn bind_captured(port: u16, v6: bool) -> anyhow::Result<Vec<TcpListener>> {
+    let mut addrs = vec![SocketAddr::from(([127, 0, 0, 1], port))];
+    if v6 {
+        addrs.push(SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, port)));
+    }
+    let mut out = Vec::new();
+    for a in addrs {
+        let l = TcpListener::bind(a).await.with_context(|| {
+            format!("cannot listen on {a} for captured connections (capture.port)")
+        })?;
+        out.push(l);
+    }
+    Ok(out)
 }
 
 /// Binds the outbound and upstream listeners.
@@ -82,6 +112,7 @@ pub async fn bind(outbound: SocketAddr, upstreams: &[Upstream]) -> anyhow::Resul
     Ok(Listeners {
         outbound: out,
         upstreams: ups,
+        captured: Vec::new(),
     })
 }
 
@@ -90,5 +121,8 @@ pub fn start(proxy: &Arc<Proxy>, listeners: Listeners) {
     tokio::spawn(outbound::serve(proxy.clone(), listeners.outbound));
     for (service, listener) in listeners.upstreams {
         tokio::spawn(upstream::serve(proxy.clone(), service, listener));
+    }
+    for listener in listeners.captured {
+        tokio::spawn(captured::serve(proxy.clone(), listener));
     }
 }

@@ -1,7 +1,10 @@
-//! Apps behind nodes in tests: small HTTP servers that say who they are and count requests.
+//! Apps behind nodes in tests: small HTTP servers that say who they are and count requests, and
+//! real servers run as processes (Redis).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -477,4 +480,29 @@ impl SlowApp {
             self.cancelled.load(Ordering::Relaxed),
         )
     }
+}
+
+/// A child process killed when dropped.
+#[derive(Debug)]
+pub struct Proc(pub Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A redis-server on `addr`, keeping nothing on disk.
+pub fn redis_server(addr: SocketAddr, dir: &Path) -> Proc {
+    let child = Command::new("redis-server")
+        .args(["--bind", &addr.ip().to_string()])
+        .args(["--port", &addr.port().to_string()])
+        .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
+        .arg("--dir")
+        .arg(dir)
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("redis-server not found: install redis-server (scripts/test does)");
+    Proc(child)
 }

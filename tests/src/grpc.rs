@@ -32,6 +32,35 @@ pub struct EchoReply {
     pub seq: u32,
 }
 
+/// `/demo.Echo/Unary`: replies `echo: <message>`.
+#[derive(Debug, Clone, Copy)]
+pub struct Unary;
+
+impl tonic::server::UnaryService<EchoRequest> for Unary {
+    type Response = EchoReply;
+    type Future = std::future::Ready<Result<tonic::Response<EchoReply>, tonic::Status>>;
+    fn call(&mut self, req: tonic::Request<EchoRequest>) -> Self::Future {
+        let m = req.into_inner().message;
+        std::future::ready(Ok(tonic::Response::new(EchoReply {
+            message: format!("echo: {m}"),
+            seq: 0,
+        })))
+    }
+}
+
+/// Serves `/demo.Echo/Unary` ([`Unary`]) on `addr`; other methods are UNIMPLEMENTED.
+pub async fn serve_echo(addr: SocketAddr) {
+    serve(addr, |req: http::Request<Incoming>| async move {
+        let mut grpc =
+            tonic::server::Grpc::new(tonic_prost::ProstCodec::<EchoReply, EchoRequest>::default());
+        Ok::<_, Infallible>(match req.uri().path() {
+            "/demo.Echo/Unary" => grpc.unary(Unary, req).await,
+            _ => tonic::Status::unimplemented("no such method").into_http(),
+        })
+    })
+    .await;
+}
+
 /// A tonic transport over one HTTP/2 connection to the outbound proxy.
 #[derive(Clone, Debug)]
 pub struct H2(hyper::client::conn::http2::SendRequest<tonic::body::Body>);

@@ -16,6 +16,7 @@ pub mod http;
 pub mod load;
 pub mod netns;
 pub mod node;
+pub mod onboarding;
 pub mod otlp;
 pub mod pki;
 pub mod policy;

@@ -68,6 +68,8 @@ pub struct NodeSpec {
     pub gossip_toml: String,
     /// Validity of its certificate, days.
     pub cert_days: u32,
+    /// `[outbound] external` (`allow` or `deny`), when set.
+    pub external: Option<&'static str>,
     /// Extra environment variables of the process.
     pub env: Vec<(String, String)>,
 }
@@ -85,6 +87,7 @@ impl NodeSpec {
             gossip_interval: "200ms",
             gossip_toml: String::new(),
             cert_days: 90,
+            external: None,
             env: Vec::new(),
         }
     }
@@ -150,10 +153,15 @@ impl NodeSpec {
         let mut t = String::new();
         let ip = self.ip;
         let _ = writeln!(t, "name = \"{}\"", self.name);
-        let _ = writeln!(
-            t,
-            "listen = \"{ip}:7420\"\nadmin = \"{ip}:7422\"\noutbound = \"{ip}:7421\""
-        );
+        let _ = writeln!(t, "listen = \"{ip}:7420\"\nadmin = \"{ip}:7422\"");
+        match self.external {
+            Some(e) => writeln!(
+                t,
+                "outbound = {{ listen = \"{ip}:7421\", external = \"{e}\" }}"
+            ),
+            None => writeln!(t, "outbound = \"{ip}:7421\""),
+        }
+        .unwrap_or_default();
         let _ = writeln!(t, "data_dir = \"{}\"", dir.join("data").display());
         let seeds: Vec<String> = self.seeds.iter().map(|s| format!("\"{s}\"")).collect();
         let _ = writeln!(t, "seeds = [{}]", seeds.join(", "));
@@ -262,27 +270,43 @@ impl NodeProc {
         }
     }
 
-    /// Sends `sig` and waits (up to 30 s) for the process to exit; returns whether it exited
-    /// with success.
-    pub fn stop_with(&mut self, sig: Signal) -> bool {
-        let Some(mut child) = self.child.take() else {
+    /// [`NodeProc::stop_with`] without blocking the test's thread: apps the test serves on it
+    /// keep answering, so a node draining requests to them can finish (with the blocking wait,
+    /// a request in flight to such an app holds the drain until its timeout).
+    pub async fn stop(&mut self, sig: Signal) -> bool {
+        let Some((mut child, deadline)) = self.take_signalled(sig) else {
             return false;
         };
-        if let Ok(pid) = i32::try_from(child.id()) {
-            let _ = kill(Pid::from_raw(pid), sig);
-        }
-        let deadline = std::time::Instant::now() + Duration::from_secs(30);
         loop {
-            if let Ok(Some(status)) = child.try_wait() {
-                return status.success();
+            if let Some(success) = exited(&mut child, deadline) {
+                return success;
             }
-            if std::time::Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                return false;
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Sends `sig` and waits (up to 30 s) for the process to exit; returns whether it exited
+    /// with success. Blocks the thread: with apps served on it and requests in flight, use
+    /// [`NodeProc::stop`].
+    pub fn stop_with(&mut self, sig: Signal) -> bool {
+        let Some((mut child, deadline)) = self.take_signalled(sig) else {
+            return false;
+        };
+        loop {
+            if let Some(success) = exited(&mut child, deadline) {
+                return success;
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// Takes the child and sends it `sig`; returns it with the time it has to exit.
+    fn take_signalled(&mut self, sig: Signal) -> Option<(Child, std::time::Instant)> {
+        let child = self.child.take()?;
+        if let Ok(pid) = i32::try_from(child.id()) {
+            let _ = kill(Pid::from_raw(pid), sig);
+        }
+        Some((child, std::time::Instant::now() + Duration::from_secs(30)))
     }
 
     /// Whether the process is still running.
@@ -369,6 +393,19 @@ impl NodeProc {
         out.sort();
         Ok(out)
     }
+}
+
+/// Whether `child` exited with success, once it exited (killed after `deadline`: false).
+fn exited(child: &mut Child, deadline: std::time::Instant) -> Option<bool> {
+    if let Ok(Some(status)) = child.try_wait() {
+        return Some(status.success());
+    }
+    if std::time::Instant::now() > deadline {
+        let _ = child.kill();
+        let _ = child.wait();
+        return Some(false);
+    }
+    None
 }
 
 fn is_zombie(pid: i32) -> bool {

@@ -8,25 +8,12 @@ use std::net::SocketAddr;
 
 use http::uri::PathAndQuery;
 use hyper::body::Incoming;
-use murmur_tests::grpc::{EchoReply, EchoRequest, client};
+use murmur_tests::grpc::{EchoReply, EchoRequest, Unary, client};
 use murmur_tests::{Cluster, netns};
 use tonic::{Code, Status};
 use tonic_prost::ProstCodec;
 
 type Ready<T> = std::future::Ready<Result<tonic::Response<T>, Status>>;
-
-struct Unary;
-impl tonic::server::UnaryService<EchoRequest> for Unary {
-    type Response = EchoReply;
-    type Future = Ready<EchoReply>;
-    fn call(&mut self, req: tonic::Request<EchoRequest>) -> Self::Future {
-        let m = req.into_inner().message;
-        std::future::ready(Ok(tonic::Response::new(EchoReply {
-            message: format!("echo: {m}"),
-            seq: 0,
-        })))
-    }
-}
 
 struct Fail;
 impl tonic::server::UnaryService<EchoRequest> for Fail {

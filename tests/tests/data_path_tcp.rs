@@ -5,39 +5,12 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use murmur_tests::apps::TcpEcho;
+use murmur_tests::apps::{TcpEcho, redis_server};
 use murmur_tests::{Cluster, netns, wait_until};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-/// Kills the Redis server when the test ends, however it ends.
-struct Redis(Child);
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn redis_server(addr: SocketAddr, dir: &std::path::Path) -> Redis {
-    let child = Command::new("redis-server")
-        .args([
-            "--bind",
-            &addr.ip().to_string(),
-            "--port",
-            &addr.port().to_string(),
-        ])
-        .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
-        .arg("--dir")
-        .arg(dir)
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("redis-server not found: install redis-server and redis-tools (scripts/test does)");
-    Redis(child)
-}
 
 fn redis_cli(addr: SocketAddr, args: &[&str], stdin: Option<&[u8]>) -> String {
     let mut cmd = Command::new("redis-cli");

@@ -154,7 +154,7 @@ fn a_rolling_restart_of_every_serving_node_fails_no_request() {
         for name in ["n2", "n3", "n4"] {
             let t = Instant::now();
             assert!(
-                c.node_mut(name).stop_with(Signal::SIGTERM),
+                c.node_mut(name).stop(Signal::SIGTERM).await,
                 "{name} did not exit cleanly"
             );
             let drained = t.elapsed();

@@ -45,6 +45,9 @@ pub async fn get(state: &AdminState) -> hyper::Response<Body> {
          the output failed.",
         load(&log.dropped),
     );
+    t.dns_queries.render(&mut out);
+    t.captured.render(&mut out);
+    t.external.render(&mut out);
     traffic_metrics(state, &mut out);
     membership_metrics(state, &mut out);
     let incarnations = state.membership.known_incarnations().await as f64;

@@ -8,6 +8,7 @@ use clap::Args;
 use murmur_transport::identity::{Name, TrustDomain};
 
 use crate::config::{Config, Overrides};
+use crate::proxy::External;
 
 /// Every setting can come from the file (`--config`), a `MURMUR_*` environment variable or a
 /// flag; a flag wins over the environment, which wins over the file.
@@ -53,6 +54,26 @@ pub struct RunArgs {
     /// Worker threads; 1 runs everything on one core [default: 1].
     #[arg(long, env = "MURMUR_THREADS")]
     threads: Option<usize>,
+    /// Answer DNS for the mesh on this address (UDP and TCP), e.g. 127.0.0.153:53: services
+    /// as <service>.mesh with a virtual IP each; other names are forwarded.
+    #[arg(long, env = "MURMUR_DNS")]
+    dns: Option<SocketAddr>,
+    /// Capture local apps' TCP to the services' virtual IPs (nftables rules in the node's own
+    /// table; needs root or CAP_NET_ADMIN). `murmur capture print` shows the rules.
+    #[arg(long, env = "MURMUR_CAPTURE")]
+    capture: bool,
+    /// CONNECT and absolute-form requests for hosts outside the mesh: pass them through
+    /// (allow) or answer 403 (deny) [default: allow].
+    #[arg(long, env = "MURMUR_EXTERNAL", value_parser = parse_external)]
+    external: Option<External>,
+}
+
+fn parse_external(s: &str) -> Result<External, String> {
+    match s {
+        "allow" => Ok(External::Allow),
+        "deny" => Ok(External::Deny),
+        other => Err(format!("{other:?}: use allow or deny")),
+    }
 }
 
 pub fn run(args: RunArgs) -> anyhow::Result<()> {
@@ -69,6 +90,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         cert: args.cert,
         key: args.key,
         threads: args.threads,
+        dns: args.dns,
+        capture: args.capture,
+        external: args.external,
     };
     let config = Config::load(args.config.as_deref(), overrides)?;
     let runtime = if config.threads == 1 {

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use murmur_membership::records::{Balancer, Protocol};
 use murmur_transport::identity::{Name, TrustDomain};
 use serde::Deserialize;
+use serde::de::{self, MapAccess, Visitor};
 
 use super::duration::HumanDuration;
 
@@ -26,8 +27,8 @@ pub struct RawConfig {
     pub seeds: Option<Vec<String>>,
     /// Admin API address.
     pub admin: Option<SocketAddr>,
-    /// Outbound HTTP proxy address.
-    pub outbound: Option<SocketAddr>,
+    /// The outbound HTTP proxy: its address, or a table (`[outbound]`).
+    pub outbound: Option<RawOutbound>,
     /// State directory.
     pub data_dir: Option<PathBuf>,
     /// Node labels.
@@ -46,6 +47,10 @@ pub struct RawConfig {
     pub policy: Option<RawPolicy>,
     /// Graceful drain.
     pub drain: Option<RawDrain>,
+    /// The mesh DNS.
+    pub dns: Option<RawDns>,
+    /// Transparent capture.
+    pub capture: Option<RawCapture>,
     /// Local services this node serves.
     #[serde(default, rename = "service")]
     pub services: Vec<RawService>,
@@ -213,4 +218,103 @@ pub struct RawDrain {
     pub quiet: Option<HumanDuration>,
     /// Shortest wait after announcing.
     pub min_wait: Option<HumanDuration>,
+}
+
+/// `outbound`: an address (`outbound = "127.0.0.1:7421"`) or a table (`[outbound]`).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct RawOutbound {
+    /// Address of the outbound proxy.
+    pub listen: Option<SocketAddr>,
+    /// CONNECT and absolute-form requests to hosts outside the mesh.
+    pub external: Option<RawExternal>,
+}
+
+/// The table form of [`RawOutbound`].
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOutboundTable {
+    listen: Option<SocketAddr>,
+    external: Option<RawExternal>,
+}
+
+impl<'de> Deserialize<'de> for RawOutbound {
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = RawOutbound;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(
+                    "an address such as \"127.0.0.1:7421\", or a table with `listen` and \
+                     `external`",
+                )
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<RawOutbound, E> {
+                let listen = s.parse().map_err(|_| {
+                    E::custom(format!(
+                        "{s:?} is not an address such as \"127.0.0.1:7421\""
+                    ))
+                })?;
+                Ok(RawOutbound {
+                    listen: Some(listen),
+                    external: None,
+                })
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<RawOutbound, A::Error> {
+                let t = RawOutboundTable::deserialize(de::value::MapAccessDeserializer::new(map))?;
+                Ok(RawOutbound {
+                    listen: t.listen,
+                    external: t.external,
+                })
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// `[outbound] external`
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RawExternal {
+    /// Pass through directly.
+    Allow,
+    /// Refuse with 403.
+    Deny,
+}
+
+/// `[dns]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDns {
+    /// Answer DNS (default: true when the table is present).
+    pub enabled: Option<bool>,
+    /// UDP and TCP address.
+    pub listen: Option<SocketAddr>,
+    /// `<service>.<suffix>`.
+    pub suffix: Option<String>,
+    /// Also answer a bare `<service>`.
+    pub bare_names: Option<bool>,
+    /// Resolvers for other names, `ip:port`.
+    pub upstreams: Option<Vec<SocketAddr>>,
+    /// The file whose nameservers are the upstreams when none are given.
+    pub resolv_conf: Option<PathBuf>,
+    /// IPv4 range of the virtual IPs.
+    pub vip_range: Option<String>,
+    /// IPv6 range of the virtual IPs ("" for none).
+    pub vip_range6: Option<String>,
+}
+
+/// `[capture]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCapture {
+    /// Capture (default: true when the table is present).
+    pub enabled: Option<bool>,
+    /// The port redirected connections arrive at.
+    pub port: Option<u16>,
+    /// Firewall mark of the node's own sockets.
+    pub mark: Option<u32>,
+    /// Users whose processes are not captured.
+    pub exempt_uids: Option<Vec<u32>>,
+    /// The nftables table.
+    pub table: Option<String>,
 }

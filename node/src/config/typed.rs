@@ -12,18 +12,22 @@ use murmur_transport::identity::{Name, TrustDomain};
 use murmur_transport::tls::CredentialPaths;
 
 use super::raw::{
-    RawAccessLog, RawCheckKind, RawConfig, RawDrain, RawGossip, RawHealth, RawOtlpProtocol,
-    RawPolicy, RawService, RawTelemetry, RawTls,
+    RawAccessLog, RawCapture, RawCheckKind, RawConfig, RawDns, RawDrain, RawExternal, RawGossip,
+    RawHealth, RawOtlpProtocol, RawPolicy, RawService, RawTelemetry, RawTls,
 };
+use crate::capture::CaptureSettings;
+use crate::dns::{DnsSettings, UpstreamSource};
 use crate::drain::DrainSettings;
 use crate::health::CheckConfig;
 use crate::health::probe::{Probe, parse_expect};
 use crate::health::state::Thresholds;
+use crate::names::MeshNames;
 use crate::policy::PolicySettings;
-use crate::proxy::Upstream;
+use crate::proxy::{External, Upstream};
 use crate::services::LocalService;
 use crate::telemetry::accesslog::{AccessLogSettings, DEFAULT_QUEUE, Output};
 use crate::telemetry::traces::{OtlpProtocol, TraceSettings};
+use crate::vip::VipSettings;
 
 /// Default QUIC port.
 pub const DEFAULT_MESH_PORT: u16 = 7420;
@@ -31,6 +35,10 @@ pub const DEFAULT_MESH_PORT: u16 = 7420;
 pub const DEFAULT_OUTBOUND: &str = "127.0.0.1:7421";
 /// Default admin API address.
 pub const DEFAULT_ADMIN: &str = "127.0.0.1:7422";
+/// Default address of the mesh DNS (a loopback address no common resolver uses).
+pub const DEFAULT_DNS: &str = "127.0.0.153:53";
+/// Default resolv.conf whose nameservers the DNS forwards to.
+pub const DEFAULT_RESOLV_CONF: &str = "/etc/resolv.conf";
 
 /// A configuration problem, naming where it is and what to do.
 #[derive(Debug, thiserror::Error)]
@@ -97,6 +105,12 @@ pub struct Overrides {
     pub key: Option<PathBuf>,
     /// `--threads`
     pub threads: Option<usize>,
+    /// `--dns` (turns the mesh DNS on, on this address)
+    pub dns: Option<SocketAddr>,
+    /// `--capture`
+    pub capture: bool,
+    /// `--external`
+    pub external: Option<External>,
 }
 
 /// Everything a node runs with.
@@ -116,6 +130,16 @@ pub struct Config {
     pub admin: SocketAddr,
     /// Outbound HTTP proxy.
     pub outbound: SocketAddr,
+    /// Requests for hosts outside the mesh.
+    pub external: External,
+    /// How apps name services (the DNS and the proxy).
+    pub names: MeshNames,
+    /// Virtual IP ranges.
+    pub vips: VipSettings,
+    /// The mesh DNS, if on.
+    pub dns: Option<DnsSettings>,
+    /// Transparent capture, if on.
+    pub capture: Option<CaptureSettings>,
     /// State directory.
     pub data_dir: PathBuf,
     /// Labels.
@@ -210,6 +234,12 @@ impl Config {
             .unwrap_or_else(|| PathBuf::from("murmur-data").join(name.as_str()));
         let (gossip, fail_static_warmup) = gossip_settings(raw.gossip.unwrap_or_default())?;
         let threads = flags.threads.or(raw.threads).unwrap_or(1);
+        let outbound = raw.outbound.unwrap_or_default();
+        let dns_present = raw.dns.is_some();
+        let dns_raw = raw.dns.unwrap_or_default();
+        let (names, vips) = (mesh_names(&dns_raw)?, vip_settings(&dns_raw)?);
+        let dns = dns_settings(dns_raw, dns_present, flags.dns, base)?;
+        let capture = capture_of(raw.capture, flags.capture)?;
         if threads == 0 {
             return Err(ConfigError::Invalid {
                 field: "threads".into(),
@@ -228,8 +258,16 @@ impl Config {
                 .unwrap_or_else(|| parse_default(DEFAULT_ADMIN)),
             outbound: flags
                 .outbound
-                .or(raw.outbound)
+                .or(outbound.listen)
                 .unwrap_or_else(|| parse_default(DEFAULT_OUTBOUND)),
+            external: flags.external.unwrap_or(match outbound.external {
+                Some(RawExternal::Deny) => External::Deny,
+                Some(RawExternal::Allow) | None => External::Allow,
+            }),
+            names,
+            vips,
+            dns,
+            capture,
             data_dir,
             labels: raw.labels.unwrap_or_default(),
             threads,
@@ -253,6 +291,136 @@ impl Config {
             access_log: access_log_settings(raw.access_log.unwrap_or_default(), base)?,
         })
     }
+}
+
+/// The naming rules from `[dns]` (the proxy follows them whether or not the DNS is on).
+fn mesh_names(d: &RawDns) -> Result<MeshNames, ConfigError> {
+    MeshNames::new(
+        d.suffix.as_deref().unwrap_or("mesh"),
+        d.bare_names.unwrap_or(false),
+    )
+    .map_err(|message| ConfigError::Invalid {
+        field: "dns.suffix".into(),
+        message,
+    })
+}
+
+/// The virtual-IP ranges from `[dns]`.
+fn vip_settings(d: &RawDns) -> Result<VipSettings, ConfigError> {
+    let mut s = VipSettings::default();
+    let invalid = |field: &str, message: String| ConfigError::Invalid {
+        field: format!("dns.{field}"),
+        message,
+    };
+    if let Some(r) = &d.vip_range {
+        let net: ipnet::Ipv4Net = r.parse().map_err(|_| {
+            invalid(
+                "vip_range",
+                format!("{r:?} is not an IPv4 range such as \"240.0.0.0/4\""),
+            )
+        })?;
+        if net.prefix_len() > 24 || net.network() != net.addr() {
+            return Err(invalid(
+                "vip_range",
+                format!("{r:?} must be a network address with a prefix of /24 or shorter"),
+            ));
+        }
+        s.v4 = net;
+    }
+    if let Some(r) = &d.vip_range6 {
+        s.v6 = if r.is_empty() {
+            None
+        } else {
+            let net: ipnet::Ipv6Net = r.parse().map_err(|_| {
+                invalid("vip_range6", format!("{r:?} is not an IPv6 range such as \"fd6d:7572:6d75:7200::/64\" (\"\" for none)"))
+            })?;
+            if net.prefix_len() > 112 || net.network() != net.addr() {
+                return Err(invalid(
+                    "vip_range6",
+                    format!("{r:?} must be a network address with a prefix of /112 or shorter"),
+                ));
+            }
+            Some(net)
+        };
+    }
+    Ok(s)
+}
+
+/// `[dns]` and `--dns`: on when the flag is given or the table is present (and not disabled).
+fn dns_settings(
+    d: RawDns,
+    present: bool,
+    flag: Option<SocketAddr>,
+    base: &Path,
+) -> Result<Option<DnsSettings>, ConfigError> {
+    if flag.is_none() && !(present && d.enabled.unwrap_or(true)) {
+        return Ok(None);
+    }
+    let upstreams = match (d.upstreams, d.resolv_conf) {
+        (Some(_), Some(_)) => {
+            return Err(ConfigError::Invalid {
+                field: "dns.upstreams".into(),
+                message: "set either upstreams or resolv_conf, not both".into(),
+            });
+        }
+        (Some(list), None) => UpstreamSource::Explicit(list),
+        (None, Some(path)) => UpstreamSource::ResolvConf(base.join(path)),
+        (None, None) => UpstreamSource::ResolvConf(DEFAULT_RESOLV_CONF.into()),
+    };
+    Ok(Some(DnsSettings {
+        listen: flag
+            .or(d.listen)
+            .unwrap_or_else(|| parse_default(DEFAULT_DNS)),
+        upstreams,
+    }))
+}
+
+/// The capture settings and virtual-IP ranges of `file` (or the defaults), as `murmur capture
+/// print` shows them: nothing else of the file is needed or checked.
+pub fn capture_settings(
+    file: Option<&Path>,
+) -> Result<(CaptureSettings, VipSettings), ConfigError> {
+    let raw = match file {
+        Some(path) => parse_file(path)?,
+        None => RawConfig::default(),
+    };
+    let vips = vip_settings(&raw.dns.unwrap_or_default())?;
+    let capture = capture_of(raw.capture, true)?.unwrap_or_default();
+    Ok((capture, vips))
+}
+
+/// `[capture]` and `--capture`.
+fn capture_of(c: Option<RawCapture>, flag: bool) -> Result<Option<CaptureSettings>, ConfigError> {
+    let enabled = flag || c.as_ref().is_some_and(|c| c.enabled.unwrap_or(true));
+    if !enabled {
+        return Ok(None);
+    }
+    let c = c.unwrap_or_default();
+    let d = CaptureSettings::default();
+    let table = c.table.unwrap_or(d.table);
+    let ok = !table.is_empty()
+        && table.len() <= 64
+        && table
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if !ok {
+        return Err(ConfigError::Invalid {
+            field: "capture.table".into(),
+            message: format!("{table:?} must be letters, digits, '_' or '-' (at most 64)"),
+        });
+    }
+    if c.port == Some(0) {
+        return Err(ConfigError::Invalid {
+            field: "capture.port".into(),
+            message: "must be a port number above 0".into(),
+        });
+    }
+    Ok(Some(CaptureSettings {
+        port: c.port.unwrap_or(d.port),
+        mark: c.mark.unwrap_or(d.mark),
+        exempt_uids: c.exempt_uids.unwrap_or_default(),
+        table,
+    }))
 }
 
 fn drain_settings(d: RawDrain, gossip_interval: Duration) -> DrainSettings {

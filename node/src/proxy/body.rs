@@ -10,6 +10,7 @@ use bytes::{Bytes, BytesMut};
 use http::HeaderMap;
 use http_body::{Body, Frame as BodyFrame, SizeHint};
 use http_body_util::BodyExt;
+use hyper::body::Incoming;
 use murmur_membership::policy::spec::GrpcCode;
 use quinn::{SendStream, VarInt};
 
@@ -42,15 +43,18 @@ pub struct FrameBody {
 impl FrameBody {
     /// The body announced by `kind`, read from `reader`.
     pub fn new(reader: FrameReader, kind: BodyKind) -> Self {
-        let (reader, left) = match kind {
-            BodyKind::Empty => (None, Some(0)),
-            BodyKind::Length(n) => (Some(reader), Some(n)),
-            BodyKind::Stream => (Some(reader), None),
-        };
-        Self {
-            reader,
-            left,
-            first: None,
+        match kind {
+            BodyKind::Empty | BodyKind::Upgrade => Self::empty(),
+            BodyKind::Length(n) => Self {
+                reader: Some(reader),
+                left: Some(n),
+                first: None,
+            },
+            BodyKind::Stream => Self {
+                reader: Some(reader),
+                left: None,
+                first: None,
+            },
         }
     }
 
@@ -71,6 +75,17 @@ impl FrameBody {
             Frame::Refused(_) => return Err(FrameError::Unexpected("refused")),
         }));
         Ok(body)
+    }
+}
+
+impl FrameBody {
+    /// No body (the stream, if any, is kept elsewhere).
+    pub fn empty() -> Self {
+        Self {
+            reader: None,
+            left: Some(0),
+            first: None,
+        }
     }
 }
 
@@ -153,8 +168,21 @@ pub enum ProxyBody {
     Timed(TimedBody<FrameBody>),
     /// Made by this node (errors).
     Local(Option<Bytes>),
+    /// From a host outside the mesh, passed through.
+    Direct(Incoming),
     /// One of the above, watched to its end (gRPC status in trailers, access log).
     Observed(Box<Observed<Self>>),
+}
+
+/// Why a response body broke off.
+#[derive(Debug, thiserror::Error)]
+pub enum BodyError {
+    /// The frames from the serving node.
+    #[error(transparent)]
+    Frame(#[from] FrameError),
+    /// The connection to a host outside the mesh.
+    #[error("{0}")]
+    Direct(#[from] hyper::Error),
 }
 
 impl ProxyBody {
@@ -166,23 +194,24 @@ impl ProxyBody {
 
 impl Body for ProxyBody {
     type Data = Bytes;
-    type Error = FrameError;
+    type Error = BodyError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<BodyFrame<Bytes>, FrameError>>> {
+    ) -> Poll<Option<Result<BodyFrame<Bytes>, BodyError>>> {
         match self.get_mut() {
-            Self::Remote(b) => Pin::new(b).poll_frame(cx),
+            Self::Remote(b) => Pin::new(b).poll_frame(cx).map_err(BodyError::from),
             Self::Timed(b) => Pin::new(b).poll_frame(cx).map(|f| {
                 f.map(|r| {
                     r.map_err(|e| match e {
-                        TimedError::Inner(e) => e,
-                        TimedError::Expired(fired) => FrameError::Expired(fired.as_str()),
+                        TimedError::Inner(e) => e.into(),
+                        TimedError::Expired(fired) => FrameError::Expired(fired.as_str()).into(),
                     })
                 })
             }),
             Self::Local(b) => Poll::Ready(b.take().map(|b| Ok(BodyFrame::data(b)))),
+            Self::Direct(b) => Pin::new(b).poll_frame(cx).map_err(BodyError::from),
             Self::Observed(b) => Pin::new(&mut **b).poll_frame(cx),
         }
     }
@@ -192,6 +221,7 @@ impl Body for ProxyBody {
             Self::Remote(b) => b.is_end_stream(),
             Self::Timed(b) => b.is_end_stream(),
             Self::Local(b) => b.is_none(),
+            Self::Direct(b) => b.is_end_stream(),
             Self::Observed(b) => b.is_end_stream(),
         }
     }
@@ -201,6 +231,7 @@ impl Body for ProxyBody {
             Self::Remote(b) => b.size_hint(),
             Self::Timed(b) => b.size_hint(),
             Self::Local(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
+            Self::Direct(b) => b.size_hint(),
             Self::Observed(b) => b.size_hint(),
         }
     }

@@ -26,9 +26,23 @@ pub enum ProxyError {
     /// The request head is too large to forward.
     #[error("request headers too large: {0}")]
     HeadTooLarge(String),
-    /// A method this listener does not proxy.
-    #[error("{0}")]
-    Unsupported(String),
+    /// A request for a host outside the mesh, and `[outbound] external = "deny"`.
+    #[error(
+        "{host} is outside the mesh, and this node refuses requests for hosts outside it \
+         ([outbound] external = \"deny\")"
+    )]
+    ExternalDenied {
+        /// The host and port asked for.
+        host: String,
+    },
+    /// A host outside the mesh could not be reached.
+    #[error("cannot reach {host} (outside the mesh): {detail}")]
+    ExternalFailed {
+        /// The host and port asked for.
+        host: String,
+        /// Why.
+        detail: String,
+    },
     /// The instance failed after the request was sent.
     #[error("the {service} instance on node {node} failed: {detail}")]
     Upstream {
@@ -171,11 +185,14 @@ impl ProxyError {
     pub fn reply(&self) -> LocalReply {
         let (status, tag, code) = match self {
             Self::Route(RouteError::BadTarget(_)) => (400, "bad-target", 3),
-            Self::Route(RouteError::Unknown(_)) => (503, "unknown-service", 14),
+            Self::Route(RouteError::Unknown(_) | RouteError::NoVip(_)) => {
+                (503, "unknown-service", 14)
+            }
             Self::Route(RouteError::NoInstance { .. }) => (503, "no-instance", 14),
             Self::BadPath(_) => (400, "bad-path", 3),
             Self::HeadTooLarge(_) => (431, "head-too-large", 8),
-            Self::Unsupported(_) => (405, "unsupported", 12),
+            Self::ExternalDenied { .. } => (403, "external-denied", 7),
+            Self::ExternalFailed { .. } => (502, "external-failed", 14),
             Self::Upstream { .. } => (502, "upstream-failed", 14),
             Self::Timeout { .. } => (504, "timeout", 4),
             Self::Overloaded { .. } => (503, "overloaded", 14),

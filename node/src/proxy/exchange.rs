@@ -36,6 +36,7 @@ use super::replay::Source;
 use super::route::RouteError;
 use super::runtime::Proxy;
 use super::timed::TimedBody;
+use super::tunnel::Tunnel;
 use crate::balance::InFlight;
 use crate::traffic::Circuit;
 use crate::traffic::circuit::{OutlierConfig, PendingGuard, Transition};
@@ -66,7 +67,15 @@ struct Encoded<'r> {
 }
 
 /// The response and the node that gave it.
-pub type Answer = (Response<ProxyBody>, String);
+#[derive(Debug)]
+pub struct Answer {
+    /// For the app.
+    pub response: Response<ProxyBody>,
+    /// The node that answered.
+    pub node: String,
+    /// After a `101` to an upgrade request: the stream, now the upgraded connection.
+    pub tunnel: Option<Tunnel>,
+}
 
 /// How one attempt ended.
 enum Attempt {
@@ -77,6 +86,8 @@ enum Attempt {
         task: BodyTask,
         /// What was looked at for a gRPC status (only when something acts on one).
         peeked: Option<Box<Peeked>>,
+        /// Our side of an upgrade request's stream, kept open for the switch.
+        held: Option<SendStream>,
     },
     /// Nothing reached the app.
     NotSent(NotSent),
@@ -192,7 +203,11 @@ pub async fn run(
     if let Some(route) = plan.route {
         record.route(&route.name);
         if let Some(r) = plan.redirect {
-            return Ok((edits::redirect(&route.name, r), "-".to_owned()));
+            return Ok(Answer {
+                response: edits::redirect(&route.name, r),
+                node: "-".to_owned(),
+                tunnel: None,
+            });
         }
         edits::request(route, &mut req.head);
         record.path(&req.head.path);
@@ -216,7 +231,7 @@ pub async fn run(
         timeouts,
         source: Source::new(
             body,
-            encoded.kind == BodyKind::Empty,
+            matches!(encoded.kind, BodyKind::Empty | BodyKind::Upgrade),
             plan.retry.map(|r| r.max_body_bytes).max(keep),
         ),
         retries: 0,
@@ -472,6 +487,7 @@ impl Call<'_> {
                 reader,
                 task,
                 peeked,
+                held,
             } => {
                 let grpc = grpc_of(peeked.as_deref());
                 if let Some(failure) = self.retryable(&head, grpc)
@@ -485,8 +501,11 @@ impl Call<'_> {
                     return Next::Retry(failure);
                 }
                 task.detach();
-                let resp = respond(head, reader, peeked.and_then(|p| p.first), self);
-                Next::Done(resp.map(|r| (r, node())).map_err(upstream))
+                let first = peeked.and_then(|p| p.first);
+                Next::Done(
+                    self.answer(head, reader, first, held, node())
+                        .map_err(upstream),
+                )
             }
             Attempt::NotSent(why) => {
                 if let NotSent::Dial(e) = &why
@@ -527,6 +546,34 @@ impl Call<'_> {
                 Next::Done(Err(self.expired(fired)))
             }
         }
+    }
+
+    /// The answer for the app: a switch to the upgraded connection after a `101` to an upgrade
+    /// request, else the response (the held side of an upgrade request that was not switched
+    /// ends here).
+    fn answer(
+        &self,
+        head: ResponseHead,
+        reader: FrameReader,
+        first: Option<Frame>,
+        held: Option<SendStream>,
+        node: String,
+    ) -> Result<Answer, String> {
+        let (response, tunnel) = match (head.status, held) {
+            (101, Some(send)) => (switched(head)?, Some(Tunnel::after_frames(send, reader))),
+            (101, None) => return Err("101 to a request that asked for no upgrade".into()),
+            (_, held) => {
+                if let Some(mut send) = held {
+                    let _ = send.finish();
+                }
+                (respond(head, reader, first, self)?, None)
+            }
+        };
+        Ok(Answer {
+            response,
+            node,
+            tunnel,
+        })
     }
 
     /// The failure an answer is, if the retry policy retries it: its status, or its gRPC
@@ -636,13 +683,14 @@ async fn attempt(
     let source = &mut call.source;
     let exchange = async {
         let empty = source.is_empty();
+        let upgrade = head.kind == BodyKind::Upgrade;
         let opened = dial::open(
             &proxy.endpoint,
             target,
             header,
             StreamKind::Http,
             &head.bytes,
-            empty,
+            empty && !upgrade,
         )
         .await;
         let (send, recv) = match opened {
@@ -650,7 +698,11 @@ async fn attempt(
             Err(e) => return Attempt::NotSent(NotSent::Dial(e)),
         };
         inflight.sent();
-        let task = if empty {
+        let mut held = None;
+        let task = if upgrade {
+            held = Some(send);
+            BodyTask::none()
+        } else if empty {
             BodyTask::none()
         } else {
             match source.next() {
@@ -675,9 +727,10 @@ async fn attempt(
                     reader,
                     task,
                     peeked: None,
+                    held,
                 },
                 // Boxed: the plain path does not carry its state.
-                Ok(head) => Box::pin(peek_grpc(head, reader, task)).await,
+                Ok(head) => Box::pin(peek_grpc(head, reader, task, held)).await,
                 Err(e) => Attempt::Broken(e.to_string()),
             },
             Ok(Some(Frame::Refused(r))) => Attempt::NotSent(NotSent::Refused(r.reason)),
@@ -696,7 +749,12 @@ async fn attempt(
 
 /// An answer with its gRPC status, for a retry policy or outlier ejection to act on: from its
 /// head, or from trailers that come before any response message (every failed unary call's do).
-async fn peek_grpc(head: ResponseHead, mut reader: FrameReader, task: BodyTask) -> Attempt {
+async fn peek_grpc(
+    head: ResponseHead,
+    mut reader: FrameReader,
+    task: BodyTask,
+    held: Option<SendStream>,
+) -> Attempt {
     let field = |name: &str| {
         head.headers
             .iter()
@@ -732,6 +790,7 @@ async fn peek_grpc(head: ResponseHead, mut reader: FrameReader, task: BodyTask) 
         reader,
         task,
         peeked: Some(Box::new(peeked)),
+        held,
     }
 }
 
@@ -745,6 +804,19 @@ fn deadline_expired(head: &ResponseHead) -> bool {
             .headers
             .iter()
             .any(|(k, v)| k == "x-murmur-error" && v.0 == b"deadline-expired")
+}
+
+/// The `101` for the app: the head's headers, and the upgrade's own (hop-by-hop, so each hop
+/// sets them).
+fn switched(head: ResponseHead) -> Result<Response<ProxyBody>, String> {
+    let mut resp = Response::new(ProxyBody::Local(None));
+    *resp.status_mut() = http::StatusCode::SWITCHING_PROTOCOLS;
+    *resp.headers_mut() = frame::header_map(head.headers).map_err(|e| e.to_string())?;
+    resp.headers_mut().insert(
+        http::header::CONNECTION,
+        http::HeaderValue::from_static("upgrade"),
+    );
+    Ok(resp)
 }
 
 /// The response for the app: status and headers from the head (edited as the route says),

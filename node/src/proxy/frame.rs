@@ -7,6 +7,10 @@
 //! response: HEAD(ResponseHead) DATA*  TRAILERS?  FIN      or   REFUSED(Refusal) FIN
 //! ```
 //!
+//! An upgrade request (`Upgrade`, such as WebSocket) announces [`BodyKind::Upgrade`] and sends
+//! no body: if the answer's head is a `101`, both directions carry the new protocol's bytes,
+//! unframed, after the heads, each ending with its FIN; any other answer ends as above.
+//!
 //! A frame is a type byte, a 32-bit big-endian length and that many bytes. HEAD, TRAILERS and
 //! REFUSED carry versioned postcard and are refused above [`MAX_HEAD_BYTES`] before anything is
 //! decoded; DATA is raw body bytes, streamed on without waiting for the whole frame. Why an own
@@ -42,6 +46,9 @@ pub enum BodyKind {
     Length(u64),
     /// Unknown in advance.
     Stream,
+    /// None, and the request asks to switch protocols: after a `101` answer the stream
+    /// carries the new protocol's bytes both ways, unframed.
+    Upgrade,
 }
 
 /// A header value as raw bytes (values need not be UTF-8).
@@ -366,6 +373,12 @@ impl FrameReader {
     /// Stops the peer's sending side (we will not read further).
     pub fn stop(&mut self, code: quinn::VarInt) {
         let _ = self.recv.stop(code);
+    }
+
+    /// The stream and the bytes read from it past the last frame (an upgraded stream's first
+    /// raw bytes).
+    pub fn into_parts(self) -> (BytesMut, RecvStream) {
+        (self.buf, self.recv)
     }
 }
 

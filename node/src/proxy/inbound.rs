@@ -3,7 +3,10 @@
 //! another instance) — then [`http`] or [`tcp`] serves it.
 
 pub mod http;
+pub mod logline;
+pub mod reply;
 pub mod tcp;
+pub mod upgrade;
 
 use std::sync::Arc;
 
@@ -30,7 +33,7 @@ pub async fn serve(proxy: Arc<Proxy>, mut stream: InboundStream) {
         Err(reason) => {
             match stream.kind {
                 StreamKind::Tcp => ack::refuse(&mut stream.send, &reason).await,
-                _ => http::refuse(&mut stream.send, &reason).await,
+                _ => reply::refuse(&mut stream.send, &reason).await,
             }
             Outcome::Error
         }

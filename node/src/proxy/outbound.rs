@@ -1,15 +1,23 @@
 //! The outbound HTTP listener (`127.0.0.1:7421`): HTTP/1.1 and HTTP/2 with prior knowledge on
 //! one port, routed by `Host: <service>` (or `<service>.mesh`) or by an absolute-form target,
-//! so `HTTP_PROXY=http://127.0.0.1:7421` works.
+//! so `http_proxy=http://127.0.0.1:7421` works; CONNECT goes to [`super::connect`], requests
+//! for hosts outside the mesh to [`super::external`]. The same server serves captured
+//! connections and CONNECT tunnels to HTTP services, with their service fixed. An HTTP/1.1
+//! upgrade (WebSocket) is forwarded as a request and, once answered `101`, carried on as the
+//! upgraded connection over the same stream.
 
 use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::header::CONTENT_TYPE;
+use http::header::{CONNECTION, CONTENT_TYPE, UPGRADE};
 use http::{HeaderValue, Method, Request, Response};
+use http_body::Body as _;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
+use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use murmur_transport::identity::Name;
@@ -21,12 +29,16 @@ use tracing::debug;
 
 use super::body::{self, ProxyBody};
 use super::errors::ProxyError;
-use super::frame::{self, FRAME_VERSION, RequestHead};
+use super::exchange::Answer;
+use super::frame::{self, BodyKind, FRAME_VERSION, RequestHead};
 use super::headers::strip_hop_by_hop;
 use super::plan::{self, Subject};
 use super::record::Record;
+use super::route::Destination;
 use super::runtime::Proxy;
-use super::{exchange, route};
+use super::tunnel::Tunnel;
+use super::{connect, exchange, external, route};
+use crate::telemetry::Outcome;
 use crate::telemetry::traceparent::{TRACEPARENT, TraceParent};
 use crate::telemetry::traces::ProxySpan;
 use crate::traffic::normalize;
@@ -38,16 +50,7 @@ const H2_MAX_STREAMS: u32 = 1024;
 
 /// Accepts app connections until the process ends.
 pub async fn serve(proxy: Arc<Proxy>, listener: TcpListener) {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_concurrent_streams(H2_MAX_STREAMS);
-    let builder = Arc::new(builder);
+    let builder = Arc::new(builder());
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
@@ -58,42 +61,174 @@ pub async fn serve(proxy: Arc<Proxy>, listener: TcpListener) {
             }
         };
         let _ = stream.set_nodelay(true);
-        let (proxy, builder) = (proxy.clone(), builder.clone());
-        tokio::spawn(async move {
-            let svc = service_fn(move |req| {
-                let proxy = proxy.clone();
-                async move { Ok::<_, Infallible>(handle(&proxy, req).await) }
-            });
-            if let Err(e) = builder.serve_connection(TokioIo::new(stream), svc).await {
-                debug!(%peer, error = %e, "outbound connection ended");
-            }
-        });
+        let io = TokioIo::new(stream);
+        tokio::spawn(serve_connection(
+            proxy.clone(),
+            builder.clone(),
+            io,
+            None,
+            peer,
+        ));
     }
 }
 
-async fn handle(proxy: &Proxy, mut req: Request<Incoming>) -> Response<ProxyBody> {
+/// The HTTP server of app connections: HTTP/1.1 (with upgrades and CONNECT) and HTTP/2.
+pub fn builder() -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(H2_MAX_STREAMS);
+    builder
+}
+
+/// Serves one app connection; with `fixed` (a captured connection, a CONNECT tunnel) every
+/// request goes to that service, whatever it names. (A named future type: a CONNECT tunnel
+/// serves a connection from inside a request of one.)
+pub fn serve_connection<I>(
+    proxy: Arc<Proxy>,
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    io: I,
+    fixed: Option<Name>,
+    peer: SocketAddr,
+) -> Pin<Box<dyn Future<Output = ()> + Send>>
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    Box::pin(async move {
+        let svc = service_fn(move |req| {
+            let (proxy, fixed) = (proxy.clone(), fixed.clone());
+            async move { Ok::<_, Infallible>(handle(&proxy, req, fixed.as_ref(), peer).await) }
+        });
+        if let Err(e) = builder.serve_connection_with_upgrades(io, svc).await {
+            debug!(%peer, error = %e, "outbound connection ended");
+        }
+    })
+}
+
+/// One request from an app: CONNECT, a request for a host outside the mesh, or one for a
+/// mesh service.
+async fn handle(
+    proxy: &Arc<Proxy>,
+    req: Request<Incoming>,
+    fixed: Option<&Name>,
+    peer: SocketAddr,
+) -> Response<ProxyBody> {
+    if req.method() == Method::CONNECT {
+        let (resp, http) = connect::handle(proxy, req).await;
+        if let Some((service, on_upgrade)) = http {
+            tokio::spawn(serve_tunnel(proxy.clone(), service, on_upgrade, peer));
+        }
+        return resp;
+    }
     let grpc = req
         .headers()
         .get(CONTENT_TYPE)
         .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
-    let service = match route::service_of(req.uri(), req.headers()) {
-        Ok(s) => s,
+    let destination = match fixed {
+        Some(s) => Ok(Destination::Service(s.clone())),
+        None => route::destination_of(req.uri(), req.headers(), &proxy.names, &proxy.vips.borrow()),
+    };
+    let service = match destination {
+        Ok(Destination::Service(s)) => s,
+        Ok(Destination::External { host, port }) => {
+            return external::http(proxy, req, &host, port).await;
+        }
         Err(e) => return ProxyError::Route(e).response(grpc),
     };
+    to_service(proxy, req, service, grpc).await
+}
+
+/// A request for a mesh service: accounted, traced, decided and carried out.
+async fn to_service(
+    proxy: &Proxy,
+    mut req: Request<Incoming>,
+    service: Name,
+    grpc: bool,
+) -> Response<ProxyBody> {
+    let upgrade = upgrade_of(&mut req);
     let (span, traceparent) = client_span(proxy, &mut req, service.as_str());
     let mut record = Record::start(&proxy.telemetry, service.as_str(), grpc);
-    let (resp, peer) = match forward(proxy, req, &service, traceparent, &mut record).await {
-        Ok(answered) => answered,
+    let protocol = upgrade.as_ref().map(|(p, _)| p.clone());
+    let answer = match forward(proxy, req, &service, traceparent, protocol, &mut record).await {
+        Ok(answer) => answer,
         Err(e) => {
             debug!(error = %e, "outbound request answered locally");
-            (e.response(grpc), "-".to_owned())
+            Answer {
+                response: e.response(grpc),
+                node: "-".to_owned(),
+                tunnel: None,
+            }
         }
     };
-    let status = resp.status().as_u16();
-    let resp = record.finish(resp, &peer);
-    span.set(KeyValue::new("murmur.peer", peer));
+    let Answer {
+        response,
+        node,
+        tunnel,
+    } = answer;
+    let status = response.status().as_u16();
+    span.set(KeyValue::new("murmur.peer", node.clone()));
     span.end(Some(status));
-    resp
+    match (tunnel, upgrade) {
+        (Some(tunnel), Some((_, on_upgrade))) => {
+            // The upgraded connection counts as one request, until it closes.
+            tokio::spawn(async move {
+                let outcome = splice_upgraded(&service, tunnel, on_upgrade).await;
+                record.close(&node, outcome);
+            });
+            response
+        }
+        _ => record.finish(response, &node),
+    }
+}
+
+/// Copies between the app's upgraded connection and the stream, once hyper hands it over.
+async fn splice_upgraded(service: &Name, tunnel: Tunnel, on_upgrade: OnUpgrade) -> Outcome {
+    let upgraded = match on_upgrade.await {
+        Ok(u) => u,
+        Err(e) => {
+            debug!(%service, error = %e, "the app's side of the upgrade failed");
+            return Outcome::Error;
+        }
+    };
+    match tunnel.splice(&mut TokioIo::new(upgraded)).await {
+        Ok(_) => Outcome::Status(101),
+        Err(e) => {
+            debug!(%service, error = %e, "upgraded connection broke");
+            Outcome::Error
+        }
+    }
+}
+
+/// Serves a CONNECT tunnel to an HTTP service as the app's connection to it.
+async fn serve_tunnel(proxy: Arc<Proxy>, service: Name, on_upgrade: OnUpgrade, peer: SocketAddr) {
+    match on_upgrade.await {
+        Ok(upgraded) => {
+            let builder = Arc::new(builder());
+            serve_connection(proxy, builder, upgraded, Some(service), peer).await;
+        }
+        Err(e) => debug!(%service, error = %e, "CONNECT tunnel not opened"),
+    }
+}
+
+/// The protocol an HTTP/1.1 request without a body asks to switch to (`Connection: upgrade`
+/// and `Upgrade: ...`), and its half of the switch.
+fn upgrade_of(req: &mut Request<Incoming>) -> Option<(HeaderValue, OnUpgrade)> {
+    let asks = req.version() == http::Version::HTTP_11
+        && req.body().is_end_stream()
+        && req
+            .headers()
+            .get_all(CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
+    let protocol = req.headers().get(UPGRADE).filter(|_| asks)?.clone();
+    Some((protocol, hyper::upgrade::on(req)))
 }
 
 /// The client span of an outbound request, child of the app's `traceparent` if it sent one;
@@ -129,14 +264,16 @@ fn client_span(
 
 /// Forwards a request for `service`; returns the response and the node that served it.
 /// The path is normalized first ([`normalize`]): routing, and authorization on the serving
-/// node, decide on it, and the app receives it.
+/// node, decide on it, and the app receives it. With `upgrade`, the request asks to switch to
+/// that protocol, and its stream stays open for it.
 async fn forward(
     proxy: &Proxy,
     req: Request<Incoming>,
     service: &Name,
     traceparent: Option<String>,
+    upgrade: Option<HeaderValue>,
     record: &mut Record,
-) -> Result<(Response<ProxyBody>, String), ProxyError> {
+) -> Result<Answer, ProxyError> {
     let started = crate::clock::now();
     let compiled = proxy.traffic.compiled();
     let caller = proxy.caller(service.as_str());
@@ -149,11 +286,6 @@ async fn forward(
             raw,
             traceparent.as_deref(),
         );
-    }
-    if req.method() == Method::CONNECT {
-        return Err(ProxyError::Unsupported(
-            "CONNECT is not proxied: give TCP services an [[upstream]] listener".into(),
-        ));
     }
     let (mut parts, body) = req.into_parts();
     let raw = parts.uri.path_and_query().map_or("/", |p| p.as_str());
@@ -175,13 +307,20 @@ async fn forward(
             |a| normalize::authority(a).into_owned(),
         );
     strip_hop_by_hop(&mut parts.headers);
+    let kind = match upgrade {
+        Some(protocol) => {
+            parts.headers.insert(UPGRADE, protocol);
+            BodyKind::Upgrade
+        }
+        None => body::body_kind(&body),
+    };
     let head = RequestHead {
         version: FRAME_VERSION,
         method: parts.method.as_str().to_owned(),
         path,
         authority,
         headers: frame::fields(&parts.headers),
-        body: body::body_kind(&body),
+        body: kind,
     };
     record.head(&head);
     let view = proxy.view.borrow().clone();

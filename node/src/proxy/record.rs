@@ -78,7 +78,7 @@ impl Record {
             l.request_bytes = match head.body {
                 BodyKind::Empty => Some(0),
                 BodyKind::Length(n) => Some(n),
-                BodyKind::Stream => None,
+                BodyKind::Stream | BodyKind::Upgrade => None,
             };
         }
     }
@@ -128,6 +128,12 @@ impl Record {
         });
         let body = ProxyBody::Observed(Box::new(Observed::new(body, Some(on_end))));
         Response::from_parts(parts, body)
+    }
+
+    /// Accounts for a request whose answer ended as `outcome` without a body to watch (an
+    /// upgraded connection, when it closes).
+    pub fn close(self, peer: &str, outcome: Outcome) {
+        self.account(peer, outcome, None, None);
     }
 
     /// Counts the request, its route, and writes its log line.

@@ -3,18 +3,18 @@
 //! orders the candidates and only after that does any I/O start.
 
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 
 use http::header::HOST;
 use http::{HeaderMap, Uri};
 use murmur_membership::ClusterView;
-use murmur_membership::records::Balancer;
+use murmur_membership::records::{Balancer, Protocol};
 use murmur_membership::view::Endpoint;
 use murmur_transport::identity::Name;
 
+use crate::names::{MeshNames, Named};
 use crate::traffic::split;
-
-/// Suffix callers may add to a service name (`web.mesh`).
-pub const MESH_SUFFIX: &str = ".mesh";
+use crate::vip::VipMap;
 
 /// Why a request cannot be routed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -26,6 +26,9 @@ pub enum RouteError {
     /// No node serves the service.
     #[error("unknown service {0:?}: no node in the mesh serves it")]
     Unknown(String),
+    /// An address in the virtual-IP range that no service has (any longer).
+    #[error("no service has the virtual IP {0}: it may have left the mesh")]
+    NoVip(IpAddr),
     /// Instances exist but none takes new traffic.
     #[error("no reachable instance of service {service:?}: {detail}")]
     NoInstance {
@@ -36,38 +39,112 @@ pub enum RouteError {
     },
 }
 
-/// The service a request is for: the host of its absolute-form target or `:authority`
-/// (HTTP proxy use, HTTP/2), else its `Host` header, without port and without a `.mesh`
-/// suffix.
-pub fn service_of(uri: &Uri, headers: &HeaderMap) -> Result<Name, RouteError> {
-    let host = match uri.authority() {
-        Some(a) => a.host().to_owned(),
-        None => {
-            let value = headers.get(HOST).ok_or_else(|| {
-                RouteError::BadTarget(
-                    "the request names no service: send `Host: <service>` or use this address \
-                     as an HTTP proxy"
-                        .into(),
-                )
-            })?;
-            let text = value
-                .to_str()
-                .map_err(|_| RouteError::BadTarget("the Host header is not text".into()))?;
-            let authority: http::uri::Authority = text
-                .parse()
-                .map_err(|_| RouteError::BadTarget(format!("Host {text:?} is not a host name")))?;
-            authority.host().to_owned()
+/// Where a request goes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Destination {
+    /// A mesh service.
+    Service(Name),
+    /// A host outside the mesh (only a proxy request, CONNECT or absolute-form, names one).
+    External {
+        /// Host name or address (IPv6 without brackets).
+        host: String,
+        /// Port.
+        port: u16,
+    },
+}
+
+/// Where a request goes: the host of its CONNECT or absolute-form target (proxy use) or of
+/// its `:authority` (HTTP/2), else of its `Host` header. A mesh name (`<service>.<suffix>`, a
+/// single label other than `localhost`) or a virtual IP names a service; a proxy request to
+/// any other host goes outside the mesh, a `Host` header naming one is refused.
+pub fn destination_of(
+    uri: &Uri,
+    headers: &HeaderMap,
+    names: &MeshNames,
+    vips: &VipMap,
+) -> Result<Destination, RouteError> {
+    if let Some(a) = uri.authority() {
+        let default_port = if uri.scheme_str() == Some("https") {
+            443
+        } else {
+            80
+        };
+        return classify(
+            a.host(),
+            a.port_u16().unwrap_or(default_port),
+            names,
+            vips,
+            true,
+        );
+    }
+    let value = headers.get(HOST).ok_or_else(|| {
+        RouteError::BadTarget(
+            "the request names no service: send `Host: <service>` or use this address as an \
+             HTTP proxy"
+                .into(),
+        )
+    })?;
+    let text = value
+        .to_str()
+        .map_err(|_| RouteError::BadTarget("the Host header is not text".into()))?;
+    let authority: http::uri::Authority = text
+        .parse()
+        .map_err(|_| RouteError::BadTarget(format!("Host {text:?} is not a host name")))?;
+    classify(authority.host(), 80, names, vips, false)
+}
+
+fn classify(
+    host: &str,
+    port: u16,
+    names: &MeshNames,
+    vips: &VipMap,
+    proxied: bool,
+) -> Result<Destination, RouteError> {
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    let external = || {
+        if proxied {
+            Ok(Destination::External {
+                host: bare.to_ascii_lowercase(),
+                port,
+            })
+        } else {
+            Err(RouteError::BadTarget(format!(
+                "{host:?} is not a service name: address services by name (`Host: <service>` or \
+                 `http://<service>/...`), not by IP address or domain"
+            )))
         }
     };
-    let host = host.to_ascii_lowercase();
-    let name = host.strip_suffix('.').unwrap_or(&host);
-    let name = name.strip_suffix(MESH_SUFFIX).unwrap_or(name);
-    Name::parse("service name", name).map_err(|_| {
-        RouteError::BadTarget(format!(
-            "{host:?} is not a service name: address services by name (`Host: <service>` or \
-             `http://<service>/...`), not by IP address or domain"
-        ))
-    })
+    if let Ok(ip) = bare.parse::<IpAddr>() {
+        if !vips.in_range(ip) {
+            return external();
+        }
+        return match vips.service_at(ip) {
+            Some(s) => service(s),
+            None => Err(RouteError::NoVip(ip)),
+        };
+    }
+    match names.classify(host) {
+        Named::Suffixed(label) => service(label),
+        Named::Bare(label) if !label.eq_ignore_ascii_case("localhost") => service(label),
+        Named::Apex => Err(RouteError::BadTarget(format!("{host:?} names no service"))),
+        Named::Bare(_) | Named::Outside => external(),
+    }
+}
+
+fn service(label: &str) -> Result<Destination, RouteError> {
+    let lower = label.to_ascii_lowercase();
+    Name::parse("service name", &lower)
+        .map(Destination::Service)
+        .map_err(|_| RouteError::BadTarget(format!("{label:?} is not a service name")))
+}
+
+/// The protocol of `service`, as its instances publish it (they should agree; the first by node
+/// name decides, the same way on every caller).
+pub fn protocol_of(view: &ClusterView, service: &str) -> Result<Protocol, RouteError> {
+    view.endpoints(service)
+        .first()
+        .map(|e| e.protocol)
+        .ok_or_else(|| RouteError::Unknown(service.to_owned()))
 }
 
 /// The instances of `service` that may take a new request, among those in `subset` (carrying
@@ -144,39 +221,93 @@ mod tests {
         candidates_in(view, service, None)
     }
 
+    fn vips() -> crate::vip::VipMap {
+        let mut alloc = crate::vip::Allocator::new(crate::vip::VipSettings::default());
+        alloc.update(["db"], std::time::Instant::now());
+        alloc.snapshot()
+    }
+
     fn target(uri: &str, host: Option<&str>) -> Result<String, RouteError> {
         let mut h = HeaderMap::new();
         if let Some(v) = host {
             h.insert(HOST, HeaderValue::from_str(v).unwrap());
         }
-        service_of(&uri.parse().unwrap(), &h).map(|n| n.to_string())
+        let names = MeshNames::default();
+        destination_of(&uri.parse().unwrap(), &h, &names, &vips()).map(|d| match d {
+            Destination::Service(n) => n.to_string(),
+            Destination::External { host, port } => format!("external {host} {port}"),
+        })
     }
 
     #[test]
-    fn the_service_comes_from_the_target_or_the_host_header() {
-        // (target, Host header, expected service; None: refused as a bad target)
-        let cases: &[(&str, Option<&str>, Option<&str>)] = &[
-            ("/hello", Some("echo"), Some("echo")),
-            ("/hello", Some("echo.mesh"), Some("echo")),
-            ("/hello", Some("Echo.Mesh:8080"), Some("echo")),
-            ("/hello", Some("echo.mesh."), Some("echo")),
-            ("http://web/x?y=1", Some("ignored"), Some("web")),
-            ("http://web.mesh:80/x", None, Some("web")),
-            ("/hello", None, None),
-            ("/hello", Some("127.0.0.1:7421"), None),
-            ("/hello", Some("example.com"), None),
-            ("/hello", Some("bad_name"), None),
+    fn the_destination_comes_from_the_target_or_the_host_header() {
+        let db = vips().of("db").unwrap();
+        let (db4, db6) = (db.v4.unwrap().to_string(), db.v6.unwrap().to_string());
+        // (target, Host header, expected; None: refused as a bad target)
+        let cases: Vec<(String, Option<&str>, Option<String>)> = vec![
+            ("/hello".into(), Some("echo"), Some("echo".into())),
+            ("/hello".into(), Some("echo.mesh"), Some("echo".into())),
+            ("/hello".into(), Some("Echo.Mesh:8080"), Some("echo".into())),
+            ("/hello".into(), Some("echo.mesh."), Some("echo".into())),
+            (
+                "http://web/x?y=1".into(),
+                Some("ignored"),
+                Some("web".into()),
+            ),
+            ("http://web.mesh:80/x".into(), None, Some("web".into())),
+            ("web.mesh:6379".into(), None, Some("web".into())),
+            (format!("http://{db4}:8080/"), None, Some("db".into())),
+            (format!("[{db6}]:443"), None, Some("db".into())),
+            ("/".into(), Some(db4.as_str()), Some("db".into())),
+            (
+                "http://example.com/x".into(),
+                None,
+                Some("external example.com 80".into()),
+            ),
+            (
+                "https://example.com/x".into(),
+                None,
+                Some("external example.com 443".into()),
+            ),
+            (
+                "example.com:8443".into(),
+                None,
+                Some("external example.com 8443".into()),
+            ),
+            (
+                "127.0.0.1:9000".into(),
+                None,
+                Some("external 127.0.0.1 9000".into()),
+            ),
+            ("[::1]:9000".into(), None, Some("external ::1 9000".into())),
+            (
+                "http://localhost:3000/".into(),
+                None,
+                Some("external localhost 3000".into()),
+            ),
+            ("/hello".into(), None, None),
+            ("/hello".into(), Some("127.0.0.1:7421"), None),
+            ("/hello".into(), Some("example.com"), None),
+            ("/hello".into(), Some("bad_name"), None),
+            ("/hello".into(), Some("mesh"), None),
         ];
-        for (uri, host, want) in cases {
+        for (uri, host, want) in &cases {
             let got = target(uri, *host);
             match want {
-                Some(name) => assert_eq!(got.as_deref().ok(), Some(*name), "{uri} {host:?}"),
+                Some(name) => {
+                    assert_eq!(got.as_deref().ok(), Some(name.as_str()), "{uri} {host:?}");
+                }
                 None => assert!(
                     matches!(got, Err(RouteError::BadTarget(_))),
                     "{uri} {host:?}: {got:?}"
                 ),
             }
         }
+        // An address in the range that no service has is an unknown service, never a host.
+        assert!(matches!(
+            target("http://240.0.0.1/", None),
+            Err(RouteError::NoVip(_))
+        ));
     }
 
     fn ep(node: &str, health: Health, draining: bool, balancer: Balancer) -> Endpoint {

@@ -10,11 +10,24 @@ use tokio::sync::watch;
 use super::local::LocalClients;
 use super::plan::Caller;
 use crate::balance::{Balancers, Choice, Offer};
+use crate::names::MeshNames;
 use crate::services::Services;
 use crate::telemetry::Telemetry;
 use crate::telemetry::traces::Tracing;
 use crate::traffic::Traffic;
 use crate::traffic::circuit::OutlierConfig;
+use crate::vip::VipMap;
+
+/// What the outbound proxy does with CONNECT and absolute-form requests for hosts outside the
+/// mesh (`[outbound] external`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum External {
+    /// Pass them through directly (the default).
+    #[default]
+    Allow,
+    /// Refuse them with 403.
+    Deny,
+}
 
 /// The data path's handles.
 #[derive(Debug)]
@@ -41,6 +54,15 @@ pub struct Proxy {
     pub traces: Arc<Tracing>,
     /// Traffic policy: compiled documents and the state they keep.
     pub traffic: Arc<Traffic>,
+    /// How apps name services.
+    pub names: MeshNames,
+    /// The services' virtual IPs.
+    pub vips: watch::Receiver<Arc<VipMap>>,
+    /// Requests for hosts outside the mesh.
+    pub external: External,
+    /// The firewall mark of this node's own connections to hosts outside the mesh (set while
+    /// capturing, so they are never captured).
+    pub mark: Option<u32>,
 }
 
 impl Proxy {

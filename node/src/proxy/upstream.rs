@@ -1,16 +1,20 @@
-//! Outbound TCP: a local listener per `[[upstream]]`, and for each accepted connection a plan
-//! ([`super::plan::decide`]) carried out — one QUIC stream to the first target that
-//! acknowledges ([`super::ack`]), then bytes both ways. Each direction's end travels on its own
-//! (TCP `shutdown(Write)` ⇄ QUIC `finish()`), so half-closed protocols work.
+//! Outbound TCP: a local listener per `[[upstream]]`, and for each accepted connection (or a
+//! captured one, or a CONNECT tunnel to a TCP service) a plan ([`super::plan::decide`]) carried
+//! out — one QUIC stream to the first target that acknowledges ([`super::ack`]), then bytes
+//! both ways ([`super::tunnel`]), under a client span whose context travels in the stream
+//! header.
 
 use std::fmt;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use murmur_transport::identity::Name;
 use murmur_transport::wire::{StreamHeader, StreamKind};
-use tokio::io::AsyncWriteExt;
-use tokio::net::{TcpListener, TcpStream};
+use opentelemetry::KeyValue;
+use opentelemetry::trace::SpanKind;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpListener;
 use tracing::{debug, info, warn};
 
 use super::ack::{self, AckError};
@@ -18,8 +22,10 @@ use super::dial::{self, DialError};
 use super::plan::{self, Subject};
 use super::route::RouteError;
 use super::runtime::Proxy;
+use super::tunnel::Tunnel;
 use crate::api::traffic::Direction;
 use crate::telemetry::Outcome;
+use crate::telemetry::traces::ProxySpan;
 
 /// Time for the serving node to connect to its app and say so.
 pub const ACK_TIMEOUT: Duration = Duration::from_secs(5);
@@ -59,6 +65,23 @@ impl fmt::Display for Failed {
     }
 }
 
+impl TcpError {
+    /// The same failure as a routing error, for an HTTP answer (to a CONNECT).
+    pub fn into_route(self) -> RouteError {
+        match self {
+            Self::Route(e) => e,
+            Self::NoInstance { service, failures } => RouteError::NoInstance {
+                service,
+                detail: failures
+                    .iter()
+                    .map(|(node, why)| format!("{node}: {why}"))
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            },
+        }
+    }
+}
+
 impl fmt::Display for TcpError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -87,28 +110,77 @@ pub async fn serve(proxy: Arc<Proxy>, service: Name, listener: TcpListener) {
             }
         };
         let _ = client.set_nodelay(true);
-        let (proxy, service) = (proxy.clone(), service.clone());
-        tokio::spawn(async move {
-            let guard = proxy.telemetry.start(Direction::Outbound, service.as_str());
-            match forward(&proxy, &service, client).await {
-                Ok(node) => {
-                    guard.finish(&node, Outcome::Closed);
-                }
-                Err(e) => {
-                    warn!(%service, %peer, error = %e, "TCP connection not proxied");
-                    guard.finish("-", Outcome::Error);
-                }
-            }
-        });
+        tokio::spawn(serve_one(proxy.clone(), service.clone(), client, peer));
     }
 }
 
-/// Carries one local connection to an instance of `service`; returns the node that served it.
-pub async fn forward(
+/// Carries one local connection for `service`, accounted and traced as an outbound TCP
+/// connection.
+pub async fn serve_one<C>(proxy: Arc<Proxy>, service: Name, mut client: C, peer: SocketAddr)
+where
+    C: AsyncRead + AsyncWrite + Unpin,
+{
+    let guard = proxy.telemetry.start(Direction::Outbound, service.as_str());
+    match carry(&proxy, &service, &mut client).await {
+        Ok(node) => {
+            guard.finish(&node, Outcome::Closed);
+        }
+        Err(e) => {
+            warn!(%service, %peer, error = %e, "TCP connection not proxied");
+            guard.finish("-", Outcome::Error);
+        }
+    }
+}
+
+/// Carries one local connection to an instance of `service`, under a client span; returns the
+/// node that served it.
+pub async fn carry<C>(proxy: &Proxy, service: &Name, client: &mut C) -> Result<String, TcpError>
+where
+    C: AsyncRead + AsyncWrite + Unpin,
+{
+    let span = client_span(proxy, service.as_str());
+    let (node, tunnel) = match connect(proxy, service, span.traceparent()).await {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = client.shutdown().await;
+            span.end_connection(false);
+            return Err(e);
+        }
+    };
+    span.set(KeyValue::new("murmur.peer", node.clone()));
+    let ok = match tunnel.splice(client).await {
+        Ok((up, down)) => {
+            debug!(%service, %node, up, down, "TCP connection done");
+            true
+        }
+        Err(e) => {
+            debug!(%service, %node, error = %e, "TCP connection broke");
+            false
+        }
+    };
+    span.end_connection(ok);
+    Ok(node)
+}
+
+/// The client span of a TCP connection (or tunnel) to `service`.
+pub fn client_span(proxy: &Proxy, service: &str) -> ProxySpan {
+    proxy.traces.span(SpanKind::Client, None, || {
+        let attrs = vec![
+            KeyValue::new("murmur.service", service.to_owned()),
+            KeyValue::new("murmur.node", proxy.node.clone()),
+            KeyValue::new("network.transport", "tcp"),
+        ];
+        (format!("TCP {service}"), attrs)
+    })
+}
+
+/// Decides where a connection to `service` goes ([`plan::decide`], a TCP subject) and opens a
+/// stream to the first target that acknowledges; returns its node and the stream.
+pub async fn connect(
     proxy: &Proxy,
     service: &Name,
-    mut client: TcpStream,
-) -> Result<String, TcpError> {
+    traceparent: Option<String>,
+) -> Result<(String, Tunnel), TcpError> {
     let view = proxy.view.borrow().clone();
     let compiled = proxy.traffic.compiled();
     let plan = plan::decide(
@@ -121,7 +193,8 @@ pub async fn forward(
         proxy.order(),
     )
     .map_err(TcpError::Route)?;
-    let header = StreamHeader::new(plan.target);
+    let mut header = StreamHeader::new(plan.target);
+    header.traceparent = traceparent;
     let mut failures = Vec::new();
     for target in &plan.targets {
         let node = &target.endpoint.node;
@@ -156,12 +229,7 @@ pub async fn forward(
         let failed = match tokio::time::timeout(ACK_TIMEOUT, ack::read(&mut recv)).await {
             Ok(Ok(())) => {
                 inflight.finish(true, true, plan.outlier());
-                let mut quic = tokio::io::join(recv, send);
-                match tokio::io::copy_bidirectional(&mut client, &mut quic).await {
-                    Ok((up, down)) => debug!(%service, %node, up, down, "TCP connection done"),
-                    Err(e) => debug!(%service, %node, error = %e, "TCP connection broke"),
-                }
-                return Ok(node.clone());
+                return Ok((node.clone(), Tunnel::new(send, recv)));
             }
             Ok(Err(e)) => Failed::Ack(e),
             Err(_) => Failed::NoAck,
@@ -169,7 +237,6 @@ pub async fn forward(
         failures.push((node.clone(), failed));
         inflight.finish(false, false, plan.outlier());
     }
-    let _ = client.shutdown().await;
     Err(TcpError::NoInstance {
         service: service.to_string(),
         failures,

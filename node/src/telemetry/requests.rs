@@ -51,6 +51,12 @@ pub struct Telemetry {
     pub mirrored: Family<Counter>,
     /// The access log.
     pub access_log: AccessLog,
+    /// Queries the node's DNS answered, by answer.
+    pub dns_queries: Family<Counter>,
+    /// Connections the capture rules brought, accepted or refused.
+    pub captured: Family<Counter>,
+    /// Requests for hosts outside the mesh, by kind and decision.
+    pub external: Family<Counter>,
     /// One-minute summaries.
     pub traffic: Traffic,
     /// Inbound requests (and TCP connections) in progress, all services together.
@@ -148,6 +154,23 @@ impl Default for Telemetry {
                 &["service", "route", "outcome"],
             ),
             access_log: AccessLog::default(),
+            dns_queries: Family::new(
+                "murmur_dns_queries_total",
+                "DNS queries answered: vip, nxdomain, nodata (mesh names), forwarded, refused \
+                 (no upstream), overloaded, malformed.",
+                &["answer"],
+            ),
+            captured: Family::new(
+                "murmur_captured_connections_total",
+                "Connections redirected to the node by capture: accepted, or refused (no \
+                 service at the address).",
+                &["result"],
+            ),
+            external: Family::new(
+                "murmur_external_requests_total",
+                "CONNECT and absolute-form requests for hosts outside the mesh.",
+                &["kind", "decision"],
+            ),
             traffic: Traffic::default(),
             inbound_in_flight: AtomicI64::new(0),
             last_inbound_ms: AtomicU64::new(0),

@@ -195,6 +195,16 @@ impl ProxySpan {
         }
     }
 
+    /// Ends the span of a TCP connection or tunnel, which has no status: `ok` unless it failed.
+    pub fn end_connection(self, ok: bool) {
+        let Some(cx) = self.cx else { return };
+        let span = cx.span();
+        if !ok {
+            span.set_status(Status::error("connection failed"));
+        }
+        span.end();
+    }
+
     /// Ends the span with an HTTP status (or `None` for a connection-level failure).
     pub fn end(self, status: Option<u16>) {
         let Some(cx) = self.cx else { return };

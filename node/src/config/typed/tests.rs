@@ -184,4 +184,121 @@ fn the_complete_example_in_the_readme_is_valid() {
     assert!(c.services[0].health.is_some());
     assert_eq!(c.drain.timeout, Duration::from_secs(30));
     assert_eq!(c.traces.endpoint.as_deref(), Some("http://127.0.0.1:4317"));
+    assert_eq!(c.outbound.to_string(), DEFAULT_OUTBOUND);
+    assert_eq!(c.external, External::Allow);
+    assert_eq!(
+        c.dns.map(|d| d.listen.to_string()).as_deref(),
+        Some(DEFAULT_DNS)
+    );
+    assert_eq!(c.vips, VipSettings::default());
+    assert_eq!(c.capture, Some(CaptureSettings::default()));
+}
+
+fn config(text: &str) -> Result<Config, String> {
+    let raw = parse(text)?;
+    Config::from_parts(raw, flags(), Path::new("/etc/murmur"), &no_env).map_err(|e| e.to_string())
+}
+
+#[test]
+fn outbound_is_an_address_or_a_table_with_the_external_setting() {
+    let c = config("outbound = \"127.0.0.9:7000\"\n").unwrap();
+    assert_eq!(c.outbound.to_string(), "127.0.0.9:7000");
+    assert_eq!(c.external, External::Allow);
+    let c = config("[outbound]\nlisten = \"127.0.0.9:7001\"\nexternal = \"deny\"\n").unwrap();
+    assert_eq!(
+        (c.outbound.to_string().as_str(), c.external),
+        ("127.0.0.9:7001", External::Deny)
+    );
+    let c = config("[outbound]\nexternal = \"deny\"\n").unwrap();
+    assert_eq!(c.outbound.to_string(), DEFAULT_OUTBOUND);
+    for (text, want) in [
+        ("outbound = \"nowhere\"\n", "not an address"),
+        ("[outbound]\nexternal = \"maybe\"\n", "allow"),
+        ("[outbound]\nlisen = \"1.2.3.4:5\"\n", "lisen"),
+    ] {
+        let err = parse(text).unwrap_err();
+        assert!(err.contains("line") && err.contains(want), "{text}: {err}");
+    }
+    let mut f = flags();
+    f.external = Some(External::Deny);
+    let c = Config::from_parts(RawConfig::default(), f, Path::new(""), &no_env).unwrap();
+    assert_eq!(c.external, External::Deny);
+}
+
+#[test]
+fn dns_is_off_unless_asked_and_takes_its_upstreams_from_resolv_conf_by_default() {
+    let c = config("").unwrap();
+    assert!(c.dns.is_none() && c.capture.is_none());
+    assert_eq!(c.names, MeshNames::default());
+    let c = config("[dns]\n").unwrap();
+    let d = c.dns.unwrap();
+    assert_eq!(d.listen.to_string(), DEFAULT_DNS);
+    assert_eq!(
+        d.upstreams,
+        UpstreamSource::ResolvConf(DEFAULT_RESOLV_CONF.into())
+    );
+    let c = config(
+        "[dns]\nlisten = \"127.0.0.53:5353\"\nsuffix = \"Mesh.Internal\"\nbare_names = true\n\
+         resolv_conf = \"host-resolv.conf\"\nvip_range = \"10.77.0.0/16\"\nvip_range6 = \"\"\n",
+    )
+    .unwrap();
+    let d = c.dns.unwrap();
+    assert_eq!(
+        d.upstreams,
+        UpstreamSource::ResolvConf("/etc/murmur/host-resolv.conf".into())
+    );
+    assert_eq!((c.names.suffix(), c.names.bare), ("mesh.internal", true));
+    assert_eq!(c.vips.v4.to_string(), "10.77.0.0/16");
+    assert!(c.vips.v6.is_none());
+    assert!(config("[dns]\nenabled = false\n").unwrap().dns.is_none());
+    let mut f = flags();
+    f.dns = Some("127.0.0.77:53".parse().unwrap());
+    let c = Config::from_parts(RawConfig::default(), f, Path::new(""), &no_env).unwrap();
+    assert_eq!(c.dns.unwrap().listen.to_string(), "127.0.0.77:53");
+    for (text, field) in [
+        ("[dns]\nsuffix = \"a..b\"\n", "dns.suffix"),
+        ("[dns]\nvip_range = \"10.0.0.0/28\"\n", "dns.vip_range"),
+        ("[dns]\nvip_range = \"10.0.0.1/16\"\n", "dns.vip_range"),
+        ("[dns]\nvip_range = \"fd00::/64\"\n", "dns.vip_range"),
+        ("[dns]\nvip_range6 = \"10.0.0.0/8\"\n", "dns.vip_range6"),
+        (
+            "[dns]\nupstreams = [\"10.0.0.2:53\"]\nresolv_conf = \"x\"\n",
+            "dns.upstreams",
+        ),
+    ] {
+        let err = config(text).unwrap_err();
+        assert!(err.starts_with(field), "{text}: {err}");
+    }
+}
+
+#[test]
+fn capture_from_the_table_or_the_flag() {
+    let c = config("[capture]\nport = 15006\nmark = 0x77\nexempt_uids = [990]\n").unwrap();
+    let cap = c.capture.unwrap();
+    assert_eq!(
+        (cap.port, cap.mark, cap.exempt_uids, cap.table.as_str()),
+        (15006, 0x77, vec![990], "murmur")
+    );
+    assert!(
+        config("[capture]\nenabled = false\n")
+            .unwrap()
+            .capture
+            .is_none()
+    );
+    let mut f = flags();
+    f.capture = true;
+    let c = Config::from_parts(RawConfig::default(), f, Path::new(""), &no_env).unwrap();
+    assert_eq!(c.capture, Some(CaptureSettings::default()));
+    let err = config("[capture]\ntable = \"my table\"\n").unwrap_err();
+    assert!(err.starts_with("capture.table"), "{err}");
+    // `murmur capture print` reads only these tables of a file.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("node.toml");
+    std::fs::write(
+        &file,
+        "[dns]\nvip_range = \"10.1.0.0/16\"\n[capture]\nport = 9\n",
+    )
+    .unwrap();
+    let (cap, vips) = capture_settings(Some(&file)).unwrap();
+    assert_eq!((cap.port, vips.v4.to_string().as_str()), (9, "10.1.0.0/16"));
 }

@@ -1,12 +1,12 @@
 //! Inbound HTTP streams: a verified peer's request for a local service, forwarded to the local
-//! instance over a pooled connection, and the response framed back.
+//! instance over a pooled connection, and the response framed back ([`super::reply`]). An
+//! upgrade request, once admitted, goes on to [`super::upgrade`].
 
 use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::BytesMut;
-use http::header::HOST;
+use http::header::{CONNECTION, HOST};
 use http::{HeaderValue, Method, Request, Uri};
 use murmur_membership::policy::spec::GrpcCode;
 use murmur_membership::records::Protocol;
@@ -17,37 +17,23 @@ use opentelemetry::trace::SpanKind;
 use quinn::SendStream;
 use tracing::debug;
 
-use crate::api::accesslog::AccessLogEntry;
-use crate::api::traffic::Direction;
 use crate::proxy::admission;
-use crate::proxy::body::{self, BAD_FRAMES, DEADLINE_EXPIRED, FrameBody, Observed, grpc_status};
-use crate::proxy::errors::{LocalReply, grpc_code};
-use crate::proxy::frame::{
-    self, FRAME_VERSION, Frame, FrameError, FrameReader, RequestHead, ResponseHead,
-};
-use crate::proxy::headers::strip_hop_by_hop;
+use crate::proxy::body::{BAD_FRAMES, FrameBody};
+use crate::proxy::errors::LocalReply;
+use crate::proxy::frame::{self, BodyKind, Frame, FrameError, FrameReader, RequestHead};
+use crate::proxy::inbound::logline::{Line, Seen};
+use crate::proxy::inbound::{reply, upgrade};
 use crate::proxy::plan::{self, Caller};
 use crate::proxy::runtime::Proxy;
 use crate::services::LocalService;
 use crate::telemetry::Outcome;
-use crate::telemetry::traceparent::{TRACEPARENT, TraceParent, trace_id_of};
+use crate::telemetry::traceparent::{TRACEPARENT, TraceParent};
 use crate::telemetry::traces::ProxySpan;
 use crate::traffic::compiled::ServicePolicy;
 use crate::traffic::normalize;
 
 /// The request head must follow the stream header within this time.
 const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// What went back to the caller, for the access log.
-#[derive(Debug, Default)]
-struct Seen {
-    /// Response body bytes.
-    bytes: u64,
-    /// The `x-murmur-error` of a reply made here.
-    error: Option<&'static str>,
-    /// Whether the response body is to be watched (the request is logged).
-    watch: bool,
-}
 
 /// Serves one inbound HTTP stream for `local`, traced as a server span.
 pub async fn serve(proxy: &Proxy, local: Arc<LocalService>, stream: InboundStream) -> Outcome {
@@ -77,32 +63,62 @@ pub async fn serve(proxy: &Proxy, local: Arc<LocalService>, stream: InboundStrea
         watch: plan::logs(policy.as_deref(), caller, || proxy.traffic.random()),
         ..Seen::default()
     };
-    // Boxed: a request that is not logged carries one pointer.
-    let line = seen.watch.then(|| {
-        Box::new(line(
-            &peer,
-            service,
-            &head,
-            header.traceparent.as_deref(),
-            &proxy.node,
-        ))
-    });
     let traceparent = header.traceparent.as_deref();
-    let outcome = 'answered: {
-        let mut head = head;
+    // Boxed: a request that is not logged carries one pointer.
+    let line = seen
+        .watch
+        .then(|| Box::new(Line::begin(&peer, service, &head, traceparent, &proxy.node)));
+    let stream = Stream {
+        proxy,
+        policy: policy.as_deref(),
+        service,
+        local: &local,
+        peer: &peer,
+        deadline,
+    };
+    let outcome = stream
+        .answer(head, reader, send, traceparent, &mut seen)
+        .await;
+    if let Some(l) = line {
+        l.finish(proxy, outcome, &seen, started);
+    }
+    outcome
+}
+
+/// One inbound request's stream, past its head.
+struct Stream<'a> {
+    proxy: &'a Proxy,
+    policy: Option<&'a ServicePolicy>,
+    service: &'a str,
+    local: &'a LocalService,
+    peer: &'a PeerIdentity,
+    deadline: Option<Instant>,
+}
+
+impl Stream<'_> {
+    /// Admits the request, then has the app answer it (or goes on to an upgrade).
+    async fn answer(
+        &self,
+        mut head: RequestHead,
+        reader: FrameReader,
+        mut send: SendStream,
+        traceparent: Option<&str>,
+        seen: &mut Seen,
+    ) -> Outcome {
+        let (proxy, service, local) = (self.proxy, self.service, self.local);
         let grpc = is_grpc(&head.headers);
-        let span = server_span(proxy, service, &head, traceparent, &peer.id.name);
-        if let Err(r) = check(proxy, policy.as_deref(), service, &peer, &mut head) {
+        let span = server_span(proxy, service, &head, traceparent, &self.peer.id.name);
+        if let Err(r) = check(proxy, self.policy, service, self.peer, &mut head) {
             seen.error = Some(r.tag);
-            break 'answered reply_locally(&mut send, &r, grpc, span).await;
+            return reply_locally(&mut send, &r, grpc, span).await;
         }
-        let mut req = match build_request(head, local.address, local.protocol, reader) {
+        let (mut req, kept) = match build_request(head, local.address, local.protocol, reader) {
             Ok(r) => r,
             Err(e) => {
                 seen.error = Some("upstream-failed");
-                respond_error(&mut send, 400, &e).await;
+                reply::respond_error(&mut send, 400, &e).await;
                 span.end(Some(400));
-                break 'answered Outcome::Status(400);
+                return Outcome::Status(400);
             }
         };
         if let Some(tp) = span
@@ -111,69 +127,23 @@ pub async fn serve(proxy: &Proxy, local: Arc<LocalService>, stream: InboundStrea
         {
             req.headers_mut().insert(TRACEPARENT, tp);
         }
-        let outcome =
-            answer_by(proxy, service, &local, req, &mut send, deadline, grpc, &mut seen).await;
+        if let Some(reader) = kept {
+            let call = upgrade::Call {
+                proxy,
+                service,
+                local,
+                deadline: self.deadline,
+                grpc,
+            };
+            return call.serve(req, reader, send, span).await;
+        }
+        let outcome = answer_by(self, req, &mut send, grpc, seen).await;
         span.end(match outcome {
             Outcome::Status(s) | Outcome::Grpc(s, _) => Some(s),
             _ => None,
         });
         outcome
-    };
-    if let Some(l) = line {
-        let (arrived, entry) = *l;
-        log(proxy, arrived, entry, outcome, &seen, started);
     }
-    outcome
-}
-
-/// The access log line of a request, as far as its head tells, and when it arrived.
-fn line(
-    peer: &PeerIdentity,
-    service: &str,
-    head: &RequestHead,
-    traceparent: Option<&str>,
-    node: &str,
-) -> (u64, AccessLogEntry) {
-    let entry = AccessLogEntry {
-        direction: Direction::Inbound.as_str().to_owned(),
-        caller: peer.id.to_string(),
-        service: service.to_owned(),
-        node: node.to_owned(),
-        method: head.method.clone(),
-        path: head.path.clone(),
-        request_bytes: match head.body {
-            frame::BodyKind::Empty => Some(0),
-            frame::BodyKind::Length(n) => Some(n),
-            frame::BodyKind::Stream => None,
-        },
-        trace_id: traceparent.and_then(trace_id_of).map(str::to_owned),
-        ..AccessLogEntry::default()
-    };
-    (crate::clock::unix_now_ms(), entry)
-}
-
-/// Completes the line with how the request ended and queues it.
-fn log(
-    proxy: &Proxy,
-    arrived: u64,
-    mut entry: AccessLogEntry,
-    outcome: Outcome,
-    seen: &Seen,
-    started: Instant,
-) {
-    (entry.status, entry.grpc_status) = match outcome {
-        Outcome::Status(s) => (s, None),
-        Outcome::Grpc(s, code) => (s, Some(code.name().to_owned())),
-        Outcome::Closed | Outcome::Error => (0, None),
-    };
-    entry.incomplete = matches!(outcome, Outcome::Error);
-    entry.response_bytes = seen.bytes;
-    entry.error = seen.error.map(str::to_owned);
-    entry.duration_ms = crate::clock::now()
-        .saturating_duration_since(started)
-        .as_micros() as f64
-        / 1000.0;
-    proxy.telemetry.access_log.send(arrived, entry);
 }
 
 /// Reads and decodes the request head; a stream without a valid one is reset.
@@ -220,28 +190,21 @@ fn check(
 
 /// Sends `req` to the app and frames the answer back, within the caller's deadline if any, and
 /// only for as long as the caller wants the answer.
-#[allow(
-    clippy::too_many_arguments,
-    reason = "the parts of one stream, handed on once"
-)]
 async fn answer_by(
-    proxy: &Proxy,
-    service: &str,
-    local: &LocalService,
+    stream: &Stream<'_>,
     req: Request<FrameBody>,
     send: &mut SendStream,
-    deadline: Option<Instant>,
     grpc: bool,
     seen: &mut Seen,
 ) -> Outcome {
+    let Stream { proxy, service, .. } = *stream;
     let mut head_sent = false;
     let gone = caller_gone(send);
-    let asked = Asked {
-        service,
-        local,
+    let watch = reply::Watch {
         grpc,
+        bytes: seen.watch,
     };
-    let work = answer(proxy, asked, req, send, &mut head_sent, seen);
+    let work = answer(stream, req, send, &mut head_sent, watch, seen);
     // Dropping `work` drops the call to the app, which closes its connection: the app sees the
     // cancellation, whether the deadline ran out or the caller went away.
     let work = async {
@@ -250,14 +213,14 @@ async fn answer_by(
             () = gone => None,
         }
     };
-    let Some(at) = deadline else {
+    let Some(at) = stream.deadline else {
         return work.await.unwrap_or_else(|| cancelled(service));
     };
     match tokio::time::timeout_at(at.into(), work).await {
         Ok(outcome) => outcome.unwrap_or_else(|| cancelled(service)),
         Err(_) => {
             seen.error = Some("deadline-expired");
-            expired(proxy, service, send, head_sent, grpc).await
+            reply::expired(proxy, service, send, head_sent, grpc).await
         }
     }
 }
@@ -278,33 +241,6 @@ fn cancelled(service: &str) -> Outcome {
     Outcome::Error
 }
 
-/// The caller's deadline ran out: a 504 if the response has not started, else the stream is cut.
-async fn expired(
-    proxy: &Proxy,
-    service: &str,
-    send: &mut SendStream,
-    head_sent: bool,
-    grpc: bool,
-) -> Outcome {
-    debug!(%service, head_sent, "deadline expired; request to the app cancelled");
-    if head_sent {
-        let _ = send.reset(DEADLINE_EXPIRED);
-        return Outcome::Error;
-    }
-    let r = LocalReply::new(
-        504,
-        "deadline-expired",
-        4,
-        format!(
-            "the caller's deadline expired on node {} before {service} answered; the request to \
-             the app was cancelled",
-            proxy.node
-        ),
-    );
-    send_reply(send, &r, grpc).await;
-    Outcome::Status(504)
-}
-
 /// Answers with a reply made here and ends the span.
 async fn reply_locally(
     send: &mut SendStream,
@@ -312,7 +248,7 @@ async fn reply_locally(
     grpc: bool,
     span: ProxySpan,
 ) -> Outcome {
-    send_reply(send, r, grpc).await;
+    reply::send_reply(send, r, grpc).await;
     span.end(Some(r.status));
     if grpc {
         // A gRPC caller got HTTP 200 with the status as a gRPC status.
@@ -349,168 +285,65 @@ fn server_span(
     })
 }
 
-/// What a request asked for: the service, its local instance, and whether it is a gRPC call.
-#[derive(Clone, Copy)]
-struct Asked<'a> {
-    service: &'a str,
-    local: &'a LocalService,
-    grpc: bool,
-}
-
-/// Sends `req` to the local instance and frames the answer back. A gRPC answer without its
-/// status in the head is watched for the status in its trailers; a logged one for its bytes.
+/// Sends `req` to the local instance and frames the answer back, watched as `watch` says.
 async fn answer(
-    proxy: &Proxy,
-    asked: Asked<'_>,
+    stream: &Stream<'_>,
     req: Request<FrameBody>,
     send: &mut SendStream,
     head_sent: &mut bool,
+    watch: reply::Watch,
     seen: &mut Seen,
 ) -> Outcome {
-    let Asked { service, local, .. } = asked;
+    let Stream {
+        proxy,
+        service,
+        local,
+        ..
+    } = *stream;
     match proxy.local.client(local.protocol).request(req).await {
         Ok(resp) => {
-            let (mut parts, body) = resp.into_parts();
-            strip_hop_by_hop(&mut parts.headers);
-            let head = ResponseHead {
-                version: FRAME_VERSION,
-                status: parts.status.as_u16(),
-                headers: frame::fields(&parts.headers),
-                body: body::body_kind(&body),
-            };
-            let status = head.status;
-            let mut buf = BytesMut::with_capacity(256);
-            if let Err(e) = frame::put_head(&head, &mut buf) {
-                respond_error(send, 502, &format!("response head: {e}")).await;
-                return Outcome::Status(502);
-            }
-            *head_sent = true;
-            // Only a gRPC call has a gRPC answer: other answers are not looked into.
-            let grpc = asked.grpc
-                && parts
-                    .headers
-                .get(http::header::CONTENT_TYPE)
-                .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
-            let in_head = grpc.then(|| grpc_status(&parts.headers)).flatten();
-            let (sent, code) = if seen.watch || (grpc && in_head.is_none()) {
-                let mut watched = Observed::new(body, None);
-                let sent = body::send(send, buf, &mut watched).await;
-                let tally = watched.tally();
-                seen.bytes = tally.bytes;
-                (sent, in_head.or(tally.grpc))
-            } else {
-                (body::send(send, buf, body).await, in_head)
-            };
-            if let Err(e) = sent {
-                debug!(%service, error = %e, "response not fully forwarded");
-            }
-            match code {
-                Some(c) => Outcome::Grpc(status, c),
-                None => Outcome::Status(status),
-            }
-        }
-        Err(e) if e.is_connect() => {
-            let reason = format!(
-                "the {service} instance on node {} ({}) is not reachable: {}",
-                proxy.node,
-                local.address,
-                source_chain(&e)
-            );
-            refuse(send, &reason).await;
-            Outcome::Error
+            let (outcome, bytes) = reply::relay(service, resp, send, head_sent, watch).await;
+            seen.bytes = bytes;
+            outcome
         }
         Err(e) => {
-            let msg = format!(
-                "the {service} instance on node {} failed: {}",
-                proxy.node,
-                source_chain(&e)
-            );
-            seen.error = Some("upstream-failed");
-            respond_error(send, 502, &msg).await;
-            Outcome::Status(502)
+            let outcome = reply::app_failed(proxy, service, local, &e, send).await;
+            if outcome != Outcome::Error {
+                seen.error = Some("upstream-failed");
+            }
+            outcome
         }
     }
 }
 
+/// The request for the app. An upgrade request has no body and gets its `Connection:
+/// upgrade` back; its stream's reader is returned for the tunnel that may follow.
 fn build_request(
     head: RequestHead,
     app: std::net::SocketAddr,
     protocol: Protocol,
     reader: FrameReader,
-) -> Result<Request<FrameBody>, String> {
+) -> Result<(Request<FrameBody>, Option<FrameReader>), String> {
     let method = Method::from_bytes(head.method.as_bytes()).map_err(|_| "invalid method")?;
     let uri: Uri = format!("http://{app}{}", head.path)
         .parse()
         .map_err(|_| format!("invalid path {:?}", head.path))?;
     let mut headers = frame::header_map(head.headers).map_err(|e| e.to_string())?;
-    if protocol == Protocol::Http
+    let upgrade = head.body == BodyKind::Upgrade;
+    if (protocol == Protocol::Http || upgrade)
         && let Ok(host) = HeaderValue::from_str(&head.authority)
     {
         headers.insert(HOST, host);
     }
-    let mut req = Request::new(FrameBody::new(reader, head.body));
+    let (body, kept) = if upgrade {
+        headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
+        (FrameBody::empty(), Some(reader))
+    } else {
+        (FrameBody::new(reader, head.body), None)
+    };
+    let mut req = Request::new(body);
     *req.method_mut() = method;
     *req.uri_mut() = uri;
     *req.headers_mut() = headers;
-    Ok(req)
-}
-
-fn source_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut cur = e.source();
-    while let Some(s) = cur {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        cur = s.source();
-    }
-    out
-}
-
-/// Tells the caller nothing was processed, so it may try another instance.
-pub async fn refuse(send: &mut SendStream, reason: &str) {
-    debug!(%reason, "inbound request refused");
-    let _ = send.write_all(&frame::refused(reason)).await;
-    let _ = send.finish();
-}
-
-/// Answers with a plain-text error response made here.
-async fn respond_error(send: &mut SendStream, status: u16, message: &str) {
-    let r = LocalReply::new(
-        status,
-        "upstream-failed",
-        grpc_code(status),
-        message.to_owned(),
-    );
-    send_reply(send, &r, false).await;
-}
-
-/// Frames a reply made here (as gRPC for gRPC callers) and ends the stream.
-async fn send_reply(send: &mut SendStream, r: &LocalReply, grpc: bool) {
-    let (status, headers, body) = r.parts(grpc);
-    let head = ResponseHead {
-        version: FRAME_VERSION,
-        status,
-        headers: headers
-            .iter()
-            .map(|(k, v)| (k.as_str().to_owned(), frame::Value(v.as_bytes().to_vec())))
-            .collect(),
-        body: if body.is_empty() {
-            frame::BodyKind::Empty
-        } else {
-            frame::BodyKind::Length(body.len() as u64)
-        },
-    };
-    let mut buf = BytesMut::new();
-    if frame::put_head(&head, &mut buf).is_err() {
-        let _ = send.reset(BAD_FRAMES);
-        return;
-    }
-    if !body.is_empty()
-        && let Ok(h) = frame::data_header(body.len())
-    {
-        buf.extend_from_slice(&h);
-        buf.extend_from_slice(body.as_bytes());
-    }
-    let _ = send.write_all(&buf).await;
-    let _ = send.finish();
+    Ok((req, kept))
 }

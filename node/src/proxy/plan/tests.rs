@@ -300,7 +300,7 @@ fn route_actions_table() {
     assert_eq!(plan.route_name(), Some("sticky"));
     // Mirrored (a draw under 10 %): the shadow's instance is chosen too.
     let plan = decide(&c, &view, "web", get("/api/x"), caller, || 0, &mut record).unwrap();
-    let mirror = plan.mirror.unwrap();
+    let mirror = plan.mirror.as_ref().unwrap();
     assert_eq!(mirror.service, "web-shadow");
     assert_eq!(mirror.target.map(|t| t.identity.node), Some("n9"));
     assert_eq!(nodes(&plan), ["n1"]);

@@ -24,20 +24,23 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
 use crate::balance::Balancers;
+use crate::names::MeshNames;
 use crate::proxy::local::LocalClients;
-use crate::proxy::runtime::Proxy;
+use crate::proxy::runtime::{External, Proxy};
 use crate::proxy::{inbound, outbound, upstream};
 use crate::services::{LocalService, Services};
 use crate::telemetry::Telemetry;
 use crate::telemetry::traces::Tracing;
 use crate::traffic::Traffic;
 use crate::traffic::tests::compiled;
+use crate::vip::{Allocator, VipMap, VipSettings};
 
 /// One node's data path.
 pub struct Node {
     pub proxy: Arc<Proxy>,
     pub addr: SocketAddr,
     view: watch::Sender<Arc<ClusterView>>,
+    vips: watch::Sender<Arc<VipMap>>,
 }
 
 /// Routes HTTP and TCP streams to the data path, as the node's stream handler does.
@@ -61,6 +64,18 @@ pub fn node(
     local: &[LocalService],
     policy: &str,
 ) -> Node {
+    node_with(pki, node, certified, local, policy, External::Allow)
+}
+
+/// [`node`], with requests for hosts outside the mesh as `external` says.
+pub fn node_with(
+    pki: &TestPki,
+    node: &str,
+    certified: &[&str],
+    local: &[LocalService],
+    policy: &str,
+    external: External,
+) -> Node {
     let tls = pki.tls(&pki.node(node, certified), Role::Node, node);
     let quic = QuicSettings {
         connect_timeout: Duration::from_millis(500),
@@ -78,6 +93,7 @@ pub fn node(
         self_name: node.to_owned(),
         ..ClusterView::default()
     }));
+    let (vips, vips_rx) = watch::channel(Arc::new(VipMap::default()));
     let proxy = Arc::new(Proxy {
         node: node.to_owned(),
         id: tls.identity().to_string(),
@@ -90,12 +106,17 @@ pub fn node(
         telemetry: Arc::new(Telemetry::default()),
         traces: Arc::new(Tracing::disabled()),
         traffic: Traffic::fixed(compiled(policy), 7),
+        names: MeshNames::default(),
+        vips: vips_rx,
+        external,
+        mark: None,
     });
     endpoint.set_handler(Arc::new(Handler(proxy.clone())));
     Node {
         addr: endpoint.local_addr().unwrap(),
         proxy,
         view,
+        vips,
     }
 }
 
@@ -128,13 +149,20 @@ pub fn instance(service: &str, node: &str, addr: SocketAddr) -> Endpoint {
 }
 
 impl Node {
-    /// Makes this node see `instances` of `service`, in this order.
+    /// Makes this node see `instances` of `service`, in this order, and gives every service
+    /// it sees a virtual IP.
     pub fn sees(&self, service: &str, instances: Vec<Endpoint>) {
         self.view.send_modify(|v| {
             let mut next = (**v).clone();
             next.services.insert(service.to_owned(), instances);
             *v = Arc::new(next);
         });
+        let mut vips = Allocator::new(VipSettings::default());
+        vips.update(
+            self.view.borrow().services.keys().map(String::as_str),
+            std::time::Instant::now(),
+        );
+        self.vips.send_replace(Arc::new(vips.snapshot()));
     }
 
     /// The outbound HTTP listener of this node, serving.
@@ -226,4 +254,15 @@ pub async fn get(proxy: SocketAddr, host: &str, path: &str) -> (u16, String) {
         .map_or("", |(_, b)| b)
         .to_owned();
     (status, body)
+}
+
+/// Waits (up to 10 s) until `cond` holds.
+pub async fn wait_for(cond: impl Fn() -> bool) {
+    for _ in 0..500 {
+        if cond() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("condition not met within 10 s");
 }
