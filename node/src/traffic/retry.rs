@@ -85,6 +85,10 @@ pub fn decide(
     Ok(())
 }
 
+/// The longest `grpc-retry-pushback-ms` waited for: a server asking for more is not retried
+/// (the request would hold the app's call that long, deadline or not).
+pub const MAX_PUSHBACK: Duration = Duration::from_secs(10);
+
 /// What a gRPC server said about retrying its answer (`grpc-retry-pushback-ms`, gRPC's retry
 /// design A6).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -93,7 +97,7 @@ pub enum Pushback {
     None,
     /// Retry after this long instead of the backoff.
     After(Duration),
-    /// Do not retry (a negative or malformed value).
+    /// Do not retry (a negative or malformed value, or a wait over [`MAX_PUSHBACK`]).
     Refused,
 }
 
@@ -107,9 +111,9 @@ impl Pushback {
             .ok()
             .filter(|t| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()))
             .and_then(|t| t.parse::<u64>().ok());
-        match ms {
-            Some(ms) => Self::After(Duration::from_millis(ms)),
-            None => Self::Refused,
+        match ms.map(Duration::from_millis) {
+            Some(d) if d <= MAX_PUSHBACK => Self::After(d),
+            _ => Self::Refused,
         }
     }
 }
@@ -226,6 +230,8 @@ mod tests {
             (None, Pushback::None),
             (Some(b"250"), Pushback::After(Duration::from_millis(250))),
             (Some(b"0"), Pushback::After(Duration::ZERO)),
+            (Some(b"10000"), Pushback::After(MAX_PUSHBACK)),
+            (Some(b"10001"), Pushback::Refused),
             (Some(b"-1"), Pushback::Refused),
             (Some(b"soon"), Pushback::Refused),
             (Some(b""), Pushback::Refused),
