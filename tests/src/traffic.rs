@@ -101,6 +101,8 @@ pub struct Done {
     pub index: usize,
     /// Sent this long after the run started.
     pub at: Duration,
+    /// How long it took, to the end of the reply.
+    pub took: Duration,
     /// The reply.
     pub reply: Result<Reply, String>,
 }
@@ -151,12 +153,14 @@ pub async fn load_paced(
                 }
                 let at = start.elapsed();
                 let reply = send_on(&mut conn, addr, make(i)).await;
+                let took = start.elapsed().saturating_sub(at);
                 if reply.is_err() {
                     conn = None;
                 }
                 out.push(Done {
                     index: i,
                     at,
+                    took,
                     reply,
                 });
             }

@@ -9,12 +9,11 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use murmur_node::api::accesslog::AccessLogEntry;
 use murmur_tests::apps::EchoApp;
-use murmur_tests::http;
-use murmur_tests::traffic::{apply, metric};
+use murmur_tests::traffic::{Req, apply, load, metric};
 use murmur_tests::{Cluster, netns, wait_until};
 
 fn log_config(output: &Path, queue: usize) -> String {
@@ -51,32 +50,29 @@ async fn wait_lines(path: &Path, n: usize) -> Vec<AccessLogEntry> {
     got
 }
 
-/// `n` requests one after another on one connection; `(status, body length, seconds)` each.
-async fn run(out: SocketAddr, n: usize, path: impl Fn(usize) -> String) -> Vec<(u16, usize, f64)> {
-    let mut conn = http::connect(out).await.unwrap();
-    let mut done = Vec::with_capacity(n);
-    for i in 0..n {
-        let target = path(i);
+/// `n` requests one after another on one connection (every fifth a POST with a body), each
+/// with its own trace id; `(status, body length, seconds)` each.
+async fn run(
+    out: SocketAddr,
+    n: usize,
+    path: impl Fn(usize) -> String + Send + Sync + 'static,
+) -> Vec<(u16, usize, f64)> {
+    let done = load(out, n, 1, move |i| {
         let tp = format!("00-{:032x}-00f067aa0ba902b7-01", i + 1);
-        let (method, body) = if i % 5 == 0 {
-            ("POST", format!("order {i}").into_bytes())
+        let req = Req::get("web", &path(i)).header("traceparent", &tp);
+        if i % 5 == 0 {
+            req.with("POST", format!("order {i}").as_bytes())
         } else {
-            ("GET", Vec::new())
-        };
-        let started = Instant::now();
-        let r = http::exchange(
-            &mut conn,
-            "web",
-            method,
-            &target,
-            &[("host", "web"), ("traceparent", &tp)],
-            body,
-        )
-        .await
-        .unwrap();
-        done.push((r.status, r.body.len(), started.elapsed().as_secs_f64()));
-    }
-    done
+            req
+        }
+    })
+    .await;
+    done.into_iter()
+        .map(|d| {
+            let r = d.reply.unwrap();
+            (r.status, r.body.len(), d.took.as_secs_f64())
+        })
+        .collect()
 }
 
 fn percentile(mut secs: Vec<f64>, p: f64) -> f64 {

@@ -9,7 +9,7 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -17,7 +17,7 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use murmur_tests::http;
-use murmur_tests::traffic::{apply, metric};
+use murmur_tests::traffic::{Done, Req, apply, load, metric};
 use murmur_tests::{Cluster, netns, wait_until};
 use tokio::net::TcpListener;
 
@@ -131,30 +131,17 @@ redirect = { status = 301, location = "https://example.com/new" }
 /// `n` requests under /api/v1 from one connection (every fourth a POST with a body); the
 /// statuses and the slowest.
 async fn api_run(out: SocketAddr, n: usize) -> (Vec<u16>, Duration) {
-    let mut conn = http::connect(out).await.unwrap();
-    let mut statuses = Vec::with_capacity(n);
-    let mut slowest = Duration::ZERO;
-    for i in 0..n {
-        let (method, body) = if i % 4 == 0 {
-            ("POST", format!("order {i}").into_bytes())
+    let done = load(out, n, 1, |i| {
+        let req = Req::get("web", &format!("/api/v1/items/{i}"));
+        if i % 4 == 0 {
+            req.with("POST", format!("order {i}").as_bytes())
         } else {
-            ("GET", Vec::new())
-        };
-        let started = Instant::now();
-        let r = http::exchange(
-            &mut conn,
-            "web",
-            method,
-            &format!("/api/v1/items/{i}"),
-            &[("host", "web")],
-            body,
-        )
-        .await
-        .unwrap();
-        slowest = slowest.max(started.elapsed());
-        statuses.push(r.status);
-    }
-    (statuses, slowest)
+            req
+        }
+    })
+    .await;
+    let slowest = done.iter().map(|d| d.took).max().unwrap_or_default();
+    (done.iter().map(Done::status).collect(), slowest)
 }
 
 #[test]
