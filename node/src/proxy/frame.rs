@@ -51,6 +51,17 @@ pub enum BodyKind {
     Upgrade,
 }
 
+impl BodyKind {
+    /// The body's length, when it is known in advance (for the access log).
+    pub fn length(self) -> Option<u64> {
+        match self {
+            Self::Empty => Some(0),
+            Self::Length(n) => Some(n),
+            Self::Stream | Self::Upgrade => None,
+        }
+    }
+}
+
 /// A header value as raw bytes (values need not be UTF-8).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Value(pub Vec<u8>);

@@ -9,7 +9,7 @@ use http::header::CONTENT_TYPE;
 use murmur_membership::policy::spec::GrpcCode;
 
 use super::body::{End, Observed, ProxyBody, Tally, grpc_status};
-use super::frame::{BodyKind, RequestHead};
+use super::frame::RequestHead;
 use crate::api::accesslog::AccessLogEntry;
 use crate::api::traffic::Direction;
 use crate::telemetry::requests::RequestGuard;
@@ -75,11 +75,7 @@ impl Record {
     pub fn head(&mut self, head: &RequestHead) {
         if let Some(l) = &mut self.line {
             head.path.clone_into(&mut l.path);
-            l.request_bytes = match head.body {
-                BodyKind::Empty => Some(0),
-                BodyKind::Length(n) => Some(n),
-                BodyKind::Stream | BodyKind::Upgrade => None,
-            };
+            l.request_bytes = head.body.length();
         }
     }
 
@@ -152,11 +148,7 @@ impl Record {
         let Some(line) = self.line else {
             return;
         };
-        let (status, grpc) = match outcome {
-            Outcome::Grpc(s, code) => (s, Some(code.name().to_owned())),
-            Outcome::Status(s) => (s, None),
-            Outcome::Closed | Outcome::Error => (0, None),
-        };
+        let (status, grpc) = outcome.statuses();
         let tally = tally.unwrap_or_default();
         telemetry.access_log.send(
             line.arrived_ms,

@@ -228,6 +228,15 @@ impl Outcome {
         }
     }
 
+    /// The HTTP status sent (0 if none) and the gRPC status's name, for the access log.
+    pub fn statuses(self) -> (u16, Option<String>) {
+        match self {
+            Self::Status(s) => (s, None),
+            Self::Grpc(s, code) => (s, Some(code.name().to_owned())),
+            Self::Closed | Self::Error => (0, None),
+        }
+    }
+
     /// The `grpc_status` label: the status's name, empty for other requests.
     fn grpc_label(self) -> &'static str {
         match self {

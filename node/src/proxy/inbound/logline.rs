@@ -6,7 +6,7 @@ use murmur_transport::identity::PeerIdentity;
 
 use crate::api::accesslog::AccessLogEntry;
 use crate::api::traffic::Direction;
-use crate::proxy::frame::{BodyKind, RequestHead};
+use crate::proxy::frame::RequestHead;
 use crate::proxy::runtime::Proxy;
 use crate::telemetry::Outcome;
 use crate::telemetry::traceparent::trace_id_of;
@@ -45,11 +45,7 @@ impl Line {
             node: node.to_owned(),
             method: head.method.clone(),
             path: head.path.clone(),
-            request_bytes: match head.body {
-                BodyKind::Empty => Some(0),
-                BodyKind::Length(n) => Some(n),
-                BodyKind::Stream | BodyKind::Upgrade => None,
-            },
+            request_bytes: head.body.length(),
             trace_id: traceparent.and_then(trace_id_of).map(str::to_owned),
             ..AccessLogEntry::default()
         };
@@ -62,11 +58,7 @@ impl Line {
     /// Completes the line with how the request ended and queues it.
     pub fn finish(self, proxy: &Proxy, outcome: Outcome, seen: &Seen, started: Instant) {
         let mut entry = self.entry;
-        (entry.status, entry.grpc_status) = match outcome {
-            Outcome::Status(s) => (s, None),
-            Outcome::Grpc(s, code) => (s, Some(code.name().to_owned())),
-            Outcome::Closed | Outcome::Error => (0, None),
-        };
+        (entry.status, entry.grpc_status) = outcome.statuses();
         entry.incomplete = matches!(outcome, Outcome::Error);
         entry.response_bytes = seen.bytes;
         entry.error = seen.error.map(str::to_owned);
