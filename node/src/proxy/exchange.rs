@@ -255,7 +255,12 @@ pub async fn run(
     if let Some(m) = &plan.mirror
         && call.source.is_empty()
     {
-        mirror::spawn(proxy, m, route_label(&plan), &req.head, None);
+        if encoded.kind == BodyKind::Upgrade {
+            // An upgrade is not copied: what follows its 101 is not requests.
+            mirror::count(proxy, m, route_label(&plan), mirror::Outcome::Skipped);
+        } else {
+            mirror::spawn(proxy, m, route_label(&plan), &req.head, None);
+        }
     }
     let answer = attempts(&mut call, &plan, &mut req.header, &encoded).await;
     for _ in 0..call.retries {

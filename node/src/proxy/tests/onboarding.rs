@@ -208,6 +208,39 @@ per = "1h"
     assert!(head.contains("x-murmur-ratelimit: ws-slow"), "{head}");
 }
 
+#[tokio::test]
+async fn an_upgrade_on_a_mirrored_route_is_switched_and_not_copied() {
+    let pki = TestPki::new("t.test");
+    let app = upgrade_app().await;
+    let b = node(&pki, "b", &["ws"], &[local("ws", app, Protocol::Http)], "");
+    let policy = r#"
+[[route]]
+name = "ws-mirrored"
+service = "ws"
+backends = [{ service = "ws" }]
+mirror = { service = "ws", percent = 100 }
+"#;
+    let a = node(&pki, "a", &[], &[], policy);
+    let out = a.outbound().await;
+    a.sees("ws", vec![instance("ws", "b", b.addr)]);
+    let mirrored = |outcome: &str| {
+        let mut text = String::new();
+        a.proxy.telemetry.mirrored.render(&mut text);
+        text.contains(&format!(
+            r#"{{service="ws",route="ws-mirrored",outcome="{outcome}"}} 1"#
+        ))
+    };
+
+    let (status, head, mut s) = upgrade(out, "ws").await;
+    assert_eq!(status, 101, "{head}");
+    assert_eq!(read_n(&mut s, 12).await, "hello /chat\n");
+    assert!(mirrored("skipped"), "an upgrade is not copied");
+    // A plain request on the same route is.
+    let (status, body) = get(out, "ws", "/").await;
+    assert_eq!((status, body.as_str()), (200, "plain"));
+    wait_for(|| mirrored("sent")).await;
+}
+
 /// Sends `CONNECT target` and returns the status, head and connection.
 async fn connect(proxy: SocketAddr, target: &str) -> (u16, String, TcpStream) {
     let mut s = TcpStream::connect(proxy).await.unwrap();
