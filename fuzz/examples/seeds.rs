@@ -179,6 +179,7 @@ fn main() {
         &[NodeSnapshot {
             name: "web-2".into(),
             generation: 7,
+            addr: node.mesh_addr,
             live: true,
             kvs: vec![
                 ("node".into(), encode(&node).unwrap()),

@@ -12,6 +12,7 @@ use chitchat::{
     Chitchat, ChitchatConfig, ChitchatHandle, ChitchatId, FailureDetectorConfig, ProtocolVersion,
     spawn_chitchat,
 };
+use murmur_transport::tls::TlsState;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -19,7 +20,13 @@ use tracing::{debug, warn};
 
 use crate::persist::{self, FailStatic};
 use crate::records::{self, NODE_KEY, NodeRecord, NodeStatus, RECORD_VERSION, ServiceRecord};
+use crate::trust::liveness::{heartbeat, own_heartbeat};
+use crate::trust::signed::{self, HEAD_KEY};
+use crate::trust::{GuardStats, Horizon, OwnKeys, SignError, TrustGuard};
 use crate::view::{self, ClusterView, NodeSnapshot};
+
+/// How often this node moves its own heartbeat on (it counts microseconds since start).
+const HEARTBEAT_TICK: Duration = Duration::from_millis(100);
 
 /// Gossip and failure-detection tuning.
 #[derive(Clone, Debug, PartialEq)]
@@ -44,6 +51,9 @@ pub struct GossipSettings {
     pub dead_node_grace: Duration,
     /// How long deleted keys are remembered.
     pub tombstone_grace: Duration,
+    /// How often a node signs its head record again; a member silent for three of these is
+    /// no longer kept alive by relayed heartbeats (see [`crate::trust::liveness`]).
+    pub head_interval: Duration,
 }
 
 impl Default for GossipSettings {
@@ -59,7 +69,27 @@ impl Default for GossipSettings {
             initial_interval: interval * 2,
             dead_node_grace: Duration::from_secs(10 * 60),
             tombstone_grace: Duration::from_secs(60 * 60),
+            head_interval: Duration::from_secs(30),
         }
+    }
+}
+
+/// What proves this node's gossip and checks everyone else's: the node's TLS state (its key,
+/// its certificate, the trust bundle) and the guard its gossip transport runs every message
+/// through.
+#[derive(Clone, Debug)]
+pub struct Trust {
+    /// The node's credentials.
+    pub tls: Arc<TlsState>,
+    /// The guard to give the transport.
+    pub guard: Arc<TrustGuard>,
+}
+
+impl Trust {
+    /// The trust of a node with credentials `tls` and gossip settings `gossip`.
+    pub fn new(tls: Arc<TlsState>, gossip: &GossipSettings) -> Self {
+        let guard = TrustGuard::new(tls.clone(), Horizon::new(gossip.head_interval));
+        Self { tls, guard }
     }
 }
 
@@ -86,6 +116,8 @@ pub struct MembershipConfig {
     pub fail_static_warmup: Duration,
     /// How often the view is rebuilt even when membership did not change.
     pub refresh: Duration,
+    /// The node's credentials and gossip guard.
+    pub trust: Trust,
 }
 
 /// Why membership could not start.
@@ -98,6 +130,9 @@ pub enum MembershipError {
     /// A value could not be encoded.
     #[error(transparent)]
     Record(#[from] records::RecordError),
+    /// A value could not be signed.
+    #[error(transparent)]
+    Sign(#[from] SignError),
 }
 
 /// A running membership: gossip plus the published view.
@@ -106,7 +141,9 @@ pub struct Membership {
     view_rx: watch::Receiver<Arc<ClusterView>>,
     record: Mutex<NodeRecord>,
     refresher: JoinHandle<()>,
+    life: JoinHandle<()>,
     keys: GossipKeys,
+    guard: Arc<TrustGuard>,
 }
 
 /// Writes this node's own gossip keys, and nothing else: a small `Clone` handle for a task that
@@ -114,21 +151,37 @@ pub struct Membership {
 #[derive(Clone)]
 pub struct GossipKeys {
     chitchat: Arc<tokio::sync::Mutex<Chitchat>>,
+    own: Arc<OwnKeys>,
     /// Wakes the view refresher, so this node's own view shows the change at once.
     kick: Arc<tokio::sync::Notify>,
 }
 
 impl GossipKeys {
-    /// Sets one of this node's keys.
+    /// Sets one of this node's keys (signed; a no-op when it holds the value already).
     pub async fn set(&self, key: &str, value: &str) {
-        self.chitchat.lock().await.self_node_state().set(key, value);
-        self.kick.notify_one();
+        let done = self.own.set(&mut *self.chitchat.lock().await, key, value);
+        self.report(key, done);
     }
 
-    /// Deletes one of this node's keys.
+    /// Withdraws one of this node's keys: readers no longer see it.
     pub async fn delete(&self, key: &str) {
-        self.chitchat.lock().await.self_node_state().delete(key);
-        self.kick.notify_one();
+        let done = self.own.withdraw(&mut *self.chitchat.lock().await, key);
+        self.report(key, done);
+    }
+
+    /// Runs `f` with the chitchat state locked and the writer of this node's keys, for a task
+    /// that rewrites several keys at once (the policy service's custody; the view does not
+    /// read those keys, so it is not woken).
+    pub async fn with_own<T>(&self, f: impl FnOnce(&mut Chitchat, &OwnKeys) -> T) -> T {
+        f(&mut *self.chitchat.lock().await, &self.own)
+    }
+
+    fn report(&self, key: &str, done: Result<bool, SignError>) {
+        match done {
+            Ok(true) => self.kick.notify_one(),
+            Ok(false) => {}
+            Err(e) => warn!(%key, error = %e, "gossip key not published"),
+        }
     }
 }
 
@@ -152,10 +205,22 @@ impl Membership {
             labels: config.labels.clone(),
             status: NodeStatus::Serving,
         };
-        let initial = vec![(NODE_KEY.to_owned(), records::encode(&record)?)];
-        let handle = spawn_chitchat(chitchat_config(&config), initial, transport)
+        let cc = chitchat_config(&config);
+        let own = Arc::new(OwnKeys::new(
+            config.trust.tls.clone(),
+            cc.chitchat_id.clone(),
+        ));
+        let node = records::encode(&record)?;
+        let initial = own.initial(&[(NODE_KEY, &node), (HEAD_KEY, "1")])?;
+        let handle = spawn_chitchat(cc, initial, transport)
             .await
             .map_err(|e| MembershipError::Start(e.to_string()))?;
+        config.trust.guard.attach(handle.chitchat());
+        let life = tokio::spawn(life_loop(
+            handle.chitchat(),
+            own.clone(),
+            config.gossip.head_interval,
+        ));
         let persisted = config
             .view_file
             .as_deref()
@@ -178,6 +243,7 @@ impl Membership {
         }));
         let keys = GossipKeys {
             chitchat: handle.chitchat(),
+            own,
             kick,
         };
         Ok(Self {
@@ -185,7 +251,9 @@ impl Membership {
             view_rx,
             record: Mutex::new(record),
             refresher,
+            life,
             keys,
+            guard: config.trust.guard,
         })
     }
 
@@ -197,6 +265,11 @@ impl Membership {
     /// A receiver of every new view.
     pub fn watch(&self) -> watch::Receiver<Arc<ClusterView>> {
         self.view_rx.clone()
+    }
+
+    /// What the gossip guard refused so far.
+    pub fn guard_stats(&self) -> GuardStats {
+        self.guard.stats()
     }
 
     /// This node's gossip identity.
@@ -317,6 +390,7 @@ impl Drop for Membership {
     fn drop(&mut self) {
         // Dropping the chitchat handle stops gossip; the view stops with it.
         self.refresher.abort();
+        self.life.abort();
     }
 }
 
@@ -347,6 +421,37 @@ fn chitchat_config(config: &MembershipConfig) -> ChitchatConfig {
         catchup_callback: None,
         extra_liveness_predicate: None,
         protocol_version: ProtocolVersion::V1,
+    }
+}
+
+/// Keeps this node's heartbeat counting microseconds since start, and signs its head record
+/// again every `head_interval` (after following a certificate rotation, if any).
+async fn life_loop(
+    chitchat: Arc<tokio::sync::Mutex<Chitchat>>,
+    own: Arc<OwnKeys>,
+    head_interval: Duration,
+) {
+    let started = Instant::now();
+    let mut tick = tokio::time::interval(HEARTBEAT_TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut next_head = started + head_interval;
+    loop {
+        tick.tick().await;
+        let now = Instant::now();
+        let mut c = chitchat.lock().await;
+        let state = c.self_node_state();
+        state.try_set_heartbeat(heartbeat(own_heartbeat(now.duration_since(started))));
+        if now < next_head {
+            continue;
+        }
+        next_head = now + head_interval;
+        let hb = u64::from(state.heartbeat());
+        if let Err(e) = own
+            .follow_rotation(&mut c)
+            .and_then(|_| own.set(&mut c, HEAD_KEY, &hb.to_string()))
+        {
+            warn!(error = %e, "cannot sign the head record");
+        }
     }
 }
 
@@ -397,12 +502,14 @@ async fn snapshot(chitchat: &tokio::sync::Mutex<Chitchat>) -> Vec<NodeSnapshot> 
         .map(|(id, state)| NodeSnapshot {
             name: id.node_id.to_string(),
             generation: id.generation_id,
+            addr: id.gossip_advertise_addr,
             live: live.contains(id),
             // Only what the view reads: policy documents and other large values stay put.
+            // Values were verified before chitchat stored them; withdrawn keys are gone.
             kvs: state
                 .key_values()
                 .filter(|(k, _)| view::reads_key(k))
-                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .filter_map(|(k, v)| Some((k.to_owned(), signed::body(v)?.to_owned())))
                 .collect(),
         })
         .collect()

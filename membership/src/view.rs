@@ -119,6 +119,8 @@ pub struct NodeSnapshot {
     pub name: String,
     /// Generation.
     pub generation: u64,
+    /// The gossip address of the incarnation (what its values are signed for).
+    pub addr: SocketAddr,
     /// Whether the failure detector considers it live.
     pub live: bool,
     /// Its keys and values (deleted keys excluded; only those [`reads_key`] accepts matter).
@@ -165,6 +167,10 @@ fn member_of(snap: &NodeSnapshot) -> Option<(Member, Vec<Endpoint>)> {
         .ok()?;
     if record.name != snap.name {
         debug!(node = %snap.name, claimed = %record.name, "node record names another node");
+        return None;
+    }
+    if record.mesh_addr != snap.addr {
+        debug!(node = %snap.name, claimed = %record.mesh_addr, "node record names another address");
         return None;
     }
     let state = match (record.status, snap.live) {
@@ -231,12 +237,13 @@ mod tests {
         status: NodeStatus,
         services: &[&str],
     ) -> NodeSnapshot {
+        let addr: SocketAddr = format!("127.0.0.{}:7420", generation % 250 + 1)
+            .parse()
+            .unwrap();
         let record = NodeRecord {
             version: RECORD_VERSION,
             name: name.into(),
-            mesh_addr: format!("127.0.0.{}:7420", generation % 250 + 1)
-                .parse()
-                .unwrap(),
+            mesh_addr: addr,
             admin_addr: None,
             labels: BTreeMap::new(),
             status,
@@ -256,6 +263,7 @@ mod tests {
         NodeSnapshot {
             name: name.into(),
             generation,
+            addr,
             live,
             kvs,
         }
@@ -312,8 +320,14 @@ mod tests {
         garbage
             .kvs
             .push((service_key("other", "zzz"), garbage.kvs[1].1.clone()));
-        let v = build("x", &[liar, garbage]);
+        let mut elsewhere = snap("d", 1, true, NodeStatus::Serving, &["web"]);
+        elsewhere.addr = "10.9.9.9:7420".parse().unwrap();
+        let v = build("x", &[liar, garbage, elsewhere]);
         assert!(!v.members.contains_key("b"));
+        assert!(
+            !v.members.contains_key("d"),
+            "a record must name its own address"
+        );
         assert_eq!(v.members["c"].services, ["web"]);
     }
 }

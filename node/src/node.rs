@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use murmur_membership::policy::PolicyHandle;
-use murmur_membership::{Membership, MembershipConfig};
+use murmur_membership::{Membership, MembershipConfig, Trust};
 use murmur_transport::endpoint::{EndpointConfig, MeshEndpoint};
 use murmur_transport::gossip::{GossipStats, QuicGossip};
 use murmur_transport::identity::SpiffeId;
@@ -117,10 +117,14 @@ async fn start(p: Prepared) -> anyhow::Result<(Node, TcpListener)> {
         .await
         .with_context(|| format!("cannot listen on admin address {}", config.admin))?;
     let listeners = proxy::bind(config.outbound, &config.upstreams).await?;
-    let (endpoint, gossip) = bind_endpoint(&config, &tls, reset_key)?;
-    let membership = Membership::start(membership_config(&config, &endpoint, generation), &gossip)
-        .await
-        .context("cannot start gossip")?;
+    let trust = Trust::new(tls.clone(), &config.gossip);
+    let (endpoint, gossip) = bind_endpoint(&config, &tls, &trust, reset_key)?;
+    let membership = Membership::start(
+        membership_config(&config, &endpoint, generation, trust),
+        &gossip,
+    )
+    .await
+    .context("cannot start gossip")?;
     let membership = Arc::new(membership);
     let policy = crate::policy::start(
         &membership,
@@ -168,10 +172,12 @@ async fn start(p: Prepared) -> anyhow::Result<(Node, TcpListener)> {
     Ok((node, admin_listener))
 }
 
-/// The QUIC endpoint (keeping its stateless-reset key across restarts) and gossip over it.
+/// The QUIC endpoint (keeping its stateless-reset key across restarts) and gossip over it,
+/// every message checked by the trust's guard.
 fn bind_endpoint(
     config: &Config,
     tls: &Arc<TlsState>,
+    trust: &Trust,
     reset_key: [u8; 32],
 ) -> anyhow::Result<(MeshEndpoint, QuicGossip)> {
     let (endpoint, inbox) = MeshEndpoint::bind(
@@ -184,7 +190,7 @@ fn bind_endpoint(
         tls.clone(),
     )
     .with_context(|| format!("cannot bind mesh address {}", config.listen))?;
-    let gossip = QuicGossip::new(endpoint.clone(), inbox);
+    let gossip = QuicGossip::new(endpoint.clone(), inbox, trust.guard.clone());
     Ok((endpoint, gossip))
 }
 
@@ -266,8 +272,10 @@ fn membership_config(
     config: &Config,
     endpoint: &MeshEndpoint,
     generation: u64,
+    trust: Trust,
 ) -> MembershipConfig {
     MembershipConfig {
+        trust,
         name: config.name.to_string(),
         generation,
         mesh_addr: endpoint.advertise_addr(),

@@ -63,6 +63,9 @@ pub struct GossipDatagram {
     pub sender: Name,
     /// The chitchat message bytes (at most [`crate::wire::MAX_GOSSIP_PAYLOAD`]).
     pub payload: Vec<u8>,
+    /// The connection it came on: adopted for `from` once the address is verified
+    /// ([`MeshEndpoint::adopt`]).
+    pub conn: PeerConnection,
 }
 
 /// Settings of a [`MeshEndpoint`].
@@ -224,6 +227,13 @@ impl MeshEndpoint {
             tokio::spawn(serve::serve_connection(self.clone(), conn));
         })
         .await
+    }
+
+    /// Uses `conn` for traffic to `addr`, which its peer proved is its own address: a peer that
+    /// dialled us needs no second connection back. Never replaces an open connection to another
+    /// node, so a frame claiming someone else's address cannot take over that address.
+    pub fn adopt(&self, addr: SocketAddr, conn: &PeerConnection) {
+        self.inner.peers.adopt(addr, conn);
     }
 
     /// Endpoint event counters.

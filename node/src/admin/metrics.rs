@@ -37,6 +37,7 @@ pub async fn get(state: &AdminState) -> hyper::Response<Body> {
         incarnations,
     );
     gossip_metrics(state, &mut out);
+    guard_metrics(state, &mut out);
     quic_metrics(state, &mut out);
     policy_metrics(state, &mut out);
     trace_metrics(state, &mut out);
@@ -118,7 +119,7 @@ fn gossip_metrics(state: &AdminState, out: &mut String) {
         help,
         &by_direction(&g.sent_bytes, &g.received_bytes),
     );
-    let help = "Gossip messages refused as malformed or oversized.";
+    let help = "Gossip messages refused as malformed, oversized or empty once filtered.";
     single(
         out,
         "murmur_gossip_rejected_total",
@@ -143,6 +144,53 @@ fn gossip_metrics(state: &AdminState, out: &mut String) {
         "counter",
         help,
         refused,
+    );
+}
+
+/// What the gossip guard kept from chitchat: the signs of a member speaking for another.
+fn guard_metrics(state: &AdminState, out: &mut String) {
+    let g = state.membership.guard_stats();
+    let refused: Vec<_> = g
+        .refused
+        .iter()
+        .map(|(why, n)| (vec![("reason", why.label().to_owned())], *n as f64))
+        .collect();
+    let help = "Gossip deltas and digest entries refused before chitchat saw them, by reason.";
+    render_now(
+        out,
+        "murmur_gossip_refused_total",
+        "counter",
+        help,
+        &refused,
+    );
+    let help = "Relayed heartbeats above what their member can have reached, not believed.";
+    single(
+        out,
+        "murmur_gossip_heartbeats_clamped_total",
+        "counter",
+        help,
+        g.heartbeats_clamped as f64,
+    );
+    let forged: Vec<_> = g
+        .forged_self
+        .iter()
+        .map(|(sender, n)| (vec![("sender", sender.clone())], *n as f64))
+        .collect();
+    let help = "Gossip about this node sent by others (only this node may write it), by sender.";
+    render_now(
+        out,
+        "murmur_gossip_forged_self_total",
+        "counter",
+        help,
+        &forged,
+    );
+    let help = "Gossip messages altered by the guard before chitchat saw them.";
+    single(
+        out,
+        "murmur_gossip_filtered_total",
+        "counter",
+        help,
+        load(&state.gossip_stats.filtered),
     );
 }
 

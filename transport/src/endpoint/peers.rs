@@ -206,15 +206,21 @@ impl PeerCache {
         slots.entry(addr).or_default().clone()
     }
 
-    /// Records a connection on which a peer just spoke, so traffic to its advertised address
-    /// uses it. The newest wins: a peer that restarted dials afresh while our old connection to
-    /// its previous incarnation may look open until it times out.
+    /// Records a connection on which a peer just spoke, so traffic to its verified address
+    /// uses it. Among connections to the same node the newest wins (a peer that restarted dials
+    /// afresh while our old connection to its previous incarnation may look open until it times
+    /// out); an open connection to another node is never replaced.
     pub(super) fn adopt(&self, addr: SocketAddr, conn: &PeerConnection) {
         let cell = self.cell(addr);
         if let Ok(mut slot) = cell.try_lock() {
-            let same =
-                matches!(&*slot, Slot::Ready(c) if c.conn.stable_id() == conn.conn.stable_id());
-            if !same {
+            let keep = match &*slot {
+                Slot::Ready(c) => {
+                    c.conn.stable_id() == conn.conn.stable_id()
+                        || (c.is_open() && c.peer.id.name != conn.peer.id.name)
+                }
+                _ => false,
+            };
+            if !keep {
                 *slot = Slot::Ready(conn.clone());
             }
         }
@@ -264,8 +270,14 @@ pub(super) async fn connect(
 ) -> Result<PeerConnection, ConnectError> {
     let cell = ep.inner.peers.cell(addr);
     let mut slot = cell.lock().await;
+    // An open connection to another node than the one expected (a stale view, or a node that
+    // dialled us from there) is no answer: dial, and keep what proves right.
+    let mut held_by_other = None;
     match &*slot {
-        Slot::Ready(conn) if conn.is_open() => return check_expected(conn, addr, expected),
+        Slot::Ready(conn) if conn.is_open() => match check_expected(conn, addr, expected) {
+            Ok(conn) => return Ok(conn),
+            Err(wrong) => held_by_other = Some(wrong),
+        },
         Slot::Failed { at, reason } if at.elapsed() < FAILURE_MEMORY => {
             return Err(ConnectError::Unreachable {
                 addr,
@@ -281,13 +293,17 @@ pub(super) async fn connect(
             serve(conn.clone());
             check_expected(&conn, addr, expected)
         }
-        Err(reason) => {
-            *slot = Slot::Failed {
-                at: Instant::now(),
-                reason: reason.clone(),
-            };
-            Err(ConnectError::Unreachable { addr, reason })
-        }
+        Err(reason) => match held_by_other {
+            // The address is another node's: say so, and leave its connection be.
+            Some(wrong) => Err(wrong),
+            None => {
+                *slot = Slot::Failed {
+                    at: Instant::now(),
+                    reason: reason.clone(),
+                };
+                Err(ConnectError::Unreachable { addr, reason })
+            }
+        },
     }
 }
 
