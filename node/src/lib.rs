@@ -26,6 +26,7 @@ mod clock;
 mod config;
 mod drain;
 mod health;
+mod listener;
 mod logging;
 mod node;
 mod policy;

@@ -25,6 +25,7 @@ use tracing::info;
 use crate::admin::{AdminState, NodeFacts};
 use crate::balance::Balancers;
 use crate::config::Config;
+use crate::listener::Gate;
 use crate::policy::api::PolicyApi;
 use crate::policy::control;
 use crate::proxy::{self, Proxy};
@@ -78,6 +79,10 @@ struct Node {
     gossip_stats: Arc<GossipStats>,
     services: Arc<Services>,
     proxy: Arc<Proxy>,
+    /// Every local listener's gate, for metrics.
+    gates: Vec<Arc<Gate>>,
+    /// The admin API's gate.
+    admin_gate: Arc<Gate>,
     started: Instant,
 }
 
@@ -116,7 +121,10 @@ async fn start(p: Prepared) -> anyhow::Result<(Node, TcpListener)> {
     let admin_listener = TcpListener::bind(config.admin)
         .await
         .with_context(|| format!("cannot listen on admin address {}", config.admin))?;
-    let listeners = proxy::bind(config.outbound, &config.upstreams).await?;
+    let listeners = proxy::bind(config.outbound, &config.upstreams, &config.listeners).await?;
+    let admin_gate = Arc::new(Gate::new("admin", config.listeners.admin));
+    let mut gates = listeners.gates();
+    gates.push(admin_gate.clone());
     let trust = Trust::new(tls.clone(), &config.gossip);
     let (endpoint, gossip) = bind_endpoint(&config, &tls, &trust, reset_key)?;
     let membership = Membership::start(
@@ -167,6 +175,8 @@ async fn start(p: Prepared) -> anyhow::Result<(Node, TcpListener)> {
         endpoint,
         services,
         proxy,
+        gates,
+        admin_gate,
         started: crate::clock::now(),
     };
     Ok((node, admin_listener))
@@ -201,7 +211,7 @@ fn chores(node: &Node, admin_listener: TcpListener, reload: Arc<Notify>) -> task
         credentials: CredentialWatcher::new(node.tls.clone(), c.tls.clone()),
         reload_interval: c.reload_interval,
         reload,
-        admin: (admin_state(node), admin_listener),
+        admin: (admin_state(node), admin_listener, node.admin_gate.clone()),
         membership: node.membership.clone(),
         endpoint: node.endpoint.clone(),
         proxy: node.proxy.clone(),
@@ -245,6 +255,7 @@ fn admin_state(node: &Node) -> Arc<AdminState> {
         telemetry: node.proxy.telemetry.clone(),
         traces: node.proxy.traces.stats.clone(),
         traffic: node.proxy.traffic.clone(),
+        listeners: node.gates.clone(),
     })
 }
 

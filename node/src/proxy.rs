@@ -41,6 +41,8 @@ use tokio::net::TcpListener;
 
 pub use runtime::Proxy;
 
+use crate::listener::{Gate, ListenerSettings};
+
 #[cfg(test)]
 mod tests;
 
@@ -53,17 +55,31 @@ pub struct Upstream {
     pub listen: SocketAddr,
 }
 
-/// Listeners bound before the node starts, so a busy port is a startup error.
+/// Listeners bound before the node starts, so a busy port is a startup error, each with the
+/// gate that caps its connections and closes silent ones.
 #[derive(Debug)]
 pub struct Listeners {
     /// The outbound HTTP proxy.
-    pub outbound: TcpListener,
+    pub outbound: (TcpListener, Arc<Gate>),
     /// One per `[[upstream]]`.
-    pub upstreams: Vec<(Name, TcpListener)>,
+    pub upstreams: Vec<(Name, TcpListener, Arc<Gate>)>,
+}
+
+impl Listeners {
+    /// The gates, for metrics.
+    pub fn gates(&self) -> Vec<Arc<Gate>> {
+        std::iter::once(self.outbound.1.clone())
+            .chain(self.upstreams.iter().map(|u| u.2.clone()))
+            .collect()
+    }
 }
 
 /// Binds the outbound and upstream listeners.
-pub async fn bind(outbound: SocketAddr, upstreams: &[Upstream]) -> anyhow::Result<Listeners> {
+pub async fn bind(
+    outbound: SocketAddr,
+    upstreams: &[Upstream],
+    limits: &ListenerSettings,
+) -> anyhow::Result<Listeners> {
     let out = TcpListener::bind(outbound)
         .await
         .with_context(|| format!("cannot listen on outbound proxy address {outbound}"))?;
@@ -72,18 +88,20 @@ pub async fn bind(outbound: SocketAddr, upstreams: &[Upstream]) -> anyhow::Resul
         let l = TcpListener::bind(u.listen)
             .await
             .with_context(|| format!("cannot listen on {} for upstream {}", u.listen, u.service))?;
-        ups.push((u.service.clone(), l));
+        let gate = Gate::new(format!("upstream:{}", u.service), limits.upstream);
+        ups.push((u.service.clone(), l, Arc::new(gate)));
     }
     Ok(Listeners {
-        outbound: out,
+        outbound: (out, Arc::new(Gate::new("outbound", limits.outbound))),
         upstreams: ups,
     })
 }
 
 /// Starts serving the listeners.
 pub fn start(proxy: &Arc<Proxy>, listeners: Listeners) {
-    tokio::spawn(outbound::serve(proxy.clone(), listeners.outbound));
-    for (service, listener) in listeners.upstreams {
-        tokio::spawn(upstream::serve(proxy.clone(), service, listener));
+    let (out, gate) = listeners.outbound;
+    tokio::spawn(outbound::serve(proxy.clone(), out, gate));
+    for (service, listener, gate) in listeners.upstreams {
+        tokio::spawn(upstream::serve(proxy.clone(), service, listener, gate));
     }
 }

@@ -100,7 +100,7 @@ struct Inner {
     peers: peers::PeerCache,
     handler: OnceLock<Arc<dyn StreamHandler>>,
     gossip_tx: mpsc::Sender<GossipDatagram>,
-    counters: Counters,
+    counters: Arc<Counters>,
 }
 
 /// Events worth counting at the endpoint.
@@ -112,6 +112,8 @@ pub struct Counters {
     pub gossip_malformed: AtomicU64,
     /// Gossip frames dropped because the gossip loop was behind.
     pub gossip_dropped: AtomicU64,
+    /// Streams not opened because the peer allowed no more at once and none freed in time.
+    pub streams_exhausted: AtomicU64,
 }
 
 impl std::fmt::Debug for dyn StreamHandler {
@@ -162,7 +164,7 @@ impl MeshEndpoint {
             peers: peers::PeerCache::default(),
             handler: OnceLock::new(),
             gossip_tx,
-            counters: Counters::default(),
+            counters: Arc::default(),
         });
         let this = Self { inner };
         tokio::spawn(serve::accept_loop(this.clone()));
@@ -185,7 +187,7 @@ impl MeshEndpoint {
                 peers: peers::PeerCache::default(),
                 handler: OnceLock::new(),
                 gossip_tx,
-                counters: Counters::default(),
+                counters: Arc::default(),
             }),
         })
     }

@@ -38,6 +38,7 @@ pub async fn get(state: &AdminState) -> hyper::Response<Body> {
     );
     gossip_metrics(state, &mut out);
     guard_metrics(state, &mut out);
+    listener_metrics(state, &mut out);
     quic_metrics(state, &mut out);
     policy_metrics(state, &mut out);
     trace_metrics(state, &mut out);
@@ -135,6 +136,15 @@ fn gossip_metrics(state: &AdminState, out: &mut String) {
         help,
         load(&g.dropped),
     );
+    let help = "Streams to a peer not opened: it allowed no more at once and none freed in time.";
+    let exhausted = load(&state.endpoint.counters().streams_exhausted);
+    single(
+        out,
+        "murmur_quic_streams_exhausted_total",
+        "counter",
+        help,
+        exhausted,
+    );
     let help =
         "QUIC connections refused at the handshake (missing, foreign or invalid certificate).";
     let refused = load(&state.endpoint.counters().handshakes_refused);
@@ -191,6 +201,57 @@ fn guard_metrics(state: &AdminState, out: &mut String) {
         "counter",
         help,
         load(&state.gossip_stats.filtered),
+    );
+}
+
+/// Connections of each local listener: open, refused at the cap, closed for silence.
+fn listener_metrics(state: &AdminState, out: &mut String) {
+    let per = |f: &dyn Fn(&crate::listener::ListenerStats) -> f64| -> Vec<_> {
+        state
+            .listeners
+            .iter()
+            .map(|g| (vec![("listener", g.name.clone())], f(&g.stats)))
+            .collect()
+    };
+    let help = "Connections open on each local listener.";
+    render_now(
+        out,
+        "murmur_listener_connections",
+        "gauge",
+        help,
+        &per(&|s| load(&s.open)),
+    );
+    let help = "Connections closed at once because the listener was at its connection cap.";
+    render_now(
+        out,
+        "murmur_listener_refused_total",
+        "counter",
+        help,
+        &per(&|s| load(&s.refused)),
+    );
+    let timeouts: Vec<_> = state
+        .listeners
+        .iter()
+        .flat_map(|g| {
+            [
+                ("first_byte", load(&g.stats.first_byte_timeouts)),
+                ("idle", load(&g.stats.idle_timeouts)),
+            ]
+            .map(|(why, n)| {
+                (
+                    vec![("listener", g.name.clone()), ("reason", why.to_owned())],
+                    n,
+                )
+            })
+        })
+        .collect();
+    let help = "Connections closed for silence: no first byte in time, or idle.";
+    render_now(
+        out,
+        "murmur_listener_timeouts_total",
+        "counter",
+        help,
+        &timeouts,
     );
 }
 

@@ -19,6 +19,7 @@ use crate::drain::DrainSettings;
 use crate::health::CheckConfig;
 use crate::health::probe::{Probe, parse_expect};
 use crate::health::state::Thresholds;
+use crate::listener::ListenerSettings;
 use crate::policy::PolicySettings;
 use crate::proxy::Upstream;
 use crate::services::LocalService;
@@ -131,6 +132,8 @@ pub struct Config {
     pub fail_static_warmup: Duration,
     /// QUIC tuning.
     pub quic: QuicSettings,
+    /// Connection caps and timeouts of the local listeners.
+    pub listeners: ListenerSettings,
     /// Policy settings.
     pub policy: PolicySettings,
     /// Graceful drain.
@@ -206,6 +209,8 @@ impl Config {
             .or(raw.data_dir.map(|d| base.join(d)))
             .unwrap_or_else(|| PathBuf::from("murmur-data").join(name.as_str()));
         let (gossip, fail_static_warmup) = gossip_settings(raw.gossip.unwrap_or_default())?;
+        let (listeners, quic) = super::limits::limits(raw.limits.unwrap_or_default())
+            .map_err(|(field, message)| ConfigError::Invalid { field, message })?;
         let threads = flags.threads.or(raw.threads).unwrap_or(1);
         if threads == 0 {
             return Err(ConfigError::Invalid {
@@ -235,7 +240,8 @@ impl Config {
             drain: drain_settings(raw.drain.unwrap_or_default(), gossip.interval),
             gossip,
             fail_static_warmup,
-            quic: QuicSettings::default(),
+            quic,
+            listeners,
             policy: policy_settings(raw.policy.unwrap_or_default())?,
             services: services(raw.services)?,
             upstreams: raw

@@ -16,6 +16,7 @@ use tracing::{info, warn};
 
 use crate::admin::AdminState;
 use crate::health::CheckConfig;
+use crate::listener::Gate;
 use crate::proxy::Proxy;
 use crate::services::Services;
 use crate::traffic::share::{self, ShareTask};
@@ -29,8 +30,8 @@ pub struct Chores {
     pub reload_interval: Duration,
     /// Notified on SIGHUP.
     pub reload: Arc<Notify>,
-    /// The admin API and its listener.
-    pub admin: (Arc<AdminState>, TcpListener),
+    /// The admin API, its listener and the listener's gate.
+    pub admin: (Arc<AdminState>, TcpListener, Arc<Gate>),
     /// Gossip and the view.
     pub membership: Arc<Membership>,
     /// The QUIC endpoint.
@@ -48,7 +49,7 @@ pub struct Chores {
 /// Spawns every chore.
 pub fn spawn(c: Chores) {
     tokio::spawn(c.credentials.run(c.reload_interval, c.reload));
-    tokio::spawn(crate::admin::serve(c.admin.0, c.admin.1));
+    tokio::spawn(crate::admin::serve(c.admin.0, c.admin.1, c.admin.2));
     tokio::spawn(crate::telemetry::mesh::publish_loop(
         c.proxy.telemetry.clone(),
         c.membership.keys(),

@@ -28,6 +28,7 @@ use super::plan::{self, Subject};
 use super::runtime::Proxy;
 use super::{exchange, route};
 use crate::api::traffic::Direction;
+use crate::listener::{Activity, Admitted, Gate, Tracked};
 use crate::telemetry::Outcome;
 use crate::telemetry::traceparent::{TRACEPARENT, TraceParent};
 use crate::telemetry::traces::ProxySpan;
@@ -38,8 +39,8 @@ const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// HTTP/2 streams one client connection may have open.
 const H2_MAX_STREAMS: u32 = 1024;
 
-/// Accepts app connections until the process ends.
-pub async fn serve(proxy: Arc<Proxy>, listener: TcpListener) {
+/// Accepts app connections until the process ends, under `gate`'s cap and timeouts.
+pub async fn serve(proxy: Arc<Proxy>, listener: TcpListener, gate: Arc<Gate>) {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -51,24 +52,30 @@ pub async fn serve(proxy: Arc<Proxy>, listener: TcpListener) {
         .max_concurrent_streams(H2_MAX_STREAMS);
     let builder = Arc::new(builder);
     loop {
-        let (stream, peer) = match listener.accept().await {
-            Ok(accepted) => accepted,
-            Err(e) => {
-                debug!(error = %e, "outbound accept failed");
-                tokio::time::sleep(Duration::from_millis(20)).await;
-                continue;
-            }
-        };
-        let _ = stream.set_nodelay(true);
-        let (proxy, builder) = (proxy.clone(), builder.clone());
+        let conn = gate.accept(&listener).await;
+        let _ = conn.stream.set_nodelay(true);
+        let (proxy, builder, gate) = (proxy.clone(), builder.clone(), gate.clone());
         tokio::spawn(async move {
+            let Admitted { stream, peer, slot } = conn;
+            let activity = Activity::new();
+            let busy = activity.clone();
             let svc = service_fn(move |req| {
-                let proxy = proxy.clone();
-                async move { Ok::<_, Infallible>(handle(&proxy, req).await) }
+                let (proxy, in_flight) = (proxy.clone(), busy.request());
+                async move {
+                    let resp = handle(&proxy, req).await;
+                    drop(in_flight);
+                    Ok::<_, Infallible>(resp)
+                }
             });
-            if let Err(e) = builder.serve_connection(TokioIo::new(stream), svc).await {
+            let io = TokioIo::new(Tracked::new(stream, activity.clone()));
+            let served = gate
+                .serve(&activity, builder.serve_connection(io, svc))
+                .await;
+            if let Some(Err(e)) = served {
                 debug!(%peer, error = %e, "outbound connection ended");
             }
+            // Only now is its place under the cap free.
+            drop(slot);
         });
     }
 }

@@ -4,4 +4,5 @@
 mod exchange;
 mod harness;
 mod inbound;
+mod limits;
 mod upstream;

@@ -10,7 +10,7 @@ use std::time::Duration;
 use murmur_transport::identity::Name;
 use murmur_transport::wire::{StreamHeader, StreamKind};
 use tokio::io::AsyncWriteExt;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tracing::{debug, info, warn};
 
 use super::ack::{self, AckError};
@@ -19,6 +19,7 @@ use super::plan::{self, Subject};
 use super::route::RouteError;
 use super::runtime::Proxy;
 use crate::api::traffic::Direction;
+use crate::listener::{Activity, Admitted, Gate, Tracked};
 use crate::telemetry::Outcome;
 
 /// Time for the serving node to connect to its app and say so.
@@ -75,40 +76,44 @@ impl fmt::Display for TcpError {
     }
 }
 
-/// Accepts local connections for `service` until the process ends.
-pub async fn serve(proxy: Arc<Proxy>, service: Name, listener: TcpListener) {
+/// Accepts local connections for `service` until the process ends, under `gate`'s cap and
+/// idle timeout.
+pub async fn serve(proxy: Arc<Proxy>, service: Name, listener: TcpListener, gate: Arc<Gate>) {
     loop {
-        let (client, peer) = match listener.accept().await {
-            Ok(accepted) => accepted,
-            Err(e) => {
-                debug!(error = %e, "upstream accept failed");
-                tokio::time::sleep(Duration::from_millis(20)).await;
-                continue;
-            }
-        };
-        let _ = client.set_nodelay(true);
-        let (proxy, service) = (proxy.clone(), service.clone());
+        let conn = gate.accept(&listener).await;
+        let _ = conn.stream.set_nodelay(true);
+        let (proxy, service, gate) = (proxy.clone(), service.clone(), gate.clone());
         tokio::spawn(async move {
+            let Admitted { stream, peer, slot } = conn;
             let guard = proxy.telemetry.start(Direction::Outbound, service.as_str());
-            match forward(&proxy, &service, client).await {
-                Ok(node) => {
+            let activity = Activity::new();
+            let client = Tracked::new(stream, activity.clone());
+            match gate
+                .serve(&activity, forward(&proxy, &service, client))
+                .await
+            {
+                Some(Ok(node)) => {
                     guard.finish(&node, Outcome::Closed);
                 }
-                Err(e) => {
+                Some(Err(e)) => {
                     warn!(%service, %peer, error = %e, "TCP connection not proxied");
                     guard.finish("-", Outcome::Error);
                 }
+                None => {
+                    guard.finish("-", Outcome::Closed);
+                }
             }
+            // Only now is its place under the cap free.
+            drop(slot);
         });
     }
 }
 
 /// Carries one local connection to an instance of `service`; returns the node that served it.
-pub async fn forward(
-    proxy: &Proxy,
-    service: &Name,
-    mut client: TcpStream,
-) -> Result<String, TcpError> {
+pub async fn forward<C>(proxy: &Proxy, service: &Name, mut client: C) -> Result<String, TcpError>
+where
+    C: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
     let view = proxy.view.borrow().clone();
     let compiled = proxy.traffic.compiled();
     let plan = plan::decide(

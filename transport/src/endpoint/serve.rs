@@ -43,7 +43,7 @@ pub(super) async fn accept_loop(ep: MeshEndpoint) {
                 Ok(Err(e)) => return refused(&ep, remote, &e.to_string()),
                 Err(_) => return refused(&ep, remote, "handshake timed out"),
             };
-            match PeerConnection::new(conn) {
+            match PeerConnection::new(conn, &ep) {
                 Ok(peer) => {
                     debug!(%remote, peer = %peer.identity().id, "peer connected");
                     serve_connection(ep, peer).await;

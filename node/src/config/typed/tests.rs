@@ -150,3 +150,40 @@ fn the_complete_example_in_the_readme_is_valid() {
     assert_eq!(c.drain.timeout, Duration::from_secs(30));
     assert_eq!(c.traces.endpoint.as_deref(), Some("http://127.0.0.1:4317"));
 }
+
+#[test]
+fn limits_default_and_are_validated_by_field() {
+    let c = Config::from_parts(RawConfig::default(), flags(), Path::new(""), &no_env).unwrap();
+    assert_eq!(c.listeners, crate::listener::ListenerSettings::default());
+    assert_eq!(c.quic.stream_wait, Duration::from_secs(1));
+    let raw = parse(
+        "[limits]\nstream_wait = \"250ms\"\nstreams_per_peer = 64\n\
+         [limits.upstream]\nmax_connections = 10\nidle_timeout = \"5m\"\n",
+    )
+    .unwrap();
+    let c = Config::from_parts(raw, flags(), Path::new(""), &no_env).unwrap();
+    assert_eq!(c.quic.stream_wait, Duration::from_millis(250));
+    assert_eq!(c.quic.max_bidi_streams, 64);
+    assert_eq!(c.listeners.upstream.max_connections, 10);
+    assert_eq!(c.listeners.upstream.idle_timeout, Duration::from_secs(300));
+    assert_eq!(c.listeners.admin, crate::listener::ListenerLimits::ADMIN);
+    for (text, field) in [
+        (
+            "[limits.admin]\nmax_connections = 0\n",
+            "limits.admin.max_connections",
+        ),
+        (
+            "[limits.outbound]\nidle_timeout = \"0s\"\n",
+            "limits.outbound.idle_timeout",
+        ),
+        (
+            "[limits]\nstreams_per_peer = 0\n",
+            "limits.streams_per_peer",
+        ),
+    ] {
+        let err = Config::from_parts(parse(text).unwrap(), flags(), Path::new(""), &no_env)
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with(field), "{err}");
+    }
+}

@@ -24,6 +24,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
 use crate::balance::Balancers;
+use crate::listener::{Gate, ListenerLimits};
 use crate::proxy::local::LocalClients;
 use crate::proxy::runtime::Proxy;
 use crate::proxy::{inbound, outbound, upstream};
@@ -61,11 +62,23 @@ pub fn node(
     local: &[LocalService],
     policy: &str,
 ) -> Node {
-    let tls = pki.tls(&pki.node(node, certified), Role::Node, node);
     let quic = QuicSettings {
         connect_timeout: Duration::from_millis(500),
         ..QuicSettings::default()
     };
+    node_with(pki, node, certified, local, policy, quic)
+}
+
+/// [`node`] with QUIC settings of its own.
+pub fn node_with(
+    pki: &TestPki,
+    node: &str,
+    certified: &[&str],
+    local: &[LocalService],
+    policy: &str,
+    quic: QuicSettings,
+) -> Node {
+    let tls = pki.tls(&pki.node(node, certified), Role::Node, node);
     let config = EndpointConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
         advertise: None,
@@ -135,20 +148,43 @@ impl Node {
         });
     }
 
-    /// The outbound HTTP listener of this node, serving.
+    /// The outbound HTTP listener of this node, serving with the default limits.
     pub async fn outbound(&self) -> SocketAddr {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(outbound::serve(self.proxy.clone(), listener));
-        addr
+        self.outbound_with(ListenerLimits::OUTBOUND).await.0
     }
 
-    /// A local TCP listener for `service` on this node, serving.
-    pub async fn upstream(&self, service: &str) -> SocketAddr {
+    /// The outbound HTTP listener of this node with `limits`, serving; and its gate.
+    pub async fn outbound_with(&self, limits: ListenerLimits) -> (SocketAddr, Arc<Gate>) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        tokio::spawn(upstream::serve(self.proxy.clone(), name(service), listener));
-        addr
+        let gate = Arc::new(Gate::new("outbound", limits));
+        tokio::spawn(outbound::serve(self.proxy.clone(), listener, gate.clone()));
+        (addr, gate)
+    }
+
+    /// A local TCP listener for `service` on this node, serving with the default limits.
+    pub async fn upstream(&self, service: &str) -> SocketAddr {
+        self.upstream_with(service, ListenerLimits::UPSTREAM)
+            .await
+            .0
+    }
+
+    /// A local TCP listener for `service` with `limits`, serving; and its gate.
+    pub async fn upstream_with(
+        &self,
+        service: &str,
+        limits: ListenerLimits,
+    ) -> (SocketAddr, Arc<Gate>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let gate = Arc::new(Gate::new(format!("upstream:{service}"), limits));
+        tokio::spawn(upstream::serve(
+            self.proxy.clone(),
+            name(service),
+            listener,
+            gate.clone(),
+        ));
+        (addr, gate)
     }
 
     /// Requests counted by this node's metrics, as `/metrics` shows them.
