@@ -10,7 +10,7 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Instant;
 
-use super::ListenerLimits;
+use super::limits::ListenerLimits;
 
 /// Why a connection was found silent.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
