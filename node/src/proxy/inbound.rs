@@ -21,9 +21,8 @@ use crate::telemetry::Outcome;
 /// stream's service from its caller.
 pub async fn serve(proxy: Arc<Proxy>, mut stream: InboundStream) {
     let caller = stream.peer.id.name.to_string();
-    let guard = proxy
-        .telemetry
-        .start(Direction::Inbound, &stream.header.service);
+    let label = proxy.inbound_label(&stream.header.service);
+    let guard = proxy.telemetry.start(Direction::Inbound, label);
     let outcome = match local_instance(&proxy, stream.kind, &stream.header.service) {
         Ok(local) if stream.kind == StreamKind::Tcp => tcp::serve(&proxy, local, stream).await,
         Ok(local) => http::serve(&proxy, local, stream).await,

@@ -90,7 +90,8 @@ async fn handle(proxy: &Proxy, mut req: Request<Incoming>) -> Response<ProxyBody
         Err(e) => return ProxyError::Route(e).response(grpc),
     };
     let (span, traceparent) = client_span(proxy, &mut req, service.as_str());
-    let guard = proxy.telemetry.start(Direction::Outbound, service.as_str());
+    let label = proxy.outbound_label(service.as_str());
+    let guard = proxy.telemetry.start(Direction::Outbound, label);
     let (resp, peer) = match forward(proxy, req, &service, traceparent).await {
         Ok(answered) => answered,
         Err(e) => {

@@ -12,6 +12,7 @@ use super::local::LocalClients;
 use crate::balance::{Balancers, Offer};
 use crate::services::Services;
 use crate::telemetry::Telemetry;
+use crate::telemetry::requests::UNKNOWN_SERVICE;
 use crate::telemetry::traces::Tracing;
 use crate::traffic::Traffic;
 use crate::traffic::circuit::OutlierConfig;
@@ -40,6 +41,26 @@ pub struct Proxy {
 }
 
 impl Proxy {
+    /// The metrics label of an inbound stream for `service`: itself if this node serves it,
+    /// else one fixed label (a peer can name any service; labels must not grow with it).
+    pub fn inbound_label<'a>(&self, service: &'a str) -> &'a str {
+        if self.services.get(service).is_some() {
+            service
+        } else {
+            UNKNOWN_SERVICE
+        }
+    }
+
+    /// The metrics label of an outbound request for `service`: itself if the mesh knows it,
+    /// else one fixed label (a local app can name any host).
+    pub fn outbound_label<'a>(&self, service: &'a str) -> &'a str {
+        if self.view.borrow().services.contains_key(service) {
+            service
+        } else {
+            UNKNOWN_SERVICE
+        }
+    }
+
     /// The balancer's order for one request, as a plan asks for it ([`super::plan::Order`]).
     pub fn order(
         &self,
