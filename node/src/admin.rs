@@ -18,6 +18,7 @@
 //! | DELETE | `/v1/services/<name>` | deregister a local service |
 
 pub mod dashboard;
+pub mod guard;
 pub mod http;
 pub mod members;
 pub mod mesh;
@@ -106,6 +107,9 @@ fn readyz(state: &AdminState) -> Response<Body> {
 }
 
 async fn route(state: &Arc<AdminState>, req: Request<Incoming>) -> Response<Body> {
+    if let Err((status, why)) = guard::check(&req, state.node.admin) {
+        return error(status, &why);
+    }
     let path = req.uri().path().to_owned();
     match (req.method().clone(), path.as_str()) {
         (Method::GET, "/" | "/index.html") => dashboard::get(),

@@ -211,7 +211,11 @@ fn chores(node: &Node, admin_listener: TcpListener, reload: Arc<Notify>) -> task
         credentials: CredentialWatcher::new(node.tls.clone(), c.tls.clone()),
         reload_interval: c.reload_interval,
         reload,
-        admin: (admin_state(node), admin_listener, node.admin_gate.clone()),
+        admin: (
+            admin_state(node, admin_listener.local_addr().unwrap_or(c.admin)),
+            admin_listener,
+            node.admin_gate.clone(),
+        ),
         membership: node.membership.clone(),
         endpoint: node.endpoint.clone(),
         proxy: node.proxy.clone(),
@@ -225,14 +229,15 @@ fn chores(node: &Node, admin_listener: TcpListener, reload: Arc<Notify>) -> task
     }
 }
 
-/// What the admin API works with.
-fn admin_state(node: &Node) -> Arc<AdminState> {
+/// What the admin API, listening on `admin`, works with.
+fn admin_state(node: &Node, admin: std::net::SocketAddr) -> Arc<AdminState> {
     let c = &node.config;
     Arc::new(AdminState {
         node: NodeFacts {
             name: c.name.to_string(),
             started: node.started,
             outbound: c.outbound,
+            admin,
             upstreams: c
                 .upstreams
                 .iter()

@@ -57,6 +57,8 @@ pub struct NodeFacts {
     pub started: Instant,
     /// The outbound HTTP proxy address.
     pub outbound: SocketAddr,
+    /// The admin API's own address (requests must name it, see [`super::guard`]).
+    pub admin: SocketAddr,
     /// Local TCP listeners for remote services, `service@address`.
     pub upstreams: Vec<String>,
     /// Whether it was given seeds: without, it is the first of its mesh and ready alone.
