@@ -16,9 +16,9 @@ use murmur_transport::tls::TlsState;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
-use crate::persist::{self, FailStatic};
+use crate::persist::{self, FailStatic, LastGood};
 use crate::records::{self, NODE_KEY, NodeRecord, NodeStatus, RECORD_VERSION, ServiceRecord};
 use crate::trust::liveness::{heartbeat, own_heartbeat};
 use crate::trust::signed::{self, HEAD_KEY};
@@ -205,7 +205,29 @@ impl Membership {
             labels: config.labels.clone(),
             status: NodeStatus::Serving,
         };
-        let cc = chitchat_config(&config);
+        let persisted = config
+            .view_file
+            .as_deref()
+            .and_then(persist::load)
+            .map(|v| persist::mark_stale(v, &config.name));
+        let mut cc = chitchat_config(&config);
+        if let Some(view) = &persisted {
+            // After a stop of the whole mesh the configured seeds may be the last to come back:
+            // every member known before the stop is worth a try.
+            let known = persist::known_peers(view, &config.name);
+            if !known.is_empty() {
+                info!(
+                    peers = known.len(),
+                    "members known before the stop are tried as seeds"
+                );
+            }
+            for addr in known {
+                let addr = addr.to_string();
+                if !cc.seed_nodes.contains(&addr) {
+                    cc.seed_nodes.push(addr);
+                }
+            }
+        }
         let own = Arc::new(OwnKeys::new(
             config.trust.tls.clone(),
             cc.chitchat_id.clone(),
@@ -221,11 +243,6 @@ impl Membership {
             own.clone(),
             config.gossip.head_interval,
         ));
-        let persisted = config
-            .view_file
-            .as_deref()
-            .and_then(persist::load)
-            .map(|v| persist::mark_stale(v, &config.name));
         let first = persisted.clone().unwrap_or_else(|| ClusterView {
             self_name: config.name.clone(),
             ..ClusterView::default()
@@ -236,6 +253,14 @@ impl Membership {
             chitchat: handle.chitchat(),
             self_name: config.name.clone(),
             view_tx,
+            last_good: persisted
+                .as_ref()
+                .map(|v| {
+                    let mut good = LastGood::default();
+                    good.learn(v);
+                    good
+                })
+                .unwrap_or_default(),
             fail_static: FailStatic::new(persisted, config.fail_static_warmup),
             view_file: config.view_file.clone(),
             every: config.refresh,
@@ -459,6 +484,7 @@ struct Refresher {
     chitchat: Arc<tokio::sync::Mutex<Chitchat>>,
     self_name: String,
     view_tx: watch::Sender<Arc<ClusterView>>,
+    last_good: LastGood,
     fail_static: FailStatic,
     view_file: Option<PathBuf>,
     every: Duration,
@@ -482,8 +508,9 @@ async fn refresh_loop(mut r: Refresher) {
             continue;
         }
         let next = Arc::new(next);
+        r.last_good.learn(&next);
         if let Some(path) = &r.view_file {
-            let (path, v) = (path.clone(), Arc::clone(&next));
+            let (path, v) = (path.clone(), r.last_good.to_save(&next));
             let saved = tokio::task::spawn_blocking(move || persist::save(&path, &v)).await;
             if let Ok(Err(e)) = saved {
                 warn!(error = %e, "could not persist the cluster view");
