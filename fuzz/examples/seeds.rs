@@ -181,6 +181,7 @@ fn main() {
             generation: 7,
             addr: node.mesh_addr,
             live: true,
+            joining: false,
             kvs: vec![
                 ("node".into(), encode(&node).unwrap()),
                 (service_key("web", "web-2"), encode(&service).unwrap()),

@@ -253,6 +253,9 @@ impl Membership {
             chitchat: handle.chitchat(),
             self_name: config.name.clone(),
             view_tx,
+            newcomers: Newcomers::default(),
+            // Two heartbeats arrive within a few gossip rounds; past this, silence is death.
+            join_grace: (config.gossip.interval * 10).max(Duration::from_secs(3)),
             last_good: persisted
                 .as_ref()
                 .map(|v| {
@@ -484,6 +487,9 @@ struct Refresher {
     chitchat: Arc<tokio::sync::Mutex<Chitchat>>,
     self_name: String,
     view_tx: watch::Sender<Arc<ClusterView>>,
+    newcomers: Newcomers,
+    /// How long a member learned of and never live yet shows as joining.
+    join_grace: Duration,
     last_good: LastGood,
     fail_static: FailStatic,
     view_file: Option<PathBuf>,
@@ -501,7 +507,7 @@ async fn refresh_loop(mut r: Refresher) {
             changed = live_watch.changed() => if changed.is_err() { return },
             () = r.kick.notified() => {}
         }
-        let snapshots = snapshot(&r.chitchat).await;
+        let snapshots = snapshot(&r.chitchat, &mut r.newcomers, r.join_grace).await;
         let live = view::build(&r.self_name, &snapshots);
         let next = r.fail_static.apply(live, Instant::now());
         if **r.view_tx.borrow() == next {
@@ -521,9 +527,36 @@ async fn refresh_loop(mut r: Refresher) {
     }
 }
 
-async fn snapshot(chitchat: &tokio::sync::Mutex<Chitchat>) -> Vec<NodeSnapshot> {
+/// Incarnations this node has learned of and whether each was ever live: a new member is
+/// `joining`, not `dead`, for a moment after it is first heard of.
+#[derive(Debug, Default)]
+struct Newcomers {
+    first_seen: std::collections::HashMap<ChitchatId, (Instant, bool)>,
+}
+
+impl Newcomers {
+    /// Whether `id` counts as joining now; remembers what it saw.
+    fn joining(&mut self, id: &ChitchatId, live: bool, now: Instant, grace: Duration) -> bool {
+        let entry = self.first_seen.entry(id.clone()).or_insert((now, false));
+        entry.1 |= live;
+        !entry.1 && now.duration_since(entry.0) < grace
+    }
+
+    /// Forgets incarnations chitchat no longer holds.
+    fn retain(&mut self, keep: impl Fn(&ChitchatId) -> bool) {
+        self.first_seen.retain(|id, _| keep(id));
+    }
+}
+
+async fn snapshot(
+    chitchat: &tokio::sync::Mutex<Chitchat>,
+    newcomers: &mut Newcomers,
+    grace: Duration,
+) -> Vec<NodeSnapshot> {
     let c = chitchat.lock().await;
     let live: HashSet<&ChitchatId> = c.live_nodes().collect();
+    let now = Instant::now();
+    newcomers.retain(|id| c.node_state(id).is_some());
     c.node_states()
         .iter()
         .map(|(id, state)| NodeSnapshot {
@@ -531,6 +564,7 @@ async fn snapshot(chitchat: &tokio::sync::Mutex<Chitchat>) -> Vec<NodeSnapshot> 
             generation: id.generation_id,
             addr: id.gossip_advertise_addr,
             live: live.contains(id),
+            joining: newcomers.joining(id, live.contains(id), now, grace),
             // Only what the view reads: policy documents and other large values stay put.
             // Values were verified before chitchat stored them; withdrawn keys are gone.
             kvs: state

@@ -180,12 +180,12 @@ impl FailStatic {
         }
         let mut added = false;
         for (name, member) in &stale.members {
-            // Gossip lists a member it has just learned of as dead until its second heartbeat:
-            // until gossip says something better than "dead", the disk knows more.
+            // Gossip lists a member it has just learned of as joining until its second
+            // heartbeat: until gossip says something better, the disk knows more.
             let known = live
                 .members
                 .get(name)
-                .is_some_and(|m| m.state != MemberState::Dead);
+                .is_some_and(|m| !matches!(m.state, MemberState::Dead | MemberState::Joining));
             if known {
                 continue;
             }

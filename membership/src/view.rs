@@ -25,6 +25,9 @@ pub enum MemberState {
     Left,
     /// Not heard from: the failure detector gave up on it.
     Dead,
+    /// Just learned of, not yet heard from twice (the failure detector needs two heartbeats
+    /// before it judges): gets no traffic yet, but is not dead.
+    Joining,
 }
 
 /// One member of the mesh.
@@ -123,6 +126,8 @@ pub struct NodeSnapshot {
     pub addr: SocketAddr,
     /// Whether the failure detector considers it live.
     pub live: bool,
+    /// Never live yet and learned of moments ago: its second heartbeat is on its way.
+    pub joining: bool,
     /// Its keys and values (deleted keys excluded; only those [`reads_key`] accepts matter).
     pub kvs: Vec<(String, String)>,
 }
@@ -175,6 +180,7 @@ fn member_of(snap: &NodeSnapshot) -> Option<(Member, Vec<Endpoint>)> {
     }
     let state = match (record.status, snap.live) {
         (NodeStatus::Left, _) => MemberState::Left,
+        (_, false) if snap.joining => MemberState::Joining,
         (_, false) => MemberState::Dead,
         (NodeStatus::Draining, true) => MemberState::Draining,
         (NodeStatus::Serving, true) => MemberState::Alive,
@@ -265,6 +271,7 @@ mod tests {
             generation,
             addr,
             live,
+            joining: false,
             kvs,
         }
     }
@@ -281,6 +288,15 @@ mod tests {
         assert_eq!(v.members["a"].generation, 3);
         assert_eq!(v.members["a"].state, MemberState::Alive);
         assert_eq!(v.endpoints("web").len(), 1);
+    }
+
+    #[test]
+    fn a_member_learned_of_moments_ago_is_joining_not_dead_and_takes_no_traffic() {
+        let mut new = snap("n", 1, false, NodeStatus::Serving, &["web"]);
+        new.joining = true;
+        let v = build("x", &[new]);
+        assert_eq!(v.members["n"].state, MemberState::Joining);
+        assert!(v.endpoints("web").is_empty());
     }
 
     #[test]

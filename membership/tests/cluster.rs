@@ -169,3 +169,31 @@ async fn the_end_of_gossip_is_noticed() {
         .expect("the watcher resolves once gossip is gone");
     assert!(why.contains("gossip"), "{why}");
 }
+
+#[tokio::test]
+async fn a_member_that_joins_is_never_listed_dead_on_its_way_in() {
+    let net = ChannelTransport::with_mtu(65_507);
+    let a = Membership::start(config("a", 31, 1, &[]), &net)
+        .await
+        .unwrap();
+    let mut rx = a.watch();
+    let _b = Membership::start(config("b", 32, 1, &[31]), &net)
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut seen = Vec::new();
+    loop {
+        let state = rx.borrow_and_update().members.get("b").map(|m| m.state);
+        if let Some(s) = state
+            && seen.last() != Some(&s)
+        {
+            seen.push(s);
+        }
+        if state == Some(MemberState::Alive) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "b never alive: {seen:?}");
+        let _ = tokio::time::timeout(Duration::from_millis(200), rx.changed()).await;
+    }
+    assert!(!seen.contains(&MemberState::Dead), "{seen:?}");
+}

@@ -5,6 +5,7 @@
 //! This is the composition root: the only module (with the command line) that reads the
 //! config, and the only one that knows every part.
 
+mod credentials;
 mod generation;
 mod tasks;
 
@@ -16,8 +17,7 @@ use murmur_membership::policy::PolicyHandle;
 use murmur_membership::{Membership, MembershipConfig, Trust};
 use murmur_transport::endpoint::{EndpointConfig, MeshEndpoint};
 use murmur_transport::gossip::{GossipStats, QuicGossip};
-use murmur_transport::identity::SpiffeId;
-use murmur_transport::tls::{CredentialWatcher, TlsState, load_material};
+use murmur_transport::tls::{CredentialWatcher, TlsState};
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tracing::info;
@@ -53,7 +53,7 @@ pub struct Prepared {
     reason = "runs before the node's runtime starts"
 )]
 pub fn prepare(config: Config) -> anyhow::Result<Prepared> {
-    let tls = load_credentials(&config)?;
+    let tls = credentials::load(&config.tls, &config.trust_domain, &config.name)?;
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
     let cert = tls.local_cert();
@@ -270,18 +270,6 @@ async fn shutdown(node: Node) {
     node.membership.leave(linger).await;
     node.endpoint.close(Duration::from_millis(500)).await;
     node.proxy.traces.shutdown().await;
-}
-
-fn load_credentials(config: &Config) -> anyhow::Result<Arc<TlsState>> {
-    let id = SpiffeId::node(config.trust_domain.clone(), config.name.clone());
-    let material = load_material(&config.tls, &config.trust_domain)?;
-    TlsState::new(id, material).with_context(|| {
-        format!(
-            "the certificate {} cannot be used by node {}",
-            config.tls.cert.display(),
-            config.name
-        )
-    })
 }
 
 fn membership_config(

@@ -6,7 +6,10 @@
 // Test helpers may panic: a panic is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 
 use murmur_tests::{Cluster, NodeSpec, apps::EchoApp, http, netns, wait_until};
 
@@ -166,5 +169,76 @@ fn the_config_file_wins_over_registrations_made_over_the_api() {
             .await
             .unwrap();
         assert_eq!(r.status, 200, "{}", r.text());
+    });
+}
+
+/// Whether the server closes `s` within `within`.
+async fn closed_within(s: &mut TcpStream, within: Duration) -> bool {
+    let mut buf = [0u8; 256];
+    loop {
+        match tokio::time::timeout(within, s.read(&mut buf)).await {
+            Ok(Ok(0) | Err(_)) => return true,
+            Ok(Ok(_)) => continue,
+            Err(_) => return false,
+        }
+    }
+}
+
+#[test]
+fn slow_and_silent_connections_neither_hold_the_admin_api_nor_take_it_down() {
+    netns::run(|| async {
+        let mut c = Cluster::new();
+        let spec = NodeSpec {
+            extra_toml: "\n[limits.admin]\nfirst_byte_timeout = \"1s\"\n\
+                         [limits.outbound]\nmax_connections = 50\nfirst_byte_timeout = \"30s\"\n"
+                .into(),
+            ..NodeSpec::new("n1", Cluster::ip(2))
+        };
+        c.add(spec);
+        let n1 = c.node("n1");
+        wait_until("n1 to answer", Duration::from_secs(10), || async {
+            n1.admin_get("/healthz").await.map(|_| ())
+        })
+        .await;
+        // A head that never ends, on the admin API: closed after its header timeout.
+        let started = Instant::now();
+        let mut slow = TcpStream::connect(n1.admin()).await.unwrap();
+        slow.write_all(b"GET /v1/status HTTP/1.1\r\nHost: 127.0.0.2:7422\r\nX-Slow:")
+            .await
+            .unwrap();
+        assert!(closed_within(&mut slow, Duration::from_secs(10)).await);
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            started.elapsed()
+        );
+        // The outbound proxy flooded with silent connections up to its cap and beyond: the
+        // extra ones are closed at once, and the admin API answers all along.
+        let mut held = Vec::new();
+        for _ in 0..80 {
+            held.push(TcpStream::connect(n1.outbound()).await.unwrap());
+        }
+        let mut closed = 0;
+        for s in held.iter_mut() {
+            if closed_within(s, Duration::from_millis(200)).await {
+                closed += 1;
+            }
+        }
+        assert_eq!(
+            closed, 30,
+            "the 30 over the cap are closed, the 50 under it held"
+        );
+        assert_eq!(n1.admin_get("/readyz").await.unwrap().status, 200);
+        let metrics = n1.admin_get("/metrics").await.unwrap().text();
+        assert!(
+            metrics.contains("murmur_listener_refused_total{listener=\"outbound\"} 30"),
+            "{metrics}"
+        );
+        assert!(
+            metrics.contains(
+                "murmur_listener_timeouts_total{listener=\"admin\",reason=\"first_byte\"}"
+            ),
+            "{metrics}"
+        );
     });
 }

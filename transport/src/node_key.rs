@@ -38,6 +38,16 @@ impl TlsState {
         })
     }
 
+    /// Whether the node's current certificate names `service`: after a rotation that dropped
+    /// a service, peers that cached the old certificate may still send it traffic.
+    pub fn certifies_service(&self, service: &str) -> bool {
+        self.snapshot()
+            .info
+            .services
+            .iter()
+            .any(|s| s.as_str() == service)
+    }
+
     /// The node's current certificate chain, leaf first.
     pub fn chain(&self) -> Vec<CertificateDer<'static>> {
         self.snapshot().certified.cert.clone()

@@ -77,6 +77,7 @@ fn membership_metrics(state: &AdminState, out: &mut String) {
         MemberState::Draining,
         MemberState::Left,
         MemberState::Dead,
+        MemberState::Joining,
     ]
     .iter()
     .map(|s| {

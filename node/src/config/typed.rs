@@ -218,20 +218,34 @@ impl Config {
                 message: "must be at least 1".into(),
             });
         }
+        let admin = flags
+            .admin
+            .or(raw.admin)
+            .unwrap_or_else(|| parse_default(DEFAULT_ADMIN));
+        let outbound = flags
+            .outbound
+            .or(raw.outbound)
+            .unwrap_or_else(|| parse_default(DEFAULT_OUTBOUND));
+        let services = services(raw.services)?;
+        let upstreams: Vec<Upstream> = raw
+            .upstreams
+            .into_iter()
+            .map(|u| Upstream {
+                service: u.service,
+                listen: u.listen,
+            })
+            .collect();
+        let mut own = vec![("outbound", outbound), ("admin", admin)];
+        own.extend(upstreams.iter().map(|u| ("upstream", u.listen)));
+        check_no_loop(&services, &own)?;
         Ok(Self {
             name,
             trust_domain,
             listen,
             advertise,
             seeds,
-            admin: flags
-                .admin
-                .or(raw.admin)
-                .unwrap_or_else(|| parse_default(DEFAULT_ADMIN)),
-            outbound: flags
-                .outbound
-                .or(raw.outbound)
-                .unwrap_or_else(|| parse_default(DEFAULT_OUTBOUND)),
+            admin,
+            outbound,
             data_dir,
             labels: raw.labels.unwrap_or_default(),
             threads,
@@ -243,15 +257,8 @@ impl Config {
             quic,
             listeners,
             policy: policy_settings(raw.policy.unwrap_or_default())?,
-            services: services(raw.services)?,
-            upstreams: raw
-                .upstreams
-                .into_iter()
-                .map(|u| Upstream {
-                    service: u.service,
-                    listen: u.listen,
-                })
-                .collect(),
+            services,
+            upstreams,
             traces: trace_settings(raw.telemetry.unwrap_or_default(), env)?,
         })
     }
@@ -416,8 +423,17 @@ fn check_reachable(listen: SocketAddr, advertise: Option<SocketAddr>) -> Result<
 }
 
 fn services(raw: Vec<RawService>) -> Result<Vec<LocalService>, ConfigError> {
+    let mut seen = std::collections::BTreeSet::new();
     raw.into_iter()
         .map(|s| {
+            if !seen.insert(s.name.clone()) {
+                return Err(ConfigError::Invalid {
+                    field: format!("service {}", s.name),
+                    message: "is defined twice: each [[service]] needs a name of its own (merge \
+                              them, or give the second another name)"
+                        .into(),
+                });
+            }
             let health = s.health.map(|h| check_config(&s.name, h)).transpose()?;
             Ok(LocalService {
                 health,
@@ -427,6 +443,27 @@ fn services(raw: Vec<RawService>) -> Result<Vec<LocalService>, ConfigError> {
             })
         })
         .collect()
+}
+
+/// A service whose address is one of this node's own listeners would send every request
+/// back into the node: refused here (the hop limit catches loops through other nodes).
+fn check_no_loop(services: &[LocalService], own: &[(&str, SocketAddr)]) -> Result<(), ConfigError> {
+    for s in services {
+        for (what, addr) in own {
+            let same_port = s.address.port() == addr.port();
+            if same_port && (s.address.ip() == addr.ip() || addr.ip().is_unspecified()) {
+                return Err(ConfigError::Invalid {
+                    field: format!("service {}: address", s.name),
+                    message: format!(
+                        "{} is this node's {what} listener: requests would loop back into the \
+                         node; give the address of the app instead",
+                        s.address
+                    ),
+                });
+            }
+        }
+    }
+    Ok(())
 }
 
 fn parse_default(s: &str) -> SocketAddr {
@@ -450,7 +487,12 @@ fn trust_domain_of(bundle: &Path) -> Result<TrustDomain, ConfigError> {
         field: "trust_domain".into(),
         message,
     };
-    let certs = read_certs_pem(bundle).map_err(|e| invalid(e.to_string()))?;
+    // The bundle is read here first (to learn the trust domain): a problem with the file is
+    // a problem with `tls.ca`, whatever it was read for.
+    let certs = read_certs_pem(bundle).map_err(|e| ConfigError::Invalid {
+        field: "tls.ca".into(),
+        message: format!("{e} (the trust bundle: set `tls.ca` or --ca)"),
+    })?;
     let first = certs
         .first()
         .ok_or_else(|| invalid(format!("{} holds no certificate", bundle.display())))?;

@@ -65,7 +65,37 @@ pub fn spawn(c: Chores) {
     for (service, address, check) in c.checks {
         spawn_health_check(&c.services, &c.membership, service, address, check);
     }
+    tokio::spawn(withdraw_uncertified(
+        c.services.clone(),
+        c.membership.clone(),
+        c.endpoint.clone(),
+        c.reload_interval,
+    ));
     tokio::spawn(disconnect_the_dead(c.membership.watch(), c.endpoint));
+}
+
+/// Withdraws the local services the node's certificate no longer names (a rotation dropped
+/// them): callers stop choosing this node for them, and the serving side refuses what still
+/// comes on older connections.
+async fn withdraw_uncertified(
+    services: Arc<Services>,
+    membership: Arc<Membership>,
+    endpoint: MeshEndpoint,
+    every: Duration,
+) {
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tick.tick().await;
+        for name in services.snapshot().keys() {
+            if endpoint.tls().certifies_service(name) {
+                continue;
+            }
+            warn!(service = %name, "the node's certificate no longer names this service: withdrawn");
+            if let Err(e) = services.deregister(name, &membership).await {
+                warn!(service = %name, error = %e, "cannot withdraw");
+            }
+        }
+    }
 }
 
 /// Closes connections to members as soon as they are declared dead: requests waiting on them

@@ -46,6 +46,14 @@ fn local_instance(
     let Some(local) = proxy.services.get(service) else {
         return Err(format!("node {} does not serve {service}", proxy.node));
     };
+    // A caller checked the certificate it saw at the handshake; this node's may have been
+    // rotated since and no longer name the service.
+    if !proxy.endpoint.tls().certifies_service(service) {
+        return Err(format!(
+            "the certificate of node {} no longer names {service}",
+            proxy.node
+        ));
+    }
     if kind == StreamKind::Http && local.protocol == Protocol::Tcp {
         return Err(format!("{service} is a TCP service"));
     }

@@ -23,7 +23,7 @@ use tracing::debug;
 use super::body::{self, ProxyBody};
 use super::errors::ProxyError;
 use super::frame::{self, FRAME_VERSION, RequestHead};
-use super::headers::strip_hop_by_hop;
+use super::headers::{next_hop, strip_hop_by_hop};
 use super::plan::{self, Subject};
 use super::runtime::Proxy;
 use super::{exchange, route};
@@ -172,6 +172,7 @@ async fn forward(
             |a| normalize::authority(a).into_owned(),
         );
     strip_hop_by_hop(&mut parts.headers);
+    next_hop(&mut parts.headers).map_err(ProxyError::Loop)?;
     let kind = body::body_kind(&body);
     let head = RequestHead {
         version: FRAME_VERSION,

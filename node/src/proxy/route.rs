@@ -43,6 +43,12 @@ pub fn service_of(uri: &Uri, headers: &HeaderMap) -> Result<Name, RouteError> {
     let host = match uri.authority() {
         Some(a) => a.host().to_owned(),
         None => {
+            // RFC 9112 3.2: a request with more than one Host is answered 400.
+            if headers.get_all(HOST).iter().nth(1).is_some() {
+                return Err(RouteError::BadTarget(
+                    "the request has more than one Host header".into(),
+                ));
+            }
             let value = headers.get(HOST).ok_or_else(|| {
                 RouteError::BadTarget(
                     "the request names no service: send `Host: <service>` or use this address \
@@ -177,6 +183,15 @@ mod tests {
                 ),
             }
         }
+    }
+
+    #[test]
+    fn two_host_headers_are_a_bad_target() {
+        let mut h = HeaderMap::new();
+        h.append(HOST, HeaderValue::from_static("web"));
+        h.append(HOST, HeaderValue::from_static("admin"));
+        let got = service_of(&"/x".parse().unwrap(), &h);
+        assert!(matches!(got, Err(RouteError::BadTarget(ref m)) if m.contains("more than one")));
     }
 
     fn ep(node: &str, health: Health, draining: bool, balancer: Balancer) -> Endpoint {

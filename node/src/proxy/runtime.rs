@@ -15,7 +15,7 @@ use crate::telemetry::Telemetry;
 use crate::telemetry::requests::UNKNOWN_SERVICE;
 use crate::telemetry::traces::Tracing;
 use crate::traffic::Traffic;
-use crate::traffic::circuit::OutlierConfig;
+use crate::traffic::circuit::{OutlierConfig, Transition};
 
 /// The data path's handles.
 #[derive(Debug)]
@@ -58,6 +58,21 @@ impl Proxy {
             service
         } else {
             UNKNOWN_SERVICE
+        }
+    }
+
+    /// Logs and counts what an attempt's result did to `node`'s instance of `service` (HTTP
+    /// and TCP alike): an ejection, or a return after a probe.
+    pub fn note(&self, service: &str, node: &str, t: Transition) {
+        match t {
+            Transition::None => {}
+            Transition::Ejected(time) => {
+                self.telemetry.ejections.get(&[service, node]).inc();
+                tracing::info!(%service, %node, ?time, "endpoint ejected after failures");
+            }
+            Transition::Returned => {
+                tracing::info!(%service, %node, "ejected endpoint is back after a successful probe");
+            }
         }
     }
 

@@ -148,7 +148,11 @@ where
                 if e.is_impostor() {
                     info!(%service, %node, error = %e, "instance is not who the view says");
                 }
-                inflight.finish(false, false, plan.outlier());
+                proxy.note(
+                    plan.target,
+                    node,
+                    inflight.finish(false, false, plan.outlier()),
+                );
                 failures.push((node.clone(), Failed::Dial(e)));
                 continue;
             }
@@ -156,7 +160,11 @@ where
         inflight.sent();
         let failed = match tokio::time::timeout(ACK_TIMEOUT, ack::read(&mut recv)).await {
             Ok(Ok(())) => {
-                inflight.finish(true, true, plan.outlier());
+                proxy.note(
+                    plan.target,
+                    node,
+                    inflight.finish(true, true, plan.outlier()),
+                );
                 let mut quic = tokio::io::join(recv, send);
                 match tokio::io::copy_bidirectional(&mut client, &mut quic).await {
                     Ok((up, down)) => debug!(%service, %node, up, down, "TCP connection done"),
@@ -168,7 +176,11 @@ where
             Err(_) => Failed::NoAck,
         };
         failures.push((node.clone(), failed));
-        inflight.finish(false, false, plan.outlier());
+        proxy.note(
+            plan.target,
+            node,
+            inflight.finish(false, false, plan.outlier()),
+        );
     }
     let _ = client.shutdown().await;
     Err(TcpError::NoInstance {

@@ -187,3 +187,45 @@ fn limits_default_and_are_validated_by_field() {
         assert!(err.starts_with(field), "{err}");
     }
 }
+
+#[test]
+fn a_service_twice_or_at_the_node_s_own_listener_is_refused_by_name() {
+    let cases = [
+        (
+            "[[service]]\nname = \"web\"\naddress = \"127.0.0.1:8080\"\n\
+             [[service]]\nname = \"web\"\naddress = \"127.0.0.1:8081\"\n",
+            "service web: is defined twice",
+        ),
+        (
+            "[[service]]\nname = \"web\"\naddress = \"127.0.0.1:7421\"\n",
+            "service web: address: 127.0.0.1:7421 is this node's outbound listener",
+        ),
+        (
+            "outbound = \"0.0.0.0:9000\"\n[[service]]\nname = \"web\"\naddress = \"10.1.2.3:9000\"\n",
+            "is this node's outbound listener",
+        ),
+        (
+            "[[service]]\nname = \"web\"\naddress = \"127.0.0.1:7422\"\n",
+            "is this node's admin listener",
+        ),
+    ];
+    for (text, expected) in cases {
+        let err = Config::from_parts(parse(text).unwrap(), flags(), Path::new(""), &no_env)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(expected), "{err}");
+    }
+}
+
+#[test]
+fn a_missing_trust_bundle_is_reported_as_tls_ca() {
+    // Without a trust domain set, the bundle is read first to learn it: its absence is still a
+    // problem of `tls.ca`.
+    let mut f = flags();
+    f.trust_domain = None;
+    f.ca = Some("/nonexistent/ca.crt".into());
+    let err = Config::from_parts(RawConfig::default(), f, Path::new(""), &no_env)
+        .unwrap_err()
+        .to_string();
+    assert!(err.starts_with("tls.ca: "), "{err}");
+}
