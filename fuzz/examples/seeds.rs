@@ -179,7 +179,9 @@ fn main() {
         &[NodeSnapshot {
             name: "web-2".into(),
             generation: 7,
+            addr: node.mesh_addr,
             live: true,
+            joining: false,
             kvs: vec![
                 ("node".into(), encode(&node).unwrap()),
                 (service_key("web", "web-2"), encode(&service).unwrap()),

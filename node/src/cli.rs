@@ -110,16 +110,56 @@ pub fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", describe(&e));
             ExitCode::from(exit_code(&e))
         }
     }
 }
 
+/// A configuration problem, the node's credentials included (a certificate that cannot be
+/// read, has expired or names another node is fixed in the configuration, not by retrying),
+/// exits with [`EXIT_USAGE`]; anything else with 1.
 fn exit_code(e: &anyhow::Error) -> u8 {
-    if e.downcast_ref::<crate::config::ConfigError>().is_some() {
-        EXIT_USAGE
-    } else {
-        1
+    let config = e.chain().any(|c| {
+        c.is::<crate::config::ConfigError>()
+            || c.is::<murmur_transport::tls::TlsError>()
+            || c.is::<murmur_transport::certs::CertError>()
+    });
+    if config { EXIT_USAGE } else { 1 }
+}
+
+/// The error and its causes on one line, each cause once: a message that already ends with
+/// its cause's text (`path: No such file`) is not followed by it again.
+fn describe(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if out.ends_with(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn causes_are_told_once_and_credential_problems_are_configuration_errors() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "No such file");
+        let cert = murmur_transport::certs::CertError::Io {
+            path: "a.crt".into(),
+            source: io,
+        };
+        let e = anyhow::Error::new(cert).context("cannot load the node's credentials");
+        assert_eq!(
+            super::describe(&e),
+            "cannot load the node's credentials: a.crt: No such file"
+        );
+        assert_eq!(super::exit_code(&e), super::EXIT_USAGE);
+        assert_eq!(super::exit_code(&anyhow::anyhow!("port in use")), 1);
     }
 }

@@ -29,6 +29,7 @@ mod config;
 mod dns;
 mod drain;
 mod health;
+mod listener;
 mod logging;
 mod names;
 mod node;

@@ -5,6 +5,7 @@
 //! This is the composition root: the only module (with the command line) that reads the
 //! config, and the only one that knows every part.
 
+mod credentials;
 mod generation;
 mod tasks;
 
@@ -14,11 +15,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use murmur_membership::policy::PolicyHandle;
-use murmur_membership::{Membership, MembershipConfig};
+use murmur_membership::{Membership, MembershipConfig, Trust};
 use murmur_transport::endpoint::{EndpointConfig, MeshEndpoint};
 use murmur_transport::gossip::{GossipStats, QuicGossip};
-use murmur_transport::identity::SpiffeId;
-use murmur_transport::tls::{CredentialWatcher, TlsState, load_material};
+use murmur_transport::tls::{CredentialWatcher, TlsState};
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, watch};
 use tracing::info;
@@ -26,6 +26,7 @@ use tracing::info;
 use crate::admin::{AdminState, NodeFacts};
 use crate::balance::Balancers;
 use crate::config::Config;
+use crate::listener::Gate;
 use crate::policy::api::PolicyApi;
 use crate::policy::control;
 use crate::proxy::{self, Proxy};
@@ -57,7 +58,7 @@ pub struct Prepared {
     reason = "runs before the node's runtime starts"
 )]
 pub fn prepare(config: Config) -> anyhow::Result<Prepared> {
-    let tls = load_credentials(&config)?;
+    let tls = credentials::load(&config.tls, &config.trust_domain, &config.name)?;
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
     let cert = tls.local_cert();
@@ -89,6 +90,10 @@ struct Node {
     gossip_stats: Arc<GossipStats>,
     services: Arc<Services>,
     proxy: Arc<Proxy>,
+    /// Every local listener's gate, for metrics.
+    gates: Vec<Arc<Gate>>,
+    /// The admin API's gate.
+    admin_gate: Arc<Gate>,
     started: Instant,
 }
 
@@ -136,12 +141,19 @@ async fn start(p: Prepared) -> anyhow::Result<(Node, TcpListener)> {
     let admin_listener = TcpListener::bind(config.admin)
         .await
         .with_context(|| format!("cannot listen on admin address {}", config.admin))?;
-    let mut listeners = proxy::bind(config.outbound, &config.upstreams).await?;
+    let mut listeners = proxy::bind(config.outbound, &config.upstreams, &config.listeners).await?;
     let dns_listeners = bind_onboarding(&config, &mut listeners).await?;
-    let (endpoint, gossip) = bind_endpoint(&config, &tls, reset_key)?;
-    let membership = Membership::start(membership_config(&config, &endpoint, generation), &gossip)
-        .await
-        .context("cannot start gossip")?;
+    let admin_gate = Arc::new(Gate::new("admin", config.listeners.admin));
+    let mut gates = listeners.gates();
+    gates.push(admin_gate.clone());
+    let trust = Trust::new(tls.clone(), &config.gossip);
+    let (endpoint, gossip) = bind_endpoint(&config, &tls, &trust, reset_key)?;
+    let membership = Membership::start(
+        membership_config(&config, &endpoint, generation, trust),
+        &gossip,
+    )
+    .await
+    .context("cannot start gossip")?;
     let membership = Arc::new(membership);
     let policy = crate::policy::start(
         &membership,
@@ -197,6 +209,8 @@ async fn start(p: Prepared) -> anyhow::Result<(Node, TcpListener)> {
         endpoint,
         services,
         proxy,
+        gates,
+        admin_gate,
         started: crate::clock::now(),
     };
     Ok((node, admin_listener))
@@ -226,10 +240,12 @@ fn start_vips(config: &Config, membership: &Membership) -> watch::Receiver<Arc<V
     rx
 }
 
-/// The QUIC endpoint (keeping its stateless-reset key across restarts) and gossip over it.
+/// The QUIC endpoint (keeping its stateless-reset key across restarts) and gossip over it,
+/// every message checked by the trust's guard.
 fn bind_endpoint(
     config: &Config,
     tls: &Arc<TlsState>,
+    trust: &Trust,
     reset_key: [u8; 32],
 ) -> anyhow::Result<(MeshEndpoint, QuicGossip)> {
     let (endpoint, inbox) = MeshEndpoint::bind(
@@ -242,7 +258,7 @@ fn bind_endpoint(
         tls.clone(),
     )
     .with_context(|| format!("cannot bind mesh address {}", config.listen))?;
-    let gossip = QuicGossip::new(endpoint.clone(), inbox);
+    let gossip = QuicGossip::new(endpoint.clone(), inbox, trust.guard.clone());
     Ok((endpoint, gossip))
 }
 
@@ -253,7 +269,11 @@ fn chores(node: &Node, admin_listener: TcpListener, reload: Arc<Notify>) -> task
         credentials: CredentialWatcher::new(node.tls.clone(), c.tls.clone()),
         reload_interval: c.reload_interval,
         reload,
-        admin: (admin_state(node), admin_listener),
+        admin: (
+            admin_state(node, admin_listener.local_addr().unwrap_or(c.admin)),
+            admin_listener,
+            node.admin_gate.clone(),
+        ),
         membership: node.membership.clone(),
         endpoint: node.endpoint.clone(),
         proxy: node.proxy.clone(),
@@ -267,14 +287,15 @@ fn chores(node: &Node, admin_listener: TcpListener, reload: Arc<Notify>) -> task
     }
 }
 
-/// What the admin API works with.
-fn admin_state(node: &Node) -> Arc<AdminState> {
+/// What the admin API, listening on `admin`, works with.
+fn admin_state(node: &Node, admin: std::net::SocketAddr) -> Arc<AdminState> {
     let c = &node.config;
     Arc::new(AdminState {
         node: NodeFacts {
             name: c.name.to_string(),
             started: node.started,
             outbound: c.outbound,
+            admin,
             upstreams: c
                 .upstreams
                 .iter()
@@ -297,6 +318,7 @@ fn admin_state(node: &Node) -> Arc<AdminState> {
         telemetry: node.proxy.telemetry.clone(),
         traces: node.proxy.traces.stats.clone(),
         traffic: node.proxy.traffic.clone(),
+        listeners: node.gates.clone(),
     })
 }
 
@@ -312,24 +334,14 @@ async fn shutdown(node: Node) {
     node.proxy.traces.shutdown().await;
 }
 
-fn load_credentials(config: &Config) -> anyhow::Result<Arc<TlsState>> {
-    let id = SpiffeId::node(config.trust_domain.clone(), config.name.clone());
-    let material = load_material(&config.tls, &config.trust_domain)?;
-    TlsState::new(id, material).with_context(|| {
-        format!(
-            "the certificate {} cannot be used by node {}",
-            config.tls.cert.display(),
-            config.name
-        )
-    })
-}
-
 fn membership_config(
     config: &Config,
     endpoint: &MeshEndpoint,
     generation: u64,
+    trust: Trust,
 ) -> MembershipConfig {
     MembershipConfig {
+        trust,
         name: config.name.to_string(),
         generation,
         mesh_addr: endpoint.advertise_addr(),

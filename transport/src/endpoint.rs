@@ -63,6 +63,9 @@ pub struct GossipDatagram {
     pub sender: Name,
     /// The chitchat message bytes (at most [`crate::wire::MAX_GOSSIP_PAYLOAD`]).
     pub payload: Vec<u8>,
+    /// The connection it came on: adopted for `from` once the address is verified
+    /// ([`MeshEndpoint::adopt`]).
+    pub conn: PeerConnection,
 }
 
 /// Settings of a [`MeshEndpoint`].
@@ -97,7 +100,7 @@ struct Inner {
     peers: peers::PeerCache,
     handler: OnceLock<Arc<dyn StreamHandler>>,
     gossip_tx: mpsc::Sender<GossipDatagram>,
-    counters: Counters,
+    counters: Arc<Counters>,
 }
 
 /// Events worth counting at the endpoint.
@@ -109,6 +112,8 @@ pub struct Counters {
     pub gossip_malformed: AtomicU64,
     /// Gossip frames dropped because the gossip loop was behind.
     pub gossip_dropped: AtomicU64,
+    /// Streams not opened because the peer allowed no more at once and none freed in time.
+    pub streams_exhausted: AtomicU64,
 }
 
 impl std::fmt::Debug for dyn StreamHandler {
@@ -159,7 +164,7 @@ impl MeshEndpoint {
             peers: peers::PeerCache::default(),
             handler: OnceLock::new(),
             gossip_tx,
-            counters: Counters::default(),
+            counters: Arc::default(),
         });
         let this = Self { inner };
         tokio::spawn(serve::accept_loop(this.clone()));
@@ -182,7 +187,7 @@ impl MeshEndpoint {
                 peers: peers::PeerCache::default(),
                 handler: OnceLock::new(),
                 gossip_tx,
-                counters: Counters::default(),
+                counters: Arc::default(),
             }),
         })
     }
@@ -224,6 +229,13 @@ impl MeshEndpoint {
             tokio::spawn(serve::serve_connection(self.clone(), conn));
         })
         .await
+    }
+
+    /// Uses `conn` for traffic to `addr`, which its peer proved is its own address: a peer that
+    /// dialled us needs no second connection back. Never replaces an open connection to another
+    /// node, so a frame claiming someone else's address cannot take over that address.
+    pub fn adopt(&self, addr: SocketAddr, conn: &PeerConnection) {
+        self.inner.peers.adopt(addr, conn);
     }
 
     /// Endpoint event counters.

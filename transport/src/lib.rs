@@ -12,6 +12,7 @@ pub mod certs;
 pub mod endpoint;
 pub mod gossip;
 pub mod identity;
+pub mod node_key;
 pub mod signing;
 #[cfg(feature = "test-util")]
 pub mod testing;

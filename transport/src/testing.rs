@@ -87,3 +87,23 @@ impl TestPki {
 fn name(s: &str) -> Name {
     Name::parse("name", s).unwrap_or_else(|e| panic!("{e}"))
 }
+
+/// A gossip guard that lets every message through untouched and believes every claimed address:
+/// for tests of the transport itself, where no layer above checks who may say what.
+#[derive(Debug, Default)]
+pub struct OpenGuard;
+
+#[async_trait::async_trait]
+impl crate::gossip::GossipGuard for OpenGuard {
+    async fn admit(
+        &self,
+        _sender: &Name,
+        _from: std::net::SocketAddr,
+        _message: &mut crate::gossip::message::Message,
+    ) -> crate::gossip::Admission {
+        crate::gossip::Admission {
+            from_verified: true,
+            ..crate::gossip::Admission::default()
+        }
+    }
+}

@@ -46,5 +46,6 @@ pub fn state_name(s: MemberState) -> &'static str {
         MemberState::Draining => "draining",
         MemberState::Left => "left",
         MemberState::Dead => "dead",
+        MemberState::Joining => "joining",
     }
 }

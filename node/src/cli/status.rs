@@ -96,8 +96,12 @@ fn render_status(
         ));
     }
     let count = |state: &str| mesh.nodes.iter().filter(|n| n.state == state).count();
+    let joining = match count("joining") {
+        0 => String::new(),
+        n => format!(", {n} joining"),
+    };
     out.push_str(&format!(
-        "members      {} alive, {} draining, {} dead{}\n",
+        "members      {} alive, {} draining, {} dead{joining}{}\n",
         count("alive"),
         count("draining"),
         count("dead"),

@@ -49,6 +49,8 @@ pub struct RawConfig {
     pub dns: Option<RawDns>,
     /// Transparent capture.
     pub capture: Option<RawCapture>,
+    /// Connection and stream limits.
+    pub limits: Option<RawLimits>,
     /// Local services this node serves.
     #[serde(default, rename = "service")]
     pub services: Vec<RawService>,
@@ -156,6 +158,36 @@ pub enum RawCheckKind {
     Http,
     /// TCP connect.
     Tcp,
+}
+
+/// `[limits]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLimits {
+    /// How long a request waits for a peer to allow one more stream.
+    pub stream_wait: Option<HumanDuration>,
+    /// Streams a peer may have open to this node at once.
+    pub streams_per_peer: Option<u32>,
+    /// The outbound HTTP listener.
+    pub outbound: Option<RawListenerLimits>,
+    /// Each `[[upstream]]` listener.
+    pub upstream: Option<RawListenerLimits>,
+    /// The listeners of captured connections.
+    pub captured: Option<RawListenerLimits>,
+    /// The admin API listener.
+    pub admin: Option<RawListenerLimits>,
+}
+
+/// `[limits.outbound]`, `[limits.upstream]`, `[limits.admin]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawListenerLimits {
+    /// Connections open at once.
+    pub max_connections: Option<usize>,
+    /// Time for a connection's first byte.
+    pub first_byte_timeout: Option<HumanDuration>,
+    /// Idle time after which a connection is closed.
+    pub idle_timeout: Option<HumanDuration>,
 }
 
 /// `[[upstream]]`

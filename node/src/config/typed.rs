@@ -21,6 +21,7 @@ use crate::drain::DrainSettings;
 use crate::health::CheckConfig;
 use crate::health::probe::{Probe, parse_expect};
 use crate::health::state::Thresholds;
+use crate::listener::ListenerSettings;
 use crate::names::MeshNames;
 use crate::policy::PolicySettings;
 use crate::proxy::{External, Upstream};
@@ -155,6 +156,8 @@ pub struct Config {
     pub fail_static_warmup: Duration,
     /// QUIC tuning.
     pub quic: QuicSettings,
+    /// Connection caps and timeouts of the local listeners.
+    pub listeners: ListenerSettings,
     /// Policy settings.
     pub policy: PolicySettings,
     /// Graceful drain.
@@ -230,8 +233,10 @@ impl Config {
             .or(raw.data_dir.map(|d| base.join(d)))
             .unwrap_or_else(|| PathBuf::from("murmur-data").join(name.as_str()));
         let (gossip, fail_static_warmup) = gossip_settings(raw.gossip.unwrap_or_default())?;
+        let (listeners, quic) = super::limits::limits(raw.limits.unwrap_or_default())
+            .map_err(|(field, message)| ConfigError::Invalid { field, message })?;
         let threads = flags.threads.or(raw.threads).unwrap_or(1);
-        let outbound = raw.outbound.unwrap_or_default();
+        let raw_outbound = raw.outbound.unwrap_or_default();
         let dns_present = raw.dns.is_some();
         let dns_raw = raw.dns.unwrap_or_default();
         let (names, vips) = (mesh_names(&dns_raw)?, vip_settings(&dns_raw)?);
@@ -243,21 +248,35 @@ impl Config {
                 message: "must be at least 1".into(),
             });
         }
+        let admin = flags
+            .admin
+            .or(raw.admin)
+            .unwrap_or_else(|| parse_default(DEFAULT_ADMIN));
+        let outbound = flags
+            .outbound
+            .or(raw_outbound.listen)
+            .unwrap_or_else(|| parse_default(DEFAULT_OUTBOUND));
+        let services = services(raw.services)?;
+        let upstreams: Vec<Upstream> = raw
+            .upstreams
+            .into_iter()
+            .map(|u| Upstream {
+                service: u.service,
+                listen: u.listen,
+            })
+            .collect();
+        let mut own = vec![("outbound", outbound), ("admin", admin)];
+        own.extend(upstreams.iter().map(|u| ("upstream", u.listen)));
+        check_no_loop(&services, &own)?;
         Ok(Self {
             name,
             trust_domain,
             listen,
             advertise,
             seeds,
-            admin: flags
-                .admin
-                .or(raw.admin)
-                .unwrap_or_else(|| parse_default(DEFAULT_ADMIN)),
-            outbound: flags
-                .outbound
-                .or(outbound.listen)
-                .unwrap_or_else(|| parse_default(DEFAULT_OUTBOUND)),
-            external: flags.external.unwrap_or(match outbound.external {
+            admin,
+            outbound,
+            external: flags.external.unwrap_or(match raw_outbound.external {
                 Some(RawExternal::Deny) => External::Deny,
                 Some(RawExternal::Allow) | None => External::Allow,
             }),
@@ -273,17 +292,11 @@ impl Config {
             drain: drain_settings(raw.drain.unwrap_or_default(), gossip.interval),
             gossip,
             fail_static_warmup,
-            quic: QuicSettings::default(),
+            quic,
+            listeners,
             policy: policy_settings(raw.policy.unwrap_or_default())?,
-            services: services(raw.services)?,
-            upstreams: raw
-                .upstreams
-                .into_iter()
-                .map(|u| Upstream {
-                    service: u.service,
-                    listen: u.listen,
-                })
-                .collect(),
+            services,
+            upstreams,
             traces: trace_settings(raw.telemetry.unwrap_or_default(), env)?,
         })
     }
@@ -578,8 +591,17 @@ fn check_reachable(listen: SocketAddr, advertise: Option<SocketAddr>) -> Result<
 }
 
 fn services(raw: Vec<RawService>) -> Result<Vec<LocalService>, ConfigError> {
+    let mut seen = std::collections::BTreeSet::new();
     raw.into_iter()
         .map(|s| {
+            if !seen.insert(s.name.clone()) {
+                return Err(ConfigError::Invalid {
+                    field: format!("service {}", s.name),
+                    message: "is defined twice: each [[service]] needs a name of its own (merge \
+                              them, or give the second another name)"
+                        .into(),
+                });
+            }
             let health = s.health.map(|h| check_config(&s.name, h)).transpose()?;
             Ok(LocalService {
                 health,
@@ -589,6 +611,27 @@ fn services(raw: Vec<RawService>) -> Result<Vec<LocalService>, ConfigError> {
             })
         })
         .collect()
+}
+
+/// A service whose address is one of this node's own listeners would send every request
+/// back into the node: refused here (the hop limit catches loops through other nodes).
+fn check_no_loop(services: &[LocalService], own: &[(&str, SocketAddr)]) -> Result<(), ConfigError> {
+    for s in services {
+        for (what, addr) in own {
+            let same_port = s.address.port() == addr.port();
+            if same_port && (s.address.ip() == addr.ip() || addr.ip().is_unspecified()) {
+                return Err(ConfigError::Invalid {
+                    field: format!("service {}: address", s.name),
+                    message: format!(
+                        "{} is this node's {what} listener: requests would loop back into the \
+                         node; give the address of the app instead",
+                        s.address
+                    ),
+                });
+            }
+        }
+    }
+    Ok(())
 }
 
 fn parse_default(s: &str) -> SocketAddr {
@@ -612,7 +655,12 @@ fn trust_domain_of(bundle: &Path) -> Result<TrustDomain, ConfigError> {
         field: "trust_domain".into(),
         message,
     };
-    let certs = read_certs_pem(bundle).map_err(|e| invalid(e.to_string()))?;
+    // The bundle is read here first (to learn the trust domain): a problem with the file is
+    // a problem with `tls.ca`, whatever it was read for.
+    let certs = read_certs_pem(bundle).map_err(|e| ConfigError::Invalid {
+        field: "tls.ca".into(),
+        message: format!("{e} (the trust bundle: set `tls.ca` or --ca)"),
+    })?;
     let first = certs
         .first()
         .ok_or_else(|| invalid(format!("{} holds no certificate", bundle.display())))?;

@@ -16,6 +16,7 @@ use tracing::{info, warn};
 
 use crate::admin::AdminState;
 use crate::health::CheckConfig;
+use crate::listener::Gate;
 use crate::proxy::Proxy;
 use crate::services::Services;
 use crate::traffic::share::{self, ShareTask};
@@ -29,8 +30,8 @@ pub struct Chores {
     pub reload_interval: Duration,
     /// Notified on SIGHUP.
     pub reload: Arc<Notify>,
-    /// The admin API and its listener.
-    pub admin: (Arc<AdminState>, TcpListener),
+    /// The admin API, its listener and the listener's gate.
+    pub admin: (Arc<AdminState>, TcpListener, Arc<Gate>),
     /// Gossip and the view.
     pub membership: Arc<Membership>,
     /// The QUIC endpoint.
@@ -48,7 +49,7 @@ pub struct Chores {
 /// Spawns every chore.
 pub fn spawn(c: Chores) {
     tokio::spawn(c.credentials.run(c.reload_interval, c.reload));
-    tokio::spawn(crate::admin::serve(c.admin.0, c.admin.1));
+    tokio::spawn(crate::admin::serve(c.admin.0, c.admin.1, c.admin.2));
     tokio::spawn(crate::telemetry::mesh::publish_loop(
         c.proxy.telemetry.clone(),
         c.membership.keys(),
@@ -64,7 +65,37 @@ pub fn spawn(c: Chores) {
     for (service, address, check) in c.checks {
         spawn_health_check(&c.services, &c.membership, service, address, check);
     }
+    tokio::spawn(withdraw_uncertified(
+        c.services.clone(),
+        c.membership.clone(),
+        c.endpoint.clone(),
+        c.reload_interval,
+    ));
     tokio::spawn(disconnect_the_dead(c.membership.watch(), c.endpoint));
+}
+
+/// Withdraws the local services the node's certificate no longer names (a rotation dropped
+/// them): callers stop choosing this node for them, and the serving side refuses what still
+/// comes on older connections.
+async fn withdraw_uncertified(
+    services: Arc<Services>,
+    membership: Arc<Membership>,
+    endpoint: MeshEndpoint,
+    every: Duration,
+) {
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tick.tick().await;
+        for name in services.snapshot().keys() {
+            if endpoint.tls().certifies_service(name) {
+                continue;
+            }
+            warn!(service = %name, "the node's certificate no longer names this service: withdrawn");
+            if let Err(e) = services.deregister(name, &membership).await {
+                warn!(service = %name, error = %e, "cannot withdraw");
+            }
+        }
+    }
 }
 
 /// Closes connections to members as soon as they are declared dead: requests waiting on them

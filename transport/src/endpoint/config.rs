@@ -30,6 +30,9 @@ pub struct QuicSettings {
     pub connect_timeout: Duration,
     /// RTT assumed before the first measurement (small for a datacentre mesh).
     pub initial_rtt: Duration,
+    /// How long opening a stream may wait for the peer to allow one more (it allows
+    /// `max_bidi_streams` at once); then the open fails with [`super::OpenError::Busy`].
+    pub stream_wait: Duration,
 }
 
 impl Default for QuicSettings {
@@ -43,6 +46,7 @@ impl Default for QuicSettings {
             idle_timeout: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(3),
             initial_rtt: Duration::from_millis(50),
+            stream_wait: Duration::from_secs(1),
         }
     }
 }

@@ -43,7 +43,7 @@ pub(super) async fn accept_loop(ep: MeshEndpoint) {
                 Ok(Err(e)) => return refused(&ep, remote, &e.to_string()),
                 Err(_) => return refused(&ep, remote, "handshake timed out"),
             };
-            match PeerConnection::new(conn) {
+            match PeerConnection::new(conn, &ep) {
                 Ok(peer) => {
                     debug!(%remote, peer = %peer.identity().id, "peer connected");
                     serve_connection(ep, peer).await;
@@ -107,11 +107,13 @@ async fn handle_uni(ep: MeshEndpoint, conn: PeerConnection, mut recv: RecvStream
             return;
         }
     };
-    ep.inner.peers.adopt(frame.from, &conn);
+    // `frame.from` is only a claim: the gossip guard adopts the connection for it once it has
+    // checked the address against what the sender signed.
     let datagram = GossipDatagram {
         from: frame.from,
         sender: peer.id.name.clone(),
         payload: frame.payload,
+        conn: conn.clone(),
     };
     if ep.inner.gossip_tx.try_send(datagram).is_err() {
         ep.inner
