@@ -43,7 +43,8 @@ impl StreamHandler for Streams {
                     refuse(e.into_inner(), BUSY)
                 }
             },
-            StreamKind::Gossip => refuse(stream, UNSUPPORTED),
+            // Certificate requests are not served by this node yet.
+            StreamKind::Gossip | StreamKind::Identity => refuse(stream, UNSUPPORTED),
         }
     }
 }

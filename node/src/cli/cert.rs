@@ -73,7 +73,7 @@ pub fn run(cmd: CertCommand) -> anyhow::Result<()> {
                 role,
                 name,
                 services,
-                days,
+                validity: std::time::Duration::from_secs(u64::from(days) * 86_400),
                 out_dir: out,
                 force,
             })?;

@@ -55,6 +55,22 @@ pub fn read_key_pem(path: &Path) -> Result<PrivateKeyDer<'static>, CertError> {
     })
 }
 
+/// Certificates as PEM, in order (leaf first for a chain).
+pub fn pem_certs(certs: &[CertificateDer<'_>]) -> String {
+    use base64::Engine;
+    let mut out = String::new();
+    for cert in certs {
+        let b64 = base64::engine::general_purpose::STANDARD.encode(cert.as_ref());
+        out.push_str("-----BEGIN CERTIFICATE-----\n");
+        for line in b64.as_bytes().chunks(64) {
+            out.push_str(&String::from_utf8_lossy(line));
+            out.push('\n');
+        }
+        out.push_str("-----END CERTIFICATE-----\n");
+    }
+    out
+}
+
 /// Writes a private file (mode 0600) atomically: a temporary file renamed over the target, so a
 /// process watching the path never reads half a key.
 pub fn write_private_file(path: &Path, contents: &[u8]) -> Result<(), CertError> {

@@ -8,7 +8,10 @@ use quinn::{IdleTimeout, TransportConfig, VarInt};
 use rustls::client::Resumption;
 use rustls::server::NoServerSessionStorage;
 
-use crate::tls::{ALPN, CurrentCert, MeshClientVerifier, MeshServerVerifier, TlsError, TlsState};
+use crate::tls::{
+    ALPN, BundleServerVerifier, CurrentCert, MeshClientVerifier, MeshServerVerifier, TlsError,
+    TlsState, TrustBundle, provider,
+};
 
 /// QUIC tuning of an endpoint.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -93,6 +96,26 @@ pub(super) fn client_config(
         .dangerous()
         .with_custom_certificate_verifier(Arc::new(MeshServerVerifier(tls.clone())))
         .with_client_cert_resolver(Arc::new(CurrentCert(tls.clone())));
+    cfg.alpn_protocols = vec![ALPN.to_vec()];
+    cfg.resumption = Resumption::disabled();
+    cfg.enable_early_data = false;
+    let crypto = QuicClientConfig::try_from(cfg).map_err(|e| TlsError::Key(e.to_string()))?;
+    let mut client = quinn::ClientConfig::new(Arc::new(crypto));
+    client.transport_config(transport(s)?);
+    Ok(client)
+}
+
+/// The client side of a node without a certificate yet: present none, verify servers as mesh
+/// nodes of `bundle`.
+pub(super) fn anonymous_client_config(
+    bundle: TrustBundle,
+    s: &QuicSettings,
+) -> Result<quinn::ClientConfig, TlsError> {
+    let mut cfg = rustls::ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(BundleServerVerifier::new(bundle)))
+        .with_no_client_auth();
     cfg.alpn_protocols = vec![ALPN.to_vec()];
     cfg.resumption = Resumption::disabled();
     cfg.enable_early_data = false;

@@ -12,15 +12,36 @@ use rustls::{
 };
 use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 
-use super::{TlsError, TlsState, Usage};
+use super::{Revocations, TlsError, TlsState, TrustBundle, Usage};
 use crate::identity::Role;
 
 /// Verifies servers: the chain must verify against the bundle and name a node of our trust
-/// domain; when the client dialled `<name>.node.<td>`, the node must be `<name>`.
+/// domain that is not revoked; when the client dialled `<name>.node.<td>`, the node must be
+/// `<name>`.
 #[derive(Debug)]
 pub struct MeshServerVerifier(pub Arc<TlsState>);
 
-/// Verifies clients: nodes and operators of our trust domain.
+/// Verifies servers for a client that has no certificate yet (a node joining with a token): the
+/// same checks as [`MeshServerVerifier`] against a bundle given once.
+#[derive(Debug)]
+pub struct BundleServerVerifier {
+    bundle: TrustBundle,
+    provider: Arc<rustls::crypto::CryptoProvider>,
+}
+
+impl BundleServerVerifier {
+    /// A verifier trusting `bundle`.
+    pub fn new(bundle: TrustBundle) -> Self {
+        Self {
+            bundle,
+            provider: super::provider(),
+        }
+    }
+}
+
+/// Verifies clients: nodes and operators of our trust domain that are not revoked. A client
+/// with no certificate gets through the handshake; the endpoint then lets it ask for a
+/// certificate and nothing else.
 #[derive(Debug)]
 pub struct MeshClientVerifier(pub Arc<TlsState>);
 
@@ -37,24 +58,15 @@ impl ServerCertVerifier for MeshServerVerifier {
         _ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
+        let snapshot = self.0.snapshot();
         let chain = chain_of(end_entity, intermediates);
-        let bundle = &self.0.snapshot().bundle;
-        let info = bundle
-            .verify(&chain, Usage::Server, now)
-            .map_err(to_rustls)?;
-        if info.id.role != Role::Node {
-            return Err(other(format!("{} is not a node", info.id)));
-        }
-        let suffix = format!(".node.{}", bundle.trust_domain());
-        if let ServerName::DnsName(dns) = server_name
-            && let Some(expected) = dns.as_ref().strip_suffix(&suffix)
-            && info.id.name.as_str() != expected
-        {
-            return Err(rustls::Error::InvalidCertificate(
-                CertificateError::NotValidForName,
-            ));
-        }
-        Ok(ServerCertVerified::assertion())
+        verify_server(
+            &snapshot.bundle,
+            &self.0.revocations(),
+            &chain,
+            server_name,
+            now,
+        )
     }
 
     fn verify_tls12_signature(
@@ -92,12 +104,20 @@ impl ClientCertVerifier for MeshClientVerifier {
         now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
         let chain = chain_of(end_entity, intermediates);
-        self.0
+        let info = self
+            .0
             .snapshot()
             .bundle
             .verify(&chain, Usage::Client, now)
             .map_err(to_rustls)?;
+        if self.0.revocations().of_chain(&info, &chain[1..]).is_some() {
+            return Err(rustls::Error::InvalidCertificate(CertificateError::Revoked));
+        }
         Ok(ClientCertVerified::assertion())
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        false
     }
 
     fn verify_tls12_signature(
@@ -121,6 +141,90 @@ impl ClientCertVerifier for MeshClientVerifier {
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         schemes(&self.0)
     }
+}
+
+impl ServerCertVerifier for BundleServerVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let chain = chain_of(end_entity, intermediates);
+        verify_server(
+            &self.bundle,
+            &Revocations::default(),
+            &chain,
+            server_name,
+            now,
+        )
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+/// The checks of a server's certificate: chain and trust domain, a node, not revoked, and the
+/// node the client dialled (when it dialled `<name>.node.<td>`).
+fn verify_server(
+    bundle: &TrustBundle,
+    revocations: &Revocations,
+    chain: &[CertificateDer<'static>],
+    server_name: &ServerName<'_>,
+    now: UnixTime,
+) -> Result<ServerCertVerified, rustls::Error> {
+    let info = bundle
+        .verify(chain, Usage::Server, now)
+        .map_err(to_rustls)?;
+    if info.id.role != Role::Node {
+        return Err(other(format!("{} is not a node", info.id)));
+    }
+    if revocations.of_chain(&info, &chain[1..]).is_some() {
+        return Err(rustls::Error::InvalidCertificate(CertificateError::Revoked));
+    }
+    let suffix = format!(".node.{}", bundle.trust_domain());
+    if let ServerName::DnsName(dns) = server_name
+        && let Some(expected) = dns.as_ref().strip_suffix(&suffix)
+        && info.id.name.as_str() != expected
+    {
+        return Err(rustls::Error::InvalidCertificate(
+            CertificateError::NotValidForName,
+        ));
+    }
+    Ok(ServerCertVerified::assertion())
 }
 
 impl ResolvesServerCert for CurrentCert {
