@@ -9,7 +9,8 @@
 //! - `node`: the composition root — builds every part from the config, spawns the node's tasks,
 //!   and stops them gracefully.
 //! - `admin`, `streams`: the admin API and the router of peers' streams.
-//! - `proxy` (the data path), `policy`, `drain`, `services`, `health`.
+//! - `proxy` (the data path), `policy`, `identity` (issuing, joining, renewal, revocations),
+//!   `drain`, `services`, `health`.
 //! - `traffic` (traffic policy), `balance`, `telemetry`.
 //! - [`api`] (the admin JSON), `clock`, `signals`, `logging`.
 
@@ -26,6 +27,7 @@ mod clock;
 mod config;
 mod drain;
 mod health;
+mod identity;
 mod logging;
 mod node;
 mod policy;

@@ -17,6 +17,7 @@ use murmur_membership::{Membership, MembershipConfig};
 use murmur_transport::endpoint::{EndpointConfig, MeshEndpoint};
 use murmur_transport::gossip::{GossipStats, QuicGossip};
 use murmur_transport::identity::SpiffeId;
+use murmur_transport::issuance::Authority;
 use murmur_transport::tls::{CredentialWatcher, TlsState, load_material};
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
@@ -25,6 +26,10 @@ use tracing::info;
 use crate::admin::{AdminState, NodeFacts};
 use crate::balance::Balancers;
 use crate::config::Config;
+use crate::identity::issuer::{Issuer, IssuerParts};
+use crate::identity::serve::IdentityService;
+use crate::identity::status::{RenewStatus, RenewalState};
+use crate::identity::{Identity, join};
 use crate::policy::api::PolicyApi;
 use crate::policy::control;
 use crate::proxy::{self, Proxy};
@@ -41,9 +46,26 @@ use crate::traffic::Traffic;
 pub struct Prepared {
     config: Config,
     tls: Arc<TlsState>,
+    authority: Option<Authority>,
     services: Arc<Services>,
     generation: u64,
     reset_key: [u8; 32],
+}
+
+/// Obtains a first certificate with the join token, when one is configured and the credential
+/// files do not already hold a valid certificate. Runs before [`prepare`], on `runtime`.
+pub fn join(config: &Config, runtime: &tokio::runtime::Runtime) -> anyhow::Result<()> {
+    let Some(token) = &config.identity.join_token else {
+        return Ok(());
+    };
+    let id = SpiffeId::node(config.trust_domain.clone(), config.name.clone());
+    let Some(plan) = join::prepare(&id, token, &config.tls, &config.seeds, &config.quic)? else {
+        return Ok(());
+    };
+    let joined = runtime
+        .block_on(join::request(&plan))
+        .context("cannot join the mesh with the token")?;
+    join::finish(&plan, &joined)
 }
 
 /// Loads the credentials, creates the data directory and restores what it keeps.
@@ -53,6 +75,17 @@ pub struct Prepared {
 )]
 pub fn prepare(config: Config) -> anyhow::Result<Prepared> {
     let tls = load_credentials(&config)?;
+    let authority = match &config.identity.issuer {
+        Some(files) => Some(
+            Authority::load(&files.cert, &files.key, &tls.bundle()).with_context(|| {
+                format!(
+                    "the issuer credential {} cannot be used",
+                    files.cert.display()
+                )
+            })?,
+        ),
+        None => None,
+    };
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
     let cert = tls.local_cert();
@@ -63,6 +96,7 @@ pub fn prepare(config: Config) -> anyhow::Result<Prepared> {
         reset_key: generation::reset_key(&config.data_dir)?,
         services: Arc::new(services),
         tls,
+        authority,
         config,
     })
 }
@@ -78,6 +112,7 @@ struct Node {
     gossip_stats: Arc<GossipStats>,
     services: Arc<Services>,
     proxy: Arc<Proxy>,
+    identity: Arc<Identity>,
     started: Instant,
 }
 
@@ -109,6 +144,7 @@ async fn start(p: Prepared) -> anyhow::Result<(Node, TcpListener)> {
     let Prepared {
         config,
         tls,
+        authority,
         services,
         generation,
         reset_key,
@@ -145,8 +181,19 @@ async fn start(p: Prepared) -> anyhow::Result<(Node, TcpListener)> {
         traffic: Traffic::start(policy.watch(), seed),
     });
     proxy::start(&proxy, listeners);
+    let identity = start_identity(&config, authority, &tls, &policy, &membership);
     let (control_tx, control_rx) = control::queue();
-    endpoint.set_handler(Streams::new(proxy.clone(), control_tx));
+    let (identity_tx, identity_rx) = crate::identity::serve::queue();
+    endpoint.set_handler(Streams::new(proxy.clone(), control_tx, identity_tx));
+    tokio::spawn(crate::identity::serve::run(
+        IdentityService {
+            issuer: identity.issuer.clone(),
+            endpoint: endpoint.clone(),
+            view: membership.watch(),
+            node: config.name.clone(),
+        },
+        identity_rx,
+    ));
     let api = PolicyApi {
         policy: policy.clone(),
         membership: membership.clone(),
@@ -163,9 +210,42 @@ async fn start(p: Prepared) -> anyhow::Result<(Node, TcpListener)> {
         endpoint,
         services,
         proxy,
+        identity,
         started: crate::clock::now(),
     };
     Ok((node, admin_listener))
+}
+
+/// This node's issuer (when it holds a credential) and its renewal status.
+fn start_identity(
+    config: &Config,
+    authority: Option<Authority>,
+    tls: &Arc<TlsState>,
+    policy: &PolicyHandle,
+    membership: &Arc<Membership>,
+) -> Arc<Identity> {
+    let issuer = authority
+        .zip(config.identity.issuer.clone())
+        .map(|(authority, files)| {
+            Issuer::new(IssuerParts {
+                node: config.name.clone(),
+                files,
+                authority,
+                leaf_ttl: config.identity.leaf_ttl,
+                tls: tls.clone(),
+                policy: policy.clone(),
+                membership: membership.clone(),
+            })
+        });
+    let state = if config.identity.renew {
+        RenewalState::Waiting
+    } else {
+        RenewalState::Off
+    };
+    Arc::new(Identity {
+        issuer,
+        renew: Arc::new(RenewStatus::new(state)),
+    })
 }
 
 /// The QUIC endpoint (keeping its stateless-reset key across restarts) and gossip over it.
@@ -206,6 +286,14 @@ fn chores(node: &Node, admin_listener: TcpListener, reload: Arc<Notify>) -> task
             .filter_map(|s| Some((s.name.to_string(), s.address, s.health.clone()?)))
             .collect(),
         gossip_interval: c.gossip.interval,
+        identity: tasks::IdentityChores {
+            node: c.name.clone(),
+            tls: node.tls.clone(),
+            policy: node.policy.watch(),
+            identity: node.identity.clone(),
+            renew: c.identity.renew,
+            paths: c.tls.clone(),
+        },
     }
 }
 
@@ -239,6 +327,7 @@ fn admin_state(node: &Node) -> Arc<AdminState> {
         telemetry: node.proxy.telemetry.clone(),
         traces: node.proxy.traces.stats.clone(),
         traffic: node.proxy.traffic.clone(),
+        identity: node.identity.clone(),
     })
 }
 

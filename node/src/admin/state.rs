@@ -12,6 +12,7 @@ use murmur_transport::tls::TlsState;
 
 use crate::balance::Balancers;
 use crate::drain::DrainSettings;
+use crate::identity::Identity;
 use crate::policy::api::PolicyApi;
 use crate::services::Services;
 use crate::telemetry::Telemetry;
@@ -43,6 +44,8 @@ pub struct AdminState {
     pub traces: Arc<TraceStats>,
     /// Traffic policy state: rate-limit shares.
     pub traffic: Arc<Traffic>,
+    /// Issuer and renewal status.
+    pub identity: Arc<Identity>,
 }
 
 /// What the admin API says about this node itself.

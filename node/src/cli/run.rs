@@ -51,6 +51,17 @@ pub struct RunArgs {
     /// Worker threads; 1 runs everything on one core [default: 1].
     #[arg(long)]
     threads: Option<usize>,
+    /// Join token (`murmur token create`): obtain this node's first certificate from an issuer
+    /// of the mesh through a seed. The key is made here and never leaves; key and certificate
+    /// are kept in <data-dir>/identity unless --cert/--key say otherwise.
+    #[arg(long)]
+    join_token: Option<PathBuf>,
+    /// Issuer certificate (`murmur ca issuer`): this node signs certificates for others.
+    #[arg(long, requires = "issuer_key")]
+    issuer_cert: Option<PathBuf>,
+    /// The issuer certificate's key.
+    #[arg(long, requires = "issuer_cert")]
+    issuer_key: Option<PathBuf>,
 }
 
 pub fn run(args: RunArgs) -> anyhow::Result<()> {
@@ -67,6 +78,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         cert: args.cert,
         key: args.key,
         threads: args.threads,
+        join_token: args.join_token,
+        issuer_cert: args.issuer_cert,
+        issuer_key: args.issuer_key,
     };
     let config = Config::load(args.config.as_deref(), overrides)?;
     let runtime = if config.threads == 1 {
@@ -80,6 +94,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
             .build()
     }
     .context("cannot start the async runtime")?;
+    crate::node::join(&config, &runtime)?;
     let prepared = crate::node::prepare(config)?;
     runtime.block_on(crate::node::run(prepared))
 }

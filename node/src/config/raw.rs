@@ -44,6 +44,8 @@ pub struct RawConfig {
     pub policy: Option<RawPolicy>,
     /// Graceful drain.
     pub drain: Option<RawDrain>,
+    /// Certificates: issuing for others, renewing, joining with a token.
+    pub identity: Option<RawIdentity>,
     /// Local services this node serves.
     #[serde(default, rename = "service")]
     pub services: Vec<RawService>,
@@ -64,6 +66,22 @@ pub struct RawTls {
     pub key: Option<PathBuf>,
     /// How often certificate files are checked for changes.
     pub reload_interval: Option<HumanDuration>,
+}
+
+/// `[identity]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawIdentity {
+    /// Issuer certificate (`murmur ca issuer`): this node signs certificates for others.
+    pub issuer_cert: Option<PathBuf>,
+    /// Issuer key.
+    pub issuer_key: Option<PathBuf>,
+    /// Lifetime of the certificates this node signs as an issuer.
+    pub leaf_ttl: Option<HumanDuration>,
+    /// Renew this node's certificate through the mesh's issuers.
+    pub renew: Option<bool>,
+    /// Join token file: obtain the first certificate with it.
+    pub join_token: Option<PathBuf>,
 }
 
 /// `[gossip]`
