@@ -68,6 +68,12 @@ pub struct NodeSpec {
     pub gossip_toml: String,
     /// Validity of its certificate, days.
     pub cert_days: u32,
+    /// Validity of its hand-issued certificate as a lifetime (`2m`); overrides `cert_days`.
+    pub cert_ttl: Option<String>,
+    /// A join token: the node gets its certificate from an issuer, none is issued by hand.
+    pub join_token: Option<PathBuf>,
+    /// Lines inside `[identity]` (issuer credential, leaf lifetime, ...).
+    pub identity_toml: String,
 }
 
 impl NodeSpec {
@@ -83,7 +89,23 @@ impl NodeSpec {
             gossip_interval: "200ms",
             gossip_toml: String::new(),
             cert_days: 90,
+            cert_ttl: None,
+            join_token: None,
+            identity_toml: String::new(),
         }
+    }
+
+    /// Joins with `token` instead of a hand-issued certificate.
+    pub fn join_token(mut self, token: PathBuf) -> Self {
+        self.join_token = Some(token);
+        self
+    }
+
+    /// Adds lines to `[identity]`.
+    pub fn identity(mut self, lines: &str) -> Self {
+        self.identity_toml.push_str(lines);
+        self.identity_toml.push('\n');
+        self
     }
 
     /// Adds a seed.
@@ -137,7 +159,11 @@ impl NodeSpec {
 
     fn config(&self, dir: &Path, pki: &Pki) -> String {
         let services: Vec<&str> = self.cert_services.iter().map(String::as_str).collect();
-        let issued = pki.issue_for_days(&self.name, &services, self.cert_days);
+        let issued = match (&self.join_token, &self.cert_ttl) {
+            (Some(_), _) => None,
+            (None, Some(ttl)) => Some(pki.issue_with_ttl(&self.name, &services, ttl)),
+            (None, None) => Some(pki.issue_for_days(&self.name, &services, self.cert_days)),
+        };
         let mut t = String::new();
         let ip = self.ip;
         let _ = writeln!(t, "name = \"{}\"", self.name);
@@ -150,12 +176,18 @@ impl NodeSpec {
         let _ = writeln!(t, "seeds = [{}]", seeds.join(", "));
         t.push_str(&self.extra_toml);
         let _ = writeln!(t, "\n[tls]\nca = \"{}\"", pki.ca_cert().display());
-        let _ = writeln!(
-            t,
-            "cert = \"{}\"\nkey = \"{}\"",
-            issued.cert.display(),
-            issued.key.display()
-        );
+        if let Some(issued) = issued {
+            let _ = writeln!(
+                t,
+                "cert = \"{}\"\nkey = \"{}\"",
+                issued.cert.display(),
+                issued.key.display()
+            );
+        }
+        let _ = writeln!(t, "\n[identity]\n{}", self.identity_toml);
+        if let Some(token) = &self.join_token {
+            let _ = writeln!(t, "join_token = \"{}\"", token.display());
+        }
         let _ = writeln!(t, "\n[gossip]\ninterval = \"{}\"", self.gossip_interval);
         t.push_str(&self.gossip_toml);
         for s in &self.services {
