@@ -8,12 +8,14 @@
 //! - [`renew`]: renewal at about half of the remaining life, swapped in without a restart.
 //! - [`revocations`]: signed revocation documents applied to handshakes and open connections.
 //! - [`record`]: the gossiped identity record; [`warnings`]: which certificates deserve one.
+//! - [`self_issue`]: an issuer node without a usable certificate of its own signs one.
 
 pub mod issuer;
 pub mod join;
 pub mod record;
 pub mod renew;
 pub mod revocations;
+pub mod self_issue;
 pub mod serve;
 pub mod settings;
 pub mod status;

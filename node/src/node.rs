@@ -29,7 +29,7 @@ use crate::config::Config;
 use crate::identity::issuer::{Issuer, IssuerParts};
 use crate::identity::serve::IdentityService;
 use crate::identity::status::{RenewStatus, RenewalState};
-use crate::identity::{Identity, join};
+use crate::identity::{Identity, join, self_issue};
 use crate::policy::api::PolicyApi;
 use crate::policy::control;
 use crate::proxy::{self, Proxy};
@@ -58,6 +58,10 @@ pub fn join(config: &Config, runtime: &tokio::runtime::Runtime) -> anyhow::Resul
     let Some(token) = &config.identity.join_token else {
         return Ok(());
     };
+    // An issuer node joined before signs its own certificate when it runs out (see `prepare`).
+    if config.identity.issuer.is_some() && config.tls.cert.exists() {
+        return Ok(());
+    }
     let id = SpiffeId::node(config.trust_domain.clone(), config.name.clone());
     let Some(plan) = join::prepare(&id, token, &config.tls, &config.seeds, &config.quic)? else {
         return Ok(());
@@ -74,6 +78,19 @@ pub fn join(config: &Config, runtime: &tokio::runtime::Runtime) -> anyhow::Resul
     reason = "runs before the node's runtime starts"
 )]
 pub fn prepare(config: Config) -> anyhow::Result<Prepared> {
+    let id = SpiffeId::node(config.trust_domain.clone(), config.name.clone());
+    if let Some(issuer) = &config.identity.issuer
+        && self_issue::wanted(&config.tls, &id, crate::clock::wall_now())
+    {
+        let services: Vec<_> = config.services.iter().map(|s| s.name.clone()).collect();
+        self_issue::issue_own(
+            &id,
+            &services,
+            issuer,
+            &config.tls,
+            config.identity.leaf_ttl,
+        )?;
+    }
     let tls = load_credentials(&config)?;
     let authority = match &config.identity.issuer {
         Some(files) => Some(

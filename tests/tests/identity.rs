@@ -271,6 +271,35 @@ fn renewal_goes_on_through_the_issuer_of_each_side_of_a_partition_and_after_an_i
             .as_u64()
             .unwrap();
         assert!(issued >= 8, "n2 issued {issued} renewals");
+
+        // n1 comes back after its certificate expired: it signs its own with its issuer
+        // credential, and is a member and an issuer again.
+        let file = c.pki.out_dir.join("n1.crt");
+        let expired = || {
+            let der = murmur_transport::certs::read_certs_pem(&file)
+                .unwrap()
+                .remove(0);
+            let info = murmur_transport::certs::parse_leaf(&der).unwrap();
+            info.not_after < std::time::SystemTime::now()
+        };
+        wait_until("n1's certificate to expire", LIMIT, || async {
+            if expired() {
+                Ok(())
+            } else {
+                Err("valid".into())
+            }
+        })
+        .await;
+        c.node_mut("n1").restart();
+        c.wait_alive(&ALL, &ALL, LIMIT).await;
+        let s = status(&c, "n1").await.unwrap();
+        assert!(s["certificate"]["expires_in_s"].as_i64().unwrap() > 0);
+        assert!(!expired());
+        assert!(s["identity"]["issuer"].is_object(), "{}", s["identity"]);
+        println!(
+            "n1 restarted after its certificate expired: serial {}, issued by itself",
+            s["certificate"]["serial"]
+        );
     });
 }
 
