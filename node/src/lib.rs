@@ -12,7 +12,7 @@
 //! - `proxy` (the data path), `policy`, `identity` (issuing, joining, renewal, revocations),
 //!   `drain`, `services`, `health`.
 //! - `traffic` (traffic policy), `balance`, `telemetry`.
-//! - [`api`] (the admin JSON), `clock`, `signals`, `logging`.
+//! - [`api`] (the admin JSON), `clock`, `signals`, `logging`, `workers`.
 
 // Tests may block, sleep and read the wall clock; what the node itself may not is in
 // node/clippy.toml.
@@ -37,6 +37,7 @@ mod signals;
 mod streams;
 mod telemetry;
 mod traffic;
+mod workers;
 
 /// Internals the fuzz targets drive directly (the crate is built with `--cfg fuzzing` there).
 #[cfg(fuzzing)]

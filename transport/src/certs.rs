@@ -10,7 +10,10 @@ mod parse;
 pub use csr::{
     CsrError, MAX_CSR_BYTES, ReadRequest, make_request, read_request, request_for, sign_request,
 };
-pub use files::{pem_certs, read_certs_pem, read_key_pem, write_private_file, write_public_file};
+pub use files::{
+    pem_certs, read_certs_pem, read_first_cert, read_key_pair, read_key_pem, write_private_file,
+    write_public_file,
+};
 pub use issue::{CaInit, CaInitReport, IssueRequest, IssuedFiles, MIN_VALIDITY, init_ca, issue};
 pub use issuer::{IssuerFiles, IssuerInit, init_issuer};
 pub use parse::{CertInfo, ca_trust_domain, parse_leaf, serial_of};

@@ -60,14 +60,7 @@ impl Signer {
             reason: "no certificate".into(),
         })?;
         let id = crate::certs::parse_leaf(leaf)?.id;
-        let pem = std::fs::read_to_string(key).map_err(|source| CertError::Io {
-            path: key.to_owned(),
-            source,
-        })?;
-        let key_pair = KeyPair::from_pem(&pem).map_err(|e| CertError::BadPem {
-            path: key.to_owned(),
-            reason: format!("not a usable key: {e}"),
-        })?;
+        let key_pair = crate::certs::read_key_pair(key)?;
         if key_pair.algorithm() != &rcgen::PKCS_ECDSA_P256_SHA256 {
             return Err(CertError::BadPem {
                 path: key.to_owned(),

@@ -24,7 +24,7 @@ pub use reload::{CredentialPaths, CredentialWatcher, load_material};
 pub use revoked::{Revocations, normalize_serial};
 pub use state::{Material, TlsState};
 pub(crate) use verify::CurrentCert;
-pub use verify::{BundleServerVerifier, MeshClientVerifier, MeshServerVerifier};
+pub use verify::{MeshClientVerifier, MeshServerVerifier};
 
 use crate::certs::CertError;
 use crate::identity::SpiffeId;

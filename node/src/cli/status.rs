@@ -86,7 +86,8 @@ fn render_status(
         days_left
     ));
     out.push_str(&identity_lines(s));
-    let renews = s.identity.renewal != "off";
+    // A node that renews is covered by the mesh's warnings below; one that cannot needs a hand.
+    let renews = !matches!(s.identity.renewal.as_str(), "off" | "no-issuer");
     if s.certificate.expires_in_s <= 0 {
         out.push_str(
             "WARNING      the certificate has EXPIRED: peers refuse this node; issue a new one\n",

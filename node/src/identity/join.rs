@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use murmur_transport::certs::{
-    pem_certs, read_certs_pem, request_for, write_private_file, write_public_file,
+    parse_leaf, pem_certs, read_first_cert, request_for, write_private_file, write_public_file,
 };
 use murmur_transport::endpoint::QuicSettings;
 use murmur_transport::identity::SpiffeId;
@@ -196,10 +196,9 @@ pub fn finish(plan: &JoinPlan, joined: &Joined) -> anyhow::Result<()> {
     }
     std::fs::rename(&tmp, &plan.paths.cert)
         .with_context(|| format!("cannot write {}", plan.paths.cert.display()))?;
-    let not_after = read_certs_pem(&plan.paths.cert)
+    let not_after = read_first_cert(&plan.paths.cert)
         .ok()
-        .and_then(|c| c.first().cloned())
-        .and_then(|c| murmur_transport::certs::parse_leaf(&c).ok())
+        .and_then(|c| parse_leaf(&c).ok())
         .map(|i| i.not_after);
     info!(
         id = %plan.id,

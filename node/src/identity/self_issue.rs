@@ -13,7 +13,7 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, bail};
 use murmur_transport::certs::{
-    make_request, parse_leaf, pem_certs, read_certs_pem, read_request, write_private_file,
+    make_request, parse_leaf, pem_certs, read_first_cert, read_request, write_private_file,
     write_public_file,
 };
 use murmur_transport::identity::{Name, SpiffeId};
@@ -30,12 +30,9 @@ pub fn wanted(paths: &CredentialPaths, id: &SpiffeId, now: SystemTime) -> bool {
     if !paths.cert.exists() {
         return true;
     }
-    let Ok(certs) = read_certs_pem(&paths.cert) else {
-        return false;
-    };
-    certs
-        .first()
-        .and_then(|c| parse_leaf(c).ok())
+    read_first_cert(&paths.cert)
+        .ok()
+        .and_then(|c| parse_leaf(&c).ok())
         .is_some_and(|info| info.id == *id && info.not_after <= now)
 }
 
@@ -56,9 +53,9 @@ pub fn issue_own(
             issuer.cert.display()
         )
     })?;
-    let previous: Option<BTreeSet<Name>> = read_certs_pem(&paths.cert)
+    let previous: Option<BTreeSet<Name>> = read_first_cert(&paths.cert)
         .ok()
-        .and_then(|c| c.first().and_then(|c| parse_leaf(c).ok()))
+        .and_then(|c| parse_leaf(&c).ok())
         .map(|info| info.services);
     let services: BTreeSet<Name> = previous.unwrap_or_else(|| services.iter().cloned().collect());
     let listed: Vec<Name> = services.iter().cloned().collect();

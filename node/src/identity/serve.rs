@@ -14,7 +14,7 @@ use murmur_transport::endpoint::{AnonymousStream, InboundStream, MeshEndpoint};
 use murmur_transport::identity::{Name, PeerIdentity, Role};
 use murmur_transport::issuance::exchange::{exchange, read_request, write_answer};
 use murmur_transport::issuance::protocol::{Answer, Refusal, RefusalCode, Request};
-use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::sync::{mpsc, watch};
 use tracing::debug;
 
 use super::issuer::Issuer;
@@ -58,21 +58,12 @@ pub struct IdentityService {
 
 /// Serves the streams that arrive on `streams`, a bounded number at once, until every sender
 /// is gone.
-pub async fn run(service: IdentityService, mut streams: mpsc::Receiver<IdentityStream>) {
-    let slots = Arc::new(Semaphore::new(CONCURRENT));
-    loop {
-        let Ok(slot) = slots.clone().acquire_owned().await else {
-            return;
-        };
-        let Some(stream) = streams.recv().await else {
-            return;
-        };
+pub async fn run(service: IdentityService, streams: mpsc::Receiver<IdentityStream>) {
+    crate::workers::serve_bounded(streams, CONCURRENT, move |stream| {
         let service = service.clone();
-        tokio::spawn(async move {
-            serve(&service, stream).await;
-            drop(slot);
-        });
-    }
+        async move { serve(&service, stream).await }
+    })
+    .await;
 }
 
 async fn serve(service: &IdentityService, stream: IdentityStream) {

@@ -46,12 +46,36 @@ pub fn read_certs_pem(path: &Path) -> Result<Vec<CertificateDer<'static>>, CertE
     Ok(certs)
 }
 
+/// Reads the first certificate of a PEM file (the leaf of a chain).
+pub fn read_first_cert(path: &Path) -> Result<CertificateDer<'static>, CertError> {
+    read_certs_pem(path)?
+        .into_iter()
+        .next()
+        .ok_or_else(|| CertError::BadPem {
+            path: path.to_owned(),
+            reason: "no certificate".into(),
+        })
+}
+
 /// Reads the private key of a PEM file (PKCS#8, SEC1 or PKCS#1).
 pub fn read_key_pem(path: &Path) -> Result<PrivateKeyDer<'static>, CertError> {
     let bytes = read_bounded(path)?;
     PrivateKeyDer::from_pem_slice(&bytes).map_err(|e| CertError::BadPem {
         path: path.to_owned(),
         reason: format!("no usable private key: {e}"),
+    })
+}
+
+/// Reads a private key usable for signing (what rcgen reads: PKCS#8 PEM).
+pub fn read_key_pair(path: &Path) -> Result<rcgen::KeyPair, CertError> {
+    let bytes = read_bounded(path)?;
+    let pem = String::from_utf8(bytes).map_err(|_| CertError::BadPem {
+        path: path.to_owned(),
+        reason: "not text".into(),
+    })?;
+    rcgen::KeyPair::from_pem(&pem).map_err(|e| CertError::BadPem {
+        path: path.to_owned(),
+        reason: format!("not a usable key: {e}"),
     })
 }
 

@@ -10,10 +10,12 @@ use rcgen::{
     SerialNumber,
 };
 use ring::rand::{SecureRandom, SystemRandom};
-use rustls_pki_types::CertificateDer;
 use time::{Duration, OffsetDateTime};
 
-use super::{CertError, ca_trust_domain, read_certs_pem, write_private_file, write_public_file};
+use super::{
+    CertError, ca_trust_domain, read_first_cert, read_key_pair, write_private_file,
+    write_public_file,
+};
 use crate::identity::{Name, Role, SpiffeId, TrustDomain};
 
 /// File names inside a CA directory.
@@ -174,22 +176,8 @@ pub(super) fn load_issuer(
     ca_dir: &Path,
 ) -> Result<(Issuer<'static, KeyPair>, TrustDomain), CertError> {
     let cert_path = ca_dir.join(CA_CERT);
-    let key_path = ca_dir.join(CA_KEY);
-    let ca_der: CertificateDer<'static> = read_certs_pem(&cert_path)?
-        .into_iter()
-        .next()
-        .ok_or_else(|| CertError::BadPem {
-            path: cert_path.clone(),
-            reason: "no certificate".into(),
-        })?;
-    let key_pem = fs::read_to_string(&key_path).map_err(|source| CertError::Io {
-        path: key_path.clone(),
-        source,
-    })?;
-    let key = KeyPair::from_pem(&key_pem).map_err(|e| CertError::BadPem {
-        path: key_path.clone(),
-        reason: format!("not a usable CA key: {e}"),
-    })?;
+    let ca_der = read_first_cert(&cert_path)?;
+    let key = read_key_pair(&ca_dir.join(CA_KEY))?;
     let td = ca_trust_domain(&ca_der)?;
     let issuer = Issuer::from_ca_cert_der(&ca_der, key).map_err(|e| CertError::BadPem {
         path: cert_path,

@@ -19,7 +19,7 @@ use x509_parser::prelude::{FromDer, X509Certificate};
 use super::issue::{
     BACKDATE, CA_CERT, MIN_VALIDITY, create_dir, ia5, load_issuer, random_serial, refuse_existing,
 };
-use super::{CertError, read_certs_pem, write_private_file, write_public_file};
+use super::{CertError, read_first_cert, write_private_file, write_public_file};
 use crate::identity::{Name, TrustDomain};
 
 /// What `murmur ca issuer` makes.
@@ -55,14 +55,7 @@ pub fn init_issuer(req: &IssuerInit) -> Result<IssuerFiles, CertError> {
     let cert = req.out_dir.join(format!("{}-issuer.crt", req.name));
     let key = req.out_dir.join(format!("{}-issuer.key", req.name));
     refuse_existing(&[&cert, &key], req.force)?;
-    let root_path = req.ca_dir.join(CA_CERT);
-    let root_der = read_certs_pem(&root_path)?
-        .into_iter()
-        .next()
-        .ok_or_else(|| CertError::BadPem {
-            path: root_path.clone(),
-            reason: "no certificate".into(),
-        })?;
+    let root_der = read_first_cert(&req.ca_dir.join(CA_CERT))?;
     let root_not_after = check_root(&root_der)?;
     let (root, td) = load_issuer(&req.ca_dir)?;
     let params = issuer_params(&td, &req.name, req.validity, root_not_after)?;

@@ -11,7 +11,8 @@ use rustls_pki_types::{CertificateDer, UnixTime};
 use x509_parser::prelude::{FromDer, X509Certificate};
 
 use crate::certs::{
-    CertError, CertInfo, ReadRequest, make_request, read_certs_pem, read_request, sign_request,
+    CertError, CertInfo, ReadRequest, make_request, read_first_cert, read_key_pair, read_request,
+    sign_request,
 };
 use crate::identity::{Name, SpiffeId};
 use crate::tls::{TlsError, TrustBundle, Usage};
@@ -46,21 +47,8 @@ impl Authority {
     /// Loads the issuer certificate (the first of `cert`) and its key (`key`), and checks them
     /// with `bundle` by issuing a probe certificate through the very path requests take.
     pub fn load(cert: &Path, key: &Path, bundle: &TrustBundle) -> Result<Self, TlsError> {
-        let der = read_certs_pem(cert)?
-            .into_iter()
-            .next()
-            .ok_or_else(|| CertError::BadPem {
-                path: cert.to_owned(),
-                reason: "no certificate".into(),
-            })?;
-        let pem = std::fs::read_to_string(key).map_err(|source| CertError::Io {
-            path: key.to_owned(),
-            source,
-        })?;
-        let key_pair = KeyPair::from_pem(&pem).map_err(|e| CertError::BadPem {
-            path: key.to_owned(),
-            reason: format!("not a usable key: {e}"),
-        })?;
+        let der = read_first_cert(cert)?;
+        let key_pair = read_key_pair(key)?;
         Self::new(der, key_pair, bundle)
     }
 

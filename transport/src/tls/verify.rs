@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use rustls::client::ResolvesClientCert;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::CryptoProvider;
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
@@ -19,22 +20,44 @@ use crate::identity::Role;
 /// domain that is not revoked; when the client dialled `<name>.node.<td>`, the node must be
 /// `<name>`.
 #[derive(Debug)]
-pub struct MeshServerVerifier(pub Arc<TlsState>);
-
-/// Verifies servers for a client that has no certificate yet (a node joining with a token): the
-/// same checks as [`MeshServerVerifier`] against a bundle given once.
-#[derive(Debug)]
-pub struct BundleServerVerifier {
-    bundle: TrustBundle,
-    provider: Arc<rustls::crypto::CryptoProvider>,
+pub struct MeshServerVerifier {
+    trust: ServerTrust,
 }
 
-impl BundleServerVerifier {
-    /// A verifier trusting `bundle`.
-    pub fn new(bundle: TrustBundle) -> Self {
+/// What a server is verified against.
+#[derive(Debug)]
+enum ServerTrust {
+    /// The live bundle and revocations of our own TLS state.
+    Live(Arc<TlsState>),
+    /// A bundle given once: a client that has no certificate (and so no TLS state) yet.
+    Fixed {
+        bundle: TrustBundle,
+        provider: Arc<CryptoProvider>,
+    },
+}
+
+impl MeshServerVerifier {
+    /// Verifies against the live state of this endpoint.
+    pub fn live(tls: Arc<TlsState>) -> Self {
         Self {
-            bundle,
-            provider: super::provider(),
+            trust: ServerTrust::Live(tls),
+        }
+    }
+
+    /// Verifies against `bundle` (a node joining with a token).
+    pub fn fixed(bundle: TrustBundle) -> Self {
+        Self {
+            trust: ServerTrust::Fixed {
+                bundle,
+                provider: super::provider(),
+            },
+        }
+    }
+
+    fn provider(&self) -> &CryptoProvider {
+        match &self.trust {
+            ServerTrust::Live(tls) => tls.crypto(),
+            ServerTrust::Fixed { provider, .. } => provider,
         }
     }
 }
@@ -58,15 +81,19 @@ impl ServerCertVerifier for MeshServerVerifier {
         _ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        let snapshot = self.0.snapshot();
         let chain = chain_of(end_entity, intermediates);
-        verify_server(
-            &snapshot.bundle,
-            &self.0.revocations(),
-            &chain,
-            server_name,
-            now,
-        )
+        match &self.trust {
+            ServerTrust::Live(tls) => verify_server(
+                &tls.snapshot().bundle,
+                &tls.revocations(),
+                &chain,
+                server_name,
+                now,
+            ),
+            ServerTrust::Fixed { bundle, .. } => {
+                verify_server(bundle, &Revocations::default(), &chain, server_name, now)
+            }
+        }
     }
 
     fn verify_tls12_signature(
@@ -75,7 +102,7 @@ impl ServerCertVerifier for MeshServerVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        tls12_signature(&self.0, message, cert, dss)
+        tls12_signature(self.provider(), message, cert, dss)
     }
 
     fn verify_tls13_signature(
@@ -84,11 +111,11 @@ impl ServerCertVerifier for MeshServerVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        tls13_signature(&self.0, message, cert, dss)
+        tls13_signature(self.provider(), message, cert, dss)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        schemes(&self.0)
+        schemes(self.provider())
     }
 }
 
@@ -126,7 +153,7 @@ impl ClientCertVerifier for MeshClientVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        tls12_signature(&self.0, message, cert, dss)
+        tls12_signature(self.0.crypto(), message, cert, dss)
     }
 
     fn verify_tls13_signature(
@@ -135,65 +162,11 @@ impl ClientCertVerifier for MeshClientVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        tls13_signature(&self.0, message, cert, dss)
+        tls13_signature(self.0.crypto(), message, cert, dss)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        schemes(&self.0)
-    }
-}
-
-impl ServerCertVerifier for BundleServerVerifier {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        let chain = chain_of(end_entity, intermediates);
-        verify_server(
-            &self.bundle,
-            &Revocations::default(),
-            &chain,
-            server_name,
-            now,
-        )
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
+        schemes(self.0.crypto())
     }
 }
 
@@ -248,7 +221,7 @@ impl ResolvesClientCert for CurrentCert {
 }
 
 fn tls12_signature(
-    tls: &TlsState,
+    provider: &CryptoProvider,
     message: &[u8],
     cert: &CertificateDer<'_>,
     dss: &DigitallySignedStruct,
@@ -257,12 +230,12 @@ fn tls12_signature(
         message,
         cert,
         dss,
-        &tls.crypto().signature_verification_algorithms,
+        &provider.signature_verification_algorithms,
     )
 }
 
 fn tls13_signature(
-    tls: &TlsState,
+    provider: &CryptoProvider,
     message: &[u8],
     cert: &CertificateDer<'_>,
     dss: &DigitallySignedStruct,
@@ -271,12 +244,12 @@ fn tls13_signature(
         message,
         cert,
         dss,
-        &tls.crypto().signature_verification_algorithms,
+        &provider.signature_verification_algorithms,
     )
 }
 
-fn schemes(tls: &TlsState) -> Vec<SignatureScheme> {
-    tls.crypto()
+fn schemes(provider: &CryptoProvider) -> Vec<SignatureScheme> {
+    provider
         .signature_verification_algorithms
         .supported_schemes()
 }
