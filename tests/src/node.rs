@@ -74,6 +74,8 @@ pub struct NodeSpec {
     pub join_token: Option<PathBuf>,
     /// Lines inside `[identity]` (issuer credential, leaf lifetime, ...).
     pub identity_toml: String,
+    /// Where its stderr goes instead of its log file (`/dev/full`: a full disk).
+    pub stderr: Option<PathBuf>,
 }
 
 impl NodeSpec {
@@ -92,6 +94,7 @@ impl NodeSpec {
             cert_ttl: None,
             join_token: None,
             identity_toml: String::new(),
+            stderr: None,
         }
     }
 
@@ -230,8 +233,15 @@ impl NodeProc {
 
     fn spawn(&mut self) {
         self.starts += 1;
-        let log =
-            std::fs::File::create(self.dir.join(format!("log.{}", self.starts))).expect("log");
+        let log = match &self.spec.stderr {
+            Some(path) => std::fs::OpenOptions::new()
+                .write(true)
+                .open(path)
+                .expect("stderr target"),
+            None => {
+                std::fs::File::create(self.dir.join(format!("log.{}", self.starts))).expect("log")
+            }
+        };
         let child = Command::new(binary())
             .args(["run", "--config"])
             .arg(self.dir.join("node.toml"))

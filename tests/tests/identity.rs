@@ -695,3 +695,34 @@ fn a_revoked_node_loses_every_connection_is_listed_revoked_everywhere_and_cannot
         assert!(refused.as_u64().unwrap_or(0) >= 1, "{}", s["identity"]);
     });
 }
+
+#[test]
+fn an_issuer_whose_log_cannot_be_written_still_answers() {
+    netns::run(|| async {
+        // A full disk under stderr: every log line fails to be written.
+        let mut c = Cluster::new();
+        let mut n1 = NodeSpec::new("n1", Cluster::ip(2)).identity(&c.pki.issuer_toml("n1", LEAF));
+        n1.stderr = Some("/dev/full".into());
+        c.add(n1);
+        let token = c.pki.token("n2", &[], "10m");
+        c.add(
+            NodeSpec::new("n2", Cluster::ip(3))
+                .seed(c.node("n1").mesh())
+                .join_token(token),
+        );
+        c.wait_alive(&["n1", "n2"], &["n1", "n2"], LIMIT).await;
+        let s = status(&c, "n1").await.unwrap();
+        assert_eq!(s["identity"]["issuer"]["joins"], 1, "{}", s["identity"]);
+        // And renewals are answered too.
+        let (_, took) = wait_until("n2 to renew through n1", LIMIT, || async {
+            let s = status(&c, "n2").await?;
+            if renewals(&s) >= 1 {
+                Ok(())
+            } else {
+                Err(s["identity"].to_string())
+            }
+        })
+        .await;
+        println!("n1 logs to /dev/full: it issued n2's certificate and renewed it after {took:?}");
+    });
+}

@@ -46,6 +46,11 @@ pub async fn exchange(
             .read_to_end(MAX_ANSWER_BYTES)
             .await
             .map_err(|e| ExchangeError::Stream(format!("no answer: {e}")))?;
+        if answer.is_empty() {
+            return Err(ExchangeError::Stream(
+                "the node closed the stream without an answer".into(),
+            ));
+        }
         Ok::<_, ExchangeError>(decode_answer(&answer)?)
     };
     tokio::time::timeout(timeout, call)
