@@ -21,6 +21,8 @@ mod run;
 mod service;
 mod services;
 mod status;
+mod token;
+mod ttl;
 
 use std::process::ExitCode;
 
@@ -54,15 +56,18 @@ enum Command {
     Demo(demo::DemoArgs),
     /// Run a node.
     Run(Box<run::RunArgs>),
-    /// Create the mesh certificate authority.
+    /// Create the mesh certificate authority, and issuer credentials for issuer nodes.
     #[command(subcommand)]
     Ca(ca::CaCommand),
-    /// Issue and inspect node and operator certificates.
+    /// Issue, inspect and revoke node and operator certificates.
     #[command(subcommand)]
     Cert(cert::CertCommand),
     /// Show the nftables rules of transparent capture without installing them.
     #[command(subcommand)]
     Capture(capture::CaptureCommand),
+    /// Create join tokens: a node's way in without hand-issued certificates.
+    #[command(subcommand)]
+    Token(token::TokenCommand),
     /// List the members of the mesh as a node sees them.
     Members(members::MembersArgs),
     /// One screen about a node: identity, certificate expiry, members, policy, services and
@@ -98,6 +103,7 @@ pub fn main() -> ExitCode {
         Command::Ca(cmd) => ca::run(cmd),
         Command::Cert(cmd) => cert::run(cmd),
         Command::Capture(cmd) => capture::run(cmd),
+        Command::Token(cmd) => token::run(cmd),
         Command::Members(args) => members::run(args),
         Command::Status(args) => status::status(args),
         Command::Top(args) => status::top(args),

@@ -18,6 +18,8 @@ use murmur_membership::policy::PolicyHandle;
 use murmur_membership::{Membership, MembershipConfig, Trust};
 use murmur_transport::endpoint::{EndpointConfig, MeshEndpoint};
 use murmur_transport::gossip::{GossipStats, QuicGossip};
+use murmur_transport::identity::SpiffeId;
+use murmur_transport::issuance::Authority;
 use murmur_transport::tls::{CredentialWatcher, TlsState};
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, watch};
@@ -26,6 +28,10 @@ use tracing::info;
 use crate::admin::{AdminState, NodeFacts};
 use crate::balance::Balancers;
 use crate::config::Config;
+use crate::identity::issuer::{Issuer, IssuerParts};
+use crate::identity::serve::IdentityService;
+use crate::identity::status::{RenewStatus, RenewalState};
+use crate::identity::{Identity, join, self_issue};
 use crate::listener::Gate;
 use crate::policy::api::PolicyApi;
 use crate::policy::control;
@@ -46,10 +52,31 @@ use crate::{capture, dns};
 pub struct Prepared {
     config: Config,
     tls: Arc<TlsState>,
+    authority: Option<Authority>,
     services: Arc<Services>,
     generation: u64,
     reset_key: [u8; 32],
     dns_upstreams: Vec<SocketAddr>,
+}
+
+/// Obtains a first certificate with the join token, when one is configured and the credential
+/// files do not already hold a valid certificate. Runs before [`prepare`], on `runtime`.
+pub fn join(config: &Config, runtime: &tokio::runtime::Runtime) -> anyhow::Result<()> {
+    let Some(token) = &config.identity.join_token else {
+        return Ok(());
+    };
+    // An issuer node joined before signs its own certificate when it runs out (see `prepare`).
+    if config.identity.issuer.is_some() && config.tls.cert.exists() {
+        return Ok(());
+    }
+    let id = SpiffeId::node(config.trust_domain.clone(), config.name.clone());
+    let Some(plan) = join::prepare(&id, token, &config.tls, &config.seeds, &config.quic)? else {
+        return Ok(());
+    };
+    let joined = runtime
+        .block_on(join::request(&plan))
+        .context("cannot join the mesh with the token")?;
+    join::finish(&plan, &joined)
 }
 
 /// Loads the credentials, creates the data directory and restores what it keeps.
@@ -58,7 +85,31 @@ pub struct Prepared {
     reason = "runs before the node's runtime starts"
 )]
 pub fn prepare(config: Config) -> anyhow::Result<Prepared> {
+    let id = SpiffeId::node(config.trust_domain.clone(), config.name.clone());
+    if let Some(issuer) = &config.identity.issuer
+        && self_issue::wanted(&config.tls, &id, crate::clock::wall_now())
+    {
+        let services: Vec<_> = config.services.iter().map(|s| s.name.clone()).collect();
+        self_issue::issue_own(
+            &id,
+            &services,
+            issuer,
+            &config.tls,
+            config.identity.leaf_ttl,
+        )?;
+    }
     let tls = credentials::load(&config.tls, &config.trust_domain, &config.name)?;
+    let authority = match &config.identity.issuer {
+        Some(files) => Some(
+            Authority::load(&files.cert, &files.key, &tls.bundle()).with_context(|| {
+                format!(
+                    "the issuer credential {} cannot be used",
+                    files.cert.display()
+                )
+            })?,
+        ),
+        None => None,
+    };
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
     let cert = tls.local_cert();
@@ -75,6 +126,7 @@ pub fn prepare(config: Config) -> anyhow::Result<Prepared> {
         dns_upstreams,
         services: Arc::new(services),
         tls,
+        authority,
         config,
     })
 }
@@ -94,6 +146,7 @@ struct Node {
     gates: Vec<Arc<Gate>>,
     /// The admin API's gate.
     admin_gate: Arc<Gate>,
+    identity: Arc<Identity>,
     started: Instant,
 }
 
@@ -133,6 +186,7 @@ async fn start(p: Prepared) -> anyhow::Result<(Node, TcpListener)> {
     let Prepared {
         config,
         tls,
+        authority,
         services,
         generation,
         reset_key,
@@ -187,8 +241,19 @@ async fn start(p: Prepared) -> anyhow::Result<(Node, TcpListener)> {
         let names = config.names.clone();
         dns::start(l, names, &dns_upstreams, vips, proxy.telemetry.clone())?;
     }
+    let identity = start_identity(&config, authority, &tls, &policy, &membership);
     let (control_tx, control_rx) = control::queue();
-    endpoint.set_handler(Streams::new(proxy.clone(), control_tx));
+    let (identity_tx, identity_rx) = crate::identity::serve::queue();
+    endpoint.set_handler(Streams::new(proxy.clone(), control_tx, identity_tx));
+    tokio::spawn(crate::identity::serve::run(
+        IdentityService {
+            issuer: identity.issuer.clone(),
+            endpoint: endpoint.clone(),
+            view: membership.watch(),
+            node: config.name.clone(),
+        },
+        identity_rx,
+    ));
     let api = PolicyApi {
         policy: policy.clone(),
         membership: membership.clone(),
@@ -211,6 +276,7 @@ async fn start(p: Prepared) -> anyhow::Result<(Node, TcpListener)> {
         proxy,
         gates,
         admin_gate,
+        identity,
         started: crate::clock::now(),
     };
     Ok((node, admin_listener))
@@ -238,6 +304,38 @@ fn start_vips(config: &Config, membership: &Membership) -> watch::Receiver<Arc<V
     let allocator = vip::Allocator::new(config.vips.clone());
     tokio::spawn(vip::run(membership.watch(), allocator, tx));
     rx
+}
+
+/// This node's issuer (when it holds a credential) and its renewal status.
+fn start_identity(
+    config: &Config,
+    authority: Option<Authority>,
+    tls: &Arc<TlsState>,
+    policy: &PolicyHandle,
+    membership: &Arc<Membership>,
+) -> Arc<Identity> {
+    let issuer = authority
+        .zip(config.identity.issuer.clone())
+        .map(|(authority, files)| {
+            Issuer::new(IssuerParts {
+                node: config.name.clone(),
+                files,
+                authority,
+                leaf_ttl: config.identity.leaf_ttl,
+                tls: tls.clone(),
+                policy: policy.clone(),
+                membership: membership.clone(),
+            })
+        });
+    let state = if config.identity.renew {
+        RenewalState::Waiting
+    } else {
+        RenewalState::Off
+    };
+    Arc::new(Identity {
+        issuer,
+        renew: Arc::new(RenewStatus::new(state)),
+    })
 }
 
 /// The QUIC endpoint (keeping its stateless-reset key across restarts) and gossip over it,
@@ -284,6 +382,14 @@ fn chores(node: &Node, admin_listener: TcpListener, reload: Arc<Notify>) -> task
             .filter_map(|s| Some((s.name.to_string(), s.address, s.health.clone()?)))
             .collect(),
         gossip_interval: c.gossip.interval,
+        identity: tasks::IdentityChores {
+            node: c.name.clone(),
+            tls: node.tls.clone(),
+            policy: node.policy.watch(),
+            identity: node.identity.clone(),
+            renew: c.identity.renew,
+            paths: c.tls.clone(),
+        },
     }
 }
 
@@ -319,6 +425,7 @@ fn admin_state(node: &Node, admin: std::net::SocketAddr) -> Arc<AdminState> {
         traces: node.proxy.traces.stats.clone(),
         traffic: node.proxy.traffic.clone(),
         listeners: node.gates.clone(),
+        identity: node.identity.clone(),
     })
 }
 

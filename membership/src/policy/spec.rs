@@ -1,6 +1,7 @@
 //! The typed bodies of policy documents, one per kind, as the data path reads them.
 //!
-//! Every body names itself (`name`) and the service it applies to (`service`). Bodies are
+//! Every body names itself (`name`); traffic policy also names the service it applies to
+//! (`service`), identity documents (revocations, token uses) apply to the mesh. Bodies are
 //! strict (`deny_unknown_fields`) and validated beyond their types ([`PolicyBody::validate`]):
 //! a document that is accepted anywhere is well-formed everywhere.
 
@@ -9,8 +10,10 @@ pub mod circuit;
 pub mod common;
 pub mod ratelimit;
 pub mod retry;
+pub mod revocation;
 pub mod route;
 pub mod timeout;
+pub mod token_use;
 
 use murmur_transport::identity::Name;
 use serde::Serialize;
@@ -20,8 +23,10 @@ pub use self::circuit::CircuitSpec;
 pub use self::common::{FieldError, PathMatch, PolicyDuration, PolicyRegex};
 pub use self::ratelimit::{LimitKey, LimitScope, RateLimitSpec};
 pub use self::retry::{Backoff, RetryBudget, RetrySpec};
+pub use self::revocation::RevocationSpec;
 pub use self::route::{AbortFault, Backend, DelayFault, Fault, HeaderMatch, RouteMatch, RouteSpec};
 pub use self::timeout::TimeoutSpec;
+pub use self::token_use::TokenUseSpec;
 use super::Kind;
 
 /// The body of a document, by kind.
@@ -39,6 +44,10 @@ pub enum PolicyBody {
     Circuit(CircuitSpec),
     /// `authz`
     Authz(AuthzSpec),
+    /// `revocation`
+    Revocation(RevocationSpec),
+    /// `token-use`
+    TokenUse(TokenUseSpec),
 }
 
 /// Why a body was refused.
@@ -63,6 +72,8 @@ impl PolicyBody {
             Self::Ratelimit(_) => Kind::Ratelimit,
             Self::Circuit(_) => Kind::Circuit,
             Self::Authz(_) => Kind::Authz,
+            Self::Revocation(_) => Kind::Revocation,
+            Self::TokenUse(_) => Kind::TokenUse,
         }
     }
 
@@ -75,18 +86,29 @@ impl PolicyBody {
             Self::Ratelimit(s) => &s.name,
             Self::Circuit(s) => &s.name,
             Self::Authz(s) => &s.name,
+            Self::Revocation(s) => &s.name,
+            Self::TokenUse(s) => &s.name,
         }
     }
 
-    /// The service it applies to.
-    pub fn service(&self) -> &Name {
+    /// The service it applies to; `None` for identity documents, which apply to the mesh.
+    pub fn service(&self) -> Option<&Name> {
         match self {
-            Self::Route(s) => &s.service,
-            Self::Retry(s) => &s.service,
-            Self::Timeout(s) => &s.service,
-            Self::Ratelimit(s) => &s.service,
-            Self::Circuit(s) => &s.service,
-            Self::Authz(s) => &s.service,
+            Self::Route(s) => Some(&s.service),
+            Self::Retry(s) => Some(&s.service),
+            Self::Timeout(s) => Some(&s.service),
+            Self::Ratelimit(s) => Some(&s.service),
+            Self::Circuit(s) => Some(&s.service),
+            Self::Authz(s) => Some(&s.service),
+            Self::Revocation(_) | Self::TokenUse(_) => None,
+        }
+    }
+
+    /// When the document stops mattering, ms since the epoch (token uses: the token's expiry).
+    pub fn expires_ms(&self) -> Option<u64> {
+        match self {
+            Self::TokenUse(t) => Some(t.expires_ms),
+            _ => None,
         }
     }
 
@@ -99,6 +121,8 @@ impl PolicyBody {
             Self::Ratelimit(s) => s.validate(),
             Self::Circuit(s) => s.validate(),
             Self::Authz(s) => s.validate(),
+            Self::Revocation(s) => s.validate(),
+            Self::TokenUse(s) => s.validate(),
         }
     }
 
@@ -118,6 +142,12 @@ impl PolicyBody {
             }
             Kind::Circuit => Self::Circuit(serde::Deserialize::deserialize(value).map_err(shape)?),
             Kind::Authz => Self::Authz(serde::Deserialize::deserialize(value).map_err(shape)?),
+            Kind::Revocation => {
+                Self::Revocation(serde::Deserialize::deserialize(value).map_err(shape)?)
+            }
+            Kind::TokenUse => {
+                Self::TokenUse(serde::Deserialize::deserialize(value).map_err(shape)?)
+            }
         };
         body.validate()?;
         Ok(body)
@@ -140,6 +170,8 @@ impl PolicyBody {
             Self::Ratelimit(s) => serde_json::to_string(s),
             Self::Circuit(s) => serde_json::to_string(s),
             Self::Authz(s) => serde_json::to_string(s),
+            Self::Revocation(s) => serde_json::to_string(s),
+            Self::TokenUse(s) => serde_json::to_string(s),
         };
         // Plain structs with string keys always serialize; keep an empty object otherwise.
         r.unwrap_or_else(|_| "{}".to_owned())
@@ -161,6 +193,8 @@ impl PolicyBody {
             Self::Ratelimit(s) => wrap(Kind::Ratelimit, s),
             Self::Circuit(s) => wrap(Kind::Circuit, s),
             Self::Authz(s) => wrap(Kind::Authz, s),
+            Self::Revocation(s) => wrap(Kind::Revocation, s),
+            Self::TokenUse(s) => wrap(Kind::TokenUse, s),
         }
     }
 }

@@ -372,4 +372,114 @@ fn identity_metrics(state: &AdminState, out: &mut String) {
     ];
     let help = "This node: name, generation and version.";
     render_now(out, "murmur_node_info", "gauge", help, &[(info, 1.0)]);
+    renewal_metrics(state, out);
+    issuer_metrics(state, out);
+    mesh_certificate_metrics(state, out);
+}
+
+fn renewal_metrics(state: &AdminState, out: &mut String) {
+    let r = state.identity.renew.snapshot();
+    let help = "Renewals of this node's certificate, by result.";
+    render_now(
+        out,
+        "murmur_certificate_renewals_total",
+        "counter",
+        help,
+        &[
+            (vec![("result", "ok".to_owned())], r.renewals as f64),
+            (vec![("result", "failed".to_owned())], r.failures as f64),
+        ],
+    );
+}
+
+fn issuer_metrics(state: &AdminState, out: &mut String) {
+    let Some(issuer) = &state.identity.issuer else {
+        return;
+    };
+    let s = issuer.stats();
+    let help = "Certificates this issuer signed, by request kind.";
+    render_now(
+        out,
+        "murmur_issuer_issued_total",
+        "counter",
+        help,
+        &[
+            (vec![("kind", "join".to_owned())], load(&s.joins)),
+            (vec![("kind", "renewal".to_owned())], load(&s.renewals)),
+        ],
+    );
+    let refused: Vec<_> = s
+        .refused()
+        .into_iter()
+        .map(|(code, n)| (vec![("reason", code.as_str().to_owned())], n as f64))
+        .collect();
+    let help = "Certificate requests this issuer refused, by reason.";
+    render_now(
+        out,
+        "murmur_issuer_refused_total",
+        "counter",
+        help,
+        &refused,
+    );
+    let expiry = issuer
+        .authority()
+        .not_after()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64());
+    let help = "When this node's issuer credential expires (Unix time): renew it before.";
+    single(
+        out,
+        "murmur_issuer_expiry_timestamp_seconds",
+        "gauge",
+        help,
+        expiry,
+    );
+}
+
+/// Every member's certificate expiry, and the warnings (near expiry, failing to renew,
+/// expired, revoked) as `murmur status` and the dashboard show them.
+fn mesh_certificate_metrics(state: &AdminState, out: &mut String) {
+    let view = state.membership.view();
+    let certs = crate::identity::warnings::assess(
+        &view,
+        &state.tls.revocations(),
+        crate::clock::unix_now_ms(),
+    );
+    let expiry: Vec<_> = certs
+        .iter()
+        .filter_map(|c| {
+            let r = c.record.as_ref()?;
+            Some((
+                vec![("node", c.name.clone())],
+                r.not_after_ms as f64 / 1000.0,
+            ))
+        })
+        .collect();
+    let help = "When each member's certificate expires (Unix time), as it gossips it.";
+    render_now(
+        out,
+        "murmur_mesh_certificate_expiry_timestamp_seconds",
+        "gauge",
+        help,
+        &expiry,
+    );
+    let warnings: Vec<_> = certs
+        .iter()
+        .filter_map(|c| {
+            let w = c.warning.as_ref()?;
+            Some((
+                vec![("node", c.name.clone()), ("reason", w.label().to_owned())],
+                1.0,
+            ))
+        })
+        .collect();
+    let help = "1 for each member whose certificate needs attention: expiring (less than a \
+                third of its life left), renewal-failing, expired or revoked.";
+    render_now(
+        out,
+        "murmur_mesh_certificate_warnings",
+        "gauge",
+        help,
+        &warnings,
+    );
 }

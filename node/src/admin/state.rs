@@ -12,6 +12,7 @@ use murmur_transport::tls::TlsState;
 
 use crate::balance::Balancers;
 use crate::drain::DrainSettings;
+use crate::identity::Identity;
 use crate::listener::Gate;
 use crate::policy::api::PolicyApi;
 use crate::services::Services;
@@ -46,6 +47,8 @@ pub struct AdminState {
     pub traffic: Arc<Traffic>,
     /// The local listeners' gates: open, refused and timed-out connections.
     pub listeners: Vec<Arc<Gate>>,
+    /// Issuer and renewal status.
+    pub identity: Arc<Identity>,
 }
 
 /// What the admin API says about this node itself.

@@ -27,7 +27,8 @@ pub struct MemberJson {
     pub mesh_addr: SocketAddr,
     /// Admin address, if published.
     pub admin_addr: Option<SocketAddr>,
-    /// `alive`, `draining`, `left` or `dead`.
+    /// `alive`, `draining`, `left`, `dead`, or `revoked` (its certificate is revoked: every
+    /// node refuses it).
     pub state: String,
     /// Incarnation.
     pub generation: u64,

@@ -51,6 +51,8 @@ pub struct RawConfig {
     pub capture: Option<RawCapture>,
     /// Connection and stream limits.
     pub limits: Option<RawLimits>,
+    /// Certificates: issuing for others, renewing, joining with a token.
+    pub identity: Option<RawIdentity>,
     /// Local services this node serves.
     #[serde(default, rename = "service")]
     pub services: Vec<RawService>,
@@ -71,6 +73,22 @@ pub struct RawTls {
     pub key: Option<PathBuf>,
     /// How often certificate files are checked for changes.
     pub reload_interval: Option<HumanDuration>,
+}
+
+/// `[identity]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawIdentity {
+    /// Issuer certificate (`murmur ca issuer`): this node signs certificates for others.
+    pub issuer_cert: Option<PathBuf>,
+    /// Issuer key.
+    pub issuer_key: Option<PathBuf>,
+    /// Lifetime of the certificates this node signs as an issuer.
+    pub leaf_ttl: Option<HumanDuration>,
+    /// Renew this node's certificate through the mesh's issuers.
+    pub renew: Option<bool>,
+    /// Join token file: obtain the first certificate with it.
+    pub join_token: Option<PathBuf>,
 }
 
 /// `[gossip]`

@@ -13,7 +13,7 @@ use murmur_transport::tls::CredentialPaths;
 
 use super::raw::{
     RawCapture, RawCheckKind, RawConfig, RawDns, RawDrain, RawExternal, RawGossip, RawHealth,
-    RawOtlpProtocol, RawPolicy, RawService, RawTelemetry, RawTls,
+    RawIdentity, RawOtlpProtocol, RawPolicy, RawService, RawTelemetry, RawTls,
 };
 use crate::capture::CaptureSettings;
 use crate::dns::{DnsSettings, UpstreamSource};
@@ -21,6 +21,7 @@ use crate::drain::DrainSettings;
 use crate::health::CheckConfig;
 use crate::health::probe::{Probe, parse_expect};
 use crate::health::state::Thresholds;
+use crate::identity::{IdentitySettings, IssuerFiles, MIN_LEAF_TTL};
 use crate::listener::ListenerSettings;
 use crate::names::MeshNames;
 use crate::policy::PolicySettings;
@@ -111,6 +112,12 @@ pub struct Overrides {
     pub capture: bool,
     /// `--external`
     pub external: Option<External>,
+    /// `--join-token`
+    pub join_token: Option<PathBuf>,
+    /// `--issuer-cert`
+    pub issuer_cert: Option<PathBuf>,
+    /// `--issuer-key`
+    pub issuer_key: Option<PathBuf>,
 }
 
 /// Everything a node runs with.
@@ -168,6 +175,8 @@ pub struct Config {
     pub upstreams: Vec<Upstream>,
     /// Trace export.
     pub traces: TraceSettings,
+    /// Certificates: issuing, renewing, joining.
+    pub identity: IdentitySettings,
 }
 
 /// Reads an environment variable; injected so tests need not touch the process environment.
@@ -208,11 +217,22 @@ impl Config {
                 field: "name",
                 flag: "name",
             })?;
+        let data_dir = flags
+            .data_dir
+            .clone()
+            .or(raw.data_dir.map(|d| base.join(d)))
+            .unwrap_or_else(|| PathBuf::from("murmur-data").join(name.as_str()));
+        let identity = identity_settings(&flags, raw.identity.unwrap_or_default(), base)?;
         let tls_raw = raw.tls.unwrap_or_default();
         let reload_interval = tls_raw
             .reload_interval
             .map_or(Duration::from_secs(5), |d| d.0);
-        let tls = credential_paths(&flags, tls_raw, base)?;
+        // A node joining with a token keeps the credentials it obtains in its data directory.
+        let joined = identity
+            .join_token
+            .as_ref()
+            .map(|_| data_dir.join(JOINED_DIR));
+        let tls = credential_paths(&flags, tls_raw, base, joined.as_deref())?;
         let trust_domain = match flags.trust_domain.clone().or(raw.trust_domain) {
             Some(td) => td,
             None => trust_domain_of(&tls.bundle)?,
@@ -228,10 +248,6 @@ impl Config {
         for s in &seeds {
             check_seed(s)?;
         }
-        let data_dir = flags
-            .data_dir
-            .or(raw.data_dir.map(|d| base.join(d)))
-            .unwrap_or_else(|| PathBuf::from("murmur-data").join(name.as_str()));
         let (gossip, fail_static_warmup) = gossip_settings(raw.gossip.unwrap_or_default())?;
         let (listeners, quic) = super::limits::limits(raw.limits.unwrap_or_default())
             .map_err(|(field, message)| ConfigError::Invalid { field, message })?;
@@ -298,6 +314,7 @@ impl Config {
             services,
             upstreams,
             traces: trace_settings(raw.telemetry.unwrap_or_default(), env)?,
+            identity,
         })
     }
 }
@@ -558,21 +575,82 @@ fn trace_settings(t: RawTelemetry, env: Env<'_>) -> Result<TraceSettings, Config
     })
 }
 
-/// Certificate, key and bundle: flags first, then the file (relative to it).
+/// Where a node joining with a token keeps its credentials, inside its data directory.
+pub const JOINED_DIR: &str = "identity";
+
+/// Certificate, key and bundle: flags first, then the file (relative to it); a node joining
+/// with a token that names no certificate and key gets `node.crt` and `node.key` in `joined`.
 fn credential_paths(
     flags: &Overrides,
     t: RawTls,
     base: &Path,
+    joined: Option<&Path>,
 ) -> Result<CredentialPaths, ConfigError> {
-    let pick = |flag: &Option<PathBuf>, file: Option<PathBuf>, field, name| {
-        flag.clone()
-            .or(file.map(|p| base.join(p)))
-            .ok_or(ConfigError::Missing { field, flag: name })
-    };
+    let pick =
+        |flag: &Option<PathBuf>, file: Option<PathBuf>, field, name, default: Option<PathBuf>| {
+            flag.clone()
+                .or(file.map(|p| base.join(p)))
+                .or(default)
+                .ok_or(ConfigError::Missing { field, flag: name })
+        };
     Ok(CredentialPaths {
-        cert: pick(&flags.cert, t.cert, "tls.cert", "cert")?,
-        key: pick(&flags.key, t.key, "tls.key", "key")?,
-        bundle: pick(&flags.ca, t.ca, "tls.ca", "ca")?,
+        cert: pick(
+            &flags.cert,
+            t.cert,
+            "tls.cert",
+            "cert",
+            joined.map(|d| d.join("node.crt")),
+        )?,
+        key: pick(
+            &flags.key,
+            t.key,
+            "tls.key",
+            "key",
+            joined.map(|d| d.join("node.key")),
+        )?,
+        bundle: pick(&flags.ca, t.ca, "tls.ca", "ca", None)?,
+    })
+}
+
+/// `[identity]` and its flags.
+fn identity_settings(
+    flags: &Overrides,
+    i: RawIdentity,
+    base: &Path,
+) -> Result<IdentitySettings, ConfigError> {
+    let path =
+        |flag: &Option<PathBuf>, file: Option<PathBuf>| flag.clone().or(file.map(|p| base.join(p)));
+    let issuer = match (
+        path(&flags.issuer_cert, i.issuer_cert),
+        path(&flags.issuer_key, i.issuer_key),
+    ) {
+        (Some(cert), Some(key)) => Some(IssuerFiles { cert, key }),
+        (None, None) => None,
+        (Some(_), None) | (None, Some(_)) => {
+            return Err(ConfigError::Invalid {
+                field: "identity.issuer_cert".into(),
+                message: "an issuer needs both `issuer_cert` and `issuer_key` (as `murmur ca \
+                          issuer` wrote them)"
+                    .into(),
+            });
+        }
+    };
+    let defaults = IdentitySettings::default();
+    let leaf_ttl = i.leaf_ttl.map_or(defaults.leaf_ttl, |d| d.0);
+    if leaf_ttl < MIN_LEAF_TTL {
+        return Err(ConfigError::Invalid {
+            field: "identity.leaf_ttl".into(),
+            message: format!(
+                "must be at least {} s (certificates are renewed at half their life)",
+                MIN_LEAF_TTL.as_secs()
+            ),
+        });
+    }
+    Ok(IdentitySettings {
+        issuer,
+        leaf_ttl,
+        renew: i.renew.unwrap_or(defaults.renew),
+        join_token: path(&flags.join_token, i.join_token),
     })
 }
 

@@ -7,15 +7,19 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use murmur_membership::policy::PolicySet;
 use murmur_membership::{ClusterView, MemberState, Membership};
 use murmur_transport::endpoint::MeshEndpoint;
-use murmur_transport::tls::CredentialWatcher;
+use murmur_transport::identity::Name;
+use murmur_transport::tls::{CredentialPaths, CredentialWatcher, TlsState};
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, watch};
 use tracing::{info, warn};
 
 use crate::admin::AdminState;
 use crate::health::CheckConfig;
+use crate::identity::renew::Renewer;
+use crate::identity::{Identity, issuer, record, renew, revocations};
 use crate::listener::Gate;
 use crate::proxy::Proxy;
 use crate::services::Services;
@@ -44,6 +48,25 @@ pub struct Chores {
     pub checks: Vec<(String, SocketAddr, CheckConfig)>,
     /// The gossip interval.
     pub gossip_interval: Duration,
+    /// Identity: revocations, renewal, the gossiped record, the issuer's credential.
+    pub identity: IdentityChores,
+}
+
+/// What the identity chores are built from.
+#[derive(Debug)]
+pub struct IdentityChores {
+    /// This node.
+    pub node: Name,
+    /// The live credentials.
+    pub tls: Arc<TlsState>,
+    /// Every new policy set (revocations are in it).
+    pub policy: watch::Receiver<Arc<PolicySet>>,
+    /// The issuer and renewal status.
+    pub identity: Arc<Identity>,
+    /// Whether this node renews its certificate.
+    pub renew: bool,
+    /// Where renewed credentials are written.
+    pub paths: CredentialPaths,
 }
 
 /// Spawns every chore.
@@ -71,6 +94,7 @@ pub fn spawn(c: Chores) {
         c.endpoint.clone(),
         c.reload_interval,
     ));
+    spawn_identity(c.identity, &c.membership, &c.endpoint, c.reload_interval);
     tokio::spawn(disconnect_the_dead(c.membership.watch(), c.endpoint));
 }
 
@@ -96,6 +120,41 @@ async fn withdraw_uncertified(
             }
         }
     }
+}
+
+/// Revocations enforced, renewal, the gossiped identity record, the issuer's credential reload.
+fn spawn_identity(
+    i: IdentityChores,
+    membership: &Arc<Membership>,
+    endpoint: &MeshEndpoint,
+    reload_interval: Duration,
+) {
+    tokio::spawn(revocations::enforce(
+        i.policy,
+        i.tls.clone(),
+        endpoint.clone(),
+    ));
+    let issuer = i.identity.issuer.clone();
+    if i.renew {
+        tokio::spawn(renew::run(Renewer {
+            node: i.node,
+            tls: i.tls.clone(),
+            endpoint: endpoint.clone(),
+            view: membership.watch(),
+            issuer: issuer.clone(),
+            paths: i.paths,
+            status: i.identity.renew.clone(),
+        }));
+    }
+    if let Some(issuer) = &issuer {
+        tokio::spawn(issuer::reload_loop(issuer.clone(), reload_interval));
+    }
+    tokio::spawn(record::publish_loop(
+        i.tls,
+        issuer,
+        i.identity.renew.clone(),
+        membership.keys(),
+    ));
 }
 
 /// Closes connections to members as soon as they are declared dead: requests waiting on them

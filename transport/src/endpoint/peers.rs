@@ -11,7 +11,7 @@ use rustls_pki_types::CertificateDer;
 use tokio::time::Instant;
 
 use super::{Counters, MeshEndpoint};
-use crate::certs::parse_leaf;
+use crate::certs::{parse_leaf, serial_of};
 use crate::identity::{Name, PeerIdentity};
 use crate::wire::{StreamHeader, StreamKind, WireError, write_header};
 
@@ -75,14 +75,22 @@ pub struct PeerStats {
 
 impl PeerConnection {
     pub(super) fn new(conn: Connection, ep: &MeshEndpoint) -> Result<Self, String> {
+        let (wait, counters) = (ep.inner.settings.stream_wait, ep.inner.counters.clone());
+        Self::with_streams(conn, wait, counters)
+    }
+
+    /// A connection with its own stream wait and counters (one outside any endpoint, such as
+    /// a joining node's anonymous connection).
+    pub(super) fn with_streams(
+        conn: Connection,
+        wait: std::time::Duration,
+        counters: Arc<Counters>,
+    ) -> Result<Self, String> {
         let peer = identity_of(&conn)?;
         Ok(Self {
             conn,
             peer: Arc::new(peer),
-            streams: StreamLimit {
-                wait: ep.inner.settings.stream_wait,
-                counters: ep.inner.counters.clone(),
-            },
+            streams: StreamLimit { wait, counters },
         })
     }
 
@@ -184,6 +192,14 @@ impl PeerConnection {
         &self.conn
     }
 
+    pub(super) fn stable_id(&self) -> usize {
+        self.conn.stable_id()
+    }
+
+    pub(super) fn close(&self, code: quinn::VarInt, reason: &[u8]) {
+        self.conn.close(code, reason);
+    }
+
     fn stats(&self) -> PeerStats {
         let s = self.conn.stats();
         PeerStats {
@@ -226,10 +242,12 @@ fn identity_of(conn: &Connection) -> Result<PeerIdentity, String> {
         .peer_identity()
         .and_then(|any| any.downcast::<Vec<CertificateDer<'static>>>().ok())
         .ok_or("peer presented no certificate")?;
-    let leaf = chain.first().ok_or("peer presented an empty chain")?;
-    parse_leaf(leaf)
+    let (leaf, issuers) = chain.split_first().ok_or("peer presented an empty chain")?;
+    let mut peer = parse_leaf(leaf)
         .map(|info| info.peer_identity())
-        .map_err(|e| e.to_string())
+        .map_err(|e| e.to_string())?;
+    peer.issuer_serials = issuers.iter().filter_map(|c| serial_of(c)).collect();
+    Ok(peer)
 }
 
 #[derive(Debug, Default)]
@@ -373,7 +391,7 @@ fn check_expected(
     }
 }
 
-async fn dial(
+pub(super) async fn dial(
     ep: &MeshEndpoint,
     addr: SocketAddr,
     expected: Option<&Name>,

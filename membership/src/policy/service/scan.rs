@@ -103,6 +103,14 @@ impl Engine {
             debug!(count = expired.len(), "expired policy tombstones dropped");
             self.changes += 1;
         }
+        let lapsed = self.store.expire_lapsed(now_ms, self.config.max_skew);
+        if !lapsed.is_empty() {
+            debug!(
+                count = lapsed.len(),
+                "records of expired join tokens dropped"
+            );
+            self.changes += 1;
+        }
         self.sync(keys, live).await;
         self.persist(now_ms).await;
         self.publish();

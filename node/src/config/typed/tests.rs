@@ -346,3 +346,41 @@ fn a_missing_trust_bundle_is_reported_as_tls_ca() {
         .to_string();
     assert!(err.starts_with("tls.ca: "), "{err}");
 }
+
+#[test]
+fn a_node_joining_with_a_token_keeps_its_credentials_in_its_data_dir() {
+    let mut f = flags();
+    f.cert = None;
+    f.key = None;
+    f.join_token = Some("web-1.token".into());
+    let c = Config::from_parts(RawConfig::default(), f, Path::new(""), &no_env).unwrap();
+    assert_eq!(c.tls.cert, PathBuf::from("murmur-data/a/identity/node.crt"));
+    assert_eq!(c.tls.key, PathBuf::from("murmur-data/a/identity/node.key"));
+    assert_eq!(
+        c.identity.join_token.as_deref(),
+        Some(Path::new("web-1.token"))
+    );
+    assert!(c.identity.renew && c.identity.issuer.is_none());
+    // Without a token, the certificate must be named.
+    let mut f = flags();
+    f.cert = None;
+    let e = Config::from_parts(RawConfig::default(), f, Path::new(""), &no_env).unwrap_err();
+    assert!(e.to_string().contains("tls.cert"), "{e}");
+}
+
+#[test]
+fn identity_settings_are_checked() {
+    let raw =
+        parse("[identity]\nissuer_cert = \"i.crt\"\nleaf_ttl = \"10m\"\nrenew = false\n").unwrap();
+    let e = Config::from_parts(raw, flags(), Path::new("/etc/m"), &no_env).unwrap_err();
+    assert!(e.to_string().contains("issuer_key"), "{e}");
+    let raw = parse("[identity]\nissuer_cert = \"i.crt\"\nissuer_key = \"i.key\"\nleaf_ttl = \"10m\"\nrenew = false\n").unwrap();
+    let c = Config::from_parts(raw, flags(), Path::new("/etc/m"), &no_env).unwrap();
+    let issuer = c.identity.issuer.unwrap();
+    assert_eq!(issuer.cert, PathBuf::from("/etc/m/i.crt"));
+    assert_eq!(c.identity.leaf_ttl, Duration::from_secs(600));
+    assert!(!c.identity.renew);
+    let raw = parse("[identity]\nleaf_ttl = \"30s\"\n").unwrap();
+    let e = Config::from_parts(raw, flags(), Path::new(""), &no_env).unwrap_err();
+    assert!(e.to_string().contains("identity.leaf_ttl"), "{e}");
+}
