@@ -137,6 +137,47 @@ fn main() {
         put("identity", &format!("id-{i}"), s.as_bytes());
     }
 
+    // issuance_request: a join (a token of this run's operator and a request), a renewal, an
+    // answer, and a bare request and token.
+    {
+        use murmur_transport::certs::make_request;
+        use murmur_transport::identity::{Name, SpiffeId};
+        use murmur_transport::issuance::protocol::{
+            Answer, Refusal, RefusalCode, Request, encode_answer, encode_request,
+        };
+        use murmur_transport::issuance::token;
+        let n = |s: &str| Name::parse("name", s).unwrap();
+        let (token, _) = token::create(
+            &pki.operator,
+            n("n1"),
+            vec![n("web")],
+            std::time::Duration::from_secs(3600),
+            pki.base_ms,
+        )
+        .unwrap();
+        let id = SpiffeId::node(pki.test.trust_domain.clone(), n("n1"));
+        let (_, csr) = make_request(&id, &[n("web")]).unwrap();
+        let join = Request::Join {
+            token: token.clone(),
+            csr: csr.clone(),
+        };
+        put("issuance_request", "join", &encode_request(&join).unwrap());
+        let renew = Request::Renew { csr: csr.clone() };
+        put(
+            "issuance_request",
+            "renew",
+            &encode_request(&renew).unwrap(),
+        );
+        let answer = Answer::Refused(Refusal::new(RefusalCode::TokenUsed, "used"));
+        put(
+            "issuance_request",
+            "answer",
+            &encode_answer(&answer).unwrap(),
+        );
+        put("issuance_request", "csr", &csr);
+        put("issuance_request", "token", token.as_bytes());
+    }
+
     // records: gossip values, and the postcard inside them (the target also base64s its input).
     let node = NodeRecord {
         version: RECORD_VERSION,
@@ -179,7 +220,9 @@ fn main() {
         &[NodeSnapshot {
             name: "web-2".into(),
             generation: 7,
+            addr: node.mesh_addr,
             live: true,
+            joining: false,
             kvs: vec![
                 ("node".into(), encode(&node).unwrap()),
                 (service_key("web", "web-2"), encode(&service).unwrap()),

@@ -9,6 +9,7 @@
 
 pub mod cert;
 pub mod identity;
+pub mod issuance;
 pub mod node;
 pub mod persist;
 pub mod pki;
@@ -28,6 +29,7 @@ pub const TARGETS: &[(&str, Check)] = &[
     ("cert_der", targets::cert_der),
     ("cert_sans", targets::cert_sans),
     ("identity", targets::identity),
+    ("issuance_request", targets::issuance_request),
     ("records", targets::records),
     ("persist_files", targets::persist_files),
     ("policy_file", targets::policy_file),
@@ -42,6 +44,7 @@ pub const TARGETS: &[(&str, Check)] = &[
 pub mod targets {
     pub use crate::cert::{der as cert_der, sans as cert_sans};
     pub use crate::identity::identity;
+    pub use crate::issuance::request as issuance_request;
     pub use crate::node::traceparent as node_traceparent;
     pub use crate::node::{config as node_config, frame as node_frame};
     pub use crate::persist::files as persist_files;

@@ -12,14 +12,21 @@ use chitchat::{
     Chitchat, ChitchatConfig, ChitchatHandle, ChitchatId, FailureDetectorConfig, ProtocolVersion,
     spawn_chitchat,
 };
+use murmur_transport::tls::TlsState;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
-use crate::persist::{self, FailStatic};
+use crate::persist::{self, FailStatic, LastGood};
 use crate::records::{self, NODE_KEY, NodeRecord, NodeStatus, RECORD_VERSION, ServiceRecord};
+use crate::trust::liveness::{heartbeat, own_heartbeat};
+use crate::trust::signed::{self, HEAD_KEY};
+use crate::trust::{GuardStats, Horizon, OwnKeys, SignError, TrustGuard};
 use crate::view::{self, ClusterView, NodeSnapshot};
+
+/// How often this node moves its own heartbeat on (it counts microseconds since start).
+const HEARTBEAT_TICK: Duration = Duration::from_millis(100);
 
 /// Gossip and failure-detection tuning.
 #[derive(Clone, Debug, PartialEq)]
@@ -44,6 +51,9 @@ pub struct GossipSettings {
     pub dead_node_grace: Duration,
     /// How long deleted keys are remembered.
     pub tombstone_grace: Duration,
+    /// How often a node signs its head record again; a member silent for three of these is
+    /// no longer kept alive by relayed heartbeats (see [`crate::trust::liveness`]).
+    pub head_interval: Duration,
 }
 
 impl Default for GossipSettings {
@@ -59,7 +69,27 @@ impl Default for GossipSettings {
             initial_interval: interval * 2,
             dead_node_grace: Duration::from_secs(10 * 60),
             tombstone_grace: Duration::from_secs(60 * 60),
+            head_interval: Duration::from_secs(30),
         }
+    }
+}
+
+/// What proves this node's gossip and checks everyone else's: the node's TLS state (its key,
+/// its certificate, the trust bundle) and the guard its gossip transport runs every message
+/// through.
+#[derive(Clone, Debug)]
+pub struct Trust {
+    /// The node's credentials.
+    pub tls: Arc<TlsState>,
+    /// The guard to give the transport.
+    pub guard: Arc<TrustGuard>,
+}
+
+impl Trust {
+    /// The trust of a node with credentials `tls` and gossip settings `gossip`.
+    pub fn new(tls: Arc<TlsState>, gossip: &GossipSettings) -> Self {
+        let guard = TrustGuard::new(tls.clone(), Horizon::new(gossip.head_interval));
+        Self { tls, guard }
     }
 }
 
@@ -86,6 +116,8 @@ pub struct MembershipConfig {
     pub fail_static_warmup: Duration,
     /// How often the view is rebuilt even when membership did not change.
     pub refresh: Duration,
+    /// The node's credentials and gossip guard.
+    pub trust: Trust,
 }
 
 /// Why membership could not start.
@@ -98,6 +130,9 @@ pub enum MembershipError {
     /// A value could not be encoded.
     #[error(transparent)]
     Record(#[from] records::RecordError),
+    /// A value could not be signed.
+    #[error(transparent)]
+    Sign(#[from] SignError),
 }
 
 /// A running membership: gossip plus the published view.
@@ -106,7 +141,9 @@ pub struct Membership {
     view_rx: watch::Receiver<Arc<ClusterView>>,
     record: Mutex<NodeRecord>,
     refresher: JoinHandle<()>,
+    life: JoinHandle<()>,
     keys: GossipKeys,
+    guard: Arc<TrustGuard>,
 }
 
 /// Writes this node's own gossip keys, and nothing else: a small `Clone` handle for a task that
@@ -114,21 +151,37 @@ pub struct Membership {
 #[derive(Clone)]
 pub struct GossipKeys {
     chitchat: Arc<tokio::sync::Mutex<Chitchat>>,
+    own: Arc<OwnKeys>,
     /// Wakes the view refresher, so this node's own view shows the change at once.
     kick: Arc<tokio::sync::Notify>,
 }
 
 impl GossipKeys {
-    /// Sets one of this node's keys.
+    /// Sets one of this node's keys (signed; a no-op when it holds the value already).
     pub async fn set(&self, key: &str, value: &str) {
-        self.chitchat.lock().await.self_node_state().set(key, value);
-        self.kick.notify_one();
+        let done = self.own.set(&mut *self.chitchat.lock().await, key, value);
+        self.report(key, done);
     }
 
-    /// Deletes one of this node's keys.
+    /// Withdraws one of this node's keys: readers no longer see it.
     pub async fn delete(&self, key: &str) {
-        self.chitchat.lock().await.self_node_state().delete(key);
-        self.kick.notify_one();
+        let done = self.own.withdraw(&mut *self.chitchat.lock().await, key);
+        self.report(key, done);
+    }
+
+    /// Runs `f` with the chitchat state locked and the writer of this node's keys, for a task
+    /// that rewrites several keys at once (the policy service's custody; the view does not
+    /// read those keys, so it is not woken).
+    pub async fn with_own<T>(&self, f: impl FnOnce(&mut Chitchat, &OwnKeys) -> T) -> T {
+        f(&mut *self.chitchat.lock().await, &self.own)
+    }
+
+    fn report(&self, key: &str, done: Result<bool, SignError>) {
+        match done {
+            Ok(true) => self.kick.notify_one(),
+            Ok(false) => {}
+            Err(e) => warn!(%key, error = %e, "gossip key not published"),
+        }
     }
 }
 
@@ -152,15 +205,44 @@ impl Membership {
             labels: config.labels.clone(),
             status: NodeStatus::Serving,
         };
-        let initial = vec![(NODE_KEY.to_owned(), records::encode(&record)?)];
-        let handle = spawn_chitchat(chitchat_config(&config), initial, transport)
-            .await
-            .map_err(|e| MembershipError::Start(e.to_string()))?;
         let persisted = config
             .view_file
             .as_deref()
             .and_then(persist::load)
             .map(|v| persist::mark_stale(v, &config.name));
+        let mut cc = chitchat_config(&config);
+        if let Some(view) = &persisted {
+            // After a stop of the whole mesh the configured seeds may be the last to come back:
+            // every member known before the stop is worth a try.
+            let known = persist::known_peers(view, &config.name);
+            if !known.is_empty() {
+                info!(
+                    peers = known.len(),
+                    "members known before the stop are tried as seeds"
+                );
+            }
+            for addr in known {
+                let addr = addr.to_string();
+                if !cc.seed_nodes.contains(&addr) {
+                    cc.seed_nodes.push(addr);
+                }
+            }
+        }
+        let own = Arc::new(OwnKeys::new(
+            config.trust.tls.clone(),
+            cc.chitchat_id.clone(),
+        ));
+        let node = records::encode(&record)?;
+        let initial = own.initial(&[(NODE_KEY, &node), (HEAD_KEY, "1")])?;
+        let handle = spawn_chitchat(cc, initial, transport)
+            .await
+            .map_err(|e| MembershipError::Start(e.to_string()))?;
+        config.trust.guard.attach(handle.chitchat());
+        let life = tokio::spawn(life_loop(
+            handle.chitchat(),
+            own.clone(),
+            config.gossip.head_interval,
+        ));
         let first = persisted.clone().unwrap_or_else(|| ClusterView {
             self_name: config.name.clone(),
             ..ClusterView::default()
@@ -171,6 +253,17 @@ impl Membership {
             chitchat: handle.chitchat(),
             self_name: config.name.clone(),
             view_tx,
+            newcomers: Newcomers::default(),
+            // Two heartbeats arrive within a few gossip rounds; past this, silence is death.
+            join_grace: (config.gossip.interval * 10).max(Duration::from_secs(3)),
+            last_good: persisted
+                .as_ref()
+                .map(|v| {
+                    let mut good = LastGood::default();
+                    good.learn(v);
+                    good
+                })
+                .unwrap_or_default(),
             fail_static: FailStatic::new(persisted, config.fail_static_warmup),
             view_file: config.view_file.clone(),
             every: config.refresh,
@@ -178,6 +271,7 @@ impl Membership {
         }));
         let keys = GossipKeys {
             chitchat: handle.chitchat(),
+            own,
             kick,
         };
         Ok(Self {
@@ -185,7 +279,9 @@ impl Membership {
             view_rx,
             record: Mutex::new(record),
             refresher,
+            life,
             keys,
+            guard: config.trust.guard,
         })
     }
 
@@ -197,6 +293,11 @@ impl Membership {
     /// A receiver of every new view.
     pub fn watch(&self) -> watch::Receiver<Arc<ClusterView>> {
         self.view_rx.clone()
+    }
+
+    /// What the gossip guard refused so far.
+    pub fn guard_stats(&self) -> GuardStats {
+        self.guard.stats()
     }
 
     /// This node's gossip identity.
@@ -317,6 +418,7 @@ impl Drop for Membership {
     fn drop(&mut self) {
         // Dropping the chitchat handle stops gossip; the view stops with it.
         self.refresher.abort();
+        self.life.abort();
     }
 }
 
@@ -350,10 +452,45 @@ fn chitchat_config(config: &MembershipConfig) -> ChitchatConfig {
     }
 }
 
+/// Keeps this node's heartbeat counting microseconds since start, and signs its head record
+/// again every `head_interval` (after following a certificate rotation, if any).
+async fn life_loop(
+    chitchat: Arc<tokio::sync::Mutex<Chitchat>>,
+    own: Arc<OwnKeys>,
+    head_interval: Duration,
+) {
+    let started = Instant::now();
+    let mut tick = tokio::time::interval(HEARTBEAT_TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut next_head = started + head_interval;
+    loop {
+        tick.tick().await;
+        let now = Instant::now();
+        let mut c = chitchat.lock().await;
+        let state = c.self_node_state();
+        state.try_set_heartbeat(heartbeat(own_heartbeat(now.duration_since(started))));
+        if now < next_head {
+            continue;
+        }
+        next_head = now + head_interval;
+        let hb = u64::from(state.heartbeat());
+        if let Err(e) = own
+            .follow_rotation(&mut c)
+            .and_then(|_| own.set(&mut c, HEAD_KEY, &hb.to_string()))
+        {
+            warn!(error = %e, "cannot sign the head record");
+        }
+    }
+}
+
 struct Refresher {
     chitchat: Arc<tokio::sync::Mutex<Chitchat>>,
     self_name: String,
     view_tx: watch::Sender<Arc<ClusterView>>,
+    newcomers: Newcomers,
+    /// How long a member learned of and never live yet shows as joining.
+    join_grace: Duration,
+    last_good: LastGood,
     fail_static: FailStatic,
     view_file: Option<PathBuf>,
     every: Duration,
@@ -370,15 +507,16 @@ async fn refresh_loop(mut r: Refresher) {
             changed = live_watch.changed() => if changed.is_err() { return },
             () = r.kick.notified() => {}
         }
-        let snapshots = snapshot(&r.chitchat).await;
+        let snapshots = snapshot(&r.chitchat, &mut r.newcomers, r.join_grace).await;
         let live = view::build(&r.self_name, &snapshots);
         let next = r.fail_static.apply(live, Instant::now());
         if **r.view_tx.borrow() == next {
             continue;
         }
         let next = Arc::new(next);
+        r.last_good.learn(&next);
         if let Some(path) = &r.view_file {
-            let (path, v) = (path.clone(), Arc::clone(&next));
+            let (path, v) = (path.clone(), r.last_good.to_save(&next));
             let saved = tokio::task::spawn_blocking(move || persist::save(&path, &v)).await;
             if let Ok(Err(e)) = saved {
                 warn!(error = %e, "could not persist the cluster view");
@@ -389,20 +527,50 @@ async fn refresh_loop(mut r: Refresher) {
     }
 }
 
-async fn snapshot(chitchat: &tokio::sync::Mutex<Chitchat>) -> Vec<NodeSnapshot> {
+/// Incarnations this node has learned of and whether each was ever live: a new member is
+/// `joining`, not `dead`, for a moment after it is first heard of.
+#[derive(Debug, Default)]
+struct Newcomers {
+    first_seen: std::collections::HashMap<ChitchatId, (Instant, bool)>,
+}
+
+impl Newcomers {
+    /// Whether `id` counts as joining now; remembers what it saw.
+    fn joining(&mut self, id: &ChitchatId, live: bool, now: Instant, grace: Duration) -> bool {
+        let entry = self.first_seen.entry(id.clone()).or_insert((now, false));
+        entry.1 |= live;
+        !entry.1 && now.duration_since(entry.0) < grace
+    }
+
+    /// Forgets incarnations chitchat no longer holds.
+    fn retain(&mut self, keep: impl Fn(&ChitchatId) -> bool) {
+        self.first_seen.retain(|id, _| keep(id));
+    }
+}
+
+async fn snapshot(
+    chitchat: &tokio::sync::Mutex<Chitchat>,
+    newcomers: &mut Newcomers,
+    grace: Duration,
+) -> Vec<NodeSnapshot> {
     let c = chitchat.lock().await;
     let live: HashSet<&ChitchatId> = c.live_nodes().collect();
+    let now = Instant::now();
+    newcomers.retain(|id| c.node_state(id).is_some());
     c.node_states()
         .iter()
         .map(|(id, state)| NodeSnapshot {
             name: id.node_id.to_string(),
             generation: id.generation_id,
+            addr: id.gossip_advertise_addr,
             live: live.contains(id),
+            joining: newcomers.joining(id, live.contains(id), now, grace),
             // Only what the view reads: policy documents and other large values stay put.
+            // Values were verified before chitchat stored them; withdrawn keys are gone.
             kvs: state
                 .key_values()
                 .filter(|(k, _)| view::reads_key(k))
-                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .filter_map(|(k, v)| Some((k.to_owned(), signed::body(v)?.to_owned())))
                 .collect(),
         })
         .collect()

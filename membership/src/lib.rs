@@ -11,7 +11,10 @@ pub mod driver;
 pub mod persist;
 pub mod policy;
 pub mod records;
+pub mod trust;
 pub mod view;
 
-pub use driver::{GossipKeys, GossipSettings, Membership, MembershipConfig, MembershipError};
+pub use driver::{
+    GossipKeys, GossipSettings, Membership, MembershipConfig, MembershipError, Trust,
+};
 pub use view::{ClusterView, Endpoint, Member, MemberState};

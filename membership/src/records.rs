@@ -15,6 +15,8 @@ pub const RECORD_VERSION: u16 = 1;
 /// Largest encoded value we publish or accept: chitchat silently stalls a node's replication on
 /// a value that does not fit one message, so values stay far below it.
 pub const MAX_VALUE_BYTES: usize = 8 * 1024;
+/// Largest record: what is left of [`MAX_VALUE_BYTES`] once the signed envelope is around it.
+pub const MAX_BODY_BYTES: usize = MAX_VALUE_BYTES - crate::trust::signed::OVERHEAD;
 
 /// Key of the node record.
 pub const NODE_KEY: &str = "node";
@@ -111,7 +113,7 @@ pub struct ServiceRecord {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum RecordError {
-    /// Larger than [`MAX_VALUE_BYTES`].
+    /// Larger than [`MAX_BODY_BYTES`] (writing) or [`MAX_VALUE_BYTES`] (reading).
     #[error("value of {0} bytes is over the limit")]
     TooLarge(usize),
     /// Not base64.
@@ -129,7 +131,7 @@ pub enum RecordError {
 pub fn encode<T: Serialize>(record: &T) -> Result<String, RecordError> {
     let bytes = postcard::to_stdvec(record).map_err(RecordError::Decode)?;
     let value = STANDARD_NO_PAD.encode(bytes);
-    if value.len() > MAX_VALUE_BYTES {
+    if value.len() > MAX_BODY_BYTES {
         return Err(RecordError::TooLarge(value.len()));
     }
     Ok(value)

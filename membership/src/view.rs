@@ -25,6 +25,9 @@ pub enum MemberState {
     Left,
     /// Not heard from: the failure detector gave up on it.
     Dead,
+    /// Just learned of, not yet heard from twice (the failure detector needs two heartbeats
+    /// before it judges): gets no traffic yet, but is not dead.
+    Joining,
 }
 
 /// One member of the mesh.
@@ -119,8 +122,12 @@ pub struct NodeSnapshot {
     pub name: String,
     /// Generation.
     pub generation: u64,
+    /// The gossip address of the incarnation (what its values are signed for).
+    pub addr: SocketAddr,
     /// Whether the failure detector considers it live.
     pub live: bool,
+    /// Never live yet and learned of moments ago: its second heartbeat is on its way.
+    pub joining: bool,
     /// Its keys and values (deleted keys excluded; only those [`reads_key`] accepts matter).
     pub kvs: Vec<(String, String)>,
 }
@@ -167,8 +174,13 @@ fn member_of(snap: &NodeSnapshot) -> Option<(Member, Vec<Endpoint>)> {
         debug!(node = %snap.name, claimed = %record.name, "node record names another node");
         return None;
     }
+    if record.mesh_addr != snap.addr {
+        debug!(node = %snap.name, claimed = %record.mesh_addr, "node record names another address");
+        return None;
+    }
     let state = match (record.status, snap.live) {
         (NodeStatus::Left, _) => MemberState::Left,
+        (_, false) if snap.joining => MemberState::Joining,
         (_, false) => MemberState::Dead,
         (NodeStatus::Draining, true) => MemberState::Draining,
         (NodeStatus::Serving, true) => MemberState::Alive,
@@ -231,12 +243,13 @@ mod tests {
         status: NodeStatus,
         services: &[&str],
     ) -> NodeSnapshot {
+        let addr: SocketAddr = format!("127.0.0.{}:7420", generation % 250 + 1)
+            .parse()
+            .unwrap();
         let record = NodeRecord {
             version: RECORD_VERSION,
             name: name.into(),
-            mesh_addr: format!("127.0.0.{}:7420", generation % 250 + 1)
-                .parse()
-                .unwrap(),
+            mesh_addr: addr,
             admin_addr: None,
             labels: BTreeMap::new(),
             status,
@@ -256,7 +269,9 @@ mod tests {
         NodeSnapshot {
             name: name.into(),
             generation,
+            addr,
             live,
+            joining: false,
             kvs,
         }
     }
@@ -273,6 +288,15 @@ mod tests {
         assert_eq!(v.members["a"].generation, 3);
         assert_eq!(v.members["a"].state, MemberState::Alive);
         assert_eq!(v.endpoints("web").len(), 1);
+    }
+
+    #[test]
+    fn a_member_learned_of_moments_ago_is_joining_not_dead_and_takes_no_traffic() {
+        let mut new = snap("n", 1, false, NodeStatus::Serving, &["web"]);
+        new.joining = true;
+        let v = build("x", &[new]);
+        assert_eq!(v.members["n"].state, MemberState::Joining);
+        assert!(v.endpoints("web").is_empty());
     }
 
     #[test]
@@ -312,8 +336,14 @@ mod tests {
         garbage
             .kvs
             .push((service_key("other", "zzz"), garbage.kvs[1].1.clone()));
-        let v = build("x", &[liar, garbage]);
+        let mut elsewhere = snap("d", 1, true, NodeStatus::Serving, &["web"]);
+        elsewhere.addr = "10.9.9.9:7420".parse().unwrap();
+        let v = build("x", &[liar, garbage, elsewhere]);
         assert!(!v.members.contains_key("b"));
+        assert!(
+            !v.members.contains_key("d"),
+            "a record must name its own address"
+        );
         assert_eq!(v.members["c"].services, ["web"]);
     }
 }

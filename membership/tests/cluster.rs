@@ -8,27 +8,44 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use chitchat::transport::ChannelTransport;
+use murmur_membership::driver::Trust;
 use murmur_membership::records::{Health, NodeStatus, Protocol, RECORD_VERSION, ServiceRecord};
 use murmur_membership::{ClusterView, GossipSettings, MemberState, Membership, MembershipConfig};
+use murmur_transport::identity::Role;
+use murmur_transport::testing::TestPki;
 use tokio::time::Instant;
+
+/// One CA for every test of this file.
+fn pki() -> &'static TestPki {
+    static PKI: std::sync::OnceLock<TestPki> = std::sync::OnceLock::new();
+    PKI.get_or_init(|| TestPki::new("murmur.local"))
+}
 
 fn addr(i: u16) -> SocketAddr {
     ([127, 0, 0, 1], 20_000 + i).into()
 }
 
 fn config(name: &str, i: u16, generation: u64, seeds: &[u16]) -> MembershipConfig {
+    let gossip = GossipSettings {
+        interval: Duration::from_millis(50),
+        initial_interval: Duration::from_millis(50),
+        ..GossipSettings::default()
+    };
+    let tls = {
+        // Tests run in parallel and reuse names: one issue (files on disk) at a time.
+        static ISSUING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _one = ISSUING.lock().unwrap();
+        pki().tls(&pki().node(name, &[]), Role::Node, name)
+    };
     MembershipConfig {
+        trust: Trust::new(tls, &gossip),
         name: name.into(),
         generation,
         mesh_addr: addr(i),
         admin_addr: None,
         labels: BTreeMap::new(),
         seeds: seeds.iter().map(|s| addr(*s).to_string()).collect(),
-        gossip: GossipSettings {
-            interval: Duration::from_millis(50),
-            initial_interval: Duration::from_millis(50),
-            ..GossipSettings::default()
-        },
+        gossip,
         view_file: None,
         fail_static_warmup: Duration::from_secs(1),
         refresh: Duration::from_millis(50),
@@ -151,4 +168,32 @@ async fn the_end_of_gossip_is_noticed() {
         .await
         .expect("the watcher resolves once gossip is gone");
     assert!(why.contains("gossip"), "{why}");
+}
+
+#[tokio::test]
+async fn a_member_that_joins_is_never_listed_dead_on_its_way_in() {
+    let net = ChannelTransport::with_mtu(65_507);
+    let a = Membership::start(config("a", 31, 1, &[]), &net)
+        .await
+        .unwrap();
+    let mut rx = a.watch();
+    let _b = Membership::start(config("b", 32, 1, &[31]), &net)
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut seen = Vec::new();
+    loop {
+        let state = rx.borrow_and_update().members.get("b").map(|m| m.state);
+        if let Some(s) = state
+            && seen.last() != Some(&s)
+        {
+            seen.push(s);
+        }
+        if state == Some(MemberState::Alive) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "b never alive: {seen:?}");
+        let _ = tokio::time::timeout(Duration::from_millis(200), rx.changed()).await;
+    }
+    assert!(!seen.contains(&MemberState::Dead), "{seen:?}");
 }

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chitchat::transport::ChannelTransport;
+use murmur_membership::driver::Trust;
 use murmur_membership::policy::custody::custodians;
 use murmur_membership::policy::spec::{PolicyBody, RateLimitSpec};
 use murmur_membership::policy::{
@@ -61,19 +62,22 @@ impl Mesh {
     }
 
     fn config(&self, name: &str, i: u16, generation: u64, seeds: &[u16]) -> MembershipConfig {
+        let gossip = GossipSettings {
+            interval: Duration::from_millis(50),
+            initial_interval: Duration::from_millis(50),
+            dead_node_grace: self.dead_grace,
+            ..GossipSettings::default()
+        };
+        let tls = self.pki.tls(&self.pki.node(name, &[]), Role::Node, name);
         MembershipConfig {
+            trust: Trust::new(tls, &gossip),
             name: name.into(),
             generation,
             mesh_addr: addr(i),
             admin_addr: None,
             labels: BTreeMap::new(),
             seeds: seeds.iter().map(|s| addr(*s).to_string()).collect(),
-            gossip: GossipSettings {
-                interval: Duration::from_millis(50),
-                initial_interval: Duration::from_millis(50),
-                dead_node_grace: self.dead_grace,
-                ..GossipSettings::default()
-            },
+            gossip,
             view_file: None,
             fail_static_warmup: Duration::from_secs(1),
             refresh: Duration::from_millis(50),

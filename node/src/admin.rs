@@ -18,6 +18,7 @@
 //! | DELETE | `/v1/services/<name>` | deregister a local service |
 
 pub mod dashboard;
+pub mod guard;
 pub mod http;
 pub mod members;
 pub mod mesh;
@@ -35,41 +36,51 @@ use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tracing::{debug, warn};
 
 use self::http::{Body, error, text};
 pub use self::state::{AdminState, NodeFacts};
+use crate::listener::{Activity, Admitted, Gate, Tracked};
 
-/// Serves the admin API on `listener` until the process ends.
-pub async fn serve(state: Arc<AdminState>, listener: TcpListener) {
+/// Serves the admin API on `listener` until the process ends, under `gate`'s cap and timeouts
+/// (its own: a flood of the proxy's listeners leaves it reachable).
+pub async fn serve(state: Arc<AdminState>, listener: TcpListener, gate: Arc<Gate>) {
     if let Ok(addr) = listener.local_addr()
         && !addr.ip().is_loopback()
     {
         warn!(%addr, "the admin API is reachable from other hosts and has no authentication");
     }
+    let header_timeout = gate.limits.first_byte_timeout;
     loop {
-        let (stream, peer) = match listener.accept().await {
-            Ok(accepted) => accepted,
-            Err(e) => {
-                debug!(error = %e, "admin accept failed");
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let state = state.clone();
+        let conn = gate.accept(&listener).await;
+        let (state, gate) = (state.clone(), gate.clone());
         tokio::spawn(async move {
+            let Admitted { stream, peer, slot } = conn;
+            let activity = Activity::new();
+            let busy = activity.clone();
             let svc = service_fn(move |req| {
-                let state = state.clone();
-                async move { Ok::<_, Infallible>(route(&state, req).await) }
+                let (state, in_flight) = (state.clone(), busy.request());
+                async move {
+                    let resp = route(&state, req).await;
+                    drop(in_flight);
+                    Ok::<_, Infallible>(resp)
+                }
             });
-            if let Err(e) = http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), svc)
-                .await
-            {
+            let io = TokioIo::new(Tracked::new(stream, activity.clone()));
+            let mut builder = http1::Builder::new();
+            builder
+                .timer(TokioTimer::new())
+                .header_read_timeout(header_timeout);
+            let served = gate
+                .serve(&activity, builder.serve_connection(io, svc))
+                .await;
+            if let Some(Err(e)) = served {
                 debug!(%peer, error = %e, "admin connection ended");
             }
+            // Only now is its place under the cap free.
+            drop(slot);
         });
     }
 }
@@ -84,6 +95,9 @@ fn readyz(state: &AdminState) -> Response<Body> {
 }
 
 async fn route(state: &Arc<AdminState>, req: Request<Incoming>) -> Response<Body> {
+    if let Err((status, why)) = guard::check(&req, state.node.admin) {
+        return error(status, &why);
+    }
     let path = req.uri().path().to_owned();
     match (req.method().clone(), path.as_str()) {
         (Method::GET, "/" | "/index.html") => dashboard::get(),

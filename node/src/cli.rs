@@ -21,6 +21,8 @@ mod run;
 mod service;
 mod services;
 mod status;
+mod token;
+mod ttl;
 
 use std::process::ExitCode;
 
@@ -54,15 +56,18 @@ enum Command {
     Demo(demo::DemoArgs),
     /// Run a node.
     Run(Box<run::RunArgs>),
-    /// Create the mesh certificate authority.
+    /// Create the mesh certificate authority, and issuer credentials for issuer nodes.
     #[command(subcommand)]
     Ca(ca::CaCommand),
-    /// Issue and inspect node and operator certificates.
+    /// Issue, inspect and revoke node and operator certificates.
     #[command(subcommand)]
     Cert(cert::CertCommand),
     /// Show the nftables rules of transparent capture without installing them.
     #[command(subcommand)]
     Capture(capture::CaptureCommand),
+    /// Create join tokens: a node's way in without hand-issued certificates.
+    #[command(subcommand)]
+    Token(token::TokenCommand),
     /// List the members of the mesh as a node sees them.
     Members(members::MembersArgs),
     /// One screen about a node: identity, certificate expiry, members, policy, services and
@@ -98,6 +103,7 @@ pub fn main() -> ExitCode {
         Command::Ca(cmd) => ca::run(cmd),
         Command::Cert(cmd) => cert::run(cmd),
         Command::Capture(cmd) => capture::run(cmd),
+        Command::Token(cmd) => token::run(cmd),
         Command::Members(args) => members::run(args),
         Command::Status(args) => status::status(args),
         Command::Top(args) => status::top(args),
@@ -110,16 +116,56 @@ pub fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", describe(&e));
             ExitCode::from(exit_code(&e))
         }
     }
 }
 
+/// A configuration problem, the node's credentials included (a certificate that cannot be
+/// read, has expired or names another node is fixed in the configuration, not by retrying),
+/// exits with [`EXIT_USAGE`]; anything else with 1.
 fn exit_code(e: &anyhow::Error) -> u8 {
-    if e.downcast_ref::<crate::config::ConfigError>().is_some() {
-        EXIT_USAGE
-    } else {
-        1
+    let config = e.chain().any(|c| {
+        c.is::<crate::config::ConfigError>()
+            || c.is::<murmur_transport::tls::TlsError>()
+            || c.is::<murmur_transport::certs::CertError>()
+    });
+    if config { EXIT_USAGE } else { 1 }
+}
+
+/// The error and its causes on one line, each cause once: a message that already ends with
+/// its cause's text (`path: No such file`) is not followed by it again.
+fn describe(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if out.ends_with(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn causes_are_told_once_and_credential_problems_are_configuration_errors() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "No such file");
+        let cert = murmur_transport::certs::CertError::Io {
+            path: "a.crt".into(),
+            source: io,
+        };
+        let e = anyhow::Error::new(cert).context("cannot load the node's credentials");
+        assert_eq!(
+            super::describe(&e),
+            "cannot load the node's credentials: a.crt: No such file"
+        );
+        assert_eq!(super::exit_code(&e), super::EXIT_USAGE);
+        assert_eq!(super::exit_code(&anyhow::anyhow!("port in use")), 1);
     }
 }

@@ -2,7 +2,7 @@
 //! and wall-clock time as the mesh exchanges it (Unix seconds and milliseconds). The only
 //! place the node reads either.
 
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Monotonic now.
 pub fn now() -> Instant {
@@ -29,4 +29,9 @@ pub fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
+}
+
+/// Wall-clock now, as certificates state their validity.
+pub fn wall_now() -> SystemTime {
+    UNIX_EPOCH + Duration::from_millis(unix_now_ms())
 }

@@ -11,6 +11,7 @@
 )]
 
 pub mod duration;
+pub mod limits;
 pub mod raw;
 pub mod typed;
 

@@ -10,9 +10,10 @@
 //!   and stops them gracefully.
 //! - `admin`, `streams`: the admin API and the router of peers' streams.
 //! - `proxy` (the data path), `dns` (the mesh DNS), `capture` (nftables rules), `policy`,
-//!   `drain`, `services`, `health`.
+//!   `identity` (issuing, joining, renewal, revocations), `drain`, `services`, `health`.
 //! - `traffic` (traffic policy), `balance`, `telemetry`, `vip` (virtual IPs).
-//! - [`api`] (the admin JSON), `clock`, `signals`, `logging`, `names` (how apps name services).
+//! - [`api`] (the admin JSON), `clock`, `signals`, `logging`, `names` (how apps name services),
+//!   `listener` (local listeners' limits), `workers`.
 
 // Tests may block, sleep and read the wall clock; what the node itself may not is in
 // node/clippy.toml.
@@ -29,6 +30,8 @@ mod config;
 mod dns;
 mod drain;
 mod health;
+mod identity;
+mod listener;
 mod logging;
 mod names;
 mod node;
@@ -41,6 +44,7 @@ mod streams;
 mod telemetry;
 mod traffic;
 mod vip;
+mod workers;
 
 /// Internals the fuzz targets drive directly (the crate is built with `--cfg fuzzing` there).
 #[cfg(fuzzing)]

@@ -23,9 +23,13 @@ pub fn init(format: LogFormat, default: &str) {
         filter = filter.add_directive(quiet);
     }
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    // A log line that cannot be written (a full disk under stderr) is lost, not reported on
+    // stderr: that report would fail too, and `eprintln!` panics when it does — in whatever
+    // task was logging, such as one answering a peer.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(ansi)
+        .log_internal_errors(false)
         .with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Text => builder.try_init(),

@@ -5,6 +5,7 @@
 //! This is the composition root: the only module (with the command line) that reads the
 //! config, and the only one that knows every part.
 
+mod credentials;
 mod generation;
 mod tasks;
 
@@ -14,11 +15,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use murmur_membership::policy::PolicyHandle;
-use murmur_membership::{Membership, MembershipConfig};
+use murmur_membership::{Membership, MembershipConfig, Trust};
 use murmur_transport::endpoint::{EndpointConfig, MeshEndpoint};
 use murmur_transport::gossip::{GossipStats, QuicGossip};
 use murmur_transport::identity::SpiffeId;
-use murmur_transport::tls::{CredentialWatcher, TlsState, load_material};
+use murmur_transport::issuance::Authority;
+use murmur_transport::tls::{CredentialWatcher, TlsState};
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, watch};
 use tracing::info;
@@ -26,6 +28,11 @@ use tracing::info;
 use crate::admin::{AdminState, NodeFacts};
 use crate::balance::Balancers;
 use crate::config::Config;
+use crate::identity::issuer::{Issuer, IssuerParts};
+use crate::identity::serve::IdentityService;
+use crate::identity::status::{RenewStatus, RenewalState};
+use crate::identity::{Identity, join, self_issue};
+use crate::listener::Gate;
 use crate::policy::api::PolicyApi;
 use crate::policy::control;
 use crate::proxy::{self, Proxy};
@@ -46,10 +53,31 @@ use crate::{capture, dns};
 pub struct Prepared {
     config: Config,
     tls: Arc<TlsState>,
+    authority: Option<Authority>,
     services: Arc<Services>,
     generation: u64,
     reset_key: [u8; 32],
     dns_upstreams: Vec<SocketAddr>,
+}
+
+/// Obtains a first certificate with the join token, when one is configured and the credential
+/// files do not already hold a valid certificate. Runs before [`prepare`], on `runtime`.
+pub fn join(config: &Config, runtime: &tokio::runtime::Runtime) -> anyhow::Result<()> {
+    let Some(token) = &config.identity.join_token else {
+        return Ok(());
+    };
+    // An issuer node joined before signs its own certificate when it runs out (see `prepare`).
+    if config.identity.issuer.is_some() && config.tls.cert.exists() {
+        return Ok(());
+    }
+    let id = SpiffeId::node(config.trust_domain.clone(), config.name.clone());
+    let Some(plan) = join::prepare(&id, token, &config.tls, &config.seeds, &config.quic)? else {
+        return Ok(());
+    };
+    let joined = runtime
+        .block_on(join::request(&plan))
+        .context("cannot join the mesh with the token")?;
+    join::finish(&plan, &joined)
 }
 
 /// Loads the credentials, creates the data directory and restores what it keeps.
@@ -58,7 +86,31 @@ pub struct Prepared {
     reason = "runs before the node's runtime starts"
 )]
 pub fn prepare(config: Config) -> anyhow::Result<Prepared> {
-    let tls = load_credentials(&config)?;
+    let id = SpiffeId::node(config.trust_domain.clone(), config.name.clone());
+    if let Some(issuer) = &config.identity.issuer
+        && self_issue::wanted(&config.tls, &id, crate::clock::wall_now())
+    {
+        let services: Vec<_> = config.services.iter().map(|s| s.name.clone()).collect();
+        self_issue::issue_own(
+            &id,
+            &services,
+            issuer,
+            &config.tls,
+            config.identity.leaf_ttl,
+        )?;
+    }
+    let tls = credentials::load(&config.tls, &config.trust_domain, &config.name)?;
+    let authority = match &config.identity.issuer {
+        Some(files) => Some(
+            Authority::load(&files.cert, &files.key, &tls.bundle()).with_context(|| {
+                format!(
+                    "the issuer credential {} cannot be used",
+                    files.cert.display()
+                )
+            })?,
+        ),
+        None => None,
+    };
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
     let cert = tls.local_cert();
@@ -75,6 +127,7 @@ pub fn prepare(config: Config) -> anyhow::Result<Prepared> {
         dns_upstreams,
         services: Arc::new(services),
         tls,
+        authority,
         config,
     })
 }
@@ -90,6 +143,11 @@ struct Node {
     gossip_stats: Arc<GossipStats>,
     services: Arc<Services>,
     proxy: Arc<Proxy>,
+    /// Every local listener's gate, for metrics.
+    gates: Vec<Arc<Gate>>,
+    /// The admin API's gate.
+    admin_gate: Arc<Gate>,
+    identity: Arc<Identity>,
     started: Instant,
 }
 
@@ -129,6 +187,7 @@ async fn start(p: Prepared) -> anyhow::Result<(Node, TcpListener)> {
     let Prepared {
         config,
         tls,
+        authority,
         services,
         generation,
         reset_key,
@@ -137,12 +196,19 @@ async fn start(p: Prepared) -> anyhow::Result<(Node, TcpListener)> {
     let admin_listener = TcpListener::bind(config.admin)
         .await
         .with_context(|| format!("cannot listen on admin address {}", config.admin))?;
-    let mut listeners = proxy::bind(config.outbound, &config.upstreams).await?;
+    let mut listeners = proxy::bind(config.outbound, &config.upstreams, &config.listeners).await?;
     let dns_listeners = bind_onboarding(&config, &mut listeners).await?;
-    let (endpoint, gossip) = bind_endpoint(&config, &tls, reset_key)?;
-    let membership = Membership::start(membership_config(&config, &endpoint, generation), &gossip)
-        .await
-        .context("cannot start gossip")?;
+    let admin_gate = Arc::new(Gate::new("admin", config.listeners.admin));
+    let mut gates = listeners.gates();
+    gates.push(admin_gate.clone());
+    let trust = Trust::new(tls.clone(), &config.gossip);
+    let (endpoint, gossip) = bind_endpoint(&config, &tls, &trust, reset_key)?;
+    let membership = Membership::start(
+        membership_config(&config, &endpoint, generation, trust),
+        &gossip,
+    )
+    .await
+    .context("cannot start gossip")?;
     let membership = Arc::new(membership);
     let policy = crate::policy::start(
         &membership,
@@ -180,8 +246,19 @@ async fn start(p: Prepared) -> anyhow::Result<(Node, TcpListener)> {
         let names = config.names.clone();
         dns::start(l, names, &dns_upstreams, vips, proxy.telemetry.clone())?;
     }
+    let identity = start_identity(&config, authority, &tls, &policy, &membership);
     let (control_tx, control_rx) = control::queue();
-    endpoint.set_handler(Streams::new(proxy.clone(), control_tx));
+    let (identity_tx, identity_rx) = crate::identity::serve::queue();
+    endpoint.set_handler(Streams::new(proxy.clone(), control_tx, identity_tx));
+    tokio::spawn(crate::identity::serve::run(
+        IdentityService {
+            issuer: identity.issuer.clone(),
+            endpoint: endpoint.clone(),
+            view: membership.watch(),
+            node: config.name.clone(),
+        },
+        identity_rx,
+    ));
     let api = PolicyApi {
         policy: policy.clone(),
         membership: membership.clone(),
@@ -202,6 +279,9 @@ async fn start(p: Prepared) -> anyhow::Result<(Node, TcpListener)> {
         endpoint,
         services,
         proxy,
+        gates,
+        admin_gate,
+        identity,
         started: crate::clock::now(),
     };
     Ok((node, admin_listener))
@@ -231,10 +311,44 @@ fn start_vips(config: &Config, membership: &Membership) -> watch::Receiver<Arc<V
     rx
 }
 
-/// The QUIC endpoint (keeping its stateless-reset key across restarts) and gossip over it.
+/// This node's issuer (when it holds a credential) and its renewal status.
+fn start_identity(
+    config: &Config,
+    authority: Option<Authority>,
+    tls: &Arc<TlsState>,
+    policy: &PolicyHandle,
+    membership: &Arc<Membership>,
+) -> Arc<Identity> {
+    let issuer = authority
+        .zip(config.identity.issuer.clone())
+        .map(|(authority, files)| {
+            Issuer::new(IssuerParts {
+                node: config.name.clone(),
+                files,
+                authority,
+                leaf_ttl: config.identity.leaf_ttl,
+                tls: tls.clone(),
+                policy: policy.clone(),
+                membership: membership.clone(),
+            })
+        });
+    let state = if config.identity.renew {
+        RenewalState::Waiting
+    } else {
+        RenewalState::Off
+    };
+    Arc::new(Identity {
+        issuer,
+        renew: Arc::new(RenewStatus::new(state)),
+    })
+}
+
+/// The QUIC endpoint (keeping its stateless-reset key across restarts) and gossip over it,
+/// every message checked by the trust's guard.
 fn bind_endpoint(
     config: &Config,
     tls: &Arc<TlsState>,
+    trust: &Trust,
     reset_key: [u8; 32],
 ) -> anyhow::Result<(MeshEndpoint, QuicGossip)> {
     let (endpoint, inbox) = MeshEndpoint::bind(
@@ -247,7 +361,7 @@ fn bind_endpoint(
         tls.clone(),
     )
     .with_context(|| format!("cannot bind mesh address {}", config.listen))?;
-    let gossip = QuicGossip::new(endpoint.clone(), inbox);
+    let gossip = QuicGossip::new(endpoint.clone(), inbox, trust.guard.clone());
     Ok((endpoint, gossip))
 }
 
@@ -258,7 +372,11 @@ fn chores(node: &Node, admin_listener: TcpListener, reload: Arc<Notify>) -> task
         credentials: CredentialWatcher::new(node.tls.clone(), c.tls.clone()),
         reload_interval: c.reload_interval,
         reload,
-        admin: (admin_state(node), admin_listener),
+        admin: (
+            admin_state(node, admin_listener.local_addr().unwrap_or(c.admin)),
+            admin_listener,
+            node.admin_gate.clone(),
+        ),
         membership: node.membership.clone(),
         endpoint: node.endpoint.clone(),
         proxy: node.proxy.clone(),
@@ -269,17 +387,26 @@ fn chores(node: &Node, admin_listener: TcpListener, reload: Arc<Notify>) -> task
             .filter_map(|s| Some((s.name.to_string(), s.address, s.health.clone()?)))
             .collect(),
         gossip_interval: c.gossip.interval,
+        identity: tasks::IdentityChores {
+            node: c.name.clone(),
+            tls: node.tls.clone(),
+            policy: node.policy.watch(),
+            identity: node.identity.clone(),
+            renew: c.identity.renew,
+            paths: c.tls.clone(),
+        },
     }
 }
 
-/// What the admin API works with.
-fn admin_state(node: &Node) -> Arc<AdminState> {
+/// What the admin API, listening on `admin`, works with.
+fn admin_state(node: &Node, admin: std::net::SocketAddr) -> Arc<AdminState> {
     let c = &node.config;
     Arc::new(AdminState {
         node: NodeFacts {
             name: c.name.to_string(),
             started: node.started,
             outbound: c.outbound,
+            admin,
             upstreams: c
                 .upstreams
                 .iter()
@@ -302,6 +429,8 @@ fn admin_state(node: &Node) -> Arc<AdminState> {
         telemetry: node.proxy.telemetry.clone(),
         traces: node.proxy.traces.stats.clone(),
         traffic: node.proxy.traffic.clone(),
+        listeners: node.gates.clone(),
+        identity: node.identity.clone(),
     })
 }
 
@@ -317,24 +446,14 @@ async fn shutdown(node: Node) {
     node.proxy.traces.shutdown().await;
 }
 
-fn load_credentials(config: &Config) -> anyhow::Result<Arc<TlsState>> {
-    let id = SpiffeId::node(config.trust_domain.clone(), config.name.clone());
-    let material = load_material(&config.tls, &config.trust_domain)?;
-    TlsState::new(id, material).with_context(|| {
-        format!(
-            "the certificate {} cannot be used by node {}",
-            config.tls.cert.display(),
-            config.name
-        )
-    })
-}
-
 fn membership_config(
     config: &Config,
     endpoint: &MeshEndpoint,
     generation: u64,
+    trust: Trust,
 ) -> MembershipConfig {
     MembershipConfig {
+        trust,
         name: config.name.to_string(),
         generation,
         mesh_addr: endpoint.advertise_addr(),

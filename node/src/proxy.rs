@@ -58,6 +58,8 @@ use tokio::net::TcpListener;
 
 pub use runtime::{External, Proxy};
 
+use crate::listener::{Gate, ListenerSettings};
+
 #[cfg(test)]
 mod tests;
 
@@ -70,15 +72,31 @@ pub struct Upstream {
     pub listen: SocketAddr,
 }
 
-/// Listeners bound before the node starts, so a busy port is a startup error.
+/// Listeners bound before the node starts, so a busy port is a startup error, each with the
+/// gate that caps its connections and closes silent ones.
 #[derive(Debug)]
 pub struct Listeners {
     /// The outbound HTTP proxy.
-    pub outbound: TcpListener,
+    pub outbound: (TcpListener, Arc<Gate>),
     /// One per `[[upstream]]`.
-    pub upstreams: Vec<(Name, TcpListener)>,
-    /// Where captured connections arrive (IPv4 and, with IPv6 virtual IPs, IPv6 loopback).
+    pub upstreams: Vec<(Name, TcpListener, Arc<Gate>)>,
+    /// Where captured connections arrive (IPv4 and, with IPv6 virtual IPs, IPv6 loopback),
+    /// under one gate.
     pub captured: Vec<TcpListener>,
+    /// The gate of the captured connections.
+    pub captured_gate: Arc<Gate>,
+}
+
+impl Listeners {
+    /// The gates, for metrics.
+    pub fn gates(&self) -> Vec<Arc<Gate>> {
+        let mut gates = vec![self.outbound.1.clone()];
+        gates.extend(self.upstreams.iter().map(|u| u.2.clone()));
+        if !self.captured.is_empty() {
+            gates.push(self.captured_gate.clone());
+        }
+        gates
+    }
 }
 
 /// Binds the listeners for captured connections: `port` on 127.0.0.1, and on ::1 with `v6`.
@@ -98,7 +116,11 @@ pub async fn bind_captured(port: u16, v6: bool) -> anyhow::Result<Vec<TcpListene
 }
 
 /// Binds the outbound and upstream listeners.
-pub async fn bind(outbound: SocketAddr, upstreams: &[Upstream]) -> anyhow::Result<Listeners> {
+pub async fn bind(
+    outbound: SocketAddr,
+    upstreams: &[Upstream],
+    limits: &ListenerSettings,
+) -> anyhow::Result<Listeners> {
     let out = TcpListener::bind(outbound)
         .await
         .with_context(|| format!("cannot listen on outbound proxy address {outbound}"))?;
@@ -107,22 +129,26 @@ pub async fn bind(outbound: SocketAddr, upstreams: &[Upstream]) -> anyhow::Resul
         let l = TcpListener::bind(u.listen)
             .await
             .with_context(|| format!("cannot listen on {} for upstream {}", u.listen, u.service))?;
-        ups.push((u.service.clone(), l));
+        let gate = Gate::new(format!("upstream:{}", u.service), limits.upstream);
+        ups.push((u.service.clone(), l, Arc::new(gate)));
     }
     Ok(Listeners {
-        outbound: out,
+        outbound: (out, Arc::new(Gate::new("outbound", limits.outbound))),
         upstreams: ups,
         captured: Vec::new(),
+        captured_gate: Arc::new(Gate::new("captured", limits.captured)),
     })
 }
 
 /// Starts serving the listeners.
 pub fn start(proxy: &Arc<Proxy>, listeners: Listeners) {
-    tokio::spawn(outbound::serve(proxy.clone(), listeners.outbound));
-    for (service, listener) in listeners.upstreams {
-        tokio::spawn(upstream::serve(proxy.clone(), service, listener));
+    let (out, gate) = listeners.outbound;
+    tokio::spawn(outbound::serve(proxy.clone(), out, gate));
+    for (service, listener, gate) in listeners.upstreams {
+        tokio::spawn(upstream::serve(proxy.clone(), service, listener, gate));
     }
     for listener in listeners.captured {
-        tokio::spawn(captured::serve(proxy.clone(), listener));
+        let gate = listeners.captured_gate.clone();
+        tokio::spawn(captured::serve(proxy.clone(), listener, gate));
     }
 }

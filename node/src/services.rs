@@ -4,7 +4,9 @@
 //! A node may only serve what its certificate names (`<service>.svc.<trust-domain>`): callers
 //! check the same thing before they send, so registering anything else would only attract
 //! traffic that never comes. Runtime registrations are kept in the data directory
-//! (`registrations.json`) and restored at the next start.
+//! (`registrations.json`) and restored at the next start. The config file wins: a service it
+//! defines cannot be registered over the API, and a saved registration of such a service is
+//! kept in the file but not restored (it is logged at every start).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -91,6 +93,12 @@ pub enum ServiceError {
     /// No such local service.
     #[error("this node does not serve {0}")]
     Unknown(String),
+    /// The config file defines the service: the file wins at every start.
+    #[error(
+        "service {0} is defined in the config file, which wins at every start: change it there \
+         (a registration over the API would be ignored at the next start)"
+    )]
+    Configured(Name),
     /// The gossip record could not be written.
     #[error("cannot publish {service}: {reason}")]
     Publish {
@@ -112,6 +120,8 @@ pub struct Services {
     )]
     runtime: std::sync::Mutex<BTreeMap<String, RegisterRequest>>,
     file: Option<PathBuf>,
+    /// Services the config file defines.
+    configured: std::collections::BTreeSet<String>,
     /// Held while the file is written, so saves land in the order they were made.
     saving: tokio::sync::Mutex<()>,
     /// Health from the active checks; a service without a check is always passing.
@@ -163,6 +173,7 @@ impl Services {
             map: RwLock::new(Arc::new(map)),
             runtime: Default::default(),
             file: None,
+            configured: configured.iter().map(|s| s.name.to_string()).collect(),
             saving: tokio::sync::Mutex::new(()),
             health: RwLock::new(health),
         })
@@ -182,6 +193,18 @@ impl Services {
         for req in saved {
             if let Err(e) = check_allowed(cert, &req.name) {
                 tracing::warn!(error = %e, "a saved registration is dropped");
+                continue;
+            }
+            if self.configured.contains(req.name.as_str()) {
+                tracing::warn!(
+                    service = %req.name, registered = %req.address, file = %file.display(),
+                    "the config file defines this service and wins: the registration made over \
+                     the admin API is ignored (deregister it, or remove the service from the config)"
+                );
+                self.runtime
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .insert(req.name.to_string(), req);
                 continue;
             }
             let config = LocalService::registered(&req);
@@ -204,6 +227,9 @@ impl Services {
         cert: &CertInfo,
         membership: &Membership,
     ) -> Result<(), ServiceError> {
+        if self.configured.contains(req.name.as_str()) {
+            return Err(ServiceError::Configured(req.name));
+        }
         self.register(LocalService::registered(&req), cert, membership)
             .await?;
         self.runtime
@@ -313,19 +339,22 @@ impl Services {
         service: &str,
         membership: &Membership,
     ) -> Result<(), ServiceError> {
-        if self.get(service).is_none() {
-            return Err(ServiceError::Unknown(service.to_owned()));
-        }
-        membership.withdraw_service(service).await;
-        self.update(|m| {
-            m.remove(service);
-        });
         let was_runtime = self
             .runtime
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .remove(service)
             .is_some();
+        if self.get(service).is_none() && !was_runtime {
+            return Err(ServiceError::Unknown(service.to_owned()));
+        }
+        if self.configured.contains(service) {
+            tracing::info!(%service, "deregistered until the next start: the config file defines it");
+        }
+        membership.withdraw_service(service).await;
+        self.update(|m| {
+            m.remove(service);
+        });
         if was_runtime {
             self.save().await;
         }

@@ -1,14 +1,17 @@
 //! The one handler of the bidirectional streams peers open: each kind goes to its owner —
-//! HTTP and TCP to the data path, control streams to the policy control task (through a bounded
-//! queue: the endpoint holds this handler, and nothing it holds keeps the node's parts alive).
+//! HTTP and TCP to the data path, control streams to the policy control task, identity streams
+//! (certificate requests, also from clients without a certificate) to the identity service
+//! (both through bounded queues: the endpoint holds this handler, and nothing it holds keeps the
+//! node's parts alive).
 
 use std::sync::Arc;
 
-use murmur_transport::endpoint::{InboundStream, StreamHandler, StreamWork};
+use murmur_transport::endpoint::{AnonymousStream, InboundStream, StreamHandler, StreamWork};
 use murmur_transport::wire::StreamKind;
 use tokio::sync::mpsc;
 use tracing::debug;
 
+use crate::identity::serve::IdentityStream;
 use crate::proxy::{self, Proxy};
 
 /// Stream error code: nothing here serves this kind of stream.
@@ -21,12 +24,22 @@ const BUSY: quinn::VarInt = quinn::VarInt::from_u32(0x14);
 pub struct Streams {
     proxy: Arc<Proxy>,
     control: mpsc::Sender<InboundStream>,
+    identity: mpsc::Sender<IdentityStream>,
 }
 
 impl Streams {
-    /// Streams for the data path go to `proxy`; control streams into `control`.
-    pub fn new(proxy: Arc<Proxy>, control: mpsc::Sender<InboundStream>) -> Arc<Self> {
-        Arc::new(Self { proxy, control })
+    /// Streams for the data path go to `proxy`; control streams into `control`; identity
+    /// streams into `identity`.
+    pub fn new(
+        proxy: Arc<Proxy>,
+        control: mpsc::Sender<InboundStream>,
+        identity: mpsc::Sender<IdentityStream>,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            proxy,
+            control,
+            identity,
+        })
     }
 }
 
@@ -43,9 +56,33 @@ impl StreamHandler for Streams {
                     refuse(e.into_inner(), BUSY)
                 }
             },
+            StreamKind::Identity => match self.identity.try_send(IdentityStream::Peer(stream)) {
+                Ok(()) => Box::pin(async {}),
+                Err(e) => match e.into_inner() {
+                    IdentityStream::Peer(s) => refuse(s, BUSY),
+                    IdentityStream::Anonymous(s) => refuse_anonymous(s),
+                },
+            },
             StreamKind::Gossip => refuse(stream, UNSUPPORTED),
         }
     }
+
+    fn handle_anonymous(&self, stream: AnonymousStream) -> StreamWork {
+        match self.identity.try_send(IdentityStream::Anonymous(stream)) {
+            Ok(()) => Box::pin(async {}),
+            Err(e) => match e.into_inner() {
+                IdentityStream::Anonymous(s) => refuse_anonymous(s),
+                IdentityStream::Peer(s) => refuse(s, BUSY),
+            },
+        }
+    }
+}
+
+fn refuse_anonymous(mut stream: AnonymousStream) -> StreamWork {
+    debug!(remote = %stream.remote, "identity stream refused: the queue is full");
+    let _ = stream.send.reset(BUSY);
+    let _ = stream.recv.stop(BUSY);
+    Box::pin(async {})
 }
 
 fn refuse(mut stream: InboundStream, code: quinn::VarInt) -> StreamWork {

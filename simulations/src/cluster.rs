@@ -12,7 +12,10 @@ use std::time::Duration;
 use anyhow::Context;
 use chitchat::ChitchatId;
 use murmur_membership::records::{Health, Protocol, RECORD_VERSION, ServiceRecord};
-use murmur_membership::{GossipSettings, Membership, MembershipConfig};
+use murmur_membership::{GossipSettings, Membership, MembershipConfig, Trust};
+use murmur_transport::identity::Role;
+use murmur_transport::testing::TestPki;
+use murmur_transport::tls::TlsState;
 use tokio::time::Instant;
 
 use crate::net::SimNet;
@@ -66,6 +69,8 @@ pub struct Slot {
     pub generation: u64,
     /// The running node, if up.
     pub node: Option<Membership>,
+    /// Its credentials (each node signs what it gossips, as a real node does).
+    tls: Option<std::sync::Arc<TlsState>>,
 }
 
 impl Slot {
@@ -83,6 +88,7 @@ pub struct Cluster {
     pub slots: Vec<Slot>,
     spec: ClusterSpec,
     epoch: Instant,
+    pki: TestPki,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -123,6 +129,7 @@ impl Cluster {
                 // Nodes started at different times over the last 30 days.
                 generation: EPOCH_MS + net.random_below(30 * 24 * 3_600_000) as u64,
                 node: None,
+                tls: None,
             })
             .collect();
         let mut cluster = Self {
@@ -130,6 +137,7 @@ impl Cluster {
             slots,
             spec,
             epoch: Instant::now(),
+            pki: TestPki::new("sim.mesh"),
         };
         for (offset, i) in offsets {
             tokio::time::sleep_until(cluster.epoch + offset).await;
@@ -179,7 +187,13 @@ impl Cluster {
             .map(|s| self.slots[s].addr.to_string())
             .collect();
         let slot = self.slots.get_mut(i).context("no such node")?;
+        let pki = &self.pki;
+        let tls = slot
+            .tls
+            .get_or_insert_with(|| pki.tls(&pki.node(&slot.name, &[]), Role::Node, &slot.name))
+            .clone();
         let config = MembershipConfig {
+            trust: Trust::new(tls, &self.spec.gossip),
             name: slot.name.clone(),
             generation: slot.generation,
             mesh_addr: slot.addr,

@@ -12,6 +12,7 @@ pub mod apps;
 pub mod cluster;
 pub mod grpc;
 pub mod health_app;
+pub mod hostile;
 pub mod http;
 pub mod load;
 pub mod netns;

@@ -72,6 +72,14 @@ pub struct NodeSpec {
     pub external: Option<&'static str>,
     /// Extra environment variables of the process.
     pub env: Vec<(String, String)>,
+    /// Validity of its hand-issued certificate as a lifetime (`2m`); overrides `cert_days`.
+    pub cert_ttl: Option<String>,
+    /// A join token: the node gets its certificate from an issuer, none is issued by hand.
+    pub join_token: Option<PathBuf>,
+    /// Lines inside `[identity]` (issuer credential, leaf lifetime, ...).
+    pub identity_toml: String,
+    /// Where its stderr goes instead of its log file (`/dev/full`: a full disk).
+    pub stderr: Option<PathBuf>,
 }
 
 impl NodeSpec {
@@ -89,12 +97,29 @@ impl NodeSpec {
             cert_days: 90,
             external: None,
             env: Vec::new(),
+            cert_ttl: None,
+            join_token: None,
+            identity_toml: String::new(),
+            stderr: None,
         }
     }
 
     /// Sets an environment variable of the process (e.g. `NOTIFY_SOCKET`).
     pub fn env(mut self, key: &str, value: &str) -> Self {
         self.env.push((key.into(), value.into()));
+        self
+    }
+
+    /// Joins with `token` instead of a hand-issued certificate.
+    pub fn join_token(mut self, token: PathBuf) -> Self {
+        self.join_token = Some(token);
+        self
+    }
+
+    /// Adds lines to `[identity]`.
+    pub fn identity(mut self, lines: &str) -> Self {
+        self.identity_toml.push_str(lines);
+        self.identity_toml.push('\n');
         self
     }
 
@@ -149,7 +174,11 @@ impl NodeSpec {
 
     fn config(&self, dir: &Path, pki: &Pki) -> String {
         let services: Vec<&str> = self.cert_services.iter().map(String::as_str).collect();
-        let issued = pki.issue_for_days(&self.name, &services, self.cert_days);
+        let issued = match (&self.join_token, &self.cert_ttl) {
+            (Some(_), _) => None,
+            (None, Some(ttl)) => Some(pki.issue_with_ttl(&self.name, &services, ttl)),
+            (None, None) => Some(pki.issue_for_days(&self.name, &services, self.cert_days)),
+        };
         let mut t = String::new();
         let ip = self.ip;
         let _ = writeln!(t, "name = \"{}\"", self.name);
@@ -167,12 +196,18 @@ impl NodeSpec {
         let _ = writeln!(t, "seeds = [{}]", seeds.join(", "));
         t.push_str(&self.extra_toml);
         let _ = writeln!(t, "\n[tls]\nca = \"{}\"", pki.ca_cert().display());
-        let _ = writeln!(
-            t,
-            "cert = \"{}\"\nkey = \"{}\"",
-            issued.cert.display(),
-            issued.key.display()
-        );
+        if let Some(issued) = issued {
+            let _ = writeln!(
+                t,
+                "cert = \"{}\"\nkey = \"{}\"",
+                issued.cert.display(),
+                issued.key.display()
+            );
+        }
+        let _ = writeln!(t, "\n[identity]\n{}", self.identity_toml);
+        if let Some(token) = &self.join_token {
+            let _ = writeln!(t, "join_token = \"{}\"", token.display());
+        }
         let _ = writeln!(t, "\n[gossip]\ninterval = \"{}\"", self.gossip_interval);
         t.push_str(&self.gossip_toml);
         for s in &self.services {
@@ -215,8 +250,15 @@ impl NodeProc {
 
     fn spawn(&mut self) {
         self.starts += 1;
-        let log =
-            std::fs::File::create(self.dir.join(format!("log.{}", self.starts))).expect("log");
+        let log = match &self.spec.stderr {
+            Some(path) => std::fs::OpenOptions::new()
+                .write(true)
+                .open(path)
+                .expect("stderr target"),
+            None => {
+                std::fs::File::create(self.dir.join(format!("log.{}", self.starts))).expect("log")
+            }
+        };
         let child = Command::new(binary())
             .args(["run", "--config"])
             .arg(self.dir.join("node.toml"))

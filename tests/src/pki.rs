@@ -53,12 +53,20 @@ impl Pki {
 
     /// [`Pki::issue`] with a validity of `days`.
     pub fn issue_for_days(&self, name: &str, services: &[&str], days: u32) -> Issued {
-        let days = days.to_string();
+        self.issue_with(name, services, "--days", &days.to_string())
+    }
+
+    /// [`Pki::issue`] with a validity given as a lifetime (`2m`, `1h`).
+    pub fn issue_with_ttl(&self, name: &str, services: &[&str], ttl: &str) -> Issued {
+        self.issue_with(name, services, "--ttl", ttl)
+    }
+
+    fn issue_with(&self, name: &str, services: &[&str], flag: &str, value: &str) -> Issued {
         let mut args = vec![
             "cert",
             "issue",
-            "--days",
-            &days,
+            flag,
+            value,
             "--ca-dir",
             path(&self.ca_dir),
             "--name",
@@ -76,6 +84,69 @@ impl Pki {
             key: self.out_dir.join(format!("{name}.key")),
         }
     }
+
+    /// An issuer credential for `name` (`murmur ca issuer`), valid 5 days.
+    pub fn issuer(&self, name: &str) -> Issued {
+        murmur(&[
+            "ca",
+            "issuer",
+            "--ca-dir",
+            path(&self.ca_dir),
+            "--name",
+            name,
+            "--ttl",
+            "5d",
+            "--out",
+            path(&self.out_dir),
+            "--force",
+        ]);
+        Issued {
+            cert: self.out_dir.join(format!("{name}-issuer.crt")),
+            key: self.out_dir.join(format!("{name}-issuer.key")),
+        }
+    }
+
+    /// `[identity]` lines making a node an issuer with this credential, signing certificates
+    /// that live `leaf_ttl`.
+    pub fn issuer_toml(&self, name: &str, leaf_ttl: &str) -> String {
+        let issuer = self.issuer(name);
+        format!(
+            "issuer_cert = \"{}\"\nissuer_key = \"{}\"\nleaf_ttl = \"{leaf_ttl}\"",
+            issuer.cert.display(),
+            issuer.key.display()
+        )
+    }
+
+    /// A join token for node `name` and `services`, valid `ttl`, signed by this CA's operator;
+    /// returns the token file.
+    pub fn token(&self, name: &str, services: &[&str], ttl: &str) -> PathBuf {
+        std::fs::create_dir_all(&self.out_dir).expect("certs dir");
+        let out = self.out_dir.join(format!("{name}-{}.token", unique()));
+        let operator = self.ca_dir.join("operator.crt");
+        let mut args = vec![
+            "token",
+            "create",
+            "--name",
+            name,
+            "--ttl",
+            ttl,
+            "--identity",
+            path(&operator),
+            "--out",
+            path(&out),
+        ];
+        for s in services {
+            args.extend(["--service", s]);
+        }
+        murmur(&args);
+        out
+    }
+}
+
+/// A number not used before in this process (token files do not overwrite each other).
+fn unique() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
 fn path(p: &Path) -> &str {

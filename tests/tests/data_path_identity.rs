@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use murmur_membership::records::{Health, Protocol, RECORD_VERSION, ServiceRecord};
-use murmur_membership::{GossipSettings, Membership, MembershipConfig};
+use murmur_membership::{GossipSettings, Membership, MembershipConfig, Trust};
 use murmur_tests::{Cluster, NodeSpec, apps::EchoApp, http, netns};
 use murmur_transport::endpoint::{
     EndpointConfig, InboundStream, MeshEndpoint, QuicSettings, StreamHandler, StreamWork,
@@ -71,19 +71,22 @@ fn traffic_never_goes_to_a_node_whose_certificate_lacks_the_service() {
         .unwrap();
         let offered = Arc::new(AtomicU64::new(0));
         ep.set_handler(Arc::new(Counter(offered.clone())));
-        let gossip = QuicGossip::new(ep.clone(), inbox);
+        let settings = GossipSettings {
+            interval: Duration::from_millis(200),
+            ..GossipSettings::default()
+        };
+        let trust = Trust::new(ep.tls().clone(), &settings);
+        let gossip = QuicGossip::new(ep.clone(), inbox, trust.guard.clone());
         let rogue = Membership::start(
             MembershipConfig {
+                trust,
                 name: "rogue".into(),
                 generation: 1,
                 mesh_addr: ep.advertise_addr(),
                 admin_addr: None,
                 labels: BTreeMap::new(),
                 seeds: vec![seed.to_string()],
-                gossip: GossipSettings {
-                    interval: Duration::from_millis(200),
-                    ..GossipSettings::default()
-                },
+                gossip: settings,
                 view_file: None,
                 fail_static_warmup: Duration::from_secs(1),
                 refresh: Duration::from_millis(200),

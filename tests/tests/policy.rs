@@ -273,7 +273,7 @@ fn invalid_documents_are_refused_at_apply_and_never_spread() {
             c.node("n1").admin(),
             "POST",
             "/v1/policies",
-            &[],
+            &[("content-type", "application/json")],
             br#"{"documents":["AAAA"]}"#.to_vec(),
         )
         .await

@@ -1,13 +1,22 @@
-//! Certificates: reading what a certificate says, issuing a mesh CA and leaf certificates, and
-//! the PEM files they live in.
+//! Certificates: reading what a certificate says, issuing a mesh CA, issuer (intermediate) CAs
+//! and leaf certificates, certificate requests, and the PEM files they live in.
 
+mod csr;
 mod files;
 mod issue;
+mod issuer;
 mod parse;
 
-pub use files::{read_certs_pem, read_key_pem, write_private_file, write_public_file};
-pub use issue::{CaInit, CaInitReport, IssueRequest, IssuedFiles, init_ca, issue};
-pub use parse::{CertInfo, ca_trust_domain, parse_leaf};
+pub use csr::{
+    CsrError, MAX_CSR_BYTES, ReadRequest, make_request, read_request, request_for, sign_request,
+};
+pub use files::{
+    pem_certs, read_certs_pem, read_first_cert, read_key_pair, read_key_pem, write_private_file,
+    write_public_file,
+};
+pub use issue::{CaInit, CaInitReport, IssueRequest, IssuedFiles, MIN_VALIDITY, init_ca, issue};
+pub use issuer::{IssuerFiles, IssuerInit, init_issuer};
+pub use parse::{CertInfo, ca_trust_domain, parse_leaf, serial_of};
 
 use std::path::PathBuf;
 
@@ -34,6 +43,9 @@ pub enum CertError {
         /// What is wrong with it.
         reason: String,
     },
+    /// A request that cannot be met as asked; the message says what to change.
+    #[error("{0}")]
+    Refused(String),
     /// A certificate does not have the shape Murmuration requires.
     #[error("certificate is not a Murmuration identity: {0}")]
     Shape(String),

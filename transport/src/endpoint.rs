@@ -5,8 +5,10 @@
 //! to the [`StreamHandler`] the node installs. Connections we dial are served the same way, so a
 //! peer may open streams on whichever connection exists between us.
 
+mod anonymous;
 mod config;
 mod peers;
+mod registry;
 mod serve;
 
 use std::net::SocketAddr;
@@ -15,8 +17,9 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use quinn::{RecvStream, SendStream};
-use tokio::sync::mpsc;
+use tokio::sync::{Semaphore, mpsc};
 
+pub use anonymous::{AnonymousConnection, AnonymousStream, connect_anonymous};
 pub use config::QuicSettings;
 pub use peers::{ConnectError, OpenError, PeerConnection, PeerStats};
 
@@ -52,6 +55,13 @@ pub type StreamWork = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + S
 pub trait StreamHandler: Send + Sync + 'static {
     /// Takes one stream.
     fn handle(&self, stream: InboundStream) -> StreamWork;
+
+    /// Takes one `Identity` stream of a client that presented no certificate (a node joining
+    /// with a token). Refused unless the node serves them.
+    fn handle_anonymous(&self, mut stream: AnonymousStream) -> StreamWork {
+        let _ = stream.send.reset(quinn::VarInt::from_u32(0x13));
+        Box::pin(async {})
+    }
 }
 
 /// A gossip message received from a verified node.
@@ -63,6 +73,9 @@ pub struct GossipDatagram {
     pub sender: Name,
     /// The chitchat message bytes (at most [`crate::wire::MAX_GOSSIP_PAYLOAD`]).
     pub payload: Vec<u8>,
+    /// The connection it came on: adopted for `from` once the address is verified
+    /// ([`MeshEndpoint::adopt`]).
+    pub conn: PeerConnection,
 }
 
 /// Settings of a [`MeshEndpoint`].
@@ -97,7 +110,9 @@ struct Inner {
     peers: peers::PeerCache,
     handler: OnceLock<Arc<dyn StreamHandler>>,
     gossip_tx: mpsc::Sender<GossipDatagram>,
-    counters: Counters,
+    counters: Arc<Counters>,
+    registry: registry::Registry,
+    anonymous: Arc<Semaphore>,
 }
 
 /// Events worth counting at the endpoint.
@@ -109,6 +124,8 @@ pub struct Counters {
     pub gossip_malformed: AtomicU64,
     /// Gossip frames dropped because the gossip loop was behind.
     pub gossip_dropped: AtomicU64,
+    /// Streams not opened because the peer allowed no more at once and none freed in time.
+    pub streams_exhausted: AtomicU64,
 }
 
 impl std::fmt::Debug for dyn StreamHandler {
@@ -159,7 +176,9 @@ impl MeshEndpoint {
             peers: peers::PeerCache::default(),
             handler: OnceLock::new(),
             gossip_tx,
-            counters: Counters::default(),
+            counters: Arc::default(),
+            registry: registry::Registry::default(),
+            anonymous: Arc::new(Semaphore::new(anonymous::MAX_ANONYMOUS)),
         });
         let this = Self { inner };
         tokio::spawn(serve::accept_loop(this.clone()));
@@ -182,7 +201,9 @@ impl MeshEndpoint {
                 peers: peers::PeerCache::default(),
                 handler: OnceLock::new(),
                 gossip_tx,
-                counters: Counters::default(),
+                counters: Arc::default(),
+                registry: registry::Registry::default(),
+                anonymous: Arc::new(Semaphore::new(0)),
             }),
         })
     }
@@ -226,6 +247,27 @@ impl MeshEndpoint {
         .await
     }
 
+    /// Uses `conn` for traffic to `addr`, which its peer proved is its own address: a peer that
+    /// dialled us needs no second connection back. Never replaces an open connection to another
+    /// node, so a frame claiming someone else's address cannot take over that address.
+    pub fn adopt(&self, addr: SocketAddr, conn: &PeerConnection) {
+        self.inner.peers.adopt(addr, conn);
+    }
+
+    /// A new connection to `addr` outside the cache, whose handshake presents the credentials
+    /// in use now: a renewal must prove the current certificate, not the one a long-lived cached
+    /// connection was opened with. Nothing serves streams the peer opens on it; dropping it
+    /// closes it.
+    pub async fn connect_fresh(
+        &self,
+        addr: SocketAddr,
+        expected: Option<&Name>,
+    ) -> Result<PeerConnection, ConnectError> {
+        peers::dial(self, addr, expected)
+            .await
+            .map_err(|reason| ConnectError::Unreachable { addr, reason })
+    }
+
     /// Endpoint event counters.
     pub fn counters(&self) -> &Counters {
         &self.inner.counters
@@ -235,6 +277,26 @@ impl MeshEndpoint {
     /// instead of at the idle timeout, and the next one dials again.
     pub fn disconnect(&self, addr: SocketAddr, reason: &str) {
         self.inner.peers.disconnect(addr, reason.as_bytes());
+    }
+
+    /// Closes every connection (whichever side dialled) to a peer whose certificate the current
+    /// revocations refuse; returns how many. New handshakes are refused by the verifiers.
+    pub fn close_revoked(&self) -> usize {
+        let revoked = self.inner.tls.revocations();
+        if revoked.is_empty() {
+            return 0;
+        }
+        self.inner.registry.close_where(
+            |peer| revoked.of_peer(peer).is_some(),
+            serve::codes::REVOKED,
+            b"certificate revoked",
+        )
+    }
+
+    /// The peer of every open connection, by node (or operator) name, sorted; a peer connected
+    /// both ways is listed twice.
+    pub fn connected_peers(&self) -> Vec<String> {
+        self.inner.registry.peers()
     }
 
     /// RTT and loss of every open peer connection.

@@ -6,9 +6,18 @@
 //! waits for a handshake: messages are queued per destination and dropped when the queue is
 //! full or the peer unreachable, exactly as datagrams would be, so a dead seed cannot stall the
 //! gossip loop.
+//!
+//! Every received message is bounded ([`prescan`]), decoded by our own code ([`message`]) and
+//! handed to a [`GossipGuard`], which removes what the sender may not say; only then do the
+//! bytes (encoded again if something was removed) reach chitchat. The connection a message
+//! came on is used for traffic to the address the message claims only when the guard verified
+//! that address as the sender's own.
 
 mod codec;
+mod guard;
+pub mod message;
 mod prescan;
+mod replies;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -23,8 +32,10 @@ use chitchat::transport::{RecvOutcome, SendOutcome, Socket, Transport};
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
+pub use guard::{Admission, GossipGuard};
 pub use prescan::{PrescanError, prescan};
 
+use self::replies::Replies;
 use crate::endpoint::{GossipDatagram, MeshEndpoint};
 use crate::wire::{GossipFrame, WIRE_VERSION, encode_gossip};
 
@@ -44,8 +55,10 @@ pub struct GossipStats {
     pub received: AtomicU64,
     /// Bytes of chitchat payload received.
     pub received_bytes: AtomicU64,
-    /// Messages refused by the prescan or by chitchat's decoder.
+    /// Messages refused by the prescan, our decoder, the guard or chitchat's decoder.
     pub rejected: AtomicU64,
+    /// Messages the guard changed (removed entries or deltas) before chitchat saw them.
+    pub filtered: AtomicU64,
     /// Messages dropped because a destination was unreachable or its queue full.
     pub dropped: AtomicU64,
 }
@@ -55,15 +68,24 @@ pub struct GossipStats {
 pub struct QuicGossip {
     endpoint: MeshEndpoint,
     inbox: Mutex<Option<mpsc::Receiver<GossipDatagram>>>,
+    guard: Arc<dyn GossipGuard>,
+    replies: Arc<Replies>,
     stats: Arc<GossipStats>,
 }
 
 impl QuicGossip {
-    /// A transport over `endpoint`, fed by the gossip receiver [`MeshEndpoint::bind`] returned.
-    pub fn new(endpoint: MeshEndpoint, inbox: mpsc::Receiver<GossipDatagram>) -> Self {
+    /// A transport over `endpoint`, fed by the gossip receiver [`MeshEndpoint::bind`] returned;
+    /// every message passes `guard` before chitchat sees it.
+    pub fn new(
+        endpoint: MeshEndpoint,
+        inbox: mpsc::Receiver<GossipDatagram>,
+        guard: Arc<dyn GossipGuard>,
+    ) -> Self {
         Self {
             endpoint,
             inbox: Mutex::new(Some(inbox)),
+            guard,
+            replies: Arc::default(),
             stats: Arc::default(),
         }
     }
@@ -84,9 +106,19 @@ impl Transport for QuicGossip {
             .take()
             .ok_or_else(|| anyhow!("the QUIC gossip transport can be opened once"))?;
         let (tx, rx) = mpsc::channel(256);
-        tokio::spawn(decode_loop(inbox, tx, self.stats.clone()));
+        tokio::spawn(decode_loop(
+            Receiving {
+                endpoint: self.endpoint.clone(),
+                guard: self.guard.clone(),
+                replies: self.replies.clone(),
+                stats: self.stats.clone(),
+            },
+            inbox,
+            tx,
+        ));
         Ok(Box::new(QuicSocket {
             endpoint: self.endpoint.clone(),
+            replies: self.replies.clone(),
             encoder: codec::Encoder::new().await?,
             decoded: rx,
             senders: HashMap::new(),
@@ -97,6 +129,7 @@ impl Transport for QuicGossip {
 
 struct QuicSocket {
     endpoint: MeshEndpoint,
+    replies: Arc<Replies>,
     encoder: codec::Encoder,
     decoded: mpsc::Receiver<RecvOutcome>,
     senders: HashMap<SocketAddr, mpsc::Sender<Vec<u8>>>,
@@ -139,6 +172,9 @@ impl Socket for QuicSocket {
 
 impl QuicSocket {
     fn enqueue(&mut self, to: SocketAddr, frame: Vec<u8>) {
+        if Replies::is_stand_in(to) {
+            return self.reply(to, frame);
+        }
         let sender = self
             .senders
             .entry(to)
@@ -155,6 +191,23 @@ impl QuicSocket {
         let fresh = spawn_sender(&self.endpoint, to, &self.stats);
         let _ = fresh.try_send(frame);
         self.senders.insert(to, fresh);
+    }
+}
+
+impl QuicSocket {
+    /// Sends a reply on the connection its request came on (see [`replies`]).
+    fn reply(&self, to: SocketAddr, frame: Vec<u8>) {
+        let Some(conn) = self.replies.take(to) else {
+            self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        };
+        let stats = self.stats.clone();
+        tokio::spawn(async move {
+            if let Err(e) = conn.send_uni(&frame).await {
+                debug!(peer = %conn.identity().id, error = %e, "gossip reply dropped");
+                stats.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        });
     }
 }
 
@@ -191,25 +244,32 @@ async fn send_loop(
     }
 }
 
+/// What the receiving side of the transport works with.
+struct Receiving {
+    endpoint: MeshEndpoint,
+    guard: Arc<dyn GossipGuard>,
+    replies: Arc<Replies>,
+    stats: Arc<GossipStats>,
+}
+
 async fn decode_loop(
+    r: Receiving,
     mut inbox: mpsc::Receiver<GossipDatagram>,
     out: mpsc::Sender<RecvOutcome>,
-    stats: Arc<GossipStats>,
 ) {
     let mut decoder = match codec::Decoder::new().await {
         Ok(d) => d,
         Err(e) => return warn!(error = %e, "gossip decoder could not start"),
     };
     while let Some(datagram) = inbox.recv().await {
-        if let Err(e) = prescan(&datagram.payload) {
-            debug!(sender = %datagram.sender, error = %e, "gossip message refused");
-            stats.rejected.fetch_add(1, Ordering::Relaxed);
+        let Some(payload) = admit(&r, &datagram).await else {
+            r.stats.rejected.fetch_add(1, Ordering::Relaxed);
             continue;
-        }
-        let envelope = match decoder.decode(&datagram.payload).await {
+        };
+        let envelope = match decoder.decode(&payload).await {
             Ok(Some(envelope)) => envelope,
             Ok(None) => {
-                stats.rejected.fetch_add(1, Ordering::Relaxed);
+                r.stats.rejected.fetch_add(1, Ordering::Relaxed);
                 continue;
             }
             Err(e) => {
@@ -221,12 +281,12 @@ async fn decode_loop(
                 continue;
             }
         };
-        stats.received.fetch_add(1, Ordering::Relaxed);
-        stats
+        r.stats.received.fetch_add(1, Ordering::Relaxed);
+        r.stats
             .received_bytes
             .fetch_add(datagram.payload.len() as u64, Ordering::Relaxed);
         let outcome = RecvOutcome {
-            from_addr: datagram.from,
+            from_addr: r.replies.stand_in(&datagram.conn),
             envelope,
             num_bytes_received: datagram.payload.len(),
         };
@@ -234,4 +294,38 @@ async fn decode_loop(
             return;
         }
     }
+}
+
+/// The bytes chitchat may see of `datagram`: bounded, decoded, filtered by the guard, and
+/// encoded again if the guard removed anything. `None`: nothing is.
+async fn admit(r: &Receiving, datagram: &GossipDatagram) -> Option<Vec<u8>> {
+    let refused = |e: &dyn std::fmt::Display| {
+        debug!(sender = %datagram.sender, error = %e, "gossip message refused");
+    };
+    if let Err(e) = prescan(&datagram.payload) {
+        refused(&e);
+        return None;
+    }
+    let mut msg = match message::decode(&datagram.payload) {
+        Ok(m) => m,
+        Err(e) => {
+            refused(&e);
+            return None;
+        }
+    };
+    let verdict = r
+        .guard
+        .admit(&datagram.sender, datagram.from, &mut msg)
+        .await;
+    if verdict.from_verified {
+        r.endpoint.adopt(datagram.from, &datagram.conn);
+    }
+    if verdict.drop {
+        return None;
+    }
+    if !verdict.changed {
+        return Some(datagram.payload.clone());
+    }
+    r.stats.filtered.fetch_add(1, Ordering::Relaxed);
+    Some(message::encode(&msg))
 }

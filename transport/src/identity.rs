@@ -249,6 +249,9 @@ pub struct PeerIdentity {
     pub not_after: SystemTime,
     /// Serial number, hex.
     pub serial: String,
+    /// Serials (hex) of the issuer certificates the peer presented between its certificate and
+    /// the trust anchor: revoking an issuer credential refuses everything it signed.
+    pub issuer_serials: Vec<String>,
 }
 
 impl PeerIdentity {

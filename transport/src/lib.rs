@@ -4,7 +4,9 @@
 //! SPIFFE identities ([`identity`]), certificate issuance and parsing ([`certs`]), mutual TLS
 //! with one crypto provider, *ring* ([`tls`]), the QUIC endpoint with its per-peer connection
 //! cache and typed stream headers ([`endpoint`], [`wire`]), operator signatures ([`signing`]),
-//! and the chitchat transport that carries gossip over QUIC instead of plain UDP ([`gossip`]).
+//! issuance of certificates by issuer nodes ([`issuance`]: issuer credentials, join tokens, the
+//! request protocol), and the chitchat transport that carries gossip over QUIC instead of plain
+//! UDP ([`gossip`]).
 //!
 //! It knows nothing of services, policy or HTTP.
 
@@ -12,6 +14,8 @@ pub mod certs;
 pub mod endpoint;
 pub mod gossip;
 pub mod identity;
+pub mod issuance;
+pub mod node_key;
 pub mod signing;
 #[cfg(feature = "test-util")]
 pub mod testing;

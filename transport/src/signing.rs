@@ -2,8 +2,11 @@
 //! bundle like a TLS peer: chain, validity, trust domain, role, then the signature itself.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use rcgen::{KeyPair, SigningKey};
+use rustls::SignatureScheme;
+use rustls::sign::CertifiedKey;
 use rustls_pki_types::{CertificateDer, UnixTime};
 
 use crate::certs::{CertError, read_certs_pem};
@@ -36,9 +39,16 @@ pub enum SignatureError {
 /// A private key and its certificate chain, able to sign.
 #[derive(Debug)]
 pub struct Signer {
-    key: KeyPair,
+    key: Key,
     chain: Vec<CertificateDer<'static>>,
     id: SpiffeId,
+}
+
+/// Where the key lives: read from a PEM file, or the one a TLS endpoint uses now.
+#[derive(Debug)]
+enum Key {
+    Pem(Box<KeyPair>),
+    Tls(Arc<dyn rustls::sign::SigningKey>),
 }
 
 impl Signer {
@@ -50,14 +60,7 @@ impl Signer {
             reason: "no certificate".into(),
         })?;
         let id = crate::certs::parse_leaf(leaf)?.id;
-        let pem = std::fs::read_to_string(key).map_err(|source| CertError::Io {
-            path: key.to_owned(),
-            source,
-        })?;
-        let key_pair = KeyPair::from_pem(&pem).map_err(|e| CertError::BadPem {
-            path: key.to_owned(),
-            reason: format!("not a usable key: {e}"),
-        })?;
+        let key_pair = crate::certs::read_key_pair(key)?;
         if key_pair.algorithm() != &rcgen::PKCS_ECDSA_P256_SHA256 {
             return Err(CertError::BadPem {
                 path: key.to_owned(),
@@ -65,10 +68,20 @@ impl Signer {
             });
         }
         Ok(Self {
-            key: key_pair,
+            key: Key::Pem(Box::new(key_pair)),
             chain,
             id,
         })
+    }
+
+    /// A signer with a TLS endpoint's key and chain (`TlsState::certified`): what a node signs
+    /// as itself. The key must be ECDSA P-256, as every mesh key is.
+    pub fn from_certified(certified: &CertifiedKey, id: SpiffeId) -> Self {
+        Self {
+            key: Key::Tls(certified.key.clone()),
+            chain: certified.cert.clone(),
+            id,
+        }
     }
 
     /// Who signs.
@@ -83,9 +96,16 @@ impl Signer {
 
     /// An ECDSA P-256 SHA-256 signature (ASN.1 DER) over `msg`.
     pub fn sign(&self, msg: &[u8]) -> Result<Vec<u8>, SignatureError> {
-        self.key
-            .sign(msg)
-            .map_err(|e| SignatureError::Sign(e.to_string()))
+        match &self.key {
+            Key::Pem(key) => key
+                .sign(msg)
+                .map_err(|e| SignatureError::Sign(e.to_string())),
+            Key::Tls(key) => key
+                .choose_scheme(&[SignatureScheme::ECDSA_NISTP256_SHA256])
+                .ok_or_else(|| SignatureError::Sign("the key is not ECDSA P-256".into()))?
+                .sign(msg)
+                .map_err(|e| SignatureError::Sign(e.to_string())),
+        }
     }
 }
 

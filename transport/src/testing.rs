@@ -3,9 +3,12 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::certs::{CaInit, CaInitReport, IssueRequest, init_ca, issue};
+use crate::certs::{
+    CaInit, CaInitReport, IssueRequest, IssuerFiles, IssuerInit, init_ca, init_issuer, issue,
+};
 use crate::identity::{Name, Role, SpiffeId, TrustDomain};
-use crate::tls::{CredentialPaths, TlsState, load_material};
+use crate::issuance::Authority;
+use crate::tls::{CredentialPaths, TlsState, TrustBundle, load_material};
 
 /// A CA and the certificates issued from it, deleted when dropped.
 #[derive(Debug)]
@@ -55,7 +58,7 @@ impl TestPki {
             role,
             name: name(node),
             services: services.iter().map(|s| name(s)).collect(),
-            days: 30,
+            validity: std::time::Duration::from_secs(30 * 86_400),
             out_dir,
             force: true,
         })
@@ -65,6 +68,31 @@ impl TestPki {
             key: files.key,
             bundle: self.ca.ca_cert.clone(),
         }
+    }
+
+    /// The trust bundle (the CA).
+    pub fn bundle(&self) -> TrustBundle {
+        TrustBundle::load(&self.ca.ca_cert, self.trust_domain.clone())
+            .unwrap_or_else(|e| panic!("bundle: {e}"))
+    }
+
+    /// Makes an issuer credential named `name`, valid 10 days.
+    pub fn issuer(&self, name: &str) -> IssuerFiles {
+        init_issuer(&IssuerInit {
+            ca_dir: self.ca_dir(),
+            name: self::name(name),
+            validity: std::time::Duration::from_secs(10 * 86_400),
+            out_dir: self.dir.path().join("issuers"),
+            force: true,
+        })
+        .unwrap_or_else(|e| panic!("issuer {name}: {e}"))
+    }
+
+    /// The credential of a new issuer named `name`, ready to sign.
+    pub fn authority(&self, name: &str) -> Authority {
+        let files = self.issuer(name);
+        Authority::load(&files.cert, &files.key, &self.bundle())
+            .unwrap_or_else(|e| panic!("authority {name}: {e}"))
     }
 
     /// A node certificate's paths.
@@ -86,4 +114,24 @@ impl TestPki {
 
 fn name(s: &str) -> Name {
     Name::parse("name", s).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// A gossip guard that lets every message through untouched and believes every claimed address:
+/// for tests of the transport itself, where no layer above checks who may say what.
+#[derive(Debug, Default)]
+pub struct OpenGuard;
+
+#[async_trait::async_trait]
+impl crate::gossip::GossipGuard for OpenGuard {
+    async fn admit(
+        &self,
+        _sender: &Name,
+        _from: std::net::SocketAddr,
+        _message: &mut crate::gossip::message::Message,
+    ) -> crate::gossip::Admission {
+        crate::gossip::Admission {
+            from_verified: true,
+            ..crate::gossip::Admission::default()
+        }
+    }
 }

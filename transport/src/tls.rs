@@ -1,8 +1,10 @@
 //! Mutual TLS for QUIC with a single crypto provider (*ring*).
 //!
 //! Every connection is verified both ways against the trust bundle (which may hold several CAs so
-//! that a CA can be rotated without downtime), and the peer's SPIFFE ID is checked: servers must
-//! be nodes, clients nodes or operators of our trust domain. Credentials and bundle live in a
+//! that a CA can be rotated without downtime, and issuer intermediates below them), and the
+//! peer's SPIFFE ID is checked: servers must be nodes, clients nodes or operators of our trust
+//! domain, and neither may be revoked. A client may also connect with no certificate at all: such
+//! a connection may only ask for one (a node joining with a token; see the endpoint). Credentials and bundle live in a
 //! [`TlsState`] that can be swapped at run time; every new handshake sees the new files.
 //!
 //! Session resumption and 0-RTT are off: a resumed session would skip the chain check against a
@@ -11,6 +13,7 @@
 
 mod bundle;
 mod reload;
+mod revoked;
 mod state;
 mod verify;
 
@@ -18,6 +21,7 @@ use std::sync::Arc;
 
 pub use bundle::{TrustBundle, Usage};
 pub use reload::{CredentialPaths, CredentialWatcher, load_material};
+pub use revoked::{Revocations, normalize_serial};
 pub use state::{Material, TlsState};
 pub(crate) use verify::CurrentCert;
 pub use verify::{MeshClientVerifier, MeshServerVerifier};
@@ -65,4 +69,7 @@ pub enum TlsError {
     /// rustls refused the configuration.
     #[error("TLS configuration: {0}")]
     Config(#[from] rustls::Error),
+    /// The certificate is revoked.
+    #[error("certificate refused: {0}")]
+    Revoked(String),
 }

@@ -34,6 +34,9 @@ pub enum StreamKind {
     Tcp = 3,
     /// An operator or node control request (policy, drain, ...).
     Control = 4,
+    /// A certificate request: a join (token) or a renewal (current certificate). The only kind
+    /// a client without a certificate may open.
+    Identity = 5,
 }
 
 impl StreamKind {
@@ -44,6 +47,7 @@ impl StreamKind {
             2 => Some(Self::Http),
             3 => Some(Self::Tcp),
             4 => Some(Self::Control),
+            5 => Some(Self::Identity),
             _ => None,
         }
     }

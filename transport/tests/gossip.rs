@@ -13,7 +13,7 @@ use chitchat::{
 use murmur_transport::endpoint::{EndpointConfig, MeshEndpoint, QuicSettings};
 use murmur_transport::gossip::QuicGossip;
 use murmur_transport::identity::Role;
-use murmur_transport::testing::TestPki;
+use murmur_transport::testing::{OpenGuard, TestPki};
 
 async fn start(pki: &TestPki, name: &str, seeds: Vec<String>) -> (ChitchatHandle, MeshEndpoint) {
     let paths = pki.node(name, &[]);
@@ -46,7 +46,7 @@ async fn start(pki: &TestPki, name: &str, seeds: Vec<String>) -> (ChitchatHandle
         extra_liveness_predicate: None,
         protocol_version: ProtocolVersion::V1,
     };
-    let transport = QuicGossip::new(ep.clone(), inbox);
+    let transport = QuicGossip::new(ep.clone(), inbox, std::sync::Arc::new(OpenGuard));
     let handle = spawn_chitchat(config, vec![("role".into(), name.into())], &transport)
         .await
         .unwrap();

@@ -3,7 +3,8 @@
 //! The signature covers the exact payload bytes (kind, name, stamp and body), so neither the
 //! body nor the stamp can be changed without the operator's key. A node accepts a document only
 //! if the signer's chain verifies against its current trust bundle, at the stamp's time, with
-//! the operator role.
+//! the role its kind requires ([`Kind::signer_role`]: an operator, or for a token's use the
+//! issuer node that recorded it).
 
 use std::fmt;
 use std::sync::Arc;
@@ -159,7 +160,7 @@ impl PolicyDocument {
         self.body.is_none()
     }
 
-    /// The operator who signed it.
+    /// Who signed it: an operator, or for a token's use the issuer node.
     pub fn signer(&self) -> &SpiffeId {
         &self.signer
     }
@@ -296,7 +297,19 @@ pub fn verify(value: &str, cx: &VerifyContext<'_>) -> Result<PolicyDocument, Rej
             max_skew_ms,
         });
     }
-    let signer = check_signature(&doc, &payload.stamp.hlc, cx.bundle)?;
+    if payload.kind == Kind::TokenUse && payload.body.is_none() {
+        return Err(Rejection::Invalid {
+            kind: payload.kind,
+            name: name.to_string(),
+            message: "a token's use cannot be deleted".into(),
+        });
+    }
+    let signer = check_signature(
+        &doc,
+        &payload.stamp.hlc,
+        payload.kind.signer_role(),
+        cx.bundle,
+    )?;
     let body = match &payload.body {
         None => None,
         Some(json) => Some(check_body(payload.kind, &name, json)?),
@@ -333,6 +346,7 @@ fn decode_payload(bytes: &[u8]) -> Result<Payload, Rejection> {
 fn check_signature(
     doc: &SignedDocument,
     at: &Hlc,
+    role: Role,
     bundle: &TrustBundle,
 ) -> Result<SpiffeId, Rejection> {
     if doc.chain.is_empty() || doc.chain.len() > MAX_CHAIN {
@@ -354,7 +368,7 @@ fn check_signature(
         &chain,
         &signed_message(&doc.payload),
         &doc.signature,
-        Role::Operator,
+        role,
         when,
     )
     .map_err(|e| Rejection::Signature(e.to_string()))

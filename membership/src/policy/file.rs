@@ -46,13 +46,23 @@ pub fn parse_file(file: &str, text: &str) -> Result<Vec<PolicyBody>, FileError> 
     let mut docs = Vec::new();
     let mut seen = BTreeSet::new();
     for (key, value) in &table {
-        let kind = Kind::parse(key).ok_or_else(|| {
-            err(
-                None,
-                None,
-                format!("unknown kind `{key}`; the kinds are {}", Kind::names()),
-            )
-        })?;
+        let kind = Kind::parse(key)
+            .filter(|k| Kind::ALL.contains(k))
+            .ok_or_else(|| {
+                let hint = if Kind::parse(key).is_some() {
+                    "; revocations are made with `murmur cert revoke`, token uses by issuers"
+                } else {
+                    ""
+                };
+                err(
+                    None,
+                    None,
+                    format!(
+                        "unknown kind `{key}`; the kinds are {}{hint}",
+                        Kind::names()
+                    ),
+                )
+            })?;
         let toml::Value::Array(items) = value else {
             return Err(err(
                 None,

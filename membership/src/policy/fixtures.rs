@@ -7,7 +7,7 @@ use murmur_transport::tls::TrustBundle;
 
 use super::document::{PolicyDocument, VerifyContext, verify};
 use super::service::now_ms;
-use super::spec::{PolicyBody, RateLimitSpec};
+use super::spec::{PolicyBody, RateLimitSpec, TokenUseSpec};
 use super::{Hlc, Kind, Stamp, sign};
 
 pub(crate) struct Fixture {
@@ -86,5 +86,17 @@ pub(crate) fn ratelimit(name: &str, rate: u32) -> PolicyBody {
         burst: None,
         by: Default::default(),
         scope: Default::default(),
+    })
+}
+
+/// A token's use, recorded by node `issuer`, for a token expiring at `expires_ms`.
+pub(crate) fn token_use(id: &str, issuer: &str, expires_ms: u64) -> PolicyBody {
+    PolicyBody::TokenUse(TokenUseSpec {
+        name: n(id),
+        node: n("web-1"),
+        key: "ab".repeat(32),
+        issuer: n(issuer),
+        serial: "4a0b".into(),
+        expires_ms,
     })
 }

@@ -2,6 +2,7 @@
 
 use std::fmt;
 
+use murmur_transport::identity::Role;
 use serde::{Deserialize, Serialize};
 
 /// What a policy document configures. Encoded by index in signed payloads: append only.
@@ -22,10 +23,15 @@ pub enum Kind {
     Authz,
     /// Access logging of a service's requests.
     Accesslog,
+    /// A revoked node or certificate (signed by an operator, like traffic policy).
+    Revocation,
+    /// A join token's use, recorded by the issuer node that honoured it (signed by that node).
+    #[serde(rename = "token-use")]
+    TokenUse,
 }
 
 impl Kind {
-    /// Every kind, in a fixed order.
+    /// The traffic policy kinds: what an operator writes in a policy file.
     pub const ALL: [Self; 7] = [
         Self::Route,
         Self::Retry,
@@ -35,6 +41,9 @@ impl Kind {
         Self::Authz,
         Self::Accesslog,
     ];
+
+    /// The identity kinds: written by `murmur cert revoke` and by issuer nodes, never in files.
+    pub const IDENTITY: [Self; 2] = [Self::Revocation, Self::TokenUse];
 
     /// The kind's name as written in files, keys and URLs.
     pub fn as_str(self) -> &'static str {
@@ -46,17 +55,38 @@ impl Kind {
             Self::Circuit => "circuit",
             Self::Authz => "authz",
             Self::Accesslog => "accesslog",
+            Self::Revocation => "revocation",
+            Self::TokenUse => "token-use",
         }
     }
 
-    /// Parses a kind name.
-    pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|k| k.as_str() == s)
+    /// Who may sign a document of this kind: operators, except for token uses, which the issuer
+    /// node that honoured the token signs.
+    pub fn signer_role(self) -> Role {
+        match self {
+            Self::TokenUse => Role::Node,
+            _ => Role::Operator,
+        }
     }
 
-    /// The known kind names, for error messages: `route, retry, ...`.
+    /// Parses a kind name (any kind, traffic or identity).
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL
+            .into_iter()
+            .chain(Self::IDENTITY)
+            .find(|k| k.as_str() == s)
+    }
+
+    /// The traffic kind names, for error messages about files: `route, retry, ...`.
     pub fn names() -> String {
         Self::ALL.map(Self::as_str).join(", ")
+    }
+
+    /// Every kind name, for error messages about kinds on the command line.
+    pub fn all_names() -> String {
+        let mut names: Vec<&str> = Self::ALL.map(Self::as_str).to_vec();
+        names.extend(Self::IDENTITY.map(Self::as_str));
+        names.join(", ")
     }
 }
 

@@ -24,7 +24,7 @@ pub use self::settings::{BundleSource, PolicyConfig, PolicyStatus};
 use super::document::{VerifyContext, verify};
 use super::persist;
 use super::store::{PolicySet, PolicyStore};
-use crate::driver::Membership;
+use crate::driver::{GossipKeys, Membership};
 use crate::view::{ClusterView, MemberState};
 
 enum Command {
@@ -66,7 +66,13 @@ impl PolicyHandle {
         let (set_tx, set) = watch::channel(first.effective.clone());
         let (status_tx, status) = watch::channel(Arc::new(first));
         let engine = scan::Engine::new(config, store, status_tx, set_tx);
-        let task = tokio::spawn(run(engine, membership.chitchat(), membership.watch(), rx));
+        let task = tokio::spawn(run(
+            engine,
+            membership.chitchat(),
+            membership.keys(),
+            membership.watch(),
+            rx,
+        ));
         Self {
             inner: Arc::new(Inner {
                 commands,
@@ -117,6 +123,7 @@ impl PolicyHandle {
 async fn run(
     mut engine: scan::Engine,
     chitchat: Arc<tokio::sync::Mutex<Chitchat>>,
+    keys: GossipKeys,
     mut view: watch::Receiver<Arc<ClusterView>>,
     mut commands: mpsc::Receiver<Command>,
 ) {
@@ -141,7 +148,7 @@ async fn run(
             _ = tick.tick() => {}
         }
         let live = live_names(&view.borrow_and_update());
-        engine.refresh(&chitchat, &live, now_ms()).await;
+        engine.refresh(&chitchat, &keys, &live, now_ms()).await;
         // An apply is answered once its documents are merged, published and persisted.
         if let Some((to, result)) = reply {
             let _ = to.send(result);

@@ -1,6 +1,7 @@
 //! The typed bodies of policy documents, one per kind, as the data path reads them.
 //!
-//! Every body names itself (`name`) and the service it applies to (`service`). Bodies are
+//! Every body names itself (`name`); traffic policy also names the service it applies to
+//! (`service`), identity documents (revocations, token uses) apply to the mesh. Bodies are
 //! strict (`deny_unknown_fields`) and validated beyond their types ([`PolicyBody::validate`]):
 //! a document that is accepted anywhere is well-formed everywhere.
 
@@ -12,8 +13,10 @@ pub mod common;
 pub mod grpc;
 pub mod ratelimit;
 pub mod retry;
+pub mod revocation;
 pub mod route;
 pub mod timeout;
+pub mod token_use;
 
 use murmur_transport::identity::Name;
 use serde::Serialize;
@@ -26,8 +29,10 @@ pub use self::common::{FieldError, PathMatch, PolicyDuration, PolicyRegex};
 pub use self::grpc::GrpcCode;
 pub use self::ratelimit::{LimitKey, LimitScope, RateLimitSpec};
 pub use self::retry::{Backoff, RetryBudget, RetrySpec};
+pub use self::revocation::RevocationSpec;
 pub use self::route::{AbortFault, Backend, DelayFault, Fault, HeaderMatch, RouteMatch, RouteSpec};
 pub use self::timeout::TimeoutSpec;
+pub use self::token_use::TokenUseSpec;
 use super::Kind;
 
 /// The body of a document, by kind.
@@ -47,6 +52,10 @@ pub enum PolicyBody {
     Authz(AuthzSpec),
     /// `accesslog`
     Accesslog(AccessLogSpec),
+    /// `revocation`
+    Revocation(RevocationSpec),
+    /// `token-use`
+    TokenUse(TokenUseSpec),
 }
 
 /// Why a body was refused.
@@ -72,6 +81,8 @@ impl PolicyBody {
             Self::Circuit(_) => Kind::Circuit,
             Self::Authz(_) => Kind::Authz,
             Self::Accesslog(_) => Kind::Accesslog,
+            Self::Revocation(_) => Kind::Revocation,
+            Self::TokenUse(_) => Kind::TokenUse,
         }
     }
 
@@ -85,19 +96,30 @@ impl PolicyBody {
             Self::Circuit(s) => &s.name,
             Self::Authz(s) => &s.name,
             Self::Accesslog(s) => &s.name,
+            Self::Revocation(s) => &s.name,
+            Self::TokenUse(s) => &s.name,
         }
     }
 
-    /// The service it applies to.
-    pub fn service(&self) -> &Name {
+    /// The service it applies to; `None` for identity documents, which apply to the mesh.
+    pub fn service(&self) -> Option<&Name> {
         match self {
-            Self::Route(s) => &s.service,
-            Self::Retry(s) => &s.service,
-            Self::Timeout(s) => &s.service,
-            Self::Ratelimit(s) => &s.service,
-            Self::Circuit(s) => &s.service,
-            Self::Authz(s) => &s.service,
-            Self::Accesslog(s) => &s.service,
+            Self::Route(s) => Some(&s.service),
+            Self::Retry(s) => Some(&s.service),
+            Self::Timeout(s) => Some(&s.service),
+            Self::Ratelimit(s) => Some(&s.service),
+            Self::Circuit(s) => Some(&s.service),
+            Self::Authz(s) => Some(&s.service),
+            Self::Accesslog(s) => Some(&s.service),
+            Self::Revocation(_) | Self::TokenUse(_) => None,
+        }
+    }
+
+    /// When the document stops mattering, ms since the epoch (token uses: the token's expiry).
+    pub fn expires_ms(&self) -> Option<u64> {
+        match self {
+            Self::TokenUse(t) => Some(t.expires_ms),
+            _ => None,
         }
     }
 
@@ -111,6 +133,8 @@ impl PolicyBody {
             Self::Circuit(s) => s.validate(),
             Self::Authz(s) => s.validate(),
             Self::Accesslog(s) => s.validate(),
+            Self::Revocation(s) => s.validate(),
+            Self::TokenUse(s) => s.validate(),
         }
     }
 
@@ -132,6 +156,12 @@ impl PolicyBody {
             Kind::Authz => Self::Authz(serde::Deserialize::deserialize(value).map_err(shape)?),
             Kind::Accesslog => {
                 Self::Accesslog(serde::Deserialize::deserialize(value).map_err(shape)?)
+            }
+            Kind::Revocation => {
+                Self::Revocation(serde::Deserialize::deserialize(value).map_err(shape)?)
+            }
+            Kind::TokenUse => {
+                Self::TokenUse(serde::Deserialize::deserialize(value).map_err(shape)?)
             }
         };
         body.validate()?;
@@ -156,6 +186,8 @@ impl PolicyBody {
             Self::Circuit(s) => serde_json::to_string(s),
             Self::Authz(s) => serde_json::to_string(s),
             Self::Accesslog(s) => serde_json::to_string(s),
+            Self::Revocation(s) => serde_json::to_string(s),
+            Self::TokenUse(s) => serde_json::to_string(s),
         };
         // Plain structs with string keys always serialize; keep an empty object otherwise.
         r.unwrap_or_else(|_| "{}".to_owned())
@@ -178,6 +210,8 @@ impl PolicyBody {
             Self::Circuit(s) => wrap(Kind::Circuit, s),
             Self::Authz(s) => wrap(Kind::Authz, s),
             Self::Accesslog(s) => wrap(Kind::Accesslog, s),
+            Self::Revocation(s) => wrap(Kind::Revocation, s),
+            Self::TokenUse(s) => wrap(Kind::TokenUse, s),
         }
     }
 }

@@ -90,6 +90,27 @@ impl PolicyStore {
         expired
     }
 
+    /// Drops documents that stopped mattering more than `grace` before `now_ms` (a token's
+    /// use once the token has expired); returns their keys. Every node drops the same ones,
+    /// since the expiry is part of the signed body.
+    pub fn expire_lapsed(&mut self, now_ms: u64, grace: Duration) -> Vec<DocKey> {
+        let grace_ms = u64::try_from(grace.as_millis()).unwrap_or(u64::MAX);
+        let lapsed: Vec<DocKey> = self
+            .winners
+            .iter()
+            .filter(|(_, d)| {
+                d.body()
+                    .and_then(|b| b.expires_ms())
+                    .is_some_and(|e| e.saturating_add(grace_ms) < now_ms)
+            })
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in &lapsed {
+            self.winners.remove(k);
+        }
+        lapsed
+    }
+
     /// The effective set: winners that are not deletes.
     pub fn effective(&self) -> PolicySet {
         PolicySet::new(

@@ -1,21 +1,33 @@
 //! `GET /v1/mesh`: the whole mesh as this node sees it, in one answer — members with their
 //! gossiped traffic, services with their endpoints and health. The dashboard draws this.
 
+use std::collections::BTreeMap;
+
 use super::http::{Body, json};
 use super::state::AdminState;
 use crate::api::members::state_name;
-use crate::api::mesh::{MeshCall, MeshEndpoint, MeshNode, MeshResponse, MeshService};
+use crate::api::mesh::{MeshCall, MeshCert, MeshEndpoint, MeshNode, MeshResponse, MeshService};
+use crate::identity::warnings::{MemberCert, assess};
 use crate::telemetry::mesh::{TRAFFIC_EXTENSION, decode};
 
 /// Answers `GET /v1/mesh`.
 pub fn get(state: &AdminState) -> hyper::Response<Body> {
     let view = state.membership.view();
+    let now_ms = crate::clock::unix_now_ms();
+    let certs: BTreeMap<String, MemberCert> = assess(&view, &state.tls.revocations(), now_ms)
+        .into_iter()
+        .map(|c| (c.name.clone(), c))
+        .collect();
     let nodes = view
         .members
         .values()
         .map(|m| MeshNode {
             name: m.name.clone(),
-            state: state_name(m.state).into(),
+            state: match certs.get(&m.name) {
+                Some(c) if c.revoked => "revoked".into(),
+                _ => state_name(m.state).into(),
+            },
+            certificate: certs.get(&m.name).and_then(|c| mesh_cert(c, now_ms)),
             mesh_addr: m.mesh_addr,
             services: m.services.clone(),
             labels: m.labels.clone(),
@@ -65,4 +77,15 @@ pub fn get(state: &AdminState) -> hyper::Response<Body> {
             services,
         },
     )
+}
+
+fn mesh_cert(c: &MemberCert, now_ms: u64) -> Option<MeshCert> {
+    let r = c.record.as_ref()?;
+    Some(MeshCert {
+        serial: r.serial.clone(),
+        not_after_unix: r.not_after_ms / 1000,
+        issuer: r.issuer_until_ms.is_some_and(|u| u > now_ms),
+        renewal: r.renewal.label().to_owned(),
+        warning: c.warning.as_ref().map(|w| w.message()),
+    })
 }

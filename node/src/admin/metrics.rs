@@ -60,6 +60,8 @@ pub async fn get(state: &AdminState) -> hyper::Response<Body> {
         incarnations,
     );
     gossip_metrics(state, &mut out);
+    guard_metrics(state, &mut out);
+    listener_metrics(state, &mut out);
     quic_metrics(state, &mut out);
     policy_metrics(state, &mut out);
     trace_metrics(state, &mut out);
@@ -98,6 +100,7 @@ fn membership_metrics(state: &AdminState, out: &mut String) {
         MemberState::Draining,
         MemberState::Left,
         MemberState::Dead,
+        MemberState::Joining,
     ]
     .iter()
     .map(|s| {
@@ -141,7 +144,7 @@ fn gossip_metrics(state: &AdminState, out: &mut String) {
         help,
         &by_direction(&g.sent_bytes, &g.received_bytes),
     );
-    let help = "Gossip messages refused as malformed or oversized.";
+    let help = "Gossip messages refused as malformed, oversized or empty once filtered.";
     single(
         out,
         "murmur_gossip_rejected_total",
@@ -157,6 +160,15 @@ fn gossip_metrics(state: &AdminState, out: &mut String) {
         help,
         load(&g.dropped),
     );
+    let help = "Streams to a peer not opened: it allowed no more at once and none freed in time.";
+    let exhausted = load(&state.endpoint.counters().streams_exhausted);
+    single(
+        out,
+        "murmur_quic_streams_exhausted_total",
+        "counter",
+        help,
+        exhausted,
+    );
     let help =
         "QUIC connections refused at the handshake (missing, foreign or invalid certificate).";
     let refused = load(&state.endpoint.counters().handshakes_refused);
@@ -166,6 +178,104 @@ fn gossip_metrics(state: &AdminState, out: &mut String) {
         "counter",
         help,
         refused,
+    );
+}
+
+/// What the gossip guard kept from chitchat: the signs of a member speaking for another.
+fn guard_metrics(state: &AdminState, out: &mut String) {
+    let g = state.membership.guard_stats();
+    let refused: Vec<_> = g
+        .refused
+        .iter()
+        .map(|(why, n)| (vec![("reason", why.label().to_owned())], *n as f64))
+        .collect();
+    let help = "Gossip deltas and digest entries refused before chitchat saw them, by reason.";
+    render_now(
+        out,
+        "murmur_gossip_refused_total",
+        "counter",
+        help,
+        &refused,
+    );
+    let help = "Relayed heartbeats above what their member can have reached, not believed.";
+    single(
+        out,
+        "murmur_gossip_heartbeats_clamped_total",
+        "counter",
+        help,
+        g.heartbeats_clamped as f64,
+    );
+    let forged: Vec<_> = g
+        .forged_self
+        .iter()
+        .map(|(sender, n)| (vec![("sender", sender.clone())], *n as f64))
+        .collect();
+    let help = "Gossip about this node sent by others (only this node may write it), by sender.";
+    render_now(
+        out,
+        "murmur_gossip_forged_self_total",
+        "counter",
+        help,
+        &forged,
+    );
+    let help = "Gossip messages altered by the guard before chitchat saw them.";
+    single(
+        out,
+        "murmur_gossip_filtered_total",
+        "counter",
+        help,
+        load(&state.gossip_stats.filtered),
+    );
+}
+
+/// Connections of each local listener: open, refused at the cap, closed for silence.
+fn listener_metrics(state: &AdminState, out: &mut String) {
+    let per = |f: &dyn Fn(&crate::listener::ListenerStats) -> f64| -> Vec<_> {
+        state
+            .listeners
+            .iter()
+            .map(|g| (vec![("listener", g.name.clone())], f(&g.stats)))
+            .collect()
+    };
+    let help = "Connections open on each local listener.";
+    render_now(
+        out,
+        "murmur_listener_connections",
+        "gauge",
+        help,
+        &per(&|s| load(&s.open)),
+    );
+    let help = "Connections closed at once because the listener was at its connection cap.";
+    render_now(
+        out,
+        "murmur_listener_refused_total",
+        "counter",
+        help,
+        &per(&|s| load(&s.refused)),
+    );
+    let timeouts: Vec<_> = state
+        .listeners
+        .iter()
+        .flat_map(|g| {
+            [
+                ("first_byte", load(&g.stats.first_byte_timeouts)),
+                ("idle", load(&g.stats.idle_timeouts)),
+            ]
+            .map(|(why, n)| {
+                (
+                    vec![("listener", g.name.clone()), ("reason", why.to_owned())],
+                    n,
+                )
+            })
+        })
+        .collect();
+    let help = "Connections closed for silence: no first byte in time, or idle.";
+    render_now(
+        out,
+        "murmur_listener_timeouts_total",
+        "counter",
+        help,
+        &timeouts,
     );
 }
 
@@ -282,4 +392,114 @@ fn identity_metrics(state: &AdminState, out: &mut String) {
     ];
     let help = "This node: name, generation and version.";
     render_now(out, "murmur_node_info", "gauge", help, &[(info, 1.0)]);
+    renewal_metrics(state, out);
+    issuer_metrics(state, out);
+    mesh_certificate_metrics(state, out);
+}
+
+fn renewal_metrics(state: &AdminState, out: &mut String) {
+    let r = state.identity.renew.snapshot();
+    let help = "Renewals of this node's certificate, by result.";
+    render_now(
+        out,
+        "murmur_certificate_renewals_total",
+        "counter",
+        help,
+        &[
+            (vec![("result", "ok".to_owned())], r.renewals as f64),
+            (vec![("result", "failed".to_owned())], r.failures as f64),
+        ],
+    );
+}
+
+fn issuer_metrics(state: &AdminState, out: &mut String) {
+    let Some(issuer) = &state.identity.issuer else {
+        return;
+    };
+    let s = issuer.stats();
+    let help = "Certificates this issuer signed, by request kind.";
+    render_now(
+        out,
+        "murmur_issuer_issued_total",
+        "counter",
+        help,
+        &[
+            (vec![("kind", "join".to_owned())], load(&s.joins)),
+            (vec![("kind", "renewal".to_owned())], load(&s.renewals)),
+        ],
+    );
+    let refused: Vec<_> = s
+        .refused()
+        .into_iter()
+        .map(|(code, n)| (vec![("reason", code.as_str().to_owned())], n as f64))
+        .collect();
+    let help = "Certificate requests this issuer refused, by reason.";
+    render_now(
+        out,
+        "murmur_issuer_refused_total",
+        "counter",
+        help,
+        &refused,
+    );
+    let expiry = issuer
+        .authority()
+        .not_after()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64());
+    let help = "When this node's issuer credential expires (Unix time): renew it before.";
+    single(
+        out,
+        "murmur_issuer_expiry_timestamp_seconds",
+        "gauge",
+        help,
+        expiry,
+    );
+}
+
+/// Every member's certificate expiry, and the warnings (near expiry, failing to renew,
+/// expired, revoked) as `murmur status` and the dashboard show them.
+fn mesh_certificate_metrics(state: &AdminState, out: &mut String) {
+    let view = state.membership.view();
+    let certs = crate::identity::warnings::assess(
+        &view,
+        &state.tls.revocations(),
+        crate::clock::unix_now_ms(),
+    );
+    let expiry: Vec<_> = certs
+        .iter()
+        .filter_map(|c| {
+            let r = c.record.as_ref()?;
+            Some((
+                vec![("node", c.name.clone())],
+                r.not_after_ms as f64 / 1000.0,
+            ))
+        })
+        .collect();
+    let help = "When each member's certificate expires (Unix time), as it gossips it.";
+    render_now(
+        out,
+        "murmur_mesh_certificate_expiry_timestamp_seconds",
+        "gauge",
+        help,
+        &expiry,
+    );
+    let warnings: Vec<_> = certs
+        .iter()
+        .filter_map(|c| {
+            let w = c.warning.as_ref()?;
+            Some((
+                vec![("node", c.name.clone()), ("reason", w.label().to_owned())],
+                1.0,
+            ))
+        })
+        .collect();
+    let help = "1 for each member whose certificate needs attention: expiring (less than a \
+                third of its life left), renewal-failing, expired or revoked.";
+    render_now(
+        out,
+        "murmur_mesh_certificate_warnings",
+        "gauge",
+        help,
+        &warnings,
+    );
 }

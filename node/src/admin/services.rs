@@ -87,6 +87,7 @@ fn status_of(e: &ServiceError) -> u16 {
     match e {
         ServiceError::NotInCertificate { .. } => 403,
         ServiceError::Unknown(_) => 404,
+        ServiceError::Configured(_) => 409,
         ServiceError::Publish { .. } => 500,
     }
 }

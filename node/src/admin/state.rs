@@ -12,6 +12,8 @@ use murmur_transport::tls::TlsState;
 
 use crate::balance::Balancers;
 use crate::drain::DrainSettings;
+use crate::identity::Identity;
+use crate::listener::Gate;
 use crate::policy::api::PolicyApi;
 use crate::services::Services;
 use crate::telemetry::Telemetry;
@@ -43,6 +45,10 @@ pub struct AdminState {
     pub traces: Arc<TraceStats>,
     /// Traffic policy state: rate-limit shares.
     pub traffic: Arc<Traffic>,
+    /// The local listeners' gates: open, refused and timed-out connections.
+    pub listeners: Vec<Arc<Gate>>,
+    /// Issuer and renewal status.
+    pub identity: Arc<Identity>,
 }
 
 /// What the admin API says about this node itself.
@@ -54,6 +60,8 @@ pub struct NodeFacts {
     pub started: Instant,
     /// The outbound HTTP proxy address.
     pub outbound: SocketAddr,
+    /// The admin API's own address (requests must name it, see [`super::guard`]).
+    pub admin: SocketAddr,
     /// Local TCP listeners for remote services, `service@address`.
     pub upstreams: Vec<String>,
     /// Whether it was given seeds: without, it is the first of its mesh and ready alone.

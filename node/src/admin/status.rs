@@ -5,7 +5,7 @@ use std::time::UNIX_EPOCH;
 
 use super::http::{Body, json};
 use super::state::AdminState;
-use crate::api::status::{CertJson, GossipJson, StatusResponse};
+use crate::api::status::{CertJson, GossipJson, IdentityJson, IssuerJson, StatusResponse};
 
 /// Answers `GET /v1/status`.
 pub fn get(state: &AdminState) -> hyper::Response<Body> {
@@ -29,11 +29,14 @@ pub fn get(state: &AdminState) -> hyper::Response<Body> {
             upstreams: state.node.upstreams.clone(),
             certificate: CertJson {
                 serial: cert.serial,
+                not_before_unix: unix(cert.not_before),
+                issuer: cert.issuer,
                 not_after_unix,
                 expires_in_s: i64::try_from(not_after_unix).unwrap_or(i64::MAX)
                     - i64::try_from(now).unwrap_or(0),
                 services: cert.services.iter().map(|s| s.to_string()).collect(),
             },
+            identity: identity(state),
             gossip: GossipJson {
                 sent: load(&g.sent),
                 received: load(&g.received),
@@ -43,4 +46,39 @@ pub fn get(state: &AdminState) -> hyper::Response<Body> {
             },
         },
     )
+}
+
+fn unix(t: std::time::SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+fn identity(state: &AdminState) -> IdentityJson {
+    let renew = state.identity.renew.snapshot();
+    let issuer = state.identity.issuer.as_ref().map(|i| {
+        let authority = i.authority();
+        let stats = i.stats();
+        IssuerJson {
+            serial: authority.serial().to_owned(),
+            not_after_unix: unix(authority.not_after()),
+            joins: stats.joins.load(Ordering::Relaxed),
+            renewals: stats.renewals.load(Ordering::Relaxed),
+            refused: stats
+                .refused()
+                .into_iter()
+                .filter(|(_, n)| *n > 0)
+                .map(|(c, n)| (c.as_str().to_owned(), n))
+                .collect(),
+        }
+    });
+    IdentityJson {
+        renewal: renew.state.label().to_owned(),
+        renewal_error: renew.state.error().map(str::to_owned),
+        renewals: renew.renewals,
+        renewal_failures: renew.failures,
+        last_issuer: renew.last_issuer,
+        next_renewal_unix_ms: renew.next_ms,
+        issuer,
+        revoked: state.tls.revocations().describe(),
+        peers: state.endpoint.connected_peers(),
+    }
 }

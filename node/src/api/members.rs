@@ -27,7 +27,8 @@ pub struct MemberJson {
     pub mesh_addr: SocketAddr,
     /// Admin address, if published.
     pub admin_addr: Option<SocketAddr>,
-    /// `alive`, `draining`, `left` or `dead`.
+    /// `alive`, `draining`, `left`, `dead`, or `revoked` (its certificate is revoked: every
+    /// node refuses it).
     pub state: String,
     /// Incarnation.
     pub generation: u64,
@@ -46,5 +47,6 @@ pub fn state_name(s: MemberState) -> &'static str {
         MemberState::Draining => "draining",
         MemberState::Left => "left",
         MemberState::Dead => "dead",
+        MemberState::Joining => "joining",
     }
 }

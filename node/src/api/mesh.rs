@@ -27,7 +27,7 @@ pub struct MeshResponse {
 pub struct MeshNode {
     /// Name.
     pub name: String,
-    /// `alive`, `draining`, `left`, `dead`.
+    /// `alive`, `draining`, `left`, `dead` or `revoked`.
     pub state: String,
     /// QUIC address.
     pub mesh_addr: SocketAddr,
@@ -37,6 +37,24 @@ pub struct MeshNode {
     pub labels: BTreeMap<String, String>,
     /// Its traffic over the last minute, as it gossiped it.
     pub calls: Vec<MeshCall>,
+    /// Its certificate, as it gossiped it.
+    #[serde(default)]
+    pub certificate: Option<MeshCert>,
+}
+
+/// A member's certificate, as it gossiped it.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct MeshCert {
+    /// Serial (hex).
+    pub serial: String,
+    /// Expiry, seconds since the epoch.
+    pub not_after_unix: u64,
+    /// Whether it holds a valid issuer credential.
+    pub issuer: bool,
+    /// How its renewals go: `off`, `waiting`, `renewed`, `no-issuer` or `failing`.
+    pub renewal: String,
+    /// What deserves attention (near expiry, failing to renew, expired, revoked).
+    pub warning: Option<String>,
 }
 
 /// Traffic of one node for one service and direction.

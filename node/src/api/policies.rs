@@ -38,11 +38,11 @@ pub struct DocumentJson {
     pub kind: Kind,
     /// Name.
     pub name: String,
-    /// Service it applies to (none for a delete).
+    /// Service it applies to (none for a delete, a revocation or a token's use).
     pub service: Option<String>,
     /// Stamp.
     pub stamp: Stamp,
-    /// Signing operator.
+    /// Who signed it (an operator; for a token's use, the issuer node).
     pub signer: String,
     /// Content hash (16 hex digits).
     pub hash: String,

@@ -23,8 +23,48 @@ pub struct StatusResponse {
     pub upstreams: Vec<String>,
     /// The certificate in use.
     pub certificate: CertJson,
+    /// Renewal, issuing, revocations, open connections.
+    pub identity: IdentityJson,
     /// Gossip counters.
     pub gossip: GossipJson,
+}
+
+/// Renewal, issuing and revocations as this node sees them.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct IdentityJson {
+    /// `off`, `waiting`, `renewed`, `no-issuer` or `failing`.
+    pub renewal: String,
+    /// The last error while failing.
+    pub renewal_error: Option<String>,
+    /// Renewals since start.
+    pub renewals: u64,
+    /// Failed renewal attempts since start.
+    pub renewal_failures: u64,
+    /// The issuer of the last renewal.
+    pub last_issuer: Option<String>,
+    /// When the next attempt is due, ms since the epoch.
+    pub next_renewal_unix_ms: Option<u64>,
+    /// This node's issuer credential, if it holds one.
+    pub issuer: Option<IssuerJson>,
+    /// Revoked node names and serials in force.
+    pub revoked: Vec<String>,
+    /// The peer of every open connection (a peer connected both ways is listed twice).
+    pub peers: Vec<String>,
+}
+
+/// An issuer credential and what it did.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct IssuerJson {
+    /// Serial of the issuer certificate.
+    pub serial: String,
+    /// Its expiry, seconds since the epoch.
+    pub not_after_unix: u64,
+    /// Certificates issued for joins since start.
+    pub joins: u64,
+    /// Certificates issued for renewals since start.
+    pub renewals: u64,
+    /// Requests refused since start, by reason.
+    pub refused: std::collections::BTreeMap<String, u64>,
 }
 
 /// The certificate in use.
@@ -32,6 +72,10 @@ pub struct StatusResponse {
 pub struct CertJson {
     /// Serial (hex).
     pub serial: String,
+    /// Start of validity, seconds since the Unix epoch.
+    pub not_before_unix: u64,
+    /// Who issued it (distinguished name).
+    pub issuer: String,
     /// Expiry, seconds since the Unix epoch.
     pub not_after_unix: u64,
     /// Seconds left (negative when expired).

@@ -1,11 +1,17 @@
-//! `murmur cert issue` and `murmur cert inspect`.
+//! `murmur cert issue`, `murmur cert inspect` and `murmur cert revoke`.
 
 use std::path::PathBuf;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
+use anyhow::bail;
 use clap::{Subcommand, ValueEnum};
+use murmur_membership::policy::Kind;
+use murmur_membership::policy::spec::{PolicyBody, RevocationSpec};
 use murmur_transport::certs::{IssueRequest, issue, parse_leaf, read_certs_pem};
 use murmur_transport::identity::{Name, Role};
+
+use super::policy::{Common, print_results, push};
+use super::rt::client_runtime;
 
 /// Kind of certificate.
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -33,9 +39,13 @@ pub enum CertCommand {
         /// A service this node may serve (repeatable).
         #[arg(long = "service", value_parser = |s: &str| Name::parse("service name", s))]
         services: Vec<Name>,
-        /// Validity in days.
-        #[arg(long, default_value_t = 90)]
-        days: u32,
+        /// Validity in days [default: 90].
+        #[arg(long, conflicts_with = "ttl")]
+        days: Option<u32>,
+        /// Validity as a lifetime: 90d, 24h, 10m (at least 1m). Nodes that renew through issuers
+        /// replace it at about half of it.
+        #[arg(long, value_parser = super::ttl::parse)]
+        ttl: Option<Duration>,
         /// Output directory.
         #[arg(long)]
         out: PathBuf,
@@ -51,6 +61,25 @@ pub enum CertCommand {
         /// PEM certificate (the first certificate of the file is shown).
         file: PathBuf,
     },
+    /// Revoke a node (every certificate it holds) or one certificate, mesh-wide.
+    ///
+    /// Signs a revocation with the operator certificate and hands it to a node, which spreads
+    /// it by gossip: within seconds every node closes the connections of the revoked
+    /// certificate and refuses new ones, and issuers refuse to renew it. Undo with
+    /// `murmur policy delete revocation <name>` (or `serial-<hex>`).
+    Revoke {
+        /// The node to revoke.
+        #[arg(long, value_parser = |s: &str| Name::parse("node name", s), required_unless_present = "serial", conflicts_with = "serial")]
+        name: Option<Name>,
+        /// The serial of the certificate to revoke (hex, as `murmur cert inspect` prints it).
+        #[arg(long)]
+        serial: Option<String>,
+        /// Why, kept with the revocation.
+        #[arg(long)]
+        reason: Option<String>,
+        #[command(flatten)]
+        common: Common,
+    },
 }
 
 pub fn run(cmd: CertCommand) -> anyhow::Result<()> {
@@ -60,10 +89,17 @@ pub fn run(cmd: CertCommand) -> anyhow::Result<()> {
             name,
             services,
             days,
+            ttl,
             out,
             role,
             force,
         } => {
+            let validity = match (days, ttl) {
+                (_, Some(ttl)) => ttl,
+                (Some(0), None) => bail!("--days must be at least 1"),
+                (Some(d), None) => Duration::from_secs(u64::from(d) * 86_400),
+                (None, None) => Duration::from_secs(90 * 86_400),
+            };
             let role = match role {
                 RoleArg::Node => Role::Node,
                 RoleArg::Operator => Role::Operator,
@@ -73,7 +109,7 @@ pub fn run(cmd: CertCommand) -> anyhow::Result<()> {
                 role,
                 name,
                 services,
-                days,
+                validity,
                 out_dir: out,
                 force,
             })?;
@@ -83,7 +119,39 @@ pub fn run(cmd: CertCommand) -> anyhow::Result<()> {
             Ok(())
         }
         CertCommand::Inspect { file } => inspect(&file),
+        CertCommand::Revoke {
+            name,
+            serial,
+            reason,
+            common,
+        } => revoke(name, serial.as_deref(), reason, &common),
     }
+}
+
+fn revoke(
+    name: Option<Name>,
+    serial: Option<&str>,
+    reason: Option<String>,
+    common: &Common,
+) -> anyhow::Result<()> {
+    let spec = match (name, serial) {
+        (Some(node), _) => RevocationSpec::node(node, reason),
+        (None, Some(serial)) => RevocationSpec::serial(serial, reason)?,
+        (None, None) => bail!("give --name NODE or --serial HEX"),
+    };
+    let doc = spec.name.clone();
+    let body = PolicyBody::Revocation(spec);
+    let resp = client_runtime()?.block_on(async {
+        push(
+            &[(Kind::Revocation, doc.clone(), Some(body))],
+            false,
+            common,
+        )
+        .await
+    })?;
+    print_results(&resp);
+    println!("undo with: murmur policy delete revocation {doc}");
+    Ok(())
 }
 
 fn inspect(file: &std::path::Path) -> anyhow::Result<()> {

@@ -124,7 +124,7 @@ fn make_pki(dir: &Path) -> anyhow::Result<()> {
             role: Role::Node,
             name: name(node)?,
             services: services.into_iter().map(name).collect::<Result<_, _>>()?,
-            days: 1,
+            validity: Duration::from_secs(86_400),
             out_dir: dir.join("certs"),
             force: true,
         })?;

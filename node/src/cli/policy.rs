@@ -91,11 +91,11 @@ pub struct Common {
 }
 
 impl Common {
-    fn identity(&self) -> Identity {
+    pub(super) fn identity(&self) -> Identity {
         Identity::new(&self.identity, self.ca.as_deref())
     }
 
-    fn signer(&self) -> anyhow::Result<Signer> {
+    pub(super) fn signer(&self) -> anyhow::Result<Signer> {
         let id = self.identity();
         Signer::load(&id.cert, &id.key).with_context(|| {
             format!(
@@ -136,7 +136,7 @@ pub fn run(cmd: PolicyCommand) -> anyhow::Result<()> {
 }
 
 /// A document to sign: kind, name and body (none: a delete).
-type Version = (Kind, Name, Option<PolicyBody>);
+pub(super) type Version = (Kind, Name, Option<PolicyBody>);
 
 async fn apply(file: &std::path::Path, dry_run: bool, common: &Common) -> anyhow::Result<()> {
     let label = file.display().to_string();
@@ -167,7 +167,7 @@ async fn delete(kind: &str, name: &str, dry_run: bool, common: &Common) -> anyho
 
 /// Stamps (above the node's clock), signs and sends; retries once if someone applied a newer
 /// version in between.
-async fn push(
+pub(super) async fn push(
     versions: &[Version],
     dry_run: bool,
     common: &Common,
@@ -200,7 +200,7 @@ async fn push(
     result
 }
 
-fn print_results(resp: &ApplyResponse) {
+pub(super) fn print_results(resp: &ApplyResponse) {
     let verb = if resp.dry_run { "would be " } else { "" };
     for r in &resp.results {
         println!("{}/{}: {verb}{}", r.kind, r.name, r.outcome);
@@ -237,7 +237,11 @@ async fn list(all: bool, output: Output, common: &Common) -> anyhow::Result<()> 
             vec![
                 d.kind.to_string(),
                 d.name.clone(),
-                d.service.clone().unwrap_or_else(|| "(deleted)".into()),
+                match (&d.service, d.deleted) {
+                    (_, true) => "(deleted)".to_owned(),
+                    (Some(service), false) => service.clone(),
+                    (None, false) => "-".to_owned(),
+                },
                 d.stamp.to_string(),
                 d.signer.clone(),
                 d.hash.clone(),
@@ -279,5 +283,6 @@ async fn get(kind: &str, name: &str, output: Output, common: &Common) -> anyhow:
 }
 
 fn parse_kind(s: &str) -> anyhow::Result<Kind> {
-    Kind::parse(s).with_context(|| format!("unknown kind {s:?}; the kinds are {}", Kind::names()))
+    Kind::parse(s)
+        .with_context(|| format!("unknown kind {s:?}; the kinds are {}", Kind::all_names()))
 }

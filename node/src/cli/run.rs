@@ -66,6 +66,17 @@ pub struct RunArgs {
     /// (allow) or answer 403 (deny) [default: allow].
     #[arg(long, env = "MURMUR_EXTERNAL", value_parser = parse_external)]
     external: Option<External>,
+    /// Join token (`murmur token create`): obtain this node's first certificate from an issuer
+    /// of the mesh through a seed. The key is made here and never leaves; key and certificate
+    /// are kept in <data-dir>/identity unless --cert/--key say otherwise.
+    #[arg(long, env = "MURMUR_JOIN_TOKEN")]
+    join_token: Option<PathBuf>,
+    /// Issuer certificate (`murmur ca issuer`): this node signs certificates for others.
+    #[arg(long, env = "MURMUR_ISSUER_CERT", requires = "issuer_key")]
+    issuer_cert: Option<PathBuf>,
+    /// The issuer certificate's key.
+    #[arg(long, env = "MURMUR_ISSUER_KEY", requires = "issuer_cert")]
+    issuer_key: Option<PathBuf>,
 }
 
 fn parse_external(s: &str) -> Result<External, String> {
@@ -93,6 +104,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         dns: args.dns,
         capture: args.capture,
         external: args.external,
+        join_token: args.join_token,
+        issuer_cert: args.issuer_cert,
+        issuer_key: args.issuer_key,
     };
     let config = Config::load(args.config.as_deref(), overrides)?;
     let runtime = if config.threads == 1 {
@@ -106,6 +120,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
             .build()
     }
     .context("cannot start the async runtime")?;
+    crate::node::join(&config, &runtime)?;
     let prepared = crate::node::prepare(config)?;
     runtime.block_on(crate::node::run(prepared))
 }

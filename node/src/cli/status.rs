@@ -85,22 +85,35 @@ fn render_status(
         super::output::rfc3339(UNIX_EPOCH + Duration::from_secs(s.certificate.not_after_unix)),
         days_left
     ));
+    out.push_str(&identity_lines(s));
+    // A node that renews is covered by the mesh's warnings below; one that cannot needs a hand.
+    let renews = !matches!(s.identity.renewal.as_str(), "off" | "no-issuer");
     if s.certificate.expires_in_s <= 0 {
         out.push_str(
             "WARNING      the certificate has EXPIRED: peers refuse this node; issue a new one\n",
         );
-    } else if (s.certificate.expires_in_s as u64) < warn_days * 86_400 {
+    } else if (s.certificate.expires_in_s as u64) < warn_days * 86_400 && !renews {
         out.push_str(&format!(
             "WARNING      the certificate expires in {}: issue a new one (`murmur cert issue`) and replace the files; the node picks them up without a restart\n",
             human(Duration::from_secs(s.certificate.expires_in_s as u64))
         ));
     }
+    for n in &mesh.nodes {
+        if let Some(w) = n.certificate.as_ref().and_then(|c| c.warning.as_ref()) {
+            out.push_str(&format!("WARNING      node {}: {w}\n", n.name));
+        }
+    }
     let count = |state: &str| mesh.nodes.iter().filter(|n| n.state == state).count();
+    let joining = match count("joining") {
+        0 => String::new(),
+        n => format!(", {n} joining"),
+    };
     out.push_str(&format!(
-        "members      {} alive, {} draining, {} dead{}\n",
+        "members      {} alive, {} draining, {} dead, {} revoked{joining}{}\n",
         count("alive"),
         count("draining"),
         count("dead"),
+        count("revoked"),
         if mesh.stale {
             " (view partly from disk: stale)"
         } else {
@@ -110,6 +123,45 @@ fn render_status(
     out.push_str(&format!("policy       {}\n", policy.unwrap_or("-")));
     out.push('\n');
     out.push_str(&service_table(mesh, traffic));
+    out
+}
+
+/// Renewal and, for an issuer, its credential.
+fn identity_lines(s: &StatusResponse) -> String {
+    let i = &s.identity;
+    let mut out = format!("renewal      {}", i.renewal);
+    if i.renewals > 0 {
+        out.push_str(&format!(
+            "  ({} renewals, last by {})",
+            i.renewals,
+            i.last_issuer.as_deref().unwrap_or("?")
+        ));
+    }
+    if let Some(next) = i.next_renewal_unix_ms {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        out.push_str(&format!(
+            "  next attempt in {}",
+            human(Duration::from_millis(next.saturating_sub(now)))
+        ));
+    }
+    if let Some(e) = &i.renewal_error {
+        out.push_str(&format!("  last error: {e}"));
+    }
+    out.push('\n');
+    if let Some(issuer) = &i.issuer {
+        out.push_str(&format!(
+            "issuer       serial {}  expires {}  issued {} joins, {} renewals\n",
+            issuer.serial,
+            super::output::rfc3339(UNIX_EPOCH + Duration::from_secs(issuer.not_after_unix)),
+            issuer.joins,
+            issuer.renewals
+        ));
+    }
+    if !i.revoked.is_empty() {
+        out.push_str(&format!("revoked      {}\n", i.revoked.join(", ")));
+    }
     out
 }
 

@@ -51,6 +51,10 @@ pub struct RawConfig {
     pub dns: Option<RawDns>,
     /// Transparent capture.
     pub capture: Option<RawCapture>,
+    /// Connection and stream limits.
+    pub limits: Option<RawLimits>,
+    /// Certificates: issuing for others, renewing, joining with a token.
+    pub identity: Option<RawIdentity>,
     /// Local services this node serves.
     #[serde(default, rename = "service")]
     pub services: Vec<RawService>,
@@ -71,6 +75,22 @@ pub struct RawTls {
     pub key: Option<PathBuf>,
     /// How often certificate files are checked for changes.
     pub reload_interval: Option<HumanDuration>,
+}
+
+/// `[identity]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawIdentity {
+    /// Issuer certificate (`murmur ca issuer`): this node signs certificates for others.
+    pub issuer_cert: Option<PathBuf>,
+    /// Issuer key.
+    pub issuer_key: Option<PathBuf>,
+    /// Lifetime of the certificates this node signs as an issuer.
+    pub leaf_ttl: Option<HumanDuration>,
+    /// Renew this node's certificate through the mesh's issuers.
+    pub renew: Option<bool>,
+    /// Join token file: obtain the first certificate with it.
+    pub join_token: Option<PathBuf>,
 }
 
 /// `[gossip]`
@@ -158,6 +178,36 @@ pub enum RawCheckKind {
     Http,
     /// TCP connect.
     Tcp,
+}
+
+/// `[limits]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLimits {
+    /// How long a request waits for a peer to allow one more stream.
+    pub stream_wait: Option<HumanDuration>,
+    /// Streams a peer may have open to this node at once.
+    pub streams_per_peer: Option<u32>,
+    /// The outbound HTTP listener.
+    pub outbound: Option<RawListenerLimits>,
+    /// Each `[[upstream]]` listener.
+    pub upstream: Option<RawListenerLimits>,
+    /// The listeners of captured connections.
+    pub captured: Option<RawListenerLimits>,
+    /// The admin API listener.
+    pub admin: Option<RawListenerLimits>,
+}
+
+/// `[limits.outbound]`, `[limits.upstream]`, `[limits.admin]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawListenerLimits {
+    /// Connections open at once.
+    pub max_connections: Option<usize>,
+    /// Time for a connection's first byte.
+    pub first_byte_timeout: Option<HumanDuration>,
+    /// Idle time after which a connection is closed.
+    pub idle_timeout: Option<HumanDuration>,
 }
 
 /// `[[upstream]]`

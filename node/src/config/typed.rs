@@ -13,7 +13,7 @@ use murmur_transport::tls::CredentialPaths;
 
 use super::raw::{
     RawAccessLog, RawCapture, RawCheckKind, RawConfig, RawDns, RawDrain, RawExternal, RawGossip,
-    RawHealth, RawOtlpProtocol, RawPolicy, RawService, RawTelemetry, RawTls,
+    RawHealth, RawIdentity, RawOtlpProtocol, RawPolicy, RawService, RawTelemetry, RawTls,
 };
 use crate::capture::CaptureSettings;
 use crate::dns::{DnsSettings, UpstreamSource};
@@ -21,6 +21,8 @@ use crate::drain::DrainSettings;
 use crate::health::CheckConfig;
 use crate::health::probe::{Probe, parse_expect};
 use crate::health::state::Thresholds;
+use crate::identity::{IdentitySettings, IssuerFiles, MIN_LEAF_TTL};
+use crate::listener::ListenerSettings;
 use crate::names::MeshNames;
 use crate::policy::PolicySettings;
 use crate::proxy::{External, Upstream};
@@ -111,6 +113,12 @@ pub struct Overrides {
     pub capture: bool,
     /// `--external`
     pub external: Option<External>,
+    /// `--join-token`
+    pub join_token: Option<PathBuf>,
+    /// `--issuer-cert`
+    pub issuer_cert: Option<PathBuf>,
+    /// `--issuer-key`
+    pub issuer_key: Option<PathBuf>,
 }
 
 /// Everything a node runs with.
@@ -156,6 +164,8 @@ pub struct Config {
     pub fail_static_warmup: Duration,
     /// QUIC tuning.
     pub quic: QuicSettings,
+    /// Connection caps and timeouts of the local listeners.
+    pub listeners: ListenerSettings,
     /// Policy settings.
     pub policy: PolicySettings,
     /// Graceful drain.
@@ -168,6 +178,8 @@ pub struct Config {
     pub traces: TraceSettings,
     /// The access log.
     pub access_log: AccessLogSettings,
+    /// Certificates: issuing, renewing, joining.
+    pub identity: IdentitySettings,
 }
 
 /// Reads an environment variable; injected so tests need not touch the process environment.
@@ -208,11 +220,22 @@ impl Config {
                 field: "name",
                 flag: "name",
             })?;
+        let data_dir = flags
+            .data_dir
+            .clone()
+            .or(raw.data_dir.map(|d| base.join(d)))
+            .unwrap_or_else(|| PathBuf::from("murmur-data").join(name.as_str()));
+        let identity = identity_settings(&flags, raw.identity.unwrap_or_default(), base)?;
         let tls_raw = raw.tls.unwrap_or_default();
         let reload_interval = tls_raw
             .reload_interval
             .map_or(Duration::from_secs(5), |d| d.0);
-        let tls = credential_paths(&flags, tls_raw, base)?;
+        // A node joining with a token keeps the credentials it obtains in its data directory.
+        let joined = identity
+            .join_token
+            .as_ref()
+            .map(|_| data_dir.join(JOINED_DIR));
+        let tls = credential_paths(&flags, tls_raw, base, joined.as_deref())?;
         let trust_domain = match flags.trust_domain.clone().or(raw.trust_domain) {
             Some(td) => td,
             None => trust_domain_of(&tls.bundle)?,
@@ -228,13 +251,11 @@ impl Config {
         for s in &seeds {
             check_seed(s)?;
         }
-        let data_dir = flags
-            .data_dir
-            .or(raw.data_dir.map(|d| base.join(d)))
-            .unwrap_or_else(|| PathBuf::from("murmur-data").join(name.as_str()));
         let (gossip, fail_static_warmup) = gossip_settings(raw.gossip.unwrap_or_default())?;
+        let (listeners, quic) = super::limits::limits(raw.limits.unwrap_or_default())
+            .map_err(|(field, message)| ConfigError::Invalid { field, message })?;
         let threads = flags.threads.or(raw.threads).unwrap_or(1);
-        let outbound = raw.outbound.unwrap_or_default();
+        let raw_outbound = raw.outbound.unwrap_or_default();
         let dns_present = raw.dns.is_some();
         let dns_raw = raw.dns.unwrap_or_default();
         let (names, vips) = (mesh_names(&dns_raw)?, vip_settings(&dns_raw)?);
@@ -246,21 +267,35 @@ impl Config {
                 message: "must be at least 1".into(),
             });
         }
+        let admin = flags
+            .admin
+            .or(raw.admin)
+            .unwrap_or_else(|| parse_default(DEFAULT_ADMIN));
+        let outbound = flags
+            .outbound
+            .or(raw_outbound.listen)
+            .unwrap_or_else(|| parse_default(DEFAULT_OUTBOUND));
+        let services = services(raw.services)?;
+        let upstreams: Vec<Upstream> = raw
+            .upstreams
+            .into_iter()
+            .map(|u| Upstream {
+                service: u.service,
+                listen: u.listen,
+            })
+            .collect();
+        let mut own = vec![("outbound", outbound), ("admin", admin)];
+        own.extend(upstreams.iter().map(|u| ("upstream", u.listen)));
+        check_no_loop(&services, &own)?;
         Ok(Self {
             name,
             trust_domain,
             listen,
             advertise,
             seeds,
-            admin: flags
-                .admin
-                .or(raw.admin)
-                .unwrap_or_else(|| parse_default(DEFAULT_ADMIN)),
-            outbound: flags
-                .outbound
-                .or(outbound.listen)
-                .unwrap_or_else(|| parse_default(DEFAULT_OUTBOUND)),
-            external: flags.external.unwrap_or(match outbound.external {
+            admin,
+            outbound,
+            external: flags.external.unwrap_or(match raw_outbound.external {
                 Some(RawExternal::Deny) => External::Deny,
                 Some(RawExternal::Allow) | None => External::Allow,
             }),
@@ -276,19 +311,14 @@ impl Config {
             drain: drain_settings(raw.drain.unwrap_or_default(), gossip.interval),
             gossip,
             fail_static_warmup,
-            quic: QuicSettings::default(),
+            quic,
+            listeners,
             policy: policy_settings(raw.policy.unwrap_or_default())?,
-            services: services(raw.services)?,
-            upstreams: raw
-                .upstreams
-                .into_iter()
-                .map(|u| Upstream {
-                    service: u.service,
-                    listen: u.listen,
-                })
-                .collect(),
+            services,
+            upstreams,
             traces: trace_settings(raw.telemetry.unwrap_or_default(), env)?,
             access_log: access_log_settings(raw.access_log.unwrap_or_default(), base)?,
+            identity,
         })
     }
 }
@@ -589,21 +619,82 @@ fn access_log_settings(a: RawAccessLog, base: &Path) -> Result<AccessLogSettings
     })
 }
 
-/// Certificate, key and bundle: flags first, then the file (relative to it).
+/// Where a node joining with a token keeps its credentials, inside its data directory.
+pub const JOINED_DIR: &str = "identity";
+
+/// Certificate, key and bundle: flags first, then the file (relative to it); a node joining
+/// with a token that names no certificate and key gets `node.crt` and `node.key` in `joined`.
 fn credential_paths(
     flags: &Overrides,
     t: RawTls,
     base: &Path,
+    joined: Option<&Path>,
 ) -> Result<CredentialPaths, ConfigError> {
-    let pick = |flag: &Option<PathBuf>, file: Option<PathBuf>, field, name| {
-        flag.clone()
-            .or(file.map(|p| base.join(p)))
-            .ok_or(ConfigError::Missing { field, flag: name })
-    };
+    let pick =
+        |flag: &Option<PathBuf>, file: Option<PathBuf>, field, name, default: Option<PathBuf>| {
+            flag.clone()
+                .or(file.map(|p| base.join(p)))
+                .or(default)
+                .ok_or(ConfigError::Missing { field, flag: name })
+        };
     Ok(CredentialPaths {
-        cert: pick(&flags.cert, t.cert, "tls.cert", "cert")?,
-        key: pick(&flags.key, t.key, "tls.key", "key")?,
-        bundle: pick(&flags.ca, t.ca, "tls.ca", "ca")?,
+        cert: pick(
+            &flags.cert,
+            t.cert,
+            "tls.cert",
+            "cert",
+            joined.map(|d| d.join("node.crt")),
+        )?,
+        key: pick(
+            &flags.key,
+            t.key,
+            "tls.key",
+            "key",
+            joined.map(|d| d.join("node.key")),
+        )?,
+        bundle: pick(&flags.ca, t.ca, "tls.ca", "ca", None)?,
+    })
+}
+
+/// `[identity]` and its flags.
+fn identity_settings(
+    flags: &Overrides,
+    i: RawIdentity,
+    base: &Path,
+) -> Result<IdentitySettings, ConfigError> {
+    let path =
+        |flag: &Option<PathBuf>, file: Option<PathBuf>| flag.clone().or(file.map(|p| base.join(p)));
+    let issuer = match (
+        path(&flags.issuer_cert, i.issuer_cert),
+        path(&flags.issuer_key, i.issuer_key),
+    ) {
+        (Some(cert), Some(key)) => Some(IssuerFiles { cert, key }),
+        (None, None) => None,
+        (Some(_), None) | (None, Some(_)) => {
+            return Err(ConfigError::Invalid {
+                field: "identity.issuer_cert".into(),
+                message: "an issuer needs both `issuer_cert` and `issuer_key` (as `murmur ca \
+                          issuer` wrote them)"
+                    .into(),
+            });
+        }
+    };
+    let defaults = IdentitySettings::default();
+    let leaf_ttl = i.leaf_ttl.map_or(defaults.leaf_ttl, |d| d.0);
+    if leaf_ttl < MIN_LEAF_TTL {
+        return Err(ConfigError::Invalid {
+            field: "identity.leaf_ttl".into(),
+            message: format!(
+                "must be at least {} s (certificates are renewed at half their life)",
+                MIN_LEAF_TTL.as_secs()
+            ),
+        });
+    }
+    Ok(IdentitySettings {
+        issuer,
+        leaf_ttl,
+        renew: i.renew.unwrap_or(defaults.renew),
+        join_token: path(&flags.join_token, i.join_token),
     })
 }
 
@@ -622,8 +713,17 @@ fn check_reachable(listen: SocketAddr, advertise: Option<SocketAddr>) -> Result<
 }
 
 fn services(raw: Vec<RawService>) -> Result<Vec<LocalService>, ConfigError> {
+    let mut seen = std::collections::BTreeSet::new();
     raw.into_iter()
         .map(|s| {
+            if !seen.insert(s.name.clone()) {
+                return Err(ConfigError::Invalid {
+                    field: format!("service {}", s.name),
+                    message: "is defined twice: each [[service]] needs a name of its own (merge \
+                              them, or give the second another name)"
+                        .into(),
+                });
+            }
             let health = s.health.map(|h| check_config(&s.name, h)).transpose()?;
             Ok(LocalService {
                 health,
@@ -633,6 +733,27 @@ fn services(raw: Vec<RawService>) -> Result<Vec<LocalService>, ConfigError> {
             })
         })
         .collect()
+}
+
+/// A service whose address is one of this node's own listeners would send every request
+/// back into the node: refused here (the hop limit catches loops through other nodes).
+fn check_no_loop(services: &[LocalService], own: &[(&str, SocketAddr)]) -> Result<(), ConfigError> {
+    for s in services {
+        for (what, addr) in own {
+            let same_port = s.address.port() == addr.port();
+            if same_port && (s.address.ip() == addr.ip() || addr.ip().is_unspecified()) {
+                return Err(ConfigError::Invalid {
+                    field: format!("service {}: address", s.name),
+                    message: format!(
+                        "{} is this node's {what} listener: requests would loop back into the \
+                         node; give the address of the app instead",
+                        s.address
+                    ),
+                });
+            }
+        }
+    }
+    Ok(())
 }
 
 fn parse_default(s: &str) -> SocketAddr {
@@ -656,7 +777,12 @@ fn trust_domain_of(bundle: &Path) -> Result<TrustDomain, ConfigError> {
         field: "trust_domain".into(),
         message,
     };
-    let certs = read_certs_pem(bundle).map_err(|e| invalid(e.to_string()))?;
+    // The bundle is read here first (to learn the trust domain): a problem with the file is
+    // a problem with `tls.ca`, whatever it was read for.
+    let certs = read_certs_pem(bundle).map_err(|e| ConfigError::Invalid {
+        field: "tls.ca".into(),
+        message: format!("{e} (the trust bundle: set `tls.ca` or --ca)"),
+    })?;
     let first = certs
         .first()
         .ok_or_else(|| invalid(format!("{} holds no certificate", bundle.display())))?;

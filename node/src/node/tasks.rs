@@ -7,15 +7,20 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use murmur_membership::policy::PolicySet;
 use murmur_membership::{ClusterView, MemberState, Membership};
 use murmur_transport::endpoint::MeshEndpoint;
-use murmur_transport::tls::CredentialWatcher;
+use murmur_transport::identity::Name;
+use murmur_transport::tls::{CredentialPaths, CredentialWatcher, TlsState};
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, watch};
 use tracing::{info, warn};
 
 use crate::admin::AdminState;
 use crate::health::CheckConfig;
+use crate::identity::renew::Renewer;
+use crate::identity::{Identity, issuer, record, renew, revocations};
+use crate::listener::Gate;
 use crate::proxy::Proxy;
 use crate::services::Services;
 use crate::traffic::share::{self, ShareTask};
@@ -29,8 +34,8 @@ pub struct Chores {
     pub reload_interval: Duration,
     /// Notified on SIGHUP.
     pub reload: Arc<Notify>,
-    /// The admin API and its listener.
-    pub admin: (Arc<AdminState>, TcpListener),
+    /// The admin API, its listener and the listener's gate.
+    pub admin: (Arc<AdminState>, TcpListener, Arc<Gate>),
     /// Gossip and the view.
     pub membership: Arc<Membership>,
     /// The QUIC endpoint.
@@ -43,12 +48,31 @@ pub struct Chores {
     pub checks: Vec<(String, SocketAddr, CheckConfig)>,
     /// The gossip interval.
     pub gossip_interval: Duration,
+    /// Identity: revocations, renewal, the gossiped record, the issuer's credential.
+    pub identity: IdentityChores,
+}
+
+/// What the identity chores are built from.
+#[derive(Debug)]
+pub struct IdentityChores {
+    /// This node.
+    pub node: Name,
+    /// The live credentials.
+    pub tls: Arc<TlsState>,
+    /// Every new policy set (revocations are in it).
+    pub policy: watch::Receiver<Arc<PolicySet>>,
+    /// The issuer and renewal status.
+    pub identity: Arc<Identity>,
+    /// Whether this node renews its certificate.
+    pub renew: bool,
+    /// Where renewed credentials are written.
+    pub paths: CredentialPaths,
 }
 
 /// Spawns every chore.
 pub fn spawn(c: Chores) {
     tokio::spawn(c.credentials.run(c.reload_interval, c.reload));
-    tokio::spawn(crate::admin::serve(c.admin.0, c.admin.1));
+    tokio::spawn(crate::admin::serve(c.admin.0, c.admin.1, c.admin.2));
     tokio::spawn(crate::telemetry::mesh::publish_loop(
         c.proxy.telemetry.clone(),
         c.membership.keys(),
@@ -64,7 +88,73 @@ pub fn spawn(c: Chores) {
     for (service, address, check) in c.checks {
         spawn_health_check(&c.services, &c.membership, service, address, check);
     }
+    tokio::spawn(withdraw_uncertified(
+        c.services.clone(),
+        c.membership.clone(),
+        c.endpoint.clone(),
+        c.reload_interval,
+    ));
+    spawn_identity(c.identity, &c.membership, &c.endpoint, c.reload_interval);
     tokio::spawn(disconnect_the_dead(c.membership.watch(), c.endpoint));
+}
+
+/// Withdraws the local services the node's certificate no longer names (a rotation dropped
+/// them): callers stop choosing this node for them, and the serving side refuses what still
+/// comes on older connections.
+async fn withdraw_uncertified(
+    services: Arc<Services>,
+    membership: Arc<Membership>,
+    endpoint: MeshEndpoint,
+    every: Duration,
+) {
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tick.tick().await;
+        for name in services.snapshot().keys() {
+            if endpoint.tls().certifies_service(name) {
+                continue;
+            }
+            warn!(service = %name, "the node's certificate no longer names this service: withdrawn");
+            if let Err(e) = services.deregister(name, &membership).await {
+                warn!(service = %name, error = %e, "cannot withdraw");
+            }
+        }
+    }
+}
+
+/// Revocations enforced, renewal, the gossiped identity record, the issuer's credential reload.
+fn spawn_identity(
+    i: IdentityChores,
+    membership: &Arc<Membership>,
+    endpoint: &MeshEndpoint,
+    reload_interval: Duration,
+) {
+    tokio::spawn(revocations::enforce(
+        i.policy,
+        i.tls.clone(),
+        endpoint.clone(),
+    ));
+    let issuer = i.identity.issuer.clone();
+    if i.renew {
+        tokio::spawn(renew::run(Renewer {
+            node: i.node,
+            tls: i.tls.clone(),
+            endpoint: endpoint.clone(),
+            view: membership.watch(),
+            issuer: issuer.clone(),
+            paths: i.paths,
+            status: i.identity.renew.clone(),
+        }));
+    }
+    if let Some(issuer) = &issuer {
+        tokio::spawn(issuer::reload_loop(issuer.clone(), reload_interval));
+    }
+    tokio::spawn(record::publish_loop(
+        i.tls,
+        issuer,
+        i.identity.renew.clone(),
+        membership.keys(),
+    ));
 }
 
 /// Closes connections to members as soon as they are declared dead: requests waiting on them

@@ -107,7 +107,7 @@ fn get(status: &PolicyStatus, kind: &str, name: &str) -> Answer {
     let Some(kind) = Kind::parse(kind) else {
         return Answer::error(
             404,
-            &format!("unknown kind {kind:?}; the kinds are {}", Kind::names()),
+            &format!("unknown kind {kind:?}; the kinds are {}", Kind::all_names()),
         );
     };
     match status
@@ -125,7 +125,7 @@ pub fn document_json(d: &Arc<PolicyDocument>) -> DocumentJson {
     DocumentJson {
         kind: d.kind(),
         name: d.name().to_string(),
-        service: d.body().map(|b| b.service().to_string()),
+        service: d.body().and_then(|b| b.service()).map(|s| s.to_string()),
         stamp: d.stamp().clone(),
         signer: d.signer().to_string(),
         hash: d.short_hash(),

@@ -8,13 +8,12 @@
 //! The endpoint's stream handler hands control streams to [`run`] through a bounded queue
 //! ([`queue`]): a peer that opens more than the node serves at once has the excess refused.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use murmur_transport::endpoint::{InboundStream, PeerConnection};
 use murmur_transport::wire::{StreamHeader, StreamKind, WIRE_VERSION, decode_versioned};
 use serde::{Deserialize, Serialize};
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::mpsc;
 use tracing::debug;
 
 use super::api::{Answer, MAX_REQUEST, PolicyApi, handle};
@@ -36,23 +35,12 @@ pub fn queue() -> (mpsc::Sender<InboundStream>, mpsc::Receiver<InboundStream>) {
 
 /// Serves the control streams that arrive on `streams`, a bounded number at once, until every
 /// sender is gone.
-pub async fn run(api: PolicyApi, mut streams: mpsc::Receiver<InboundStream>) {
-    let slots = Arc::new(Semaphore::new(CONCURRENT));
-    loop {
-        // Wait for a free slot before taking the next stream: meanwhile the queue fills and
-        // the handler refuses what does not fit.
-        let Ok(slot) = slots.clone().acquire_owned().await else {
-            return;
-        };
-        let Some(stream) = streams.recv().await else {
-            return;
-        };
+pub async fn run(api: PolicyApi, streams: mpsc::Receiver<InboundStream>) {
+    crate::workers::serve_bounded(streams, CONCURRENT, move |stream| {
         let api = api.clone();
-        tokio::spawn(async move {
-            serve(&api, stream).await;
-            drop(slot);
-        });
-    }
+        async move { serve(&api, stream).await }
+    })
+    .await;
 }
 
 /// One request.

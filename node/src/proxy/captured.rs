@@ -6,32 +6,24 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::Duration;
 
-use hyper_util::rt::TokioIo;
 use murmur_membership::records::Protocol;
 use murmur_transport::identity::Name;
 use socket2::SockRef;
 use tokio::net::{TcpListener, TcpStream};
-use tracing::{debug, info};
+use tracing::info;
 
 use super::runtime::Proxy;
 use super::{outbound, route, upstream};
+use crate::listener::Gate;
 
-/// Accepts captured connections until the process ends.
-pub async fn serve(proxy: Arc<Proxy>, listener: TcpListener) {
+/// Accepts captured connections until the process ends, under `gate`'s cap and timeouts.
+pub async fn serve(proxy: Arc<Proxy>, listener: TcpListener, gate: Arc<Gate>) {
     let builder = Arc::new(outbound::builder());
     loop {
-        let (stream, peer) = match listener.accept().await {
-            Ok(accepted) => accepted,
-            Err(e) => {
-                debug!(error = %e, "captured accept failed");
-                tokio::time::sleep(Duration::from_millis(20)).await;
-                continue;
-            }
-        };
-        let _ = stream.set_nodelay(true);
-        let service = match service_of(&proxy, &stream) {
+        let conn = gate.accept(&listener).await;
+        let _ = conn.stream.set_nodelay(true);
+        let service = match service_of(&proxy, &conn.stream) {
             Ok(s) => s,
             Err(why) => {
                 refused(&proxy, &why);
@@ -47,21 +39,15 @@ pub async fn serve(proxy: Arc<Proxy>, listener: TcpListener) {
             }
         };
         proxy.telemetry.captured.get(&["accepted"]).inc();
-        let proxy = proxy.clone();
+        let (proxy, gate) = (proxy.clone(), gate.clone());
         match protocol {
             Protocol::Tcp => {
-                tokio::spawn(upstream::serve_one(proxy, service, stream, peer));
+                tokio::spawn(upstream::serve_admitted(proxy, service, gate, conn));
             }
             Protocol::Http | Protocol::Grpc => {
-                let io = TokioIo::new(stream);
+                let builder = builder.clone();
                 let fixed = Some(service);
-                tokio::spawn(outbound::serve_connection(
-                    proxy,
-                    builder.clone(),
-                    io,
-                    fixed,
-                    peer,
-                ));
+                tokio::spawn(outbound::serve_admitted(proxy, builder, gate, conn, fixed));
             }
         }
     }

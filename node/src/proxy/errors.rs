@@ -43,6 +43,10 @@ pub enum ProxyError {
         /// Why.
         detail: String,
     },
+    /// The app's request body broke while it was forwarded (malformed chunked encoding, or the
+    /// connection cut mid-body): the app's fault, not the instance's.
+    #[error("the request body could not be read: {0}")]
+    BadBody(String),
     /// The instance failed after the request was sent.
     #[error("the {service} instance on node {node} failed: {detail}")]
     Upstream {
@@ -74,6 +78,13 @@ pub enum ProxyError {
         /// The document.
         doc: String,
     },
+    /// The request went round the mesh too many times: a service's address leads back into a
+    /// node's own proxy.
+    #[error(
+        "the request has gone through {0} mesh proxies: a service's address probably leads back \
+         into a node's own proxy (check the [[service]] addresses)"
+    )]
+    Loop(u32),
     /// A route's fault injection aborted the request.
     #[error("fault injected by route \"{route}\": abort with {status}")]
     Fault {
@@ -194,9 +205,11 @@ impl ProxyError {
             Self::ExternalDenied { .. } => (403, "external-denied", 7),
             Self::ExternalFailed { .. } => (502, "external-failed", 14),
             Self::Upstream { .. } => (502, "upstream-failed", 14),
+            Self::BadBody(_) => (400, "bad-request-body", 3),
             Self::Timeout { .. } => (504, "timeout", 4),
             Self::Overloaded { .. } => (503, "overloaded", 14),
             Self::Fault { status, .. } => (*status, "fault-injected", grpc_code(*status)),
+            Self::Loop(_) => (508, "loop-detected", 9),
         };
         let reply = LocalReply::new(status, tag, code, self.to_string());
         match self {

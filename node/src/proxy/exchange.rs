@@ -10,6 +10,7 @@
 //! request and the body is still whole), or when the connection died under an idempotent
 //! request without a body. Instances the mesh gave up on meanwhile are skipped.
 
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use std::fmt;
@@ -39,7 +40,7 @@ use super::timed::TimedBody;
 use super::tunnel::Tunnel;
 use crate::balance::InFlight;
 use crate::traffic::Circuit;
-use crate::traffic::circuit::{OutlierConfig, PendingGuard, Transition};
+use crate::traffic::circuit::{OutlierConfig, PendingGuard};
 use crate::traffic::fault::Injected;
 use crate::traffic::retry::{self, Failure, Pushback};
 use crate::traffic::routes::Route;
@@ -95,6 +96,8 @@ enum Attempt {
     Broken(String),
     /// A timeout fired before the response head.
     TimedOut(Fired),
+    /// The app's request body failed (malformed chunking, cut short): not the instance's fault.
+    BadBody(String),
 }
 
 /// A gRPC status looked for in an answer.
@@ -141,7 +144,7 @@ impl BodyTask {
         Self(None)
     }
 
-    fn spawn<B>(mut send: SendStream, body: B) -> Self
+    fn spawn<B>(mut send: SendStream, body: B, failed: Arc<OnceLock<String>>) -> Self
     where
         B: http_body::Body<Data = Bytes> + Unpin + Send + 'static,
         B::Error: std::fmt::Display + Send,
@@ -155,7 +158,7 @@ impl BodyTask {
                 }
             };
             tokio::select! {
-                r = body::send(&mut send, BytesMut::new(), body) => {
+                r = body::send_noting(&mut send, BytesMut::new(), body, &failed) => {
                     if let Err(e) = r {
                         debug!(error = %e, "request body not fully forwarded");
                     }
@@ -478,12 +481,13 @@ impl Call<'_> {
                 head.status < 500
                     && grpc_of(peeked.as_deref()).is_none_or(|(c, _)| c.http_status() < 500),
             ),
+            // The app's fault: the instance is neither slower nor worse for it.
+            Attempt::BadBody(_) => (true, true),
             _ => (false, false),
         };
-        note(
-            self.proxy,
+        self.proxy.note(
             self.target,
-            ep,
+            &ep.node,
             inflight.finish(answered, ok, self.outlier),
         );
         match outcome {
@@ -543,6 +547,7 @@ impl Call<'_> {
                 }
                 Next::Done(Err(upstream(detail)))
             }
+            Attempt::BadBody(why) => Next::Done(Err(ProxyError::BadBody(why))),
             Attempt::TimedOut(fired) => {
                 if fired == Fired::PerTry && self.may_retry(method, Failure::PerTryTimeout) {
                     self.failures.push(format!("{}: per-try timeout", ep.node));
@@ -657,20 +662,6 @@ impl Call<'_> {
     }
 }
 
-/// Logs and counts what a result did to an endpoint.
-fn note(proxy: &Proxy, service: &str, ep: &murmur_membership::view::Endpoint, t: Transition) {
-    match t {
-        Transition::None => {}
-        Transition::Ejected(time) => {
-            proxy.telemetry.ejections.get(&[service, &ep.node]).inc();
-            info!(%service, node = %ep.node, ?time, "endpoint ejected after failures");
-        }
-        Transition::Returned => {
-            info!(%service, node = %ep.node, "ejected endpoint is back after a successful probe");
-        }
-    }
-}
-
 /// One attempt: open the stream (header and head), send the body, wait for the response head
 /// (and, when a gRPC status would change what follows, for the frame after it), all before
 /// `limit`.
@@ -686,6 +677,7 @@ async fn attempt(
     let idle = call.timeouts.idle;
     let peek = call.wants_grpc_status();
     let source = &mut call.source;
+    let failed: Arc<OnceLock<String>> = Arc::default();
     let exchange = async {
         let empty = source.is_empty();
         let upgrade = head.kind == BodyKind::Upgrade;
@@ -711,7 +703,7 @@ async fn attempt(
             BodyTask::none()
         } else {
             match source.next() {
-                Some(b) => BodyTask::spawn(send, TimedBody::new(b, None, idle)),
+                Some(b) => BodyTask::spawn(send, TimedBody::new(b, None, idle), failed.clone()),
                 None => {
                     let mut send = send;
                     let _ = send.reset(CANCELLED);
@@ -744,11 +736,16 @@ async fn attempt(
             Err(e) => Attempt::Broken(e.to_string()),
         }
     };
-    match limit {
+    let outcome = match limit {
         Some((at, fired)) => tokio::time::timeout_at(at.into(), exchange)
             .await
             .unwrap_or(Attempt::TimedOut(fired)),
         None => exchange.await,
+    };
+    // Whatever the instance answered to a body that broke on our side is about that.
+    match failed.get() {
+        Some(why) => Attempt::BadBody(why.clone()),
+        None => outcome,
     }
 }
 

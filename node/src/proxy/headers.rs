@@ -17,6 +17,27 @@ const HOP_BY_HOP: [&str; 8] = [
     "upgrade",
 ];
 
+/// Counts the mesh hops a request has made, so that a service whose address leads back into
+/// a node's own proxy (directly or through a chain of apps forwarding headers) is cut off
+/// instead of looping until every resource is taken.
+pub const HOPS: &str = "x-murmur-hops";
+/// Hops a request may make through outbound proxies before it is refused.
+pub const MAX_HOPS: u32 = 16;
+
+/// Adds one hop to `headers`; `Err` with the count when the request has made too many.
+pub fn next_hop(headers: &mut HeaderMap) -> Result<u32, u32> {
+    let hops: u32 = headers
+        .get(HOPS)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    if hops >= MAX_HOPS {
+        return Err(hops);
+    }
+    headers.insert(HOPS, HeaderValue::from(hops + 1));
+    Ok(hops + 1)
+}
+
 /// Removes hop-by-hop headers, those named by `Connection`, and `Host` (the authority travels
 /// apart). Keeps `te: trailers` only.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
@@ -51,6 +72,17 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hops_count_up_to_the_limit() {
+        let mut h = HeaderMap::new();
+        assert_eq!(next_hop(&mut h), Ok(1));
+        assert_eq!(next_hop(&mut h), Ok(2));
+        h.insert(HOPS, HeaderValue::from(MAX_HOPS));
+        assert_eq!(next_hop(&mut h), Err(MAX_HOPS));
+        h.insert(HOPS, HeaderValue::from_static("garbage"));
+        assert_eq!(next_hop(&mut h), Ok(1));
+    }
 
     #[test]
     fn hop_by_hop_headers_go_and_end_to_end_ones_stay() {

@@ -24,9 +24,8 @@ use crate::telemetry::Outcome;
 /// stream's service from its caller.
 pub async fn serve(proxy: Arc<Proxy>, mut stream: InboundStream) {
     let caller = stream.peer.id.name.to_string();
-    let guard = proxy
-        .telemetry
-        .start(Direction::Inbound, &stream.header.service);
+    let label = proxy.inbound_label(&stream.header.service);
+    let guard = proxy.telemetry.start(Direction::Inbound, label);
     let outcome = match local_instance(&proxy, stream.kind, &stream.header.service) {
         Ok(local) if stream.kind == StreamKind::Tcp => tcp::serve(&proxy, local, stream).await,
         Ok(local) => http::serve(&proxy, local, stream).await,
@@ -50,6 +49,14 @@ fn local_instance(
     let Some(local) = proxy.services.get(service) else {
         return Err(format!("node {} does not serve {service}", proxy.node));
     };
+    // A caller checked the certificate it saw at the handshake; this node's may have been
+    // rotated since and no longer name the service.
+    if !proxy.endpoint.tls().certifies_service(service) {
+        return Err(format!(
+            "the certificate of node {} no longer names {service}",
+            proxy.node
+        ));
+    }
     if kind == StreamKind::Http && local.protocol == Protocol::Tcp {
         return Err(format!("{service} is a TCP service"));
     }

@@ -31,13 +31,14 @@ use super::body::{self, ProxyBody};
 use super::errors::ProxyError;
 use super::exchange::Answer;
 use super::frame::{self, BodyKind, FRAME_VERSION, RequestHead};
-use super::headers::strip_hop_by_hop;
+use super::headers::{next_hop, strip_hop_by_hop};
 use super::plan::{self, Subject};
 use super::record::Record;
 use super::route::Destination;
 use super::runtime::Proxy;
 use super::tunnel::Tunnel;
 use super::{connect, exchange, external, route};
+use crate::listener::{Activity, Admitted, Gate, Tracked};
 use crate::telemetry::Outcome;
 use crate::telemetry::traceparent::{TRACEPARENT, TraceParent};
 use crate::telemetry::traces::ProxySpan;
@@ -48,26 +49,18 @@ const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// HTTP/2 streams one client connection may have open.
 const H2_MAX_STREAMS: u32 = 1024;
 
-/// Accepts app connections until the process ends.
-pub async fn serve(proxy: Arc<Proxy>, listener: TcpListener) {
+/// Accepts app connections until the process ends, under `gate`'s cap and timeouts.
+pub async fn serve(proxy: Arc<Proxy>, listener: TcpListener, gate: Arc<Gate>) {
     let builder = Arc::new(builder());
     loop {
-        let (stream, peer) = match listener.accept().await {
-            Ok(accepted) => accepted,
-            Err(e) => {
-                debug!(error = %e, "outbound accept failed");
-                tokio::time::sleep(Duration::from_millis(20)).await;
-                continue;
-            }
-        };
-        let _ = stream.set_nodelay(true);
-        let io = TokioIo::new(stream);
-        tokio::spawn(serve_connection(
+        let conn = gate.accept(&listener).await;
+        let _ = conn.stream.set_nodelay(true);
+        tokio::spawn(serve_admitted(
             proxy.clone(),
             builder.clone(),
-            io,
+            gate.clone(),
+            conn,
             None,
-            peer,
         ));
     }
 }
@@ -86,6 +79,23 @@ pub fn builder() -> auto::Builder<TokioExecutor> {
     builder
 }
 
+/// Serves one connection `gate` admitted until it ends or falls silent (see
+/// [`serve_connection`] for `fixed`); only then is its place under the cap free.
+pub async fn serve_admitted(
+    proxy: Arc<Proxy>,
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    gate: Arc<Gate>,
+    conn: Admitted,
+    fixed: Option<Name>,
+) {
+    let Admitted { stream, peer, slot } = conn;
+    let activity = Activity::new();
+    let io = TokioIo::new(Tracked::new(stream, activity.clone()));
+    let served = serve_connection(proxy, builder, io, fixed, peer, Some(activity.clone()));
+    gate.serve(&activity, served).await;
+    drop(slot);
+}
+
 /// Serves one app connection; with `fixed` (a captured connection, a CONNECT tunnel) every
 /// request goes to that service, whatever it names. (A named future type: a CONNECT tunnel
 /// serves a connection from inside a request of one.)
@@ -95,6 +105,7 @@ pub fn serve_connection<I>(
     io: I,
     fixed: Option<Name>,
     peer: SocketAddr,
+    activity: Option<Activity>,
 ) -> Pin<Box<dyn Future<Output = ()> + Send>>
 where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
@@ -102,7 +113,13 @@ where
     Box::pin(async move {
         let svc = service_fn(move |req| {
             let (proxy, fixed) = (proxy.clone(), fixed.clone());
-            async move { Ok::<_, Infallible>(handle(&proxy, req, fixed.as_ref(), peer).await) }
+            // Counted in flight, so the idle timeout never closes a connection mid-request.
+            let in_flight = activity.as_ref().map(Activity::request);
+            async move {
+                let resp = handle(&proxy, req, fixed.as_ref(), peer).await;
+                drop(in_flight);
+                Ok::<_, Infallible>(resp)
+            }
         });
         if let Err(e) = builder.serve_connection_with_upgrades(io, svc).await {
             debug!(%peer, error = %e, "outbound connection ended");
@@ -152,7 +169,8 @@ async fn to_service(
 ) -> Response<ProxyBody> {
     let upgrade = upgrade_of(&mut req);
     let (span, traceparent) = client_span(proxy, &mut req, service.as_str());
-    let mut record = Record::start(&proxy.telemetry, service.as_str(), grpc);
+    let label = proxy.outbound_label(service.as_str());
+    let mut record = Record::start(&proxy.telemetry, label, grpc);
     let protocol = upgrade.as_ref().map(|(p, _)| p.clone());
     let answer = match forward(proxy, req, &service, traceparent, protocol, &mut record).await {
         Ok(answer) => answer,
@@ -209,7 +227,7 @@ async fn serve_tunnel(proxy: Arc<Proxy>, service: Name, on_upgrade: OnUpgrade, p
     match on_upgrade.await {
         Ok(upgraded) => {
             let builder = Arc::new(builder());
-            serve_connection(proxy, builder, upgraded, Some(service), peer).await;
+            serve_connection(proxy, builder, upgraded, Some(service), peer, None).await;
         }
         Err(e) => debug!(%service, error = %e, "CONNECT tunnel not opened"),
     }
@@ -282,6 +300,7 @@ async fn forward(
         let raw = req.uri().path_and_query().map_or("/", |p| p.as_str());
         record.log(
             &proxy.id,
+            service.as_str(),
             req.method().as_str(),
             raw,
             traceparent.as_deref(),
@@ -307,6 +326,7 @@ async fn forward(
             |a| normalize::authority(a).into_owned(),
         );
     strip_hop_by_hop(&mut parts.headers);
+    next_hop(&mut parts.headers).map_err(ProxyError::Loop)?;
     let kind = match upgrade {
         Some(protocol) => {
             parts.headers.insert(UPGRADE, protocol);

@@ -21,6 +21,7 @@ use crate::telemetry::{Outcome, Telemetry};
 struct Line {
     arrived_ms: u64,
     caller: String,
+    service: String,
     method: String,
     path: String,
     request_bytes: Option<u64>,
@@ -40,10 +41,11 @@ pub struct Record {
 }
 
 impl Record {
-    /// Starts the account of a request for `service`; `grpc`: it is a gRPC call.
-    pub fn start(telemetry: &std::sync::Arc<Telemetry>, service: &str, grpc: bool) -> Self {
+    /// Starts the account of a request for the service its metrics name `label`; `grpc`: it
+    /// is a gRPC call.
+    pub fn start(telemetry: &std::sync::Arc<Telemetry>, label: &str, grpc: bool) -> Self {
         Self {
-            guard: telemetry.start(Direction::Outbound, service),
+            guard: telemetry.start(Direction::Outbound, label),
             grpc,
             route: None,
             retries: 0,
@@ -51,12 +53,21 @@ impl Record {
         }
     }
 
-    /// The request is to be logged: as it came from `caller`, with its trace context.
-    pub fn log(&mut self, caller: &str, method: &str, path: &str, traceparent: Option<&str>) {
+    /// The request for `service` is to be logged: as it came from `caller`, with its trace
+    /// context.
+    pub fn log(
+        &mut self,
+        caller: &str,
+        service: &str,
+        method: &str,
+        path: &str,
+        traceparent: Option<&str>,
+    ) {
         self.line = Some(Box::new(Line {
             arrived_ms: crate::clock::unix_now_ms()
                 .saturating_sub(self.guard.elapsed().as_millis() as u64),
             caller: caller.to_owned(),
+            service: service.to_owned(),
             method: method.to_owned(),
             path: path.to_owned(),
             request_bytes: None,
@@ -156,7 +167,7 @@ impl Record {
                 time: String::new(),
                 direction: Direction::Outbound.as_str().to_owned(),
                 caller: line.caller,
-                service,
+                service: line.service,
                 route: self.route,
                 node: peer.to_owned(),
                 method: line.method,

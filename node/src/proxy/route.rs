@@ -77,6 +77,12 @@ pub fn destination_of(
             true,
         );
     }
+    // RFC 9112 3.2: a request with more than one Host is answered 400.
+    if headers.get_all(HOST).iter().nth(1).is_some() {
+        return Err(RouteError::BadTarget(
+            "the request has more than one Host header".into(),
+        ));
+    }
     let value = headers.get(HOST).ok_or_else(|| {
         RouteError::BadTarget(
             "the request names no service: send `Host: <service>` or use this address as an \
@@ -308,6 +314,15 @@ mod tests {
             target("http://240.0.0.1/", None),
             Err(RouteError::NoVip(_))
         ));
+    }
+
+    #[test]
+    fn two_host_headers_are_a_bad_target() {
+        let mut h = HeaderMap::new();
+        h.append(HOST, HeaderValue::from_static("web"));
+        h.append(HOST, HeaderValue::from_static("admin"));
+        let got = destination_of(&"/x".parse().unwrap(), &h, &MeshNames::default(), &vips());
+        assert!(matches!(got, Err(RouteError::BadTarget(ref m)) if m.contains("more than one")));
     }
 
     fn ep(node: &str, health: Health, draining: bool, balancer: Balancer) -> Endpoint {

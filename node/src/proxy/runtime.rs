@@ -13,9 +13,10 @@ use crate::balance::{Balancers, Choice, Offer};
 use crate::names::MeshNames;
 use crate::services::Services;
 use crate::telemetry::Telemetry;
+use crate::telemetry::requests::UNKNOWN_SERVICE;
 use crate::telemetry::traces::Tracing;
 use crate::traffic::Traffic;
-use crate::traffic::circuit::OutlierConfig;
+use crate::traffic::circuit::{OutlierConfig, Transition};
 use crate::vip::VipMap;
 
 /// What the outbound proxy does with CONNECT and absolute-form requests for hosts outside the
@@ -66,6 +67,41 @@ pub struct Proxy {
 }
 
 impl Proxy {
+    /// The metrics label of an inbound stream for `service`: itself if this node serves it,
+    /// else one fixed label (a peer can name any service; labels must not grow with it).
+    pub fn inbound_label<'a>(&self, service: &'a str) -> &'a str {
+        if self.services.get(service).is_some() {
+            service
+        } else {
+            UNKNOWN_SERVICE
+        }
+    }
+
+    /// The metrics label of an outbound request for `service`: itself if the mesh knows it,
+    /// else one fixed label (a local app can name any host).
+    pub fn outbound_label<'a>(&self, service: &'a str) -> &'a str {
+        if self.view.borrow().services.contains_key(service) {
+            service
+        } else {
+            UNKNOWN_SERVICE
+        }
+    }
+
+    /// Logs and counts what an attempt's result did to `node`'s instance of `service` (HTTP
+    /// and TCP alike): an ejection, or a return after a probe.
+    pub fn note(&self, service: &str, node: &str, t: Transition) {
+        match t {
+            Transition::None => {}
+            Transition::Ejected(time) => {
+                self.telemetry.ejections.get(&[service, node]).inc();
+                tracing::info!(%service, %node, ?time, "endpoint ejected after failures");
+            }
+            Transition::Returned => {
+                tracing::info!(%service, %node, "ejected endpoint is back after a successful probe");
+            }
+        }
+    }
+
     /// The balancer's order for one request, as a plan asks for it ([`super::plan::Order`]).
     pub fn order(
         &self,

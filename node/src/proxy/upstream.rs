@@ -24,6 +24,7 @@ use super::route::RouteError;
 use super::runtime::Proxy;
 use super::tunnel::Tunnel;
 use crate::api::traffic::Direction;
+use crate::listener::{Activity, Admitted, Gate, Tracked};
 use crate::telemetry::Outcome;
 use crate::telemetry::traces::ProxySpan;
 
@@ -98,36 +99,59 @@ impl fmt::Display for TcpError {
     }
 }
 
-/// Accepts local connections for `service` until the process ends.
-pub async fn serve(proxy: Arc<Proxy>, service: Name, listener: TcpListener) {
+/// Accepts local connections for `service` until the process ends, under `gate`'s cap and
+/// idle timeout.
+pub async fn serve(proxy: Arc<Proxy>, service: Name, listener: TcpListener, gate: Arc<Gate>) {
     loop {
-        let (client, peer) = match listener.accept().await {
-            Ok(accepted) => accepted,
-            Err(e) => {
-                debug!(error = %e, "upstream accept failed");
-                tokio::time::sleep(Duration::from_millis(20)).await;
-                continue;
-            }
-        };
-        let _ = client.set_nodelay(true);
-        tokio::spawn(serve_one(proxy.clone(), service.clone(), client, peer));
+        let conn = gate.accept(&listener).await;
+        let _ = conn.stream.set_nodelay(true);
+        tokio::spawn(serve_admitted(
+            proxy.clone(),
+            service.clone(),
+            gate.clone(),
+            conn,
+        ));
     }
 }
 
+/// Carries one connection `gate` admitted until it ends or falls silent; only then is its
+/// place under the cap free.
+pub async fn serve_admitted(proxy: Arc<Proxy>, service: Name, gate: Arc<Gate>, conn: Admitted) {
+    let Admitted { stream, peer, slot } = conn;
+    let activity = Activity::new();
+    let client = Tracked::new(stream, activity.clone());
+    serve_one(proxy, service, client, peer, Some((&gate, &activity))).await;
+    drop(slot);
+}
+
 /// Carries one local connection for `service`, accounted and traced as an outbound TCP
-/// connection.
-pub async fn serve_one<C>(proxy: Arc<Proxy>, service: Name, mut client: C, peer: SocketAddr)
-where
+/// connection; with `watch`, closed when its gate finds it silent.
+pub async fn serve_one<C>(
+    proxy: Arc<Proxy>,
+    service: Name,
+    mut client: C,
+    peer: SocketAddr,
+    watch: Option<(&Gate, &Activity)>,
+) where
     C: AsyncRead + AsyncWrite + Unpin,
 {
     let guard = proxy.telemetry.start(Direction::Outbound, service.as_str());
-    match carry(&proxy, &service, &mut client).await {
-        Ok(node) => {
+    let carried = carry(&proxy, &service, &mut client);
+    let result = match watch {
+        Some((gate, activity)) => gate.serve(activity, carried).await,
+        None => Some(carried.await),
+    };
+    match result {
+        Some(Ok(node)) => {
             guard.finish(&node, Outcome::Closed);
         }
-        Err(e) => {
+        Some(Err(e)) => {
             warn!(%service, %peer, error = %e, "TCP connection not proxied");
             guard.finish("-", Outcome::Error);
+        }
+        // Closed for silence (the gate counted it).
+        None => {
+            guard.finish("-", Outcome::Closed);
         }
     }
 }
@@ -220,7 +244,11 @@ pub async fn connect(
                 if e.is_impostor() {
                     info!(%service, %node, error = %e, "instance is not who the view says");
                 }
-                inflight.finish(false, false, plan.outlier());
+                proxy.note(
+                    plan.target,
+                    node,
+                    inflight.finish(false, false, plan.outlier()),
+                );
                 failures.push((node.clone(), Failed::Dial(e)));
                 continue;
             }
@@ -228,14 +256,22 @@ pub async fn connect(
         inflight.sent();
         let failed = match tokio::time::timeout(ACK_TIMEOUT, ack::read(&mut recv)).await {
             Ok(Ok(())) => {
-                inflight.finish(true, true, plan.outlier());
+                proxy.note(
+                    plan.target,
+                    node,
+                    inflight.finish(true, true, plan.outlier()),
+                );
                 return Ok((node.clone(), Tunnel::new(send, recv)));
             }
             Ok(Err(e)) => Failed::Ack(e),
             Err(_) => Failed::NoAck,
         };
         failures.push((node.clone(), failed));
-        inflight.finish(false, false, plan.outlier());
+        proxy.note(
+            plan.target,
+            node,
+            inflight.finish(false, false, plan.outlier()),
+        );
     }
     Err(TcpError::NoInstance {
         service: service.to_string(),

@@ -16,6 +16,13 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+/// Label combinations one family keeps at most; beyond, new combinations are counted under
+/// [`OVERFLOW`]. Labels come from validated names, but a bound that does not depend on that
+/// keeps `/metrics` and memory bounded whatever a peer or app sends.
+pub const MAX_INSTANCES: usize = 4096;
+/// The label value of every label of the overflow instance.
+pub const OVERFLOW: &str = "_overflow";
+
 /// Upper bounds of latency buckets, seconds: 100 µs to about 26 s.
 pub const LATENCY_BUCKETS: [f64; 19] = [
     0.0001, 0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0,
@@ -142,14 +149,17 @@ impl<M: Metric> Family<M> {
         }
     }
 
-    /// The instance for `values` (in the order of the label names). Keep the handle on hot
-    /// paths: this takes a lock.
+    /// The instance for `values` (in the order of the label names), or the overflow instance
+    /// once the family holds [`MAX_INSTANCES`]. Keep the handle on hot paths: this takes a lock.
     pub fn get(&self, values: &[&str]) -> Arc<M> {
-        let key: Vec<String> = values.iter().map(|v| (*v).to_owned()).collect();
+        let mut key: Vec<String> = values.iter().map(|v| (*v).to_owned()).collect();
         let mut map = self
             .instances
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
+        if map.len() >= MAX_INSTANCES && !map.contains_key(&key) {
+            key = vec![OVERFLOW.to_owned(); values.len()];
+        }
         map.entry(key).or_default().clone()
     }
 
@@ -208,6 +218,24 @@ pub fn render_now(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_family_past_its_bound_counts_new_labels_under_one_overflow_instance() {
+        let f: Family<Counter> = Family::new("murmur_x_total", "Things.", &["service"]);
+        for i in 0..MAX_INSTANCES + 500 {
+            f.get(&[&format!("s{i}")]).inc();
+        }
+        f.get(&["s0"]).inc();
+        let mut out = String::new();
+        f.render(&mut out);
+        // HELP, TYPE, the bound's worth of instances (one of them the overflow's).
+        assert_eq!(out.lines().count(), 2 + MAX_INSTANCES + 1);
+        assert!(
+            out.contains("murmur_x_total{service=\"_overflow\"} 500\n"),
+            "overflow"
+        );
+        assert!(out.contains("murmur_x_total{service=\"s0\"} 2\n"));
+    }
 
     #[test]
     fn families_render_the_classic_text_format() {

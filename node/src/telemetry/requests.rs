@@ -14,6 +14,11 @@ use super::traffic::Traffic;
 use crate::api::traffic::Direction;
 use crate::clock::{unix_now, unix_now_ms};
 
+/// The service label of requests for a service this node does not know (inbound: does not
+/// serve; outbound: the mesh does not list): peers and apps can name any service, so labels
+/// and traffic windows never take names from them unchecked.
+pub const UNKNOWN_SERVICE: &str = "_unknown";
+
 /// Request metrics of a node.
 #[derive(Debug)]
 pub struct Telemetry {

@@ -15,6 +15,8 @@ use crate::api::traffic::{Direction, TrafficSummary};
 
 /// Seconds of history kept.
 pub const WINDOW_SECS: u64 = 60;
+/// Windows kept at most (one per direction and service); a new one beyond is not recorded.
+pub const MAX_WINDOWS: usize = 1024;
 
 #[derive(Clone, Copy, Debug, Default)]
 struct Slot {
@@ -59,9 +61,11 @@ impl Traffic {
     /// Records one finished request at unix second `now`.
     pub fn record(&self, dir: Direction, service: &str, failed: bool, latency: Duration, now: u64) {
         let mut map = self.windows.lock().unwrap_or_else(PoisonError::into_inner);
-        let window = map
-            .entry((dir, service.to_owned()))
-            .or_insert_with(Window::new);
+        let key = (dir, service.to_owned());
+        if map.len() >= MAX_WINDOWS && !map.contains_key(&key) {
+            return;
+        }
+        let window = map.entry(key).or_insert_with(Window::new);
         let slot = window.slot(now);
         slot.requests += 1;
         slot.failures += u64::from(failed);

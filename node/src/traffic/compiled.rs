@@ -84,7 +84,11 @@ impl Compiled {
     pub fn from_bodies<'a>(bodies: impl IntoIterator<Item = &'a PolicyBody>) -> Self {
         let mut services: HashMap<String, ServicePolicy> = HashMap::new();
         for body in bodies {
-            let p = services.entry(body.service().to_string()).or_default();
+            // Identity documents (revocations, token uses) apply to no service.
+            let Some(service) = body.service() else {
+                continue;
+            };
+            let p = services.entry(service.to_string()).or_default();
             match body {
                 PolicyBody::Route(r) => p.routes.push(routes::Route::new(r)),
                 PolicyBody::Timeout(t) => p.timeouts.push(t.clone()),
@@ -105,6 +109,7 @@ impl Compiled {
                         p.accesslog = Some(a.clone());
                     }
                 }
+                PolicyBody::Revocation(_) | PolicyBody::TokenUse(_) => {}
             }
         }
         for p in services.values_mut() {

@@ -193,9 +193,14 @@ fn remove_dots(path: &str) -> Result<String, PathError> {
     Ok(out)
 }
 
-/// The authority with its host in lower case and without a trailing dot (`Web.Mesh.:80` →
-/// `web.mesh:80`). Returns the input when already normal.
+/// The authority with its host in lower case, without a trailing dot and without userinfo
+/// (`user:pw@Web.Mesh.:80` → `web.mesh:80`: credentials in a URL are not the app's `Host`).
+/// Returns the input when already normal.
 pub fn authority(raw: &str) -> Cow<'_, str> {
+    let raw = match raw.rsplit_once('@') {
+        Some((_, rest)) => rest,
+        None => raw,
+    };
     let (host, port) = match raw.rfind(':') {
         Some(i) if !raw[i..].contains(']') => (&raw[..i], &raw[i..]),
         _ => (raw, ""),
@@ -214,6 +219,15 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
+
+    #[test]
+    fn authorities_lose_userinfo_case_and_trailing_dot() {
+        assert_eq!(authority("web:8080"), "web:8080");
+        assert_eq!(authority("Web.Mesh.:80"), "web.mesh:80");
+        assert_eq!(authority("user:secret@web"), "web");
+        assert_eq!(authority("a@b@Web.:81"), "web:81");
+        assert_eq!(authority("[::1]:7421"), "[::1]:7421");
+    }
 
     #[test]
     fn paths_table() {

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
-use murmur_membership::{GossipSettings, Membership, MembershipConfig};
+use murmur_membership::{GossipSettings, Membership, MembershipConfig, Trust};
 use murmur_transport::endpoint::{EndpointConfig, MeshEndpoint, QuicSettings};
 use murmur_transport::gossip::QuicGossip;
 use murmur_transport::identity::{Name, SpiffeId, TrustDomain};
@@ -56,20 +56,23 @@ impl Rogue {
             tls,
         )
         .expect("bind the mesh address");
-        let gossip = QuicGossip::new(endpoint.clone(), inbox);
         let interval = Duration::from_millis(200);
+        let settings = GossipSettings {
+            interval,
+            initial_interval: interval * 2,
+            ..GossipSettings::default()
+        };
+        let trust = Trust::new(endpoint.tls().clone(), &settings);
+        let gossip = QuicGossip::new(endpoint.clone(), inbox, trust.guard.clone());
         let config = MembershipConfig {
+            trust,
             name: name.to_owned(),
             generation: 1,
             mesh_addr: addr,
             admin_addr: None,
             labels: BTreeMap::new(),
             seeds: vec![seed.to_string()],
-            gossip: GossipSettings {
-                interval,
-                initial_interval: interval * 2,
-                ..GossipSettings::default()
-            },
+            gossip: settings,
             view_file: None,
             fail_static_warmup: Duration::from_secs(1),
             refresh: interval,

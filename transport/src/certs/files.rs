@@ -46,6 +46,17 @@ pub fn read_certs_pem(path: &Path) -> Result<Vec<CertificateDer<'static>>, CertE
     Ok(certs)
 }
 
+/// Reads the first certificate of a PEM file (the leaf of a chain).
+pub fn read_first_cert(path: &Path) -> Result<CertificateDer<'static>, CertError> {
+    read_certs_pem(path)?
+        .into_iter()
+        .next()
+        .ok_or_else(|| CertError::BadPem {
+            path: path.to_owned(),
+            reason: "no certificate".into(),
+        })
+}
+
 /// Reads the private key of a PEM file (PKCS#8, SEC1 or PKCS#1).
 pub fn read_key_pem(path: &Path) -> Result<PrivateKeyDer<'static>, CertError> {
     let bytes = read_bounded(path)?;
@@ -53,6 +64,35 @@ pub fn read_key_pem(path: &Path) -> Result<PrivateKeyDer<'static>, CertError> {
         path: path.to_owned(),
         reason: format!("no usable private key: {e}"),
     })
+}
+
+/// Reads a private key usable for signing (what rcgen reads: PKCS#8 PEM).
+pub fn read_key_pair(path: &Path) -> Result<rcgen::KeyPair, CertError> {
+    let bytes = read_bounded(path)?;
+    let pem = String::from_utf8(bytes).map_err(|_| CertError::BadPem {
+        path: path.to_owned(),
+        reason: "not text".into(),
+    })?;
+    rcgen::KeyPair::from_pem(&pem).map_err(|e| CertError::BadPem {
+        path: path.to_owned(),
+        reason: format!("not a usable key: {e}"),
+    })
+}
+
+/// Certificates as PEM, in order (leaf first for a chain).
+pub fn pem_certs(certs: &[CertificateDer<'_>]) -> String {
+    use base64::Engine;
+    let mut out = String::new();
+    for cert in certs {
+        let b64 = base64::engine::general_purpose::STANDARD.encode(cert.as_ref());
+        out.push_str("-----BEGIN CERTIFICATE-----\n");
+        for line in b64.as_bytes().chunks(64) {
+            out.push_str(&String::from_utf8_lossy(line));
+            out.push('\n');
+        }
+        out.push_str("-----END CERTIFICATE-----\n");
+    }
+    out
 }
 
 /// Writes a private file (mode 0600) atomically: a temporary file renamed over the target, so a

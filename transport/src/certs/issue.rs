@@ -10,10 +10,12 @@ use rcgen::{
     SerialNumber,
 };
 use ring::rand::{SecureRandom, SystemRandom};
-use rustls_pki_types::CertificateDer;
 use time::{Duration, OffsetDateTime};
 
-use super::{CertError, ca_trust_domain, read_certs_pem, write_private_file, write_public_file};
+use super::{
+    CertError, ca_trust_domain, read_first_cert, read_key_pair, write_private_file,
+    write_public_file,
+};
 use crate::identity::{Name, Role, SpiffeId, TrustDomain};
 
 /// File names inside a CA directory.
@@ -26,7 +28,9 @@ pub const OPERATOR_CERT: &str = "operator.crt";
 pub const OPERATOR_KEY: &str = "operator.key";
 
 /// Certificates are valid from a little in the past, so that peers whose clocks lag accept them.
-const BACKDATE: Duration = Duration::minutes(5);
+pub(super) const BACKDATE: Duration = Duration::minutes(5);
+/// The shortest validity of a certificate.
+pub const MIN_VALIDITY: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// What `murmur ca init` makes.
 #[derive(Clone, Debug)]
@@ -69,8 +73,8 @@ pub struct IssueRequest {
     pub name: Name,
     /// Services the node may serve (nodes only).
     pub services: Vec<Name>,
-    /// Validity in days.
-    pub days: u32,
+    /// How long the certificate is valid (at least a minute).
+    pub validity: std::time::Duration,
     /// Directory receiving `<name>.crt` and `<name>.key`.
     pub out_dir: PathBuf,
     /// Overwrite existing files.
@@ -106,9 +110,9 @@ pub fn init_ca(req: &CaInit) -> Result<CaInitReport, CertError> {
     refuse_existing(&targets, req.force)?;
     create_dir(&req.dir)?;
 
-    let ca = make_ca(&req.trust_domain, req.days)?;
+    let ca = make_ca(&req.trust_domain, days(req.days)?)?;
     let ca_key_pem = ca.key().serialize_pem();
-    let (op_cert, op_key) = make_leaf(&ca, &report.operator_id, &[], req.days)?;
+    let (op_cert, op_key) = make_leaf(&ca, &report.operator_id, &[], days(req.days)?)?;
 
     write_private_file(&report.ca_key, ca_key_pem.as_bytes())?;
     write_public_file(&report.ca_cert, ca.pem().as_bytes())?;
@@ -133,7 +137,7 @@ pub fn issue(req: &IssueRequest) -> Result<IssuedFiles, CertError> {
         role: req.role,
         name: req.name.clone(),
     };
-    let (cert_pem, key_pem) = make_leaf(&issuer, &id, &req.services, req.days)?;
+    let (cert_pem, key_pem) = make_leaf(&issuer, &id, &req.services, req.validity)?;
     create_dir(&req.out_dir)?;
     write_private_file(&key_path, key_pem.as_bytes())?;
     write_public_file(&cert_path, cert_pem.as_bytes())?;
@@ -144,7 +148,14 @@ pub fn issue(req: &IssueRequest) -> Result<IssuedFiles, CertError> {
     })
 }
 
-fn refuse_existing(paths: &[&PathBuf], force: bool) -> Result<(), CertError> {
+fn days(days: u32) -> Result<std::time::Duration, CertError> {
+    if days == 0 {
+        return Err(CertError::Shape("validity must be at least 1 day".into()));
+    }
+    Ok(std::time::Duration::from_secs(u64::from(days) * 86_400))
+}
+
+pub(super) fn refuse_existing(paths: &[&PathBuf], force: bool) -> Result<(), CertError> {
     if force {
         return Ok(());
     }
@@ -154,31 +165,19 @@ fn refuse_existing(paths: &[&PathBuf], force: bool) -> Result<(), CertError> {
     }
 }
 
-fn create_dir(dir: &Path) -> Result<(), CertError> {
+pub(super) fn create_dir(dir: &Path) -> Result<(), CertError> {
     fs::create_dir_all(dir).map_err(|source| CertError::Io {
         path: dir.to_owned(),
         source,
     })
 }
 
-fn load_issuer(ca_dir: &Path) -> Result<(Issuer<'static, KeyPair>, TrustDomain), CertError> {
+pub(super) fn load_issuer(
+    ca_dir: &Path,
+) -> Result<(Issuer<'static, KeyPair>, TrustDomain), CertError> {
     let cert_path = ca_dir.join(CA_CERT);
-    let key_path = ca_dir.join(CA_KEY);
-    let ca_der: CertificateDer<'static> = read_certs_pem(&cert_path)?
-        .into_iter()
-        .next()
-        .ok_or_else(|| CertError::BadPem {
-            path: cert_path.clone(),
-            reason: "no certificate".into(),
-        })?;
-    let key_pem = fs::read_to_string(&key_path).map_err(|source| CertError::Io {
-        path: key_path.clone(),
-        source,
-    })?;
-    let key = KeyPair::from_pem(&key_pem).map_err(|e| CertError::BadPem {
-        path: key_path.clone(),
-        reason: format!("not a usable CA key: {e}"),
-    })?;
+    let ca_der = read_first_cert(&cert_path)?;
+    let key = read_key_pair(&ca_dir.join(CA_KEY))?;
     let td = ca_trust_domain(&ca_der)?;
     let issuer = Issuer::from_ca_cert_der(&ca_der, key).map_err(|e| CertError::BadPem {
         path: cert_path,
@@ -187,9 +186,14 @@ fn load_issuer(ca_dir: &Path) -> Result<(Issuer<'static, KeyPair>, TrustDomain),
     Ok((issuer, td))
 }
 
-fn make_ca(td: &TrustDomain, days: u32) -> Result<CertifiedIssuer<'static, KeyPair>, CertError> {
+/// The root of a mesh. Path length 1: it may sign issuer certificates (`murmur ca issuer`), which
+/// may sign only leaves.
+fn make_ca(
+    td: &TrustDomain,
+    validity: std::time::Duration,
+) -> Result<CertifiedIssuer<'static, KeyPair>, CertError> {
     let mut p = CertificateParams::default();
-    p.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    p.is_ca = IsCa::Ca(BasicConstraints::Constrained(1));
     p.key_usages = vec![Ku::KeyCertSign, Ku::CrlSign, Ku::DigitalSignature];
     p.distinguished_name = DistinguishedName::new();
     p.distinguished_name
@@ -197,7 +201,7 @@ fn make_ca(td: &TrustDomain, days: u32) -> Result<CertifiedIssuer<'static, KeyPa
     p.distinguished_name
         .push(DnType::OrganizationName, "Murmuration");
     p.subject_alt_names = vec![SanType::URI(ia5(&format!("spiffe://{td}"))?)];
-    set_validity(&mut p, days)?;
+    set_validity(&mut p, validity)?;
     Ok(CertifiedIssuer::self_signed(p, KeyPair::generate()?)?)
 }
 
@@ -206,9 +210,22 @@ fn make_leaf(
     issuer: &Issuer<'_, KeyPair>,
     id: &SpiffeId,
     services: &[Name],
-    days: u32,
+    validity: std::time::Duration,
 ) -> Result<(String, String), CertError> {
-    let td = &id.trust_domain;
+    let mut p = leaf_params(id, services)?;
+    set_validity(&mut p, validity)?;
+    let key = KeyPair::generate()?;
+    let cert = p.signed_by(&key, issuer)?;
+    Ok((cert.pem(), key.serialize_pem()))
+}
+
+/// Everything of a leaf certificate for `id` but its validity and serial: the SPIFFE ID as the
+/// only URI SAN, the node's (or operator's) DNS name, one DNS name per service, `cA` false,
+/// digital signature only, server and client authentication.
+pub(super) fn leaf_params(
+    id: &SpiffeId,
+    services: &[Name],
+) -> Result<CertificateParams, CertError> {
     let mut p = CertificateParams::default();
     p.is_ca = IsCa::ExplicitNoCa;
     p.key_usages = vec![Ku::DigitalSignature];
@@ -219,6 +236,13 @@ fn make_leaf(
         .push(DnType::CommonName, id.name.as_str());
     p.distinguished_name
         .push(DnType::OrganizationName, "Murmuration");
+    p.subject_alt_names = leaf_sans(id, services)?;
+    Ok(p)
+}
+
+/// The subject alternative names of a leaf for `id` serving `services`.
+pub(super) fn leaf_sans(id: &SpiffeId, services: &[Name]) -> Result<Vec<SanType>, CertError> {
+    let td = &id.trust_domain;
     let mut sans = vec![SanType::URI(ia5(&id.to_string())?)];
     let own_dns = match id.role {
         Role::Node => td.node_dns_name(&id.name),
@@ -228,25 +252,34 @@ fn make_leaf(
     for s in services {
         sans.push(SanType::DnsName(ia5(&td.service_dns_name(s))?));
     }
-    p.subject_alt_names = sans;
-    set_validity(&mut p, days)?;
-    let key = KeyPair::generate()?;
-    let cert = p.signed_by(&key, issuer)?;
-    Ok((cert.pem(), key.serialize_pem()))
+    Ok(sans)
 }
 
-fn set_validity(p: &mut CertificateParams, days: u32) -> Result<(), CertError> {
-    if days == 0 {
-        return Err(CertError::Shape("validity must be at least 1 day".into()));
+/// Valid from [`BACKDATE`] ago for `validity` from now, with a fresh random serial.
+pub(super) fn set_validity(
+    p: &mut CertificateParams,
+    validity: std::time::Duration,
+) -> Result<(), CertError> {
+    if validity < MIN_VALIDITY {
+        return Err(CertError::Shape(format!(
+            "validity must be at least {} s",
+            MIN_VALIDITY.as_secs()
+        )));
     }
+    let validity = Duration::try_from(validity)
+        .map_err(|_| CertError::Shape("validity is too long".into()))?;
     let now = OffsetDateTime::now_utc();
-    p.not_before = now - BACKDATE;
-    p.not_after = now + Duration::days(i64::from(days));
+    // Short-lived certificates are backdated less: a tenth of their life at most, so that half
+    // of their validity window is still half of their life.
+    p.not_before = now - BACKDATE.min(validity / 10);
+    p.not_after = now
+        .checked_add(validity)
+        .ok_or_else(|| CertError::Shape("validity is too long".into()))?;
     p.serial_number = Some(random_serial()?);
     Ok(())
 }
 
-fn random_serial() -> Result<SerialNumber, CertError> {
+pub(super) fn random_serial() -> Result<SerialNumber, CertError> {
     let mut bytes = [0u8; 16];
     SystemRandom::new()
         .fill(&mut bytes)
@@ -256,7 +289,7 @@ fn random_serial() -> Result<SerialNumber, CertError> {
     Ok(SerialNumber::from_slice(&bytes))
 }
 
-fn ia5(s: &str) -> Result<Ia5String, CertError> {
+pub(super) fn ia5(s: &str) -> Result<Ia5String, CertError> {
     Ia5String::try_from(s).map_err(|e| CertError::Generate(format!("{s:?}: {e}")))
 }
 
@@ -290,7 +323,7 @@ mod tests {
             role: Role::Node,
             name: name("web-1"),
             services: vec![name("web"), name("api")],
-            days: 3,
+            validity: std::time::Duration::from_secs(3 * 86_400),
             out_dir: dir.path().join("out"),
             force: false,
         })

@@ -36,8 +36,15 @@ impl CertInfo {
             services: self.services.clone(),
             not_after: self.not_after,
             serial: self.serial.clone(),
+            issuer_serials: Vec::new(),
         }
     }
+}
+
+/// The serial (hex, no colons) of any DER certificate, if it parses.
+pub fn serial_of(der: &[u8]) -> Option<String> {
+    let (_, cert) = X509Certificate::from_der(der).ok()?;
+    Some(cert.raw_serial_as_string().replace(':', ""))
 }
 
 /// Parses a leaf certificate and checks the SPIFFE X.509-SVID rules Murmuration relies on:

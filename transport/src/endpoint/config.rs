@@ -8,7 +8,10 @@ use quinn::{IdleTimeout, TransportConfig, VarInt};
 use rustls::client::Resumption;
 use rustls::server::NoServerSessionStorage;
 
-use crate::tls::{ALPN, CurrentCert, MeshClientVerifier, MeshServerVerifier, TlsError, TlsState};
+use crate::tls::{
+    ALPN, CurrentCert, MeshClientVerifier, MeshServerVerifier, TlsError, TlsState, TrustBundle,
+    provider,
+};
 
 /// QUIC tuning of an endpoint.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -30,6 +33,9 @@ pub struct QuicSettings {
     pub connect_timeout: Duration,
     /// RTT assumed before the first measurement (small for a datacentre mesh).
     pub initial_rtt: Duration,
+    /// How long opening a stream may wait for the peer to allow one more (it allows
+    /// `max_bidi_streams` at once); then the open fails with [`super::OpenError::Busy`].
+    pub stream_wait: Duration,
 }
 
 impl Default for QuicSettings {
@@ -43,6 +49,7 @@ impl Default for QuicSettings {
             idle_timeout: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(3),
             initial_rtt: Duration::from_millis(50),
+            stream_wait: Duration::from_secs(1),
         }
     }
 }
@@ -88,11 +95,33 @@ pub(super) fn client_config(
     tls: &Arc<TlsState>,
     s: &QuicSettings,
 ) -> Result<quinn::ClientConfig, TlsError> {
-    let mut cfg = rustls::ClientConfig::builder_with_provider(tls.crypto().clone())
+    let cfg = rustls::ClientConfig::builder_with_provider(tls.crypto().clone())
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .dangerous()
-        .with_custom_certificate_verifier(Arc::new(MeshServerVerifier(tls.clone())))
+        .with_custom_certificate_verifier(Arc::new(MeshServerVerifier::live(tls.clone())))
         .with_client_cert_resolver(Arc::new(CurrentCert(tls.clone())));
+    quic_client(cfg, s)
+}
+
+/// The client side of a node without a certificate yet: present none, verify servers as mesh
+/// nodes of `bundle`.
+pub(super) fn anonymous_client_config(
+    bundle: TrustBundle,
+    s: &QuicSettings,
+) -> Result<quinn::ClientConfig, TlsError> {
+    let cfg = rustls::ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(MeshServerVerifier::fixed(bundle)))
+        .with_no_client_auth();
+    quic_client(cfg, s)
+}
+
+/// Our ALPN, no resumption, no early data, and the QUIC transport settings.
+fn quic_client(
+    mut cfg: rustls::ClientConfig,
+    s: &QuicSettings,
+) -> Result<quinn::ClientConfig, TlsError> {
     cfg.alpn_protocols = vec![ALPN.to_vec()];
     cfg.resumption = Resumption::disabled();
     cfg.enable_early_data = false;

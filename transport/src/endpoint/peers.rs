@@ -10,8 +10,8 @@ use quinn::{Connection, RecvStream, SendStream};
 use rustls_pki_types::CertificateDer;
 use tokio::time::Instant;
 
-use super::MeshEndpoint;
-use crate::certs::parse_leaf;
+use super::{Counters, MeshEndpoint};
+use crate::certs::{parse_leaf, serial_of};
 use crate::identity::{Name, PeerIdentity};
 use crate::wire::{StreamHeader, StreamKind, WireError, write_header};
 
@@ -48,6 +48,14 @@ pub enum ConnectError {
 pub struct PeerConnection {
     conn: Connection,
     peer: Arc<PeerIdentity>,
+    streams: StreamLimit,
+}
+
+/// How long opening a stream may wait for a free one, and where exhaustion is counted.
+#[derive(Clone, Debug)]
+struct StreamLimit {
+    wait: Duration,
+    counters: Arc<Counters>,
 }
 
 /// Transport health of one peer connection.
@@ -66,12 +74,41 @@ pub struct PeerStats {
 }
 
 impl PeerConnection {
-    pub(super) fn new(conn: Connection) -> Result<Self, String> {
+    pub(super) fn new(conn: Connection, ep: &MeshEndpoint) -> Result<Self, String> {
+        let (wait, counters) = (ep.inner.settings.stream_wait, ep.inner.counters.clone());
+        Self::with_streams(conn, wait, counters)
+    }
+
+    /// A connection with its own stream wait and counters (one outside any endpoint, such as
+    /// a joining node's anonymous connection).
+    pub(super) fn with_streams(
+        conn: Connection,
+        wait: std::time::Duration,
+        counters: Arc<Counters>,
+    ) -> Result<Self, String> {
         let peer = identity_of(&conn)?;
         Ok(Self {
             conn,
             peer: Arc::new(peer),
+            streams: StreamLimit { wait, counters },
         })
+    }
+
+    /// A new bidirectional stream, waiting at most the stream wait for the peer to allow one.
+    async fn open_bi(&self) -> Result<(SendStream, RecvStream), OpenError> {
+        match tokio::time::timeout(self.streams.wait, self.conn.open_bi()).await {
+            Ok(opened) => opened.map_err(OpenError::Connection),
+            Err(_) => {
+                self.streams
+                    .counters
+                    .streams_exhausted
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                Err(OpenError::Busy {
+                    peer: self.peer.id.name.to_string(),
+                    waited: self.streams.wait,
+                })
+            }
+        }
     }
 
     /// Who the peer is.
@@ -100,7 +137,7 @@ impl PeerConnection {
         kind: StreamKind,
         header: &StreamHeader,
     ) -> Result<(SendStream, RecvStream), OpenError> {
-        let (mut send, recv) = self.conn.open_bi().await.map_err(OpenError::Connection)?;
+        let (mut send, recv) = self.open_bi().await?;
         write_header(&mut send, kind, header)
             .await
             .map_err(OpenError::Wire)?;
@@ -117,7 +154,7 @@ impl PeerConnection {
         first: &[u8],
         finish: bool,
     ) -> Result<(SendStream, RecvStream), OpenError> {
-        let (mut send, recv) = self.conn.open_bi().await.map_err(OpenError::Connection)?;
+        let (mut send, recv) = self.open_bi().await?;
         let mut buf = Vec::with_capacity(64 + first.len());
         write_header(&mut buf, kind, header)
             .await
@@ -132,9 +169,18 @@ impl PeerConnection {
         Ok((send, recv))
     }
 
-    /// Opens a unidirectional stream, writes `bytes` and finishes it.
+    /// Opens a unidirectional stream, writes `bytes` and finishes it. Waits at most the stream
+    /// wait for the peer to allow one more (gossip is dropped rather than queued).
     pub async fn send_uni(&self, bytes: &[u8]) -> Result<(), OpenError> {
-        let mut send = self.conn.open_uni().await.map_err(OpenError::Connection)?;
+        let mut send = match tokio::time::timeout(self.streams.wait, self.conn.open_uni()).await {
+            Ok(opened) => opened.map_err(OpenError::Connection)?,
+            Err(_) => {
+                return Err(OpenError::Busy {
+                    peer: self.peer.id.name.to_string(),
+                    waited: self.streams.wait,
+                });
+            }
+        };
         send.write_all(bytes)
             .await
             .map_err(|e| OpenError::Wire(WireError::Io(e.into())))?;
@@ -144,6 +190,14 @@ impl PeerConnection {
 
     pub(super) fn connection(&self) -> &Connection {
         &self.conn
+    }
+
+    pub(super) fn stable_id(&self) -> usize {
+        self.conn.stable_id()
+    }
+
+    pub(super) fn close(&self, code: quinn::VarInt, reason: &[u8]) {
+        self.conn.close(code, reason);
     }
 
     fn stats(&self) -> PeerStats {
@@ -168,6 +222,19 @@ pub enum OpenError {
     /// Writing the header failed.
     #[error(transparent)]
     Wire(WireError),
+    /// The peer allowed no more streams at once, and none freed within the wait: it is busy
+    /// with as many requests and TCP connections from this node as it accepts.
+    #[error(
+        "node {peer} has as many streams from this node open as it allows at once, and none \
+         closed within {waited:?}: it is busy (long-lived TCP connections or slow requests hold \
+         them)"
+    )]
+    Busy {
+        /// The peer.
+        peer: String,
+        /// How long the open waited.
+        waited: Duration,
+    },
 }
 
 fn identity_of(conn: &Connection) -> Result<PeerIdentity, String> {
@@ -175,10 +242,12 @@ fn identity_of(conn: &Connection) -> Result<PeerIdentity, String> {
         .peer_identity()
         .and_then(|any| any.downcast::<Vec<CertificateDer<'static>>>().ok())
         .ok_or("peer presented no certificate")?;
-    let leaf = chain.first().ok_or("peer presented an empty chain")?;
-    parse_leaf(leaf)
+    let (leaf, issuers) = chain.split_first().ok_or("peer presented an empty chain")?;
+    let mut peer = parse_leaf(leaf)
         .map(|info| info.peer_identity())
-        .map_err(|e| e.to_string())
+        .map_err(|e| e.to_string())?;
+    peer.issuer_serials = issuers.iter().filter_map(|c| serial_of(c)).collect();
+    Ok(peer)
 }
 
 #[derive(Debug, Default)]
@@ -206,15 +275,21 @@ impl PeerCache {
         slots.entry(addr).or_default().clone()
     }
 
-    /// Records a connection on which a peer just spoke, so traffic to its advertised address
-    /// uses it. The newest wins: a peer that restarted dials afresh while our old connection to
-    /// its previous incarnation may look open until it times out.
+    /// Records a connection on which a peer just spoke, so traffic to its verified address
+    /// uses it. Among connections to the same node the newest wins (a peer that restarted dials
+    /// afresh while our old connection to its previous incarnation may look open until it times
+    /// out); an open connection to another node is never replaced.
     pub(super) fn adopt(&self, addr: SocketAddr, conn: &PeerConnection) {
         let cell = self.cell(addr);
         if let Ok(mut slot) = cell.try_lock() {
-            let same =
-                matches!(&*slot, Slot::Ready(c) if c.conn.stable_id() == conn.conn.stable_id());
-            if !same {
+            let keep = match &*slot {
+                Slot::Ready(c) => {
+                    c.conn.stable_id() == conn.conn.stable_id()
+                        || (c.is_open() && c.peer.id.name != conn.peer.id.name)
+                }
+                _ => false,
+            };
+            if !keep {
                 *slot = Slot::Ready(conn.clone());
             }
         }
@@ -264,8 +339,14 @@ pub(super) async fn connect(
 ) -> Result<PeerConnection, ConnectError> {
     let cell = ep.inner.peers.cell(addr);
     let mut slot = cell.lock().await;
+    // An open connection to another node than the one expected (a stale view, or a node that
+    // dialled us from there) is no answer: dial, and keep what proves right.
+    let mut held_by_other = None;
     match &*slot {
-        Slot::Ready(conn) if conn.is_open() => return check_expected(conn, addr, expected),
+        Slot::Ready(conn) if conn.is_open() => match check_expected(conn, addr, expected) {
+            Ok(conn) => return Ok(conn),
+            Err(wrong) => held_by_other = Some(wrong),
+        },
         Slot::Failed { at, reason } if at.elapsed() < FAILURE_MEMORY => {
             return Err(ConnectError::Unreachable {
                 addr,
@@ -281,13 +362,17 @@ pub(super) async fn connect(
             serve(conn.clone());
             check_expected(&conn, addr, expected)
         }
-        Err(reason) => {
-            *slot = Slot::Failed {
-                at: Instant::now(),
-                reason: reason.clone(),
-            };
-            Err(ConnectError::Unreachable { addr, reason })
-        }
+        Err(reason) => match held_by_other {
+            // The address is another node's: say so, and leave its connection be.
+            Some(wrong) => Err(wrong),
+            None => {
+                *slot = Slot::Failed {
+                    at: Instant::now(),
+                    reason: reason.clone(),
+                };
+                Err(ConnectError::Unreachable { addr, reason })
+            }
+        },
     }
 }
 
@@ -306,7 +391,7 @@ fn check_expected(
     }
 }
 
-async fn dial(
+pub(super) async fn dial(
     ep: &MeshEndpoint,
     addr: SocketAddr,
     expected: Option<&Name>,
@@ -327,5 +412,5 @@ async fn dial(
         .await
         .map_err(|_| "handshake timed out".to_owned())?
         .map_err(|e| e.to_string())?;
-    PeerConnection::new(conn)
+    PeerConnection::new(conn, ep)
 }

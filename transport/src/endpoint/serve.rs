@@ -25,6 +25,8 @@ pub(super) mod codes {
     pub(crate) const FORBIDDEN: VarInt = VarInt::from_u32(0x11);
     /// The node is not ready to serve streams yet.
     pub(crate) const NOT_READY: VarInt = VarInt::from_u32(0x12);
+    /// The peer's certificate is revoked.
+    pub(crate) const REVOKED: VarInt = VarInt::from_u32(0x16);
 }
 
 pub(super) async fn accept_loop(ep: MeshEndpoint) {
@@ -43,7 +45,10 @@ pub(super) async fn accept_loop(ep: MeshEndpoint) {
                 Ok(Err(e)) => return refused(&ep, remote, &e.to_string()),
                 Err(_) => return refused(&ep, remote, "handshake timed out"),
             };
-            match PeerConnection::new(conn) {
+            if conn.peer_identity().is_none() {
+                return super::anonymous::serve(ep, conn).await;
+            }
+            match PeerConnection::new(conn, &ep) {
                 Ok(peer) => {
                     debug!(%remote, peer = %peer.identity().id, "peer connected");
                     serve_connection(ep, peer).await;
@@ -64,6 +69,13 @@ fn refused(ep: &MeshEndpoint, remote: std::net::SocketAddr, reason: &str) {
 
 /// Serves the streams a peer opens on `conn` until it closes.
 pub(super) async fn serve_connection(ep: MeshEndpoint, conn: PeerConnection) {
+    ep.inner.registry.insert(&conn);
+    // Revoked while the handshake was in flight: the revocation's sweep may have missed it.
+    if let Some(reason) = ep.inner.tls.revocations().of_peer(conn.identity()) {
+        ep.inner.registry.remove(&conn);
+        conn.close(codes::REVOKED, reason.as_bytes());
+        return;
+    }
     let uni = {
         let (ep, conn) = (ep.clone(), conn.clone());
         async move {
@@ -72,12 +84,16 @@ pub(super) async fn serve_connection(ep: MeshEndpoint, conn: PeerConnection) {
             }
         }
     };
-    let bi = async move {
-        while let Ok((send, recv)) = conn.connection().accept_bi().await {
-            tokio::spawn(handle_bi(ep.clone(), conn.clone(), send, recv));
+    let bi = {
+        let (ep, conn) = (ep.clone(), conn.clone());
+        async move {
+            while let Ok((send, recv)) = conn.connection().accept_bi().await {
+                tokio::spawn(handle_bi(ep.clone(), conn.clone(), send, recv));
+            }
         }
     };
     tokio::join!(uni, bi);
+    ep.inner.registry.remove(&conn);
 }
 
 async fn handle_uni(ep: MeshEndpoint, conn: PeerConnection, mut recv: RecvStream) {
@@ -107,11 +123,13 @@ async fn handle_uni(ep: MeshEndpoint, conn: PeerConnection, mut recv: RecvStream
             return;
         }
     };
-    ep.inner.peers.adopt(frame.from, &conn);
+    // `frame.from` is only a claim: the gossip guard adopts the connection for it once it has
+    // checked the address against what the sender signed.
     let datagram = GossipDatagram {
         from: frame.from,
         sender: peer.id.name.clone(),
         payload: frame.payload,
+        conn: conn.clone(),
     };
     if ep.inner.gossip_tx.try_send(datagram).is_err() {
         ep.inner
@@ -141,6 +159,7 @@ async fn handle_bi(
         StreamKind::Gossip => false,
         StreamKind::Http | StreamKind::Tcp => peer.id.role == Role::Node,
         StreamKind::Control => true,
+        StreamKind::Identity => peer.id.role == Role::Node,
     };
     if !allowed {
         reject(&mut send, &mut recv, codes::FORBIDDEN);

@@ -60,8 +60,16 @@ impl CredentialWatcher {
             return None;
         }
         let td = self.state.identity().trust_domain.clone();
-        let outcome = load_material(&self.paths, &td).and_then(|m| self.state.replace(m));
-        Some(match outcome {
+        let material = match load_material(&self.paths, &td) {
+            Ok(m) => m,
+            Err(e) => return Some(Err(e)),
+        };
+        // Files this node wrote itself after renewing hold what is already in use.
+        if self.state.is_current(&material) {
+            self.seen = now;
+            return None;
+        }
+        Some(match self.state.replace(material) {
             Ok(info) => {
                 self.seen = now;
                 Ok(info.serial)

@@ -6,7 +6,7 @@ use rustls::crypto::CryptoProvider;
 use rustls::sign::CertifiedKey;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
 
-use super::{TlsError, TrustBundle, Usage, provider};
+use super::{Revocations, TlsError, TrustBundle, Usage, provider};
 use crate::certs::CertInfo;
 use crate::identity::SpiffeId;
 
@@ -36,6 +36,7 @@ pub struct TlsState {
     provider: Arc<CryptoProvider>,
     identity: SpiffeId,
     current: RwLock<Arc<Snapshot>>,
+    revoked: RwLock<Arc<Revocations>>,
 }
 
 impl TlsState {
@@ -48,6 +49,7 @@ impl TlsState {
             provider,
             identity,
             current: RwLock::new(Arc::new(snapshot)),
+            revoked: RwLock::default(),
         }))
     }
 
@@ -58,6 +60,38 @@ impl TlsState {
         let info = snapshot.info.clone();
         *self.current.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(snapshot);
         Ok(info)
+    }
+
+    /// Whether `material` holds exactly the credentials in use now (same chain, same bundle):
+    /// a reload of files this node just wrote itself changes nothing.
+    pub fn is_current(&self, material: &Material) -> bool {
+        let snap = self.snapshot();
+        snap.certified.cert == material.chain && snap.bundle.certs() == material.bundle.certs()
+    }
+
+    /// Replaces the revocations every handshake checks. Returns whether they changed.
+    pub fn set_revocations(&self, revocations: Revocations) -> bool {
+        let mut cur = self.revoked.write().unwrap_or_else(PoisonError::into_inner);
+        if **cur == revocations {
+            return false;
+        }
+        *cur = Arc::new(revocations);
+        true
+    }
+
+    /// The revocations in force.
+    pub fn revocations(&self) -> Arc<Revocations> {
+        self.revoked
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// This node's current key and certificate chain, to sign with (see
+    /// `signing::Signer::from_certified`).
+    pub fn certified(&self) -> (Arc<CertifiedKey>, SpiffeId) {
+        let snap = self.snapshot();
+        (snap.certified.clone(), snap.info.id.clone())
     }
 
     /// The identity this endpoint proves.

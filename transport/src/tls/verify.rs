@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use rustls::client::ResolvesClientCert;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::CryptoProvider;
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
@@ -12,15 +13,58 @@ use rustls::{
 };
 use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 
-use super::{TlsError, TlsState, Usage};
+use super::{Revocations, TlsError, TlsState, TrustBundle, Usage};
 use crate::identity::Role;
 
 /// Verifies servers: the chain must verify against the bundle and name a node of our trust
-/// domain; when the client dialled `<name>.node.<td>`, the node must be `<name>`.
+/// domain that is not revoked; when the client dialled `<name>.node.<td>`, the node must be
+/// `<name>`.
 #[derive(Debug)]
-pub struct MeshServerVerifier(pub Arc<TlsState>);
+pub struct MeshServerVerifier {
+    trust: ServerTrust,
+}
 
-/// Verifies clients: nodes and operators of our trust domain.
+/// What a server is verified against.
+#[derive(Debug)]
+enum ServerTrust {
+    /// The live bundle and revocations of our own TLS state.
+    Live(Arc<TlsState>),
+    /// A bundle given once: a client that has no certificate (and so no TLS state) yet.
+    Fixed {
+        bundle: TrustBundle,
+        provider: Arc<CryptoProvider>,
+    },
+}
+
+impl MeshServerVerifier {
+    /// Verifies against the live state of this endpoint.
+    pub fn live(tls: Arc<TlsState>) -> Self {
+        Self {
+            trust: ServerTrust::Live(tls),
+        }
+    }
+
+    /// Verifies against `bundle` (a node joining with a token).
+    pub fn fixed(bundle: TrustBundle) -> Self {
+        Self {
+            trust: ServerTrust::Fixed {
+                bundle,
+                provider: super::provider(),
+            },
+        }
+    }
+
+    fn provider(&self) -> &CryptoProvider {
+        match &self.trust {
+            ServerTrust::Live(tls) => tls.crypto(),
+            ServerTrust::Fixed { provider, .. } => provider,
+        }
+    }
+}
+
+/// Verifies clients: nodes and operators of our trust domain that are not revoked. A client
+/// with no certificate gets through the handshake; the endpoint then lets it ask for a
+/// certificate and nothing else.
 #[derive(Debug)]
 pub struct MeshClientVerifier(pub Arc<TlsState>);
 
@@ -38,23 +82,18 @@ impl ServerCertVerifier for MeshServerVerifier {
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
         let chain = chain_of(end_entity, intermediates);
-        let bundle = &self.0.snapshot().bundle;
-        let info = bundle
-            .verify(&chain, Usage::Server, now)
-            .map_err(to_rustls)?;
-        if info.id.role != Role::Node {
-            return Err(other(format!("{} is not a node", info.id)));
+        match &self.trust {
+            ServerTrust::Live(tls) => verify_server(
+                &tls.snapshot().bundle,
+                &tls.revocations(),
+                &chain,
+                server_name,
+                now,
+            ),
+            ServerTrust::Fixed { bundle, .. } => {
+                verify_server(bundle, &Revocations::default(), &chain, server_name, now)
+            }
         }
-        let suffix = format!(".node.{}", bundle.trust_domain());
-        if let ServerName::DnsName(dns) = server_name
-            && let Some(expected) = dns.as_ref().strip_suffix(&suffix)
-            && info.id.name.as_str() != expected
-        {
-            return Err(rustls::Error::InvalidCertificate(
-                CertificateError::NotValidForName,
-            ));
-        }
-        Ok(ServerCertVerified::assertion())
     }
 
     fn verify_tls12_signature(
@@ -63,7 +102,7 @@ impl ServerCertVerifier for MeshServerVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        tls12_signature(&self.0, message, cert, dss)
+        tls12_signature(self.provider(), message, cert, dss)
     }
 
     fn verify_tls13_signature(
@@ -72,11 +111,11 @@ impl ServerCertVerifier for MeshServerVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        tls13_signature(&self.0, message, cert, dss)
+        tls13_signature(self.provider(), message, cert, dss)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        schemes(&self.0)
+        schemes(self.provider())
     }
 }
 
@@ -92,12 +131,20 @@ impl ClientCertVerifier for MeshClientVerifier {
         now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
         let chain = chain_of(end_entity, intermediates);
-        self.0
+        let info = self
+            .0
             .snapshot()
             .bundle
             .verify(&chain, Usage::Client, now)
             .map_err(to_rustls)?;
+        if self.0.revocations().of_chain(&info, &chain[1..]).is_some() {
+            return Err(rustls::Error::InvalidCertificate(CertificateError::Revoked));
+        }
         Ok(ClientCertVerified::assertion())
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        false
     }
 
     fn verify_tls12_signature(
@@ -106,7 +153,7 @@ impl ClientCertVerifier for MeshClientVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        tls12_signature(&self.0, message, cert, dss)
+        tls12_signature(self.0.crypto(), message, cert, dss)
     }
 
     fn verify_tls13_signature(
@@ -115,12 +162,42 @@ impl ClientCertVerifier for MeshClientVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        tls13_signature(&self.0, message, cert, dss)
+        tls13_signature(self.0.crypto(), message, cert, dss)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        schemes(&self.0)
+        schemes(self.0.crypto())
     }
+}
+
+/// The checks of a server's certificate: chain and trust domain, a node, not revoked, and the
+/// node the client dialled (when it dialled `<name>.node.<td>`).
+fn verify_server(
+    bundle: &TrustBundle,
+    revocations: &Revocations,
+    chain: &[CertificateDer<'static>],
+    server_name: &ServerName<'_>,
+    now: UnixTime,
+) -> Result<ServerCertVerified, rustls::Error> {
+    let info = bundle
+        .verify(chain, Usage::Server, now)
+        .map_err(to_rustls)?;
+    if info.id.role != Role::Node {
+        return Err(other(format!("{} is not a node", info.id)));
+    }
+    if revocations.of_chain(&info, &chain[1..]).is_some() {
+        return Err(rustls::Error::InvalidCertificate(CertificateError::Revoked));
+    }
+    let suffix = format!(".node.{}", bundle.trust_domain());
+    if let ServerName::DnsName(dns) = server_name
+        && let Some(expected) = dns.as_ref().strip_suffix(&suffix)
+        && info.id.name.as_str() != expected
+    {
+        return Err(rustls::Error::InvalidCertificate(
+            CertificateError::NotValidForName,
+        ));
+    }
+    Ok(ServerCertVerified::assertion())
 }
 
 impl ResolvesServerCert for CurrentCert {
@@ -144,7 +221,7 @@ impl ResolvesClientCert for CurrentCert {
 }
 
 fn tls12_signature(
-    tls: &TlsState,
+    provider: &CryptoProvider,
     message: &[u8],
     cert: &CertificateDer<'_>,
     dss: &DigitallySignedStruct,
@@ -153,12 +230,12 @@ fn tls12_signature(
         message,
         cert,
         dss,
-        &tls.crypto().signature_verification_algorithms,
+        &provider.signature_verification_algorithms,
     )
 }
 
 fn tls13_signature(
-    tls: &TlsState,
+    provider: &CryptoProvider,
     message: &[u8],
     cert: &CertificateDer<'_>,
     dss: &DigitallySignedStruct,
@@ -167,12 +244,12 @@ fn tls13_signature(
         message,
         cert,
         dss,
-        &tls.crypto().signature_verification_algorithms,
+        &provider.signature_verification_algorithms,
     )
 }
 
-fn schemes(tls: &TlsState) -> Vec<SignatureScheme> {
-    tls.crypto()
+fn schemes(provider: &CryptoProvider) -> Vec<SignatureScheme> {
+    provider
         .signature_verification_algorithms
         .supported_schemes()
 }

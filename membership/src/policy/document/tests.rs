@@ -1,6 +1,6 @@
 use super::*;
-use crate::policy::fixtures::{Fixture, n, ratelimit};
-use crate::policy::spec::PolicyBody;
+use crate::policy::fixtures::{Fixture, n, ratelimit, token_use};
+use crate::policy::spec::{PolicyBody, RevocationSpec};
 
 fn reencode(value: &str, f: impl FnOnce(&mut SignedDocument)) -> String {
     let mut doc: SignedDocument = records::decode(value).unwrap();
@@ -189,6 +189,77 @@ fn the_largest_body_still_fits_a_gossip_value() {
     .unwrap();
     assert!(v.len() <= records::MAX_VALUE_BYTES, "{} bytes", v.len());
     assert!(fx.check(&v).is_ok());
+}
+
+#[test]
+fn token_uses_are_signed_by_nodes_revocations_by_operators_and_neither_the_other_way() {
+    use murmur_transport::identity::Role;
+    let fx = Fixture::new();
+    let node = fx.signer(Role::Node, "n1");
+    let id = "0123456789abcdef0123456789abcdef";
+    let body = token_use(id, "n1", fx.base_ms + 3_600_000);
+    let by_node = sign(
+        &node,
+        Kind::TokenUse,
+        &n(id),
+        fx.stamp(0, 0, "n1"),
+        Some(&body),
+    )
+    .unwrap();
+    let doc = fx.check(&by_node).unwrap();
+    assert_eq!(doc.signer(), node.id());
+    assert_eq!(doc.key(), format!("policy/token-use/{id}"));
+    assert_eq!(doc.body().and_then(PolicyBody::service), None);
+    assert_eq!(
+        doc.body().and_then(PolicyBody::expires_ms),
+        Some(fx.base_ms + 3_600_000)
+    );
+    let by_operator = sign(
+        &fx.operator,
+        Kind::TokenUse,
+        &n(id),
+        fx.stamp(0, 0, "n1"),
+        Some(&body),
+    )
+    .unwrap();
+    let e = fx.check(&by_operator).unwrap_err();
+    assert!(e.to_string().contains("a node identity is required"), "{e}");
+    // A use cannot be deleted: that would let a token be used again.
+    let tomb = sign(&node, Kind::TokenUse, &n(id), fx.stamp(1, 0, "n1"), None).unwrap();
+    assert_eq!(fx.check(&tomb).unwrap_err().code(), "invalid");
+
+    let revoke = PolicyBody::Revocation(RevocationSpec::node(n("web-1"), Some("stolen".into())));
+    let v = sign(
+        &fx.operator,
+        Kind::Revocation,
+        &n("web-1"),
+        fx.stamp(0, 0, "n1"),
+        Some(&revoke),
+    )
+    .unwrap();
+    assert!(fx.check(&v).is_ok());
+    let v = sign(
+        &node,
+        Kind::Revocation,
+        &n("web-1"),
+        fx.stamp(0, 0, "n1"),
+        Some(&revoke),
+    )
+    .unwrap();
+    assert!(fx.check(&v).unwrap_err().to_string().contains("operator"));
+    // A revocation named after something else than what it revokes is invalid.
+    let v = sign(
+        &fx.operator,
+        Kind::Revocation,
+        &n("other"),
+        fx.stamp(0, 0, "n1"),
+        Some(&revoke),
+    )
+    .unwrap();
+    assert_eq!(fx.check(&v).unwrap_err().code(), "invalid");
+    let serial = RevocationSpec::serial("4A:0B", None).unwrap();
+    assert_eq!(serial.name.as_str(), "serial-4a0b");
+    assert!(RevocationSpec::serial("xyz", None).is_err());
 }
 
 proptest::proptest! {

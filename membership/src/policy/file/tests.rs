@@ -82,6 +82,9 @@ fn unknown_kind_is_named() {
     );
     let e = err("[route]\nname = \"a\"\n");
     assert!(e.message.contains("[[route]]"), "{e}");
+    // Identity documents are not written in files.
+    let e = err("[[revocation]]\nname = \"a\"\nnode = \"a\"\n");
+    assert!(e.message.contains("murmur cert revoke"), "{e}");
 }
 
 #[test]

@@ -12,10 +12,12 @@ use tokio::sync::watch;
 use tracing::{debug, warn};
 
 use super::settings::{PolicyConfig, PolicyStatus};
+use crate::driver::GossipKeys;
 use crate::policy::custody::custodians;
 use crate::policy::document::{PolicyDocument, Rejection, VerifyContext, sha256, verify};
 use crate::policy::store::{Offer, PolicySet, PolicyStore};
 use crate::policy::{KEY_PREFIX, parse_key, persist};
+use crate::trust::signed;
 
 /// Verdicts remembered by value hash; beyond this the cache starts over.
 const MAX_VERDICTS: usize = 8192;
@@ -84,6 +86,7 @@ impl Engine {
     pub(super) async fn refresh(
         &mut self,
         chitchat: &tokio::sync::Mutex<Chitchat>,
+        keys: &GossipKeys,
         live: &[String],
         now_ms: u64,
     ) {
@@ -100,7 +103,15 @@ impl Engine {
             debug!(count = expired.len(), "expired policy tombstones dropped");
             self.changes += 1;
         }
-        self.sync(chitchat, live).await;
+        let lapsed = self.store.expire_lapsed(now_ms, self.config.max_skew);
+        if !lapsed.is_empty() {
+            debug!(
+                count = lapsed.len(),
+                "records of expired join tokens dropped"
+            );
+            self.changes += 1;
+        }
+        self.sync(keys, live).await;
         self.persist(now_ms).await;
         self.publish();
     }
@@ -112,12 +123,16 @@ impl Engine {
         let mut found = Vec::new();
         for (id, state) in c.node_states() {
             for (key, vv) in state.iter_prefix(KEY_PREFIX) {
+                // Verified before chitchat stored it; a withdrawn copy is no copy.
+                let Some(value) = signed::body(&vv.value) else {
+                    continue;
+                };
                 let k = (id.clone(), key.to_owned());
                 if self.seen.get(&k) != Some(&vv.version) {
                     found.push(Found {
                         id: id.clone(),
                         key: key.to_owned(),
-                        value: vv.value.clone(),
+                        value: value.to_owned(),
                     });
                 }
                 seen.insert(k, vv.version);
@@ -208,7 +223,7 @@ impl Engine {
     }
 
     /// Makes this node's `policy/` keys hold exactly the winners it is origin or custodian of.
-    pub(super) async fn sync(&self, chitchat: &tokio::sync::Mutex<Chitchat>, live: &[String]) {
+    pub(super) async fn sync(&self, keys: &GossipKeys, live: &[String]) {
         let me = self.config.node.as_str();
         let live: Vec<&str> = live.iter().map(String::as_str).collect();
         let desired: BTreeMap<String, &str> = self
@@ -221,19 +236,28 @@ impl Engine {
             })
             .map(|d| (d.key(), d.value()))
             .collect();
-        let mut c = chitchat.lock().await;
-        let state = c.self_node_state();
-        let stale: Vec<String> = state
-            .iter_prefix(KEY_PREFIX)
-            .filter(|(k, _)| !desired.contains_key(*k))
-            .map(|(k, _)| k.to_owned())
-            .collect();
-        for k in stale {
-            state.delete(&k);
-        }
-        for (k, v) in desired {
-            // A no-op when the value is already there.
-            state.set(k, v);
+        let written = keys
+            .with_own(|c, own| {
+                let stale: Vec<String> = c
+                    .self_node_state()
+                    .iter_prefix(KEY_PREFIX)
+                    .filter(|(k, vv)| {
+                        signed::body(&vv.value).is_some() && !desired.contains_key(*k)
+                    })
+                    .map(|(k, _)| k.to_owned())
+                    .collect();
+                for k in stale {
+                    own.withdraw(c, &k)?;
+                }
+                for (k, v) in desired {
+                    // A no-op when the value is already there.
+                    own.set(c, &k, v)?;
+                }
+                Ok::<_, crate::trust::SignError>(())
+            })
+            .await;
+        if let Err(e) = written {
+            warn!(error = %e, "cannot publish policy copies");
         }
     }
 

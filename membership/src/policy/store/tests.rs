@@ -4,7 +4,8 @@ use std::sync::{Arc, OnceLock};
 use proptest::prelude::*;
 
 use super::*;
-use crate::policy::fixtures::Fixture;
+use crate::policy::fixtures::{Fixture, n, token_use};
+use crate::policy::{Stamp, sign};
 
 #[test]
 fn highest_stamp_wins_in_any_order_and_ties_go_to_the_content_hash() {
@@ -58,6 +59,35 @@ fn a_delete_wins_over_older_versions_and_expires_after_the_retention() {
     let gone = s.expire(fx.base_ms + 10 + 3_600_001, retention);
     assert_eq!(gone, [(Kind::Ratelimit, "a".to_string())]);
     assert_eq!(s.winners().count(), 0);
+}
+
+#[test]
+fn token_uses_are_dropped_once_their_token_has_expired_and_the_grace_passed() {
+    let fx = Fixture::new();
+    let node = fx.signer(murmur_transport::identity::Role::Node, "n1");
+    let expires = fx.base_ms + 10_000;
+    let id = "00112233445566778899aabbccddeeff";
+    let stamp: Stamp = fx.stamp(0, 0, "n1");
+    let value = sign(
+        &node,
+        Kind::TokenUse,
+        &n(id),
+        stamp,
+        Some(&token_use(id, "n1", expires)),
+    )
+    .unwrap();
+    let mut s = PolicyStore::new();
+    s.offer(Arc::new(fx.check(&value).unwrap()));
+    s.offer(Arc::new(fx.doc("limit", fx.stamp(0, 0, "n1"), Some(1))));
+    let grace = Duration::from_secs(60);
+    assert!(s.expire_lapsed(expires + 59_000, grace).is_empty());
+    assert_eq!(
+        s.expire_lapsed(expires + 61_000, grace),
+        vec![(Kind::TokenUse, id.to_owned())]
+    );
+    // Other documents never lapse.
+    assert!(s.get(Kind::Ratelimit, "limit").is_some());
+    assert!(s.expire_lapsed(u64::MAX, grace).is_empty());
 }
 
 #[test]

@@ -302,3 +302,120 @@ fn capture_from_the_table_or_the_flag() {
     let (cap, vips) = capture_settings(Some(&file)).unwrap();
     assert_eq!((cap.port, vips.v4.to_string().as_str()), (9, "10.1.0.0/16"));
 }
+
+#[test]
+fn limits_default_and_are_validated_by_field() {
+    let c = Config::from_parts(RawConfig::default(), flags(), Path::new(""), &no_env).unwrap();
+    assert_eq!(c.listeners, crate::listener::ListenerSettings::default());
+    assert_eq!(c.quic.stream_wait, Duration::from_secs(1));
+    let raw = parse(
+        "[limits]\nstream_wait = \"250ms\"\nstreams_per_peer = 64\n\
+         [limits.upstream]\nmax_connections = 10\nidle_timeout = \"5m\"\n",
+    )
+    .unwrap();
+    let c = Config::from_parts(raw, flags(), Path::new(""), &no_env).unwrap();
+    assert_eq!(c.quic.stream_wait, Duration::from_millis(250));
+    assert_eq!(c.quic.max_bidi_streams, 64);
+    assert_eq!(c.listeners.upstream.max_connections, 10);
+    assert_eq!(c.listeners.upstream.idle_timeout, Duration::from_secs(300));
+    assert_eq!(c.listeners.admin, crate::listener::ListenerLimits::ADMIN);
+    for (text, field) in [
+        (
+            "[limits.admin]\nmax_connections = 0\n",
+            "limits.admin.max_connections",
+        ),
+        (
+            "[limits.outbound]\nidle_timeout = \"0s\"\n",
+            "limits.outbound.idle_timeout",
+        ),
+        (
+            "[limits]\nstreams_per_peer = 0\n",
+            "limits.streams_per_peer",
+        ),
+    ] {
+        let err = Config::from_parts(parse(text).unwrap(), flags(), Path::new(""), &no_env)
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with(field), "{err}");
+    }
+}
+
+#[test]
+fn a_service_twice_or_at_the_node_s_own_listener_is_refused_by_name() {
+    let cases = [
+        (
+            "[[service]]\nname = \"web\"\naddress = \"127.0.0.1:8080\"\n\
+             [[service]]\nname = \"web\"\naddress = \"127.0.0.1:8081\"\n",
+            "service web: is defined twice",
+        ),
+        (
+            "[[service]]\nname = \"web\"\naddress = \"127.0.0.1:7421\"\n",
+            "service web: address: 127.0.0.1:7421 is this node's outbound listener",
+        ),
+        (
+            "outbound = \"0.0.0.0:9000\"\n[[service]]\nname = \"web\"\naddress = \"10.1.2.3:9000\"\n",
+            "is this node's outbound listener",
+        ),
+        (
+            "[[service]]\nname = \"web\"\naddress = \"127.0.0.1:7422\"\n",
+            "is this node's admin listener",
+        ),
+    ];
+    for (text, expected) in cases {
+        let err = Config::from_parts(parse(text).unwrap(), flags(), Path::new(""), &no_env)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(expected), "{err}");
+    }
+}
+
+#[test]
+fn a_missing_trust_bundle_is_reported_as_tls_ca() {
+    // Without a trust domain set, the bundle is read first to learn it: its absence is still a
+    // problem of `tls.ca`.
+    let mut f = flags();
+    f.trust_domain = None;
+    f.ca = Some("/nonexistent/ca.crt".into());
+    let err = Config::from_parts(RawConfig::default(), f, Path::new(""), &no_env)
+        .unwrap_err()
+        .to_string();
+    assert!(err.starts_with("tls.ca: "), "{err}");
+}
+
+#[test]
+fn a_node_joining_with_a_token_keeps_its_credentials_in_its_data_dir() {
+    let mut f = flags();
+    f.cert = None;
+    f.key = None;
+    f.join_token = Some("web-1.token".into());
+    let c = Config::from_parts(RawConfig::default(), f, Path::new(""), &no_env).unwrap();
+    assert_eq!(c.tls.cert, PathBuf::from("murmur-data/a/identity/node.crt"));
+    assert_eq!(c.tls.key, PathBuf::from("murmur-data/a/identity/node.key"));
+    assert_eq!(
+        c.identity.join_token.as_deref(),
+        Some(Path::new("web-1.token"))
+    );
+    assert!(c.identity.renew && c.identity.issuer.is_none());
+    // Without a token, the certificate must be named.
+    let mut f = flags();
+    f.cert = None;
+    let e = Config::from_parts(RawConfig::default(), f, Path::new(""), &no_env).unwrap_err();
+    assert!(e.to_string().contains("tls.cert"), "{e}");
+}
+
+#[test]
+fn identity_settings_are_checked() {
+    let raw =
+        parse("[identity]\nissuer_cert = \"i.crt\"\nleaf_ttl = \"10m\"\nrenew = false\n").unwrap();
+    let e = Config::from_parts(raw, flags(), Path::new("/etc/m"), &no_env).unwrap_err();
+    assert!(e.to_string().contains("issuer_key"), "{e}");
+    let raw = parse("[identity]\nissuer_cert = \"i.crt\"\nissuer_key = \"i.key\"\nleaf_ttl = \"10m\"\nrenew = false\n").unwrap();
+    let c = Config::from_parts(raw, flags(), Path::new("/etc/m"), &no_env).unwrap();
+    let issuer = c.identity.issuer.unwrap();
+    assert_eq!(issuer.cert, PathBuf::from("/etc/m/i.crt"));
+    assert_eq!(c.identity.leaf_ttl, Duration::from_secs(600));
+    assert!(!c.identity.renew);
+    let raw = parse("[identity]\nleaf_ttl = \"30s\"\n").unwrap();
+    let e = Config::from_parts(raw, flags(), Path::new(""), &no_env).unwrap_err();
+    assert!(e.to_string().contains("identity.leaf_ttl"), "{e}");
+}

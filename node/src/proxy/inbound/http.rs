@@ -325,9 +325,7 @@ fn build_request(
     reader: FrameReader,
 ) -> Result<(Request<FrameBody>, Option<FrameReader>), String> {
     let method = Method::from_bytes(head.method.as_bytes()).map_err(|_| "invalid method")?;
-    let uri: Uri = format!("http://{app}{}", head.path)
-        .parse()
-        .map_err(|_| format!("invalid path {:?}", head.path))?;
+    let uri = app_uri(app, &head.path)?;
     let mut headers = frame::header_map(head.headers).map_err(|e| e.to_string())?;
     let upgrade = head.body == BodyKind::Upgrade;
     if (protocol == Protocol::Http || upgrade)
@@ -346,4 +344,15 @@ fn build_request(
     *req.uri_mut() = uri;
     *req.headers_mut() = headers;
     Ok((req, kept))
+}
+
+/// The URI of a request to the app at `app` for `path` (origin-form, or `*` for a server-wide
+/// OPTIONS: pasted after the address it would be read as part of the port).
+fn app_uri(app: std::net::SocketAddr, path: &str) -> Result<Uri, String> {
+    Uri::builder()
+        .scheme("http")
+        .authority(app.to_string())
+        .path_and_query(path)
+        .build()
+        .map_err(|_| format!("invalid path {path:?}"))
 }

@@ -24,6 +24,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
 use crate::balance::Balancers;
+use crate::listener::{Gate, ListenerLimits};
 use crate::names::MeshNames;
 use crate::proxy::local::LocalClients;
 use crate::proxy::runtime::{External, Proxy};
@@ -64,23 +65,29 @@ pub fn node(
     local: &[LocalService],
     policy: &str,
 ) -> Node {
-    node_with(pki, node, certified, local, policy, External::Allow)
+    node_with(pki, node, certified, local, policy, quic(), External::Allow)
 }
 
-/// [`node`], with requests for hosts outside the mesh as `external` says.
+/// The QUIC settings of test nodes: a short connect timeout, so a dead peer fails fast.
+pub fn quic() -> QuicSettings {
+    QuicSettings {
+        connect_timeout: Duration::from_millis(500),
+        ..QuicSettings::default()
+    }
+}
+
+/// [`node`] with QUIC settings of its own, and requests for hosts outside the mesh as
+/// `external` says.
 pub fn node_with(
     pki: &TestPki,
     node: &str,
     certified: &[&str],
     local: &[LocalService],
     policy: &str,
+    quic: QuicSettings,
     external: External,
 ) -> Node {
     let tls = pki.tls(&pki.node(node, certified), Role::Node, node);
-    let quic = QuicSettings {
-        connect_timeout: Duration::from_millis(500),
-        ..QuicSettings::default()
-    };
     let config = EndpointConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
         advertise: None,
@@ -165,20 +172,43 @@ impl Node {
         self.vips.send_replace(Arc::new(vips.snapshot()));
     }
 
-    /// The outbound HTTP listener of this node, serving.
+    /// The outbound HTTP listener of this node, serving with the default limits.
     pub async fn outbound(&self) -> SocketAddr {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(outbound::serve(self.proxy.clone(), listener));
-        addr
+        self.outbound_with(ListenerLimits::OUTBOUND).await.0
     }
 
-    /// A local TCP listener for `service` on this node, serving.
-    pub async fn upstream(&self, service: &str) -> SocketAddr {
+    /// The outbound HTTP listener of this node with `limits`, serving; and its gate.
+    pub async fn outbound_with(&self, limits: ListenerLimits) -> (SocketAddr, Arc<Gate>) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        tokio::spawn(upstream::serve(self.proxy.clone(), name(service), listener));
-        addr
+        let gate = Arc::new(Gate::new("outbound", limits));
+        tokio::spawn(outbound::serve(self.proxy.clone(), listener, gate.clone()));
+        (addr, gate)
+    }
+
+    /// A local TCP listener for `service` on this node, serving with the default limits.
+    pub async fn upstream(&self, service: &str) -> SocketAddr {
+        self.upstream_with(service, ListenerLimits::UPSTREAM)
+            .await
+            .0
+    }
+
+    /// A local TCP listener for `service` with `limits`, serving; and its gate.
+    pub async fn upstream_with(
+        &self,
+        service: &str,
+        limits: ListenerLimits,
+    ) -> (SocketAddr, Arc<Gate>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let gate = Arc::new(Gate::new(format!("upstream:{service}"), limits));
+        tokio::spawn(upstream::serve(
+            self.proxy.clone(),
+            name(service),
+            listener,
+            gate.clone(),
+        ));
+        (addr, gate)
     }
 
     /// Requests counted by this node's metrics, as `/metrics` shows them.

@@ -15,7 +15,9 @@ use murmur_transport::testing::TestPki;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use super::harness::{Node, get, http_app, instance, local, node, node_with, tcp_echo, wait_for};
+use super::harness::{
+    Node, get, http_app, instance, local, node, node_with, quic, tcp_echo, wait_for,
+};
 use crate::proxy::runtime::External;
 
 /// An app that switches to an echo protocol on `Upgrade: echo` (answering with the path it
@@ -311,7 +313,7 @@ async fn hosts_outside_the_mesh_are_passed_through_or_refused_as_configured() {
     let pki = TestPki::new("t.test");
     let outside = http_app("outside", Duration::ZERO).await;
     let allow = node(&pki, "a", &[], &[], "");
-    let deny = node_with(&pki, "d", &[], &[], "", External::Deny);
+    let deny = node_with(&pki, "d", &[], &[], "", quic(), External::Deny);
     let (allow_out, deny_out) = (allow.outbound().await, deny.outbound().await);
 
     // CONNECT: allowed, the tunnel reaches the host; denied, a 403 naming host and setting.
