@@ -94,13 +94,78 @@ fn main() {
     cluster.extend_from_slice(b"murmur");
     let digest = stream(&[z(b"node-1\x00\x01\x02\x03 digest entries")]);
     let delta = stream(&[z(&[7u8; 1000]), raw(b"uncompressed delta")]);
-    put("gossip_prescan", "syn", &msg(0, &[digest.clone(), cluster]));
+    put(
+        "gossip_prescan",
+        "syn",
+        &msg(0, &[digest.clone(), cluster.clone()]),
+    );
     put(
         "gossip_prescan",
         "synack",
-        &msg(1, &[digest, delta.clone()]),
+        &msg(1, &[digest.clone(), delta.clone()]),
     );
-    put("gossip_prescan", "ack", &msg(2, &[delta]));
+    put(
+        "gossip_prescan",
+        "ack",
+        &msg(2, std::slice::from_ref(&delta)),
+    );
+    // gossip_message: the same shapes (refused by our decoder: their items are noise), and
+    // well-formed messages of every kind.
+    for (name, bytes) in [
+        ("noise-syn", msg(0, &[digest.clone(), cluster.clone()])),
+        ("noise-ack", msg(2, std::slice::from_ref(&delta))),
+    ] {
+        put("gossip_message", name, &bytes);
+    }
+    {
+        use murmur_transport::gossip::message::{
+            DigestEntry, Kind, Kv, Message, NodeDelta, encode,
+        };
+        let id = chitchat::ChitchatId::new("web-1", 7, "10.0.0.1:7420".parse().unwrap());
+        let entry = DigestEntry {
+            id: id.clone(),
+            heartbeat: 123_456,
+            last_gc: 0,
+            max_version: 3,
+        };
+        let nd = NodeDelta {
+            id,
+            last_gc: 0,
+            from_version: 0,
+            kvs: vec![Kv {
+                key: "node".into(),
+                value: "1s.AQ.AA.x".into(),
+                version: 1,
+                status: 0,
+            }],
+            set_max_version: None,
+        };
+        for (name, kind) in [
+            ("syn", Kind::Syn),
+            ("synack", Kind::SynAck),
+            ("ack", Kind::Ack),
+        ] {
+            let m = Message {
+                kind,
+                digest: if kind == Kind::Ack {
+                    vec![]
+                } else {
+                    vec![entry.clone()]
+                },
+                cluster_id: if kind == Kind::Syn {
+                    "murmur".into()
+                } else {
+                    String::new()
+                },
+                delta: if kind == Kind::Syn {
+                    vec![]
+                } else {
+                    vec![nd.clone()]
+                },
+            };
+            put("gossip_message", name, &encode(&m));
+        }
+    }
     put(
         "gossip_prescan",
         "bomb",

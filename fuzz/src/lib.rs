@@ -10,6 +10,7 @@
 pub mod cert;
 pub mod identity;
 pub mod issuance;
+pub mod message;
 pub mod node;
 pub mod persist;
 pub mod pki;
@@ -26,6 +27,7 @@ pub const TARGETS: &[(&str, Check)] = &[
     ("wire_gossip", targets::wire_gossip),
     ("wire_header", targets::wire_header),
     ("gossip_prescan", targets::gossip_prescan),
+    ("gossip_message", targets::gossip_message),
     ("cert_der", targets::cert_der),
     ("cert_sans", targets::cert_sans),
     ("identity", targets::identity),
@@ -45,6 +47,7 @@ pub mod targets {
     pub use crate::cert::{der as cert_der, sans as cert_sans};
     pub use crate::identity::identity;
     pub use crate::issuance::request as issuance_request;
+    pub use crate::message::message as gossip_message;
     pub use crate::node::traceparent as node_traceparent;
     pub use crate::node::{config as node_config, frame as node_frame};
     pub use crate::persist::files as persist_files;

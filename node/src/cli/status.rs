@@ -86,8 +86,13 @@ fn render_status(
         days_left
     ));
     out.push_str(&identity_lines(s));
-    // A node that renews is covered by the mesh's warnings below; one that cannot needs a hand.
-    let renews = !matches!(s.identity.renewal.as_str(), "off" | "no-issuer");
+    // A node that renews is covered by the mesh's warnings below; one that cannot (renewal off,
+    // or no issuer anywhere in the mesh: hand-issued certificates) needs a hand.
+    let issuers = mesh
+        .nodes
+        .iter()
+        .any(|n| n.certificate.as_ref().is_some_and(|c| c.issuer));
+    let renews = issuers && !matches!(s.identity.renewal.as_str(), "off" | "no-issuer");
     if s.certificate.expires_in_s <= 0 {
         out.push_str(
             "WARNING      the certificate has EXPIRED: peers refuse this node; issue a new one\n",
