@@ -264,8 +264,8 @@ fault = { abort = { status = 503, percent = 100 } }
         // Every line is written, dropped, or still queued (64) or being written (1).
         let accounted = written + dropped;
         assert!((1000.0 - 65.0..=1000.0).contains(&accounted), "{accounted}");
-        // A request that waited for the stalled pipe would never have finished; none took even
-        // a second.
-        assert!(ms(&stalled, 1.0) < 1000.0);
+        // A request that waited for the stalled pipe would never have finished: it would have
+        // failed at its 30 s bound, which the all-200 check above rules out. (The latencies
+        // printed above are for reading, not asserted: timing belongs in benchmarks.)
     });
 }
