@@ -17,7 +17,7 @@ use murmur_transport::testing::TestPki;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use super::harness::{get, http_app, instance, local, node, nowhere};
+use super::harness::{get, http_app, instance, local, node, nowhere, web_pair};
 
 /// Sends `request` as is to `proxy` and returns `(status, whole answer)`.
 async fn raw(proxy: SocketAddr, request: &[u8]) -> (u16, String) {
@@ -64,15 +64,7 @@ async fn host_app() -> SocketAddr {
 async fn options_asterisk_reaches_the_instance_at_its_own_port() {
     let pki = TestPki::new("t.test");
     let app = http_app("b-app", Duration::ZERO).await;
-    let b = node(
-        &pki,
-        "b",
-        &["web"],
-        &[local("web", app, Protocol::Http)],
-        "",
-    );
-    let a = node(&pki, "a", &[], &[], "");
-    a.sees("web", vec![instance("web", "b", b.addr)]);
+    let (a, _b) = web_pair(&pki, app, "");
     let out = a.outbound().await;
     let (status, text) = raw(
         out,
@@ -87,15 +79,7 @@ async fn options_asterisk_reaches_the_instance_at_its_own_port() {
 async fn credentials_in_the_url_do_not_reach_the_app_and_two_hosts_are_refused() {
     let pki = TestPki::new("t.test");
     let app = host_app().await;
-    let b = node(
-        &pki,
-        "b",
-        &["web"],
-        &[local("web", app, Protocol::Http)],
-        "",
-    );
-    let a = node(&pki, "a", &[], &[], "");
-    a.sees("web", vec![instance("web", "b", b.addr)]);
+    let (a, _b) = web_pair(&pki, app, "");
     let out = a.outbound().await;
     let (status, text) = raw(
         out,
@@ -118,17 +102,9 @@ async fn credentials_in_the_url_do_not_reach_the_app_and_two_hosts_are_refused()
 async fn a_malformed_chunked_body_is_the_app_s_fault_not_the_instance_s() {
     let pki = TestPki::new("t.test");
     let app = http_app("b-app", Duration::ZERO).await;
-    let b = node(
-        &pki,
-        "b",
-        &["web"],
-        &[local("web", app, Protocol::Http)],
-        "",
-    );
     // One failure would eject b.
     let policy = "[[circuit]]\nname = \"c\"\nservice = \"web\"\nconsecutive_failures = 1\n";
-    let a = node(&pki, "a", &[], &[], policy);
-    a.sees("web", vec![instance("web", "b", b.addr)]);
+    let (a, _b) = web_pair(&pki, app, policy);
     let out = a.outbound().await;
     for _ in 0..3 {
         let (status, text) = raw(
@@ -150,15 +126,7 @@ async fn a_malformed_chunked_body_is_the_app_s_fault_not_the_instance_s() {
 async fn more_than_a_hundred_headers_are_refused_by_the_parser_with_431() {
     let pki = TestPki::new("t.test");
     let app = http_app("b-app", Duration::ZERO).await;
-    let b = node(
-        &pki,
-        "b",
-        &["web"],
-        &[local("web", app, Protocol::Http)],
-        "",
-    );
-    let a = node(&pki, "a", &[], &[], "");
-    a.sees("web", vec![instance("web", "b", b.addr)]);
+    let (a, _b) = web_pair(&pki, app, "");
     let out = a.outbound().await;
     let request = |n: usize| {
         let mut r = String::from("GET / HTTP/1.1\r\nHost: web\r\nConnection: close\r\n");
@@ -250,15 +218,7 @@ async fn tcp_ejections_are_counted() {
 async fn a_service_rotated_out_of_the_certificate_is_refused_on_older_connections() {
     let pki = TestPki::new("t.test");
     let app = http_app("b-app", Duration::ZERO).await;
-    let b = node(
-        &pki,
-        "b",
-        &["web"],
-        &[local("web", app, Protocol::Http)],
-        "",
-    );
-    let a = node(&pki, "a", &[], &[], "");
-    a.sees("web", vec![instance("web", "b", b.addr)]);
+    let (a, b) = web_pair(&pki, app, "");
     let out = a.outbound().await;
     assert_eq!(get(out, "web", "/").await.0, 200);
     // b's new certificate names no service; a's connection still carries the old one.

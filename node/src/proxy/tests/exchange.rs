@@ -5,21 +5,13 @@ use std::time::Duration;
 use murmur_membership::records::Protocol;
 use murmur_transport::testing::TestPki;
 
-use super::harness::{get, http_app, instance, local, node, nowhere};
+use super::harness::{get, http_app, instance, local, node, nowhere, web_pair};
 
 #[tokio::test]
 async fn a_request_reaches_the_app_and_its_answer_comes_back() {
     let pki = TestPki::new("t.test");
     let app = http_app("b-app", Duration::ZERO).await;
-    let b = node(
-        &pki,
-        "b",
-        &["web"],
-        &[local("web", app, Protocol::Http)],
-        "",
-    );
-    let a = node(&pki, "a", &[], &[], "");
-    a.sees("web", vec![instance("web", "b", b.addr)]);
+    let (a, b) = web_pair(&pki, app, "");
     let (status, body) = get(a.outbound().await, "web", "/hello").await;
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("b-app GET /hello"), "{body}");
@@ -73,16 +65,8 @@ async fn an_unreachable_instance_is_passed_over_and_named_when_none_is_left() {
 async fn a_node_that_is_not_who_the_view_says_gets_nothing() {
     let pki = TestPki::new("t.test");
     let app = http_app("b-app", Duration::ZERO).await;
-    let b = node(
-        &pki,
-        "b",
-        &["web"],
-        &[local("web", app, Protocol::Http)],
-        "",
-    );
-    let a = node(&pki, "a", &[], &[], "");
+    let (a, b) = web_pair(&pki, app, "");
     let out = a.outbound().await;
-    a.sees("web", vec![instance("web", "b", b.addr)]);
     assert_eq!(get(out, "web", "/").await.0, 200);
     // The view now says node c is at b's address: the open connection proves it is b.
     a.sees("web", vec![instance("web", "c", b.addr)]);
@@ -114,16 +98,8 @@ async fn a_node_whose_certificate_lacks_the_service_is_not_sent_it() {
 async fn the_request_timeout_answers_504_and_counts_it() {
     let pki = TestPki::new("t.test");
     let app = http_app("slow", Duration::from_secs(5)).await;
-    let b = node(
-        &pki,
-        "b",
-        &["web"],
-        &[local("web", app, Protocol::Http)],
-        "",
-    );
     let policy = "[[timeout]]\nname = \"t\"\nservice = \"web\"\nrequest = \"200ms\"\n";
-    let a = node(&pki, "a", &[], &[], policy);
-    a.sees("web", vec![instance("web", "b", b.addr)]);
+    let (a, _b) = web_pair(&pki, app, policy);
     let started = std::time::Instant::now();
     let (status, body) = get(a.outbound().await, "web", "/").await;
     assert_eq!(status, 504, "{body}");

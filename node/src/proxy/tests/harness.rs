@@ -68,6 +68,15 @@ pub fn node(
     node_with(pki, node, certified, local, policy, quic(), External::Allow)
 }
 
+/// The usual pair: node `b` serves `web` from `app`, and node `a` (under `policy`) sees it
+/// there. Keep both: a dropped node closes its endpoint.
+pub fn web_pair(pki: &TestPki, app: SocketAddr, policy: &str) -> (Node, Node) {
+    let b = node(pki, "b", &["web"], &[local("web", app, Protocol::Http)], "");
+    let a = node(pki, "a", &[], &[], policy);
+    a.sees("web", vec![instance("web", "b", b.addr)]);
+    (a, b)
+}
+
 /// The QUIC settings of test nodes: a short connect timeout, so a dead peer fails fast.
 pub fn quic() -> QuicSettings {
     QuicSettings {
