@@ -38,6 +38,8 @@ pub struct Traffic {
 
 /// How often one kind of event is logged at most.
 const LOG_EVERY: Duration = Duration::from_secs(10);
+/// Kinds of events whose last log time is remembered at once.
+pub const MAX_LOG_KEYS: usize = 1024;
 /// Mirrored copies of requests in flight from this node at most; beyond, copies are skipped.
 pub const MAX_MIRRORS: usize = 256;
 
@@ -251,11 +253,16 @@ impl Traffic {
     }
 
     /// Whether an event of kind `key` should be logged now (at most once per 10 s per key).
+    /// Keys can carry what a peer or app sent, so at most [`MAX_LOG_KEYS`] are remembered: past
+    /// that, within 10 s, a new kind of event is not logged (its metric still counts it).
     pub fn should_log(&self, key: &str) -> bool {
         let now = crate::clock::now();
         let mut logged = lock(&self.logged);
-        if logged.len() > 1024 {
+        if logged.len() >= MAX_LOG_KEYS && !logged.contains_key(key) {
             logged.retain(|_, t| now.saturating_duration_since(*t) < LOG_EVERY);
+            if logged.len() >= MAX_LOG_KEYS {
+                return false;
+            }
         }
         match logged.get_mut(key) {
             Some(t) if now.saturating_duration_since(*t) < LOG_EVERY => false,

@@ -96,6 +96,21 @@ fn documents_are_grouped_by_service_in_the_order_they_apply() {
 }
 
 #[test]
+fn log_keys_are_bounded_and_each_is_logged_once_per_period() {
+    let t = Traffic::fixed(compiled(POLICY), 1);
+    assert!(t.should_log("first"));
+    assert!(!t.should_log("first"), "once per period");
+    for i in 1..state::MAX_LOG_KEYS {
+        assert!(t.should_log(&format!("peer said {i}")));
+    }
+    assert!(
+        !t.should_log("one more"),
+        "no room until a period has passed"
+    );
+    assert!(!t.should_log("first"), "the known ones keep their period");
+}
+
+#[test]
 fn budgets_and_limits_live_in_the_hub_and_follow_shares() {
     let t = Traffic::fixed(compiled(POLICY), 1);
     let now = Instant::now();
