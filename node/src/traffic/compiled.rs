@@ -72,6 +72,20 @@ pub fn scoped<'a, T>(
 #[derive(Debug, Default)]
 pub struct Compiled {
     services: HashMap<String, Arc<ServicePolicy>>,
+    /// Routes naming hosts (what a gateway exposes), with their service, in the order they are
+    /// tried across services: priority, then name (names are unique per kind).
+    edge: Vec<(String, routes::Route)>,
+}
+
+/// Where a gateway sends a request, by its host and the routes naming it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EdgeTarget<'a> {
+    /// The service of the first route that names the host and matches.
+    Service(&'a str),
+    /// Routes name the host, but none matches this request.
+    NoRoute,
+    /// No route names the host.
+    UnknownHost,
 }
 
 impl Compiled {
@@ -115,7 +129,18 @@ impl Compiled {
         for p in services.values_mut() {
             routes::sort(&mut p.routes);
         }
+        let mut edge: Vec<(String, routes::Route)> = services
+            .iter()
+            .flat_map(|(s, p)| {
+                p.routes
+                    .iter()
+                    .filter(|r| !r.hosts.is_empty())
+                    .map(move |r| (s.clone(), r.clone()))
+            })
+            .collect();
+        edge.sort_by(|(_, a), (_, b)| b.priority.cmp(&a.priority).then(a.name.cmp(&b.name)));
         Self {
+            edge,
             services: services
                 .into_iter()
                 .map(|(k, v)| (k, Arc::new(v)))
@@ -126,6 +151,32 @@ impl Compiled {
     /// Every service with policy, and what applies to it.
     pub fn services(&self) -> impl Iterator<Item = (&str, &Arc<ServicePolicy>)> {
         self.services.iter().map(|(s, p)| (s.as_str(), p))
+    }
+
+    /// Where a gateway request for `host` (lower case, no port) goes: the service of the first
+    /// route, across services, that names the host and matches the request.
+    pub fn edge_target(
+        &self,
+        host: &str,
+        method: &str,
+        path: &str,
+        headers: &http::HeaderMap,
+    ) -> EdgeTarget<'_> {
+        let mut named = false;
+        for (service, route) in &self.edge {
+            if !route.serves_host(Some(host)) {
+                continue;
+            }
+            named = true;
+            if route.matches(Some(host), method, path, headers) {
+                return EdgeTarget::Service(service);
+            }
+        }
+        if named {
+            EdgeTarget::NoRoute
+        } else {
+            EdgeTarget::UnknownHost
+        }
     }
 
     /// What applies to `service`, if anything.
