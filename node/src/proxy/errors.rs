@@ -85,6 +85,22 @@ pub enum ProxyError {
          into a node's own proxy (check the [[service]] addresses)"
     )]
     Loop(u32),
+    /// A request at the gateway for a host that no route names.
+    #[error(
+        "no route in the mesh names the host {0:?}: a route document with `match.hosts` \
+         exposes a service under a host name"
+    )]
+    UnknownHost(String),
+    /// A request at the gateway that no route naming its host matches.
+    #[error("no route for host {host:?} takes {method} {path}")]
+    NoGatewayRoute {
+        /// The host.
+        host: String,
+        /// The method.
+        method: String,
+        /// The path.
+        path: String,
+    },
     /// A route's fault injection aborted the request.
     #[error("fault injected by route \"{route}\": abort with {status}")]
     Fault {
@@ -210,6 +226,8 @@ impl ProxyError {
             Self::Overloaded { .. } => (503, "overloaded", 14),
             Self::Fault { status, .. } => (*status, "fault-injected", grpc_code(*status)),
             Self::Loop(_) => (508, "loop-detected", 9),
+            Self::UnknownHost(_) => (404, "unknown-host", 12),
+            Self::NoGatewayRoute { .. } => (404, "no-route", 12),
         };
         let reply = LocalReply::new(status, tag, code, self.to_string());
         match self {
