@@ -257,6 +257,7 @@ async fn start(p: Prepared) -> anyhow::Result<(Node, TcpListener)> {
         vips: vips.clone(),
         external: config.external,
         mark: config.capture.as_ref().map(|c| c.mark),
+        origination: proxy::external::origination::Origination::default(),
     });
     proxy::start(&proxy, listeners);
     if let Some((listeners, certs)) = gateway {

@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use murmur_membership::policy::spec::external::ExternalSpec;
 use murmur_membership::policy::spec::{AccessLogSpec, RateLimitSpec, RetrySpec, TimeoutSpec};
 use murmur_membership::policy::{PolicyBody, PolicySet};
 use murmur_transport::identity::Name;
@@ -75,6 +76,8 @@ pub struct Compiled {
     /// Routes naming hosts (what a gateway exposes), with their service, in the order they are
     /// tried across services: priority, then name (names are unique per kind).
     edge: Vec<(String, routes::Route)>,
+    /// `external` documents, by name.
+    externals: Vec<ExternalSpec>,
 }
 
 /// Where a gateway sends a request, by its host and the routes naming it.
@@ -97,7 +100,12 @@ impl Compiled {
     /// Compiles bodies given in (kind, name) order.
     pub fn from_bodies<'a>(bodies: impl IntoIterator<Item = &'a PolicyBody>) -> Self {
         let mut services: HashMap<String, ServicePolicy> = HashMap::new();
+        let mut externals = Vec::new();
         for body in bodies {
+            if let PolicyBody::External(e) = body {
+                externals.push(e.clone());
+                continue;
+            }
             // Identity documents (revocations, token uses) apply to no service.
             let Some(service) = body.service() else {
                 continue;
@@ -123,7 +131,7 @@ impl Compiled {
                         p.accesslog = Some(a.clone());
                     }
                 }
-                PolicyBody::Revocation(_) | PolicyBody::TokenUse(_) => {}
+                PolicyBody::Revocation(_) | PolicyBody::TokenUse(_) | PolicyBody::External(_) => {}
             }
         }
         for p in services.values_mut() {
@@ -140,6 +148,7 @@ impl Compiled {
             .collect();
         edge.sort_by(|(_, a), (_, b)| b.priority.cmp(&a.priority).then(a.name.cmp(&b.name)));
         Self {
+            externals,
             edge,
             services: services
                 .into_iter()
@@ -177,6 +186,11 @@ impl Compiled {
         } else {
             EdgeTarget::UnknownHost
         }
+    }
+
+    /// The `external` document for calls to `host` (lower case) on `port`: the first by name.
+    pub fn external_for(&self, host: &str, port: u16) -> Option<&ExternalSpec> {
+        self.externals.iter().find(|e| e.covers(host, port))
     }
 
     /// What applies to `service`, if anything.
