@@ -242,3 +242,77 @@ async fn slow_head(stream: TcpStream, tls: tokio_rustls::TlsConnector) {
         }
     }
 }
+
+/// An HTTPS app (HTTP/1.1 over TLS only) with a certificate of `ca` for `name`: answers
+/// `secure <method> <path>` and the `host` it was sent; counts TLS handshakes.
+#[derive(Debug, Clone)]
+pub struct HttpsApp {
+    /// Handshakes completed.
+    pub handshakes: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl HttpsApp {
+    /// Starts the app on `addr`.
+    pub async fn start(addr: SocketAddr, ca: &WebCa, name: &str, dir: &Path) -> Self {
+        let (cert, key) = (
+            dir.join(format!("{name}.crt")),
+            dir.join(format!("{name}.key")),
+        );
+        ca.issue(&[name], &cert, &key);
+        let chain: Vec<CertificateDer<'static>> = {
+            use rustls_pki_types::pem::PemObject;
+            CertificateDer::pem_file_iter(&cert)
+                .unwrap()
+                .map(Result::unwrap)
+                .collect()
+        };
+        let key = {
+            use rustls_pki_types::pem::PemObject;
+            rustls_pki_types::PrivateKeyDer::from_pem_file(&key).unwrap()
+        };
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(chain, key)
+            .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+        let handshakes = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let counted = handshakes.clone();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let (acceptor, counted) = (acceptor.clone(), counted.clone());
+                tokio::spawn(async move {
+                    let Ok(tls) = acceptor.accept(stream).await else {
+                        return;
+                    };
+                    counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let svc = hyper::service::service_fn(
+                        |req: hyper::Request<hyper::body::Incoming>| async move {
+                            let host = req
+                                .headers()
+                                .get("host")
+                                .and_then(|h| h.to_str().ok())
+                                .unwrap_or("-")
+                                .to_owned();
+                            let text = format!(
+                                "secure {} {} host={host}\n",
+                                req.method(),
+                                req.uri().path()
+                            );
+                            Ok::<_, std::convert::Infallible>(hyper::Response::new(
+                                http_body_util::Full::new(bytes::Bytes::from(text)),
+                            ))
+                        },
+                    );
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(tls), svc)
+                        .await;
+                });
+            }
+        });
+        Self { handshakes }
+    }
+}
