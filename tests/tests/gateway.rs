@@ -123,6 +123,12 @@ async fn wait_status(ca: &Path, path: &str, want: &str) {
     .await;
 }
 
+/// The gateway's connections (and certificate reloads) with `result`, as n1 counts them.
+async fn connections(c: &Cluster, result: &str) -> f64 {
+    let labels = [("result", result)];
+    metric(c, "n1", "murmur_gateway_connections_total", &labels).await
+}
+
 fn client_ip() -> IpAddr {
     IpAddr::from([127, 0, 0, 7])
 }
@@ -359,30 +365,18 @@ fn a_certificate_replaced_on_disk_is_served_without_restart() {
         // chat's certificate is untouched.
         let (_, status) = get(&certs.ca.file, "chat.example.test", "/", &[]).await;
         assert_eq!(status, "200 2");
-        let counted = |result: &'static str| {
-            let c = &c;
-            async move {
-                metric(
-                    c,
-                    "n1",
-                    "murmur_gateway_connections_total",
-                    &[("result", result)],
-                )
-                .await
-            }
-        };
-        assert!(counted("reloaded").await >= 1.0);
+        assert!(connections(&c, "reloaded").await >= 1.0);
 
         // A broken pair (a key of another certificate) is refused: the renewed one stays.
         // (A renewal may be caught between its key and its certificate: refused as well, until
         // the certificate follows.)
-        let failed_before = counted("reload_failed").await;
+        let failed_before = connections(&c, "reload_failed").await;
         std::fs::copy(&certs.chat.1, &certs.shop.1).unwrap();
         wait_until(
             "the broken pair to be refused",
             Duration::from_secs(20),
             || async {
-                let n = counted("reload_failed").await;
+                let n = connections(&c, "reload_failed").await;
                 if n > failed_before {
                     Ok(())
                 } else {
@@ -490,20 +484,8 @@ fn a_flood_of_idle_and_slow_connections_leaves_normal_clients_served() {
         assert!(served >= 10, "{served}");
         // What the flood could hold is bounded by the caps, so is what it costs.
         assert!(grown_mib < 64, "the gateway grew by {grown_mib} MiB");
-        let counted = |result: &'static str| {
-            let c = &c;
-            async move {
-                metric(
-                    c,
-                    "n1",
-                    "murmur_gateway_connections_total",
-                    &[("result", result)],
-                )
-                .await
-            }
-        };
-        assert!(counted("per_ip_cap").await > 0.0);
-        assert!(counted("handshake_timeout").await > 0.0);
+        assert!(connections(&c, "per_ip_cap").await > 0.0);
+        assert!(connections(&c, "handshake_timeout").await > 0.0);
         let silent = [("listener", "gateway"), ("reason", "first_byte")];
         assert!(metric(&c, "n1", "murmur_listener_timeouts_total", &silent).await > 0.0);
         assert_eq!(

@@ -179,15 +179,14 @@ async fn serve(
 ) {
     let builder = Arc::new(builder());
     loop {
-        let conn = gate.accept(&listener).await;
-        let Some(ip_slot) = per_ip.admit(conn.peer.ip()) else {
+        let refused = || {
             proxy
                 .telemetry
                 .gateway_connections
                 .get(&["per_ip_cap"])
-                .inc();
-            continue;
+                .inc()
         };
+        let (conn, ip_slot) = per_ip.accept(&gate, &listener, refused).await;
         let _ = conn.stream.set_nodelay(true);
         let (proxy, builder, gate, acceptor) = (
             proxy.clone(),

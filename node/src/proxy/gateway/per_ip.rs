@@ -11,6 +11,10 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use tokio::net::TcpListener;
+
+use crate::listener::{Admitted, Gate};
+
 /// Open connections per client address.
 #[derive(Debug)]
 pub struct PerIp {
@@ -50,6 +54,23 @@ impl PerIp {
             owner: self.clone(),
             ip,
         })
+    }
+
+    /// The next connection `gate` admits from an address with room in its share; the others
+    /// are closed as they come, and `refused` is called for each.
+    pub async fn accept(
+        self: &Arc<Self>,
+        gate: &Gate,
+        listener: &TcpListener,
+        refused: impl Fn(),
+    ) -> (Admitted, IpSlot) {
+        loop {
+            let conn = gate.accept(listener).await;
+            match self.admit(conn.peer.ip()) {
+                Some(slot) => return (conn, slot),
+                None => refused(),
+            }
+        }
     }
 
     /// Connections open from `ip`.

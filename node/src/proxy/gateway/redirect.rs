@@ -35,15 +35,14 @@ pub async fn serve(
     https_port: u16,
 ) {
     loop {
-        let conn = gate.accept(&listener).await;
-        let Some(ip_slot) = per_ip.admit(conn.peer.ip()) else {
+        let refused = || {
             proxy
                 .telemetry
                 .gateway_connections
                 .get(&["per_ip_cap"])
-                .inc();
-            continue;
+                .inc()
         };
+        let (conn, ip_slot) = per_ip.accept(&gate, &listener, refused).await;
         let (proxy, gate) = (proxy.clone(), gate.clone());
         tokio::spawn(async move {
             serve_one(&proxy, &gate, conn, https_port).await;
