@@ -500,3 +500,48 @@ fn a_flood_of_idle_and_slow_connections_leaves_normal_clients_served() {
         );
     });
 }
+
+#[test]
+fn one_address_over_its_rate_gets_429_and_others_are_served() {
+    netns::run(|| async {
+        let dir = tempfile::tempdir().unwrap();
+        let certs = certs(dir.path());
+        let c = mesh(&certs, "rate_per_ip = 5", "").await;
+        // 50 requests at once from one address (h2load's, 127.0.0.1): 5 tokens, 5 more a second.
+        let h2load = client(
+            None,
+            Path::new("h2load"),
+            &[
+                "-n",
+                "50",
+                "-c",
+                "1",
+                "--connect-to=127.0.0.2:8443",
+                "https://shop.example.test:8443/api/burst",
+            ],
+        );
+        let report = run_ok(&h2load).await;
+        let codes = report
+            .lines()
+            .find_map(|l| l.strip_prefix("status codes: "))
+            .unwrap_or_else(|| panic!("{report}"));
+        println!("rate_per_ip = 5, 50 requests at once: {codes}");
+        let count = |class: &str| -> u64 {
+            codes
+                .split(", ")
+                .find_map(|c| c.strip_suffix(class))
+                .and_then(|n| n.trim().parse().ok())
+                .unwrap()
+        };
+        let (ok, limited) = (count(" 2xx"), count(" 4xx"));
+        assert_eq!(ok + limited, 50, "{codes}");
+        assert!((5..50).contains(&ok), "{codes}");
+        assert!(limited > 0, "{codes}");
+        let counted = [("result", "rate_limited")];
+        let rate_limited = metric(&c, "n1", "murmur_gateway_requests_total", &counted).await;
+        assert_eq!(rate_limited, limited as f64);
+        // Another address still has its own tokens.
+        let (body, status) = get(&certs.ca.file, "shop.example.test", "/api/other", &[]).await;
+        assert_eq!(status, "200 2", "{body}");
+    });
+}

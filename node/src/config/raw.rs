@@ -91,6 +91,8 @@ pub struct RawGateway {
     pub reload_interval: Option<HumanDuration>,
     /// Connections one client address may hold open.
     pub max_connections_per_ip: Option<usize>,
+    /// Requests per second one client address may send.
+    pub rate_per_ip: Option<u32>,
     /// Certificates (`[[gateway.certificate]]`).
     #[serde(default, rename = "certificate")]
     pub certificates: Vec<RawGatewayCert>,

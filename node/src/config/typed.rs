@@ -682,6 +682,10 @@ fn gateway_settings(
             .collect(),
         reload_interval,
         max_connections_per_ip: per_ip,
+        rate_per_ip: match g.rate_per_ip {
+            Some(0) => return Err(invalid("gateway.rate_per_ip", "must be at least 1")),
+            r => r,
+        },
         limits,
     })
 }

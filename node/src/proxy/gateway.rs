@@ -22,6 +22,7 @@ mod certs;
 mod forwarded;
 mod host;
 mod per_ip;
+mod rate;
 mod redirect;
 
 use std::convert::Infallible;
@@ -74,6 +75,8 @@ pub struct GatewaySettings {
     pub reload_interval: Duration,
     /// Connections one client address may hold open at once.
     pub max_connections_per_ip: usize,
+    /// Requests per second one client address may send, if limited.
+    pub rate_per_ip: Option<u32>,
     /// The gate of both listeners.
     pub limits: ListenerLimits,
 }
@@ -126,6 +129,7 @@ pub fn start(
     } = listeners;
     let config = tls_config(certs.clone())?;
     let per_ip = per_ip::PerIp::new(settings.max_connections_per_ip);
+    let rate = settings.rate_per_ip.map(rate::PerIpRate::new);
     tokio::spawn(certs.watch(settings.reload_interval, proxy.telemetry.clone()));
     if let Some(l) = http {
         let https_port = settings.listen.port();
@@ -133,13 +137,12 @@ pub fn start(
         tokio::spawn(redirect::serve(proxy, l, gate, per_ip, https_port));
     }
     info!(listen = %settings.listen, "gateway serving");
-    tokio::spawn(serve(
-        proxy.clone(),
-        tls,
-        gate,
-        TlsAcceptor::from(config),
-        per_ip,
-    ));
+    let shared = Arc::new(Shared {
+        builder: builder(),
+        acceptor: TlsAcceptor::from(config),
+        rate,
+    });
+    tokio::spawn(serve(proxy.clone(), tls, gate, shared, per_ip));
     Ok(())
 }
 
@@ -170,14 +173,20 @@ fn builder() -> auto::Builder<TokioExecutor> {
     builder
 }
 
+/// What every connection of the HTTPS listener uses.
+struct Shared {
+    builder: auto::Builder<TokioExecutor>,
+    acceptor: TlsAcceptor,
+    rate: Option<rate::PerIpRate>,
+}
+
 async fn serve(
     proxy: Arc<Proxy>,
     listener: TcpListener,
     gate: Arc<Gate>,
-    acceptor: TlsAcceptor,
+    shared: Arc<Shared>,
     per_ip: Arc<per_ip::PerIp>,
 ) {
-    let builder = Arc::new(builder());
     loop {
         let refused = || {
             proxy
@@ -188,33 +197,22 @@ async fn serve(
         };
         let (conn, ip_slot) = per_ip.accept(&gate, &listener, refused).await;
         let _ = conn.stream.set_nodelay(true);
-        let (proxy, builder, gate, acceptor) = (
-            proxy.clone(),
-            builder.clone(),
-            gate.clone(),
-            acceptor.clone(),
-        );
+        let (proxy, shared, gate) = (proxy.clone(), shared.clone(), gate.clone());
         tokio::spawn(async move {
-            serve_one(proxy, builder, gate, acceptor, conn).await;
+            serve_one(proxy, shared, gate, conn).await;
             drop(ip_slot);
         });
     }
 }
 
 /// One client connection: the handshake, then HTTP, under the gate's watch all along.
-async fn serve_one(
-    proxy: Arc<Proxy>,
-    builder: Arc<auto::Builder<TokioExecutor>>,
-    gate: Arc<Gate>,
-    acceptor: TlsAcceptor,
-    conn: Admitted,
-) {
+async fn serve_one(proxy: Arc<Proxy>, shared: Arc<Shared>, gate: Arc<Gate>, conn: Admitted) {
     let Admitted { stream, peer, slot } = conn;
     let activity = Activity::new();
     let io = Tracked::new(stream, activity.clone());
     let served = async {
         let count = |result: &str| proxy.telemetry.gateway_connections.get(&[result]).inc();
-        let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(io)).await {
+        let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, shared.acceptor.accept(io)).await {
             Ok(Ok(tls)) => tls,
             Ok(Err(e)) => {
                 count("handshake_failed");
@@ -228,17 +226,17 @@ async fn serve_one(
         };
         count("tls");
         let svc = service_fn(|req| {
-            let proxy = proxy.clone();
+            let (proxy, shared) = (proxy.clone(), shared.clone());
             // Counted in flight, so the idle timeout never closes a connection mid-request.
             let in_flight = activity.request();
             async move {
-                let resp = handle(&proxy, req, peer).await;
+                let resp = handle(&proxy, req, peer, shared.rate.as_ref()).await;
                 drop(in_flight);
                 Ok::<_, Infallible>(resp)
             }
         });
         let io = TokioIo::new(tls);
-        if let Err(e) = builder.serve_connection_with_upgrades(io, svc).await {
+        if let Err(e) = shared.builder.serve_connection_with_upgrades(io, svc).await {
             debug!(%peer, error = %e, "gateway connection ended");
         }
     };
@@ -251,6 +249,7 @@ async fn handle(
     proxy: &Proxy,
     mut req: Request<Incoming>,
     peer: SocketAddr,
+    rate: Option<&rate::PerIpRate>,
 ) -> Response<ProxyBody> {
     let grpc = req
         .headers()
@@ -261,6 +260,17 @@ async fn handle(
         count("bad_host");
         let why = "the gateway does not open tunnels: send requests to the host it serves";
         return LocalReply::new(405, "method-not-allowed", 12, why.into()).response(grpc);
+    }
+    if let Some(Err(wait)) = rate.map(|r| r.take(peer.ip(), crate::clock::now())) {
+        count("rate_limited");
+        let secs = wait.as_secs() + 1;
+        let why = format!(
+            "{} sends more requests than the gateway takes from one address",
+            peer.ip()
+        );
+        return LocalReply::new(429, "rate-limited", 8, why)
+            .with("retry-after", secs.to_string())
+            .response(grpc);
     }
     let host = match host::host_of(req.uri(), req.headers()) {
         Ok(h) => h,

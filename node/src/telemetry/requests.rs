@@ -184,7 +184,7 @@ impl Default for Telemetry {
                 "murmur_gateway_requests_total",
                 "Requests the gateway took from outside the mesh: routed to a service, \
                  unknown_host (no route names the host, 404), no_route (no route of the host \
-                 matches, 404), bad_host (no usable Host, 400; or a CONNECT, 405).",
+                 matches, 404), bad_host (no usable Host, 400; or a CONNECT, 405), rate_limited (429).",
                 &["result"],
             ),
             gateway_connections: Family::new(

@@ -195,6 +195,7 @@ fn the_complete_example_in_the_readme_is_valid() {
     let g = c.gateway.expect("the example has a gateway");
     assert_eq!(g.listen.port(), 443);
     assert_eq!(g.certificates.len(), 1);
+    assert_eq!(g.rate_per_ip, Some(100));
 }
 
 fn config(text: &str) -> Result<Config, String> {
@@ -441,6 +442,7 @@ fn the_gateway_needs_an_address_and_a_certificate_and_takes_paths_beside_the_fil
     );
     assert_eq!(g.certificates[0].key, PathBuf::from("/keys/shop.key"));
     assert_eq!(g.max_connections_per_ip, 256);
+    assert_eq!(g.rate_per_ip, None);
     assert_eq!(g.reload_interval, Duration::from_secs(5));
     assert_eq!(g.limits.max_connections, 100);
     assert_eq!(g.limits.first_byte_timeout, Duration::from_secs(10));
