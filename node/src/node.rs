@@ -58,6 +58,7 @@ pub struct Prepared {
     generation: u64,
     reset_key: [u8; 32],
     dns_upstreams: Vec<SocketAddr>,
+    gateway_certs: Option<Arc<proxy::gateway::Certificates>>,
 }
 
 /// Obtains a first certificate with the join token, when one is configured and the credential
@@ -121,7 +122,14 @@ pub fn prepare(config: Config) -> anyhow::Result<Prepared> {
         Some(d) => dns::upstreams::resolve(&d.upstreams, d.listen, &config.data_dir)?,
         None => Vec::new(),
     };
+    let gateway_certs = match &config.gateway {
+        Some(g) => Some(Arc::new(proxy::gateway::Certificates::load(
+            &g.certificates,
+        )?)),
+        None => None,
+    };
     Ok(Prepared {
+        gateway_certs,
         generation: generation::next(&config.data_dir)?,
         reset_key: generation::reset_key(&config.data_dir)?,
         dns_upstreams,
@@ -192,6 +200,7 @@ async fn start(p: Prepared) -> anyhow::Result<(Node, TcpListener)> {
         generation,
         reset_key,
         dns_upstreams,
+        gateway_certs,
     } = p;
     let admin_listener = TcpListener::bind(config.admin)
         .await
@@ -201,6 +210,14 @@ async fn start(p: Prepared) -> anyhow::Result<(Node, TcpListener)> {
     let admin_gate = Arc::new(Gate::new("admin", config.listeners.admin));
     let mut gates = listeners.gates();
     gates.push(admin_gate.clone());
+    let gateway = match (&config.gateway, gateway_certs) {
+        (Some(g), Some(certs)) => {
+            let bound = proxy::gateway::bind(g).await?;
+            gates.push(bound.gate.clone());
+            Some((bound, certs))
+        }
+        _ => None,
+    };
     let trust = Trust::new(tls.clone(), &config.gossip);
     let (endpoint, gossip) = bind_endpoint(&config, &tls, &trust, reset_key)?;
     let membership = Membership::start(
@@ -240,8 +257,12 @@ async fn start(p: Prepared) -> anyhow::Result<(Node, TcpListener)> {
         vips: vips.clone(),
         external: config.external,
         mark: config.capture.as_ref().map(|c| c.mark),
+        origination: proxy::external::origination::Origination::default(),
     });
     proxy::start(&proxy, listeners);
+    if let Some((listeners, certs)) = gateway {
+        proxy::gateway::start(&proxy, listeners, certs)?;
+    }
     if let Some(l) = dns_listeners {
         let names = config.names.clone();
         dns::start(l, names, &dns_upstreams, vips, proxy.telemetry.clone())?;

@@ -12,7 +12,8 @@
 //! request (WebSocket) and a CONNECT tunnel are one QUIC stream each, like a TCP connection,
 //! decided and admitted as the request that opens them; [`tunnel`] copies their bytes.
 //! Requests for hosts outside the mesh go straight there ([`external`]) or are refused, as
-//! [`External`] says.
+//! [`External`] says. Clients outside the mesh come in through the [`gateway`] (HTTPS), whose
+//! requests go the outbound way from there.
 //!
 //! One cached QUIC connection per peer (the transport's), one bidirectional stream per HTTP
 //! request or TCP connection. [`plan`] decides, before any I/O and for HTTP and TCP alike: route,
@@ -35,6 +36,7 @@ pub mod errors;
 pub mod exchange;
 pub mod external;
 pub mod frame;
+pub mod gateway;
 pub mod headers;
 pub mod inbound;
 pub mod local;

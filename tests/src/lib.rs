@@ -10,6 +10,7 @@
 
 pub mod apps;
 pub mod cluster;
+pub mod gateway;
 pub mod grpc;
 pub mod health_app;
 pub mod hostile;

@@ -80,6 +80,8 @@ pub struct NodeSpec {
     pub identity_toml: String,
     /// Where its stderr goes instead of its log file (`/dev/full`: a full disk).
     pub stderr: Option<PathBuf>,
+    /// The process sees this file as `/etc/hosts` (a mount namespace of its own).
+    pub hosts_file: Option<PathBuf>,
 }
 
 impl NodeSpec {
@@ -101,6 +103,7 @@ impl NodeSpec {
             join_token: None,
             identity_toml: String::new(),
             stderr: None,
+            hosts_file: None,
         }
     }
 
@@ -259,7 +262,18 @@ impl NodeProc {
                 std::fs::File::create(self.dir.join(format!("log.{}", self.starts))).expect("log")
             }
         };
-        let child = Command::new(binary())
+        let mut command = match &self.spec.hosts_file {
+            Some(hosts) => {
+                let mut c = Command::new("unshare");
+                c.args(["--mount", "--propagation", "private", "sh", "-c"])
+                    .arg("mount --bind \"$0\" /etc/hosts && exec \"$@\"")
+                    .arg(hosts)
+                    .arg(binary());
+                c
+            }
+            None => Command::new(binary()),
+        };
+        let child = command
             .args(["run", "--config"])
             .arg(self.dir.join("node.toml"))
             .env(

@@ -230,7 +230,7 @@ fn invalid_documents_are_refused_at_apply_and_never_spread() {
             (
                 "unknown-kind.toml",
                 "[[routes]]\nname = \"x\"\n".to_owned(),
-                "unknown-kind.toml: unknown kind `routes`; the kinds are route, retry, timeout, ratelimit, circuit, authz, accesslog",
+                "unknown-kind.toml: unknown kind `routes`; the kinds are route, retry, timeout, ratelimit, circuit, authz, accesslog, external",
             ),
             (
                 "missing.toml",

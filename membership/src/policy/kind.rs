@@ -28,11 +28,13 @@ pub enum Kind {
     /// A join token's use, recorded by the issuer node that honoured it (signed by that node).
     #[serde(rename = "token-use")]
     TokenUse,
+    /// A host outside the mesh apps may call, by whom, and whether the node originates TLS.
+    External,
 }
 
 impl Kind {
     /// The traffic policy kinds: what an operator writes in a policy file.
-    pub const ALL: [Self; 7] = [
+    pub const ALL: [Self; 8] = [
         Self::Route,
         Self::Retry,
         Self::Timeout,
@@ -40,6 +42,7 @@ impl Kind {
         Self::Circuit,
         Self::Authz,
         Self::Accesslog,
+        Self::External,
     ];
 
     /// The identity kinds: written by `murmur cert revoke` and by issuer nodes, never in files.
@@ -57,6 +60,7 @@ impl Kind {
             Self::Accesslog => "accesslog",
             Self::Revocation => "revocation",
             Self::TokenUse => "token-use",
+            Self::External => "external",
         }
     }
 

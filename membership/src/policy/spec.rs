@@ -10,6 +10,7 @@ pub mod actions;
 pub mod authz;
 pub mod circuit;
 pub mod common;
+pub mod external;
 pub mod grpc;
 pub mod ratelimit;
 pub mod retry;
@@ -26,6 +27,7 @@ pub use self::actions::{HashPolicy, HeaderActions, Mirror, Redirect, Rewrite};
 pub use self::authz::{Action, AuthzMode, AuthzRule, AuthzSpec, CallerMatch};
 pub use self::circuit::CircuitSpec;
 pub use self::common::{FieldError, PathMatch, PolicyDuration, PolicyRegex};
+pub use self::external::{ExternalSpec, Originate};
 pub use self::grpc::GrpcCode;
 pub use self::ratelimit::{LimitKey, LimitScope, RateLimitSpec};
 pub use self::retry::{Backoff, RetryBudget, RetrySpec};
@@ -56,6 +58,8 @@ pub enum PolicyBody {
     Revocation(RevocationSpec),
     /// `token-use`
     TokenUse(TokenUseSpec),
+    /// `external`
+    External(ExternalSpec),
 }
 
 /// Why a body was refused.
@@ -83,6 +87,7 @@ impl PolicyBody {
             Self::Accesslog(_) => Kind::Accesslog,
             Self::Revocation(_) => Kind::Revocation,
             Self::TokenUse(_) => Kind::TokenUse,
+            Self::External(_) => Kind::External,
         }
     }
 
@@ -98,6 +103,7 @@ impl PolicyBody {
             Self::Accesslog(s) => &s.name,
             Self::Revocation(s) => &s.name,
             Self::TokenUse(s) => &s.name,
+            Self::External(s) => &s.name,
         }
     }
 
@@ -111,7 +117,7 @@ impl PolicyBody {
             Self::Circuit(s) => Some(&s.service),
             Self::Authz(s) => Some(&s.service),
             Self::Accesslog(s) => Some(&s.service),
-            Self::Revocation(_) | Self::TokenUse(_) => None,
+            Self::Revocation(_) | Self::TokenUse(_) | Self::External(_) => None,
         }
     }
 
@@ -135,6 +141,7 @@ impl PolicyBody {
             Self::Accesslog(s) => s.validate(),
             Self::Revocation(s) => s.validate(),
             Self::TokenUse(s) => s.validate(),
+            Self::External(s) => s.validate(),
         }
     }
 
@@ -163,6 +170,9 @@ impl PolicyBody {
             Kind::TokenUse => {
                 Self::TokenUse(serde::Deserialize::deserialize(value).map_err(shape)?)
             }
+            Kind::External => {
+                Self::External(serde::Deserialize::deserialize(value).map_err(shape)?)
+            }
         };
         body.validate()?;
         Ok(body)
@@ -188,6 +198,7 @@ impl PolicyBody {
             Self::Accesslog(s) => serde_json::to_string(s),
             Self::Revocation(s) => serde_json::to_string(s),
             Self::TokenUse(s) => serde_json::to_string(s),
+            Self::External(s) => serde_json::to_string(s),
         };
         // Plain structs with string keys always serialize; keep an empty object otherwise.
         r.unwrap_or_else(|_| "{}".to_owned())
@@ -212,6 +223,7 @@ impl PolicyBody {
             Self::Accesslog(s) => wrap(Kind::Accesslog, s),
             Self::Revocation(s) => wrap(Kind::Revocation, s),
             Self::TokenUse(s) => wrap(Kind::TokenUse, s),
+            Self::External(s) => wrap(Kind::External, s),
         }
     }
 }

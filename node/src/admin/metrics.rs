@@ -48,6 +48,8 @@ pub async fn get(state: &AdminState) -> hyper::Response<Body> {
     t.dns_queries.render(&mut out);
     t.captured.render(&mut out);
     t.external.render(&mut out);
+    t.gateway_requests.render(&mut out);
+    t.gateway_connections.render(&mut out);
     traffic_metrics(state, &mut out);
     membership_metrics(state, &mut out);
     let incarnations = state.membership.known_incarnations().await as f64;

@@ -19,6 +19,7 @@ pub fn limits(raw: RawLimits) -> Result<(ListenerSettings, QuicSettings), Invali
         upstream: listener("limits.upstream", raw.upstream, defaults.upstream)?,
         captured: listener("limits.captured", raw.captured, defaults.captured)?,
         admin: listener("limits.admin", raw.admin, defaults.admin)?,
+        gateway: listener("limits.gateway", raw.gateway, defaults.gateway)?,
     };
     let mut quic = QuicSettings::default();
     if let Some(wait) = raw.stream_wait {

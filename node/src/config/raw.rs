@@ -55,6 +55,8 @@ pub struct RawConfig {
     pub limits: Option<RawLimits>,
     /// Certificates: issuing for others, renewing, joining with a token.
     pub identity: Option<RawIdentity>,
+    /// The gateway for clients outside the mesh.
+    pub gateway: Option<RawGateway>,
     /// Local services this node serves.
     #[serde(default, rename = "service")]
     pub services: Vec<RawService>,
@@ -75,6 +77,35 @@ pub struct RawTls {
     pub key: Option<PathBuf>,
     /// How often certificate files are checked for changes.
     pub reload_interval: Option<HumanDuration>,
+}
+
+/// `[gateway]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawGateway {
+    /// The HTTPS listener.
+    pub listen: Option<SocketAddr>,
+    /// A plain-HTTP listener that redirects to HTTPS.
+    pub http_listen: Option<SocketAddr>,
+    /// How often the certificate files are checked for changes.
+    pub reload_interval: Option<HumanDuration>,
+    /// Connections one client address may hold open.
+    pub max_connections_per_ip: Option<usize>,
+    /// Requests per second one client address may send.
+    pub rate_per_ip: Option<u32>,
+    /// Certificates (`[[gateway.certificate]]`).
+    #[serde(default, rename = "certificate")]
+    pub certificates: Vec<RawGatewayCert>,
+}
+
+/// `[[gateway.certificate]]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawGatewayCert {
+    /// PEM chain, leaf first.
+    pub cert: PathBuf,
+    /// PEM private key.
+    pub key: PathBuf,
 }
 
 /// `[identity]`
@@ -196,6 +227,8 @@ pub struct RawLimits {
     pub captured: Option<RawListenerLimits>,
     /// The admin API listener.
     pub admin: Option<RawListenerLimits>,
+    /// The gateway's listeners.
+    pub gateway: Option<RawListenerLimits>,
 }
 
 /// `[limits.outbound]`, `[limits.upstream]`, `[limits.admin]`

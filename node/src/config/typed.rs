@@ -12,8 +12,9 @@ use murmur_transport::identity::{Name, TrustDomain};
 use murmur_transport::tls::CredentialPaths;
 
 use super::raw::{
-    RawAccessLog, RawCapture, RawCheckKind, RawConfig, RawDns, RawDrain, RawExternal, RawGossip,
-    RawHealth, RawIdentity, RawOtlpProtocol, RawPolicy, RawService, RawTelemetry, RawTls,
+    RawAccessLog, RawCapture, RawCheckKind, RawConfig, RawDns, RawDrain, RawExternal, RawGateway,
+    RawGossip, RawHealth, RawIdentity, RawOtlpProtocol, RawPolicy, RawService, RawTelemetry,
+    RawTls,
 };
 use crate::capture::CaptureSettings;
 use crate::dns::{DnsSettings, UpstreamSource};
@@ -25,6 +26,7 @@ use crate::identity::{IdentitySettings, IssuerFiles, MIN_LEAF_TTL};
 use crate::listener::ListenerSettings;
 use crate::names::MeshNames;
 use crate::policy::PolicySettings;
+use crate::proxy::gateway::{CertFiles, GatewaySettings};
 use crate::proxy::{External, Upstream};
 use crate::services::LocalService;
 use crate::telemetry::accesslog::{AccessLogSettings, DEFAULT_QUEUE, Output};
@@ -180,6 +182,8 @@ pub struct Config {
     pub access_log: AccessLogSettings,
     /// Certificates: issuing, renewing, joining.
     pub identity: IdentitySettings,
+    /// The gateway for clients outside the mesh, if on.
+    pub gateway: Option<GatewaySettings>,
 }
 
 /// Reads an environment variable; injected so tests need not touch the process environment.
@@ -284,8 +288,16 @@ impl Config {
                 listen: u.listen,
             })
             .collect();
+        let gateway = match raw.gateway {
+            Some(g) => Some(gateway_settings(g, base, listeners.gateway)?),
+            None => None,
+        };
         let mut own = vec![("outbound", outbound), ("admin", admin)];
         own.extend(upstreams.iter().map(|u| ("upstream", u.listen)));
+        if let Some(g) = &gateway {
+            own.push(("gateway", g.listen));
+            own.extend(g.http_listen.map(|a| ("gateway", a)));
+        }
         check_no_loop(&services, &own)?;
         Ok(Self {
             name,
@@ -319,6 +331,7 @@ impl Config {
             traces: trace_settings(raw.telemetry.unwrap_or_default(), env)?,
             access_log: access_log_settings(raw.access_log.unwrap_or_default(), base)?,
             identity,
+            gateway,
         })
     }
 }
@@ -616,6 +629,64 @@ fn access_log_settings(a: RawAccessLog, base: &Path) -> Result<AccessLogSettings
         output,
         services,
         queue,
+    })
+}
+
+/// `[gateway]`: an HTTPS listener with at least one certificate (paths relative to the file).
+fn gateway_settings(
+    g: RawGateway,
+    base: &Path,
+    limits: crate::listener::ListenerLimits,
+) -> Result<GatewaySettings, ConfigError> {
+    let invalid = |field: &str, message: &str| ConfigError::Invalid {
+        field: field.into(),
+        message: message.into(),
+    };
+    let listen = g.listen.ok_or_else(|| {
+        invalid(
+            "gateway.listen",
+            "the gateway needs an address to listen on, such as \"0.0.0.0:443\"",
+        )
+    })?;
+    if g.certificates.is_empty() {
+        return Err(invalid(
+            "gateway.certificate",
+            "the gateway needs at least one certificate: add a [[gateway.certificate]] table \
+             with `cert` and `key` (PEM files)",
+        ));
+    }
+    if g.certificates.len() > 256 {
+        return Err(invalid("gateway.certificate", "at most 256 certificates"));
+    }
+    let per_ip = g.max_connections_per_ip.unwrap_or(256);
+    if per_ip == 0 {
+        return Err(invalid(
+            "gateway.max_connections_per_ip",
+            "must be at least 1",
+        ));
+    }
+    let reload_interval = g.reload_interval.map_or(Duration::from_secs(5), |d| d.0);
+    if reload_interval.is_zero() {
+        return Err(invalid("gateway.reload_interval", "must be longer than 0s"));
+    }
+    Ok(GatewaySettings {
+        listen,
+        http_listen: g.http_listen,
+        certificates: g
+            .certificates
+            .into_iter()
+            .map(|c| CertFiles {
+                cert: base.join(c.cert),
+                key: base.join(c.key),
+            })
+            .collect(),
+        reload_interval,
+        max_connections_per_ip: per_ip,
+        rate_per_ip: match g.rate_per_ip {
+            Some(0) => return Err(invalid("gateway.rate_per_ip", "must be at least 1")),
+            r => r,
+        },
+        limits,
     })
 }
 

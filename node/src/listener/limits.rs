@@ -35,6 +35,13 @@ impl ListenerLimits {
         first_byte_timeout: Duration::MAX,
         idle_timeout: Duration::from_secs(3600),
     };
+    /// The gateway: clients outside the mesh, over the Internet. A client has 10 s to start
+    /// its TLS handshake and a minute of silence between requests.
+    pub const GATEWAY: Self = Self {
+        max_connections: 4096,
+        first_byte_timeout: Duration::from_secs(10),
+        idle_timeout: Duration::from_secs(60),
+    };
     /// The admin API: a few operators and scrapers.
     pub const ADMIN: Self = Self {
         max_connections: 64,
@@ -54,6 +61,8 @@ pub struct ListenerSettings {
     pub captured: ListenerLimits,
     /// The admin API.
     pub admin: ListenerLimits,
+    /// The gateway's listeners (HTTPS and plain HTTP together).
+    pub gateway: ListenerLimits,
 }
 
 impl Default for ListenerSettings {
@@ -63,6 +72,7 @@ impl Default for ListenerSettings {
             upstream: ListenerLimits::UPSTREAM,
             captured: ListenerLimits::CAPTURED,
             admin: ListenerLimits::ADMIN,
+            gateway: ListenerLimits::GATEWAY,
         }
     }
 }

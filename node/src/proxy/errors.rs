@@ -28,12 +28,23 @@ pub enum ProxyError {
     HeadTooLarge(String),
     /// A request for a host outside the mesh, and `[outbound] external = "deny"`.
     #[error(
-        "{host} is outside the mesh, and this node refuses requests for hosts outside it \
-         ([outbound] external = \"deny\")"
+        "{host} is outside the mesh, and this node refuses requests for hosts outside it that \
+         no `external` document names ([outbound] external = \"deny\")"
     )]
     ExternalDenied {
         /// The host and port asked for.
         host: String,
+    },
+    /// A host outside the mesh that an `external` document names, called by a node the
+    /// document does not allow.
+    #[error("{host}: external \"{doc}\" does not allow this node ({caller}) to call it")]
+    ExternalCaller {
+        /// The host and port asked for.
+        host: String,
+        /// The document.
+        doc: String,
+        /// This node.
+        caller: String,
     },
     /// A host outside the mesh could not be reached.
     #[error("cannot reach {host} (outside the mesh): {detail}")]
@@ -85,6 +96,22 @@ pub enum ProxyError {
          into a node's own proxy (check the [[service]] addresses)"
     )]
     Loop(u32),
+    /// A request at the gateway for a host that no route names.
+    #[error(
+        "no route in the mesh names the host {0:?}: a route document with `match.hosts` \
+         exposes a service under a host name"
+    )]
+    UnknownHost(String),
+    /// A request at the gateway that no route naming its host matches.
+    #[error("no route for host {host:?} takes {method} {path}")]
+    NoGatewayRoute {
+        /// The host.
+        host: String,
+        /// The method.
+        method: String,
+        /// The path.
+        path: String,
+    },
     /// A route's fault injection aborted the request.
     #[error("fault injected by route \"{route}\": abort with {status}")]
     Fault {
@@ -202,7 +229,9 @@ impl ProxyError {
             Self::Route(RouteError::NoInstance { .. }) => (503, "no-instance", 14),
             Self::BadPath(_) => (400, "bad-path", 3),
             Self::HeadTooLarge(_) => (431, "head-too-large", 8),
-            Self::ExternalDenied { .. } => (403, "external-denied", 7),
+            Self::ExternalDenied { .. } | Self::ExternalCaller { .. } => {
+                (403, "external-denied", 7)
+            }
             Self::ExternalFailed { .. } => (502, "external-failed", 14),
             Self::Upstream { .. } => (502, "upstream-failed", 14),
             Self::BadBody(_) => (400, "bad-request-body", 3),
@@ -210,6 +239,8 @@ impl ProxyError {
             Self::Overloaded { .. } => (503, "overloaded", 14),
             Self::Fault { status, .. } => (*status, "fault-injected", grpc_code(*status)),
             Self::Loop(_) => (508, "loop-detected", 9),
+            Self::UnknownHost(_) => (404, "unknown-host", 12),
+            Self::NoGatewayRoute { .. } => (404, "no-route", 12),
         };
         let reply = LocalReply::new(status, tag, code, self.to_string());
         match self {

@@ -1,6 +1,9 @@
 //! Requests for hosts outside the mesh — `CONNECT example.com:443`, `GET http://example.com/` —
-//! as `[outbound] external` says: passed straight through (`allow`, the default, like a plain
-//! forward proxy), or refused with a 403 that names the host and the setting (`deny`).
+//! as the `external` documents and `[outbound] external` say. A host a document names (and
+//! port) passes for the callers the document allows (403 for others), and an absolute-form
+//! request to it is sent over TLS the node originates when the document asks for it
+//! ([`origination`]); any other host is passed straight through (`allow`, the default, like a
+//! plain forward proxy), or refused with a 403 that names the host and the setting (`deny`).
 //!
 //! These connections are the node's own: while it captures, they carry its firewall mark so
 //! no capture rule ever takes them.
@@ -16,10 +19,16 @@ use hyper_util::rt::TokioIo;
 use tokio::net::{TcpSocket, TcpStream};
 use tracing::debug;
 
+use murmur_membership::policy::spec::Originate;
+use rustls_pki_types::ServerName;
+
 use super::body::ProxyBody;
 use super::errors::ProxyError;
 use super::headers::strip_hop_by_hop;
 use super::runtime::{External, Proxy};
+use crate::traffic::authz::{Caller, caller_matches};
+
+pub mod origination;
 
 /// Time to resolve and connect to a host outside the mesh.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -33,12 +42,42 @@ fn shown(host: &str, port: u16) -> String {
     }
 }
 
-/// Whether the setting lets requests out; counts the decision.
-fn admit(proxy: &Proxy, kind: &str, host: &str, port: u16) -> Result<(), ProxyError> {
+/// Whether the request may leave: by the document naming the host (and how: with TLS the
+/// node originates, or as it is), else by the setting. Counts the decision.
+fn admit(
+    proxy: &Proxy,
+    kind: &str,
+    host: &str,
+    port: u16,
+) -> Result<Option<Originate>, ProxyError> {
+    let compiled = proxy.traffic.compiled();
+    if let Some(doc) = compiled.external_for(host, port) {
+        let cert = proxy.endpoint.tls().local_cert();
+        let caller = Caller {
+            id: &proxy.id,
+            services: &cert.services,
+        };
+        if !doc.callers.is_empty() && !doc.callers.iter().any(|c| caller_matches(c, &caller)) {
+            proxy.telemetry.external.get(&[kind, "caller_denied"]).inc();
+            return Err(ProxyError::ExternalCaller {
+                host: shown(host, port),
+                doc: doc.name.to_string(),
+                caller: proxy.id.clone(),
+            });
+        }
+        let tls = doc.tls.clone().filter(|_| kind == "http");
+        let decision = if tls.is_some() {
+            "originated"
+        } else {
+            "documented"
+        };
+        proxy.telemetry.external.get(&[kind, decision]).inc();
+        return Ok(tls);
+    }
     match proxy.external {
         External::Allow => {
             proxy.telemetry.external.get(&[kind, "allowed"]).inc();
-            Ok(())
+            Ok(None)
         }
         External::Deny => {
             proxy.telemetry.external.get(&[kind, "denied"]).inc();
@@ -56,6 +95,7 @@ pub async fn connect(
     port: u16,
     on_upgrade: OnUpgrade,
 ) -> Result<(), ProxyError> {
+    // A tunnel carries the app's own TLS, if any: the document's callers apply, not its `tls`.
     admit(proxy, "connect", host, port)?;
     let mut remote = dial(proxy, host, port).await?;
     let target = shown(host, port);
@@ -96,20 +136,30 @@ async fn forward(
     host: &str,
     port: u16,
 ) -> Result<Response<ProxyBody>, ProxyError> {
-    admit(proxy, "http", host, port)?;
+    let originate = admit(proxy, "http", host, port)?;
     let failed = |detail: String| ProxyError::ExternalFailed {
         host: shown(host, port),
         detail,
     };
-    let stream = dial(proxy, host, port).await?;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|e| failed(e.to_string()))?;
-    tokio::spawn(async move {
-        if let Err(e) = conn.await {
-            debug!(error = %e, "connection outside the mesh ended");
+    let mut sender = match originate {
+        None => handshake(dial(proxy, host, port).await?).await,
+        Some(tls) => {
+            let stream = dial(proxy, host, tls.port).await?;
+            let config = proxy
+                .origination
+                .config(tls.ca.as_deref())
+                .await
+                .map_err(|e| failed(format!("no TLS client: {e}")))?;
+            let name = ServerName::try_from(host.to_owned())
+                .map_err(|e| failed(format!("not a TLS server name: {e}")))?;
+            let stream = tokio_rustls::TlsConnector::from(config)
+                .connect(name, stream)
+                .await
+                .map_err(|e| failed(format!("TLS to port {}: {e}", tls.port)))?;
+            handshake(stream).await
         }
-    });
+    }
+    .map_err(|e| failed(e.to_string()))?;
     let (mut parts, body) = req.into_parts();
     let authority = parts.uri.authority().map(|a| a.as_str().to_owned());
     strip_hop_by_hop(&mut parts.headers);
@@ -126,6 +176,22 @@ async fn forward(
     let (mut parts, body) = resp.into_parts();
     strip_hop_by_hop(&mut parts.headers);
     Ok(Response::from_parts(parts, ProxyBody::Direct(body)))
+}
+
+/// An HTTP/1.1 client connection over `io`, driven by a task of its own.
+async fn handshake<I>(
+    io: I,
+) -> Result<hyper::client::conn::http1::SendRequest<Incoming>, hyper::Error>
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io)).await?;
+    tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            debug!(error = %e, "connection outside the mesh ended");
+        }
+    });
+    Ok(sender)
 }
 
 /// Resolves `host` and connects to the first address that answers, with the node's mark.

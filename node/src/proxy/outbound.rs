@@ -157,22 +157,30 @@ async fn handle(
         }
         Err(e) => return ProxyError::Route(e).response(grpc),
     };
-    to_service(proxy, req, service, grpc).await
+    to_service(proxy, req, service, grpc, None).await
 }
 
-/// A request for a mesh service: accounted, traced, decided and carried out.
-async fn to_service(
+/// A request for a mesh service: accounted, traced, decided and carried out. `gateway_host` is
+/// the host of a request that came in through the gateway (only routes naming it apply).
+pub async fn to_service(
     proxy: &Proxy,
     mut req: Request<Incoming>,
     service: Name,
     grpc: bool,
+    gateway_host: Option<&str>,
 ) -> Response<ProxyBody> {
     let upgrade = upgrade_of(&mut req);
     let (span, traceparent) = client_span(proxy, &mut req, service.as_str());
     let label = proxy.outbound_label(service.as_str());
     let mut record = Record::start(&proxy.telemetry, label, grpc);
     let protocol = upgrade.as_ref().map(|(p, _)| p.clone());
-    let answer = match forward(proxy, req, &service, traceparent, protocol, &mut record).await {
+    let call = Call {
+        service: &service,
+        traceparent,
+        upgrade: protocol,
+        gateway_host,
+    };
+    let answer = match forward(proxy, req, call, &mut record).await {
         Ok(answer) => answer,
         Err(e) => {
             debug!(error = %e, "outbound request answered locally");
@@ -280,18 +288,31 @@ fn client_span(
     (span, traceparent)
 }
 
-/// Forwards a request for `service`; returns the response and the node that served it.
+/// What is known of a request before it is forwarded.
+struct Call<'a> {
+    service: &'a Name,
+    traceparent: Option<String>,
+    /// The protocol the request asks to switch to: its stream stays open for it.
+    upgrade: Option<HeaderValue>,
+    /// The host of a gateway request.
+    gateway_host: Option<&'a str>,
+}
+
+/// Forwards a request; returns the response and the node that served it.
 /// The path is normalized first ([`normalize`]): routing, and authorization on the serving
-/// node, decide on it, and the app receives it. With `upgrade`, the request asks to switch to
-/// that protocol, and its stream stays open for it.
+/// node, decide on it, and the app receives it.
 async fn forward(
     proxy: &Proxy,
     req: Request<Incoming>,
-    service: &Name,
-    traceparent: Option<String>,
-    upgrade: Option<HeaderValue>,
+    call: Call<'_>,
     record: &mut Record,
 ) -> Result<Answer, ProxyError> {
+    let Call {
+        service,
+        traceparent,
+        upgrade,
+        gateway_host,
+    } = call;
     let started = crate::clock::now();
     let compiled = proxy.traffic.compiled();
     let caller = proxy.caller(service.as_str());
@@ -345,6 +366,7 @@ async fn forward(
     record.head(&head);
     let view = proxy.view.borrow().clone();
     let subject = Subject::Http {
+        host: gateway_host,
         method: &head.method,
         path: normalize::strip_query(&head.path),
         headers: &parts.headers,

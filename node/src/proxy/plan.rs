@@ -33,6 +33,9 @@ pub const ZONE_LABEL: &str = "zone";
 pub enum Subject<'a> {
     /// An HTTP request: routes, faults, timeouts and retries may apply.
     Http {
+        /// The host of a request that came in through a gateway (lower case, no port): only
+        /// routes naming it apply. `None` for a request from inside the mesh.
+        host: Option<&'a str>,
         /// Method.
         method: &'a str,
         /// Normalized path, without query.
@@ -177,11 +180,12 @@ pub fn decide<'a>(
     let policy = compiled.service(service);
     let (route, headers) = match subject {
         Subject::Http {
+            host,
             method,
             path,
             headers,
         } => (
-            policy.and_then(|p| routes::select(&p.routes, method, path, headers)),
+            policy.and_then(|p| routes::select(&p.routes, host, method, path, headers)),
             Some(headers),
         ),
         Subject::Tcp => (None, None),

@@ -64,6 +64,8 @@ pub struct Proxy {
     /// The firewall mark of this node's own connections to hosts outside the mesh (set while
     /// capturing, so they are never captured).
     pub mark: Option<u32>,
+    /// TLS client configurations for hosts outside the mesh.
+    pub origination: super::external::origination::Origination,
 }
 
 impl Proxy {

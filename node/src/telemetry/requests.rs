@@ -62,6 +62,10 @@ pub struct Telemetry {
     pub captured: Family<Counter>,
     /// Requests for hosts outside the mesh, by kind and decision.
     pub external: Family<Counter>,
+    /// Requests the gateway took from outside the mesh, by what it did with them.
+    pub gateway_requests: Family<Counter>,
+    /// Connections to the gateway that ended before HTTP, by why; and certificate reloads.
+    pub gateway_connections: Family<Counter>,
     /// One-minute summaries.
     pub traffic: Traffic,
     /// Inbound requests (and TCP connections) in progress, all services together.
@@ -175,6 +179,20 @@ impl Default for Telemetry {
                 "murmur_external_requests_total",
                 "CONNECT and absolute-form requests for hosts outside the mesh.",
                 &["kind", "decision"],
+            ),
+            gateway_requests: Family::new(
+                "murmur_gateway_requests_total",
+                "Requests the gateway took from outside the mesh: routed to a service, \
+                 unknown_host (no route names the host, 404), no_route (no route of the host \
+                 matches, 404), bad_host (no usable Host, 400; or a CONNECT, 405), rate_limited (429).",
+                &["result"],
+            ),
+            gateway_connections: Family::new(
+                "murmur_gateway_connections_total",
+                "Connections to the gateway by outcome: tls (handshake done), \
+                 handshake_failed, handshake_timeout, per_ip_cap (closed: the client's \
+                 address has its share of connections open), redirected (plain HTTP).",
+                &["result"],
             ),
             traffic: Traffic::default(),
             inbound_in_flight: AtomicI64::new(0),

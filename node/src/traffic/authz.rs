@@ -137,7 +137,8 @@ impl Rule {
     }
 }
 
-fn caller_matches(m: &CallerMatch, caller: &Caller<'_>) -> bool {
+/// Whether `caller` is one `m` names.
+pub fn caller_matches(m: &CallerMatch, caller: &Caller<'_>) -> bool {
     match m {
         CallerMatch::Spiffe(pattern) => glob(pattern.as_bytes(), caller.id.as_bytes()),
         CallerMatch::Service(s) => caller.services.contains(s),

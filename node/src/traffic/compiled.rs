@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use murmur_membership::policy::spec::external::ExternalSpec;
 use murmur_membership::policy::spec::{AccessLogSpec, RateLimitSpec, RetrySpec, TimeoutSpec};
 use murmur_membership::policy::{PolicyBody, PolicySet};
 use murmur_transport::identity::Name;
@@ -72,6 +73,22 @@ pub fn scoped<'a, T>(
 #[derive(Debug, Default)]
 pub struct Compiled {
     services: HashMap<String, Arc<ServicePolicy>>,
+    /// Routes naming hosts (what a gateway exposes), with their service, in the order they are
+    /// tried across services: priority, then name (names are unique per kind).
+    edge: Vec<(String, routes::Route)>,
+    /// `external` documents, by name.
+    externals: Vec<ExternalSpec>,
+}
+
+/// Where a gateway sends a request, by its host and the routes naming it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EdgeTarget<'a> {
+    /// The service of the first route that names the host and matches.
+    Service(&'a str),
+    /// Routes name the host, but none matches this request.
+    NoRoute,
+    /// No route names the host.
+    UnknownHost,
 }
 
 impl Compiled {
@@ -83,7 +100,12 @@ impl Compiled {
     /// Compiles bodies given in (kind, name) order.
     pub fn from_bodies<'a>(bodies: impl IntoIterator<Item = &'a PolicyBody>) -> Self {
         let mut services: HashMap<String, ServicePolicy> = HashMap::new();
+        let mut externals = Vec::new();
         for body in bodies {
+            if let PolicyBody::External(e) = body {
+                externals.push(e.clone());
+                continue;
+            }
             // Identity documents (revocations, token uses) apply to no service.
             let Some(service) = body.service() else {
                 continue;
@@ -109,13 +131,25 @@ impl Compiled {
                         p.accesslog = Some(a.clone());
                     }
                 }
-                PolicyBody::Revocation(_) | PolicyBody::TokenUse(_) => {}
+                PolicyBody::Revocation(_) | PolicyBody::TokenUse(_) | PolicyBody::External(_) => {}
             }
         }
         for p in services.values_mut() {
             routes::sort(&mut p.routes);
         }
+        let mut edge: Vec<(String, routes::Route)> = services
+            .iter()
+            .flat_map(|(s, p)| {
+                p.routes
+                    .iter()
+                    .filter(|r| !r.hosts.is_empty())
+                    .map(move |r| (s.clone(), r.clone()))
+            })
+            .collect();
+        edge.sort_by(|(_, a), (_, b)| b.priority.cmp(&a.priority).then(a.name.cmp(&b.name)));
         Self {
+            externals,
+            edge,
             services: services
                 .into_iter()
                 .map(|(k, v)| (k, Arc::new(v)))
@@ -126,6 +160,37 @@ impl Compiled {
     /// Every service with policy, and what applies to it.
     pub fn services(&self) -> impl Iterator<Item = (&str, &Arc<ServicePolicy>)> {
         self.services.iter().map(|(s, p)| (s.as_str(), p))
+    }
+
+    /// Where a gateway request for `host` (lower case, no port) goes: the service of the first
+    /// route, across services, that names the host and matches the request.
+    pub fn edge_target(
+        &self,
+        host: &str,
+        method: &str,
+        path: &str,
+        headers: &http::HeaderMap,
+    ) -> EdgeTarget<'_> {
+        let mut named = false;
+        for (service, route) in &self.edge {
+            if !route.serves_host(Some(host)) {
+                continue;
+            }
+            named = true;
+            if route.matches(Some(host), method, path, headers) {
+                return EdgeTarget::Service(service);
+            }
+        }
+        if named {
+            EdgeTarget::NoRoute
+        } else {
+            EdgeTarget::UnknownHost
+        }
+    }
+
+    /// The `external` document for calls to `host` (lower case) on `port`: the first by name.
+    pub fn external_for(&self, host: &str, port: u16) -> Option<&ExternalSpec> {
+        self.externals.iter().find(|e| e.covers(host, port))
     }
 
     /// What applies to `service`, if anything.

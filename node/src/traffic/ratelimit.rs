@@ -53,6 +53,13 @@ impl Bucket {
     fn take(&mut self) {
         self.tokens -= 1.0;
     }
+
+    /// Takes a token if there is one, else says how long until there is.
+    pub fn try_take(&mut self, rate: f64, burst: f64, now: Instant) -> Result<(), Duration> {
+        self.check(rate, burst, now)?;
+        self.take();
+        Ok(())
+    }
 }
 
 /// The buckets of one `ratelimit` document on this node.

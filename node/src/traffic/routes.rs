@@ -1,7 +1,10 @@
 //! `route`: which route a request takes. Routes of a service are tried by priority (highest
-//! first, ties by name); the first whose conditions all hold is taken. Pure.
+//! first, ties by name); the first whose conditions all hold is taken. A request that came in
+//! through a gateway takes only routes naming its host (`match.hosts`), a request from inside
+//! the mesh only routes naming none. Pure.
 
 use http::HeaderMap;
+use murmur_membership::policy::spec::common::host_matches;
 use murmur_membership::policy::spec::{Backend, Fault, Mirror, PathMatch, Redirect, RouteSpec};
 
 use super::actions::{Hashing, HeaderEdits};
@@ -14,6 +17,8 @@ pub struct Route {
     pub name: String,
     /// Priority (higher first).
     pub priority: i32,
+    /// Host patterns of gateway requests (`match.hosts`); empty: requests from the mesh.
+    pub hosts: Vec<String>,
     path: Option<PathPattern>,
     methods: Vec<String>,
     headers: Vec<HeaderPattern>,
@@ -50,6 +55,7 @@ impl Route {
         Self {
             name: spec.name.to_string(),
             priority: spec.priority,
+            hosts: m.hosts.clone(),
             path,
             methods: m.methods.clone(),
             headers,
@@ -67,11 +73,27 @@ impl Route {
         }
     }
 
-    /// Whether the request matches every condition.
-    pub fn matches(&self, method: &str, path: &str, headers: &HeaderMap) -> bool {
-        self.path.as_ref().is_none_or(|p| p.matches(path))
+    /// Whether the request matches every condition. `host` is the host (lower case, no port)
+    /// of a request that came in through a gateway, `None` for one from the mesh.
+    pub fn matches(
+        &self,
+        host: Option<&str>,
+        method: &str,
+        path: &str,
+        headers: &HeaderMap,
+    ) -> bool {
+        self.serves_host(host)
+            && self.path.as_ref().is_none_or(|p| p.matches(path))
             && method_matches(&self.methods, method)
             && self.headers.iter().all(|h| h.matches(headers))
+    }
+
+    /// Whether the route takes requests for `host` (see [`Route::matches`]).
+    pub fn serves_host(&self, host: Option<&str>) -> bool {
+        match host {
+            None => self.hosts.is_empty(),
+            Some(h) => self.hosts.iter().any(|p| host_matches(p, h)),
+        }
     }
 }
 
@@ -83,11 +105,14 @@ pub fn sort(routes: &mut [Route]) {
 /// The route a request takes, if any (`routes` sorted by [`sort`]).
 pub fn select<'r>(
     routes: &'r [Route],
+    host: Option<&str>,
     method: &str,
     path: &str,
     headers: &HeaderMap,
 ) -> Option<&'r Route> {
-    routes.iter().find(|r| r.matches(method, path, headers))
+    routes
+        .iter()
+        .find(|r| r.matches(host, method, path, headers))
 }
 
 #[cfg(test)]
@@ -158,9 +183,48 @@ mod tests {
             ("GET", "/api/v1/items", &tester, "testers"),
         ];
         for (m, p, h, want) in cases {
-            let got = select(&rs, m, p, h).map(|r| r.name.as_str());
+            let got = select(&rs, None, m, p, h).map(|r| r.name.as_str());
             assert_eq!(got, Some(*want), "{m} {p}");
         }
-        assert!(select(&rs[..1], "POST", "/", &none).is_none());
+        assert!(select(&rs[..1], None, "POST", "/", &none).is_none());
+    }
+
+    #[test]
+    fn routes_with_hosts_take_gateway_requests_for_them_and_others_mesh_requests() {
+        let rs = routes(
+            r#"
+            [[route]]
+            name = "mesh"
+            service = "web"
+            backends = [{ service = "web" }]
+
+            [[route]]
+            name = "shop-api"
+            service = "web"
+            priority = 5
+            match = { hosts = ["shop.example.com"], path = { prefix = "/api" } }
+            backends = [{ service = "api" }]
+
+            [[route]]
+            name = "any-shop"
+            service = "web"
+            match = { hosts = ["*.example.com"] }
+            backends = [{ service = "web" }]
+            "#,
+        );
+        let none = HeaderMap::new();
+        // (host, path, route taken)
+        let cases: &[(Option<&str>, &str, Option<&str>)] = &[
+            (None, "/api/x", Some("mesh")),
+            (Some("shop.example.com"), "/api/x", Some("shop-api")),
+            (Some("shop.example.com"), "/", Some("any-shop")),
+            (Some("www.example.com"), "/api/x", Some("any-shop")),
+            (Some("example.com"), "/", None),
+            (Some("shop.example.org"), "/", None),
+        ];
+        for (host, path, want) in cases {
+            let got = select(&rs, *host, "GET", path, &none).map(|r| r.name.as_str());
+            assert_eq!(got, *want, "{host:?} {path}");
+        }
     }
 }

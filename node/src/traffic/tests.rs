@@ -191,3 +191,48 @@ fn the_readme_example_is_valid() {
     assert_eq!(web.authz.len(), 1);
     assert!(web.retry_for(None).is_some() && web.timeouts_for(None).is_some());
 }
+
+#[test]
+fn a_gateway_host_goes_to_the_service_of_the_first_route_naming_it() {
+    let c = compiled(
+        r#"
+[[route]]
+name = "shop-api"
+service = "api"
+priority = 10
+match = { hosts = ["shop.example.com"], path = { prefix = "/api" } }
+backends = [{ service = "api" }]
+
+[[route]]
+name = "shop-web"
+service = "web"
+match = { hosts = ["shop.example.com", "*.shop.example.com"], methods = ["GET"] }
+backends = [{ service = "web" }]
+
+[[route]]
+name = "web-mesh"
+service = "web"
+priority = 100
+backends = [{ service = "web" }]
+"#,
+    );
+    use super::compiled::EdgeTarget::*;
+    let h = http::HeaderMap::new();
+    // (host, method, path, target)
+    let cases = [
+        ("shop.example.com", "GET", "/api/items", Service("api")),
+        ("shop.example.com", "POST", "/api/items", Service("api")),
+        ("shop.example.com", "GET", "/", Service("web")),
+        ("eu.shop.example.com", "GET", "/api", Service("web")),
+        ("shop.example.com", "POST", "/", NoRoute),
+        ("web", "GET", "/", UnknownHost),
+        ("other.example.com", "GET", "/", UnknownHost),
+    ];
+    for (host, method, path, want) in cases {
+        assert_eq!(
+            c.edge_target(host, method, path, &h),
+            want,
+            "{host} {method} {path}"
+        );
+    }
+}

@@ -105,7 +105,7 @@ impl AuthzRule {
     }
 }
 
-fn check_spiffe_pattern(p: &str) -> Result<(), String> {
+pub(super) fn check_spiffe_pattern(p: &str) -> Result<(), String> {
     let rest = p
         .strip_prefix("spiffe://")
         .ok_or_else(|| format!("{p:?} is not a SPIFFE ID pattern (spiffe://<domain>/<path>)"))?;

@@ -88,6 +88,40 @@ pub fn is_header_token(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
 }
 
+/// Checks a host name pattern: a DNS name in lower case (`api.example.com`), or `*.` and one
+/// (`*.example.com`: any name under it); no port, no trailing dot, no IP address.
+pub fn check_host_pattern(field: &str, pattern: &str) -> Result<(), FieldError> {
+    let name = pattern.strip_prefix("*.").unwrap_or(pattern);
+    let label_ok = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+            && l.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    };
+    let all_digits = name.bytes().all(|b| b.is_ascii_digit() || b == b'.');
+    if name.len() > 253 || !name.split('.').all(label_ok) || all_digits {
+        return Err(FieldError::new(
+            field,
+            format!(
+                "{pattern:?} is not a host name in lower case such as \"api.example.com\" or \
+                 \"*.example.com\" (no port, no IP address)"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Whether `host` (lower case, without port) is matched by `pattern` ([`check_host_pattern`]):
+/// equal, or for `*.example.com` any name ending in `.example.com`.
+pub fn host_matches(pattern: &str, host: &str) -> bool {
+    match pattern.strip_prefix('*') {
+        Some(suffix) => host.len() > suffix.len() && host.ends_with(suffix),
+        None => pattern == host,
+    }
+}
+
 /// Checks HTTP method names: upper-case tokens such as `GET`.
 pub fn check_methods(field: &str, methods: &[String]) -> Result<(), FieldError> {
     check_len(field, methods, 16)?;
@@ -257,6 +291,44 @@ impl PathMatch {
                 format!("path {p:?} must start with '/'"),
             )),
             _ => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_patterns_are_names_or_wildcards_and_match_as_written() {
+        for ok in ["api.example.com", "*.example.com", "shop", "a-1.b2.test"] {
+            assert!(check_host_pattern("h", ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            "API.example.com",
+            "api.example.com:443",
+            "api.example.com.",
+            "*",
+            "*.",
+            "a.*.com",
+            "10.0.0.1",
+            "-a.example.com",
+            "a..b",
+        ] {
+            assert!(check_host_pattern("h", bad).is_err(), "{bad}");
+        }
+        // (pattern, host, matches)
+        let cases = [
+            ("api.example.com", "api.example.com", true),
+            ("api.example.com", "www.example.com", false),
+            ("*.example.com", "api.example.com", true),
+            ("*.example.com", "a.b.example.com", true),
+            ("*.example.com", "example.com", false),
+            ("*.example.com", "badexample.com", false),
+        ];
+        for (pattern, host, want) in cases {
+            assert_eq!(host_matches(pattern, host), want, "{pattern} {host}");
         }
     }
 }

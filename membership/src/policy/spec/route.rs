@@ -7,8 +7,8 @@ use serde::{Deserialize, Serialize};
 
 use super::actions::{HashPolicy, HeaderActions, Mirror, Redirect, Rewrite};
 use super::common::{
-    FieldError, PathMatch, PolicyDuration, PolicyRegex, check_duration, check_len, check_methods,
-    check_percent, is_header_token,
+    FieldError, PathMatch, PolicyDuration, PolicyRegex, check_duration, check_host_pattern,
+    check_len, check_methods, check_percent, is_header_token,
 };
 
 /// A routing rule for requests addressed to `service`. Of the routes of one service, the one
@@ -57,6 +57,11 @@ pub struct RouteSpec {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RouteMatch {
+    /// Host names (exact, or `*.example.com` for any name under it) of requests that came in
+    /// through a gateway. A route with hosts takes only such requests, for one of its hosts; a
+    /// route without takes only requests from inside the mesh.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hosts: Vec<String>,
     /// Path condition.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path: Option<PathMatch>,
@@ -209,6 +214,10 @@ impl RouteSpec {
 
 impl RouteMatch {
     fn validate(&self) -> Result<(), FieldError> {
+        check_len("hosts", &self.hosts, 16)?;
+        for (i, h) in self.hosts.iter().enumerate() {
+            check_host_pattern(&format!("hosts[{i}]"), h)?;
+        }
         if let Some(p) = &self.path {
             p.validate("path")?;
         }

@@ -192,6 +192,10 @@ fn the_complete_example_in_the_readme_is_valid() {
     );
     assert_eq!(c.vips, VipSettings::default());
     assert_eq!(c.capture, Some(CaptureSettings::default()));
+    let g = c.gateway.expect("the example has a gateway");
+    assert_eq!(g.listen.port(), 443);
+    assert_eq!(g.certificates.len(), 1);
+    assert_eq!(g.rate_per_ip, Some(100));
 }
 
 fn config(text: &str) -> Result<Config, String> {
@@ -418,4 +422,49 @@ fn identity_settings_are_checked() {
     let raw = parse("[identity]\nleaf_ttl = \"30s\"\n").unwrap();
     let e = Config::from_parts(raw, flags(), Path::new(""), &no_env).unwrap_err();
     assert!(e.to_string().contains("identity.leaf_ttl"), "{e}");
+}
+
+#[test]
+fn the_gateway_needs_an_address_and_a_certificate_and_takes_paths_beside_the_file() {
+    assert!(config("").unwrap().gateway.is_none());
+    let c = config(
+        "[gateway]\nlisten = \"0.0.0.0:8443\"\nhttp_listen = \"0.0.0.0:8080\"\n\
+         [[gateway.certificate]]\ncert = \"shop.crt\"\nkey = \"/keys/shop.key\"\n\
+         [limits.gateway]\nmax_connections = 100\n",
+    )
+    .unwrap();
+    let g = c.gateway.unwrap();
+    assert_eq!(g.listen.to_string(), "0.0.0.0:8443");
+    assert_eq!(g.http_listen.map(|a| a.port()), Some(8080));
+    assert_eq!(
+        g.certificates[0].cert,
+        PathBuf::from("/etc/murmur/shop.crt")
+    );
+    assert_eq!(g.certificates[0].key, PathBuf::from("/keys/shop.key"));
+    assert_eq!(g.max_connections_per_ip, 256);
+    assert_eq!(g.rate_per_ip, None);
+    assert_eq!(g.reload_interval, Duration::from_secs(5));
+    assert_eq!(g.limits.max_connections, 100);
+    assert_eq!(g.limits.first_byte_timeout, Duration::from_secs(10));
+    let cert = "[[gateway.certificate]]\ncert = \"a.crt\"\nkey = \"a.key\"\n";
+    for (text, field) in [
+        (format!("[gateway]\n{cert}"), "gateway.listen"),
+        (
+            "[gateway]\nlisten = \"0.0.0.0:443\"\n".to_owned(),
+            "gateway.certificate",
+        ),
+        (
+            format!("[gateway]\nlisten = \"0.0.0.0:443\"\nmax_connections_per_ip = 0\n{cert}"),
+            "gateway.max_connections_per_ip",
+        ),
+    ] {
+        let err = config(&text).unwrap_err();
+        assert!(err.starts_with(field), "{text}: {err}");
+    }
+    let looped = format!(
+        "[gateway]\nlisten = \"127.0.0.1:8443\"\n{cert}\n[[service]]\nname = \"web\"\n\
+         address = \"127.0.0.1:8443\"\n"
+    );
+    let err = config(&looped).unwrap_err();
+    assert!(err.contains("gateway listener"), "{err}");
 }

@@ -56,6 +56,7 @@ fn as_offered(_: &str, _: Choice, o: &[Offer<'_>], _: Option<&OutlierConfig>) ->
 
 fn http(headers: &HeaderMap) -> Subject<'_> {
     Subject::Http {
+        host: None,
         method: "GET",
         path: "/",
         headers,
@@ -277,6 +278,7 @@ fn route_actions_table() {
         (0..o.len()).collect::<Vec<usize>>()
     };
     let get = |path| Subject::Http {
+        host: None,
         method: "GET",
         path,
         headers: &plain,

@@ -126,6 +126,7 @@ pub fn node_with(
         vips: vips_rx,
         external,
         mark: None,
+        origination: crate::proxy::external::origination::Origination::default(),
     });
     endpoint.set_handler(Arc::new(Handler(proxy.clone())));
     Node {
