@@ -188,14 +188,7 @@ async fn serve(
     per_ip: Arc<per_ip::PerIp>,
 ) {
     loop {
-        let refused = || {
-            proxy
-                .telemetry
-                .gateway_connections
-                .get(&["per_ip_cap"])
-                .inc()
-        };
-        let (conn, ip_slot) = per_ip.accept(&gate, &listener, refused).await;
+        let (conn, ip_slot) = per_ip.accept_counted(&gate, &listener, &proxy).await;
         let _ = conn.stream.set_nodelay(true);
         let (proxy, shared, gate) = (proxy.clone(), shared.clone(), gate.clone());
         tokio::spawn(async move {

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 
 use crate::listener::{Admitted, Gate};
+use crate::proxy::runtime::Proxy;
 
 /// Open connections per client address.
 #[derive(Debug)]
@@ -54,6 +55,19 @@ impl PerIp {
             owner: self.clone(),
             ip,
         })
+    }
+
+    /// [`Self::accept`] for one of the gateway's listeners: each refusal is counted in the
+    /// gateway's connection counter under `per_ip_cap`.
+    pub async fn accept_counted(
+        self: &Arc<Self>,
+        gate: &Gate,
+        listener: &TcpListener,
+        proxy: &Proxy,
+    ) -> (Admitted, IpSlot) {
+        let counter = &proxy.telemetry.gateway_connections;
+        self.accept(gate, listener, || counter.get(&["per_ip_cap"]).inc())
+            .await
     }
 
     /// The next connection `gate` admits from an address with room in its share; the others

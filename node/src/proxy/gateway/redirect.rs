@@ -35,14 +35,7 @@ pub async fn serve(
     https_port: u16,
 ) {
     loop {
-        let refused = || {
-            proxy
-                .telemetry
-                .gateway_connections
-                .get(&["per_ip_cap"])
-                .inc()
-        };
-        let (conn, ip_slot) = per_ip.accept(&gate, &listener, refused).await;
+        let (conn, ip_slot) = per_ip.accept_counted(&gate, &listener, &proxy).await;
         let (proxy, gate) = (proxy.clone(), gate.clone());
         tokio::spawn(async move {
             serve_one(&proxy, &gate, conn, https_port).await;
