@@ -25,6 +25,7 @@ pub mod cli;
 mod admin;
 mod balance;
 mod capture;
+mod cells;
 mod clock;
 mod config;
 mod dns;

@@ -290,7 +290,7 @@ async fn start(p: Prepared) -> anyhow::Result<(Node, TcpListener)> {
         // Last: the rules send apps' connections to a data path that is serving already.
         capture::install(c, config.vips.v4, config.vips.v6).await?;
     }
-    info!(node = %config.name, mesh = %endpoint.advertise_addr(), admin = %config.admin, generation, "node started");
+    info!(node = %config.name, cell = %config.cell.name, mesh = %endpoint.advertise_addr(), admin = %config.admin, generation, "node started");
     let node = Node {
         gossip_stats: gossip.stats(),
         config,
@@ -452,6 +452,7 @@ fn admin_state(node: &Node, admin: std::net::SocketAddr) -> Arc<AdminState> {
         traffic: node.proxy.traffic.clone(),
         listeners: node.gates.clone(),
         identity: node.identity.clone(),
+        cell: c.cell.clone(),
     })
 }
 

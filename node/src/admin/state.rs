@@ -11,6 +11,7 @@ use murmur_transport::gossip::GossipStats;
 use murmur_transport::tls::TlsState;
 
 use crate::balance::Balancers;
+use crate::cells::CellSettings;
 use crate::drain::DrainSettings;
 use crate::identity::Identity;
 use crate::listener::Gate;
@@ -49,6 +50,8 @@ pub struct AdminState {
     pub listeners: Vec<Arc<Gate>>,
     /// Issuer and renewal status.
     pub identity: Arc<Identity>,
+    /// The node's cell.
+    pub cell: CellSettings,
 }
 
 /// What the admin API says about this node itself.

@@ -5,7 +5,9 @@ use std::time::UNIX_EPOCH;
 
 use super::http::{Body, json};
 use super::state::AdminState;
-use crate::api::status::{CertJson, GossipJson, IdentityJson, IssuerJson, StatusResponse};
+use crate::api::status::{
+    CellJson, CertJson, GossipJson, IdentityJson, IssuerJson, StatusResponse,
+};
 
 /// Answers `GET /v1/status`.
 pub fn get(state: &AdminState) -> hyper::Response<Body> {
@@ -44,8 +46,17 @@ pub fn get(state: &AdminState) -> hyper::Response<Body> {
                 dropped: load(&g.dropped),
                 handshakes_refused: load(&state.endpoint.counters().handshakes_refused),
             },
+            cell: cell(state),
         },
     )
+}
+
+fn cell(state: &AdminState) -> CellJson {
+    CellJson {
+        name: state.cell.name.clone(),
+        linked: state.cell.linked,
+        ..CellJson::default()
+    }
 }
 
 fn unix(t: std::time::SystemTime) -> u64 {

@@ -27,6 +27,47 @@ pub struct StatusResponse {
     pub identity: IdentityJson,
     /// Gossip counters.
     pub gossip: GossipJson,
+    /// The node's cell, its custodians and the other cells it knows of.
+    #[serde(default)]
+    pub cell: CellJson,
+}
+
+/// A node's cell as it sees it.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct CellJson {
+    /// The cell's name (`default` when none is configured).
+    pub name: String,
+    /// Whether the cell link runs (a cell was named, or cell seeds given).
+    pub linked: bool,
+    /// The cell's custodians as this node ranks them, best first.
+    pub custodians: Vec<String>,
+    /// This node publishes its cell's summary and bridges the other cells in.
+    pub acting: bool,
+    /// This node is in the top layer (a custodian, or lingering after being one).
+    pub in_top: bool,
+    /// Other cells this node knows of, by name.
+    pub remote: Vec<RemoteCellJson>,
+}
+
+/// Another cell, from its published summary.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct RemoteCellJson {
+    /// The cell's name.
+    pub name: String,
+    /// Members its summary counts (alive or draining).
+    pub members: u32,
+    /// Its custodians, best ranked first: the first is the one that published the summary.
+    pub custodians: Vec<String>,
+    /// Services it exports.
+    pub services: usize,
+    /// Seconds since the summary was last renewed (by the publisher's clock).
+    pub age_s: u64,
+    /// Not renewed for a while: its instances are still routed to, marked stale, until the
+    /// summary expires.
+    pub stale: bool,
+    /// Its policy digest as published (hex; the first 16 digits are what `murmur policy`
+    /// shows there).
+    pub policy_digest: String,
 }
 
 /// Renewal, issuing and revocations as this node sees them.

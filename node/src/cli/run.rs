@@ -30,6 +30,14 @@ pub struct RunArgs {
     /// One reachable seed is enough.
     #[arg(long = "seed", env = "MURMUR_SEEDS", value_delimiter = ',')]
     seeds: Vec<String>,
+    /// The cell this node belongs to (a DNS label) [default: the default cell, which gossips
+    /// exactly as a mesh without cells].
+    #[arg(long, env = "MURMUR_CELL", value_parser = |s: &str| Name::parse("cell name", s))]
+    cell: Option<Name>,
+    /// The mesh address of a node in another cell, host:port (repeatable; comma-separated in
+    /// the environment): where this node's cell link starts when it is a custodian.
+    #[arg(long = "cell-seed", env = "MURMUR_CELL_SEEDS", value_delimiter = ',')]
+    cell_seeds: Vec<String>,
     /// Admin API address [default: 127.0.0.1:7422].
     #[arg(long, env = super::client::ADMIN_ENV)]
     admin: Option<SocketAddr>,
@@ -94,6 +102,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         listen: args.listen,
         advertise: args.advertise,
         seeds: args.seeds,
+        cell: args.cell,
+        cell_seeds: args.cell_seeds,
         admin: args.admin,
         outbound: args.outbound,
         data_dir: args.data_dir,

@@ -11,7 +11,7 @@ use super::output::print_table;
 use super::rt::client_runtime;
 use crate::api::mesh::MeshResponse;
 use crate::api::policies::PoliciesResponse;
-use crate::api::status::StatusResponse;
+use crate::api::status::{CellJson, StatusResponse};
 use crate::api::traffic::TrafficResponse;
 use crate::api::traffic::{Direction, TrafficSummary};
 
@@ -125,9 +125,43 @@ fn render_status(
             ""
         }
     ));
+    out.push_str(&cell_lines(&s.cell));
     out.push_str(&format!("policy       {}\n", policy.unwrap_or("-")));
     out.push('\n');
     out.push_str(&service_table(mesh, traffic));
+    out
+}
+
+/// The cell, its custodians and the other cells; nothing for a node without the cell link (a
+/// single-cell mesh reads as before).
+fn cell_lines(c: &CellJson) -> String {
+    if !c.linked {
+        return String::new();
+    }
+    let custodians = if c.custodians.is_empty() {
+        "none yet".to_owned()
+    } else {
+        c.custodians.join(", ")
+    };
+    let me = if c.acting {
+        " (this node acts)"
+    } else if c.in_top {
+        " (this node stands by)"
+    } else {
+        ""
+    };
+    let mut out = format!("cell         {}  custodians {custodians}{me}\n", c.name);
+    for r in &c.remote {
+        out.push_str(&format!(
+            "  cell {}  {} members, {} services  from {}  {} ago{}\n",
+            r.name,
+            r.members,
+            r.services,
+            r.custodians.first().map_or("?", String::as_str),
+            human(Duration::from_secs(r.age_s)),
+            if r.stale { "  STALE" } else { "" }
+        ));
+    }
     out
 }
 
@@ -271,5 +305,37 @@ pub fn top(args: TopArgs) -> anyhow::Result<()> {
             return Ok(());
         }
         std::thread::sleep(Duration::from_secs(args.every.max(1)));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::status::RemoteCellJson;
+
+    #[test]
+    fn the_cell_is_shown_only_when_linked_with_stale_cells_marked() {
+        assert_eq!(cell_lines(&CellJson::default()), "");
+        let c = CellJson {
+            name: "a".into(),
+            linked: true,
+            custodians: vec!["a1".into(), "a2".into()],
+            acting: true,
+            in_top: true,
+            remote: vec![RemoteCellJson {
+                name: "b".into(),
+                members: 3,
+                custodians: vec!["b2".into(), "b1".into()],
+                services: 2,
+                age_s: 75,
+                stale: true,
+                policy_digest: String::new(),
+            }],
+        };
+        assert_eq!(
+            cell_lines(&c),
+            "cell         a  custodians a1, a2 (this node acts)\n  cell b  3 members, 2 services  \
+             from b2  1m15s ago  STALE\n"
+        );
     }
 }

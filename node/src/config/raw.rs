@@ -25,6 +25,11 @@ pub struct RawConfig {
     pub advertise: Option<SocketAddr>,
     /// Seed addresses, `host:port`.
     pub seeds: Option<Vec<String>>,
+    /// The cell this node belongs to (a DNS label; none: the default cell).
+    pub cell: Option<Name>,
+    /// Mesh addresses, `host:port`, of nodes in other cells: where this node's cell link
+    /// starts when it becomes a custodian.
+    pub cell_seeds: Option<Vec<String>>,
     /// Admin API address.
     pub admin: Option<SocketAddr>,
     /// The outbound HTTP proxy: its address, or a table (`[outbound]`).

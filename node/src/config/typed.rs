@@ -17,6 +17,7 @@ use super::raw::{
     RawTls,
 };
 use crate::capture::CaptureSettings;
+use crate::cells::CellSettings;
 use crate::dns::{DnsSettings, UpstreamSource};
 use crate::drain::DrainSettings;
 use crate::health::CheckConfig;
@@ -95,6 +96,10 @@ pub struct Overrides {
     pub advertise: Option<SocketAddr>,
     /// `--seed` (adds to the file's seeds)
     pub seeds: Vec<String>,
+    /// `--cell`
+    pub cell: Option<Name>,
+    /// `--cell-seed` (adds to the file's cell seeds)
+    pub cell_seeds: Vec<String>,
     /// `--admin`
     pub admin: Option<SocketAddr>,
     /// `--outbound`
@@ -136,6 +141,8 @@ pub struct Config {
     pub advertise: Option<SocketAddr>,
     /// Seeds.
     pub seeds: Vec<String>,
+    /// The node's cell and the seeds of the cell link.
+    pub cell: CellSettings,
     /// Admin API.
     pub admin: SocketAddr,
     /// Outbound HTTP proxy.
@@ -251,11 +258,19 @@ impl Config {
         let advertise = flags.advertise.or(raw.advertise);
         check_reachable(listen, advertise)?;
         let mut seeds = raw.seeds.unwrap_or_default();
-        seeds.extend(flags.seeds);
+        seeds.extend(flags.seeds.iter().cloned());
         for s in &seeds {
             check_seed(s)?;
         }
-        let (gossip, fail_static_warmup) = gossip_settings(raw.gossip.unwrap_or_default())?;
+        let (mut gossip, fail_static_warmup) = gossip_settings(raw.gossip.unwrap_or_default())?;
+        let cell = cell_settings(
+            flags.cell.clone().or(raw.cell),
+            raw.cell_seeds,
+            &flags,
+            &gossip.cluster_id,
+        )?;
+        // The cell's own gossip is a domain of its own; the default cell keeps the mesh's id.
+        gossip.cluster_id = cell.cluster_id(&gossip.cluster_id);
         let (listeners, quic) = super::limits::limits(raw.limits.unwrap_or_default())
             .map_err(|(field, message)| ConfigError::Invalid { field, message })?;
         let threads = flags.threads.or(raw.threads).unwrap_or(1);
@@ -305,6 +320,7 @@ impl Config {
             listen,
             advertise,
             seeds,
+            cell,
             admin,
             outbound,
             external: flags.external.unwrap_or(match raw_outbound.external {
@@ -877,6 +893,24 @@ fn check_seed(seed: &str) -> Result<(), ConfigError> {
             message: format!("{seed:?} is not host:port (for example \"10.0.0.5:7420\")"),
         })
     }
+}
+
+/// The cell (`cell`, `--cell`) and the cell link's seeds (file, then flags) of mesh `mesh`.
+fn cell_settings(
+    name: Option<Name>,
+    file_seeds: Option<Vec<String>>,
+    flags: &Overrides,
+    mesh: &str,
+) -> Result<CellSettings, ConfigError> {
+    let mut seeds = file_seeds.unwrap_or_default();
+    seeds.extend(flags.cell_seeds.iter().cloned());
+    for s in &seeds {
+        check_seed(s).map_err(|_| ConfigError::Invalid {
+            field: "cell_seeds".into(),
+            message: format!("{s:?} is not host:port (for example \"10.1.0.5:7420\")"),
+        })?;
+    }
+    Ok(CellSettings::new(name, seeds, mesh))
 }
 
 fn gossip_settings(g: RawGossip) -> Result<(GossipSettings, Duration), ConfigError> {

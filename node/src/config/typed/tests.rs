@@ -468,3 +468,50 @@ fn the_gateway_needs_an_address_and_a_certificate_and_takes_paths_beside_the_fil
     let err = config(&looped).unwrap_err();
     assert!(err.contains("gateway listener"), "{err}");
 }
+
+#[test]
+fn the_default_cell_keeps_the_cluster_id_and_a_named_cell_gets_its_own() {
+    let c = Config::from_parts(RawConfig::default(), flags(), Path::new(""), &no_env).unwrap();
+    assert_eq!(c.gossip.cluster_id, "murmur");
+    assert_eq!(
+        c.cell,
+        crate::cells::CellSettings::new(None, Vec::new(), "murmur")
+    );
+    assert!(!c.cell.linked);
+
+    let raw = parse(
+        "cell = \"eu-1\"\ncell_seeds = [\"10.1.0.5:7420\"]\n[gossip]\ncluster_id = \"prod\"\n",
+    )
+    .unwrap();
+    let mut f = flags();
+    f.cell_seeds = vec!["10.2.0.5:7420".into()];
+    let c = Config::from_parts(raw, f, Path::new(""), &no_env).unwrap();
+    assert_eq!(c.gossip.cluster_id, "prod/eu-1");
+    assert_eq!(c.cell.name, "eu-1");
+    assert!(c.cell.linked);
+    assert_eq!(c.cell.seeds, ["10.1.0.5:7420", "10.2.0.5:7420"]);
+    assert_eq!(c.cell.top_cluster_id, "prod-top");
+
+    // The flag wins over the file.
+    let raw = parse("cell = \"eu-1\"\n").unwrap();
+    let mut f = flags();
+    f.cell = Some(Name::parse("cell", "us-2").unwrap());
+    let c = Config::from_parts(raw, f, Path::new(""), &no_env).unwrap();
+    assert_eq!(c.gossip.cluster_id, "murmur/us-2");
+}
+
+#[test]
+fn a_bad_cell_name_or_cell_seed_is_refused_naming_the_field() {
+    let err = parse("cell = \"EU_1\"\n").unwrap_err();
+    assert!(err.contains("line 1") && err.contains("DNS label"), "{err}");
+    let err = parse("cell = \"\"\n").unwrap_err();
+    assert!(err.contains("line 1"), "{err}");
+    let raw = parse("cell_seeds = [\"10.1.0.5\"]\n").unwrap();
+    let err = Config::from_parts(raw, flags(), Path::new(""), &no_env)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with("cell_seeds:") && err.contains("10.1.0.5"),
+        "{err}"
+    );
+}
