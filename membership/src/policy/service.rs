@@ -7,6 +7,7 @@
 //! tombstones, clock, rejection counters) from another ([`PolicyHandle::status`]).
 
 mod apply;
+mod bridge;
 mod scan;
 mod settings;
 
@@ -20,6 +21,7 @@ use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 pub use self::apply::{ApplyError, ApplyOutcome, ApplyResult};
+pub use self::bridge::Bridge;
 pub use self::settings::{BundleSource, PolicyConfig, PolicyStatus};
 use super::document::{VerifyContext, verify};
 use super::persist;
@@ -59,6 +61,19 @@ impl Drop for Inner {
 impl PolicyHandle {
     /// Starts the service for `membership`, restoring the persisted set first.
     pub fn start(membership: &Membership, config: PolicyConfig) -> Self {
+        // Never bridging: the sender is dropped, so the receiver holds `None` for good.
+        let (_, bridge) = watch::channel(None);
+        Self::start_bridged(membership, config, bridge)
+    }
+
+    /// [`PolicyHandle::start`] for a node in a cell: while `bridge` holds the top layer (the
+    /// node is one of its cell's custodians), documents are merged from both layers and carried
+    /// across (see [`Bridge`]).
+    pub fn start_bridged(
+        membership: &Membership,
+        config: PolicyConfig,
+        bridge: watch::Receiver<Option<Bridge>>,
+    ) -> Self {
         let mut store = PolicyStore::new();
         restore(&config, &mut store);
         let (commands, rx) = mpsc::channel(16);
@@ -71,6 +86,7 @@ impl PolicyHandle {
             membership.chitchat(),
             membership.keys(),
             membership.watch(),
+            bridge,
             rx,
         ));
         Self {
@@ -125,8 +141,10 @@ async fn run(
     chitchat: Arc<tokio::sync::Mutex<Chitchat>>,
     keys: GossipKeys,
     mut view: watch::Receiver<Arc<ClusterView>>,
+    mut bridge: watch::Receiver<Option<Bridge>>,
     mut commands: mpsc::Receiver<Command>,
 ) {
+    let mut bridged = true;
     let mut tick = tokio::time::interval(engine.refresh_every());
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut open = true;
@@ -145,10 +163,15 @@ async fn run(
                 None => open = false,
             },
             changed = view.changed() => if changed.is_err() { return },
+            // A node that stops bridging keeps merging its cell.
+            changed = bridge.changed(), if bridged => bridged = changed.is_ok(),
             _ = tick.tick() => {}
         }
         let live = live_names(&view.borrow_and_update());
-        engine.refresh(&chitchat, &keys, &live, now_ms()).await;
+        let top = bridge.borrow_and_update().clone();
+        engine
+            .refresh(&chitchat, &keys, &live, top.as_ref(), now_ms())
+            .await;
         // An apply is answered once its documents are merged, published and persisted.
         if let Some((to, result)) = reply {
             let _ = to.send(result);

@@ -11,9 +11,9 @@ use rustls_pki_types::CertificateDer;
 use tokio::sync::watch;
 use tracing::{debug, warn};
 
+use super::bridge::{self, Bridge};
 use super::settings::{PolicyConfig, PolicyStatus};
 use crate::driver::GossipKeys;
-use crate::policy::custody::custodians;
 use crate::policy::document::{PolicyDocument, Rejection, VerifyContext, sha256, verify};
 use crate::policy::store::{Offer, PolicySet, PolicyStore};
 use crate::policy::{KEY_PREFIX, parse_key, persist};
@@ -30,8 +30,11 @@ pub(super) struct Engine {
     pub(super) store: PolicyStore,
     status_tx: watch::Sender<Arc<PolicyStatus>>,
     set_tx: watch::Sender<Arc<PolicySet>>,
-    /// Version of each (incarnation, key) already merged: unchanged values are skipped.
+    /// Version of each (incarnation, key) already merged: unchanged values are skipped. One
+    /// map per layer (the cell's, the top layer's when bridging): an incarnation may have the
+    /// same id in both.
     seen: HashMap<(ChitchatId, String), u64>,
+    top_seen: HashMap<(ChitchatId, String), u64>,
     verdicts: HashMap<[u8; 32], Verdict>,
     pub(super) rejected: BTreeMap<&'static str, u64>,
     bundle_certs: Vec<CertificateDer<'static>>,
@@ -61,6 +64,7 @@ impl Engine {
             status_tx,
             set_tx,
             seen: HashMap::new(),
+            top_seen: HashMap::new(),
             verdicts: HashMap::new(),
             rejected: BTreeMap::new(),
             bundle_certs,
@@ -81,20 +85,26 @@ impl Engine {
         }
     }
 
-    /// One round: merge what gossip holds, drop expired deletes, republish, persist, publish.
-    /// Persisting comes first, so a set a reader has seen survives a crash.
+    /// One round: merge what gossip holds (in the cell, and in the top layer when `bridge` is
+    /// given), drop expired deletes, republish, persist, publish. Persisting comes first, so a
+    /// set a reader has seen survives a crash.
     pub(super) async fn refresh(
         &mut self,
         chitchat: &tokio::sync::Mutex<Chitchat>,
         keys: &GossipKeys,
         live: &[String],
+        bridge: Option<&Bridge>,
         now_ms: u64,
     ) {
         let bundle = (self.config.bundle)();
         if bundle.certs() != self.bundle_certs.as_slice() {
             self.bundle_changed(&bundle, now_ms);
         }
-        let found = self.scan(chitchat).await;
+        let mut found = scan(chitchat, &mut self.seen).await;
+        match bridge {
+            Some(b) => found.extend(scan(&b.top.chitchat(), &mut self.top_seen).await),
+            None => self.top_seen.clear(),
+        }
         for f in found {
             self.merge_found(f, &bundle, now_ms);
         }
@@ -111,43 +121,22 @@ impl Engine {
             );
             self.changes += 1;
         }
-        self.sync(keys, live).await;
+        self.sync(keys, live, bridge.is_some()).await;
+        if let Some(b) = bridge {
+            self.sync_top(b).await;
+        }
         self.persist(now_ms).await;
         self.publish();
-    }
-
-    /// Values that changed since the last scan, in every namespace.
-    async fn scan(&mut self, chitchat: &tokio::sync::Mutex<Chitchat>) -> Vec<Found> {
-        let c = chitchat.lock().await;
-        let mut seen = HashMap::with_capacity(self.seen.len());
-        let mut found = Vec::new();
-        for (id, state) in c.node_states() {
-            for (key, vv) in state.iter_prefix(KEY_PREFIX) {
-                // Verified before chitchat stored it; a withdrawn copy is no copy.
-                let Some(value) = signed::body(&vv.value) else {
-                    continue;
-                };
-                let k = (id.clone(), key.to_owned());
-                if self.seen.get(&k) != Some(&vv.version) {
-                    found.push(Found {
-                        id: id.clone(),
-                        key: key.to_owned(),
-                        value: value.to_owned(),
-                    });
-                }
-                seen.insert(k, vv.version);
-            }
-        }
-        self.seen = seen;
-        found
     }
 
     fn merge_found(&mut self, f: Found, bundle: &TrustBundle, now_ms: u64) {
         let doc = match self.verdict(&f.value, bundle, now_ms) {
             Ok(doc) => doc,
             Err(Rejection::Future { .. }) => {
-                // Not yet acceptable; look again next round.
-                self.seen.remove(&(f.id, f.key));
+                // Not yet acceptable; look again next round (in whichever layer it came from).
+                let k = (f.id, f.key);
+                self.seen.remove(&k);
+                self.top_seen.remove(&k);
                 return;
             }
             Err(_) => return,
@@ -203,6 +192,7 @@ impl Engine {
         self.bundle_certs = bundle.certs().to_vec();
         self.verdicts.clear();
         self.seen.clear();
+        self.top_seen.clear();
         let cx = VerifyContext {
             max_skew: Duration::MAX,
             ..self.context(bundle, now_ms)
@@ -222,42 +212,50 @@ impl Engine {
         self.changes += 1;
     }
 
-    /// Makes this node's `policy/` keys hold exactly the winners it is origin or custodian of.
-    pub(super) async fn sync(&self, keys: &GossipKeys, live: &[String]) {
+    /// Makes this node's `policy/` keys hold exactly the winners it is origin or custodian of,
+    /// and, when `bridging`, those no custodian in the cell carries yet (see [`super::bridge`]).
+    pub(super) async fn sync(&self, keys: &GossipKeys, live: &[String], bridging: bool) {
         let me = self.config.node.as_str();
         let live: Vec<&str> = live.iter().map(String::as_str).collect();
-        let desired: BTreeMap<String, &str> = self
-            .store
-            .winners()
-            .filter(|d| {
-                d.stamp().origin == me
-                    || custodians(d.kind(), d.name().as_str(), &live, self.config.custodians)
-                        .contains(&me)
-            })
-            .map(|d| (d.key(), d.value()))
-            .collect();
+        let k = self.config.custodians;
         let written = keys
             .with_own(|c, own| {
-                let stale: Vec<String> = c
-                    .self_node_state()
-                    .iter_prefix(KEY_PREFIX)
-                    .filter(|(k, vv)| {
-                        signed::body(&vv.value).is_some() && !desired.contains_key(*k)
-                    })
-                    .map(|(k, _)| k.to_owned())
+                let desired: BTreeMap<String, &str> = self
+                    .store
+                    .winners()
+                    .filter(|d| bridge::carries(c, me, d, &live, k, bridging))
+                    .map(|d| (d.key(), d.value()))
                     .collect();
-                for k in stale {
-                    own.withdraw(c, &k)?;
-                }
-                for (k, v) in desired {
-                    // A no-op when the value is already there.
-                    own.set(c, &k, v)?;
-                }
-                Ok::<_, crate::trust::SignError>(())
+                bridge::write(c, own, &desired)
             })
             .await;
         if let Err(e) = written {
             warn!(error = %e, "cannot publish policy copies");
+        }
+    }
+
+    /// Makes this node's `policy/` keys in the top layer hold the winners it carries there: as
+    /// custodian among the top layer's live members, or as the bridge that brought them.
+    async fn sync_top(&self, bridge: &Bridge) {
+        let k = self.config.custodians;
+        let written = bridge
+            .top
+            .keys()
+            .with_own(|c, own| {
+                let live = bridge::live_names(c);
+                let live: Vec<&str> = live.iter().map(String::as_str).collect();
+                let me = c.self_chitchat_id().node_id.to_string();
+                let desired: BTreeMap<String, &str> = self
+                    .store
+                    .winners()
+                    .filter(|d| bridge::carries(c, &me, d, &live, k, true))
+                    .map(|d| (d.key(), d.value()))
+                    .collect();
+                bridge::write(c, own, &desired)
+            })
+            .await;
+        if let Err(e) = written {
+            warn!(error = %e, "cannot publish policy copies in the top layer");
         }
     }
 
@@ -289,6 +287,36 @@ impl Engine {
             warn!(error = %e, "could not persist the policy set");
         }
     }
+}
+
+/// Values that changed since the last scan of one layer, in every namespace; `seen` holds the
+/// versions merged before and is replaced by what the layer holds now.
+async fn scan(
+    chitchat: &tokio::sync::Mutex<Chitchat>,
+    seen: &mut HashMap<(ChitchatId, String), u64>,
+) -> Vec<Found> {
+    let c = chitchat.lock().await;
+    let mut now = HashMap::with_capacity(seen.len());
+    let mut found = Vec::new();
+    for (id, state) in c.node_states() {
+        for (key, vv) in state.iter_prefix(KEY_PREFIX) {
+            // Verified before chitchat stored it; a withdrawn copy is no copy.
+            let Some(value) = signed::body(&vv.value) else {
+                continue;
+            };
+            let k = (id.clone(), key.to_owned());
+            if seen.get(&k) != Some(&vv.version) {
+                found.push(Found {
+                    id: id.clone(),
+                    key: key.to_owned(),
+                    value: value.to_owned(),
+                });
+            }
+            now.insert(k, vv.version);
+        }
+    }
+    *seen = now;
+    found
 }
 
 /// The status readers see.
