@@ -56,6 +56,10 @@ pub struct NodeSpec {
     pub ip: Ipv4Addr,
     /// Seeds.
     pub seeds: Vec<SocketAddr>,
+    /// Its cell (`cell = ...`), when set.
+    pub cell: Option<String>,
+    /// Mesh addresses of nodes in other cells (`cell_seeds`).
+    pub cell_seeds: Vec<SocketAddr>,
     /// Services in its certificate.
     pub cert_services: Vec<String>,
     /// Services in its configuration.
@@ -91,6 +95,8 @@ impl NodeSpec {
             name: name.into(),
             ip,
             seeds: Vec::new(),
+            cell: None,
+            cell_seeds: Vec::new(),
             cert_services: Vec::new(),
             services: Vec::new(),
             extra_toml: String::new(),
@@ -129,6 +135,13 @@ impl NodeSpec {
     /// Adds a seed.
     pub fn seed(mut self, addr: SocketAddr) -> Self {
         self.seeds.push(addr);
+        self
+    }
+
+    /// Puts the node in `cell`, reaching the other cells through `seeds`.
+    pub fn cell(mut self, cell: &str, seeds: &[SocketAddr]) -> Self {
+        self.cell = Some(cell.into());
+        self.cell_seeds = seeds.to_vec();
         self
     }
 
@@ -197,6 +210,10 @@ impl NodeSpec {
         let _ = writeln!(t, "data_dir = \"{}\"", dir.join("data").display());
         let seeds: Vec<String> = self.seeds.iter().map(|s| format!("\"{s}\"")).collect();
         let _ = writeln!(t, "seeds = [{}]", seeds.join(", "));
+        if let Some(cell) = &self.cell {
+            let seeds: Vec<String> = self.cell_seeds.iter().map(|s| format!("\"{s}\"")).collect();
+            let _ = writeln!(t, "cell = \"{cell}\"\ncell_seeds = [{}]", seeds.join(", "));
+        }
         t.push_str(&self.extra_toml);
         let _ = writeln!(t, "\n[tls]\nca = \"{}\"", pki.ca_cert().display());
         if let Some(issued) = issued {
