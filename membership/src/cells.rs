@@ -9,7 +9,7 @@
 //!
 //! 1. Start the cell's membership as today (`Membership::start`), with the cluster id
 //!    [`cluster_id`]`(cell)`.
-//! 2. Unless the node is in [`DEFAULT_CELL`] with no top-layer seeds, start
+//! 2. If [`runs_link`] (not in [`DEFAULT_CELL`] with no top-layer seeds), start
 //!    [`CellLink::start`]`(CellLinkConfig { settings: CellSettings::new(cell, &gossip),
 //!    top_addr, top_seeds, tls, transport }, membership.clone())`. `transport` is a
 //!    [`TopTransport`]: over QUIC, [`QuicTopTransport`], which opens a fresh gossip channel
@@ -72,6 +72,6 @@ pub mod summary;
 pub use crate::records::CELL_PREFIX as KEY_PREFIX;
 pub use link::{
     CELL_LABEL, CellLink, CellLinkConfig, CellSettings, CellStatus, DEFAULT_CELL, SharedTransport,
-    TOP_CLUSTER_ID, TopTransport, cluster_id,
+    TOP_CLUSTER_ID, TopTransport, cluster_id, runs_link,
 };
 pub use quic::{QuicTopTransport, TOP_CHANNEL};

@@ -59,6 +59,18 @@ async fn start(
     seed: u16,
     top: &[u16],
 ) -> Node {
+    start_lingering(net, name, cell, i, seed, top, Duration::from_millis(500)).await
+}
+
+async fn start_lingering(
+    net: &ChannelTransport,
+    name: &str,
+    cell: &str,
+    i: u16,
+    seed: u16,
+    top: &[u16],
+    linger: Duration,
+) -> Node {
     let gossip = gossip(cell);
     let tls = {
         static ISSUING: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -85,7 +97,7 @@ async fn start(
     let membership = Arc::new(Membership::start(config, net).await.unwrap());
     let mut settings = CellSettings::new(cell, &gossip);
     settings.tick = Duration::from_millis(100);
-    settings.linger = Duration::from_millis(500);
+    settings.linger = linger;
     settings.beacon_every = Duration::from_millis(300);
     settings.ageing = Ageing {
         stale_after: Duration::from_millis(1500),
@@ -378,4 +390,51 @@ async fn a_cell_alone_gossips_no_cell_keys_in_the_cell_and_its_view_is_unchanged
         .await;
     assert!(own.contains(&"cell/solo/h".to_owned()), "{own:?}");
     assert!(own.contains(&"cell/solo/s/web".to_owned()), "{own:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_custodian_outranked_by_a_newcomer_lingers_in_the_top_layer_then_leaves() {
+    use murmur_membership::cells::rank::custodians;
+    let net = ChannelTransport::with_mtu(65_507);
+    let linger = Duration::from_secs(2);
+    let first = [
+        start_lingering(&net, "l1", "l", 41, 41, &[], linger).await,
+        start_lingering(&net, "l2", "l", 42, 41, &[], linger).await,
+    ];
+    wait_until("both custodians in the top layer", || {
+        first.iter().all(|n| n.link.status().in_top)
+    })
+    .await;
+    // A name that ranks first among the three: it displaces one of the two.
+    let newcomer = (0..100)
+        .map(|i| format!("n{i}"))
+        .find(|n| custodians("l", &["l1", "l2", n], 2)[0] == n)
+        .unwrap();
+    let ranked = custodians("l", &["l1", "l2", &newcomer], 2);
+    let displaced = first
+        .iter()
+        .find(|n| !ranked.contains(&n.membership.chitchat_id().node_id.as_ref()))
+        .unwrap();
+    let _n = start_lingering(&net, &newcomer, "l", 43, 41, &[], linger).await;
+    // Ranked out but still in the top layer for a while, then out of it.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut lingered = false;
+    loop {
+        let st = displaced.link.status();
+        let ranked_out = !st.custodians.is_empty()
+            && !st
+                .custodians
+                .contains(&displaced.membership.chitchat_id().node_id.to_string());
+        lingered |= ranked_out && st.in_top;
+        if ranked_out && !st.in_top {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never left the top layer: {st:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(lingered, "left the top layer without lingering");
+    assert!(displaced.link.top().is_none());
 }

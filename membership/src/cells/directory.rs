@@ -46,6 +46,7 @@ pub struct Directory {
 /// signed envelopes. Keys outside `cell/` are skipped.
 fn read_namespace<'a>(
     own_cell: &str,
+    max_stamp: u64,
     kvs: impl IntoIterator<Item = (&'a str, &'a str)>,
 ) -> BTreeMap<String, CellSummary> {
     let mut headers: BTreeMap<&str, (Header, &str, &str)> = BTreeMap::new();
@@ -54,6 +55,10 @@ fn read_namespace<'a>(
     for (key, body) in kvs {
         match summary::parse_key(key) {
             Some(CellKey::Header(c)) if c != own_cell => match summary::decode_header(c, body) {
+                // A stamp from the future would win over every honest header to come.
+                Ok(h) if h.stamp_ms > max_stamp => {
+                    debug!(%key, stamp = h.stamp_ms, "cell header from the future ignored");
+                }
                 Ok(h) => {
                     headers.insert(c, (h, key, body));
                 }
@@ -107,8 +112,9 @@ fn read_namespace<'a>(
 
 impl Directory {
     /// Reads every namespace (one per member) and keeps, per cell other than `own_cell`, the
-    /// newest summary; at most [`MAX_CELLS`] cells.
-    pub fn read<'a, N, I>(own_cell: &str, namespaces: N) -> Self
+    /// newest summary; at most [`MAX_CELLS`] cells. Headers stamped after `now_ms` plus
+    /// [`MAX_SKEW`] are ignored.
+    pub fn read<'a, N, I>(own_cell: &str, now_ms: u64, namespaces: N) -> Self
     where
         N: IntoIterator<Item = I>,
         I: IntoIterator<Item = (&'a str, &'a str)>,
@@ -116,7 +122,7 @@ impl Directory {
         let mut dir = Self::default();
         for ns in namespaces {
             dir.merge(Self {
-                cells: read_namespace(own_cell, ns),
+                cells: read_namespace(own_cell, max_stamp(now_ms), ns),
             });
         }
         dir
@@ -143,6 +149,12 @@ impl Directory {
             }
         }
     }
+}
+
+/// The newest header stamp believed at `now_ms`.
+pub fn max_stamp(now_ms: u64) -> u64 {
+    let skew = u64::try_from(MAX_SKEW.as_millis()).unwrap_or(u64::MAX);
+    now_ms.saturating_add(skew)
 }
 
 /// How old a cell's summary is, as this node judges it.
@@ -326,6 +338,7 @@ mod tests {
     fn read(own: &str, namespaces: &[Vec<(String, String)>]) -> Directory {
         Directory::read(
             own,
+            10_000,
             namespaces
                 .iter()
                 .map(|n| n.iter().map(|(k, v)| (k.as_str(), v.as_str()))),
@@ -344,7 +357,18 @@ mod tests {
         assert_eq!(east.shards["web"].instances[0].node, "new");
         assert_eq!(east.beacon_ms, 900);
         assert_eq!(east.raw.len(), 3);
-        assert_eq!(read("west", &[new, old]).cells["east"].header.stamp_ms, 200);
+        assert_eq!(
+            read("west", &[new.clone(), old]).cells["east"]
+                .header
+                .stamp_ms,
+            200
+        );
+        // A header stamped in the future does not win.
+        let future = ns("east", 10_000 + 31_000, None, &["forged"]);
+        assert_eq!(
+            read("west", &[new, future]).cells["east"].header.stamp_ms,
+            200
+        );
     }
 
     #[test]

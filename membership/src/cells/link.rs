@@ -37,6 +37,12 @@ pub fn cluster_id(cell: &str) -> String {
     }
 }
 
+/// Whether a node of `cell` with these top-layer seeds runs a [`CellLink`]: not in a
+/// single-cell mesh (the default cell and no seeds), where nothing changes.
+pub fn runs_link(cell: &str, top_seeds: &[String]) -> bool {
+    cell != DEFAULT_CELL || !top_seeds.is_empty()
+}
+
 /// The label a top-layer member carries with its cell.
 pub const CELL_LABEL: &str = "cell";
 
@@ -156,8 +162,13 @@ pub struct CellLink {
 }
 
 impl CellLink {
-    /// Starts the link of the node whose cell membership is `membership`.
+    /// Starts the link of the node whose cell membership is `membership`. The cell's name must
+    /// pass [`super::summary::valid_cell`] (check it with the configuration): other cells
+    /// refuse summaries of a cell named otherwise.
     pub fn start(config: CellLinkConfig, membership: Arc<Membership>) -> Self {
+        if !summary::valid_cell(&config.settings.cell) {
+            warn!(cell = %config.settings.cell, "cell name other cells will refuse");
+        }
         let shared = Arc::new(Shared::default());
         let (status_tx, status) = watch::channel(CellStatus {
             cell: config.settings.cell.clone(),
@@ -279,12 +290,26 @@ impl Cache {
         }
     }
 
-    fn directory(&mut self, own_cell: &str) -> Directory {
+    /// The newest stamp any namespace holds for `cell`'s header, up to `max`.
+    fn newest_stamp(&self, cell: &str, max: u64) -> u64 {
+        let key = summary::header_key(cell);
+        self.nodes
+            .values()
+            .flat_map(|(_, kvs)| kvs.iter().filter(|(k, _)| *k == key))
+            .filter_map(|(_, v)| summary::decode_header(cell, v).ok())
+            .map(|h| h.stamp_ms)
+            .filter(|ms| *ms <= max)
+            .max()
+            .unwrap_or(0)
+    }
+
+    fn directory(&mut self, own_cell: &str, now_ms: u64) -> Directory {
         let nodes = &self.nodes;
         self.dir
             .get_or_insert_with(|| {
                 Directory::read(
                     own_cell,
+                    now_ms,
                     nodes
                         .values()
                         .map(|(_, kvs)| kvs.iter().map(|(k, v)| (k.as_str(), v.as_str()))),
@@ -332,6 +357,7 @@ impl Link {
 
     async fn step(&mut self) {
         let now = Instant::now();
+        let wall = wall_ms();
         let s = self.config.settings.clone();
         let view = self.membership.view();
         let live: Vec<&str> = view
@@ -351,7 +377,7 @@ impl Link {
         let cell_dir = {
             let cache = &mut self.cell_cache;
             self.membership.with_chitchat(|c| cache.refresh(c)).await;
-            self.cell_cache.directory(&s.cell)
+            self.cell_cache.directory(&s.cell, wall)
         };
         self.follow_rank(ranked_here, now, &cell_dir).await;
 
@@ -359,9 +385,8 @@ impl Link {
         if let Some(top) = &self.top {
             let cache = &mut self.top_cache;
             top.membership.with_chitchat(|c| cache.refresh(c)).await;
-            dir.merge(self.top_cache.directory(&s.cell));
+            dir.merge(self.top_cache.directory(&s.cell, wall));
         }
-        let wall = wall_ms();
         let ages = directory::judge_all(&dir, &mut self.fresh, now, wall, s.ageing);
 
         if acting && self.top.is_some() {
@@ -499,6 +524,11 @@ impl Link {
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         let content = publish::summarize(&s.cell, view, custodians, digest);
+        if self.stamper.is_reset() {
+            let max = directory::max_stamp(wall);
+            self.stamper
+                .floor(self.top_cache.newest_stamp(&s.cell, max));
+        }
         let (stamp, changed) = self.stamper.stamp(&content, wall);
         let mut writes: Vec<(String, String)> = Vec::new();
         if changed {

@@ -100,6 +100,7 @@ pub fn values(content: &Content, stamp_ms: u64) -> Result<Vec<(String, String)>,
 /// Gives a summary a new stamp when, and only when, its content changed.
 #[derive(Debug, Default)]
 pub struct Stamper {
+    /// The content last stamped.
     last: Option<Content>,
     stamp_ms: u64,
 }
@@ -110,7 +111,7 @@ impl Stamper {
         if self.last.as_ref() == Some(content) {
             return (self.stamp_ms, false);
         }
-        self.stamp_ms = wall_ms.max(self.stamp_ms + 1);
+        self.stamp_ms = wall_ms.max(self.stamp_ms.saturating_add(1));
         self.last = Some(content.clone());
         (self.stamp_ms, true)
     }
@@ -118,5 +119,51 @@ impl Stamper {
     /// Forgets the content: the next one is stamped anew (after a rejoin, say).
     pub fn reset(&mut self) {
         self.last = None;
+    }
+
+    /// Whether nothing was stamped since the start or the last [`Stamper::reset`].
+    pub fn is_reset(&self) -> bool {
+        self.last.is_none()
+    }
+
+    /// Stamps from now on are above `ms`: a custodian taking over stamps above what the one
+    /// before it published, whatever their clocks say.
+    pub fn floor(&mut self, ms: u64) {
+        self.stamp_ms = self.stamp_ms.max(ms);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn content(members: u32) -> Content {
+        Content {
+            header: Header {
+                version: RECORD_VERSION,
+                cell: "c".into(),
+                stamp_ms: 0,
+                members,
+                custodians: vec![],
+                policy_digest: [0; 32],
+                services: vec![],
+            },
+            shards: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn a_new_stamp_only_for_new_content_always_above_the_last_and_the_floor() {
+        let mut s = Stamper::default();
+        assert!(s.is_reset());
+        assert_eq!(s.stamp(&content(1), 1000), (1000, true));
+        assert_eq!(s.stamp(&content(1), 5000), (1000, false));
+        // A clock that went back still gives a newer stamp.
+        assert_eq!(s.stamp(&content(2), 10), (1001, true));
+        s.reset();
+        s.floor(9000);
+        assert_eq!(s.stamp(&content(2), 2000), (9001, true));
+        s.floor(u64::MAX);
+        assert_eq!(s.stamp(&content(3), 2000), (u64::MAX, true));
     }
 }
