@@ -63,7 +63,7 @@ impl StreamHandler for Streams {
                     IdentityStream::Anonymous(s) => refuse_anonymous(s),
                 },
             },
-            StreamKind::Gossip => refuse(stream, UNSUPPORTED),
+            StreamKind::Gossip | StreamKind::GossipChannel => refuse(stream, UNSUPPORTED),
         }
     }
 

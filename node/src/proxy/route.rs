@@ -337,6 +337,7 @@ mod tests {
             balancer,
             draining,
             stale: false,
+            cell: None,
         }
     }
 

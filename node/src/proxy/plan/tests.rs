@@ -20,6 +20,7 @@ fn ep(service: &str, node: &str, version: &str) -> Endpoint {
         balancer: Balancer::P2cEwma,
         draining: false,
         stale: false,
+        cell: None,
     }
 }
 

@@ -162,6 +162,7 @@ pub fn instance(service: &str, node: &str, addr: SocketAddr) -> Endpoint {
         balancer: Balancer::RoundRobin,
         draining: false,
         stale: false,
+        cell: None,
     }
 }
 
