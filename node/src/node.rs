@@ -45,7 +45,7 @@ use crate::telemetry::accesslog::AccessLog;
 use crate::telemetry::traces::Tracing;
 use crate::traffic::Traffic;
 use crate::vip::{self, VipMap};
-use crate::{capture, dns};
+use crate::{capture, cells, dns};
 
 /// What a node needs before it starts: read from disk before the async runtime runs, so no
 /// file is read on the runtime's thread.
@@ -156,6 +156,8 @@ struct Node {
     /// The admin API's gate.
     admin_gate: Arc<Gate>,
     identity: Arc<Identity>,
+    /// The cell link, unless this node is in a single-cell mesh.
+    link: Option<cells::Linked>,
     started: Instant,
 }
 
@@ -227,13 +229,26 @@ async fn start(p: Prepared) -> anyhow::Result<(Node, TcpListener)> {
     .await
     .context("cannot start gossip")?;
     let membership = Arc::new(membership);
+    let (bridge_tx, bridge_rx) = watch::channel(None);
     let policy = crate::policy::start(
         &membership,
+        bridge_rx,
         tls.clone(),
         config.name.as_str(),
         &config.policy,
         &config.data_dir,
         config.gossip.interval,
+    );
+    let link = cells::start(
+        &config.cell,
+        cells::LinkParts {
+            gossip: config.gossip.clone(),
+            membership: membership.clone(),
+            tls: tls.clone(),
+            endpoint: endpoint.clone(),
+            bridge: bridge_tx,
+            policy: policy.watch(),
+        },
     );
     services.publish_all(&membership).await?;
     let traces = Arc::new(Tracing::start(&config.traces).context("cannot start trace export")?);
@@ -303,6 +318,7 @@ async fn start(p: Prepared) -> anyhow::Result<(Node, TcpListener)> {
         gates,
         admin_gate,
         identity,
+        link,
         started: crate::clock::now(),
     };
     Ok((node, admin_listener))
@@ -453,12 +469,17 @@ fn admin_state(node: &Node, admin: std::net::SocketAddr) -> Arc<AdminState> {
         listeners: node.gates.clone(),
         identity: node.identity.clone(),
         cell: c.cell.clone(),
+        link: node.link.as_ref().map(cells::Linked::status),
     })
 }
 
 async fn shutdown(node: Node) {
     crate::drain::drain(&node.membership, &node.proxy.telemetry, node.config.drain).await;
     let linger = (node.config.gossip.interval * 3).max(Duration::from_millis(300));
+    if let Some(link) = node.link {
+        // The top layer first: the other custodian of the cell takes over from a live cell.
+        link.shutdown(linger).await;
+    }
     node.membership.leave(linger).await;
     node.endpoint.close(Duration::from_millis(500)).await;
     if let Some(c) = &node.config.capture {

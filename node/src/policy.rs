@@ -10,8 +10,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use murmur_membership::Membership;
+use murmur_membership::policy::service::Bridge;
 use murmur_membership::policy::{PolicyConfig, PolicyHandle};
 use murmur_transport::tls::TlsState;
+use tokio::sync::watch;
 
 /// File in the data directory holding the winning set.
 pub const FILE: &str = "policies.json";
@@ -39,9 +41,11 @@ impl Default for PolicySettings {
 
 /// Starts the policy service for node `node`: verifies against the node's live trust bundle (so
 /// a reloaded bundle applies at once) and keeps the winning set in `data_dir`; `refresh` is how
-/// often it rescans gossip (the gossip interval).
+/// often it rescans gossip (the gossip interval); while `bridge` holds the top layer of cells,
+/// documents are carried across cells too.
 pub fn start(
     membership: &Membership,
+    bridge: watch::Receiver<Option<Bridge>>,
     tls: Arc<TlsState>,
     node: &str,
     settings: &PolicySettings,
@@ -54,5 +58,5 @@ pub fn start(
     pc.custodians = settings.custodians;
     pc.file = Some(data_dir.join(FILE));
     pc.refresh = refresh;
-    PolicyHandle::start(membership, pc)
+    PolicyHandle::start_bridged(membership, pc, bridge)
 }

@@ -10,6 +10,9 @@ use murmur_transport::endpoint::MeshEndpoint;
 use murmur_transport::gossip::GossipStats;
 use murmur_transport::tls::TlsState;
 
+use murmur_membership::cells::CellStatus;
+use tokio::sync::watch;
+
 use crate::balance::Balancers;
 use crate::cells::CellSettings;
 use crate::drain::DrainSettings;
@@ -52,6 +55,8 @@ pub struct AdminState {
     pub identity: Arc<Identity>,
     /// The node's cell.
     pub cell: CellSettings,
+    /// The cell link's status (custodians, acting), when the link runs.
+    pub link: Option<watch::Receiver<CellStatus>>,
 }
 
 /// What the admin API says about this node itself.

@@ -6,7 +6,7 @@ use std::time::UNIX_EPOCH;
 use super::http::{Body, json};
 use super::state::AdminState;
 use crate::api::status::{
-    CellJson, CertJson, GossipJson, IdentityJson, IssuerJson, StatusResponse,
+    CellJson, CertJson, GossipJson, IdentityJson, IssuerJson, RemoteCellJson, StatusResponse,
 };
 
 /// Answers `GET /v1/status`.
@@ -51,11 +51,36 @@ pub fn get(state: &AdminState) -> hyper::Response<Body> {
     )
 }
 
+/// The cell: the link's status, and the other cells as the view holds them.
 fn cell(state: &AdminState) -> CellJson {
+    let link = state
+        .link
+        .as_ref()
+        .map(|l| l.borrow().clone())
+        .unwrap_or_default();
+    let now_ms = crate::clock::unix_now().saturating_mul(1000);
+    let remote = state
+        .membership
+        .view()
+        .cells
+        .iter()
+        .map(|(name, c)| RemoteCellJson {
+            name: name.clone(),
+            members: c.members,
+            custodians: c.custodians.clone(),
+            services: c.services,
+            age_s: now_ms.saturating_sub(c.renewed_ms) / 1000,
+            stale: c.stale,
+            policy_digest: c.policy_digest.clone(),
+        })
+        .collect();
     CellJson {
         name: state.cell.name.clone(),
         linked: state.cell.linked,
-        ..CellJson::default()
+        custodians: link.custodians,
+        acting: link.acting,
+        in_top: link.in_top,
+        remote,
     }
 }
 

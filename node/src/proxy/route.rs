@@ -205,10 +205,25 @@ pub fn candidates_in<'v>(
             detail: states.join(", "),
         });
     }
+    prefer_own_cell(&mut usable);
     // Instances should agree; if they do not, the first by node name decides, the same way on
     // every caller.
     let balancer = usable[0].balancer;
     Ok((balancer, usable))
+}
+
+/// Keeps the best tier of `usable`: this node's cell's instances; else other cells' from a
+/// fresh summary; else those from a stale one (a cell cut off from the others still calls
+/// what it last knew).
+fn prefer_own_cell(usable: &mut Vec<&Endpoint>) {
+    let tier = |e: &Endpoint| match (&e.cell, e.stale) {
+        (None, _) => 0,
+        (Some(_), false) => 1,
+        (Some(_), true) => 2,
+    };
+    if let Some(best) = usable.iter().map(|e| tier(e)).min() {
+        usable.retain(|e| tier(e) == best);
+    }
 }
 
 #[cfg(test)]
@@ -424,5 +439,41 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn own_cell_first_then_other_cells_fresh_then_stale() {
+        let local = |n: &str, h: Health| ep(n, h, false, Balancer::P2cEwma);
+        let remote = |n: &str, stale: bool| Endpoint {
+            cell: Some("b".into()),
+            stale,
+            ..local(n, Health::Passing)
+        };
+        let nodes = |eps: Vec<Endpoint>| {
+            let v = view(eps);
+            candidates(&v, "web")
+                .map(|(_, e)| e.iter().map(|e| e.node.clone()).collect::<Vec<_>>())
+                .unwrap()
+        };
+        let all = || {
+            vec![
+                local("a", Health::Passing),
+                remote("r1", false),
+                remote("r2", true),
+            ]
+        };
+        assert_eq!(nodes(all()), ["a"]);
+        // This cell's only instance fails its checks: other cells', fresh ones first.
+        let mut sick = all();
+        sick[0].health = Health::Critical;
+        assert_eq!(nodes(sick), ["r1"]);
+        assert_eq!(
+            nodes(vec![remote("r2", true), local("a", Health::Critical)]),
+            ["r2"]
+        );
+        // A stale local instance (from the persisted view) is still this cell's.
+        let mut persisted = local("a", Health::Passing);
+        persisted.stale = true;
+        assert_eq!(nodes(vec![persisted, remote("r1", false)]), ["a"]);
     }
 }
