@@ -190,6 +190,7 @@ impl CellLink {
             cell_cache: Cache::default(),
             top_cache: Cache::default(),
             last_seed_try: None,
+            known: Directory::default(),
         };
         let task = tokio::spawn(link.run());
         Self {
@@ -264,8 +265,8 @@ struct Top {
 #[derive(Default)]
 struct Cache {
     nodes: HashMap<ChitchatId, (u64, Vec<(String, String)>)>,
-    /// The directory of `nodes`, until one of them changes.
-    dir: Option<Directory>,
+    /// The directory of `nodes` (of the owners it was read for), until one of them changes.
+    dir: Option<(Option<Vec<String>>, Directory)>,
 }
 
 impl Cache {
@@ -303,19 +304,23 @@ impl Cache {
             .unwrap_or(0)
     }
 
-    fn directory(&mut self, own_cell: &str, now_ms: u64) -> Directory {
-        let nodes = &self.nodes;
-        self.dir
-            .get_or_insert_with(|| {
-                Directory::read(
-                    own_cell,
-                    now_ms,
-                    nodes
-                        .values()
-                        .map(|(_, kvs)| kvs.iter().map(|(k, v)| (k.as_str(), v.as_str()))),
-                )
-            })
-            .clone()
+    /// The directory of the namespaces of `owners` (all when `None`).
+    fn directory(&mut self, own_cell: &str, now_ms: u64, owners: Option<&[String]>) -> Directory {
+        if let Some((for_owners, dir)) = &self.dir
+            && for_owners.as_deref() == owners
+        {
+            return dir.clone();
+        }
+        let dir = Directory::read(
+            own_cell,
+            now_ms,
+            self.nodes
+                .iter()
+                .filter(|(id, _)| owners.is_none_or(|o| o.iter().any(|n| **n == *id.node_id)))
+                .map(|(_, (_, kvs))| kvs.iter().map(|(k, v)| (k.as_str(), v.as_str()))),
+        );
+        self.dir = Some((owners.map(<[String]>::to_vec), dir.clone()));
+        dir
     }
 }
 
@@ -337,6 +342,8 @@ struct Link {
     cell_cache: Cache,
     top_cache: Cache,
     last_seed_try: Option<Instant>,
+    /// Other cells as last read, until they expire.
+    known: Directory,
 }
 
 fn wall_ms() -> u64 {
@@ -372,22 +379,35 @@ impl Link {
             .collect();
         let ranked_here = ranked.contains(&self.name);
         let acting = ranked.first() == Some(&self.name);
+        // Whose copies of other cells this node reads in its cell: the custodians and the next
+        // best ranked (one that was outranked a moment ago), not any member.
+        let readers: Vec<String> = rank::custodians(&s.cell, &live, 2 * s.custodians.max(1))
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
 
         // What this cell knows of the others, from the bridging custodian's namespace.
         let cell_dir = {
             let cache = &mut self.cell_cache;
             self.membership.with_chitchat(|c| cache.refresh(c)).await;
-            self.cell_cache.directory(&s.cell, wall)
+            self.cell_cache.directory(&s.cell, wall, Some(&readers))
         };
-        self.follow_rank(ranked_here, now, &cell_dir).await;
-
-        let mut dir = cell_dir;
+        self.known.merge(cell_dir);
+        let seeds = custodian_addrs(&self.known);
+        self.follow_rank(ranked_here, now, seeds).await;
         if let Some(top) = &self.top {
             let cache = &mut self.top_cache;
             top.membership.with_chitchat(|c| cache.refresh(c)).await;
-            dir.merge(self.top_cache.directory(&s.cell, wall));
+            self.known
+                .merge(self.top_cache.directory(&s.cell, wall, None));
         }
-        let ages = directory::judge_all(&dir, &mut self.fresh, now, wall, s.ageing);
+        // Cells stay known until they expire, whoever carried them last: a custodian's death
+        // leaves no gap while the next one takes over.
+        let ages = directory::judge_all(&self.known, &mut self.fresh, now, wall, s.ageing);
+        self.known
+            .cells
+            .retain(|c, _| ages.get(c).is_some_and(|a| *a != Age::Expired));
+        let dir = self.known.clone();
 
         if acting && self.top.is_some() {
             self.publish(&view, &ranked, wall, now).await;
@@ -417,7 +437,7 @@ impl Link {
     }
 
     /// Joins the top layer when ranked, leaves it `linger` after no longer being ranked.
-    async fn follow_rank(&mut self, ranked: bool, now: Instant, cell_dir: &Directory) {
+    async fn follow_rank(&mut self, ranked: bool, now: Instant, seeds: Vec<SocketAddr>) {
         match (&mut self.top, ranked) {
             (Some(top), true) => top.leaving_at = None,
             (Some(top), false) => {
@@ -428,16 +448,16 @@ impl Link {
                     self.leave_top().await;
                 }
             }
-            (None, true) => self.join_top(cell_dir).await,
+            (None, true) => self.join_top(seeds).await,
             (None, false) => {}
         }
     }
 
-    async fn join_top(&mut self, cell_dir: &Directory) {
+    async fn join_top(&mut self, known_custodians: Vec<SocketAddr>) {
         let s = &self.config.settings;
-        let generation = wall_ms().max(self.last_generation + 1);
+        let generation = wall_ms().max(self.last_generation.saturating_add(1));
         let mut seeds = self.config.top_seeds.clone();
-        for addr in custodian_addrs(cell_dir) {
+        for addr in known_custodians {
             let addr = addr.to_string();
             if !seeds.contains(&addr) {
                 seeds.push(addr);
