@@ -289,7 +289,6 @@ pub fn remote_view(dir: &Directory, ages: &BTreeMap<String, Age>) -> RemoteView 
                 custodians: s.header.custodians.iter().map(|c| c.name.clone()).collect(),
                 services: s.header.services.len(),
                 stale,
-                renewed_ms: s.beacon_ms,
                 policy_digest: hex(&s.header.policy_digest),
             },
         );
