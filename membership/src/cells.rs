@@ -72,6 +72,7 @@
 //! whole directory (about 20 KB per cell of 50 services). Pulling remote services a node calls
 //! from a custodian would cut both, at the price of a first request that waits.
 
+mod cache;
 pub mod directory;
 mod link;
 pub mod publish;
