@@ -47,9 +47,19 @@
 //! - cell layer, acting custodian of C: the same keys of every other cell D (`cell/D/...`),
 //!   bodies copied verbatim.
 //!
-//! Every member reads the `cell/` keys of every namespace of its cell (custodians also the
-//! top layer's), keeps the newest header per cell, and judges freshness by when it last saw the
-//! cell's beacon move on ([`directory::Freshness`]).
+//! Every member reads the `cell/` keys of the namespaces of its cell's 2k best-ranked live
+//! members (the custodians and the ones just outranked; any other member's `cell/` keys are
+//! ignored), custodians also every top-layer namespace; keeps the newest header per cell (and
+//! the newest beacon, whoever carried it); and judges freshness by when it last saw the cell's
+//! beacon move on ([`directory::Freshness`]). A cell stays known until it expires, even when
+//! no namespace carries it for a moment (a custodian died and the next one has not bridged
+//! yet). Headers stamped more than [`directory::MAX_SKEW`] ahead of this node's clock are
+//! ignored; a custodian taking over stamps above the newest header of its cell it can see.
+//!
+//! Not checked: that a top-layer member speaks for the cell it names. Other cells cannot see
+//! this cell's members; a custodian could publish a summary for a cell it is not in. Dials
+//! still check the serving node's certificate name and that it may serve the service, so a
+//! lying summary can fail or steer calls, not take them over.
 //!
 //! # Push, not pull
 //!
@@ -62,6 +72,7 @@
 //! whole directory (about 20 KB per cell of 50 services). Pulling remote services a node calls
 //! from a custodian would cut both, at the price of a first request that waits.
 
+mod cache;
 pub mod directory;
 mod link;
 pub mod publish;

@@ -111,7 +111,8 @@ pub struct ClusterView {
     pub cells: BTreeMap<String, RemoteCell>,
 }
 
-/// Another cell, as its latest summary describes it.
+/// Another cell, as its latest summary describes it. Nothing here moves with the cell's
+/// beacon: the view changes only when the summary does or the cell turns stale.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RemoteCell {
     /// Members of the cell (alive or draining) when the summary was made.
@@ -122,8 +123,6 @@ pub struct RemoteCell {
     pub services: usize,
     /// The summary was not renewed for a while: its endpoints may be out of date.
     pub stale: bool,
-    /// When the cell's custodian last renewed the summary (its clock, ms since the epoch).
-    pub renewed_ms: u64,
     /// The digest of the policy documents the cell holds (hex; empty when not published).
     pub policy_digest: String,
 }

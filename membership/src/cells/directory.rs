@@ -110,6 +110,31 @@ fn read_namespace<'a>(
     out
 }
 
+impl CellSummary {
+    /// Takes the newer header (with its shards) and the newer beacon of `self` and `other`,
+    /// with their bodies: a custodian bridges the beacon that counts.
+    fn merge(&mut self, mut other: Self) {
+        let key = summary::beacon_key(&self.header.cell);
+        let beacon = if other.beacon_ms > self.beacon_ms {
+            (other.beacon_ms, other.raw.remove(&key))
+        } else {
+            (self.beacon_ms, self.raw.remove(&key))
+        };
+        if other.header.stamp_ms > self.header.stamp_ms {
+            *self = other;
+        }
+        self.beacon_ms = beacon.0;
+        match beacon.1 {
+            Some(body) => {
+                self.raw.insert(key, body);
+            }
+            None => {
+                self.raw.remove(&key);
+            }
+        }
+    }
+}
+
 impl Directory {
     /// Reads every namespace (one per member) and keeps, per cell other than `own_cell`, the
     /// newest summary; at most [`MAX_CELLS`] cells. Headers stamped after `now_ms` plus
@@ -139,13 +164,7 @@ impl Directory {
                 None => {
                     self.cells.insert(cell, s);
                 }
-                Some(cur) => {
-                    let beacon_ms = cur.beacon_ms.max(s.beacon_ms);
-                    if s.header.stamp_ms > cur.header.stamp_ms {
-                        *cur = s;
-                    }
-                    cur.beacon_ms = beacon_ms;
-                }
+                Some(cur) => cur.merge(s),
             }
         }
     }
@@ -270,7 +289,6 @@ pub fn remote_view(dir: &Directory, ages: &BTreeMap<String, Age>) -> RemoteView 
                 custodians: s.header.custodians.iter().map(|c| c.name.clone()).collect(),
                 services: s.header.services.len(),
                 stale,
-                renewed_ms: s.beacon_ms,
                 policy_digest: hex(&s.header.policy_digest),
             },
         );
@@ -357,6 +375,11 @@ mod tests {
         assert_eq!(east.shards["web"].instances[0].node, "new");
         assert_eq!(east.beacon_ms, 900);
         assert_eq!(east.raw.len(), 3);
+        let bridged = &east.raw[&summary::beacon_key("east")];
+        assert_eq!(
+            summary::decode_beacon("east", bridged).unwrap().stamp_ms,
+            900
+        );
         assert_eq!(
             read("west", &[new.clone(), old]).cells["east"]
                 .header

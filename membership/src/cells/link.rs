@@ -1,26 +1,24 @@
 //! [`CellLink`]: the task that connects one node's cell to the others.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use chitchat::transport::Transport;
-use chitchat::{Chitchat, ChitchatId};
 use murmur_transport::tls::TlsState;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
+use super::cache::Cache;
 use super::directory::{self, Age, Ageing, Directory, Freshness};
 use super::publish::{self, Stamper};
 use super::rank;
 use super::summary::{self, Custodian};
 use crate::driver::{GossipSettings, Membership, MembershipConfig, Trust};
-use crate::records::CELL_PREFIX;
 use crate::trust::TrustGuard;
-use crate::trust::signed;
 use crate::view::MemberState;
 
 /// The cell of a node that names none. A mesh of only this cell runs no [`CellLink`].
@@ -190,6 +188,7 @@ impl CellLink {
             cell_cache: Cache::default(),
             top_cache: Cache::default(),
             last_seed_try: None,
+            known: Directory::default(),
         };
         let task = tokio::spawn(link.run());
         Self {
@@ -259,66 +258,6 @@ struct Top {
     leaving_at: Option<Instant>,
 }
 
-/// The `cell/` values of every namespace of one chitchat instance, copied only when a node's
-/// state changed.
-#[derive(Default)]
-struct Cache {
-    nodes: HashMap<ChitchatId, (u64, Vec<(String, String)>)>,
-    /// The directory of `nodes`, until one of them changes.
-    dir: Option<Directory>,
-}
-
-impl Cache {
-    fn refresh(&mut self, c: &Chitchat) {
-        let before = self.nodes.len();
-        self.nodes.retain(|id, _| c.node_state(id).is_some());
-        if self.nodes.len() != before {
-            self.dir = None;
-        }
-        for (id, state) in c.node_states() {
-            let max = state.max_version();
-            if self.nodes.get(id).is_some_and(|(v, _)| *v == max) {
-                continue;
-            }
-            self.dir = None;
-            let kvs = state
-                .key_values()
-                .filter(|(k, _)| k.starts_with(CELL_PREFIX))
-                .filter_map(|(k, v)| Some((k.to_owned(), signed::body(v)?.to_owned())))
-                .collect();
-            self.nodes.insert(id.clone(), (max, kvs));
-        }
-    }
-
-    /// The newest stamp any namespace holds for `cell`'s header, up to `max`.
-    fn newest_stamp(&self, cell: &str, max: u64) -> u64 {
-        let key = summary::header_key(cell);
-        self.nodes
-            .values()
-            .flat_map(|(_, kvs)| kvs.iter().filter(|(k, _)| *k == key))
-            .filter_map(|(_, v)| summary::decode_header(cell, v).ok())
-            .map(|h| h.stamp_ms)
-            .filter(|ms| *ms <= max)
-            .max()
-            .unwrap_or(0)
-    }
-
-    fn directory(&mut self, own_cell: &str, now_ms: u64) -> Directory {
-        let nodes = &self.nodes;
-        self.dir
-            .get_or_insert_with(|| {
-                Directory::read(
-                    own_cell,
-                    now_ms,
-                    nodes
-                        .values()
-                        .map(|(_, kvs)| kvs.iter().map(|(k, v)| (k.as_str(), v.as_str()))),
-                )
-            })
-            .clone()
-    }
-}
-
 struct Link {
     name: String,
     config: CellLinkConfig,
@@ -337,6 +276,8 @@ struct Link {
     cell_cache: Cache,
     top_cache: Cache,
     last_seed_try: Option<Instant>,
+    /// Other cells as last read, until they expire.
+    known: Directory,
 }
 
 fn wall_ms() -> u64 {
@@ -372,22 +313,35 @@ impl Link {
             .collect();
         let ranked_here = ranked.contains(&self.name);
         let acting = ranked.first() == Some(&self.name);
+        // Whose copies of other cells this node reads in its cell: the custodians and the next
+        // best ranked (one that was outranked a moment ago), not any member.
+        let readers: Vec<String> = rank::custodians(&s.cell, &live, 2 * s.custodians.max(1))
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
 
         // What this cell knows of the others, from the bridging custodian's namespace.
         let cell_dir = {
             let cache = &mut self.cell_cache;
             self.membership.with_chitchat(|c| cache.refresh(c)).await;
-            self.cell_cache.directory(&s.cell, wall)
+            self.cell_cache.directory(&s.cell, wall, Some(&readers))
         };
-        self.follow_rank(ranked_here, now, &cell_dir).await;
-
-        let mut dir = cell_dir;
+        self.known.merge(cell_dir);
+        let seeds = custodian_addrs(&self.known);
+        self.follow_rank(ranked_here, now, seeds).await;
         if let Some(top) = &self.top {
             let cache = &mut self.top_cache;
             top.membership.with_chitchat(|c| cache.refresh(c)).await;
-            dir.merge(self.top_cache.directory(&s.cell, wall));
+            self.known
+                .merge(self.top_cache.directory(&s.cell, wall, None));
         }
-        let ages = directory::judge_all(&dir, &mut self.fresh, now, wall, s.ageing);
+        // Cells stay known until they expire, whoever carried them last: a custodian's death
+        // leaves no gap while the next one takes over.
+        let ages = directory::judge_all(&self.known, &mut self.fresh, now, wall, s.ageing);
+        self.known
+            .cells
+            .retain(|c, _| ages.get(c).is_some_and(|a| *a != Age::Expired));
+        let dir = self.known.clone();
 
         if acting && self.top.is_some() {
             self.publish(&view, &ranked, wall, now).await;
@@ -417,7 +371,7 @@ impl Link {
     }
 
     /// Joins the top layer when ranked, leaves it `linger` after no longer being ranked.
-    async fn follow_rank(&mut self, ranked: bool, now: Instant, cell_dir: &Directory) {
+    async fn follow_rank(&mut self, ranked: bool, now: Instant, seeds: Vec<SocketAddr>) {
         match (&mut self.top, ranked) {
             (Some(top), true) => top.leaving_at = None,
             (Some(top), false) => {
@@ -428,16 +382,16 @@ impl Link {
                     self.leave_top().await;
                 }
             }
-            (None, true) => self.join_top(cell_dir).await,
+            (None, true) => self.join_top(seeds).await,
             (None, false) => {}
         }
     }
 
-    async fn join_top(&mut self, cell_dir: &Directory) {
+    async fn join_top(&mut self, known_custodians: Vec<SocketAddr>) {
         let s = &self.config.settings;
-        let generation = wall_ms().max(self.last_generation + 1);
+        let generation = wall_ms().max(self.last_generation.saturating_add(1));
         let mut seeds = self.config.top_seeds.clone();
-        for addr in custodian_addrs(cell_dir) {
+        for addr in known_custodians {
             let addr = addr.to_string();
             if !seeds.contains(&addr) {
                 seeds.push(addr);
