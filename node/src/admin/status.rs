@@ -58,7 +58,6 @@ fn cell(state: &AdminState) -> CellJson {
         .as_ref()
         .map(|l| l.borrow().clone())
         .unwrap_or_default();
-    let now_ms = crate::clock::unix_now().saturating_mul(1000);
     let remote = state
         .membership
         .view()
@@ -69,7 +68,6 @@ fn cell(state: &AdminState) -> CellJson {
             members: c.members,
             custodians: c.custodians.clone(),
             services: c.services,
-            age_s: now_ms.saturating_sub(c.renewed_ms) / 1000,
             stale: c.stale,
             policy_digest: c.policy_digest.clone(),
         })

@@ -60,8 +60,6 @@ pub struct RemoteCellJson {
     pub custodians: Vec<String>,
     /// Services it exports.
     pub services: usize,
-    /// Seconds since the summary was last renewed (by the publisher's clock).
-    pub age_s: u64,
     /// Not renewed for a while: its instances are still routed to, marked stale, until the
     /// summary expires.
     pub stale: bool,
