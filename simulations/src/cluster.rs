@@ -42,6 +42,9 @@ pub struct ClusterSpec {
     pub join_window: Duration,
     /// How often each node rebuilds its view without a membership change.
     pub refresh: Duration,
+    /// Host number of the first node: node `i` is host `first_host + i` (its name and address),
+    /// so that several clusters (cells) share one network without clashing.
+    pub first_host: usize,
 }
 
 impl ClusterSpec {
@@ -55,6 +58,7 @@ impl ClusterSpec {
             // Views are rebuilt on every membership change anyway; the periodic rebuild only
             // matters for fail-static, which the simulation does not use.
             refresh: Duration::from_secs(3600),
+            first_host: 0,
         }
     }
 }
@@ -124,8 +128,8 @@ impl Cluster {
         offsets.sort();
         let slots = (0..spec.nodes)
             .map(|i| Slot {
-                name: host_name(i),
-                addr: host_addr(i),
+                name: host_name(spec.first_host + i),
+                addr: host_addr(spec.first_host + i),
                 // Nodes started at different times over the last 30 days.
                 generation: EPOCH_MS + net.random_below(30 * 24 * 3_600_000) as u64,
                 node: None,
@@ -163,6 +167,11 @@ impl Cluster {
         &self.spec.gossip
     }
 
+    /// The credentials of host `name` (made on first use), signed by the cluster's CA.
+    pub fn pki(&self) -> &TestPki {
+        &self.pki
+    }
+
     /// Crashes node `i`: no leave, no goodbye; its address stops answering at once.
     pub fn kill(&mut self, i: usize) {
         if let Some(slot) = self.slots.get_mut(i) {
@@ -198,7 +207,10 @@ impl Cluster {
             generation: slot.generation,
             mesh_addr: slot.addr,
             admin_addr: None,
-            labels: BTreeMap::from([("zone".to_owned(), format!("zone-{}", i % ZONES))]),
+            labels: BTreeMap::from([(
+                "zone".to_owned(),
+                format!("zone-{}", (self.spec.first_host + i) % ZONES),
+            )]),
             seeds,
             gossip: self.spec.gossip.clone(),
             view_file: None,
@@ -208,7 +220,7 @@ impl Cluster {
         let node = Membership::start(config, &self.net)
             .await
             .with_context(|| format!("starting {}", slot.name))?;
-        node.publish_service(&format!("svc-{:02}", i % SERVICES), &service())
+        node.publish_service(&service_of(i), &service())
             .await
             .context("publishing a service")?;
         slot.node = Some(node);
@@ -216,7 +228,13 @@ impl Cluster {
     }
 }
 
-fn service() -> ServiceRecord {
+/// The service node `i` of a cluster serves.
+pub fn service_of(i: usize) -> String {
+    format!("svc-{:02}", i % SERVICES)
+}
+
+/// The record every simulated instance publishes.
+pub fn service() -> ServiceRecord {
     ServiceRecord {
         version: RECORD_VERSION,
         protocol: Protocol::Http,
