@@ -23,7 +23,7 @@ use crate::records::{self, NODE_KEY, NodeRecord, NodeStatus, RECORD_VERSION, Ser
 use crate::trust::liveness::{heartbeat, own_heartbeat};
 use crate::trust::signed::{self, HEAD_KEY};
 use crate::trust::{GuardStats, Horizon, OwnKeys, SignError, TrustGuard};
-use crate::view::{self, ClusterView, NodeSnapshot};
+use crate::view::{self, ClusterView, NodeSnapshot, RemoteView};
 
 /// How often this node moves its own heartbeat on (it counts microseconds since start).
 const HEARTBEAT_TICK: Duration = Duration::from_millis(100);
@@ -144,6 +144,8 @@ pub struct Membership {
     life: JoinHandle<()>,
     keys: GossipKeys,
     guard: Arc<TrustGuard>,
+    /// Other cells, laid over the view of this one (`crate::cells` writes it).
+    remote: watch::Sender<Arc<RemoteView>>,
 }
 
 /// Writes this node's own gossip keys, and nothing else: a small `Clone` handle for a task that
@@ -249,6 +251,7 @@ impl Membership {
         });
         let (view_tx, view_rx) = watch::channel(Arc::new(first));
         let kick = Arc::new(tokio::sync::Notify::new());
+        let (remote, remote_rx) = watch::channel(Arc::new(RemoteView::default()));
         let refresher = tokio::spawn(refresh_loop(Refresher {
             chitchat: handle.chitchat(),
             self_name: config.name.clone(),
@@ -268,6 +271,7 @@ impl Membership {
             view_file: config.view_file.clone(),
             every: config.refresh,
             kick: kick.clone(),
+            remote: remote_rx,
         }));
         let keys = GossipKeys {
             chitchat: handle.chitchat(),
@@ -282,7 +286,20 @@ impl Membership {
             life,
             keys,
             guard: config.trust.guard,
+            remote,
         })
+    }
+
+    /// Replaces what this node knows of other cells: the view shows it on top of this cell's
+    /// own members and endpoints (see [`view::overlay`]).
+    pub fn set_remote(&self, remote: RemoteView) {
+        self.remote.send_if_modified(|cur| {
+            if **cur == remote {
+                return false;
+            }
+            *cur = Arc::new(remote);
+            true
+        });
     }
 
     /// The current view.
@@ -401,6 +418,12 @@ impl Membership {
         }
     }
 
+    /// Gossips with `addr` now, whether or not it is a member yet (chitchat seeds only from
+    /// the list it started with; the cell layer learns custodians of other cells later).
+    pub fn gossip_with(&self, addr: SocketAddr) {
+        let _ = self.handle.gossip(addr);
+    }
+
     /// Leaves on purpose: peers mark this node left (not failed) within a round trip. Waits
     /// `linger` for the news to travel, then stops gossiping.
     pub async fn leave(&self, linger: Duration) {
@@ -495,6 +518,7 @@ struct Refresher {
     view_file: Option<PathBuf>,
     every: Duration,
     kick: Arc<tokio::sync::Notify>,
+    remote: watch::Receiver<Arc<RemoteView>>,
 }
 
 async fn refresh_loop(mut r: Refresher) {
@@ -506,9 +530,11 @@ async fn refresh_loop(mut r: Refresher) {
             _ = tick.tick() => {}
             changed = live_watch.changed() => if changed.is_err() { return },
             () = r.kick.notified() => {}
+            changed = r.remote.changed() => if changed.is_err() { return },
         }
         let snapshots = snapshot(&r.chitchat, &mut r.newcomers, r.join_grace).await;
-        let live = view::build(&r.self_name, &snapshots);
+        let remote = r.remote.borrow_and_update().clone();
+        let live = view::overlay(view::build(&r.self_name, &snapshots), &remote);
         let next = r.fail_static.apply(live, Instant::now());
         if **r.view_tx.borrow() == next {
             continue;

@@ -7,6 +7,7 @@
 //!
 //! It knows nothing of sockets other than through a chitchat transport, and nothing of HTTP.
 
+pub mod cells;
 pub mod driver;
 pub mod persist;
 pub mod policy;
@@ -17,4 +18,4 @@ pub mod view;
 pub use driver::{
     GossipKeys, GossipSettings, Membership, MembershipConfig, MembershipError, Trust,
 };
-pub use view::{ClusterView, Endpoint, Member, MemberState};
+pub use view::{ClusterView, Endpoint, Member, MemberState, RemoteCell, RemoteView};

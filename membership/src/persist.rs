@@ -239,6 +239,7 @@ mod tests {
             balancer: Balancer::default(),
             draining: false,
             stale: false,
+            cell: None,
         }
     }
 

@@ -22,6 +22,8 @@ pub const MAX_BODY_BYTES: usize = MAX_VALUE_BYTES - crate::trust::signed::OVERHE
 pub const NODE_KEY: &str = "node";
 /// Prefix of service-instance keys: `svc/<service>/<node>`.
 pub const SERVICE_PREFIX: &str = "svc/";
+/// Prefix of cell-summary keys (`crate::cells`): `cell/<cell>/...`.
+pub const CELL_PREFIX: &str = "cell/";
 
 /// Whether a node takes new traffic.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]

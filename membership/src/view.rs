@@ -79,8 +79,13 @@ pub struct Endpoint {
     pub balancer: Balancer,
     /// The node is draining.
     pub draining: bool,
-    /// Known only from the persisted view.
+    /// Known only from the persisted view, or from another cell's summary that stopped being
+    /// renewed.
     pub stale: bool,
+    /// The cell of the serving node when it is another cell than this node's (learned from
+    /// that cell's summary, see `crate::cells`); `None` for an instance of this node's cell.
+    #[serde(default)]
+    pub cell: Option<String>,
 }
 
 impl Endpoint {
@@ -101,6 +106,63 @@ pub struct ClusterView {
     pub services: BTreeMap<String, Vec<Endpoint>>,
     /// Some of this view comes from disk, not from gossip.
     pub stale: bool,
+    /// Other cells, by name, as their summaries describe them (empty in a single-cell mesh).
+    #[serde(default)]
+    pub cells: BTreeMap<String, RemoteCell>,
+}
+
+/// Another cell, as its latest summary describes it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RemoteCell {
+    /// Members of the cell (alive or draining) when the summary was made.
+    pub members: u32,
+    /// The cell's custodians, best ranked first.
+    pub custodians: Vec<String>,
+    /// Services it exports.
+    pub services: usize,
+    /// The summary was not renewed for a while: its endpoints may be out of date.
+    pub stale: bool,
+    /// When the cell's custodian last renewed the summary (its clock, ms since the epoch).
+    pub renewed_ms: u64,
+    /// The digest of the policy documents the cell holds (hex; empty when not published).
+    pub policy_digest: String,
+}
+
+/// What this node knows of other cells, ready to be laid over the view of its own cell.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RemoteView {
+    /// Other cells by name.
+    pub cells: BTreeMap<String, RemoteCell>,
+    /// Their endpoints by service (each with its `cell` set).
+    pub services: BTreeMap<String, Vec<Endpoint>>,
+}
+
+/// Lays `remote` over a view of this node's own cell. An instance whose node is a routable
+/// member here is left out: a node that moved into this cell is reached as a local member, not
+/// through the summary of the cell it left. With an empty `remote` the view is unchanged.
+pub fn overlay(mut view: ClusterView, remote: &RemoteView) -> ClusterView {
+    if remote.cells.is_empty() && remote.services.is_empty() {
+        return view;
+    }
+    let local = |node: &str| {
+        view.members.get(node).is_some_and(|m| {
+            matches!(
+                m.state,
+                MemberState::Alive | MemberState::Draining | MemberState::Joining
+            )
+        })
+    };
+    let mut extra: Vec<(String, Endpoint)> = Vec::new();
+    for (service, eps) in &remote.services {
+        for e in eps.iter().filter(|e| !local(&e.node)) {
+            extra.push((service.clone(), e.clone()));
+        }
+    }
+    for (service, e) in extra {
+        view.services.entry(service).or_default().push(e);
+    }
+    view.cells.clone_from(&remote.cells);
+    view
 }
 
 impl ClusterView {
@@ -209,6 +271,7 @@ fn member_of(snap: &NodeSnapshot) -> Option<(Member, Vec<Endpoint>)> {
             balancer: rec.balancer,
             draining: state == MemberState::Draining,
             stale: false,
+            cell: None,
         });
     }
     let member = Member {

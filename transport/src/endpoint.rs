@@ -1,8 +1,10 @@
 //! The QUIC endpoint of a node: one UDP socket that accepts connections from verified peers and
 //! dials them, with one cached connection per peer.
 //!
-//! Incoming gossip streams go to a bounded channel read by the gossip transport; other streams go
-//! to the [`StreamHandler`] the node installs. Connections we dial are served the same way, so a
+//! Incoming gossip streams go to a bounded queue per gossip channel, read by that channel's
+//! gossip transport (channel 0: the cell; others: the top layer of cells, see
+//! [`MeshEndpoint::gossip_channel`]); other streams go to the [`StreamHandler`] the node
+//! installs. Connections we dial are served the same way, so a
 //! peer may open streams on whichever connection exists between us.
 
 mod anonymous;
@@ -11,9 +13,10 @@ mod peers;
 mod registry;
 mod serve;
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
 use quinn::{RecvStream, SendStream};
@@ -109,7 +112,9 @@ struct Inner {
     settings: QuicSettings,
     peers: peers::PeerCache,
     handler: OnceLock<Arc<dyn StreamHandler>>,
-    gossip_tx: mpsc::Sender<GossipDatagram>,
+    /// The queue of each gossip channel, by channel (at most 256: the key is a byte, and only
+    /// this node opens channels).
+    gossip: Mutex<BTreeMap<u8, mpsc::Sender<GossipDatagram>>>,
     counters: Arc<Counters>,
     registry: registry::Registry,
     anonymous: Arc<Semaphore>,
@@ -167,6 +172,7 @@ impl MeshEndpoint {
             )));
         }
         let (gossip_tx, gossip_rx) = mpsc::channel(GOSSIP_QUEUE);
+        let gossip = Mutex::new(BTreeMap::from([(0, gossip_tx)]));
         let inner = Arc::new(Inner {
             endpoint,
             tls,
@@ -175,7 +181,7 @@ impl MeshEndpoint {
             settings: config.quic,
             peers: peers::PeerCache::default(),
             handler: OnceLock::new(),
-            gossip_tx,
+            gossip,
             counters: Arc::default(),
             registry: registry::Registry::default(),
             anonymous: Arc::new(Semaphore::new(anonymous::MAX_ANONYMOUS)),
@@ -190,7 +196,6 @@ impl MeshEndpoint {
         let client_config = config::client_config(&tls, &quic).map_err(std::io::Error::other)?;
         let bind: SocketAddr = ([0, 0, 0, 0], 0).into();
         let endpoint = quinn::Endpoint::client(bind)?;
-        let (gossip_tx, _) = mpsc::channel(1);
         Ok(Self {
             inner: Arc::new(Inner {
                 endpoint,
@@ -200,12 +205,38 @@ impl MeshEndpoint {
                 settings: quic,
                 peers: peers::PeerCache::default(),
                 handler: OnceLock::new(),
-                gossip_tx,
+                gossip: Mutex::default(),
                 counters: Arc::default(),
                 registry: registry::Registry::default(),
                 anonymous: Arc::new(Semaphore::new(0)),
             }),
         })
+    }
+
+    /// A fresh receiver of gossip channel `channel` (0 is the one [`MeshEndpoint::bind`]
+    /// returned). It replaces the channel's previous receiver, which sees nothing more: a
+    /// custodian that leaves the top layer and joins again starts a new gossip instance.
+    pub fn gossip_channel(&self, channel: u8) -> mpsc::Receiver<GossipDatagram> {
+        let (tx, rx) = mpsc::channel(GOSSIP_QUEUE);
+        self.inner
+            .gossip
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(channel, tx);
+        rx
+    }
+
+    /// Hands a received gossip message to its channel's queue; `false` when the channel is not
+    /// open or its queue is full.
+    fn deliver_gossip(&self, channel: u8, datagram: GossipDatagram) -> bool {
+        let tx = self
+            .inner
+            .gossip
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&channel)
+            .cloned();
+        tx.is_some_and(|tx| tx.try_send(datagram).is_ok())
     }
 
     /// Installs the handler of bidirectional streams. Only the first call has an effect; streams

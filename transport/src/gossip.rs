@@ -37,7 +37,7 @@ pub use prescan::{PrescanError, prescan};
 
 use self::replies::Replies;
 use crate::endpoint::{GossipDatagram, MeshEndpoint};
-use crate::wire::{GossipFrame, WIRE_VERSION, encode_gossip};
+use crate::wire::{GossipFrame, WIRE_VERSION, encode_gossip_on};
 
 /// Messages waiting for one destination; more are dropped.
 const PER_PEER_QUEUE: usize = 32;
@@ -67,6 +67,7 @@ pub struct GossipStats {
 #[derive(Debug)]
 pub struct QuicGossip {
     endpoint: MeshEndpoint,
+    channel: u8,
     inbox: Mutex<Option<mpsc::Receiver<GossipDatagram>>>,
     guard: Arc<dyn GossipGuard>,
     replies: Arc<Replies>,
@@ -81,8 +82,21 @@ impl QuicGossip {
         inbox: mpsc::Receiver<GossipDatagram>,
         guard: Arc<dyn GossipGuard>,
     ) -> Self {
+        Self::on_channel(endpoint, 0, inbox, guard)
+    }
+
+    /// A transport of gossip channel `channel` over `endpoint` (a second gossip instance
+    /// sharing the node's QUIC endpoint and connections), fed by
+    /// [`MeshEndpoint::gossip_channel`]`(channel)`.
+    pub fn on_channel(
+        endpoint: MeshEndpoint,
+        channel: u8,
+        inbox: mpsc::Receiver<GossipDatagram>,
+        guard: Arc<dyn GossipGuard>,
+    ) -> Self {
         Self {
             endpoint,
+            channel,
             inbox: Mutex::new(Some(inbox)),
             guard,
             replies: Arc::default(),
@@ -118,6 +132,7 @@ impl Transport for QuicGossip {
         ));
         Ok(Box::new(QuicSocket {
             endpoint: self.endpoint.clone(),
+            channel: self.channel,
             replies: self.replies.clone(),
             encoder: codec::Encoder::new().await?,
             decoded: rx,
@@ -129,6 +144,7 @@ impl Transport for QuicGossip {
 
 struct QuicSocket {
     endpoint: MeshEndpoint,
+    channel: u8,
     replies: Arc<Replies>,
     encoder: codec::Encoder,
     decoded: mpsc::Receiver<RecvOutcome>,
@@ -149,11 +165,14 @@ impl Socket for QuicSocket {
     ) -> anyhow::Result<SendOutcome> {
         let payload = self.encoder.encode(envelope).await?;
         let num_bytes_sent = payload.len();
-        let frame = encode_gossip(&GossipFrame {
-            version: WIRE_VERSION,
-            from: self.endpoint.advertise_addr(),
-            payload,
-        })?;
+        let frame = encode_gossip_on(
+            self.channel,
+            &GossipFrame {
+                version: WIRE_VERSION,
+                from: self.endpoint.advertise_addr(),
+                payload,
+            },
+        )?;
         self.enqueue(to, frame);
         self.stats.sent.fetch_add(1, Ordering::Relaxed);
         self.stats

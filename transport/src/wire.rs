@@ -1,7 +1,10 @@
 //! What travels at the start of every QUIC stream between nodes.
 //!
 //! A stream opens with one byte saying what it carries ([`StreamKind`]). Gossip streams are
-//! unidirectional and hold exactly one [`GossipFrame`]. Bidirectional streams continue with a
+//! unidirectional and hold exactly one [`GossipFrame`]: for gossip channel 0 (the cell's
+//! gossip) right after the kind byte, as nodes always sent it; for another channel (the top
+//! layer of cells) after [`StreamKind::GossipChannel`] and the channel's byte. A node that does
+//! not know channels drops those streams, as it drops any unknown kind. Bidirectional streams continue with a
 //! length-prefixed [`StreamHeader`]; what follows belongs to the layer that asked for the stream.
 //!
 //! Everything is postcard with an explicit version as the first field, so a receiver can refuse
@@ -37,6 +40,9 @@ pub enum StreamKind {
     /// A certificate request: a join (token) or a renewal (current certificate). The only kind
     /// a client without a certificate may open.
     Identity = 5,
+    /// One gossip message of a channel other than 0 (unidirectional stream): a channel byte,
+    /// then a [`GossipFrame`].
+    GossipChannel = 6,
 }
 
 impl StreamKind {
@@ -48,6 +54,7 @@ impl StreamKind {
             3 => Some(Self::Tcp),
             4 => Some(Self::Control),
             5 => Some(Self::Identity),
+            6 => Some(Self::GossipChannel),
             _ => None,
         }
     }
@@ -157,14 +164,24 @@ pub fn decode_versioned<T: serde::de::DeserializeOwned>(
     Ok(value)
 }
 
-/// Encodes a [`GossipFrame`] (without the kind byte).
+/// Encodes a [`GossipFrame`] of channel 0, kind byte first.
 pub fn encode_gossip(frame: &GossipFrame) -> Result<Vec<u8>, WireError> {
-    let mut out = vec![StreamKind::Gossip as u8];
+    encode_gossip_on(0, frame)
+}
+
+/// Encodes a [`GossipFrame`] of `channel`, with the kind byte (and the channel byte for any
+/// channel but 0, which keeps the format every node speaks).
+pub fn encode_gossip_on(channel: u8, frame: &GossipFrame) -> Result<Vec<u8>, WireError> {
+    let mut out = match channel {
+        0 => vec![StreamKind::Gossip as u8],
+        ch => vec![StreamKind::GossipChannel as u8, ch],
+    };
+    let prefix = out.len();
     postcard::to_io(frame, &mut out).map_err(|source| WireError::Decode {
         what: "gossip frame",
         source,
     })?;
-    if out.len() > MAX_GOSSIP_FRAME + 1 {
+    if out.len() > MAX_GOSSIP_FRAME + prefix {
         return Err(WireError::TooLarge {
             what: "gossip frame",
             len: out.len(),

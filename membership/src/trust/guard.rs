@@ -407,6 +407,8 @@ fn may_publish(node: &str, key: &str) -> bool {
         CERT_KEY | HEAD_KEY | NODE_KEY => true,
         _ if key.starts_with(crate::view::EXTENSION_PREFIX) => true,
         _ if key.starts_with(crate::policy::KEY_PREFIX) => true,
+        // Cell summaries: a custodian's own cell in the top layer, other cells it bridges in.
+        _ if key.starts_with(crate::records::CELL_PREFIX) => true,
         _ => key
             .strip_prefix(SERVICE_PREFIX)
             .and_then(|rest| rest.rsplit_once('/'))

@@ -98,13 +98,14 @@ pub(super) async fn serve_connection(ep: MeshEndpoint, conn: PeerConnection) {
 
 async fn handle_uni(ep: MeshEndpoint, conn: PeerConnection, mut recv: RecvStream) {
     let read = async {
-        let kind = recv.read_u8().await.ok()?;
-        if StreamKind::from_byte(kind) != Some(StreamKind::Gossip) {
-            return None;
-        }
-        recv.read_to_end(MAX_GOSSIP_FRAME).await.ok()
+        let channel = match StreamKind::from_byte(recv.read_u8().await.ok()?)? {
+            StreamKind::Gossip => 0,
+            StreamKind::GossipChannel => recv.read_u8().await.ok()?,
+            _ => return None,
+        };
+        Some((channel, recv.read_to_end(MAX_GOSSIP_FRAME).await.ok()?))
     };
-    let Ok(Some(bytes)) = tokio::time::timeout(PREFACE_TIMEOUT, read).await else {
+    let Ok(Some((channel, bytes))) = tokio::time::timeout(PREFACE_TIMEOUT, read).await else {
         let _ = recv.stop(codes::BAD_PREFACE);
         return;
     };
@@ -131,7 +132,7 @@ async fn handle_uni(ep: MeshEndpoint, conn: PeerConnection, mut recv: RecvStream
         payload: frame.payload,
         conn: conn.clone(),
     };
-    if ep.inner.gossip_tx.try_send(datagram).is_err() {
+    if !ep.deliver_gossip(channel, datagram) {
         ep.inner
             .counters
             .gossip_dropped
@@ -156,7 +157,7 @@ async fn handle_bi(
     };
     let peer = conn.identity().clone();
     let allowed = match kind {
-        StreamKind::Gossip => false,
+        StreamKind::Gossip | StreamKind::GossipChannel => false,
         StreamKind::Http | StreamKind::Tcp => peer.id.role == Role::Node,
         StreamKind::Control => true,
         StreamKind::Identity => peer.id.role == Role::Node,

@@ -1,0 +1,676 @@
+//! [`CellLink`]: the task that connects one node's cell to the others.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use chitchat::transport::Transport;
+use chitchat::{Chitchat, ChitchatId};
+use murmur_transport::tls::TlsState;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tracing::{debug, info, warn};
+
+use super::directory::{self, Age, Ageing, Directory, Freshness};
+use super::publish::{self, Stamper};
+use super::rank;
+use super::summary::{self, Custodian};
+use crate::driver::{GossipSettings, Membership, MembershipConfig, Trust};
+use crate::records::CELL_PREFIX;
+use crate::trust::TrustGuard;
+use crate::trust::signed;
+use crate::view::MemberState;
+
+/// The cell of a node that names none. A mesh of only this cell runs no [`CellLink`].
+pub const DEFAULT_CELL: &str = "default";
+/// The cluster id of the top layer (cells use `murmur/<cell>`, the default cell `murmur`).
+pub const TOP_CLUSTER_ID: &str = "murmur-top";
+/// The cluster id of `cell`'s own gossip: `murmur` for [`DEFAULT_CELL`] (a single-cell mesh
+/// is unchanged), `murmur/<cell>` otherwise (a node configured into another cell is refused).
+pub fn cluster_id(cell: &str) -> String {
+    if cell == DEFAULT_CELL {
+        "murmur".to_owned()
+    } else {
+        format!("murmur/{cell}")
+    }
+}
+
+/// The label a top-layer member carries with its cell.
+pub const CELL_LABEL: &str = "cell";
+
+/// How the cell layer behaves.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CellSettings {
+    /// This node's cell.
+    pub cell: String,
+    /// Custodians per cell (ranked; the first live one acts, the others stand by).
+    pub custodians: usize,
+    /// Gossip settings of the top layer (cluster id [`TOP_CLUSTER_ID`]).
+    pub top: GossipSettings,
+    /// How often the link looks at the view, publishes and bridges.
+    pub tick: Duration,
+    /// How long a custodian that is no longer ranked stays in the top layer (handovers
+    /// overlap instead of leaving a gap).
+    pub linger: Duration,
+    /// How often the acting custodian renews its cell's beacon.
+    pub beacon_every: Duration,
+    /// When other cells' summaries turn stale and expire.
+    pub ageing: Ageing,
+}
+
+impl CellSettings {
+    /// The defaults for `cell`, the top layer gossiping like `cell_gossip` does.
+    pub fn new(cell: impl Into<String>, cell_gossip: &GossipSettings) -> Self {
+        Self {
+            cell: cell.into(),
+            custodians: rank::DEFAULT_CUSTODIANS,
+            top: GossipSettings {
+                cluster_id: TOP_CLUSTER_ID.into(),
+                ..cell_gossip.clone()
+            },
+            // Short: a change crosses two ticks (publish, bridge) on its way to another cell,
+            // and a tick with nothing new costs a version check per member.
+            tick: Duration::from_millis(250),
+            linger: Duration::from_secs(10),
+            beacon_every: Duration::from_secs(5),
+            ageing: Ageing {
+                stale_after: Duration::from_secs(20),
+                expire_after: Duration::from_secs(300),
+            },
+        }
+    }
+}
+
+/// Makes the transport of a top-layer instance. A custodian joins the top layer with a fresh
+/// instance (and generation) each time it becomes one, so it asks for a fresh transport.
+pub trait TopTransport: Send + Sync + 'static {
+    /// A transport whose received messages pass `guard` before chitchat sees them.
+    fn transport(&self, guard: Arc<TrustGuard>) -> Box<dyn Transport>;
+}
+
+/// A [`TopTransport`] handing out clones of one transport (in-memory networks, where the
+/// top layer listens at an address of its own and no guard runs).
+#[derive(Clone, Debug)]
+pub struct SharedTransport<T>(pub T);
+
+impl<T: Transport + Clone + 'static> TopTransport for SharedTransport<T> {
+    fn transport(&self, _guard: Arc<TrustGuard>) -> Box<dyn Transport> {
+        Box::new(self.0.clone())
+    }
+}
+
+/// What a [`CellLink`] needs besides the membership of its cell.
+#[derive(Clone)]
+pub struct CellLinkConfig {
+    /// Behaviour.
+    pub settings: CellSettings,
+    /// Where this node's top-layer gossip listens (with QUIC channels: its mesh address).
+    pub top_addr: SocketAddr,
+    /// Top-layer seeds (`host:port`), besides the custodians other cells' summaries name.
+    pub top_seeds: Vec<String>,
+    /// The node's credentials (the top layer signs and checks like the cell layer).
+    pub tls: Arc<TlsState>,
+    /// The top layer's transport.
+    pub transport: Arc<dyn TopTransport>,
+}
+
+impl std::fmt::Debug for CellLinkConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CellLinkConfig")
+            .field("settings", &self.settings)
+            .field("top_addr", &self.top_addr)
+            .field("top_seeds", &self.top_seeds)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the link is doing, for status pages.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CellStatus {
+    /// This node's cell.
+    pub cell: String,
+    /// The cell's custodians as this node ranks them, best first.
+    pub custodians: Vec<String>,
+    /// This node publishes its cell and bridges the others in.
+    pub acting: bool,
+    /// This node is in the top layer (a custodian, or lingering after being one).
+    pub in_top: bool,
+    /// Other cells known (stale ones included, expired ones not).
+    pub cells: usize,
+}
+
+/// State shared between the handle and its task.
+#[derive(Default)]
+struct Shared {
+    top: Mutex<Option<Arc<Membership>>>,
+    policy_digest: Mutex<[u8; 32]>,
+}
+
+/// Runs the cell layer of one node (see the module documentation of `crate::cells`).
+pub struct CellLink {
+    shared: Arc<Shared>,
+    status: watch::Receiver<CellStatus>,
+    task: JoinHandle<()>,
+}
+
+impl CellLink {
+    /// Starts the link of the node whose cell membership is `membership`.
+    pub fn start(config: CellLinkConfig, membership: Arc<Membership>) -> Self {
+        let shared = Arc::new(Shared::default());
+        let (status_tx, status) = watch::channel(CellStatus {
+            cell: config.settings.cell.clone(),
+            ..CellStatus::default()
+        });
+        let link = Link {
+            name: membership.chitchat_id().node_id.to_string(),
+            config,
+            membership,
+            shared: shared.clone(),
+            status: status_tx,
+            top: None,
+            fresh: Freshness::default(),
+            stamper: Stamper::default(),
+            published: BTreeMap::new(),
+            bridged: BTreeMap::new(),
+            last_beacon: None,
+            last_generation: 0,
+            cell_cache: Cache::default(),
+            top_cache: Cache::default(),
+            last_seed_try: None,
+        };
+        let task = tokio::spawn(link.run());
+        Self {
+            shared,
+            status,
+            task,
+        }
+    }
+
+    /// What the link is doing now.
+    pub fn status(&self) -> CellStatus {
+        self.status.borrow().clone()
+    }
+
+    /// A receiver of every change of [`CellLink::status`].
+    pub fn watch_status(&self) -> watch::Receiver<CellStatus> {
+        self.status.clone()
+    }
+
+    /// The top-layer membership while this node is in it (to bridge policy documents, say).
+    pub fn top(&self) -> Option<Arc<Membership>> {
+        self.shared
+            .top
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Sets the policy digest the next summaries carry.
+    pub fn set_policy_digest(&self, digest: [u8; 32]) {
+        *self
+            .shared
+            .policy_digest
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = digest;
+    }
+
+    /// Stops the link; a custodian leaves the top layer, waiting `linger` for the news to
+    /// travel.
+    pub async fn shutdown(self, linger: Duration) {
+        self.task.abort();
+        let top = self.top();
+        if let Some(top) = top {
+            top.leave(linger).await;
+        }
+    }
+}
+
+impl Drop for CellLink {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl std::fmt::Debug for CellLink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CellLink")
+            .field("status", &*self.status.borrow())
+            .finish_non_exhaustive()
+    }
+}
+
+/// This node's place in the top layer.
+struct Top {
+    membership: Arc<Membership>,
+    /// Set once the node is no longer ranked: when it leaves.
+    leaving_at: Option<Instant>,
+}
+
+/// The `cell/` values of every namespace of one chitchat instance, copied only when a node's
+/// state changed.
+#[derive(Default)]
+struct Cache {
+    nodes: HashMap<ChitchatId, (u64, Vec<(String, String)>)>,
+    /// The directory of `nodes`, until one of them changes.
+    dir: Option<Directory>,
+}
+
+impl Cache {
+    fn refresh(&mut self, c: &Chitchat) {
+        let before = self.nodes.len();
+        self.nodes.retain(|id, _| c.node_state(id).is_some());
+        if self.nodes.len() != before {
+            self.dir = None;
+        }
+        for (id, state) in c.node_states() {
+            let max = state.max_version();
+            if self.nodes.get(id).is_some_and(|(v, _)| *v == max) {
+                continue;
+            }
+            self.dir = None;
+            let kvs = state
+                .key_values()
+                .filter(|(k, _)| k.starts_with(CELL_PREFIX))
+                .filter_map(|(k, v)| Some((k.to_owned(), signed::body(v)?.to_owned())))
+                .collect();
+            self.nodes.insert(id.clone(), (max, kvs));
+        }
+    }
+
+    fn directory(&mut self, own_cell: &str) -> Directory {
+        let nodes = &self.nodes;
+        self.dir
+            .get_or_insert_with(|| {
+                Directory::read(
+                    own_cell,
+                    nodes
+                        .values()
+                        .map(|(_, kvs)| kvs.iter().map(|(k, v)| (k.as_str(), v.as_str()))),
+                )
+            })
+            .clone()
+    }
+}
+
+struct Link {
+    name: String,
+    config: CellLinkConfig,
+    membership: Arc<Membership>,
+    shared: Arc<Shared>,
+    status: watch::Sender<CellStatus>,
+    top: Option<Top>,
+    fresh: Freshness,
+    stamper: Stamper,
+    /// Keys this node wrote in the top layer (its cell's summary).
+    published: BTreeMap<String, String>,
+    /// Keys this node wrote in its cell (other cells' summaries).
+    bridged: BTreeMap<String, String>,
+    last_beacon: Option<Instant>,
+    last_generation: u64,
+    cell_cache: Cache,
+    top_cache: Cache,
+    last_seed_try: Option<Instant>,
+}
+
+fn wall_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+impl Link {
+    async fn run(mut self) {
+        let mut tick = tokio::time::interval(self.config.settings.tick);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            self.step().await;
+        }
+    }
+
+    async fn step(&mut self) {
+        let now = Instant::now();
+        let s = self.config.settings.clone();
+        let view = self.membership.view();
+        let live: Vec<&str> = view
+            .members
+            .values()
+            .filter(|m| m.state == MemberState::Alive && !m.stale)
+            .map(|m| m.name.as_str())
+            .collect();
+        let ranked: Vec<String> = rank::custodians(&s.cell, &live, s.custodians)
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
+        let ranked_here = ranked.contains(&self.name);
+        let acting = ranked.first() == Some(&self.name);
+
+        // What this cell knows of the others, from the bridging custodian's namespace.
+        let cell_dir = {
+            let cache = &mut self.cell_cache;
+            self.membership.with_chitchat(|c| cache.refresh(c)).await;
+            self.cell_cache.directory(&s.cell)
+        };
+        self.follow_rank(ranked_here, now, &cell_dir).await;
+
+        let mut dir = cell_dir;
+        if let Some(top) = &self.top {
+            let cache = &mut self.top_cache;
+            top.membership.with_chitchat(|c| cache.refresh(c)).await;
+            dir.merge(self.top_cache.directory(&s.cell));
+        }
+        let wall = wall_ms();
+        let ages = directory::judge_all(&dir, &mut self.fresh, now, wall, s.ageing);
+
+        if acting && self.top.is_some() {
+            self.publish(&view, &ranked, wall, now).await;
+            self.bridge(&dir, &ages).await;
+            self.seed_from(&dir, now);
+        } else {
+            self.withdraw_all().await;
+        }
+
+        let remote = directory::remote_view(&dir, &ages);
+        let cells = remote.cells.len();
+        self.membership.set_remote(remote);
+        self.status.send_if_modified(|st| {
+            let next = CellStatus {
+                cell: s.cell.clone(),
+                custodians: ranked.clone(),
+                acting: acting && self.top.is_some(),
+                in_top: self.top.is_some(),
+                cells,
+            };
+            if *st == next {
+                return false;
+            }
+            *st = next;
+            true
+        });
+    }
+
+    /// Joins the top layer when ranked, leaves it `linger` after no longer being ranked.
+    async fn follow_rank(&mut self, ranked: bool, now: Instant, cell_dir: &Directory) {
+        match (&mut self.top, ranked) {
+            (Some(top), true) => top.leaving_at = None,
+            (Some(top), false) => {
+                let at = *top
+                    .leaving_at
+                    .get_or_insert(now + self.config.settings.linger);
+                if now >= at {
+                    self.leave_top().await;
+                }
+            }
+            (None, true) => self.join_top(cell_dir).await,
+            (None, false) => {}
+        }
+    }
+
+    async fn join_top(&mut self, cell_dir: &Directory) {
+        let s = &self.config.settings;
+        let generation = wall_ms().max(self.last_generation + 1);
+        let mut seeds = self.config.top_seeds.clone();
+        for addr in custodian_addrs(cell_dir) {
+            let addr = addr.to_string();
+            if !seeds.contains(&addr) {
+                seeds.push(addr);
+            }
+        }
+        let own = self.config.top_addr.to_string();
+        seeds.retain(|a| *a != own);
+        let trust = Trust::new(self.config.tls.clone(), &s.top);
+        let transport = self.config.transport.transport(trust.guard.clone());
+        let config = MembershipConfig {
+            name: self.name.clone(),
+            generation,
+            mesh_addr: self.config.top_addr,
+            admin_addr: None,
+            labels: BTreeMap::from([(CELL_LABEL.to_owned(), s.cell.clone())]),
+            seeds,
+            gossip: s.top.clone(),
+            view_file: None,
+            fail_static_warmup: Duration::ZERO,
+            refresh: s.tick,
+            trust,
+        };
+        match Membership::start(config, &*transport).await {
+            Ok(m) => {
+                info!(cell = %s.cell, generation, "joined the top layer as a custodian");
+                self.last_generation = generation;
+                let m = Arc::new(m);
+                *self
+                    .shared
+                    .top
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner) = Some(m.clone());
+                self.top = Some(Top {
+                    membership: m,
+                    leaving_at: None,
+                });
+                self.stamper.reset();
+                self.published.clear();
+                self.last_beacon = None;
+                self.top_cache = Cache::default();
+            }
+            // The transport may still hold the previous instance's address: next tick.
+            Err(e) => warn!(error = %e, "could not join the top layer"),
+        }
+    }
+
+    async fn leave_top(&mut self) {
+        let Some(top) = self.top.take() else { return };
+        *self
+            .shared
+            .top
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = None;
+        info!(cell = %self.config.settings.cell, "left the top layer");
+        // Leaving marks this instance left at the others; its summary loses to the acting
+        // custodian's newer one.
+        let linger = self.config.settings.tick;
+        tokio::spawn(async move { top.membership.leave(linger).await });
+        self.published.clear();
+        self.top_cache = Cache::default();
+    }
+
+    /// Publishes this cell's summary in the top layer: shards and header when the content
+    /// changed, the beacon every `beacon_every`.
+    async fn publish(
+        &mut self,
+        view: &crate::view::ClusterView,
+        ranked: &[String],
+        wall: u64,
+        now: Instant,
+    ) {
+        let Some(top) = &self.top else { return };
+        let s = &self.config.settings;
+        let custodians = custodian_list(
+            &top.membership,
+            &s.cell,
+            ranked,
+            &self.name,
+            self.config.top_addr,
+        );
+        let digest = *self
+            .shared
+            .policy_digest
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let content = publish::summarize(&s.cell, view, custodians, digest);
+        let (stamp, changed) = self.stamper.stamp(&content, wall);
+        let mut writes: Vec<(String, String)> = Vec::new();
+        if changed {
+            match publish::values(&content, stamp) {
+                Ok(v) => writes = v,
+                Err(e) => warn!(error = %e, "cell summary not published"),
+            }
+        }
+        let beacon_due = self
+            .last_beacon
+            .is_none_or(|at| now.duration_since(at) >= s.beacon_every);
+        if changed || beacon_due {
+            match summary::encode_beacon(&s.cell, wall.max(stamp)) {
+                Ok(b) => writes.push((summary::beacon_key(&s.cell), b)),
+                Err(e) => warn!(error = %e, "cell beacon not published"),
+            }
+            self.last_beacon = Some(now);
+        }
+        if writes.is_empty() {
+            return;
+        }
+        let keep: BTreeSet<String> = if changed {
+            let mut k: BTreeSet<String> = writes.iter().map(|(k, _)| k.clone()).collect();
+            k.insert(summary::beacon_key(&s.cell));
+            k
+        } else {
+            self.published.keys().cloned().collect()
+        };
+        apply(&top.membership, &mut self.published, writes, &keep).await;
+    }
+
+    /// Writes every other cell's summary that is not expired into this node's namespace in its
+    /// cell, and withdraws what it wrote before that is gone.
+    async fn bridge(&mut self, dir: &Directory, ages: &BTreeMap<String, Age>) {
+        let mut writes = Vec::new();
+        for (cell, s) in &dir.cells {
+            if matches!(ages.get(cell), Some(Age::Expired) | None) {
+                continue;
+            }
+            writes.extend(s.raw.iter().map(|(k, v)| (k.clone(), v.clone())));
+        }
+        let keep: BTreeSet<String> = writes.iter().map(|(k, _)| k.clone()).collect();
+        let membership = self.membership.clone();
+        apply(&membership, &mut self.bridged, writes, &keep).await;
+    }
+
+    async fn withdraw_all(&mut self) {
+        if !self.bridged.is_empty() {
+            let membership = self.membership.clone();
+            apply(&membership, &mut self.bridged, Vec::new(), &BTreeSet::new()).await;
+        }
+        if let Some(top) = &self.top
+            && !self.published.is_empty()
+        {
+            let m = top.membership.clone();
+            apply(&m, &mut self.published, Vec::new(), &BTreeSet::new()).await;
+            self.stamper.reset();
+        }
+    }
+
+    /// A custodian alone in the top layer asks the custodians other cells name, every few
+    /// seconds (chitchat only seeds from the list it started with).
+    fn seed_from(&mut self, dir: &Directory, now: Instant) {
+        let Some(top) = &self.top else { return };
+        if self
+            .last_seed_try
+            .is_some_and(|at| now.duration_since(at) < self.config.settings.beacon_every)
+        {
+            return;
+        }
+        let view = top.membership.view();
+        let alone = !view
+            .members
+            .values()
+            .any(|m| m.name != self.name && m.state == MemberState::Alive);
+        if !alone {
+            return;
+        }
+        self.last_seed_try = Some(now);
+        for addr in custodian_addrs(dir) {
+            if addr != self.config.top_addr {
+                debug!(%addr, "asking another cell's custodian");
+                top.membership.gossip_with(addr);
+            }
+        }
+    }
+}
+
+/// The custodians to name in the header: the ranked ones this node sees in the top layer (with
+/// their top-layer addresses), this node first if it is among them.
+fn custodian_list(
+    top: &Membership,
+    cell: &str,
+    ranked: &[String],
+    me: &str,
+    my_addr: SocketAddr,
+) -> Vec<Custodian> {
+    let view = top.view();
+    ranked
+        .iter()
+        .take(summary::MAX_CUSTODIANS)
+        .filter_map(|name| {
+            if name == me {
+                return Some(Custodian {
+                    name: name.clone(),
+                    top_addr: my_addr,
+                });
+            }
+            let m = view.members.get(name)?;
+            let same_cell = m.labels.get(CELL_LABEL).map(String::as_str) == Some(cell);
+            (same_cell && m.state == MemberState::Alive).then(|| Custodian {
+                name: name.clone(),
+                top_addr: m.mesh_addr,
+            })
+        })
+        .collect()
+}
+
+/// Top-layer addresses of the custodians other cells' summaries name.
+fn custodian_addrs(dir: &Directory) -> Vec<SocketAddr> {
+    let mut out: Vec<SocketAddr> = dir
+        .cells
+        .values()
+        .flat_map(|s| s.header.custodians.iter().map(|c| c.top_addr))
+        .collect();
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
+/// Writes `writes` in `m`'s own namespace and withdraws every key in `written` not in `keep`;
+/// `written` then holds what is published.
+async fn apply(
+    m: &Membership,
+    written: &mut BTreeMap<String, String>,
+    writes: Vec<(String, String)>,
+    keep: &BTreeSet<String>,
+) {
+    let gone: Vec<String> = written
+        .keys()
+        .filter(|k| !keep.contains(*k))
+        .cloned()
+        .collect();
+    let fresh: Vec<(String, String)> = writes
+        .into_iter()
+        .filter(|(k, v)| written.get(k) != Some(v))
+        .collect();
+    if gone.is_empty() && fresh.is_empty() {
+        return;
+    }
+    let keys = m.keys();
+    let results = keys
+        .with_own(|c, own| {
+            let mut errors = Vec::new();
+            for (k, v) in &fresh {
+                if let Err(e) = own.set(c, k, v) {
+                    errors.push((k.clone(), e.to_string()));
+                }
+            }
+            for k in &gone {
+                if let Err(e) = own.withdraw(c, k) {
+                    errors.push((k.clone(), e.to_string()));
+                }
+            }
+            errors
+        })
+        .await;
+    for (k, e) in results {
+        warn!(key = %k, error = %e, "cell value not written");
+    }
+    for k in gone {
+        written.remove(&k);
+    }
+    written.extend(fresh);
+}

@@ -1,0 +1,381 @@
+//! Two cells in one process over chitchat's in-memory transport, running the real membership
+//! and cell-link code: a service of one cell routable from the other, a custodian killed and
+//! replaced, a partition between the cells (stale, then expired) and its heal.
+
+// Test helpers may panic: a panic is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chitchat::transport::ChannelTransport;
+use murmur_membership::cells::directory::Ageing;
+use murmur_membership::cells::{
+    CellLink, CellLinkConfig, CellSettings, SharedTransport, cluster_id,
+};
+use murmur_membership::driver::Trust;
+use murmur_membership::records::{Health, Protocol, RECORD_VERSION, ServiceRecord};
+use murmur_membership::{ClusterView, GossipSettings, Membership, MembershipConfig};
+use murmur_transport::identity::Role;
+use murmur_transport::testing::TestPki;
+use tokio::time::Instant;
+
+fn pki() -> &'static TestPki {
+    static PKI: std::sync::OnceLock<TestPki> = std::sync::OnceLock::new();
+    PKI.get_or_init(|| TestPki::new("murmur.local"))
+}
+
+fn addr(i: u16) -> SocketAddr {
+    ([127, 0, 0, 1], 21_000 + i).into()
+}
+
+fn top_addr(i: u16) -> SocketAddr {
+    ([127, 0, 0, 1], 22_000 + i).into()
+}
+
+fn gossip(cell: &str) -> GossipSettings {
+    GossipSettings {
+        cluster_id: cluster_id(cell),
+        interval: Duration::from_millis(50),
+        initial_interval: Duration::from_millis(50),
+        ..GossipSettings::default()
+    }
+}
+
+struct Node {
+    membership: Arc<Membership>,
+    link: CellLink,
+}
+
+/// Starts node `name` of `cell` at index `i`, seeding its cell from `seed` and the top layer
+/// from every index in `top_seeds`.
+async fn start(
+    net: &ChannelTransport,
+    name: &str,
+    cell: &str,
+    i: u16,
+    seed: u16,
+    top: &[u16],
+) -> Node {
+    let gossip = gossip(cell);
+    let tls = {
+        static ISSUING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _one = ISSUING.lock().unwrap();
+        pki().tls(&pki().node(name, &[]), Role::Node, name)
+    };
+    let config = MembershipConfig {
+        trust: Trust::new(tls.clone(), &gossip),
+        name: name.into(),
+        generation: 1,
+        mesh_addr: addr(i),
+        admin_addr: None,
+        labels: BTreeMap::new(),
+        seeds: if seed == i {
+            vec![]
+        } else {
+            vec![addr(seed).to_string()]
+        },
+        gossip: gossip.clone(),
+        view_file: None,
+        fail_static_warmup: Duration::from_secs(1),
+        refresh: Duration::from_millis(50),
+    };
+    let membership = Arc::new(Membership::start(config, net).await.unwrap());
+    let mut settings = CellSettings::new(cell, &gossip);
+    settings.tick = Duration::from_millis(100);
+    settings.linger = Duration::from_millis(500);
+    settings.beacon_every = Duration::from_millis(300);
+    settings.ageing = Ageing {
+        stale_after: Duration::from_millis(1500),
+        expire_after: Duration::from_secs(4),
+    };
+    let link = CellLink::start(
+        CellLinkConfig {
+            settings,
+            top_addr: top_addr(i),
+            top_seeds: top
+                .iter()
+                .filter(|t| **t != i)
+                .map(|t| top_addr(*t).to_string())
+                .collect(),
+            tls,
+            transport: Arc::new(SharedTransport(net.clone())),
+        },
+        membership.clone(),
+    );
+    Node { membership, link }
+}
+
+/// Cell `a` (indexes 1-3) and cell `b` (indexes 11-13); top-layer seeds: every node.
+async fn two_cells(net: &ChannelTransport) -> (Vec<Node>, Vec<Node>) {
+    let all = [1, 2, 3, 11, 12, 13];
+    let mut a = Vec::new();
+    let mut b = Vec::new();
+    for i in 1..=3 {
+        a.push(start(net, &format!("a{i}"), "a", i, 1, &all).await);
+        b.push(start(net, &format!("b{i}"), "b", 10 + i, 11, &all).await);
+    }
+    (a, b)
+}
+
+fn web() -> ServiceRecord {
+    ServiceRecord {
+        version: RECORD_VERSION,
+        protocol: Protocol::Http,
+        labels: BTreeMap::new(),
+        weight: 1,
+        health: Health::Passing,
+        balancer: murmur_membership::records::Balancer::default(),
+    }
+}
+
+async fn wait_for(m: &Membership, what: &str, cond: impl Fn(&ClusterView) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut rx = m.watch();
+    loop {
+        if cond(&rx.borrow()) {
+            return;
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        assert!(
+            !left.is_zero(),
+            "timed out waiting for {what}: {:#?}",
+            *rx.borrow()
+        );
+        let _ = tokio::time::timeout(left, rx.changed()).await;
+    }
+}
+
+async fn wait_until(what: &str, cond: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// `service` is seen from `m` as served in `cell` by `node` at `at`, with the given staleness.
+fn remote(
+    v: &ClusterView,
+    service: &str,
+    node: &str,
+    cell: &str,
+    at: SocketAddr,
+    stale: bool,
+) -> bool {
+    v.endpoints(service).iter().any(|e| {
+        e.node == node && e.cell.as_deref() == Some(cell) && e.mesh_addr == at && e.stale == stale
+    })
+}
+
+fn acting(nodes: &[Node]) -> Vec<usize> {
+    (0..nodes.len())
+        .filter(|i| nodes[*i].link.status().acting)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_of_one_cell_is_routable_from_the_other_with_its_cell_and_address() {
+    let net = ChannelTransport::with_mtu(65_507);
+    let (a, b) = two_cells(&net).await;
+    a[1].membership
+        .publish_service("web", &web())
+        .await
+        .unwrap();
+    for n in &b {
+        wait_for(&n.membership, "a's web in b", |v| {
+            remote(v, "web", "a2", "a", addr(2), false)
+        })
+        .await;
+    }
+    let v = b[2].membership.view();
+    assert_eq!(v.cells["a"].members, 3);
+    assert!(!v.cells["a"].stale);
+    assert!(
+        !v.members.contains_key("a2"),
+        "a cell's members stay in their cell"
+    );
+    // In its own cell the instance is local, listed once.
+    for n in &a {
+        wait_for(&n.membership, "web local in a", |v| {
+            v.endpoints("web").len() == 1 && v.endpoints("web")[0].cell.is_none()
+        })
+        .await;
+    }
+    // Every member of a cell ranks the same custodians, and exactly one of them acts.
+    wait_until("one acting custodian per cell", || {
+        acting(&a).len() == 1 && acting(&b).len() == 1
+    })
+    .await;
+    let ranked = a[0].link.status().custodians;
+    assert_eq!(ranked.len(), 2);
+    for n in &a {
+        assert_eq!(n.link.status().custodians, ranked);
+    }
+    assert_eq!(
+        a[acting(&a)[0]].link.status().custodians[0],
+        format!("a{}", acting(&a)[0] + 1)
+    );
+    // Removing the instance reaches the other cell too.
+    a[1].membership.withdraw_service("web").await;
+    wait_for(&b[0].membership, "web gone from b", |v| {
+        v.endpoints("web").is_empty()
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_custodian_is_replaced_and_the_replacement_publishes() {
+    let net = ChannelTransport::with_mtu(65_507);
+    let (mut a, b) = two_cells(&net).await;
+    wait_until("one acting custodian in a", || acting(&a).len() == 1).await;
+    let killed = acting(&a)[0];
+    let killed_name = format!("a{}", killed + 1);
+    let survivor = (killed + 1) % 3;
+    a[survivor]
+        .membership
+        .publish_service("web", &web())
+        .await
+        .unwrap();
+    wait_for(&b[0].membership, "a's web in b", |v| {
+        v.endpoints("web").len() == 1
+    })
+    .await;
+
+    drop(a.remove(killed));
+    wait_until("another custodian acts in a", || {
+        acting(&a).len() == 1 && a[acting(&a)[0]].link.status().custodians[0] != killed_name
+    })
+    .await;
+    // The replacement publishes: a change made after the kill reaches the other cell, and the
+    // summary names the new custodian first.
+    let publisher = &a[acting(&a)[0]];
+    let new_name = publisher.link.status().custodians[0].clone();
+    publisher
+        .membership
+        .publish_service("api", &web())
+        .await
+        .unwrap();
+    wait_for(&b[1].membership, "api from the replacement", |v| {
+        v.endpoints("api").len() == 1
+            && v.cells
+                .get("a")
+                .is_some_and(|c| c.custodians.first() == Some(&new_name) && !c.stale)
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partitioned_cell_is_stale_then_expires_and_is_fresh_again_after_the_heal() {
+    let net = ChannelTransport::with_mtu(65_507);
+    let (a, b) = two_cells(&net).await;
+    a[0].membership
+        .publish_service("web", &web())
+        .await
+        .unwrap();
+    b[0].membership
+        .publish_service("api", &web())
+        .await
+        .unwrap();
+    wait_for(&b[2].membership, "web fresh in b", |v| {
+        remote(v, "web", "a1", "a", addr(1), false)
+    })
+    .await;
+    wait_for(&a[2].membership, "api fresh in a", |v| {
+        remote(v, "api", "b1", "b", addr(11), false)
+    })
+    .await;
+
+    let cut = async |link: bool| {
+        for x in [1, 2, 3] {
+            for y in [11, 12, 13] {
+                if link {
+                    net.add_link(top_addr(x), top_addr(y)).await;
+                } else {
+                    net.remove_link(top_addr(x), top_addr(y)).await;
+                }
+            }
+        }
+    };
+    cut(false).await;
+    // Each side keeps serving itself and its view of the other, marked stale ...
+    wait_for(&b[2].membership, "web stale in b", |v| {
+        remote(v, "web", "a1", "a", addr(1), true) && v.cells["a"].stale
+    })
+    .await;
+    wait_for(&a[1].membership, "api stale in a", |v| {
+        remote(v, "api", "b1", "b", addr(11), true)
+    })
+    .await;
+    assert_eq!(
+        a[1].membership.view().endpoints("web").len(),
+        1,
+        "a still serves itself"
+    );
+    // ... until it expires.
+    wait_for(&b[2].membership, "web expired in b", |v| {
+        v.endpoints("web").is_empty() && !v.cells.contains_key("a")
+    })
+    .await;
+
+    cut(true).await;
+    wait_for(&b[2].membership, "web fresh in b again", |v| {
+        remote(v, "web", "a1", "a", addr(1), false)
+    })
+    .await;
+    wait_for(&a[1].membership, "api fresh in a again", |v| {
+        remote(v, "api", "b1", "b", addr(11), false)
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cell_alone_gossips_no_cell_keys_in_the_cell_and_its_view_is_unchanged() {
+    assert_eq!(
+        GossipSettings::default().cluster_id,
+        cluster_id(murmur_membership::cells::DEFAULT_CELL)
+    );
+    let net = ChannelTransport::with_mtu(65_507);
+    let nodes = [
+        start(&net, "s1", "solo", 31, 31, &[31, 32]).await,
+        start(&net, "s2", "solo", 32, 31, &[31, 32]).await,
+    ];
+    nodes[0]
+        .membership
+        .publish_service("web", &web())
+        .await
+        .unwrap();
+    wait_until("one acting custodian", || acting(&nodes).len() == 1).await;
+    // Several beacons later, still nothing in the cell's own gossip.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    for n in &nodes {
+        let v = n.membership.view();
+        assert!(v.cells.is_empty());
+        assert_eq!(v.endpoints("web").len(), 1);
+        assert_eq!(v.endpoints("web")[0].cell, None);
+        let keys: Vec<String> = n
+            .membership
+            .with_chitchat(|c| {
+                c.node_states()
+                    .values()
+                    .flat_map(|s| s.key_values().map(|(k, _)| k.to_owned()))
+                    .collect()
+            })
+            .await;
+        assert!(keys.iter().all(|k| !k.starts_with("cell/")), "{keys:?}");
+    }
+    // The acting custodian did publish its cell in the top layer.
+    let top = nodes[acting(&nodes)[0]].link.top().unwrap();
+    let own: Vec<String> = top
+        .with_chitchat(|c| {
+            c.self_node_state()
+                .key_values()
+                .map(|(k, _)| k.to_owned())
+                .collect()
+        })
+        .await;
+    assert!(own.contains(&"cell/solo/h".to_owned()), "{own:?}");
+    assert!(own.contains(&"cell/solo/s/web".to_owned()), "{own:?}");
+}
