@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -72,9 +73,9 @@ pub struct Slot {
     /// Generation of the current or last incarnation.
     pub generation: u64,
     /// The running node, if up.
-    pub node: Option<Membership>,
+    pub node: Option<Arc<Membership>>,
     /// Its credentials (each node signs what it gossips, as a real node does).
-    tls: Option<std::sync::Arc<TlsState>>,
+    tls: Option<Arc<TlsState>>,
 }
 
 impl Slot {
@@ -159,7 +160,17 @@ impl Cluster {
 
     /// The running node at `i`.
     pub fn node(&self, i: usize) -> Option<&Membership> {
-        self.slots.get(i).and_then(|s| s.node.as_ref())
+        self.slots.get(i).and_then(|s| s.node.as_deref())
+    }
+
+    /// The running node at `i`, shared (for a task that runs beside it, such as its cell link).
+    pub fn node_arc(&self, i: usize) -> Option<Arc<Membership>> {
+        self.slots.get(i).and_then(|s| s.node.clone())
+    }
+
+    /// The credentials of node `i`, once it has started.
+    pub fn tls(&self, i: usize) -> Option<Arc<TlsState>> {
+        self.slots.get(i).and_then(|s| s.tls.clone())
     }
 
     /// The gossip settings of every node.
@@ -167,10 +178,6 @@ impl Cluster {
         &self.spec.gossip
     }
 
-    /// The credentials of host `name` (made on first use), signed by the cluster's CA.
-    pub fn pki(&self) -> &TestPki {
-        &self.pki
-    }
 
     /// Crashes node `i`: no leave, no goodbye; its address stops answering at once.
     pub fn kill(&mut self, i: usize) {
@@ -223,7 +230,7 @@ impl Cluster {
         node.publish_service(&service_of(i), &service())
             .await
             .context("publishing a service")?;
-        slot.node = Some(node);
+        slot.node = Some(Arc::new(node));
         Ok(())
     }
 }

@@ -9,7 +9,6 @@ use std::time::Duration;
 use murmur_sim::net::LinkModel;
 use murmur_sim::report::cells::{self as cells_report, CellsReport};
 use murmur_sim::report::{self, ReportConfig};
-use murmur_sim::scenarios::cells::custody::Bridge;
 use murmur_sim::scenarios::cells::{self, CellsPlan};
 use murmur_sim::scenarios::scale::{self, ScalePlan, ScaleResult};
 use murmur_sim::scenarios::{gossip_every, run_virtual};
@@ -74,9 +73,6 @@ enum Command {
         /// The run with this many cells also measures propagation, kills and a partition.
         #[arg(long, default_value_t = 50)]
         full: usize,
-        /// Also run every size with only heads and policy bridged into cells (pull model).
-        #[arg(long)]
-        heads_only: bool,
         /// The main report's scale.csv, for the flat curve.
         #[arg(long, default_value = "docs/simulations/scale.csv")]
         flat: PathBuf,
@@ -162,22 +158,16 @@ fn main() -> anyhow::Result<()> {
             cells,
             cell_size,
             full,
-            heads_only,
             flat,
             interval_ms,
         } => {
             let seed = seed.unwrap_or_else(random_seed);
             let command = format!(
-                "cargo run --release -p murmur-sim -- cells --out {} --seed {seed} --cells {} --cell-size {cell_size} --full {full}{} --interval-ms {interval_ms}",
+                "cargo run --release -p murmur-sim -- cells --out {} --seed {seed} --cells {} --cell-size {cell_size} --full {full} --interval-ms {interval_ms}",
                 out.display(),
                 join(&cells),
-                if heads_only { " --heads-only" } else { "" }
             );
             let gossip = gossip_every(Duration::from_millis(interval_ms));
-            let mut bridges = vec![Bridge::Directory];
-            if heads_only {
-                bridges.push(Bridge::HeadsOnly);
-            }
             let mut report = CellsReport {
                 flat: cells_report::read_flat(&flat, interval_ms).unwrap_or_else(|e| {
                     eprintln!("no flat curve: {e:#}");
@@ -186,17 +176,16 @@ fn main() -> anyhow::Result<()> {
                 command,
                 ..CellsReport::default()
             };
-            for bridge in bridges {
+            {
                 for &n in &cells {
                     let mut plan = CellsPlan::new(n, cell_size, gossip.clone(), seed);
-                    plan.seed = murmur_sim::stats::derive_seed(seed, &format!("cells {n} {bridge:?}"));
-                    plan.bridge = bridge;
-                    if n != full || bridge != Bridge::Directory {
+                    plan.seed = murmur_sim::stats::derive_seed(seed, &format!("cells {n}"));
+                    if n != full {
                         plan.trials = 0;
                         plan.kills = false;
                         plan.partition = None;
                     }
-                    eprintln!("start cells={n} size={cell_size} bridge={bridge:?}");
+                    eprintln!("start cells={n} size={cell_size}");
                     let r = run_virtual(cells::run(&plan))??;
                     eprintln!(
                         "done  cells={n}: ordinary {:.1} KB/s, custodian {:.1} KB/s, {:.0} s wall",

@@ -175,8 +175,8 @@ async fn cells_publish_bridge_hand_over_and_survive_a_partition() {
     use murmur_sim::scenarios::cells::{self, CellsPlan};
     let mut plan = CellsPlan::new(3, 8, gossip_every(FAST), 4);
     plan.pace.churn_every = Duration::from_secs(2);
-    plan.pace.head_every = Duration::from_secs(2);
-    plan.publish_min = Duration::from_millis(200);
+    plan.pace.beacon_every = Duration::from_secs(1);
+    plan.tick = Duration::from_millis(200);
     plan.stale_after = Duration::from_secs(4);
     plan.settle = Duration::from_secs(1);
     plan.bandwidth_window = Duration::from_secs(2);

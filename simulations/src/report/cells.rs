@@ -72,7 +72,6 @@ fn runs_table(r: &CellsReport) -> Table {
         "cell_size",
         "total_nodes",
         "k",
-        "bridge",
         "seed",
         "ordinary_sent_Bps_mean",
         "ordinary_sent_Bps_p99",
@@ -95,7 +94,6 @@ fn runs_table(r: &CellsReport) -> Table {
             &x.cell_size,
             &(x.cells * x.cell_size),
             &x.k,
-            &x.bridge,
             &x.seed,
             &x.ordinary.sent_mean,
             &x.ordinary.sent_p99,
@@ -119,7 +117,6 @@ fn runs_table(r: &CellsReport) -> Table {
 fn spread_table(r: &CellsReport) -> Table {
     let mut t = Table::new(&[
         "cells",
-        "bridge",
         "kind",
         "top_t50_s",
         "top_t99_s",
@@ -136,7 +133,6 @@ fn spread_table(r: &CellsReport) -> Table {
         for s in &x.spreads {
             t.row(&[
                 &x.cells,
-                &x.bridge,
                 &s.kind,
                 &secs(s.top.t50),
                 &secs(s.top.t99),
@@ -162,8 +158,8 @@ fn line(name: &str, style: Style, points: Vec<(f64, f64)>) -> Series {
     }
 }
 
-fn by_bridge<'a>(r: &'a CellsReport, bridge: &str) -> Vec<&'a CellsResult> {
-    let mut v: Vec<&CellsResult> = r.runs.iter().filter(|x| x.bridge == bridge).collect();
+fn by_size(r: &CellsReport) -> Vec<&CellsResult> {
+    let mut v: Vec<&CellsResult> = r.runs.iter().collect();
     v.sort_by_key(|x| x.cells * x.cell_size);
     v
 }
@@ -187,23 +183,20 @@ fn chart(r: &CellsReport) -> Chart {
             .collect();
         c.series.push(line("flat, extrapolated (cannot run)", Style::Dashed, ext));
     }
-    for (bridge, label) in [("Directory", "directory bridged"), ("HeadsOnly", "heads only")] {
-        let runs = by_bridge(r, bridge);
-        if runs.is_empty() {
-            continue;
-        }
+    let runs = by_size(r);
+    if !runs.is_empty() {
         let pts = |f: fn(&CellsResult) -> f64| {
             runs.iter()
                 .map(|x| ((x.cells * x.cell_size) as f64, f(x)))
                 .collect::<Vec<_>>()
         };
         c.series.push(line(
-            &format!("celled, ordinary node ({label})"),
+            "celled, ordinary node (measured)",
             Style::Line,
             pts(|x| x.ordinary.sent_mean),
         ));
         c.series.push(line(
-            &format!("celled, custodian ({label})"),
+            "celled, custodian: cell + top layer (measured)",
             Style::Dashed,
             pts(CellsResult::custodian_sent),
         ));
@@ -241,16 +234,15 @@ fn markdown(r: &CellsReport) -> String {
     let _ = writeln!(s, "Made with `{}`.\n", r.command);
     let _ = writeln!(
         s,
-        "| cells × size | nodes | bridged | ordinary node sent (mean / p99 / max) | custodian: cell + top | CPU per process | joins: cell / top / bridged (100 %) |\n|---|---|---|---|---|---|---|"
+        "| cells × size | nodes | ordinary node sent (mean / p99 / max) | custodian: cell + top | CPU per process | joins: cell / top / bridged (100 %) |\n|---|---|---|---|---|---|"
     );
     for x in &r.runs {
         let _ = writeln!(
             s,
-            "| {} × {} | {} | {} | {} / {} / {} KB/s | {} + {} = {} KB/s | {:.1} ms/s | {} / {} / {} s |",
+            "| {} × {} | {} | {} / {} / {} KB/s | {} + {} = {} KB/s | {:.1} ms/s | {} / {} / {} s |",
             x.cells,
             x.cell_size,
             x.cells * x.cell_size,
-            x.bridge,
             fmt_kbs(x.ordinary.sent_mean),
             fmt_kbs(x.ordinary.sent_p99),
             fmt_kbs(x.ordinary.sent_max),
@@ -265,15 +257,14 @@ fn markdown(r: &CellsReport) -> String {
     }
     let _ = writeln!(
         s,
-        "\n## Propagation (seconds to 50 % / 99 % / 100 %)\n\n| cells | bridged | change | top layer (every cell's custodian) | full cell | all nodes, 99 % / 100 % (modelled) |\n|---|---|---|---|---|---|"
+        "\n## Propagation (seconds to 50 % / 99 % / 100 %)\n\n| cells | change | top layer (every cell's acting custodian) | full cell | all nodes, 99 % / 100 % (modelled) |\n|---|---|---|---|---|"
     );
     for x in &r.runs {
         for sp in &x.spreads {
             let _ = writeln!(
                 s,
-                "| {} | {} | {} | {} | {} | {} / {} |",
+                "| {} | {} | {} | {} | {} / {} |",
                 x.cells,
-                x.bridge,
                 sp.kind,
                 reach(&sp.top),
                 reach(&sp.cell),
@@ -293,9 +284,8 @@ fn faults(s: &mut String, x: &CellsResult) {
     if let Some(d) = &x.detection {
         let _ = writeln!(
             s,
-            "\n## {} cells, {}: failures\n\n- Detection of a crash inside the cell, over {} observers: p50 {} s, p99 {} s, max {} s ({} noticed).",
+            "\n## {} cells: failures\n\n- Detection of a crash inside the cell, over {} observers: p50 {} s, p99 {} s, max {} s ({} noticed).",
             x.cells,
-            x.bridge,
             d.population,
             fmt_s(d.t50),
             fmt_s(d.t99),
@@ -306,18 +296,19 @@ fn faults(s: &mut String, x: &CellsResult) {
     if let Some(h) = &x.handover {
         let _ = writeln!(
             s,
-            "- Publishing custodian killed: its peer took over after {} s; the other cells' custodians held a head from it after {} (50 / 99 / 100 %, s); the next-ranked node started its top-layer instance after {} s; every node of the cell held fresh heads of every other cell after {} s. Ordinary nodes sent {} KB/s on average in the 15 s after the kill.",
+            "- Publishing custodian killed: its peer took over after {} s; the other cells' custodians held a head from it after {} (50 / 99 / 100 %, s); the next-ranked node started its top-layer instance after {} s; every node of the cell listed every other cell fresh after {} s (at most {:.0} % of node–cell pairs marked stale meanwhile). Ordinary nodes sent {} KB/s on average in the 15 s after the kill.",
             x.handover.as_ref().and_then(|h| h.takeover_s).map_or("–".into(), |v| format!("{v:.2}")),
             reach(&h.published),
             h.new_custodian_s.map_or("–".into(), |v| format!("{v:.2}")),
             fmt_s(h.refed.t100),
+            h.stale_peak * 100.0,
             fmt_kbs(h.burst.sent_mean),
         );
     }
     if let Some(p) = &x.partition {
         let _ = writeln!(
             s,
-            "- Cell cut from the rest for {:.0} s: every node held only stale heads of the other cells after {} s; {} of {} nodes still held every other cell's summary at the end (kept, marked stale); fewest live members listed during the cut: {}; a key written inside reached the cell in {} s (50 / 99 / 100 %). After the heal: fresh heads everywhere in {} s; top layer whole again in {} s.",
+            "- Cell cut from the rest for {:.0} s: every node marked every other cell stale after {} s; {} of {} nodes still held every other cell's summary at the end (kept, marked stale); fewest live members listed during the cut: {}; a key written inside reached the cell in {} s (50 / 99 / 100 %). After the heal: every other cell fresh at every node in {} s; top layer whole again in {} s.",
             p.hold_s,
             p.all_stale_s.map_or("–".into(), |v| format!("{v:.0}")),
             p.kept_remote,

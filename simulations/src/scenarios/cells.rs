@@ -1,14 +1,16 @@
-//! Cells: one or a few cells of real nodes, the rest of the mesh modelled by its custodians.
+//! Cells: one cell of real nodes, the rest of the mesh modelled by its custodians.
 //!
-//! Real: every node of the full cell (cell 0) is a [`Membership`] in its own chitchat cluster
-//! (`murmur/c000`), and runs the custody logic of [`custody`]: ranking by rendezvous hashing
-//! over its own view, a top-layer instance on ranks below k, rank 0 publishing the cell's
-//! summary from its view and bridging the others' into the cell. Every top-layer instance,
-//! the full cell's and the stub cells', is a real [`Membership`] in cluster `murmur/top`.
-//! Stubbed: the other cells' members; their custodians publish the summary of a synthetic cell
-//! of the same shape, one shard changing every few seconds ([`top::StubCell`]).
+//! Real: every node of the full cell (cell `c000`) is a [`Membership`] in its own chitchat
+//! cluster (`murmur/c000`) with the real `murmur_membership::cells::CellLink` beside it:
+//! custodian ranking, top-layer instances, publishing, bridging, stale marking and expiry.
+//! Every top-layer instance, the full cell's and the stub cells', is a real [`Membership`] in
+//! cluster `murmur-top`, and every summary is encoded by the real summary code. Stubbed: the
+//! other cells' members; their first custodian publishes the summary of a synthetic cell of the
+//! same shape (one instance's weight changing every few seconds), the second only gossips
+//! ([`top::StubCell`]); and policy documents are carried into the cell by the harness, not by
+//! the policy engine ([`link`]).
 
-pub mod custody;
+pub mod link;
 pub mod summary;
 pub mod top;
 pub mod watch;
@@ -16,14 +18,17 @@ pub mod watch;
 mod faults;
 mod phases;
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use murmur_membership::GossipSettings;
+use murmur_membership::cells::{self as mcells, CellSettings, rank};
+use murmur_membership::{GossipSettings, Membership};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use self::custody::{Bridge, Custody};
+use self::link::Links;
 use self::top::{StubCell, StubPace, TopLayer, top_addr};
 use super::{Bandwidth, Reach};
 use crate::cluster::{Cluster, ClusterSpec, host_addr, host_name};
@@ -48,12 +53,10 @@ pub struct CellsPlan {
     pub seed: u64,
     /// How the stub cells change.
     pub pace: StubPace,
-    /// At most one publication per this long.
-    pub publish_min: Duration,
-    /// A head older than this is stale.
+    /// How often a cell link looks, publishes and bridges.
+    pub tick: Duration,
+    /// A summary whose beacon did not move on for this long is stale.
     pub stale_after: Duration,
-    /// What custodians bridge into their cell.
-    pub bridge: Bridge,
     /// Give up on convergence after this long.
     pub join_deadline: Duration,
     /// Quiet time before measuring.
@@ -73,6 +76,7 @@ pub struct CellsPlan {
 impl CellsPlan {
     /// `cells` cells of `cell_size` nodes, k = 2, at `gossip`'s interval, everything measured.
     pub fn new(cells: usize, cell_size: usize, gossip: GossipSettings, seed: u64) -> Self {
+        let defaults = CellSettings::new("c000", &gossip);
         Self {
             cells,
             cell_size,
@@ -81,11 +85,10 @@ impl CellsPlan {
             seed,
             pace: StubPace {
                 churn_every: Duration::from_secs(5),
-                head_every: Duration::from_secs(10),
+                beacon_every: defaults.beacon_every,
             },
-            publish_min: Duration::from_secs(1),
-            stale_after: Duration::from_secs(30),
-            bridge: Bridge::Directory,
+            tick: defaults.tick,
+            stale_after: defaults.ageing.stale_after,
             join_deadline: Duration::from_secs(120),
             settle: Duration::from_secs(5),
             bandwidth_window: Duration::from_secs(10),
@@ -113,15 +116,13 @@ pub struct CellsResult {
     pub k: usize,
     /// Gossip interval.
     pub interval: Duration,
-    /// What was bridged.
-    pub bridge: String,
     /// Seed.
     pub seed: u64,
     /// The full cell: every view lists every member alive.
     pub cell_join: Reach,
     /// The top layer: every instance lists all 2 × cells instances live.
     pub top_join: Reach,
-    /// Every node of the full cell holds a head of every other cell.
+    /// Every node of the full cell lists every other cell, fresh.
     pub bridged: Reach,
     /// Ordinary nodes of the full cell.
     pub ordinary: Bandwidth,
@@ -156,18 +157,16 @@ pub struct Mesh {
     pub net: SimNet,
     /// The full cell.
     pub cell: Cluster,
-    /// The top layer.
+    /// The stub cells' top layer.
     pub top: TopLayer,
     /// The stub cells (cells 1..).
     pub stubs: Vec<StubCell>,
-    /// Custody acts of the full cell's nodes.
-    pub log: custody::Log,
-    /// The full cell's top-layer instances.
-    pub running: custody::Running,
-    /// Custody tasks.
+    /// The full cell's cell links.
+    pub links: Links,
+    /// The full cell's nodes that are up, shared with the policy carrier.
+    pub up: Arc<Mutex<BTreeMap<usize, Arc<Membership>>>>,
+    /// Tasks beside the nodes.
     pub tasks: JoinSet<()>,
-    /// Newest head of every cell at every full-cell node.
-    pub heads: watch::HeadBook,
     /// The plan.
     pub plan: CellsPlan,
 }
@@ -185,20 +184,16 @@ impl Mesh {
             .iter()
             .flat_map(|s| s.hosts.iter().map(|h| top_addr(host_addr(*h))))
             .collect();
-        v.extend(
-            self.running
-                .all()
-                .iter()
-                .map(|(h, _)| top_addr(host_addr(*h))),
-        );
+        v.extend(self.links.tops().iter().map(|(h, _)| top_addr(host_addr(*h))));
         v
     }
 
-    /// The full cell's current custodians (hosts) by rank, as its live members rank them.
+    /// The full cell's custodians (nodes) by rank, as its live members rank them.
     pub fn custodians(&self) -> Vec<usize> {
         let up = self.cell.up();
         let names: Vec<String> = up.iter().map(|i| host_name(*i)).collect();
-        custody::rank(0, names.iter().map(String::as_str), self.plan.k)
+        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+        rank::custodians(&summary::cell_name(0), &refs, self.plan.k)
             .into_iter()
             .filter_map(|n| up.iter().copied().find(|i| host_name(*i) == n))
             .collect()
@@ -208,9 +203,19 @@ impl Mesh {
     pub fn remote_cells(&self) -> Vec<String> {
         (1..self.plan.cells).map(summary::cell_name).collect()
     }
+
+    /// Crashes full-cell node `i` and its cell link.
+    pub fn kill(&mut self, i: usize) {
+        self.links.kill(i, &self.net);
+        self.up
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&i);
+        self.cell.kill(i);
+    }
 }
 
-/// Starts the mesh: the full cell, its custody tasks, the stub cells.
+/// Starts the mesh: the stub cells, the full cell and its cell links.
 pub async fn start(plan: &CellsPlan) -> anyhow::Result<Mesh> {
     let net = SimNet::new(NetConfig {
         seed: plan.seed,
@@ -220,89 +225,67 @@ pub async fn start(plan: &CellsPlan) -> anyhow::Result<Mesh> {
         .map(|c| {
             let first = c * plan.cell_size;
             let names: Vec<String> = (first..first + plan.cell_size).map(host_name).collect();
-            custody::rank(c, names.iter().map(String::as_str), plan.k)
+            let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+            rank::custodians(&summary::cell_name(c), &refs, plan.k)
                 .iter()
                 .filter_map(|n| n.strip_prefix("node-")?.parse().ok())
                 .collect()
         })
         .collect();
-    let seeds: Vec<usize> = stub_custodians
+    // Top-layer seeds: the first custodians of the first three stub cells.
+    let seeds: Vec<String> = stub_custodians
         .iter()
         .take(3)
-        .filter_map(|h| h.first().copied())
+        .filter_map(|h| h.first())
+        .map(|h| top_addr(host_addr(*h)).to_string())
         .collect();
-    let top = TopLayer::new(net.clone(), &plan.gossip, &seeds);
+    let mut settings = CellSettings::new(summary::cell_name(0), &plan.gossip);
+    settings.custodians = plan.k;
+    settings.tick = plan.tick;
+    settings.beacon_every = plan.pace.beacon_every;
+    settings.ageing.stale_after = plan.stale_after;
+    let top = TopLayer::new(net.clone(), settings.top.clone(), seeds.clone());
     let mut stubs = Vec::new();
     for (c, hosts) in stub_custodians.into_iter().enumerate() {
         let c = c + 1;
-        stubs.push(
-            StubCell::start(
-                &top,
-                c,
-                c * plan.cell_size,
-                plan.cell_size,
-                hosts,
-                plan.pace,
-            )
-            .await?,
-        );
+        let first = c * plan.cell_size;
+        stubs.push(StubCell::start(&top, c, first, plan.cell_size, hosts, plan.pace).await?);
     }
     let mut spec = ClusterSpec::new(
         plan.cell_size,
         GossipSettings {
-            cluster_id: format!("murmur/{}", summary::cell_name(0)),
+            cluster_id: mcells::cluster_id(&summary::cell_name(0)),
             ..plan.gossip.clone()
         },
     );
     // A node rebuilds its view every gossip interval, as the node does.
     spec.refresh = plan.gossip.interval;
     let cell = Cluster::start(net.clone(), spec).await?;
-    let nodes: Vec<(usize, &murmur_membership::Membership)> = (0..plan.cell_size)
-        .filter_map(|i| Some((i, cell.node(i)?)))
-        .collect();
-    let heads = watch::HeadBook::install(&nodes).await;
-    drop(nodes);
-    let mut mesh = Mesh {
+    let links = Links::default();
+    let mut tasks = JoinSet::new();
+    let mut up = BTreeMap::new();
+    for i in 0..plan.cell_size {
+        if let Some(t) = links.start(&cell, i, &settings, &seeds, &net) {
+            tasks.spawn(async move {
+                let _ = t.await;
+            });
+        }
+        if let Some(n) = cell.node_arc(i) {
+            up.insert(i, n);
+        }
+    }
+    let up = Arc::new(Mutex::new(up));
+    tasks.spawn(link::carry_policy(links.clone(), up.clone()));
+    Ok(Mesh {
         net,
         cell,
         top,
         stubs,
-        log: custody::Log::default(),
-        running: custody::Running::default(),
-        tasks: JoinSet::new(),
-        heads,
+        links,
+        up,
+        tasks,
         plan: plan.clone(),
-    };
-    for i in 0..plan.cell_size {
-        spawn_custody(&mut mesh, i);
-    }
-    Ok(mesh)
-}
-
-/// Starts the custody task of full-cell node `i` (after a start or restart).
-pub fn spawn_custody(mesh: &mut Mesh, i: usize) {
-    let Some(node) = mesh.cell.node(i) else {
-        return;
-    };
-    let custody = Custody {
-        cell: 0,
-        k: mesh.plan.k,
-        publish_min: mesh.plan.publish_min,
-        head_every: mesh.plan.pace.head_every,
-        bridge: mesh.plan.bridge,
-        warmup: (mesh.plan.gossip.interval * 6).max(Duration::from_secs(3)),
-    };
-    let handle = custody::spawn(
-        i,
-        node,
-        mesh.top.clone(),
-        custody,
-        mesh.log.clone(),
-        mesh.running.clone(),
-    );
-    mesh.tasks.spawn(async move {
-        let _ = handle.await;
-    });
+    })
 }
 
 /// Runs the plan (inside a paused runtime, see [`super::run_virtual`]).
@@ -315,7 +298,6 @@ pub async fn run(plan: &CellsPlan) -> anyhow::Result<CellsResult> {
         cell_size: plan.cell_size,
         k: plan.k,
         interval: plan.gossip.interval,
-        bridge: format!("{:?}", plan.bridge),
         seed: plan.seed,
         ..CellsResult::default()
     };

@@ -5,9 +5,11 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::custody::Act;
-use super::phases::{instances, live_at_least, publishers};
-use super::{Mesh, summary, watch};
+use murmur_membership::cells::{summary as msummary, wall_ms};
+
+use super::phases::{all_fresh, instances, live_at_least, publishers};
+use super::summary::cell_name;
+use super::{Mesh, watch};
 use crate::probe::{self, Arrivals, KeyWatch};
 use crate::scenarios::{Bandwidth, Reach, bandwidth_between, policy_value};
 
@@ -21,9 +23,10 @@ pub struct Handover {
     pub published: Reach,
     /// The next-ranked node started its top-layer instance (seconds after the kill).
     pub new_custodian_s: Option<f64>,
-    /// Over the full cell's nodes: when each held a head of every other cell bridged after
-    /// the kill.
+    /// Over the full cell's nodes: when each listed every other cell fresh after the kill.
     pub refed: Reach,
+    /// Largest share of (node, other cell) pairs marked stale in the 15 s after the kill.
+    pub stale_peak: f64,
     /// Ordinary nodes' traffic in the 15 s after the kill (the new bridge rewrites the
     /// directory into the cell).
     pub burst: Bandwidth,
@@ -63,7 +66,7 @@ pub async fn detect(mesh: &mut Mesh) -> Reach {
     let (arrivals, tasks) = probe::dropped_from_live(&mesh.cell, &subject).await;
     let observers = mesh.cell_up().len() - 1;
     let start = Instant::now();
-    mesh.cell.kill(victim);
+    mesh.kill(victim);
     arrivals
         .wait_for(observers, start + mesh.plan.trial_deadline)
         .await;
@@ -71,17 +74,23 @@ pub async fn detect(mesh: &mut Mesh) -> Reach {
     Reach::from_delays(&arrivals.delays_since(start), observers)
 }
 
-/// Kills the full cell's publishing custodian and times the handover.
+/// Kills the full cell's acting custodian and times the handover.
 pub async fn handover(mesh: &mut Mesh) -> Handover {
     let custodians = mesh.custodians();
-    let (Some(&victim), Some(&heir)) = (custodians.first(), custodians.get(1)) else {
+    let Some((victim, _)) = mesh.links.acting() else {
+        return Handover::default();
+    };
+    let Some(&heir) = custodians.iter().find(|c| **c != victim) else {
         return Handover::default();
     };
     let pubs: Vec<_> = publishers(mesh).into_iter().filter(|(c, _)| *c != 0).collect();
     let refs: Vec<_> = pubs.iter().map(|(c, m)| (*c, &**m)).collect();
-    let min = mesh.top.now_ms();
-    let head = summary::head_key(0);
-    let seen = watch::stamped(&refs, &head, min).await;
+    let killed_ms = wall_ms();
+    let cell = cell_name(0);
+    let wanted: watch::Wanted = std::sync::Arc::new(move |b: &str| {
+        msummary::decode_beacon(&cell, b).is_ok_and(|x| x.stamp_ms > killed_ms)
+    });
+    let seen = watch::matching(&refs, &msummary::beacon_key(&cell_name(0)), wanted).await;
     let ordinary: Vec<_> = mesh
         .cell_up()
         .into_iter()
@@ -90,38 +99,45 @@ pub async fn handover(mesh: &mut Mesh) -> Handover {
         .collect();
     let before = mesh.net.traffic();
     let start = Instant::now();
-    mesh.cell.kill(victim);
-    let deadline = start + mesh.plan.trial_deadline;
-    seen.arrivals.wait_for(pubs.len(), deadline).await;
+    mesh.kill(victim);
     let cells = mesh.remote_cells();
     let nodes = mesh.cell_up();
+    let burst_window = Duration::from_secs(15);
     let refed = Arrivals::default();
-    while Instant::now() < deadline && refed.len() < nodes.len() {
+    let mut stale_peak: f64 = 0.0;
+    while Instant::now() < start + burst_window {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let mut stale = 0;
         for i in &nodes {
-            if mesh.heads.fresh(&[*i], &cells, min) == 1 {
+            if let Some(n) = mesh.cell.node(*i) {
+                stale += watch::judged(n, &cells).1;
+            }
+            if all_fresh(mesh, *i, &cells) {
                 refed.record_at(*i, Instant::now());
             }
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        stale_peak = stale_peak.max(stale as f64 / (nodes.len() * cells.len()).max(1) as f64);
     }
-    let burst_window = Duration::from_secs(15);
-    tokio::time::sleep_until(start + burst_window).await;
+    seen.arrivals
+        .wait_for(pubs.len(), start + mesh.plan.trial_deadline)
+        .await;
     let after = mesh.net.traffic();
-    let acts = mesh.log.acts();
-    let after_kill = |host: usize, act: Act| {
+    let acts = mesh.links.acts();
+    let first = |node: usize, pred: fn(&super::link::Act) -> bool| {
         acts.iter()
-            .find(|(t, h, a)| *t >= start && *h == host && *a == act)
-            .map(|(t, _, _)| t.duration_since(start).as_secs_f64())
+            .find(|a| a.at >= start && a.node == node && pred(a))
+            .map(|a| a.at.duration_since(start).as_secs_f64())
     };
     let next = mesh
         .custodians()
         .into_iter()
         .find(|h| *h != heir && *h != victim);
     Handover {
-        takeover_s: after_kill(heir, Act::Publishing),
+        takeover_s: first(heir, |a| a.acting),
         published: Reach::from_delays(&seen.arrivals.delays_since(start), pubs.len()),
-        new_custodian_s: next.and_then(|h| after_kill(h, Act::TopStarted)),
+        new_custodian_s: next.and_then(|h| first(h, |a| a.in_top)),
         refed: Reach::from_delays(&refed.delays_since(start), nodes.len()),
+        stale_peak,
         burst: bandwidth_between(&before, &after, &ordinary, burst_window, Duration::ZERO),
     }
 }
@@ -133,11 +149,10 @@ pub async fn partition(mesh: &Mesh, hold: Duration) -> PartitionOutcome {
         .slots
         .iter()
         .map(|s| s.addr)
-        .chain(mesh.running.all().iter().map(|(h, _)| super::phases::top_of(*h)))
+        .chain(mesh.links.tops().iter().map(|(h, _)| super::phases::top_of(*h)))
         .collect();
     let cells = mesh.remote_cells();
     let nodes = mesh.cell_up();
-    let stale_ms = mesh.plan.stale_after.as_millis() as u64;
     let start = Instant::now();
     mesh.net.partition(&[inside]);
     let mut out = PartitionOutcome {
@@ -150,11 +165,12 @@ pub async fn partition(mesh: &Mesh, hold: Duration) -> PartitionOutcome {
     let mut inside_watch: Option<(KeyWatch, Instant)> = None;
     while Instant::now() < start + hold {
         tokio::time::sleep(Duration::from_secs(1)).await;
-        let now_ms = mesh.top.now_ms();
-        let share = mesh
-            .heads
-            .stale_share(&nodes, &cells, now_ms.saturating_sub(stale_ms));
-        if share >= 1.0 && out.all_stale_s.is_none() {
+        let all_stale = nodes.iter().all(|i| {
+            mesh.cell
+                .node(*i)
+                .is_some_and(|n| watch::judged(n, &cells).1 == cells.len())
+        });
+        if all_stale && out.all_stale_s.is_none() {
             out.all_stale_s = Some(Instant::now().duration_since(start).as_secs_f64());
         }
         for i in &nodes {
@@ -177,9 +193,15 @@ pub async fn partition(mesh: &Mesh, hold: Duration) -> PartitionOutcome {
     if let Some((w, t)) = &inside_watch {
         out.inside = Reach::from_delays(&w.arrivals.delays_since(*t), nodes.len());
     }
-    out.kept_remote = mesh.heads.fresh(&nodes, &cells, 0);
+    out.kept_remote = nodes
+        .iter()
+        .filter(|i| {
+            mesh.cell
+                .node(**i)
+                .is_some_and(|n| watch::judged(n, &cells).0 == cells.len())
+        })
+        .count();
     let healed = Instant::now();
-    let healed_ms = mesh.top.now_ms();
     mesh.net.heal();
     let ms = instances(mesh);
     let want = mesh.plan.k * mesh.plan.cells;
@@ -188,7 +210,7 @@ pub async fn partition(mesh: &Mesh, hold: Duration) -> PartitionOutcome {
     let fresh = Arrivals::default();
     while Instant::now() < deadline && fresh.len() < nodes.len() {
         for i in &nodes {
-            if mesh.heads.fresh(&[*i], &cells, healed_ms) == 1 {
+            if all_fresh(mesh, *i, &cells) {
                 fresh.record_at(*i, Instant::now());
             }
         }

@@ -8,8 +8,10 @@ use murmur_membership::Membership;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use super::summary;
-use super::top::{self, top_addr};
+use murmur_membership::cells::summary as msummary;
+
+use super::summary::{POLICY_PREFIX, cell_name, shard_has_weight};
+use super::top::top_addr;
 use super::{Mesh, watch};
 use crate::cluster::{host_addr, service, service_of};
 use crate::probe::{Arrivals, KeyWatch};
@@ -38,9 +40,7 @@ pub fn publishers(mesh: &Mesh) -> Vec<(usize, Arc<Membership>)> {
         .iter()
         .map(|s| (s.cell, s.instances[0].clone()))
         .collect();
-    if let Some(first) = mesh.custodians().first()
-        && let Some((_, m)) = mesh.running.all().into_iter().find(|(h, _)| h == first)
-    {
+    if let Some((_, m)) = mesh.links.acting() {
         v.push((0, m));
     }
     v
@@ -53,7 +53,7 @@ pub fn instances(mesh: &Mesh) -> Vec<Arc<Membership>> {
         .iter()
         .flat_map(|s| s.instances.iter().cloned())
         .collect();
-    v.extend(mesh.running.all().into_iter().map(|(_, m)| m));
+    v.extend(mesh.links.tops().into_iter().map(|(_, m)| m));
     v
 }
 
@@ -77,7 +77,7 @@ pub async fn live_at_least(ms: &[Arc<Membership>], count: usize) -> (Arrivals, J
 pub async fn top_converged(mesh: &Mesh, started: Instant, deadline: Instant) -> Reach {
     let want = mesh.plan.k * mesh.plan.cells;
     // The full cell's custodians start once its views have settled.
-    while mesh.running.all().len() < mesh.plan.k && Instant::now() < deadline {
+    while mesh.links.tops().len() < mesh.plan.k && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let ms = instances(mesh);
@@ -87,14 +87,14 @@ pub async fn top_converged(mesh: &Mesh, started: Instant, deadline: Instant) -> 
     Reach::from_delays(&arrivals.delays_since(started), ms.len())
 }
 
-/// Waits until every node of the full cell holds a head of every other cell.
+/// Waits until every node of the full cell lists every other cell, fresh.
 pub async fn bridged(mesh: &Mesh, started: Instant, deadline: Instant) -> Reach {
     let cells = mesh.remote_cells();
     let nodes = mesh.cell_up();
     let arrivals = Arrivals::default();
     while Instant::now() < deadline {
         for i in &nodes {
-            if mesh.heads.fresh(&[*i], &cells, 0) == 1 {
+            if all_fresh(mesh, *i, &cells) {
                 arrivals.record_at(*i, Instant::now());
             }
         }
@@ -140,21 +140,24 @@ pub async fn remote(mesh: &Mesh, trial: usize, policy: bool) -> Spread {
     let svc = service_of(mesh.net.random_below(mesh.plan.cell_size));
     let nodes = cell_nodes(mesh);
     let pubs = publishers(mesh);
-    let min = mesh.top.now_ms();
-    let key = if policy {
-        format!("{}trial-{trial}", summary::POLICY_PREFIX)
+    let cell = cell_name(stub.cell);
+    let marker = 1000 + trial as u32;
+    let (key, wanted): (String, watch::Wanted) = if policy {
+        (format!("{POLICY_PREFIX}trial-{trial}"), std::sync::Arc::new(|_: &str| true))
     } else {
-        summary::shard_key(stub.cell, &svc)
+        let (c, s) = (cell.clone(), svc.clone());
+        (
+            msummary::shard_key(&cell, &svc),
+            std::sync::Arc::new(move |b: &str| shard_has_weight(&c, &s, b, marker)),
+        )
     };
-    let top_watch = watch::stamped(&as_refs(&pubs), &key, min).await;
-    let cell_watch = watch::stamped(&nodes, &key, min).await;
+    let top_watch = watch::matching(&as_refs(&pubs), &key, wanted.clone()).await;
+    let cell_watch = watch::matching(&nodes, &key, wanted).await;
     let start = Instant::now();
     if policy {
-        stub.write_policy(&mesh.top, &key[summary::POLICY_PREFIX.len()..], trial as u64)
-            .await;
+        stub.write_policy(&key[POLICY_PREFIX.len()..], trial as u64).await;
     } else {
-        let (first, size) = (stub.cell * mesh.plan.cell_size, mesh.plan.cell_size);
-        top::change_shard(&mesh.top, stub, first, size, &svc, 1000 + trial as u32).await;
+        stub.mark(&svc, marker);
     }
     top_watch.arrivals.record_at(stub.cell, start);
     let deadline = start + mesh.plan.trial_deadline;
@@ -167,12 +170,11 @@ pub async fn remote(mesh: &Mesh, trial: usize, policy: bool) -> Spread {
         None => Vec::new(),
     };
     let own: Vec<Duration> = cells.values().map(|a| a.duration_since(start)).collect();
-    let mut others = Vec::new();
-    for (c, t) in &tops {
-        if *c != 0 {
-            others.push(t.duration_since(start));
-        }
-    }
+    let others: Vec<Duration> = tops
+        .iter()
+        .filter(|(c, _)| **c != 0)
+        .map(|(_, t)| t.duration_since(start))
+        .collect();
     Spread {
         kind: if policy {
             "policy document"
@@ -181,8 +183,8 @@ pub async fn remote(mesh: &Mesh, trial: usize, policy: bool) -> Spread {
         },
         top: Reach::from_delays(&top_watch.arrivals.delays_since(start), pubs.len()),
         cell: Reach::from_delays(&cell_watch.arrivals.delays_since(start), nodes.len()),
-        all: model_all(mesh, &own, &others, &in_cell),
-        in_cell: stats_sorted(in_cell),
+        all: model_all(mesh, &own, &others, &sorted(in_cell.clone())),
+        in_cell: sorted(in_cell),
     }
 }
 
@@ -201,15 +203,20 @@ pub async fn local(mesh: &Mesh, trial: usize, earlier: &[Spread]) -> Spread {
     let nodes = cell_nodes(mesh);
     let pubs: Vec<(usize, Arc<Membership>)> =
         publishers(mesh).into_iter().filter(|(c, _)| *c != 0).collect();
-    let min = mesh.top.now_ms();
-    let shard = summary::shard_key(0, &svc);
-    let top_watch = watch::stamped(&as_refs(&pubs), &shard, min).await;
+    let marker = 100 + trial as u32;
+    let shard = msummary::shard_key(&cell_name(0), &svc);
+    let (c, s, n) = (cell_name(0), svc.clone(), node_name.clone());
+    let wanted: watch::Wanted = std::sync::Arc::new(move |b: &str| {
+        msummary::decode_shard(&c, &s, b)
+            .is_ok_and(|sh| sh.instances.iter().any(|i| i.node == n && i.weight == marker))
+    });
+    let top_watch = watch::matching(&as_refs(&pubs), &shard, wanted).await;
     let record_key = murmur_membership::records::service_key(&svc, &node_name);
     let cell_watch = KeyWatch::install(&mesh.cell, &record_key).await;
     let start = Instant::now();
     if let Some(node) = mesh.cell.node(origin) {
         let mut record = service();
-        record.weight = 100 + trial as u32;
+        record.weight = marker;
         let _ = node.publish_service(&svc, &record).await;
     }
     cell_watch.arrivals.record_at(origin, start);
@@ -224,7 +231,7 @@ pub async fn local(mesh: &Mesh, trial: usize, earlier: &[Spread]) -> Spread {
         kind: "local service",
         top: Reach::from_delays(&others, pubs.len()),
         cell: Reach::from_delays(&own, nodes.len()),
-        all: model_all(mesh, &own, &others, &stats_sorted(in_cell.clone())),
+        all: model_all(mesh, &own, &others, &sorted(in_cell)),
         in_cell: Vec::new(),
     }
 }
@@ -249,7 +256,14 @@ fn model_all(mesh: &Mesh, own: &[Duration], others: &[Duration], in_cell: &[Dura
     Reach::from_delays(&all, population)
 }
 
-fn stats_sorted(mut v: Vec<Duration>) -> Vec<Duration> {
+/// Whether node `i` lists every cell of `cells`, none stale.
+pub fn all_fresh(mesh: &Mesh, i: usize, cells: &[String]) -> bool {
+    mesh.cell
+        .node(i)
+        .is_some_and(|n| watch::judged(n, cells) == (cells.len(), 0))
+}
+
+fn sorted(mut v: Vec<Duration>) -> Vec<Duration> {
     v.sort();
     v
 }

@@ -1,59 +1,53 @@
-//! The top gossip layer: one chitchat instance (a real [`Membership`] with its own cluster id)
-//! per custodian, on the custodian's host at port [`TOP_PORT`]; and the stub cells, whose only
-//! running parts are their custodians' top-layer instances publishing the cell's summary.
+//! The top layer's stub side: the cells that are not simulated in full are modelled by their
+//! custodians alone, each a real top-layer [`Membership`] (cluster id `murmur-top`, label
+//! `cell`), the first publishing the summary of a synthetic cell with the real summary code
+//! (`murmur_membership::cells::publish`), as an acting custodian does.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use anyhow::Context;
-use murmur_membership::{Endpoint, GossipSettings, Membership, MembershipConfig, Trust};
+use murmur_membership::cells::publish::{self, Stamper};
+use murmur_membership::cells::summary::{self, Custodian};
+use murmur_membership::cells::{CELL_LABEL, wall_ms};
+use murmur_membership::{ClusterView, GossipSettings, Membership, MembershipConfig, Trust};
 use murmur_transport::identity::Role;
 use murmur_transport::testing::TestPki;
+use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use super::summary::{self, POLICY_PREFIX};
+use super::summary::{POLICY_PREFIX, cell_name, synthetic_view};
 use crate::cluster::{host_addr, host_name};
 use crate::net::SimNet;
 
 /// Port of the top-layer instance on a custodian's host.
 pub const TOP_PORT: u16 = 7421;
-/// Cluster id of the top layer.
-pub const TOP_CLUSTER: &str = "murmur/top";
 
 /// The top-layer address of a host.
 pub fn top_addr(host: SocketAddr) -> SocketAddr {
     SocketAddr::new(host.ip(), TOP_PORT)
 }
 
-/// Starts top-layer instances.
+/// Starts the stub cells' top-layer instances.
 #[derive(Clone)]
 pub struct TopLayer {
     net: SimNet,
     pki: Arc<TestPki>,
     gossip: GossipSettings,
     seeds: Vec<String>,
-    epoch: Instant,
 }
 
 impl TopLayer {
-    /// A top layer on `net` with the cells' gossip settings (its own cluster id), seeded by
-    /// the top-layer addresses of `seed_hosts`.
-    pub fn new(net: SimNet, gossip: &GossipSettings, seed_hosts: &[usize]) -> Self {
+    /// Instances gossiping with `gossip` (the top layer's settings), seeded by `seeds`.
+    pub fn new(net: SimNet, gossip: GossipSettings, seeds: Vec<String>) -> Self {
         Self {
             net,
             pki: Arc::new(TestPki::new("sim.mesh")),
-            gossip: GossipSettings {
-                cluster_id: TOP_CLUSTER.to_owned(),
-                ..gossip.clone()
-            },
-            seeds: seed_hosts
-                .iter()
-                .map(|h| top_addr(host_addr(*h)).to_string())
-                .collect(),
-            epoch: Instant::now(),
+            gossip,
+            seeds,
         }
     }
 
@@ -62,13 +56,8 @@ impl TopLayer {
         &self.net
     }
 
-    /// Milliseconds since the top layer was made (the stamp clock; virtual time is shared).
-    pub fn now_ms(&self) -> u64 {
-        Instant::now().duration_since(self.epoch).as_millis() as u64
-    }
-
-    /// Starts host `host`'s top-layer instance.
-    pub async fn start(&self, host: usize) -> anyhow::Result<Membership> {
+    /// Starts host `host`'s top-layer instance, a custodian of cell `cell`.
+    pub async fn start(&self, host: usize, cell: &str) -> anyhow::Result<Membership> {
         let name = host_name(host);
         let tls = self
             .pki
@@ -77,16 +66,15 @@ impl TopLayer {
         let config = MembershipConfig {
             trust: Trust::new(tls, &self.gossip),
             name: name.clone(),
-            // A new generation at every start, as a restarted custodian would have.
-            generation: 1 + self.now_ms(),
+            generation: wall_ms(),
             mesh_addr: addr,
             admin_addr: None,
-            labels: BTreeMap::new(),
-            seeds: self.seeds.clone(),
+            labels: BTreeMap::from([(CELL_LABEL.to_owned(), cell.to_owned())]),
+            seeds: self.seeds.iter().filter(|s| **s != addr.to_string()).cloned().collect(),
             gossip: self.gossip.clone(),
             view_file: None,
-            fail_static_warmup: Duration::from_secs(1),
-            refresh: Duration::from_secs(3600),
+            fail_static_warmup: Duration::ZERO,
+            refresh: Duration::from_secs(1),
         };
         Membership::start(config, &self.net)
             .await
@@ -97,14 +85,13 @@ impl TopLayer {
 /// How a stub cell behaves.
 #[derive(Clone, Copy, Debug)]
 pub struct StubPace {
-    /// One shard changes (an endpoint's weight) this often.
+    /// One instance's weight changes this often (a changed shard and header).
     pub churn_every: Duration,
-    /// The head is written again this often even without a change.
-    pub head_every: Duration,
+    /// The beacon is renewed this often (the acting custodian's `beacon_every`).
+    pub beacon_every: Duration,
 }
 
-/// A cell modelled by its custodians only: rank 0 publishes the summary of a synthetic cell
-/// of the full cells' shape, rank 1 runs its instance and publishes nothing.
+/// A cell modelled by its custodians only.
 pub struct StubCell {
     /// Cell number.
     pub cell: usize,
@@ -112,6 +99,8 @@ pub struct StubCell {
     pub hosts: Vec<usize>,
     /// Their top-layer instances.
     pub instances: Vec<Arc<Membership>>,
+    view: Arc<Mutex<ClusterView>>,
+    changed: Arc<Notify>,
     publisher: JoinHandle<()>,
 }
 
@@ -131,23 +120,35 @@ impl StubCell {
         hosts: Vec<usize>,
         pace: StubPace,
     ) -> anyhow::Result<Self> {
+        let name = cell_name(cell);
         let mut instances = Vec::new();
         for h in &hosts {
-            instances.push(Arc::new(top.start(*h).await?));
+            instances.push(Arc::new(top.start(*h, &name).await?));
         }
-        let services = summary::synthetic(first, size);
-        let publisher = tokio::spawn(publish_loop(
-            top.clone(),
-            instances[0].clone(),
-            cell,
-            services,
-            size,
+        let custodians = hosts
+            .iter()
+            .map(|h| Custodian {
+                name: host_name(*h),
+                top_addr: top_addr(host_addr(*h)),
+            })
+            .collect();
+        let view = Arc::new(Mutex::new(synthetic_view(first, size)));
+        let changed = Arc::new(Notify::new());
+        let publisher = tokio::spawn(publish_loop(Publisher {
+            net: top.net().clone(),
+            me: instances[0].clone(),
+            cell: name,
+            custodians,
+            view: view.clone(),
+            changed: changed.clone(),
             pace,
-        ));
+        }));
         Ok(Self {
             cell,
             hosts,
             instances,
+            view,
+            changed,
             publisher,
         })
     }
@@ -157,85 +158,78 @@ impl StubCell {
         &self.instances[0]
     }
 
+    /// Sets the weight of `service`'s first instance to `weight`; published at once.
+    pub fn mark(&self, service: &str, weight: u32) {
+        let mut v = self.view.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(e) = v.services.get_mut(service).and_then(|eps| eps.first_mut()) {
+            e.weight = weight;
+        }
+        drop(v);
+        self.changed.notify_one();
+    }
+
     /// Writes a policy document `id` (a value the size of a signed one) at the publisher.
-    pub async fn write_policy(&self, top: &TopLayer, id: &str, tag: u64) {
-        let me = self.publisher().chitchat_id().node_id.clone();
+    pub async fn write_policy(&self, id: &str, tag: u64) {
         let body = crate::scenarios::policy_value(tag);
-        let value = summary::stamped(top.now_ms(), &me, &body);
         self.publisher()
-            .set_key(&format!("{POLICY_PREFIX}{id}"), &value)
+            .set_key(&format!("{POLICY_PREFIX}{id}"), &body)
             .await;
     }
 }
 
-async fn publish_loop(
-    top: TopLayer,
+struct Publisher {
+    net: SimNet,
     me: Arc<Membership>,
-    cell: usize,
-    mut services: BTreeMap<String, Vec<Endpoint>>,
-    size: usize,
+    cell: String,
+    custodians: Vec<Custodian>,
+    view: Arc<Mutex<ClusterView>>,
+    changed: Arc<Notify>,
     pace: StubPace,
-) {
-    let name = me.chitchat_id().node_id.clone();
-    let stamp = |body: &str| summary::stamped(top.now_ms(), &name, body);
-    for (service, endpoints) in &services {
-        me.set_key(
-            &summary::shard_key(cell, service),
-            &stamp(&summary::shard_body(endpoints)),
-        )
-        .await;
-    }
-    let head = summary::head_body(size, services.len());
-    me.set_key(&summary::head_key(cell), &stamp(&head)).await;
-    // Random phases, so that the cells do not all change in the same round.
-    let phase = |every: Duration| every.mul_f64(top.net().random_below(1000) as f64 / 1000.0);
-    let mut next_churn = Instant::now() + phase(pace.churn_every);
-    let mut next_head = Instant::now() + phase(pace.head_every);
-    let mut step = 0u32;
-    loop {
-        tokio::time::sleep_until(next_churn.min(next_head)).await;
-        let now = Instant::now();
-        if now >= next_churn {
-            next_churn += pace.churn_every;
-            step += 1;
-            let k = top.net().random_below(services.len());
-            if let Some((service, endpoints)) = services.iter_mut().nth(k) {
-                let i = top.net().random_below(endpoints.len());
-                endpoints[i].weight = 1 + step % 7;
-                me.set_key(
-                    &summary::shard_key(cell, service),
-                    &stamp(&summary::shard_body(endpoints)),
-                )
-                .await;
-            }
-        }
-        if now >= next_head {
-            next_head += pace.head_every;
-            me.set_key(&summary::head_key(cell), &stamp(&head)).await;
-        }
-    }
 }
 
-/// Changes one shard of a stub cell now, marking it with `weight`: returns the key and the
-/// stamp the new value carries.
-pub async fn change_shard(
-    top: &TopLayer,
-    stub: &StubCell,
-    first: usize,
-    size: usize,
-    service: &str,
-    weight: u32,
-) -> (String, u64) {
-    let mut endpoints = summary::synthetic(first, size)
-        .remove(service)
-        .unwrap_or_default();
-    if let Some(e) = endpoints.first_mut() {
-        e.weight = weight;
+async fn publish_loop(p: Publisher) {
+    let mut stamper = Stamper::default();
+    let mut written: BTreeMap<String, String> = BTreeMap::new();
+    // Random phases, so that the cells do not all change in the same round.
+    let phase = |every: Duration| every.mul_f64(p.net.random_below(1000) as f64 / 1000.0);
+    let mut next_churn = Instant::now() + phase(p.pace.churn_every);
+    let mut next_beacon = Instant::now();
+    let mut step = 0u32;
+    loop {
+        let now = Instant::now();
+        if now >= next_churn {
+            next_churn += p.pace.churn_every;
+            step += 1;
+            let mut v = p.view.lock().unwrap_or_else(PoisonError::into_inner);
+            let k = p.net.random_below(v.services.len());
+            if let Some(eps) = v.services.values_mut().nth(k) {
+                let i = p.net.random_below(eps.len());
+                eps[i].weight = 1 + step % 7;
+            }
+        }
+        let view = p.view.lock().unwrap_or_else(PoisonError::into_inner).clone();
+        let content = publish::summarize(&p.cell, &view, p.custodians.clone(), [0; 32]);
+        let wall = wall_ms();
+        let (stamp, fresh) = stamper.stamp(&content, wall);
+        let mut writes = Vec::new();
+        if fresh && let Ok(v) = publish::values(&content, stamp) {
+            writes = v;
+        }
+        if fresh || now >= next_beacon {
+            next_beacon = now + p.pace.beacon_every;
+            if let Ok(b) = summary::encode_beacon(&p.cell, wall.max(stamp)) {
+                writes.push((summary::beacon_key(&p.cell), b));
+            }
+        }
+        for (k, v) in writes {
+            if written.get(&k) != Some(&v) {
+                p.me.set_key(&k, &v).await;
+                written.insert(k, v);
+            }
+        }
+        tokio::select! {
+            () = tokio::time::sleep_until(next_churn.min(next_beacon)) => {}
+            () = p.changed.notified() => {}
+        }
     }
-    let me = stub.publisher().chitchat_id().node_id.clone();
-    let stamp = top.now_ms();
-    let key = summary::shard_key(stub.cell, service);
-    let value = summary::stamped(stamp, &me, &summary::shard_body(&endpoints));
-    stub.publisher().set_key(&key, &value).await;
-    (key, stamp)
 }
