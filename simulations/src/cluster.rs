@@ -178,7 +178,6 @@ impl Cluster {
         &self.spec.gossip
     }
 
-
     /// Crashes node `i`: no leave, no goodbye; its address stops answering at once.
     pub fn kill(&mut self, i: usize) {
         if let Some(slot) = self.slots.get_mut(i) {

@@ -198,7 +198,10 @@ fn main() -> anyhow::Result<()> {
                 }
             }
             let path = cells_report::write(&report, &out)?;
-            eprintln!("murmur-sim: seed {seed}; cells report written to {}", path.display());
+            eprintln!(
+                "murmur-sim: seed {seed}; cells report written to {}",
+                path.display()
+            );
             Ok(())
         }
         Command::Scale {

@@ -195,12 +195,21 @@ async fn cells_publish_bridge_hand_over_and_survive_a_partition() {
     let d = r.detection.unwrap();
     assert!(d.complete(), "detection: {d:?}");
     let h = r.handover.unwrap();
-    assert!(h.takeover_s.is_some(), "the second custodian takes over: {h:?}");
+    assert!(
+        h.takeover_s.is_some(),
+        "the second custodian takes over: {h:?}"
+    );
     assert!(h.published.complete(), "its head reaches every cell: {h:?}");
     let p = r.partition.unwrap();
-    assert!(p.all_stale_s.is_some(), "heads go stale during the cut: {p:?}");
+    assert!(
+        p.all_stale_s.is_some(),
+        "heads go stale during the cut: {p:?}"
+    );
     // Two nodes were killed before the cut.
     assert_eq!(p.kept_remote, 6, "the others' summaries are kept: {p:?}");
     assert!(p.inside.complete(), "the cell serves itself: {p:?}");
-    assert!(p.fresh_again.complete() && p.top_again.complete(), "heal: {p:?}");
+    assert!(
+        p.fresh_again.complete() && p.top_again.complete(),
+        "heal: {p:?}"
+    );
 }

@@ -34,12 +34,17 @@ pub struct CellsReport {
 
 /// Flat points at `interval_ms` from a `scale.csv` of the main report.
 pub fn read_flat(path: &Path, interval_ms: u64) -> anyhow::Result<Vec<(usize, f64)>> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let mut lines = text.lines();
     let header: Vec<&str> = lines.next().unwrap_or_default().split(',').collect();
     let col = |name: &str| header.iter().position(|h| *h == name);
-    let (Some(n), Some(i), Some(b)) = (col("nodes"), col("interval_ms"), col("sent_Bps_mean")) else {
-        anyhow::bail!("{} lacks nodes, interval_ms or sent_Bps_mean", path.display());
+    let (Some(n), Some(i), Some(b)) = (col("nodes"), col("interval_ms"), col("sent_Bps_mean"))
+    else {
+        anyhow::bail!(
+            "{} lacks nodes, interval_ms or sent_Bps_mean",
+            path.display()
+        );
     };
     let mut out = Vec::new();
     for line in lines {
@@ -174,14 +179,16 @@ fn chart(r: &CellsReport) -> Chart {
         ..Chart::default()
     };
     let flat: Vec<(f64, f64)> = r.flat.iter().map(|(n, b)| (*n as f64, *b)).collect();
-    c.series.push(line("flat (measured)", Style::Line, flat.clone()));
+    c.series
+        .push(line("flat (measured)", Style::Line, flat.clone()));
     let tail: Vec<(f64, f64)> = flat.iter().rev().take(3).copied().collect();
     if let (Some(fit), Some(last)) = (Fit::of(&tail), flat.last()) {
         let ext = [last.0, 2_000.0, 5_000.0, DIGEST_LIMIT]
             .iter()
             .map(|x| (*x, fit.a + fit.b * x))
             .collect();
-        c.series.push(line("flat, extrapolated (cannot run)", Style::Dashed, ext));
+        c.series
+            .push(line("flat, extrapolated (cannot run)", Style::Dashed, ext));
     }
     let runs = by_size(r);
     if !runs.is_empty() {
@@ -297,7 +304,10 @@ fn faults(s: &mut String, x: &CellsResult) {
         let _ = writeln!(
             s,
             "- Publishing custodian killed: its peer took over after {} s; the other cells' custodians held a head from it after {} (50 / 99 / 100 %, s); the next-ranked node started its top-layer instance after {} s; every node of the cell listed every other cell fresh after {} s (at most {:.0} % of node–cell pairs marked stale meanwhile). Ordinary nodes sent {} KB/s on average in the 15 s after the kill.",
-            x.handover.as_ref().and_then(|h| h.takeover_s).map_or("–".into(), |v| format!("{v:.2}")),
+            x.handover
+                .as_ref()
+                .and_then(|h| h.takeover_s)
+                .map_or("–".into(), |v| format!("{v:.2}")),
             reach(&h.published),
             h.new_custodian_s.map_or("–".into(), |v| format!("{v:.2}")),
             fmt_s(h.refed.t100),

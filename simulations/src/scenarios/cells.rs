@@ -184,7 +184,12 @@ impl Mesh {
             .iter()
             .flat_map(|s| s.hosts.iter().map(|h| top_addr(host_addr(*h))))
             .collect();
-        v.extend(self.links.tops().iter().map(|(h, _)| top_addr(host_addr(*h))));
+        v.extend(
+            self.links
+                .tops()
+                .iter()
+                .map(|(h, _)| top_addr(host_addr(*h))),
+        );
         v
     }
 
@@ -314,7 +319,8 @@ pub async fn run(plan: &CellsPlan) -> anyhow::Result<CellsResult> {
     for trial in 0..plan.trials {
         r.spreads.push(phases::remote(&mesh, trial, false).await);
         r.spreads.push(phases::remote(&mesh, trial, true).await);
-        r.spreads.push(phases::local(&mesh, trial, &r.spreads).await);
+        r.spreads
+            .push(phases::local(&mesh, trial, &r.spreads).await);
     }
     if plan.kills {
         r.detection = Some(faults::detect(&mut mesh).await);

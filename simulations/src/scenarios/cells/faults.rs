@@ -83,7 +83,10 @@ pub async fn handover(mesh: &mut Mesh) -> Handover {
     let Some(&heir) = custodians.iter().find(|c| **c != victim) else {
         return Handover::default();
     };
-    let pubs: Vec<_> = publishers(mesh).into_iter().filter(|(c, _)| *c != 0).collect();
+    let pubs: Vec<_> = publishers(mesh)
+        .into_iter()
+        .filter(|(c, _)| *c != 0)
+        .collect();
     let refs: Vec<_> = pubs.iter().map(|(c, m)| (*c, &**m)).collect();
     let killed_ms = wall_ms();
     let cell = cell_name(0);
@@ -149,7 +152,12 @@ pub async fn partition(mesh: &Mesh, hold: Duration) -> PartitionOutcome {
         .slots
         .iter()
         .map(|s| s.addr)
-        .chain(mesh.links.tops().iter().map(|(h, _)| super::phases::top_of(*h)))
+        .chain(
+            mesh.links
+                .tops()
+                .iter()
+                .map(|(h, _)| super::phases::top_of(*h)),
+        )
         .collect();
     let cells = mesh.remote_cells();
     let nodes = mesh.cell_up();

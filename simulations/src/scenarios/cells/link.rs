@@ -70,12 +70,14 @@ impl Links {
                 let s = status.borrow_and_update().clone();
                 if (s.acting, s.in_top) != last {
                     last = (s.acting, s.in_top);
-                    acts.lock().unwrap_or_else(PoisonError::into_inner).push(Act {
-                        at: Instant::now(),
-                        node: i,
-                        acting: s.acting,
-                        in_top: s.in_top,
-                    });
+                    acts.lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .push(Act {
+                            at: Instant::now(),
+                            node: i,
+                            acting: s.acting,
+                            in_top: s.in_top,
+                        });
                 }
                 if status.changed().await.is_err() {
                     return;
@@ -125,7 +127,10 @@ impl Links {
 }
 
 /// The harness's stand-in for the policy engine's bridge (see the module documentation).
-pub async fn carry_policy(links: Links, cluster_nodes: Arc<Mutex<BTreeMap<usize, Arc<Membership>>>>) {
+pub async fn carry_policy(
+    links: Links,
+    cluster_nodes: Arc<Mutex<BTreeMap<usize, Arc<Membership>>>>,
+) {
     let mut written: BTreeMap<(usize, String), String> = BTreeMap::new();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {

@@ -116,7 +116,10 @@ pub async fn bandwidth(mesh: &Mesh) -> (Bandwidth, Bandwidth, Bandwidth) {
         .filter(|i| !custodians.contains(i))
         .map(|i| mesh.cell.slots[i].addr)
         .collect();
-    let cust: Vec<_> = custodians.iter().map(|i| mesh.cell.slots[*i].addr).collect();
+    let cust: Vec<_> = custodians
+        .iter()
+        .map(|i| mesh.cell.slots[*i].addr)
+        .collect();
     let tops = mesh.top_addrs();
     let window = mesh.plan.bandwidth_window;
     let before = mesh.net.traffic();
@@ -143,7 +146,10 @@ pub async fn remote(mesh: &Mesh, trial: usize, policy: bool) -> Spread {
     let cell = cell_name(stub.cell);
     let marker = 1000 + trial as u32;
     let (key, wanted): (String, watch::Wanted) = if policy {
-        (format!("{POLICY_PREFIX}trial-{trial}"), std::sync::Arc::new(|_: &str| true))
+        (
+            format!("{POLICY_PREFIX}trial-{trial}"),
+            std::sync::Arc::new(|_: &str| true),
+        )
     } else {
         let (c, s) = (cell.clone(), svc.clone());
         (
@@ -155,7 +161,8 @@ pub async fn remote(mesh: &Mesh, trial: usize, policy: bool) -> Spread {
     let cell_watch = watch::matching(&nodes, &key, wanted).await;
     let start = Instant::now();
     if policy {
-        stub.write_policy(&key[POLICY_PREFIX.len()..], trial as u64).await;
+        stub.write_policy(&key[POLICY_PREFIX.len()..], trial as u64)
+            .await;
     } else {
         stub.mark(&svc, marker);
     }
@@ -166,7 +173,10 @@ pub async fn remote(mesh: &Mesh, trial: usize, policy: bool) -> Spread {
     let tops = top_watch.arrivals.per_node();
     let cells = cell_watch.arrivals.per_node();
     let in_cell: Vec<Duration> = match tops.get(&0) {
-        Some(b) => cells.values().map(|a| a.saturating_duration_since(*b)).collect(),
+        Some(b) => cells
+            .values()
+            .map(|a| a.saturating_duration_since(*b))
+            .collect(),
         None => Vec::new(),
     };
     let own: Vec<Duration> = cells.values().map(|a| a.duration_since(start)).collect();
@@ -201,14 +211,19 @@ pub async fn local(mesh: &Mesh, trial: usize, earlier: &[Spread]) -> Spread {
     let svc = service_of(origin);
     let node_name = mesh.cell.slots[origin].name.clone();
     let nodes = cell_nodes(mesh);
-    let pubs: Vec<(usize, Arc<Membership>)> =
-        publishers(mesh).into_iter().filter(|(c, _)| *c != 0).collect();
+    let pubs: Vec<(usize, Arc<Membership>)> = publishers(mesh)
+        .into_iter()
+        .filter(|(c, _)| *c != 0)
+        .collect();
     let marker = 100 + trial as u32;
     let shard = msummary::shard_key(&cell_name(0), &svc);
     let (c, s, n) = (cell_name(0), svc.clone(), node_name.clone());
     let wanted: watch::Wanted = std::sync::Arc::new(move |b: &str| {
-        msummary::decode_shard(&c, &s, b)
-            .is_ok_and(|sh| sh.instances.iter().any(|i| i.node == n && i.weight == marker))
+        msummary::decode_shard(&c, &s, b).is_ok_and(|sh| {
+            sh.instances
+                .iter()
+                .any(|i| i.node == n && i.weight == marker)
+        })
     });
     let top_watch = watch::matching(&as_refs(&pubs), &shard, wanted).await;
     let record_key = murmur_membership::records::service_key(&svc, &node_name);

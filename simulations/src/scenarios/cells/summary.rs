@@ -42,19 +42,22 @@ pub fn synthetic_view(first: usize, size: usize) -> ClusterView {
                 extensions: BTreeMap::new(),
             },
         );
-        view.services.entry(svc.clone()).or_default().push(Endpoint {
-            service: svc,
-            node: name,
-            mesh_addr: host_addr(first + i),
-            protocol: record.protocol,
-            labels: record.labels.clone(),
-            weight: record.weight,
-            health: record.health,
-            balancer: Balancer::default(),
-            draining: false,
-            stale: false,
-            cell: None,
-        });
+        view.services
+            .entry(svc.clone())
+            .or_default()
+            .push(Endpoint {
+                service: svc,
+                node: name,
+                mesh_addr: host_addr(first + i),
+                protocol: record.protocol,
+                labels: record.labels.clone(),
+                weight: record.weight,
+                health: record.health,
+                balancer: Balancer::default(),
+                draining: false,
+                stale: false,
+                cell: None,
+            });
     }
     view
 }

@@ -59,9 +59,7 @@ impl TopLayer {
     /// Starts host `host`'s top-layer instance, a custodian of cell `cell`.
     pub async fn start(&self, host: usize, cell: &str) -> anyhow::Result<Membership> {
         let name = host_name(host);
-        let tls = self
-            .pki
-            .tls(&self.pki.node(&name, &[]), Role::Node, &name);
+        let tls = self.pki.tls(&self.pki.node(&name, &[]), Role::Node, &name);
         let addr = top_addr(host_addr(host));
         let config = MembershipConfig {
             trust: Trust::new(tls, &self.gossip),
@@ -70,7 +68,12 @@ impl TopLayer {
             mesh_addr: addr,
             admin_addr: None,
             labels: BTreeMap::from([(CELL_LABEL.to_owned(), cell.to_owned())]),
-            seeds: self.seeds.iter().filter(|s| **s != addr.to_string()).cloned().collect(),
+            seeds: self
+                .seeds
+                .iter()
+                .filter(|s| **s != addr.to_string())
+                .cloned()
+                .collect(),
             gossip: self.gossip.clone(),
             view_file: None,
             fail_static_warmup: Duration::ZERO,
@@ -207,7 +210,11 @@ async fn publish_loop(p: Publisher) {
                 eps[i].weight = 1 + step % 7;
             }
         }
-        let view = p.view.lock().unwrap_or_else(PoisonError::into_inner).clone();
+        let view = p
+            .view
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
         let content = publish::summarize(&p.cell, &view, p.custodians.clone(), [0; 32]);
         let wall = wall_ms();
         let (stamp, fresh) = stamper.stamp(&content, wall);
