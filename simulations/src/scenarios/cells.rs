@@ -312,10 +312,21 @@ pub async fn run(plan: &CellsPlan) -> anyhow::Result<CellsResult> {
     arrivals.wait_for(plan.cell_size, deadline).await;
     drop(tasks);
     r.cell_join = Reach::from_delays(&arrivals.delays_since(started), plan.cell_size);
+    let phase = |what: &str| {
+        eprintln!(
+            "  cells={}: {what} at {:.0} virtual s, {:.0} s wall",
+            plan.cells,
+            super::since(t0),
+            wall.elapsed().as_secs_f64()
+        );
+    };
+    phase("cell joined");
     r.top_join = phases::top_converged(&mesh, started, deadline).await;
     r.bridged = phases::bridged(&mesh, started, deadline).await;
+    phase("top layer joined and directory bridged");
     tokio::time::sleep(plan.settle).await;
     (r.ordinary, r.custodian_cell, r.custodian_top) = phases::bandwidth(&mesh).await;
+    phase("bandwidth measured");
     for trial in 0..plan.trials {
         r.spreads.push(phases::remote(&mesh, trial, false).await);
         r.spreads.push(phases::remote(&mesh, trial, true).await);
@@ -323,10 +334,12 @@ pub async fn run(plan: &CellsPlan) -> anyhow::Result<CellsResult> {
             .push(phases::local(&mesh, trial, &r.spreads).await);
     }
     if plan.kills {
+        phase("propagation measured");
         r.detection = Some(faults::detect(&mut mesh).await);
         r.handover = Some(faults::handover(&mut mesh).await);
     }
     if let Some(hold) = plan.partition {
+        phase("kills measured");
         r.partition = Some(faults::partition(&mesh, hold).await);
     }
     r.virtual_s = Instant::now().duration_since(t0).as_secs_f64();
