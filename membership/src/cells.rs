@@ -83,6 +83,6 @@ pub mod summary;
 pub use crate::records::CELL_PREFIX as KEY_PREFIX;
 pub use link::{
     CELL_LABEL, CellLink, CellLinkConfig, CellSettings, CellStatus, DEFAULT_CELL, SharedTransport,
-    TOP_CLUSTER_ID, TopTransport, cluster_id, runs_link,
+    TOP_CLUSTER_ID, TopTransport, cluster_id, runs_link, wall_ms,
 };
 pub use quic::{QuicTopTransport, TOP_CHANNEL};

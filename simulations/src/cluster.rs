@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -42,6 +43,9 @@ pub struct ClusterSpec {
     pub join_window: Duration,
     /// How often each node rebuilds its view without a membership change.
     pub refresh: Duration,
+    /// Host number of the first node: node `i` is host `first_host + i` (its name and address),
+    /// so that several clusters (cells) share one network without clashing.
+    pub first_host: usize,
 }
 
 impl ClusterSpec {
@@ -55,6 +59,7 @@ impl ClusterSpec {
             // Views are rebuilt on every membership change anyway; the periodic rebuild only
             // matters for fail-static, which the simulation does not use.
             refresh: Duration::from_secs(3600),
+            first_host: 0,
         }
     }
 }
@@ -68,9 +73,9 @@ pub struct Slot {
     /// Generation of the current or last incarnation.
     pub generation: u64,
     /// The running node, if up.
-    pub node: Option<Membership>,
+    pub node: Option<Arc<Membership>>,
     /// Its credentials (each node signs what it gossips, as a real node does).
-    tls: Option<std::sync::Arc<TlsState>>,
+    tls: Option<Arc<TlsState>>,
 }
 
 impl Slot {
@@ -124,8 +129,8 @@ impl Cluster {
         offsets.sort();
         let slots = (0..spec.nodes)
             .map(|i| Slot {
-                name: host_name(i),
-                addr: host_addr(i),
+                name: host_name(spec.first_host + i),
+                addr: host_addr(spec.first_host + i),
                 // Nodes started at different times over the last 30 days.
                 generation: EPOCH_MS + net.random_below(30 * 24 * 3_600_000) as u64,
                 node: None,
@@ -155,7 +160,17 @@ impl Cluster {
 
     /// The running node at `i`.
     pub fn node(&self, i: usize) -> Option<&Membership> {
-        self.slots.get(i).and_then(|s| s.node.as_ref())
+        self.slots.get(i).and_then(|s| s.node.as_deref())
+    }
+
+    /// The running node at `i`, shared (for a task that runs beside it, such as its cell link).
+    pub fn node_arc(&self, i: usize) -> Option<Arc<Membership>> {
+        self.slots.get(i).and_then(|s| s.node.clone())
+    }
+
+    /// The credentials of node `i`, once it has started.
+    pub fn tls(&self, i: usize) -> Option<Arc<TlsState>> {
+        self.slots.get(i).and_then(|s| s.tls.clone())
     }
 
     /// The gossip settings of every node.
@@ -198,7 +213,10 @@ impl Cluster {
             generation: slot.generation,
             mesh_addr: slot.addr,
             admin_addr: None,
-            labels: BTreeMap::from([("zone".to_owned(), format!("zone-{}", i % ZONES))]),
+            labels: BTreeMap::from([(
+                "zone".to_owned(),
+                format!("zone-{}", (self.spec.first_host + i) % ZONES),
+            )]),
             seeds,
             gossip: self.spec.gossip.clone(),
             view_file: None,
@@ -208,15 +226,21 @@ impl Cluster {
         let node = Membership::start(config, &self.net)
             .await
             .with_context(|| format!("starting {}", slot.name))?;
-        node.publish_service(&format!("svc-{:02}", i % SERVICES), &service())
+        node.publish_service(&service_of(i), &service())
             .await
             .context("publishing a service")?;
-        slot.node = Some(node);
+        slot.node = Some(Arc::new(node));
         Ok(())
     }
 }
 
-fn service() -> ServiceRecord {
+/// The service node `i` of a cluster serves.
+pub fn service_of(i: usize) -> String {
+    format!("svc-{:02}", i % SERVICES)
+}
+
+/// The record every simulated instance publishes.
+pub fn service() -> ServiceRecord {
     ServiceRecord {
         version: RECORD_VERSION,
         protocol: Protocol::Http,

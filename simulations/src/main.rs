@@ -7,7 +7,9 @@ use clap::{Parser, Subcommand};
 use std::time::Duration;
 
 use murmur_sim::net::LinkModel;
+use murmur_sim::report::cells::{self as cells_report, CellsReport};
 use murmur_sim::report::{self, ReportConfig};
+use murmur_sim::scenarios::cells::{self, CellsPlan};
 use murmur_sim::scenarios::scale::{self, ScalePlan, ScaleResult};
 use murmur_sim::scenarios::{gossip_every, run_virtual};
 
@@ -52,6 +54,31 @@ enum Command {
         /// Only the runs whose name contains this text (e.g. "scale n=100", "churn", "wall").
         #[arg(long)]
         only: Option<String>,
+    },
+    /// Runs meshes of cells (one cell of real nodes, the other cells as their custodians) and
+    /// writes cells.md, cells.csv, cells_spread.csv and cells_bandwidth.svg.
+    Cells {
+        /// Output directory.
+        #[arg(long, default_value = "docs/simulations")]
+        out: PathBuf,
+        /// Master seed (random when omitted; printed either way).
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Numbers of cells: one run each.
+        #[arg(long, value_delimiter = ',', default_value = "5,10,25,50")]
+        cells: Vec<usize>,
+        /// Nodes per cell.
+        #[arg(long, default_value_t = 200)]
+        cell_size: usize,
+        /// The run with this many cells also measures propagation, kills and a partition.
+        #[arg(long, default_value_t = 50)]
+        full: usize,
+        /// The main report's scale.csv, for the flat curve.
+        #[arg(long, default_value = "docs/simulations/scale.csv")]
+        flat: PathBuf,
+        /// Gossip interval in milliseconds.
+        #[arg(long, default_value_t = 500)]
+        interval_ms: u64,
     },
     /// Runs one cluster with custom network conditions and prints what it measured.
     Scale {
@@ -121,6 +148,58 @@ fn main() -> anyhow::Result<()> {
             let path = report::generate(&config).context("generating the report")?;
             eprintln!(
                 "murmur-sim: seed {seed}; report written to {}",
+                path.display()
+            );
+            Ok(())
+        }
+        Command::Cells {
+            out,
+            seed,
+            cells,
+            cell_size,
+            full,
+            flat,
+            interval_ms,
+        } => {
+            let seed = seed.unwrap_or_else(random_seed);
+            let command = format!(
+                "cargo run --release -p murmur-sim -- cells --out {} --seed {seed} --cells {} --cell-size {cell_size} --full {full} --interval-ms {interval_ms}",
+                out.display(),
+                join(&cells),
+            );
+            let gossip = gossip_every(Duration::from_millis(interval_ms));
+            let mut report = CellsReport {
+                flat: cells_report::read_flat(&flat, interval_ms).unwrap_or_else(|e| {
+                    eprintln!("no flat curve: {e:#}");
+                    Vec::new()
+                }),
+                command,
+                ..CellsReport::default()
+            };
+            {
+                for &n in &cells {
+                    let mut plan = CellsPlan::new(n, cell_size, gossip.clone(), seed);
+                    plan.seed = murmur_sim::stats::derive_seed(seed, &format!("cells {n}"));
+                    if n != full {
+                        plan.trials = 0;
+                        plan.kills = false;
+                        plan.partition = None;
+                    }
+                    eprintln!("start cells={n} size={cell_size}");
+                    let r = run_virtual(cells::run(&plan))??;
+                    eprintln!(
+                        "done  cells={n}: ordinary {:.1} KB/s, custodian {:.1} KB/s, {:.0} s wall",
+                        r.ordinary.sent_mean / 1e3,
+                        r.custodian_sent() / 1e3,
+                        r.wall_s
+                    );
+                    report.runs.push(r);
+                    cells_report::write(&report, &out)?;
+                }
+            }
+            let path = cells_report::write(&report, &out)?;
+            eprintln!(
+                "murmur-sim: seed {seed}; cells report written to {}",
                 path.display()
             );
             Ok(())

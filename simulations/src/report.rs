@@ -1,6 +1,7 @@
 //! The full report: builds the list of runs, runs them on a few threads (each run on its own
 //! paused single-threaded runtime), then writes CSV files, SVG charts and `report.md`.
 
+pub mod cells;
 mod charts;
 mod markdown;
 mod plan;

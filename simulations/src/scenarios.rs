@@ -1,5 +1,6 @@
 //! The scenarios: each builds a cluster, disturbs it and measures, all in virtual time.
 
+pub mod cells;
 pub mod churn;
 pub mod digest;
 pub mod loss;
@@ -129,7 +130,8 @@ pub async fn measure_bandwidth(net: &SimNet, addrs: &[SocketAddr], window: Durat
     bandwidth_between(&before, &after, addrs, window, cpu)
 }
 
-fn bandwidth_between(
+/// Traffic per node of `addrs` between two snapshots of the network's counters.
+pub fn bandwidth_between(
     before: &HashMap<SocketAddr, Traffic>,
     after: &HashMap<SocketAddr, Traffic>,
     addrs: &[SocketAddr],

@@ -169,3 +169,47 @@ async fn a_digest_over_the_message_limit_stops_gossip() {
         .sum();
     assert!(refused > 0, "Syn messages over the limit are refused");
 }
+
+#[tokio::test(start_paused = true)]
+async fn cells_publish_bridge_hand_over_and_survive_a_partition() {
+    use murmur_sim::scenarios::cells::{self, CellsPlan};
+    let mut plan = CellsPlan::new(3, 8, gossip_every(FAST), 4);
+    plan.pace.churn_every = Duration::from_secs(2);
+    plan.pace.beacon_every = Duration::from_secs(1);
+    plan.tick = Duration::from_millis(200);
+    plan.stale_after = Duration::from_secs(4);
+    plan.settle = Duration::from_secs(1);
+    plan.bandwidth_window = Duration::from_secs(2);
+    plan.trials = 1;
+    plan.partition = Some(Duration::from_secs(12));
+    plan.trial_deadline = Duration::from_secs(20);
+    let r = cells::run(&plan).await.unwrap();
+    assert!(r.cell_join.complete(), "cell join: {:?}", r.cell_join);
+    assert!(r.top_join.complete(), "top layer: {:?}", r.top_join);
+    assert!(r.bridged.complete(), "bridged: {:?}", r.bridged);
+    assert!(r.ordinary.sent_mean > 0.0 && r.custodian_top.sent_mean > 0.0);
+    for s in &r.spreads {
+        assert!(s.top.complete(), "{}: top layer {:?}", s.kind, s.top);
+        assert!(s.cell.complete(), "{}: cell {:?}", s.kind, s.cell);
+    }
+    let d = r.detection.unwrap();
+    assert!(d.complete(), "detection: {d:?}");
+    let h = r.handover.unwrap();
+    assert!(
+        h.takeover_s.is_some(),
+        "the second custodian takes over: {h:?}"
+    );
+    assert!(h.published.complete(), "its head reaches every cell: {h:?}");
+    let p = r.partition.unwrap();
+    assert!(
+        p.all_stale_s.is_some(),
+        "heads go stale during the cut: {p:?}"
+    );
+    // Two nodes were killed before the cut.
+    assert_eq!(p.kept_remote, 6, "the others' summaries are kept: {p:?}");
+    assert!(p.inside.complete(), "the cell serves itself: {p:?}");
+    assert!(
+        p.fresh_again.complete() && p.top_again.complete(),
+        "heal: {p:?}"
+    );
+}

@@ -280,10 +280,19 @@ struct Link {
     known: Directory,
 }
 
-fn wall_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+/// Milliseconds since the epoch: the wall clock read once, moved on by the monotonic clock of
+/// the runtime (summaries stamped by one node never go back when the wall clock is stepped,
+/// and a simulator's paused clock drives stamps and ages alike).
+pub fn wall_ms() -> u64 {
+    static ANCHOR: std::sync::OnceLock<(u64, Instant)> = std::sync::OnceLock::new();
+    let (wall, at) = *ANCHOR.get_or_init(|| {
+        let wall = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        (wall, Instant::now())
+    });
+    let since = Instant::now().saturating_duration_since(at).as_millis();
+    wall.saturating_add(u64::try_from(since).unwrap_or(u64::MAX))
 }
 
 impl Link {
