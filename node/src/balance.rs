@@ -6,7 +6,7 @@
 
 #![allow(
     clippy::disallowed_types,
-    reason = "balancer state behind one process-wide lock, taken a few times per request; the data-path work replaces it with per-service state"
+    reason = "each service's balancer state behind its own lock; the map of services is locked exclusively only when a service is first called"
 )]
 
 pub mod choose;
@@ -16,7 +16,7 @@ pub mod ring;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use murmur_membership::records::Balancer;
@@ -49,24 +49,19 @@ struct ServiceState {
     ring: Option<Ring>,
 }
 
-/// Balancer state of every service this node calls. Shared by all requests.
+/// One service's state, locked on its own.
+type Cell = Arc<Mutex<ServiceState>>;
+
+/// Balancer state of every service this node calls. Shared by all requests; a request locks
+/// only its service's state.
 #[derive(Debug, Default)]
 pub struct Balancers {
-    services: Mutex<HashMap<String, ServiceState>>,
+    services: RwLock<HashMap<String, Cell>>,
     seed: AtomicU64,
 }
 
-fn service_state<'m>(
-    services: &'m mut HashMap<String, ServiceState>,
-    service: &str,
-) -> &'m mut ServiceState {
-    if !services.contains_key(service) {
-        services.insert(service.to_owned(), ServiceState::default());
-    }
-    // Present: inserted just above if it was missing.
-    services
-        .get_mut(service)
-        .unwrap_or_else(|| unreachable!("service state inserted above"))
+fn lock(cell: &Cell) -> MutexGuard<'_, ServiceState> {
+    cell.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// How the first instance is chosen.
@@ -96,9 +91,37 @@ impl Balancers {
     /// New state, seeding the random choices from `seed`.
     pub fn new(seed: u64) -> Self {
         Self {
-            services: Mutex::default(),
+            services: RwLock::default(),
             seed: AtomicU64::new(seed),
         }
+    }
+
+    /// The state of `service`, made the first time (services are the mesh's, which the view
+    /// bounds; endpoints that left are forgotten in [`Balancers::order`]).
+    fn cell(&self, service: &str) -> Cell {
+        if let Some(c) = self
+            .services
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(service)
+        {
+            return c.clone();
+        }
+        self.services
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(service.to_owned())
+            .or_default()
+            .clone()
+    }
+
+    /// The state of `service` if it has any.
+    fn existing(&self, service: &str) -> Option<Cell> {
+        self.services
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(service)
+            .cloned()
     }
 
     /// The order in which to try `offers` for one request to `service`. With outlier ejection
@@ -113,8 +136,9 @@ impl Balancers {
         outlier: Option<&OutlierConfig>,
     ) -> Vec<usize> {
         let mut rng = Rng::new(self.seed.fetch_add(1, Ordering::Relaxed));
-        let mut services = self.services.lock().unwrap_or_else(PoisonError::into_inner);
-        let state = service_state(&mut services, service);
+        let cell = self.cell(service);
+        let mut guard = lock(&cell);
+        let state = &mut *guard;
         state.offered = offers.len();
         // With outlier ejection: which offers may be chosen, and which one is due a probe.
         // Without, every offer (and no list is made).
@@ -163,35 +187,24 @@ impl Balancers {
     }
 
     /// Counts a request to `node` as in flight until the returned guard is finished or dropped.
-    pub fn start(self: &Arc<Self>, service: &str, node: &str) -> InFlight {
-        self.with(service, node, |e| e.pending += 1);
+    pub fn start(&self, service: &str, node: &str) -> InFlight {
+        let cell = self.cell(service);
+        with(&cell, node, |e| e.pending += 1);
         InFlight {
-            balancers: self.clone(),
-            service: service.to_owned(),
+            cell,
             node: node.to_owned(),
             started: crate::clock::now(),
             done: false,
         }
     }
 
-    fn with(&self, service: &str, node: &str, f: impl FnOnce(&mut EndpointState)) {
-        let mut services = self.services.lock().unwrap_or_else(PoisonError::into_inner);
-        let state = service_state(&mut services, service);
-        // Look up before inserting: the hot path allocates no key.
-        if let Some(e) = state.endpoints.get_mut(node) {
-            f(e);
-        } else {
-            f(state.endpoints.entry(node.to_owned()).or_default());
-        }
-    }
-
     /// Frees the probe of `node` if no request is in flight to it: a plan chose it as the probe,
     /// but its request ended (refused, aborted, expired) before any attempt started.
     pub fn release_probe(&self, service: &str, node: &str) {
-        let mut services = self.services.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(e) = services
-            .get_mut(service)
-            .and_then(|s| s.endpoints.get_mut(node))
+        let Some(cell) = self.existing(service) else {
+            return;
+        };
+        if let Some(e) = lock(&cell).endpoints.get_mut(node)
             && e.pending == 0
         {
             e.outlier.abandon_probe();
@@ -201,11 +214,11 @@ impl Balancers {
     /// `(node, pending, ewma ms)` of every endpoint of `service` this node has called.
     pub fn snapshot(&self, service: &str) -> Vec<(String, u32, f64)> {
         let now = crate::clock::now();
-        let services = self.services.lock().unwrap_or_else(PoisonError::into_inner);
-        let mut out: Vec<_> = services
-            .get(service)
-            .map(|s| {
-                s.endpoints
+        let mut out: Vec<_> = self
+            .existing(service)
+            .map(|c| {
+                lock(&c)
+                    .endpoints
                     .iter()
                     .map(|(n, e)| (n.clone(), e.pending, e.ewma.estimate_ns(now) / 1e6))
                     .collect()
@@ -213,6 +226,17 @@ impl Balancers {
             .unwrap_or_default();
         out.sort_by(|a, b| a.0.cmp(&b.0));
         out
+    }
+}
+
+/// Applies `f` to `node`'s state in `cell`, made if new.
+fn with(cell: &Cell, node: &str, f: impl FnOnce(&mut EndpointState)) {
+    let mut state = lock(cell);
+    // Look up before inserting: the hot path allocates no key.
+    if let Some(e) = state.endpoints.get_mut(node) {
+        f(e);
+    } else {
+        f(state.endpoints.entry(node.to_owned()).or_default());
     }
 }
 
@@ -281,8 +305,7 @@ fn by_ring(
 /// (the caller went away) only ends the pending count.
 #[derive(Debug)]
 pub struct InFlight {
-    balancers: Arc<Balancers>,
-    service: String,
+    cell: Cell,
     node: String,
     started: Instant,
     done: bool,
@@ -311,12 +334,8 @@ impl InFlight {
             FAILURE_PENALTY
         };
         self.done = true;
-        let mut services = self
-            .balancers
-            .services
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        let state = service_state(&mut services, &self.service);
+        let mut guard = lock(&self.cell);
+        let state = &mut *guard;
         let may_eject = outlier.is_some_and(|c| {
             let ejected = state
                 .endpoints
@@ -341,7 +360,7 @@ impl InFlight {
             return;
         }
         self.done = true;
-        self.balancers.with(&self.service, &self.node, |e| {
+        with(&self.cell, &self.node, |e| {
             e.pending = e.pending.saturating_sub(1);
             f(e);
         });

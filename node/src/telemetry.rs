@@ -7,6 +7,7 @@ pub mod accesslog;
 pub mod mesh;
 pub mod metrics;
 pub mod requests;
+pub mod stats;
 pub mod traceparent;
 pub mod traces;
 pub mod traffic;

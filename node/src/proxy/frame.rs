@@ -18,6 +18,7 @@
 //! same way whatever HTTP version the caller and the app speak, the inner hop never re-parses
 //! HTTP text, and a small request is a single write.
 
+use std::future::Future;
 use std::task::{Context, Poll, ready};
 
 use bytes::{Buf, Bytes, BytesMut};
@@ -124,6 +125,51 @@ pub struct ResponseHead {
     pub body: BodyKind,
 }
 
+/// Header fields serialized straight from a [`HeaderMap`], as [`Fields`] are (the same bytes on
+/// the wire), without copying them first.
+#[derive(Clone, Copy, Debug)]
+pub struct FieldsOf<'a>(pub &'a HeaderMap);
+
+impl Serialize for FieldsOf<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeSeq;
+        let mut seq = s.serialize_seq(Some(self.0.len()))?;
+        for (k, v) in self.0 {
+            seq.serialize_element(&(k.as_str(), Raw(v.as_bytes())))?;
+        }
+        seq.end()
+    }
+}
+
+/// Bytes serialized as [`Value`] is.
+struct Raw<'a>(&'a [u8]);
+
+impl Serialize for Raw<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(self.0)
+    }
+}
+
+/// A [`ResponseHead`] whose headers are borrowed from the response: encodes to the same bytes.
+#[derive(Debug, Serialize)]
+pub struct ResponseHeadOf<'a> {
+    /// [`FRAME_VERSION`].
+    pub version: u16,
+    /// Status code.
+    pub status: u16,
+    /// End-to-end headers.
+    pub headers: FieldsOf<'a>,
+    /// What body follows.
+    pub body: BodyKind,
+}
+
+/// [`Trailers`] borrowed from a header map: encodes to the same bytes.
+#[derive(Debug, Serialize)]
+struct TrailersOf<'a> {
+    version: u16,
+    headers: FieldsOf<'a>,
+}
+
 /// Trailing headers (gRPC status travels here).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Trailers {
@@ -211,9 +257,9 @@ pub fn put_head<T: Serialize>(head: &T, out: &mut BytesMut) -> Result<(), FrameE
 
 /// Appends a TRAILERS frame.
 pub fn put_trailers(trailers: &HeaderMap, out: &mut BytesMut) -> Result<(), FrameError> {
-    let t = Trailers {
+    let t = TrailersOf {
         version: FRAME_VERSION,
-        headers: fields(trailers),
+        headers: FieldsOf(trailers),
     };
     put_encoded(TRAILERS, &t, out)
 }
@@ -285,9 +331,18 @@ pub struct FrameReader {
     after_trailers: bool,
 }
 
-/// Bytes asked of the stream per read.
-const READ_SIZE: usize = 1024;
-const BIG_READ_SIZE: usize = 64 * 1024;
+/// Received chunks taken from the stream per read.
+const READ_CHUNKS: usize = 16;
+
+/// What one read of the stream gave.
+enum Read {
+    /// The end of the stream.
+    End,
+    /// Bytes, appended to the buffer.
+    Buffered,
+    /// Body bytes of the DATA frame being read, as they arrived.
+    Data(Bytes),
+}
 
 impl FrameReader {
     /// A reader of `recv`.
@@ -311,15 +366,14 @@ impl FrameReader {
                     self.data_left -= n as u64;
                     return Poll::Ready(Ok(Some(Frame::Data(self.buf.split_to(n).freeze()))));
                 }
-                let want = if self.data_left > READ_SIZE as u64 {
-                    BIG_READ_SIZE
-                } else {
-                    READ_SIZE
-                };
-                if ready!(self.fill(cx, want))? == 0 {
-                    return Poll::Ready(Err(FrameError::Truncated));
+                match ready!(self.read(cx))? {
+                    Read::End => return Poll::Ready(Err(FrameError::Truncated)),
+                    Read::Buffered => continue,
+                    Read::Data(bytes) => {
+                        self.data_left -= bytes.len() as u64;
+                        return Poll::Ready(Ok(Some(Frame::Data(bytes))));
+                    }
                 }
-                continue;
             }
             if self.buf.len() >= FRAME_HEADER {
                 let kind = self.buf[0];
@@ -346,7 +400,7 @@ impl FrameReader {
                     other => return Poll::Ready(Err(FrameError::Unknown(other))),
                 }
             }
-            if ready!(self.fill(cx, READ_SIZE))? == 0 {
+            if let Read::End = ready!(self.read(cx))? {
                 return Poll::Ready(if self.buf.is_empty() {
                     Ok(None)
                 } else {
@@ -361,24 +415,34 @@ impl FrameReader {
         std::future::poll_fn(|cx| self.poll_frame(cx)).await
     }
 
-    /// Reads up to `want` more bytes into the buffer; 0 at the end of the stream.
-    fn fill(&mut self, cx: &mut Context<'_>, want: usize) -> Poll<Result<usize, FrameError>> {
-        let old = self.buf.len();
-        self.buf.resize(old + want, 0);
-        match self.recv.poll_read(cx, &mut self.buf[old..]) {
-            Poll::Ready(Ok(n)) => {
-                self.buf.truncate(old + n);
-                Poll::Ready(Ok(n))
-            }
-            Poll::Ready(Err(e)) => {
-                self.buf.truncate(old);
-                Poll::Ready(Err(e.into()))
-            }
-            Poll::Pending => {
-                self.buf.truncate(old);
-                Poll::Pending
-            }
+    /// Takes the chunks the stream has ready, without copying them out of QUIC's buffers:
+    /// with the buffer empty, a lone chunk that lies inside the DATA frame being read is
+    /// handed out as it is; anything else is appended to the buffer (at most [`READ_CHUNKS`]
+    /// received chunks at a time, so the buffer stays bounded).
+    fn read(&mut self, cx: &mut Context<'_>) -> Poll<Result<Read, FrameError>> {
+        let mut chunks: [Bytes; READ_CHUNKS] = Default::default();
+        let read = {
+            let read = std::pin::pin!(self.recv.read_chunks(&mut chunks));
+            read.poll(cx)
+        };
+        let n = match ready!(read) {
+            Ok(Some(n)) => n,
+            Ok(None) => return Poll::Ready(Ok(Read::End)),
+            Err(e) => return Poll::Ready(Err(e.into())),
+        };
+        if let [one] = &mut chunks[..n]
+            && self.buf.is_empty()
+            && !one.is_empty()
+            && one.len() as u64 <= self.data_left
+        {
+            return Poll::Ready(Ok(Read::Data(std::mem::take(one))));
         }
+        let total = chunks[..n].iter().map(Bytes::len).sum();
+        self.buf.reserve(total);
+        for c in &chunks[..n] {
+            self.buf.extend_from_slice(c);
+        }
+        Poll::Ready(Ok(Read::Buffered))
     }
 
     /// Stops the peer's sending side (we will not read further).
@@ -453,6 +517,43 @@ mod tests {
             b"keep",
             "a refused frame leaves the buffer as it was"
         );
+    }
+
+    #[test]
+    fn borrowed_heads_and_trailers_encode_as_owned_ones_do() {
+        let mut map = HeaderMap::new();
+        map.insert("content-type", HeaderValue::from_static("text/plain"));
+        map.append("x-many", HeaderValue::from_static("1"));
+        map.append("x-many", HeaderValue::from_static("2"));
+        map.insert("x-bin", HeaderValue::from_bytes(&[0x80, b'a']).unwrap());
+        let owned = ResponseHead {
+            version: FRAME_VERSION,
+            status: 203,
+            headers: fields(&map),
+            body: BodyKind::Stream,
+        };
+        let borrowed = ResponseHeadOf {
+            version: FRAME_VERSION,
+            status: 203,
+            headers: FieldsOf(&map),
+            body: BodyKind::Stream,
+        };
+        let (mut a, mut b) = (BytesMut::new(), BytesMut::new());
+        put_head(&owned, &mut a).unwrap();
+        put_head(&borrowed, &mut b).unwrap();
+        assert_eq!(a, b);
+        let back: ResponseHead = decode_head(&b[FRAME_HEADER..]).unwrap();
+        assert_eq!(back, owned);
+
+        let mut t = BytesMut::new();
+        put_trailers(&map, &mut t).unwrap();
+        let owned = Trailers {
+            version: FRAME_VERSION,
+            headers: fields(&map),
+        };
+        let mut o = BytesMut::new();
+        put_encoded(TRAILERS, &owned, &mut o).unwrap();
+        assert_eq!(t, o);
     }
 
     #[test]

@@ -10,6 +10,7 @@ use tokio::time::Instant;
 
 use super::accesslog::AccessLog;
 use super::metrics::{Counter, Family, Gauge, Histogram};
+use super::stats::{ServiceStats, StatsMap};
 use super::traffic::Traffic;
 use crate::api::traffic::Direction;
 use crate::clock::{unix_now, unix_now_ms};
@@ -68,6 +69,8 @@ pub struct Telemetry {
     pub gateway_connections: Family<Counter>,
     /// One-minute summaries.
     pub traffic: Traffic,
+    /// The handles each service's requests feed, resolved once per service.
+    pub stats: StatsMap,
     /// Inbound requests (and TCP connections) in progress, all services together.
     pub inbound_in_flight: AtomicI64,
     /// When the last inbound request started, ms since the Unix epoch (0: never).
@@ -195,6 +198,7 @@ impl Default for Telemetry {
                 &["result"],
             ),
             traffic: Traffic::default(),
+            stats: StatsMap::default(),
             inbound_in_flight: AtomicI64::new(0),
             last_inbound_ms: AtomicU64::new(0),
         }
@@ -273,33 +277,43 @@ impl Outcome {
 #[derive(Debug)]
 pub struct RequestGuard {
     telemetry: Arc<Telemetry>,
-    direction: Direction,
-    service: String,
+    stats: Arc<ServiceStats>,
     started: Instant,
     /// When the response head went out, if the request is finished later.
     answered: Option<Duration>,
-    in_flight: Arc<Gauge>,
     done: bool,
 }
 
 impl Telemetry {
     /// Starts accounting for a request.
     pub fn start(self: &Arc<Self>, direction: Direction, service: &str) -> RequestGuard {
-        let in_flight = self.in_flight.get(&[direction.as_str(), service]);
-        in_flight.add(1);
+        let stats = self.service_stats(direction, service);
+        stats.in_flight.add(1);
         if direction == Direction::Inbound {
             self.inbound_in_flight.fetch_add(1, Ordering::Relaxed);
             self.last_inbound_ms.store(unix_now_ms(), Ordering::Relaxed);
         }
         RequestGuard {
             telemetry: self.clone(),
-            direction,
-            service: service.to_owned(),
+            stats,
             started: Instant::now(),
             answered: None,
-            in_flight,
             done: false,
         }
+    }
+
+    /// The handles the requests of (`direction`, `service`) feed.
+    pub fn service_stats(&self, direction: Direction, service: &str) -> Arc<ServiceStats> {
+        self.stats.get(direction, service, || {
+            let dir = direction.as_str();
+            ServiceStats::new(
+                direction,
+                service,
+                self.in_flight.get(&[dir, service]),
+                self.duration.get(&[dir, service]),
+                self.traffic.window(direction, service),
+            )
+        })
     }
 }
 
@@ -317,7 +331,7 @@ impl RequestGuard {
 
     /// The service of the request.
     pub fn service(&self) -> &str {
-        &self.service
+        self.stats.service()
     }
 
     /// The metrics it is counted in.
@@ -334,33 +348,25 @@ impl RequestGuard {
 
     fn record(&self, peer: &str, outcome: Outcome) -> Duration {
         let t = &self.telemetry;
+        let s = &self.stats;
         let took = self.answered.unwrap_or_else(|| self.started.elapsed());
-        let dir = self.direction.as_str();
-        t.requests
-            .get(&[
-                dir,
-                &self.service,
-                peer,
-                outcome.class(),
-                outcome.grpc_label(),
-            ])
-            .inc();
-        t.duration.get(&[dir, &self.service]).observe(took);
-        t.traffic.record(
-            self.direction,
-            &self.service,
-            outcome.failed(),
-            took,
-            unix_now(),
-        );
+        let (class, grpc) = (outcome.class(), outcome.grpc_label());
+        s.count(peer, class, grpc, || {
+            t.requests
+                .get(&[s.direction.as_str(), s.service(), peer, class, grpc])
+        });
+        s.duration.observe(took);
+        if let Some(w) = &s.window {
+            w.record(outcome.failed(), took, unix_now());
+        }
         took
     }
 }
 
 impl Drop for RequestGuard {
     fn drop(&mut self) {
-        self.in_flight.add(-1);
-        if self.direction == Direction::Inbound {
+        self.stats.in_flight.add(-1);
+        if self.stats.direction == Direction::Inbound {
             self.telemetry
                 .inbound_in_flight
                 .fetch_sub(1, Ordering::Relaxed);
@@ -368,5 +374,77 @@ impl Drop for RequestGuard {
         if !self.done {
             self.record("-", Outcome::Error);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::telemetry::stats::MAX_CACHED_COUNTERS;
+
+    fn rendered(t: &Telemetry) -> String {
+        let mut out = String::new();
+        t.requests.render(&mut out);
+        t.in_flight.render(&mut out);
+        t.duration.render(&mut out);
+        out
+    }
+
+    #[tokio::test]
+    async fn guards_count_in_the_families_and_the_window_through_handles_resolved_once() {
+        let t = Arc::new(Telemetry::default());
+        let a = t.service_stats(Direction::Inbound, "web");
+        assert!(Arc::ptr_eq(&a, &t.service_stats(Direction::Inbound, "web")));
+        assert!(!Arc::ptr_eq(
+            &a,
+            &t.service_stats(Direction::Outbound, "web")
+        ));
+        for _ in 0..3 {
+            t.start(Direction::Inbound, "web")
+                .finish("n1", Outcome::Status(200));
+        }
+        let open = t.start(Direction::Inbound, "web");
+        let out = rendered(&t);
+        assert!(
+            out.contains(
+                "murmur_requests_total{direction=\"inbound\",service=\"web\",peer=\"n1\",status_class=\"2xx\"} 3\n"
+            ),
+            "{out}"
+        );
+        assert!(
+            out.contains("murmur_requests_in_flight{direction=\"inbound\",service=\"web\"} 1\n"),
+            "{out}"
+        );
+        drop(open);
+        let out = rendered(&t);
+        assert!(
+            out.contains("peer=\"-\",status_class=\"error\"} 1\n"),
+            "{out}"
+        );
+        assert!(out.contains("service=\"web\"} 0\n"), "{out}");
+        let s = t.traffic.summaries(unix_now());
+        let web = s
+            .iter()
+            .find(|s| s.direction == Direction::Inbound)
+            .unwrap();
+        assert_eq!(web.requests, 4);
+        assert!((web.success_rate - 0.75).abs() < 1e-9);
+    }
+
+    #[tokio::test]
+    async fn counters_past_the_cache_bound_still_count() {
+        let t = Arc::new(Telemetry::default());
+        for i in 0..MAX_CACHED_COUNTERS + 10 {
+            for _ in 0..2 {
+                t.start(Direction::Outbound, "web")
+                    .finish(&format!("n{i}"), Outcome::Status(200));
+            }
+        }
+        let out = rendered(&t);
+        let last = format!(
+            "peer=\"n{}\",status_class=\"2xx\"}} 2\n",
+            MAX_CACHED_COUNTERS + 9
+        );
+        assert!(out.contains(&last), "{out}");
     }
 }

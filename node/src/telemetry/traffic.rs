@@ -1,13 +1,17 @@
 //! Traffic over the last minute, per direction and service: rate, success rate, p50 and p99.
 //! This is what `murmur status`, `murmur top` and the dashboard show.
+//!
+//! Each (direction, service) has its own window behind its own lock; the request path reaches
+//! it through a handle resolved once per service ([`Traffic::window`]), so no lock shared by
+//! every service is taken per request.
 
 #![allow(
     clippy::disallowed_types,
-    reason = "one-minute windows behind a process-wide lock, taken once per request; the data-path work replaces it with per-service state"
+    reason = "a lock per service's window, taken once per request of that service; the map of windows is locked only when a service is first seen and when summaries are read"
 )]
 
 use std::collections::BTreeMap;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use super::metrics::LATENCY_BUCKETS;
@@ -27,11 +31,11 @@ struct Slot {
 }
 
 #[derive(Debug)]
-struct Window {
+struct Slots {
     slots: Vec<Slot>,
 }
 
-impl Window {
+impl Slots {
     fn new() -> Self {
         Self {
             slots: vec![Slot::default(); WINDOW_SECS as usize],
@@ -51,42 +55,77 @@ impl Window {
     }
 }
 
-/// Rolling per-service windows.
-#[derive(Debug, Default)]
-pub struct Traffic {
-    windows: Mutex<BTreeMap<(Direction, String), Window>>,
-}
+/// The one-minute window of one direction and service.
+#[derive(Debug)]
+pub struct Window(Mutex<Slots>);
 
-impl Traffic {
+impl Window {
+    fn new() -> Self {
+        Self(Mutex::new(Slots::new()))
+    }
+
     /// Records one finished request at unix second `now`.
-    pub fn record(&self, dir: Direction, service: &str, failed: bool, latency: Duration, now: u64) {
-        let mut map = self.windows.lock().unwrap_or_else(PoisonError::into_inner);
-        let key = (dir, service.to_owned());
-        if map.len() >= MAX_WINDOWS && !map.contains_key(&key) {
-            return;
-        }
-        let window = map.entry(key).or_insert_with(Window::new);
-        let slot = window.slot(now);
-        slot.requests += 1;
-        slot.failures += u64::from(failed);
+    pub fn record(&self, failed: bool, latency: Duration, now: u64) {
         let secs = latency.as_secs_f64();
         let i = LATENCY_BUCKETS
             .iter()
             .position(|b| secs <= *b)
             .unwrap_or(LATENCY_BUCKETS.len());
+        let mut slots = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let slot = slots.slot(now);
+        slot.requests += 1;
+        slot.failures += u64::from(failed);
         slot.buckets[i] += 1;
+    }
+}
+
+/// Rolling per-service windows.
+#[derive(Debug, Default)]
+pub struct Traffic {
+    windows: Mutex<BTreeMap<(Direction, String), Arc<Window>>>,
+}
+
+impl Traffic {
+    /// The window of `service` in direction `dir`, made if new; `None` once [`MAX_WINDOWS`]
+    /// are kept. Keep the handle: this takes the lock of every window.
+    pub fn window(&self, dir: Direction, service: &str) -> Option<Arc<Window>> {
+        let mut map = self.windows.lock().unwrap_or_else(PoisonError::into_inner);
+        let key = (dir, service.to_owned());
+        if let Some(w) = map.get(&key) {
+            return Some(w.clone());
+        }
+        if map.len() >= MAX_WINDOWS {
+            return None;
+        }
+        Some(
+            map.entry(key)
+                .or_insert_with(|| Arc::new(Window::new()))
+                .clone(),
+        )
+    }
+
+    /// Records one finished request at unix second `now` (looking its window up: the request
+    /// path keeps the handle instead).
+    #[cfg(test)]
+    pub fn record(&self, dir: Direction, service: &str, failed: bool, latency: Duration, now: u64) {
+        if let Some(w) = self.window(dir, service) {
+            w.record(failed, latency, now);
+        }
     }
 
     /// Summaries over the last [`WINDOW_SECS`] seconds before `now`.
     pub fn summaries(&self, now: u64) -> Vec<TrafficSummary> {
         let map = self.windows.lock().unwrap_or_else(PoisonError::into_inner);
         map.iter()
-            .map(|((dir, service), w)| summarize(*dir, service, w, now))
+            .map(|((dir, service), w)| {
+                let slots = w.0.lock().unwrap_or_else(PoisonError::into_inner);
+                summarize(*dir, service, &slots, now)
+            })
             .collect()
     }
 }
 
-fn summarize(direction: Direction, service: &str, w: &Window, now: u64) -> TrafficSummary {
+fn summarize(direction: Direction, service: &str, w: &Slots, now: u64) -> TrafficSummary {
     let recent = w
         .slots
         .iter()

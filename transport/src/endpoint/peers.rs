@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use quinn::{Connection, RecvStream, SendStream};
@@ -263,15 +263,24 @@ enum Slot {
 
 type SlotCell = Arc<tokio::sync::Mutex<Slot>>;
 
-/// Connections by peer address.
+/// Connections by peer address. Every request looks its peer's slot up: under a shared lock,
+/// taken exclusively only to add or remove a slot.
 #[derive(Debug, Default)]
 pub(super) struct PeerCache {
-    slots: Mutex<HashMap<SocketAddr, SlotCell>>,
+    slots: RwLock<HashMap<SocketAddr, SlotCell>>,
 }
 
 impl PeerCache {
     fn cell(&self, addr: SocketAddr) -> SlotCell {
-        let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(c) = self
+            .slots
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&addr)
+        {
+            return c.clone();
+        }
+        let mut slots = self.slots.write().unwrap_or_else(PoisonError::into_inner);
         slots.entry(addr).or_default().clone()
     }
 
@@ -300,7 +309,7 @@ impl PeerCache {
     pub(super) fn disconnect(&self, addr: SocketAddr, reason: &[u8]) {
         let cell = self
             .slots
-            .lock()
+            .write()
             .unwrap_or_else(PoisonError::into_inner)
             .remove(&addr);
         if let Some(cell) = cell
@@ -314,7 +323,7 @@ impl PeerCache {
     pub(super) fn stats(&self) -> Vec<PeerStats> {
         let cells: Vec<SlotCell> = self
             .slots
-            .lock()
+            .read()
             .unwrap_or_else(PoisonError::into_inner)
             .values()
             .cloned()
@@ -338,7 +347,12 @@ pub(super) async fn connect(
     serve: impl FnOnce(PeerConnection),
 ) -> Result<PeerConnection, ConnectError> {
     let cell = ep.inner.peers.cell(addr);
-    let mut slot = cell.lock().await;
+    // A ready connection is found without waiting on the slot (another request may be
+    // dialling a different address's slot; this one's is free unless a dial is under way).
+    let mut slot = match cell.try_lock() {
+        Ok(slot) => slot,
+        Err(_) => cell.lock().await,
+    };
     // An open connection to another node than the one expected (a stale view, or a node that
     // dialled us from there) is no answer: dial, and keep what proves right.
     let mut held_by_other = None;

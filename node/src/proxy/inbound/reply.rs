@@ -73,8 +73,14 @@ pub async fn relay(
     head_sent: &mut bool,
     watch: Watch,
 ) -> (Outcome, u64) {
-    let head = head_of(&mut resp);
-    let status = head.status;
+    strip_hop_by_hop(resp.headers_mut());
+    let status = resp.status().as_u16();
+    let head = frame::ResponseHeadOf {
+        version: FRAME_VERSION,
+        status,
+        headers: frame::FieldsOf(resp.headers()),
+        body: body::body_kind(resp.body()),
+    };
     let mut buf = BytesMut::with_capacity(256);
     if let Err(e) = frame::put_head(&head, &mut buf) {
         respond_error(send, 502, &format!("response head: {e}")).await;
