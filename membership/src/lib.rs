@@ -12,6 +12,7 @@ pub mod driver;
 pub mod persist;
 pub mod policy;
 pub mod records;
+pub mod rendezvous;
 pub mod trust;
 pub mod view;
 

@@ -2,30 +2,15 @@
 //! rendezvous score for the cell. Every member computes the same ranking from the same
 //! membership, and when a custodian goes only its place moves.
 
-use ring::digest::{Context, SHA256};
+use crate::rendezvous;
 
 /// Custodians per cell unless configured otherwise: one acts, one stands by in the top layer.
 pub const DEFAULT_CUSTODIANS: usize = 2;
 
 /// The custodians of `cell` among `live` node names, best ranked first: at most `k`.
 pub fn custodians<'a>(cell: &str, live: &[&'a str], k: usize) -> Vec<&'a str> {
-    let mut scored: Vec<(u64, &'a str)> = live.iter().map(|n| (score(cell, n), *n)).collect();
-    scored.sort_unstable_by(|a, b| b.cmp(a));
-    scored.dedup_by(|a, b| a.1 == b.1);
-    scored.into_iter().take(k).map(|(_, n)| n).collect()
-}
-
-fn score(cell: &str, node: &str) -> u64 {
-    let mut ctx = Context::new(&SHA256);
     // A domain of its own: policy custody ranks nodes for documents with the same hash.
-    for part in ["cell", cell, node] {
-        ctx.update(part.as_bytes());
-        ctx.update(b"\0");
-    }
-    let d = ctx.finish();
-    let mut top = [0u8; 8];
-    top.copy_from_slice(&d.as_ref()[..8]);
-    u64::from_be_bytes(top)
+    rendezvous::ranked("cell", cell, live, k)
 }
 
 #[cfg(test)]

@@ -2,28 +2,12 @@
 //! score for it. Every node computes the same set from the same membership, and when a node
 //! goes, only the documents it held move.
 
-use ring::digest::{Context, SHA256};
-
 use super::Kind;
+use crate::rendezvous;
 
 /// The custodians of `(kind, name)` among `live` node names: at most `k`, highest score first.
 pub fn custodians<'a>(kind: Kind, name: &str, live: &[&'a str], k: usize) -> Vec<&'a str> {
-    let mut scored: Vec<(u64, &'a str)> = live.iter().map(|n| (score(kind, name, n), *n)).collect();
-    scored.sort_unstable_by(|a, b| b.cmp(a));
-    scored.dedup_by(|a, b| a.1 == b.1);
-    scored.into_iter().take(k).map(|(_, n)| n).collect()
-}
-
-fn score(kind: Kind, name: &str, node: &str) -> u64 {
-    let mut ctx = Context::new(&SHA256);
-    for part in [kind.as_str(), name, node] {
-        ctx.update(part.as_bytes());
-        ctx.update(b"\0");
-    }
-    let d = ctx.finish();
-    let mut top = [0u8; 8];
-    top.copy_from_slice(&d.as_ref()[..8]);
-    u64::from_be_bytes(top)
+    rendezvous::ranked(kind.as_str(), name, live, k)
 }
 
 #[cfg(test)]
