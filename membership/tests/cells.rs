@@ -71,6 +71,19 @@ async fn start_lingering(
     top: &[u16],
     linger: Duration,
 ) -> Node {
+    start_with(net, name, cell, i, seed, top, |s| s.linger = linger).await
+}
+
+/// [`start`] with the cell settings changed by `tune`.
+async fn start_with(
+    net: &ChannelTransport,
+    name: &str,
+    cell: &str,
+    i: u16,
+    seed: u16,
+    top: &[u16],
+    tune: impl FnOnce(&mut CellSettings),
+) -> Node {
     let gossip = gossip(cell);
     let tls = {
         static ISSUING: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -97,13 +110,13 @@ async fn start_lingering(
     let membership = Arc::new(Membership::start(config, net).await.unwrap());
     let mut settings = CellSettings::new(cell, &gossip);
     settings.tick = Duration::from_millis(100);
-    settings.linger = linger;
     settings.beacon_every = Duration::from_millis(300);
     settings.ageing = Ageing {
         stale_after: Duration::from_millis(1500),
         // Long after stale: a loaded machine may not look at the view for seconds.
         expire_after: Duration::from_secs(8),
     };
+    tune(&mut settings);
     let link = CellLink::start(
         CellLinkConfig {
             settings,
@@ -445,4 +458,28 @@ async fn a_custodian_outranked_by_a_newcomer_lingers_in_the_top_layer_then_leave
     }
     assert!(lingered, "left the top layer without lingering");
     assert!(displaced.link.top().is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ranked_node_stays_out_of_the_top_layer_until_ranked_for_the_hold() {
+    let net = ChannelTransport::with_mtu(65_507);
+    let held = |s: &mut CellSettings| s.hold = Duration::from_secs(3600);
+    let nodes = [
+        start_with(&net, "h1", "h", 51, 51, &[], held).await,
+        start_with(&net, "h2", "h", 52, 51, &[], held).await,
+    ];
+    // Both ranked (two custodians, two members) as each of them sees it ...
+    wait_until("both nodes ranked by both", || {
+        nodes.iter().all(|n| n.link.status().custodians.len() == 2)
+    })
+    .await;
+    // ... for many ticks (100 ms each), and neither joins the top layer.
+    let until = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < until {
+        for n in &nodes {
+            let st = n.link.status();
+            assert!(!st.in_top && !st.acting, "joined before the hold: {st:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

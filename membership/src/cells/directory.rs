@@ -153,6 +153,21 @@ impl Directory {
         dir
     }
 
+    /// Takes each beacon (cell, stamp, key, body) newer than the one held for a known cell;
+    /// beacons of cells not known are left for the summary that comes with them. Whether a
+    /// beacon is believable is judged by its age ([`Freshness`]), as for one read with its summary.
+    pub fn renew_beacons(&mut self, beacons: Vec<(String, u64, String, String)>) {
+        for (cell, ms, key, body) in beacons {
+            let Some(s) = self.cells.get_mut(&cell) else {
+                continue;
+            };
+            if ms > s.beacon_ms {
+                s.beacon_ms = ms;
+                s.raw.insert(key, body);
+            }
+        }
+    }
+
     /// Adds what `other` knows that this one does not, or knows newer (a custodian reads the
     /// top layer and its own cell).
     pub fn merge(&mut self, other: Self) {

@@ -90,6 +90,7 @@ fn runs_table(r: &CellsReport) -> Table {
         "cell_join_t100_s",
         "top_join_t100_s",
         "bridged_t100_s",
+        "top_joiners",
         "virtual_s",
         "wall_s",
     ]);
@@ -112,6 +113,7 @@ fn runs_table(r: &CellsReport) -> Table {
             &secs(x.cell_join.t100),
             &secs(x.top_join.t100),
             &secs(x.bridged.t100),
+            &x.top_joiners,
             &x.virtual_s,
             &x.wall_s,
         ]);
@@ -241,12 +243,12 @@ fn markdown(r: &CellsReport) -> String {
     let _ = writeln!(s, "Made with `{}`.\n", r.command);
     let _ = writeln!(
         s,
-        "| cells × size | nodes | ordinary node sent (mean / p99 / max) | custodian: cell + top | CPU per process | joins: cell / top / bridged (100 %) |\n|---|---|---|---|---|---|"
+        "| cells × size | nodes | ordinary node sent (mean / p99 / max) | custodian: cell + top | CPU per process | joins: cell / top / bridged (100 %) | nodes ever in the top layer |\n|---|---|---|---|---|---|---|"
     );
     for x in &r.runs {
         let _ = writeln!(
             s,
-            "| {} × {} | {} | {} / {} / {} KB/s | {} + {} = {} KB/s | {:.1} ms/s | {} / {} / {} s |",
+            "| {} × {} | {} | {} / {} / {} KB/s | {} + {} = {} KB/s | {:.1} ms/s | {} / {} / {} s | {} |",
             x.cells,
             x.cell_size,
             x.cells * x.cell_size,
@@ -260,6 +262,7 @@ fn markdown(r: &CellsReport) -> String {
             fmt_s(x.cell_join.t100),
             fmt_s(x.top_join.t100),
             fmt_s(x.bridged.t100),
+            x.top_joiners,
         );
     }
     let _ = writeln!(

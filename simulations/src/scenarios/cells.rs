@@ -124,6 +124,9 @@ pub struct CellsResult {
     pub top_join: Reach,
     /// Every node of the full cell lists every other cell, fresh.
     pub bridged: Reach,
+    /// Nodes of the full cell that were in the top layer at some point before the traffic
+    /// was measured (the ranked custodians, and any node ranked for a while as the cell formed).
+    pub top_joiners: usize,
     /// Ordinary nodes of the full cell.
     pub ordinary: Bandwidth,
     /// The full cell's custodians, cell layer.
@@ -324,6 +327,12 @@ pub async fn run(plan: &CellsPlan) -> anyhow::Result<CellsResult> {
     r.top_join = phases::top_converged(&mesh, started, deadline).await;
     r.bridged = phases::bridged(&mesh, started, deadline).await;
     phase("top layer joined and directory bridged");
+    // Nodes ranked for a moment while the cell formed linger in the top layer; traffic is
+    // measured once only the ranked custodians are left there.
+    while mesh.links.tops().len() > plan.k && Instant::now() < deadline {
+        tokio::time::sleep(plan.tick).await;
+    }
+    r.top_joiners = phases::top_joiners(&mesh);
     tokio::time::sleep(plan.settle).await;
     (r.ordinary, r.custodian_cell, r.custodian_top) = phases::bandwidth(&mesh).await;
     phase("bandwidth measured");

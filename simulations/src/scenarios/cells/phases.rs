@@ -106,6 +106,18 @@ pub async fn bridged(mesh: &Mesh, started: Instant, deadline: Instant) -> Reach 
     Reach::from_delays(&arrivals.delays_since(started), nodes.len())
 }
 
+/// How many nodes of the full cell have been in the top layer so far.
+pub fn top_joiners(mesh: &Mesh) -> usize {
+    let joined: std::collections::BTreeSet<usize> = mesh
+        .links
+        .acts()
+        .iter()
+        .filter(|a| a.in_top)
+        .map(|a| a.node)
+        .collect();
+    joined.len()
+}
+
 /// Traffic per ordinary node, per custodian (cell layer) and per top-layer instance over
 /// the plan's window. CPU is the run's CPU time per simulated process.
 pub async fn bandwidth(mesh: &Mesh) -> (Bandwidth, Bandwidth, Bandwidth) {
