@@ -873,3 +873,43 @@ async fn a_rotated_certificate_keeps_the_member_verified() {
     .await;
     assert_eq!(c.stats().refused.get(&Refusal::BadSignature), None);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_older_incarnation_is_not_adopted_from_a_relay_but_is_heard_from_itself() {
+    let pki = TestPki::new("murmur.local");
+    let (a, b) = pair(&pki).await;
+    let y = Hostile::new(&pki, "y");
+    let entry = |id: ChitchatId| DigestEntry {
+        id,
+        heartbeat: 5,
+        last_gc: 0,
+        max_version: 0,
+    };
+    // b runs generation 1; y relays a generation 0 of b, as a node still remembering an
+    // incarnation from before a restart would.
+    y.send(
+        a.addr(),
+        &syn(vec![entry(ChitchatId::new("b", 0, b.addr()))]),
+    )
+    .await;
+    eventually("the relayed old incarnation refused", async || {
+        a.stats().refused.get(&Refusal::Superseded) == Some(&1)
+    })
+    .await;
+    assert_eq!(a.membership.known_incarnations().await, 2);
+    // y speaking for itself: generation 5, then an older 3 (a restart with its clock behind),
+    // both heard, and nothing more refused as superseded.
+    let y_at = |g| ChitchatId::new("y", g, y.endpoint.advertise_addr());
+    y.send(a.addr(), &syn(vec![entry(y_at(5))])).await;
+    eventually("y's generation 5 known", async || {
+        a.membership.known_incarnations().await == 3
+    })
+    .await;
+    y.send(a.addr(), &syn(vec![entry(y_at(3))])).await;
+    eventually("y's generation 3 known", async || {
+        a.membership.known_incarnations().await == 4
+    })
+    .await;
+    assert_eq!(a.stats().refused.get(&Refusal::Superseded), Some(&1));
+    assert_true_view(&a, &b);
+}

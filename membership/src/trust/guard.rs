@@ -13,10 +13,14 @@
 //! Digest entries create incarnations in chitchat, and carry heartbeats. A sender may introduce
 //! itself, and an incarnation whose full, verified state comes in the same message; other new
 //! ids are dropped, at most [`NEW_IDS_PER_MESSAGE`] pass per message, a name has at most
-//! [`INCARNATIONS_PER_NAME`], and the whole state at most [`MAX_INCARNATIONS`]. A relayed
+//! [`INCARNATIONS_PER_NAME`], and the whole state at most [`MAX_INCARNATIONS`]. An incarnation
+//! older than one this node already holds for the same name is not adopted from a relay (a
+//! restarted node's dead generations otherwise keep coming back from every node that still
+//! remembers them: chitchat #161, #155); the incarnation itself, speaking over mutual TLS, is
+//! still heard, so a node restarted with a clock behind its last start is not shut out. A relayed
 //! heartbeat above the bound of [`super::liveness`] is replaced by 0, which chitchat ignores.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
@@ -65,6 +69,8 @@ pub enum Refusal {
     TooLarge,
     /// A new incarnation nobody vouched for, or over a budget.
     NewId,
+    /// A new incarnation older than one this node holds for the same name.
+    Superseded,
 }
 
 impl Refusal {
@@ -80,6 +86,7 @@ impl Refusal {
             Self::Incomplete => "incomplete",
             Self::TooLarge => "too_large",
             Self::NewId => "new_id",
+            Self::Superseded => "superseded",
         }
     }
 }
@@ -172,9 +179,16 @@ impl GossipGuard for TrustGuard {
         // chitchat applies a delta only to an incarnation it knows, or learns of from the
         // digest of the same SynAck: others need no checking.
         let introduced: HashSet<ChitchatId> = msg.digest.iter().map(|e| e.id.clone()).collect();
+        let newest = newest_generations(&c);
         msg.delta.retain(|nd| {
-            if c.node_state(&nd.id).is_none() && !introduced.contains(&nd.id) {
-                return false;
+            if c.node_state(&nd.id).is_none() {
+                if !introduced.contains(&nd.id) {
+                    return false;
+                }
+                if *nd.id.node_id != *sender.as_str() && superseded(&newest, &nd.id) {
+                    self.refuse(Refusal::Superseded, sender, &nd.id);
+                    return false;
+                }
             }
             self.admit_delta(&c, nd, sender, now, &mut vouched)
         });
@@ -182,6 +196,11 @@ impl GossipGuard for TrustGuard {
             let mut anchors = self.anchors.lock().unwrap_or_else(PoisonError::into_inner);
             let mut budget = Budget::new(&c);
             msg.digest.retain_mut(|e| {
+                let relayed = *e.id.node_id != *sender.as_str();
+                if relayed && c.node_state(&e.id).is_none() && superseded(&newest, &e.id) {
+                    self.refuse(Refusal::Superseded, sender, &e.id);
+                    return false;
+                }
                 let verdict =
                     self.check_entry(&c, &mut anchors, &mut budget, sender, &vouched, e, now);
                 match verdict {
@@ -246,6 +265,23 @@ impl TrustGuard {
             Err(None) => false,
         }
     }
+}
+
+/// The newest generation this node holds of each name.
+fn newest_generations(c: &Chitchat) -> HashMap<&str, u64> {
+    let mut newest: HashMap<&str, u64> = HashMap::new();
+    for id in c.node_states().keys() {
+        let g = newest.entry(&*id.node_id).or_default();
+        *g = (*g).max(id.generation_id);
+    }
+    newest
+}
+
+/// Whether `id` is older than an incarnation of its name this node holds.
+fn superseded(newest: &HashMap<&str, u64>, id: &ChitchatId) -> bool {
+    newest
+        .get(&*id.node_id)
+        .is_some_and(|g| *g > id.generation_id)
 }
 
 /// The verdict on one digest entry.
