@@ -161,6 +161,16 @@ fn main() -> anyhow::Result<()> {
             flat,
             interval_ms,
         } => {
+            // One full cell and at least one stub: the trials change a stub cell's summary.
+            if let Some(n) = cells.iter().find(|n| **n < 2) {
+                anyhow::bail!(
+                    "--cells: every run needs at least 2 cells (the full one and a stub), got {n}"
+                );
+            }
+            // The crash trial picks a node past the first three that is not a custodian.
+            if cell_size < 6 {
+                anyhow::bail!("--cell-size: at least 6 nodes per cell, got {cell_size}");
+            }
             let seed = seed.unwrap_or_else(random_seed);
             let command = format!(
                 "cargo run --release -p murmur-sim -- cells --out {} --seed {seed} --cells {} --cell-size {cell_size} --full {full} --interval-ms {interval_ms}",
