@@ -59,19 +59,10 @@ async fn start(
     seed: u16,
     top: &[u16],
 ) -> Node {
-    start_lingering(net, name, cell, i, seed, top, Duration::from_millis(500)).await
-}
-
-async fn start_lingering(
-    net: &ChannelTransport,
-    name: &str,
-    cell: &str,
-    i: u16,
-    seed: u16,
-    top: &[u16],
-    linger: Duration,
-) -> Node {
-    start_with(net, name, cell, i, seed, top, |s| s.linger = linger).await
+    start_with(net, name, cell, i, seed, top, |s| {
+        s.linger = Duration::from_millis(500);
+    })
+    .await
 }
 
 /// [`start`] with the cell settings changed by `tune`.
@@ -417,10 +408,10 @@ async fn a_cell_alone_gossips_no_cell_keys_in_the_cell_and_its_view_is_unchanged
 async fn a_custodian_outranked_by_a_newcomer_lingers_in_the_top_layer_then_leaves() {
     use murmur_membership::cells::rank::custodians;
     let net = ChannelTransport::with_mtu(65_507);
-    let linger = Duration::from_secs(2);
+    let lingering = |s: &mut CellSettings| s.linger = Duration::from_secs(2);
     let first = [
-        start_lingering(&net, "l1", "l", 41, 41, &[], linger).await,
-        start_lingering(&net, "l2", "l", 42, 41, &[], linger).await,
+        start_with(&net, "l1", "l", 41, 41, &[], lingering).await,
+        start_with(&net, "l2", "l", 42, 41, &[], lingering).await,
     ];
     wait_until("both custodians in the top layer", || {
         first.iter().all(|n| n.link.status().in_top)
@@ -436,7 +427,7 @@ async fn a_custodian_outranked_by_a_newcomer_lingers_in_the_top_layer_then_leave
         .iter()
         .find(|n| !ranked.contains(&n.membership.chitchat_id().node_id.as_ref()))
         .unwrap();
-    let _n = start_lingering(&net, &newcomer, "l", 43, 41, &[], linger).await;
+    let _n = start_with(&net, &newcomer, "l", 43, 41, &[], lingering).await;
     // Ranked out but still in the top layer for a while, then out of it.
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut lingered = false;

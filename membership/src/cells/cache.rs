@@ -29,6 +29,12 @@ fn is_beacon(key: &str) -> bool {
     matches!(summary::parse_key(key), Some(CellKey::Beacon(_)))
 }
 
+/// Whether what was handed out for `slot`'s owners is what `owners` asks for.
+fn same_owners(slot: &Option<Option<Vec<String>>>, owners: Option<&[String]>) -> bool {
+    slot.as_ref()
+        .is_some_and(|for_owners| for_owners.as_deref() == owners)
+}
+
 /// Whether `old` and `new` differ in the values `pick` selects.
 fn differ(old: &[(String, String)], new: &[(String, String)], pick: impl Fn(&str) -> bool) -> bool {
     let picked = |kv: &&(String, String)| pick(&kv.0);
@@ -126,24 +132,29 @@ impl Cache {
         now_ms: u64,
         owners: Option<&[String]>,
     ) -> Option<Directory> {
-        if self
-            .read_for
-            .as_ref()
-            .is_some_and(|for_owners| for_owners.as_deref() == owners)
-        {
+        if same_owners(&self.read_for, owners) {
             return None;
         }
         let dir = Directory::read(
             own_cell,
             now_ms,
-            self.nodes
-                .iter()
-                .filter(|(id, _)| owners.is_none_or(|o| o.iter().any(|n| **n == *id.node_id)))
-                .map(|(_, (_, kvs))| kvs.iter().map(|(k, v)| (k.as_str(), v.as_str()))),
+            self.values_of(owners)
+                .map(|kvs| kvs.iter().map(|(k, v)| (k.as_str(), v.as_str()))),
         );
         self.read_for = Some(owners.map(<[String]>::to_vec));
         self.beacons_for = self.read_for.clone();
         Some(dir)
+    }
+
+    /// The `cell/` values of each namespace of `owners` (all when `None`).
+    fn values_of<'a>(
+        &'a self,
+        owners: Option<&'a [String]>,
+    ) -> impl Iterator<Item = &'a [(String, String)]> {
+        self.nodes
+            .iter()
+            .filter(move |(id, _)| owners.is_none_or(|o| o.iter().any(|n| **n == *id.node_id)))
+            .map(|(_, (_, kvs))| kvs.as_slice())
     }
 
     /// The beacons (cell, stamp, key, body) of `owners`' namespaces (all when `None`), or `None`
@@ -153,18 +164,12 @@ impl Cache {
         own_cell: &str,
         owners: Option<&[String]>,
     ) -> Option<Vec<(String, u64, String, String)>> {
-        if self
-            .beacons_for
-            .as_ref()
-            .is_some_and(|for_owners| for_owners.as_deref() == owners)
-        {
+        if same_owners(&self.beacons_for, owners) {
             return None;
         }
         let beacons = self
-            .nodes
-            .iter()
-            .filter(|(id, _)| owners.is_none_or(|o| o.iter().any(|n| **n == *id.node_id)))
-            .flat_map(|(_, (_, kvs))| kvs.iter())
+            .values_of(owners)
+            .flatten()
             .filter_map(|(k, v)| match summary::parse_key(k) {
                 Some(CellKey::Beacon(c)) if c != own_cell => {
                     let b = summary::decode_beacon(c, v).ok()?;

@@ -350,15 +350,12 @@ impl Link {
 
         // What this cell knows of the others, from the bridging custodian's namespace: read,
         // and the view rebuilt, only when a summary or an age changed.
-        let mut changed = false;
-        {
-            let cache = &mut self.cell_cache;
-            self.membership.with_chitchat(|c| cache.refresh(c)).await;
-        }
         let cell_cache = &mut self.cell_cache;
-        let (read, mut renewed) =
+        self.membership
+            .with_chitchat(|c| cell_cache.refresh(c))
+            .await;
+        let (mut changed, mut renewed) =
             cell_cache.read_changes(&mut self.known, &s.cell, wall, Some(&readers));
-        changed |= read;
         let seeds = custodian_addrs(&self.known);
         let settled = self
             .ranked_since

@@ -185,8 +185,7 @@ impl GossipGuard for TrustGuard {
                 if !introduced.contains(&nd.id) {
                     return false;
                 }
-                if *nd.id.node_id != *sender.as_str() && superseded(&newest, &nd.id) {
-                    self.refuse(Refusal::Superseded, sender, &nd.id);
+                if self.superseded_relay(&newest, sender, &nd.id) {
                     return false;
                 }
             }
@@ -196,9 +195,7 @@ impl GossipGuard for TrustGuard {
             let mut anchors = self.anchors.lock().unwrap_or_else(PoisonError::into_inner);
             let mut budget = Budget::new(&c);
             msg.digest.retain_mut(|e| {
-                let relayed = *e.id.node_id != *sender.as_str();
-                if relayed && c.node_state(&e.id).is_none() && superseded(&newest, &e.id) {
-                    self.refuse(Refusal::Superseded, sender, &e.id);
+                if c.node_state(&e.id).is_none() && self.superseded_relay(&newest, sender, &e.id) {
                     return false;
                 }
                 let verdict =
@@ -277,11 +274,24 @@ fn newest_generations(c: &Chitchat) -> HashMap<&str, u64> {
     newest
 }
 
-/// Whether `id` is older than an incarnation of its name this node holds.
-fn superseded(newest: &HashMap<&str, u64>, id: &ChitchatId) -> bool {
-    newest
-        .get(&*id.node_id)
-        .is_some_and(|g| *g > id.generation_id)
+impl TrustGuard {
+    /// Whether `id`, new to this node, is relayed by another `sender` and older than an
+    /// incarnation of its name this node holds; counted as refused when it is.
+    fn superseded_relay(
+        &self,
+        newest: &HashMap<&str, u64>,
+        sender: &Name,
+        id: &ChitchatId,
+    ) -> bool {
+        let relayed = *id.node_id != *sender.as_str();
+        let older = newest
+            .get(&*id.node_id)
+            .is_some_and(|g| *g > id.generation_id);
+        if relayed && older {
+            self.refuse(Refusal::Superseded, sender, id);
+        }
+        relayed && older
+    }
 }
 
 /// The verdict on one digest entry.
