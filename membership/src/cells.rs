@@ -38,8 +38,11 @@
 //! `linger` longer, so handovers overlap. The first live one *acts*: it publishes its cell's
 //! summary in its top-layer namespace and copies (bridges) every other cell's summary that is
 //! not expired into its own namespace in the cell. The next ranked stands by in the top layer
-//! with the directory already read: when the acting one dies, in-cell detection drops it from
-//! the ranking and the next one publishes and bridges at its next tick.
+//! with the directory already read, watching the heartbeats of the ones ranked ahead of it:
+//! once none of them moved for `takeover` (five gossip intervals), it publishes and bridges
+//! too, without waiting for in-cell detection (tuned to ride out stalls, so slower) to drop
+//! them from the ranking. Two acting at once for a while (a stall, not a death) costs bytes,
+//! not correctness: readers keep the newest header of each cell.
 //!
 //! # Keys (all signed like every other value; see [`summary`])
 //!
@@ -78,6 +81,7 @@ mod link;
 pub mod publish;
 mod quic;
 pub mod rank;
+mod silence;
 pub mod summary;
 
 pub use crate::records::CELL_PREFIX as KEY_PREFIX;

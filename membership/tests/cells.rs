@@ -17,7 +17,7 @@ use murmur_membership::cells::{
 };
 use murmur_membership::driver::Trust;
 use murmur_membership::records::{Health, Protocol, RECORD_VERSION, ServiceRecord};
-use murmur_membership::{ClusterView, GossipSettings, Membership, MembershipConfig};
+use murmur_membership::{ClusterView, GossipSettings, MemberState, Membership, MembershipConfig};
 use murmur_transport::identity::Role;
 use murmur_transport::testing::TestPki;
 use tokio::time::Instant;
@@ -75,7 +75,20 @@ async fn start_with(
     top: &[u16],
     tune: impl FnOnce(&mut CellSettings),
 ) -> Node {
-    let gossip = gossip(cell);
+    start_gossiping(net, name, cell, (i, seed), top, gossip(cell), tune).await
+}
+
+/// [`start_with`] with gossip settings of its own (both layers); `at` is the node's index and
+/// its seed's.
+async fn start_gossiping(
+    net: &ChannelTransport,
+    name: &str,
+    cell: &str,
+    (i, seed): (u16, u16),
+    top: &[u16],
+    gossip: GossipSettings,
+    tune: impl FnOnce(&mut CellSettings),
+) -> Node {
     let tls = {
         static ISSUING: std::sync::Mutex<()> = std::sync::Mutex::new(());
         let _one = ISSUING.lock().unwrap();
@@ -102,6 +115,8 @@ async fn start_with(
     let mut settings = CellSettings::new(cell, &gossip);
     settings.tick = Duration::from_millis(100);
     settings.beacon_every = Duration::from_millis(300);
+    // Longer than a stall of a loaded machine: one custodian acts unless a test says otherwise.
+    settings.takeover = Duration::from_secs(3);
     settings.ageing = Ageing {
         stale_after: Duration::from_millis(1500),
         // Long after stale: a loaded machine may not look at the view for seconds.
@@ -473,4 +488,55 @@ async fn a_ranked_node_stays_out_of_the_top_layer_until_ranked_for_the_hold() {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_standby_publishes_once_the_acting_custodian_is_silent_before_it_is_declared_dead() {
+    let net = ChannelTransport::with_mtu(65_507);
+    // A failure detector that never declares anyone dead: only the silence can hand over.
+    let deaf = |cell: &str| GossipSettings {
+        phi_threshold: 1e9,
+        ..gossip(cell)
+    };
+    let quick = |s: &mut CellSettings| {
+        s.linger = Duration::from_millis(500);
+        s.takeover = Duration::from_millis(500);
+    };
+    let all = [61, 62, 63, 71];
+    let mut t = Vec::new();
+    for i in 61..=63 {
+        let name = format!("t{}", i - 60);
+        t.push(start_gossiping(&net, &name, "t", (i, 61), &all, deaf("t"), quick).await);
+    }
+    let u = start_gossiping(&net, "u1", "u", (71, 71), &all, deaf("u"), quick).await;
+    wait_until(
+        "one acting custodian in t, the standby in the top layer",
+        || acting(&t).len() == 1 && t.iter().filter(|n| n.link.status().in_top).count() == 2,
+    )
+    .await;
+    let killed = acting(&t)[0];
+    let killed_name = format!("t{}", killed + 1);
+    drop(t.remove(killed));
+    // A change made after the kill reaches the other cell: someone publishes for t ...
+    t[0].membership
+        .publish_service("api", &web())
+        .await
+        .unwrap();
+    wait_for(&u.membership, "api published after the kill", |v| {
+        v.endpoints("api").len() == 1
+    })
+    .await;
+    // ... the standby, acting while the dead custodian is still ranked first and listed alive.
+    let standby = acting(&t);
+    assert_eq!(standby.len(), 1, "one standby acts");
+    let st = t[standby[0]].link.status();
+    assert_eq!(st.custodians.first(), Some(&killed_name), "{st:?}");
+    let v = t[standby[0]].membership.view();
+    assert!(
+        v.members
+            .get(&killed_name)
+            .is_some_and(|m| m.state == MemberState::Alive),
+        "the dead custodian is still listed alive: {:?}",
+        v.members.get(&killed_name)
+    );
 }

@@ -16,6 +16,7 @@ use super::cache::Cache;
 use super::directory::{self, Age, Ageing, Directory, Freshness};
 use super::publish::{self, Stamper};
 use super::rank;
+use super::silence::Silence;
 use super::summary::{self, Custodian};
 use crate::driver::{GossipSettings, Membership, MembershipConfig, Trust};
 use crate::trust::TrustGuard;
@@ -51,6 +52,9 @@ pub struct CellSettings {
     pub cell: String,
     /// Custodians per cell (ranked; the first live one acts, the others stand by).
     pub custodians: usize,
+    /// A standby custodian acts once every custodian ranked ahead of it has not moved its
+    /// heartbeat for this long, before the failure detector drops it (see `silence`).
+    pub takeover: Duration,
     /// Gossip settings of the top layer (cluster id [`TOP_CLUSTER_ID`]).
     pub top: GossipSettings,
     /// How often the link looks at the view, publishes and bridges.
@@ -75,6 +79,9 @@ impl CellSettings {
         Self {
             cell: cell.into(),
             custodians: rank::DEFAULT_CUSTODIANS,
+            // Five rounds: a live member's heartbeat reaches the standby several times a round
+            // (directly and through relays), so five quiet rounds mean a dead or stalled one.
+            takeover: cell_gossip.interval * 5,
             top: GossipSettings {
                 cluster_id: TOP_CLUSTER_ID.into(),
                 ..cell_gossip.clone()
@@ -199,6 +206,7 @@ impl CellLink {
             known: Directory::default(),
             ages: BTreeMap::new(),
             ranked_since: None,
+            silence: Silence::default(),
         };
         let task = tokio::spawn(link.run());
         Self {
@@ -292,6 +300,8 @@ struct Link {
     ages: BTreeMap<String, Age>,
     /// Since when this node has been ranked without a break.
     ranked_since: Option<Instant>,
+    /// Heartbeats of the custodians ranked ahead of this node.
+    silence: Silence,
 }
 
 /// Milliseconds since the epoch: the wall clock read once, moved on by the monotonic clock of
@@ -340,7 +350,6 @@ impl Link {
         } else {
             self.ranked_since = None;
         }
-        let acting = ranked.first() == Some(&self.name);
         // Whose copies of other cells this node reads in its cell: the custodians and the next
         // best ranked (one that was outranked a moment ago), not any member.
         let readers: Vec<String> = rank::custodians(&s.cell, &live, 2 * s.custodians.max(1))
@@ -350,10 +359,27 @@ impl Link {
 
         // What this cell knows of the others, from the bridging custodian's namespace: read,
         // and the view rebuilt, only when a summary or an age changed.
-        let cell_cache = &mut self.cell_cache;
+        let ahead: Vec<String> = if ranked_here {
+            ranked
+                .iter()
+                .take_while(|n| **n != self.name)
+                .cloned()
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let (cell_cache, silence) = (&mut self.cell_cache, &mut self.silence);
         self.membership
-            .with_chitchat(|c| cell_cache.refresh(c))
+            .with_chitchat(|c| {
+                cell_cache.refresh(c);
+                silence.observe(c, &ahead, now);
+            })
             .await;
+        // The first ranked acts; a standby too once every one ahead of it is silent.
+        let acting = ranked_here
+            && ahead
+                .iter()
+                .all(|n| self.silence.silent(n, now, s.takeover));
         let (mut changed, mut renewed) =
             cell_cache.read_changes(&mut self.known, &s.cell, wall, Some(&readers));
         let seeds = custodian_addrs(&self.known);
