@@ -11,7 +11,7 @@ use murmur_sim::report::cells::{self as cells_report, CellsReport};
 use murmur_sim::report::{self, ReportConfig};
 use murmur_sim::scenarios::cells::{self, CellsPlan};
 use murmur_sim::scenarios::scale::{self, ScalePlan, ScaleResult};
-use murmur_sim::scenarios::{gossip_every, run_virtual};
+use murmur_sim::scenarios::{gossip_every, run_parallel, run_virtual};
 
 #[derive(Parser)]
 #[command(
@@ -73,6 +73,13 @@ enum Command {
         /// The run with this many cells also measures propagation, kills and a partition.
         #[arg(long, default_value_t = 50)]
         full: usize,
+        /// Runs with these many cells also measure propagation, one trial of each kind (no
+        /// kills, no partition).
+        #[arg(long, value_delimiter = ',')]
+        spread: Vec<usize>,
+        /// Runs at the same time, one thread each.
+        #[arg(long, default_value_t = 2)]
+        jobs: usize,
         /// The main report's scale.csv, for the flat curve.
         #[arg(long, default_value = "docs/simulations/scale.csv")]
         flat: PathBuf,
@@ -158,6 +165,8 @@ fn main() -> anyhow::Result<()> {
             cells,
             cell_size,
             full,
+            spread,
+            jobs,
             flat,
             interval_ms,
         } => {
@@ -173,9 +182,14 @@ fn main() -> anyhow::Result<()> {
             }
             let seed = seed.unwrap_or_else(random_seed);
             let command = format!(
-                "cargo run --release -p murmur-sim -- cells --out {} --seed {seed} --cells {} --cell-size {cell_size} --full {full} --interval-ms {interval_ms}",
+                "cargo run --release -p murmur-sim -- cells --out {} --seed {seed} --cells {} --cell-size {cell_size} --full {full}{} --interval-ms {interval_ms}",
                 out.display(),
                 join(&cells),
+                if spread.is_empty() {
+                    String::new()
+                } else {
+                    format!(" --spread {}", join(&spread))
+                },
             );
             let gossip = gossip_every(Duration::from_millis(interval_ms));
             let mut report = CellsReport {
@@ -186,27 +200,47 @@ fn main() -> anyhow::Result<()> {
                 command,
                 ..CellsReport::default()
             };
-            {
-                for &n in &cells {
+            let mut plans: Vec<CellsPlan> = cells
+                .iter()
+                .map(|&n| {
                     let mut plan = CellsPlan::new(n, cell_size, gossip.clone(), seed);
                     plan.seed = murmur_sim::stats::derive_seed(seed, &format!("cells {n}"));
                     if n != full {
-                        plan.trials = 0;
+                        plan.trials = usize::from(spread.contains(&n));
                         plan.kills = false;
                         plan.partition = None;
                     }
-                    eprintln!("start cells={n} size={cell_size}");
-                    let r = run_virtual(cells::run(&plan))??;
-                    eprintln!(
-                        "done  cells={n}: ordinary {:.1} KB/s, custodian {:.1} KB/s, {:.0} s wall",
-                        r.ordinary.sent_mean / 1e3,
-                        r.custodian_sent() / 1e3,
-                        r.wall_s
-                    );
-                    report.runs.push(r);
-                    cells_report::write(&report, &out)?;
+                    plan
+                })
+                .collect();
+            // The biggest first: it sets the wall-clock time.
+            plans.sort_by_key(|p| std::cmp::Reverse(p.cells));
+            // "Detection as today": a flat mesh of one cell's size, same settings.
+            let flat_plan = cells.contains(&full).then(|| {
+                let mut plan = ScalePlan::new(cell_size, gossip.clone(), seed);
+                plan.seed = murmur_sim::stats::derive_seed(seed, "cells flat detection");
+                plan.propagation_trials = 0;
+                plan
+            });
+            let mut work: Vec<Option<CellsPlan>> = plans.into_iter().map(Some).collect();
+            work.extend(flat_plan.as_ref().map(|_| None));
+            let outcomes = run_parallel(work, jobs, |plan| match plan {
+                Some(plan) => run_cells(&plan).map(Ok),
+                None => {
+                    eprintln!("start flat mesh of {cell_size} for detection");
+                    let plan = flat_plan.as_ref().context("no flat plan")?;
+                    run_virtual(scale::run(plan))?.map(Err)
+                }
+            });
+            for outcome in outcomes {
+                match outcome? {
+                    Ok(run) => report.runs.push(run),
+                    Err(flat) => {
+                        report.flat_detection = Some((cell_size, scale::detection_summary(&flat)));
+                    }
                 }
             }
+            report.runs.sort_by_key(|r| r.cells);
             let path = cells_report::write(&report, &out)?;
             eprintln!(
                 "murmur-sim: seed {seed}; cells report written to {}",
@@ -311,4 +345,17 @@ fn random_seed() -> u64 {
             .map_or(0, |d| d.as_nanos()),
     );
     h.finish()
+}
+
+fn run_cells(plan: &CellsPlan) -> anyhow::Result<cells::CellsResult> {
+    eprintln!("start cells={} size={}", plan.cells, plan.cell_size);
+    let r = run_virtual(cells::run(plan))??;
+    eprintln!(
+        "done  cells={}: ordinary {:.1} KB/s, custodian {:.1} KB/s, {:.0} s wall",
+        r.cells,
+        r.ordinary.sent_mean / 1e3,
+        r.custodian_sent() / 1e3,
+        r.wall_s
+    );
+    Ok(r)
 }

@@ -35,6 +35,43 @@ pub fn run_virtual<F: Future>(fut: F) -> anyhow::Result<F::Output> {
     Ok(rt.block_on(fut))
 }
 
+/// Runs `f` over `items` on `threads` threads (each call owns its thread, so each can run its
+/// own [`run_virtual`] runtime); results in the order of `items`.
+pub fn run_parallel<T: Send, R: Send>(
+    items: Vec<T>,
+    threads: usize,
+    f: impl Fn(T) -> R + Sync,
+) -> Vec<R> {
+    let n = items.len();
+    let queue = std::sync::Mutex::new(items.into_iter().enumerate().collect::<Vec<_>>());
+    let done = std::sync::Mutex::new(Vec::with_capacity(n));
+    std::thread::scope(|s| {
+        for _ in 0..threads.clamp(1, n.max(1)) {
+            s.spawn(|| {
+                loop {
+                    // Taken from the front: the caller orders the longest first.
+                    let next = {
+                        let mut q = queue
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner);
+                        (!q.is_empty()).then(|| q.remove(0))
+                    };
+                    let Some((i, item)) = next else { return };
+                    let r = f(item);
+                    done.lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .push((i, r));
+                }
+            });
+        }
+    });
+    let mut done = done
+        .into_inner()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    done.sort_by_key(|(i, _)| *i);
+    done.into_iter().map(|(_, r)| r).collect()
+}
+
 thread_local! {
     static PANICS: Cell<u64> = const { Cell::new(0) };
 }

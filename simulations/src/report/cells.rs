@@ -28,6 +28,9 @@ pub struct CellsReport {
     pub runs: Vec<CellsResult>,
     /// Flat meshes at the default interval: (nodes, bytes sent per node per second).
     pub flat: Vec<(usize, f64)>,
+    /// Detection in one flat mesh the size of a cell, same settings, run by the same command:
+    /// what "as today" means for the cell's detection.
+    pub flat_detection: Option<(usize, Reach)>,
     /// The command that made it.
     pub command: String,
 }
@@ -91,6 +94,7 @@ fn runs_table(r: &CellsReport) -> Table {
         "top_join_t100_s",
         "bridged_t100_s",
         "top_joiners",
+        "most_acting",
         "virtual_s",
         "wall_s",
     ]);
@@ -114,6 +118,7 @@ fn runs_table(r: &CellsReport) -> Table {
             &secs(x.top_join.t100),
             &secs(x.bridged.t100),
             &x.top_joiners,
+            &x.most_acting,
             &x.virtual_s,
             &x.wall_s,
         ]);
@@ -243,12 +248,12 @@ fn markdown(r: &CellsReport) -> String {
     let _ = writeln!(s, "Made with `{}`.\n", r.command);
     let _ = writeln!(
         s,
-        "| cells × size | nodes | ordinary node sent (mean / p99 / max) | custodian: cell + top | CPU per process | joins: cell / top / bridged (100 %) | nodes ever in the top layer |\n|---|---|---|---|---|---|---|"
+        "| cells × size | nodes | ordinary node sent (mean / p99 / max) | custodian: cell + top | CPU per process | joins: cell / top / bridged (100 %) | nodes ever in the top layer | most acting at once |\n|---|---|---|---|---|---|---|---|"
     );
     for x in &r.runs {
         let _ = writeln!(
             s,
-            "| {} × {} | {} | {} / {} / {} KB/s | {} + {} = {} KB/s | {:.1} ms/s | {} / {} / {} s | {} |",
+            "| {} × {} | {} | {} / {} / {} KB/s | {} + {} = {} KB/s | {:.1} ms/s | {} / {} / {} s | {} | {} |",
             x.cells,
             x.cell_size,
             x.cells * x.cell_size,
@@ -263,6 +268,7 @@ fn markdown(r: &CellsReport) -> String {
             fmt_s(x.top_join.t100),
             fmt_s(x.bridged.t100),
             x.top_joiners,
+            x.most_acting,
         );
     }
     let _ = writeln!(
@@ -284,15 +290,15 @@ fn markdown(r: &CellsReport) -> String {
         }
     }
     for x in &r.runs {
-        faults(&mut s, x);
+        faults(&mut s, x, r.flat_detection.as_ref());
     }
     let _ = writeln!(s, "\n![flat against celled](cells_bandwidth.svg)");
     s
 }
 
-fn faults(s: &mut String, x: &CellsResult) {
+fn faults(s: &mut String, x: &CellsResult, flat: Option<&(usize, Reach)>) {
     if let Some(d) = &x.detection {
-        let _ = writeln!(
+        let _ = write!(
             s,
             "\n## {} cells: failures\n\n- Detection of a crash inside the cell, over {} observers: p50 {} s, p99 {} s, max {} s ({} noticed).",
             x.cells,
@@ -302,6 +308,17 @@ fn faults(s: &mut String, x: &CellsResult) {
             fmt_s(d.t100),
             d.reached
         );
+        if let Some((n, f)) = flat {
+            let _ = write!(
+                s,
+                " A flat mesh of {n} nodes with the same settings, run by the same command: p50 {} s, p99 {} s, max {} s over {} observations.",
+                fmt_s(f.t50),
+                fmt_s(f.t99),
+                fmt_s(f.t100),
+                f.population
+            );
+        }
+        let _ = writeln!(s);
     }
     if let Some(h) = &x.handover {
         let _ = writeln!(

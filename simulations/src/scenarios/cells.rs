@@ -127,6 +127,9 @@ pub struct CellsResult {
     /// Nodes of the full cell that were in the top layer at some point before the traffic
     /// was measured (the ranked custodians, and any node ranked for a while as the cell formed).
     pub top_joiners: usize,
+    /// Most nodes of the full cell acting at once from the bandwidth window to the kills (1
+    /// when no standby took over from a live custodian).
+    pub most_acting: usize,
     /// Ordinary nodes of the full cell.
     pub ordinary: Bandwidth,
     /// The full cell's custodians, cell layer.
@@ -333,6 +336,7 @@ pub async fn run(plan: &CellsPlan) -> anyhow::Result<CellsResult> {
         tokio::time::sleep(plan.tick).await;
     }
     r.top_joiners = phases::top_joiners(&mesh);
+    let steady = Instant::now();
     tokio::time::sleep(plan.settle).await;
     (r.ordinary, r.custodian_cell, r.custodian_top) = phases::bandwidth(&mesh).await;
     phase("bandwidth measured");
@@ -342,6 +346,7 @@ pub async fn run(plan: &CellsPlan) -> anyhow::Result<CellsResult> {
         r.spreads
             .push(phases::local(&mesh, trial, &r.spreads).await);
     }
+    r.most_acting = mesh.links.most_acting_since(steady);
     if plan.kills {
         phase("propagation measured");
         r.detection = Some(faults::detect(&mut mesh).await);

@@ -117,6 +117,24 @@ impl Links {
             .and_then(|(i, l)| Some((i, l.top()?)))
     }
 
+    /// Most nodes acting at once at any moment from `from` on (a standby taking over from a
+    /// live custodian it thought silent shows here as 2).
+    pub fn most_acting_since(&self, from: Instant) -> usize {
+        let mut acting = std::collections::BTreeSet::new();
+        let mut most = 0;
+        for a in self.acts() {
+            if a.acting {
+                acting.insert(a.node);
+            } else {
+                acting.remove(&a.node);
+            }
+            if a.at >= from {
+                most = most.max(acting.len());
+            }
+        }
+        most.max(acting.len())
+    }
+
     /// Status changes so far.
     pub fn acts(&self) -> Vec<Act> {
         self.acts
