@@ -1,6 +1,8 @@
 //! Two cells in one process over chitchat's in-memory transport, running the real membership
 //! and cell-link code: a service of one cell routable from the other, a custodian killed and
-//! replaced, a partition between the cells (stale, then expired) and its heal.
+//! replaced (by the failure detector or, before it, by the standby's silence check), a
+//! partition between the cells (stale, then expired) and its heal, a whole cell lost and
+//! restarted, a node moving to the other cell.
 
 // Test helpers may panic: a panic is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -539,4 +541,83 @@ async fn a_standby_publishes_once_the_acting_custodian_is_silent_before_it_is_de
         "the dead custodian is still listed alive: {:?}",
         v.members.get(&killed_name)
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_moving_to_another_cell_is_served_from_there_and_gone_from_its_old_cell() {
+    let net = ChannelTransport::with_mtu(65_507);
+    let (mut a, b) = two_cells(&net).await;
+    a[1].membership
+        .publish_service("web", &web())
+        .await
+        .unwrap();
+    for n in &b {
+        wait_for(&n.membership, "a2's web in b, from a", |v| {
+            remote(v, "web", "a2", "a", addr(2), false)
+        })
+        .await;
+    }
+    // a2 stops and comes back configured into cell b, at another address.
+    drop(a.remove(1));
+    let moved = start(&net, "a2", "b", 14, 11, &[1, 3, 11, 12, 13]).await;
+    moved
+        .membership
+        .publish_service("web", &web())
+        .await
+        .unwrap();
+    // Cell b serves it as its own, once ...
+    for n in b.iter().chain([&moved]) {
+        wait_for(&n.membership, "web local in b", |v| {
+            let e = v.endpoints("web");
+            e.len() == 1 && e[0].cell.is_none() && e[0].node == "a2" && e[0].mesh_addr == addr(14)
+        })
+        .await;
+    }
+    // ... and cell a sees it in b only: its own summary no longer lists it.
+    for n in &a {
+        wait_for(&n.membership, "web from b in a, not from a", |v| {
+            v.endpoints("web").len() == 1 && remote(v, "web", "a2", "b", addr(14), false)
+        })
+        .await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_whole_cell_lost_is_kept_stale_elsewhere_then_fresh_again_once_restarted() {
+    let net = ChannelTransport::with_mtu(65_507);
+    let (mut a, b) = two_cells(&net).await;
+    a[0].membership
+        .publish_service("web", &web())
+        .await
+        .unwrap();
+    wait_for(&b[0].membership, "a's web in b", |v| {
+        remote(v, "web", "a1", "a", addr(1), false)
+    })
+    .await;
+    // Every node of cell a gone at once: b keeps what it knew, marked stale.
+    a.clear();
+    for n in &b {
+        wait_for(&n.membership, "a stale in b, its web kept", |v| {
+            v.cells.get("a").is_some_and(|c| c.stale) && remote(v, "web", "a1", "a", addr(1), true)
+        })
+        .await;
+    }
+    // Cell a restarted from nothing, at new addresses: fresh again in b, with the new instance
+    // only.
+    let top = [4, 5, 6, 11, 12, 13];
+    for i in 1..=3 {
+        a.push(start(&net, &format!("a{i}"), "a", 3 + i, 4, &top).await);
+    }
+    a[0].membership
+        .publish_service("web", &web())
+        .await
+        .unwrap();
+    for n in &b {
+        wait_for(&n.membership, "restarted a fresh in b", |v| {
+            v.endpoints("web").len() == 1
+                && remote(v, "web", "a1", "a", addr(4), false)
+                && v.cells.get("a").is_some_and(|c| !c.stale && c.members == 3)
+        })
+        .await;
+    }
 }
