@@ -11,6 +11,7 @@ pub mod certs;
 pub mod guard;
 pub mod liveness;
 pub mod own;
+pub mod sightings;
 pub mod signed;
 
 pub use guard::{GuardStats, Refusal, TrustGuard};

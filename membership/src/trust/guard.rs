@@ -17,7 +17,9 @@
 //! older than one this node already holds for the same name is not adopted from a relay (a
 //! restarted node's dead generations otherwise keep coming back from every node that still
 //! remembers them: chitchat #161, #155); the incarnation itself, speaking over mutual TLS, is
-//! still heard, so a node restarted with a clock behind its last start is not shut out. A relayed
+//! still heard, so a node restarted with a clock behind its last start is not shut out. A new
+//! incarnation named by a relay is adopted only once seen alive ([`super::sightings`]): dead
+//! ones, whose heartbeat no longer moves, are not learnt again by every newcomer. A relayed
 //! heartbeat above the bound of [`super::liveness`] is replaced by 0, which chitchat ignores.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -36,6 +38,7 @@ use tracing::{debug, warn};
 
 use super::certs::{CertCheck, Chain};
 use super::liveness::{Anchors, Horizon};
+use super::sightings::Sightings;
 use super::signed::{self, CERT_KEY, HEAD_KEY, Slot};
 use crate::records::{MAX_VALUE_BYTES, NODE_KEY, SERVICE_PREFIX};
 
@@ -71,6 +74,9 @@ pub enum Refusal {
     NewId,
     /// A new incarnation older than one this node holds for the same name.
     Superseded,
+    /// A new incarnation named by a relay, not yet seen alive (its heartbeat has not moved
+    /// since first relayed).
+    NotSeenAlive,
 }
 
 impl Refusal {
@@ -87,6 +93,7 @@ impl Refusal {
             Self::TooLarge => "too_large",
             Self::NewId => "new_id",
             Self::Superseded => "superseded",
+            Self::NotSeenAlive => "not_seen_alive",
         }
     }
 }
@@ -110,6 +117,7 @@ pub struct TrustGuard {
     certs: CertCheck,
     pace: Horizon,
     anchors: Mutex<Anchors>,
+    sightings: Mutex<Sightings>,
     stats: Mutex<GuardStats>,
 }
 
@@ -122,6 +130,7 @@ impl TrustGuard {
             certs: CertCheck::new(tls),
             pace,
             anchors: Mutex::default(),
+            sightings: Mutex::default(),
             stats: Mutex::default(),
         })
     }
@@ -180,9 +189,10 @@ impl GossipGuard for TrustGuard {
         // digest of the same SynAck: others need no checking.
         let introduced: HashSet<ChitchatId> = msg.digest.iter().map(|e| e.id.clone()).collect();
         let newest = newest_generations(&c);
+        let unseen = self.not_seen_alive(&c, sender, msg, now);
         msg.delta.retain(|nd| {
             if c.node_state(&nd.id).is_none() {
-                if !introduced.contains(&nd.id) {
+                if !introduced.contains(&nd.id) || unseen.contains(&nd.id) {
                     return false;
                 }
                 if self.superseded_relay(&newest, sender, &nd.id) {
@@ -196,6 +206,10 @@ impl GossipGuard for TrustGuard {
             let mut budget = Budget::new(&c);
             msg.digest.retain_mut(|e| {
                 if c.node_state(&e.id).is_none() && self.superseded_relay(&newest, sender, &e.id) {
+                    return false;
+                }
+                if unseen.contains(&e.id) {
+                    self.refuse(Refusal::NotSeenAlive, sender, &e.id);
                     return false;
                 }
                 let verdict =
@@ -261,6 +275,30 @@ impl TrustGuard {
             }
             Err(None) => false,
         }
+    }
+}
+
+impl TrustGuard {
+    /// The incarnations `msg`'s digest names that are new to this node, named by a relay, and
+    /// not yet seen alive (see [`super::sightings`]).
+    fn not_seen_alive(
+        &self,
+        c: &Chitchat,
+        sender: &Name,
+        msg: &Message,
+        now: Instant,
+    ) -> HashSet<ChitchatId> {
+        let mut sightings = self
+            .sightings
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        msg.digest
+            .iter()
+            .filter(|e| *e.id.node_id != *sender.as_str() && e.id != *c.self_chitchat_id())
+            .filter(|e| c.node_state(&e.id).is_none())
+            .filter(|e| !sightings.seen_alive(&e.id, e.heartbeat, now))
+            .map(|e| e.id.clone())
+            .collect()
     }
 }
 
