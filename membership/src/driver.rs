@@ -178,6 +178,12 @@ impl GossipKeys {
         f(&mut *self.chitchat.lock().await, &self.own)
     }
 
+    /// A handle that wakes the view refresher: for a task that learns of a change before the
+    /// next refresh would (a custodian, of a service record arriving by gossip).
+    pub fn refresher(&self) -> Arc<tokio::sync::Notify> {
+        self.kick.clone()
+    }
+
     fn report(&self, key: &str, done: Result<bool, SignError>) {
         match done {
             Ok(true) => self.kick.notify_one(),

@@ -42,6 +42,9 @@ pub fn runs_link(cell: &str, top_seeds: &[String]) -> bool {
     cell != DEFAULT_CELL || !top_seeds.is_empty()
 }
 
+/// Least time between two steps of a link woken by changes.
+const MIN_STEP_GAP: Duration = Duration::from_millis(50);
+
 /// The label a top-layer member carries with its cell.
 pub const CELL_LABEL: &str = "cell";
 
@@ -207,6 +210,7 @@ impl CellLink {
             ages: BTreeMap::new(),
             ranked_since: None,
             silence: Silence::default(),
+            wake: Arc::new(tokio::sync::Notify::new()),
         };
         let task = tokio::spawn(link.run());
         Self {
@@ -274,6 +278,8 @@ struct Top {
     membership: Arc<Membership>,
     /// Set once the node is no longer ranked: when it leaves.
     leaving_at: Option<Instant>,
+    /// What wakes the link between ticks while it is in the top layer (dropped on leaving).
+    _events: Vec<chitchat::ListenerHandle>,
 }
 
 struct Link {
@@ -302,6 +308,8 @@ struct Link {
     ranked_since: Option<Instant>,
     /// Heartbeats of the custodians ranked ahead of this node.
     silence: Silence,
+    /// Wakes the link before its next tick (see [`Link::listen`]).
+    wake: Arc<tokio::sync::Notify>,
 }
 
 /// Milliseconds since the epoch: the wall clock read once, moved on by the monotonic clock of
@@ -323,10 +331,45 @@ impl Link {
     async fn run(mut self) {
         let mut tick = tokio::time::interval(self.config.settings.tick);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut view = self.membership.watch();
+        let wake = self.wake.clone();
         loop {
-            tick.tick().await;
+            // A custodian also steps as soon as its view or the other cells' summaries change:
+            // a change crossing cells waits for no tick on its way (publish, bridge).
+            let in_top = self.top.is_some();
+            tokio::select! {
+                _ = tick.tick() => {}
+                () = wake.notified() => {}
+                changed = view.changed(), if in_top => if changed.is_err() { return },
+            }
             self.step().await;
+            // However often things change, at most one step per gap: changes wait in the cache.
+            tokio::time::sleep(MIN_STEP_GAP).await;
         }
+    }
+
+    /// Event subscriptions of a custodian: another cell's summary changing in the top layer
+    /// wakes the link; a service record of its own cell arriving by gossip wakes the view
+    /// refresher (the new view then wakes the link).
+    async fn listen(&self, top: &Membership) -> Vec<chitchat::ListenerHandle> {
+        let wake = self.wake.clone();
+        let on_top = top
+            .with_chitchat(move |c| {
+                let wake = wake.clone();
+                c.subscribe_event(crate::records::CELL_PREFIX, move |_| wake.notify_one())
+            })
+            .await;
+        let refresher = self.membership.keys().refresher();
+        let on_cell = self
+            .membership
+            .with_chitchat(move |c| {
+                let refresher = refresher.clone();
+                c.subscribe_event(crate::records::SERVICE_PREFIX, move |_| {
+                    refresher.notify_one();
+                })
+            })
+            .await;
+        vec![on_top, on_cell]
     }
 
     async fn step(&mut self) {
@@ -490,6 +533,7 @@ impl Link {
                 info!(cell = %s.cell, generation, "joined the top layer as a custodian");
                 self.last_generation = generation;
                 let m = Arc::new(m);
+                let events = self.listen(&m).await;
                 *self
                     .shared
                     .top
@@ -498,6 +542,7 @@ impl Link {
                 self.top = Some(Top {
                     membership: m,
                     leaving_at: None,
+                    _events: events,
                 });
                 self.stamper.reset();
                 self.published.clear();
