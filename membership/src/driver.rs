@@ -37,9 +37,9 @@ pub struct GossipSettings {
     pub interval: Duration,
     /// Failure-detector threshold. chitchat's phi is the time since the last heartbeat divided
     /// by the mean heartbeat inter-arrival time, so a member is declared dead after about
-    /// `phi_threshold × mean`. Heartbeats arrive directly and through relays, every 0.4 to 0.7
-    /// gossip intervals in practice, so the default 16 with a 500 ms interval declares death
-    /// after 3 to 6 s and rides out stalls (GC, SIGSTOP) of 2 s.
+    /// `phi_threshold × mean`, plus the time the last heartbeat took to arrive. The default 16
+    /// with a 500 ms interval declares death after about 6 to 8 s (simulated at 100 to 200
+    /// nodes) and rides out stalls (GC, SIGSTOP) of 2 s.
     pub phi_threshold: f64,
     /// Heartbeat intervals remembered per peer.
     pub sampling_window: usize,

@@ -130,7 +130,7 @@ impl TrustGuard {
             certs: CertCheck::new(tls),
             pace,
             anchors: Mutex::default(),
-            sightings: Mutex::default(),
+            sightings: Mutex::new(Sightings::new(MAX_INCARNATIONS)),
             stats: Mutex::default(),
         })
     }

@@ -15,21 +15,28 @@ use std::time::Duration;
 use chitchat::ChitchatId;
 use tokio::time::Instant;
 
-use super::guard::MAX_INCARNATIONS;
-
 /// A sighting older than this is forgotten: the next one starts over.
 const FORGET_AFTER: Duration = Duration::from_secs(120);
 
 /// The first relayed heartbeat of each incarnation not yet adopted, and when it came.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Sightings {
     first: HashMap<ChitchatId, (u64, Instant)>,
+    cap: usize,
 }
 
 impl Sightings {
+    /// Sightings of at most `cap` incarnations at once (the guard: as many as it keeps).
+    pub fn new(cap: usize) -> Self {
+        Self {
+            first: HashMap::new(),
+            cap,
+        }
+    }
+
     /// Whether relayed `id`, new to this node, is seen alive now that a relay says its
-    /// heartbeat is `heartbeat`; remembers the first sighting otherwise (at most
-    /// [`MAX_INCARNATIONS`] at once).
+    /// heartbeat is `heartbeat`; remembers the first sighting otherwise (at most `cap` at
+    /// once).
     pub fn seen_alive(&mut self, id: &ChitchatId, heartbeat: u64, now: Instant) -> bool {
         match self.first.get(id) {
             Some((first, at)) if now.saturating_duration_since(*at) < FORGET_AFTER => {
@@ -40,11 +47,11 @@ impl Sightings {
                 false
             }
             _ => {
-                if self.first.len() >= MAX_INCARNATIONS {
+                if self.first.len() >= self.cap {
                     self.first
                         .retain(|_, (_, at)| now.saturating_duration_since(*at) < FORGET_AFTER);
                 }
-                if self.first.len() < MAX_INCARNATIONS {
+                if self.first.len() < self.cap {
                     self.first.insert(id.clone(), (heartbeat, now));
                 }
                 false
@@ -73,7 +80,7 @@ mod tests {
 
     #[test]
     fn adopted_only_once_a_higher_heartbeat_is_relayed() {
-        let mut s = Sightings::default();
+        let mut s = Sightings::new(16);
         let now = Instant::now();
         let (live, dead) = (id("a", 1), id("b", 1));
         assert!(!s.seen_alive(&live, 100, now));
@@ -94,12 +101,12 @@ mod tests {
 
     #[test]
     fn sightings_are_bounded() {
-        let mut s = Sightings::default();
+        let mut s = Sightings::new(64);
         let now = Instant::now();
-        for g in 0..(MAX_INCARNATIONS as u64 + 10) {
+        for g in 0..74 {
             s.seen_alive(&id("x", g), 1, now);
         }
-        assert_eq!(s.len(), MAX_INCARNATIONS);
+        assert_eq!(s.len(), 64);
         // Once the old ones age out, room is made.
         let later = now + FORGET_AFTER;
         assert!(!s.seen_alive(&id("y", 1), 1, later));
