@@ -204,6 +204,20 @@ fn remote(
     })
 }
 
+/// a2 serves `web`, and every node of `b` sees it there, in cell a.
+async fn a2_serves_web_seen_from_b(a: &[Node], b: &[Node]) {
+    a[1].membership
+        .publish_service("web", &web())
+        .await
+        .unwrap();
+    for n in b {
+        wait_for(&n.membership, "a2's web in b, from a", |v| {
+            remote(v, "web", "a2", "a", addr(2), false)
+        })
+        .await;
+    }
+}
+
 fn acting(nodes: &[Node]) -> Vec<usize> {
     (0..nodes.len())
         .filter(|i| nodes[*i].link.status().acting)
@@ -214,16 +228,7 @@ fn acting(nodes: &[Node]) -> Vec<usize> {
 async fn a_service_of_one_cell_is_routable_from_the_other_with_its_cell_and_address() {
     let net = ChannelTransport::with_mtu(65_507);
     let (a, b) = two_cells(&net).await;
-    a[1].membership
-        .publish_service("web", &web())
-        .await
-        .unwrap();
-    for n in &b {
-        wait_for(&n.membership, "a's web in b", |v| {
-            remote(v, "web", "a2", "a", addr(2), false)
-        })
-        .await;
-    }
+    a2_serves_web_seen_from_b(&a, &b).await;
     // The summary follows the cell: all three members once they are all alive there.
     wait_for(&b[2].membership, "a's three members", |v| {
         v.cells.get("a").is_some_and(|c| c.members == 3 && !c.stale)
@@ -547,16 +552,7 @@ async fn a_standby_publishes_once_the_acting_custodian_is_silent_before_it_is_de
 async fn a_node_moving_to_another_cell_is_served_from_there_and_gone_from_its_old_cell() {
     let net = ChannelTransport::with_mtu(65_507);
     let (mut a, b) = two_cells(&net).await;
-    a[1].membership
-        .publish_service("web", &web())
-        .await
-        .unwrap();
-    for n in &b {
-        wait_for(&n.membership, "a2's web in b, from a", |v| {
-            remote(v, "web", "a2", "a", addr(2), false)
-        })
-        .await;
-    }
+    a2_serves_web_seen_from_b(&a, &b).await;
     // a2 stops and comes back configured into cell b, at another address.
     drop(a.remove(1));
     let moved = start(&net, "a2", "b", 14, 11, &[1, 3, 11, 12, 13]).await;

@@ -222,21 +222,21 @@ fn main() -> anyhow::Result<()> {
                 plan.propagation_trials = 0;
                 plan
             });
-            let mut work: Vec<Option<CellsPlan>> = plans.into_iter().map(Some).collect();
-            work.extend(flat_plan.as_ref().map(|_| None));
-            let outcomes = run_parallel(work, jobs, |plan| match plan {
-                Some(plan) => run_cells(&plan).map(Ok),
-                None => {
+            let mut work: Vec<CellsJob> = plans.into_iter().map(CellsJob::Cells).collect();
+            work.extend(flat_plan.map(CellsJob::Flat));
+            let outcomes = run_parallel(work, jobs, |job| match job {
+                CellsJob::Cells(plan) => run_cells(&plan).map(|r| CellsDone::Cells(Box::new(r))),
+                CellsJob::Flat(plan) => {
                     eprintln!("start flat mesh of {cell_size} for detection");
-                    let plan = flat_plan.as_ref().context("no flat plan")?;
-                    run_virtual(scale::run(plan))?.map(Err)
+                    run_virtual(scale::run(&plan))?
+                        .map(|r| CellsDone::Flat(scale::detection_summary(&r)))
                 }
             });
             for outcome in outcomes {
                 match outcome? {
-                    Ok(run) => report.runs.push(run),
-                    Err(flat) => {
-                        report.flat_detection = Some((cell_size, scale::detection_summary(&flat)));
+                    CellsDone::Cells(run) => report.runs.push(*run),
+                    CellsDone::Flat(flat) => {
+                        report.flat_detection = Some((cell_size, flat));
                     }
                 }
             }
@@ -345,6 +345,19 @@ fn random_seed() -> u64 {
             .map_or(0, |d| d.as_nanos()),
     );
     h.finish()
+}
+
+/// One run of the `cells` command: a mesh of cells, or the flat mesh detection is held against.
+enum CellsJob {
+    Cells(CellsPlan),
+    Flat(ScalePlan),
+}
+
+/// What a [`CellsJob`] measured.
+enum CellsDone {
+    Cells(Box<cells::CellsResult>),
+    /// The flat mesh's detection.
+    Flat(murmur_sim::scenarios::Reach),
 }
 
 fn run_cells(plan: &CellsPlan) -> anyhow::Result<cells::CellsResult> {

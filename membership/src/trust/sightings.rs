@@ -58,16 +58,6 @@ impl Sightings {
             }
         }
     }
-
-    /// Incarnations waiting for a second sighting.
-    pub fn len(&self) -> usize {
-        self.first.len()
-    }
-
-    /// Whether none waits.
-    pub fn is_empty(&self) -> bool {
-        self.first.is_empty()
-    }
 }
 
 #[cfg(test)]
@@ -92,7 +82,7 @@ mod tests {
         // An older value relayed late is no sign of life either.
         assert!(!s.seen_alive(&live, 90, now + Duration::from_secs(1)));
         assert!(s.seen_alive(&live, 101, now + Duration::from_secs(1)));
-        assert_eq!(s.len(), 1);
+        assert_eq!(s.first.len(), 1);
         // A sighting too old starts over.
         let later = now + FORGET_AFTER + Duration::from_secs(1);
         assert!(!s.seen_alive(&dead, 501, later));
@@ -106,10 +96,10 @@ mod tests {
         for g in 0..74 {
             s.seen_alive(&id("x", g), 1, now);
         }
-        assert_eq!(s.len(), 64);
+        assert_eq!(s.first.len(), 64);
         // Once the old ones age out, room is made.
         let later = now + FORGET_AFTER;
         assert!(!s.seen_alive(&id("y", 1), 1, later));
-        assert_eq!(s.len(), 1);
+        assert_eq!(s.first.len(), 1);
     }
 }
