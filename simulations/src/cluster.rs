@@ -198,9 +198,11 @@ impl Cluster {
     }
 
     async fn boot(&mut self, i: usize) -> anyhow::Result<()> {
-        let seeds = (0..self.spec.seeds.min(self.slots.len()))
-            .map(|s| self.slots[s].addr.to_string())
+        let seed_addrs: Vec<SocketAddr> = (0..self.spec.seeds.min(self.slots.len()))
+            .map(|s| self.slots[s].addr)
             .collect();
+        self.net.add_seeds(seed_addrs.iter().copied());
+        let seeds = seed_addrs.iter().map(SocketAddr::to_string).collect();
         let slot = self.slots.get_mut(i).context("no such node")?;
         let pki = &self.pki;
         let tls = slot

@@ -86,6 +86,10 @@ enum Command {
         /// Gossip interval in milliseconds.
         #[arg(long, default_value_t = 500)]
         interval_ms: u64,
+        /// An experiment: each node sends at most this many Syns per gossip round to live
+        /// peers, below chitchat's own fanout of 3 (both layers, and the flat mesh beside).
+        #[arg(long)]
+        syn_fanout: Option<usize>,
     },
     /// Runs one cluster with custom network conditions and prints what it measured.
     Scale {
@@ -169,6 +173,7 @@ fn main() -> anyhow::Result<()> {
             jobs,
             flat,
             interval_ms,
+            syn_fanout,
         } => {
             // One full cell and at least one stub: the trials change a stub cell's summary.
             if let Some(n) = cells.iter().find(|n| **n < 2) {
@@ -190,7 +195,7 @@ fn main() -> anyhow::Result<()> {
                 } else {
                     format!(" --spread {}", join(&spread))
                 },
-            );
+            ) + &syn_fanout.map_or(String::new(), |n| format!(" --syn-fanout {n}"));
             let gossip = gossip_every(Duration::from_millis(interval_ms));
             let mut report = CellsReport {
                 flat: cells_report::read_flat(&flat, interval_ms).unwrap_or_else(|e| {
@@ -205,6 +210,7 @@ fn main() -> anyhow::Result<()> {
                 .map(|&n| {
                     let mut plan = CellsPlan::new(n, cell_size, gossip.clone(), seed);
                     plan.seed = murmur_sim::stats::derive_seed(seed, &format!("cells {n}"));
+                    plan.syn_fanout = syn_fanout;
                     if n != full {
                         plan.trials = usize::from(spread.contains(&n));
                         plan.kills = false;
@@ -218,6 +224,7 @@ fn main() -> anyhow::Result<()> {
             // "Detection as today": a flat mesh of one cell's size, same settings.
             let flat_plan = cells.contains(&full).then(|| {
                 let mut plan = ScalePlan::new(cell_size, gossip.clone(), seed);
+                plan.syn_fanout = syn_fanout;
                 plan.seed = murmur_sim::stats::derive_seed(seed, "cells flat detection");
                 plan.propagation_trials = 0;
                 plan

@@ -51,6 +51,8 @@ pub struct CellsPlan {
     pub gossip: GossipSettings,
     /// Seed.
     pub seed: u64,
+    /// A gossip fanout below chitchat's, in both layers (see [`NetConfig::syn_fanout`]).
+    pub syn_fanout: Option<usize>,
     /// How the stub cells change.
     pub pace: StubPace,
     /// How often a cell link looks, publishes and bridges.
@@ -83,6 +85,7 @@ impl CellsPlan {
             k: 2,
             gossip,
             seed,
+            syn_fanout: None,
             pace: StubPace {
                 churn_every: Duration::from_secs(5),
                 beacon_every: defaults.beacon_every,
@@ -230,6 +233,7 @@ impl Mesh {
 pub async fn start(plan: &CellsPlan) -> anyhow::Result<Mesh> {
     let net = SimNet::new(NetConfig {
         seed: plan.seed,
+        syn_fanout: plan.syn_fanout,
         ..NetConfig::default()
     })?;
     let stub_custodians: Vec<Vec<usize>> = (1..plan.cells)
@@ -244,12 +248,14 @@ pub async fn start(plan: &CellsPlan) -> anyhow::Result<Mesh> {
         })
         .collect();
     // Top-layer seeds: the first custodians of the first three stub cells.
-    let seeds: Vec<String> = stub_custodians
+    let seed_addrs: Vec<SocketAddr> = stub_custodians
         .iter()
         .take(3)
         .filter_map(|h| h.first())
-        .map(|h| top_addr(host_addr(*h)).to_string())
+        .map(|h| top_addr(host_addr(*h)))
         .collect();
+    net.add_seeds(seed_addrs.iter().copied());
+    let seeds: Vec<String> = seed_addrs.iter().map(SocketAddr::to_string).collect();
     let mut settings = CellSettings::new(summary::cell_name(0), &plan.gossip);
     settings.custodians = plan.k;
     settings.tick = plan.tick;

@@ -22,6 +22,8 @@ pub struct ScalePlan {
     pub link: LinkModel,
     /// Seed of the network's randomness.
     pub seed: u64,
+    /// A gossip fanout below chitchat's (see [`NetConfig::syn_fanout`]).
+    pub syn_fanout: Option<usize>,
     /// Give up on join convergence after this long.
     pub join_deadline: Duration,
     /// Quiet time after convergence, before measuring.
@@ -44,6 +46,7 @@ impl ScalePlan {
             gossip,
             link: LinkModel::default(),
             seed,
+            syn_fanout: None,
             join_deadline: Duration::from_secs(120),
             settle: Duration::from_secs(2),
             bandwidth_window: Duration::from_secs(5),
@@ -106,6 +109,7 @@ pub async fn run(plan: &ScalePlan) -> anyhow::Result<ScaleResult> {
     let net = SimNet::new(NetConfig {
         link: plan.link,
         seed: plan.seed,
+        syn_fanout: plan.syn_fanout,
         ..NetConfig::default()
     })?;
     let mut cluster = Cluster::start(
