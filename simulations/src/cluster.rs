@@ -127,7 +127,7 @@ impl Cluster {
             })
             .collect();
         offsets.sort();
-        let slots = (0..spec.nodes)
+        let slots: Vec<Slot> = (0..spec.nodes)
             .map(|i| Slot {
                 name: host_name(spec.first_host + i),
                 addr: host_addr(spec.first_host + i),
@@ -137,6 +137,7 @@ impl Cluster {
                 tls: None,
             })
             .collect();
+        net.add_seeds(slots.iter().take(spec.seeds).map(|s| s.addr));
         let mut cluster = Self {
             net,
             slots,
@@ -198,11 +199,9 @@ impl Cluster {
     }
 
     async fn boot(&mut self, i: usize) -> anyhow::Result<()> {
-        let seed_addrs: Vec<SocketAddr> = (0..self.spec.seeds.min(self.slots.len()))
-            .map(|s| self.slots[s].addr)
+        let seeds = (0..self.spec.seeds.min(self.slots.len()))
+            .map(|s| self.slots[s].addr.to_string())
             .collect();
-        self.net.add_seeds(seed_addrs.iter().copied());
-        let seeds = seed_addrs.iter().map(SocketAddr::to_string).collect();
         let slot = self.slots.get_mut(i).context("no such node")?;
         let pki = &self.pki;
         let tls = slot
