@@ -13,6 +13,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, PoisonError, RwLock};
 
+use http::uri::Authority;
+
 use murmur_membership::Membership;
 use murmur_membership::records::{Balancer, Health, Protocol, RECORD_VERSION, ServiceRecord};
 use murmur_transport::certs::CertInfo;
@@ -38,6 +40,9 @@ pub struct LocalService {
     pub balancer: Balancer,
     /// Active health check.
     pub health: Option<CheckConfig>,
+    /// `address` as the authority of the requests sent to the app, made once here rather than
+    /// formatted and parsed again for every request (`None` only if it would not parse).
+    pub(crate) authority: Option<Authority>,
 }
 
 impl LocalService {
@@ -53,6 +58,7 @@ impl LocalService {
     ) -> Self {
         Self {
             name,
+            authority: Authority::try_from(address.to_string()).ok(),
             address,
             protocol: protocol.unwrap_or(Protocol::Http),
             labels,

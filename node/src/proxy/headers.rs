@@ -1,40 +1,44 @@
 //! Header handling at the edges of the hop: what is end-to-end and travels, what is
 //! hop-by-hop and stays (RFC 9110 §7.6.1).
 
-use http::header::{CONNECTION, HOST, HeaderName, TE};
+use http::header::{
+    CONNECTION, HOST, HeaderName, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION, TE, TRAILER,
+    TRANSFER_ENCODING, UPGRADE,
+};
 use http::{HeaderMap, HeaderValue};
 
 /// Hop-by-hop headers removed in both directions (`te` is handled apart: `te: trailers` is
-/// end-to-end meaning for gRPC and is kept).
-const HOP_BY_HOP: [&str; 8] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
+/// end-to-end meaning for gRPC and is kept). Names, not strings: removing by a string parses
+/// it into a name first, on every request.
+static HOP_BY_HOP: [HeaderName; 8] = [
+    CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    PROXY_AUTHENTICATE,
+    PROXY_AUTHORIZATION,
+    TRAILER,
+    TRANSFER_ENCODING,
+    UPGRADE,
 ];
 
 /// Counts the mesh hops a request has made, so that a service whose address leads back into
 /// a node's own proxy (directly or through a chain of apps forwarding headers) is cut off
 /// instead of looping until every resource is taken.
-pub const HOPS: &str = "x-murmur-hops";
+pub static HOPS: HeaderName = HeaderName::from_static("x-murmur-hops");
 /// Hops a request may make through outbound proxies before it is refused.
 pub const MAX_HOPS: u32 = 16;
 
 /// Adds one hop to `headers`; `Err` with the count when the request has made too many.
 pub fn next_hop(headers: &mut HeaderMap) -> Result<u32, u32> {
     let hops: u32 = headers
-        .get(HOPS)
+        .get(&HOPS)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or(0);
     if hops >= MAX_HOPS {
         return Err(hops);
     }
-    headers.insert(HOPS, HeaderValue::from(hops + 1));
+    headers.insert(HOPS.clone(), HeaderValue::from(hops + 1));
     Ok(hops + 1)
 }
 
@@ -53,7 +57,7 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
             headers.remove(name);
         }
     }
-    for name in HOP_BY_HOP {
+    for name in &HOP_BY_HOP {
         headers.remove(name);
     }
     headers.remove(HOST);
@@ -78,9 +82,9 @@ mod tests {
         let mut h = HeaderMap::new();
         assert_eq!(next_hop(&mut h), Ok(1));
         assert_eq!(next_hop(&mut h), Ok(2));
-        h.insert(HOPS, HeaderValue::from(MAX_HOPS));
+        h.insert(HOPS.clone(), HeaderValue::from(MAX_HOPS));
         assert_eq!(next_hop(&mut h), Err(MAX_HOPS));
-        h.insert(HOPS, HeaderValue::from_static("garbage"));
+        h.insert(HOPS.clone(), HeaderValue::from_static("garbage"));
         assert_eq!(next_hop(&mut h), Ok(1));
     }
 

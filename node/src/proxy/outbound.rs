@@ -266,7 +266,7 @@ fn client_span(
 ) -> (ProxySpan, Option<String>) {
     let parent = req
         .headers()
-        .get(TRACEPARENT)
+        .get(&TRACEPARENT)
         .and_then(|v| v.to_str().ok())
         .and_then(TraceParent::parse);
     let span = proxy.traces.span(SpanKind::Client, parent, || {
@@ -283,7 +283,7 @@ fn client_span(
         .as_deref()
         .and_then(|t| HeaderValue::from_str(t).ok())
     {
-        req.headers_mut().insert(TRACEPARENT, tp);
+        req.headers_mut().insert(TRACEPARENT.clone(), tp);
     }
     (span, traceparent)
 }

@@ -2,8 +2,10 @@
 
 use std::fmt;
 
-/// The W3C header name.
-pub const TRACEPARENT: &str = "traceparent";
+use http::HeaderName;
+
+/// The W3C header name (a name, not a string: looking a header up by a string parses it first).
+pub static TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 
 /// A parsed `traceparent`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

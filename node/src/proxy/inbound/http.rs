@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use http::header::{CONNECTION, HOST};
+use http::uri::Authority;
 use http::{HeaderValue, Method, Request, Uri};
 use murmur_membership::policy::spec::GrpcCode;
 use murmur_membership::records::Protocol;
@@ -112,7 +113,7 @@ impl Stream<'_> {
             seen.error = Some(r.tag);
             return reply_locally(&mut send, &r, grpc, span).await;
         }
-        let (mut req, kept) = match build_request(head, local.address, local.protocol, reader) {
+        let (mut req, kept) = match build_request(head, local, reader) {
             Ok(r) => r,
             Err(e) => {
                 seen.error = Some("upstream-failed");
@@ -125,7 +126,7 @@ impl Stream<'_> {
             .traceparent()
             .and_then(|t| HeaderValue::from_str(&t).ok())
         {
-            req.headers_mut().insert(TRACEPARENT, tp);
+            req.headers_mut().insert(TRACEPARENT.clone(), tp);
         }
         if let Some(reader) = kept {
             let call = upgrade::Call {
@@ -320,12 +321,12 @@ async fn answer(
 /// upgrade` back; its stream's reader is returned for the tunnel that may follow.
 fn build_request(
     head: RequestHead,
-    app: std::net::SocketAddr,
-    protocol: Protocol,
+    local: &LocalService,
     reader: FrameReader,
 ) -> Result<(Request<FrameBody>, Option<FrameReader>), String> {
+    let protocol = local.protocol;
     let method = Method::from_bytes(head.method.as_bytes()).map_err(|_| "invalid method")?;
-    let uri = app_uri(app, &head.path)?;
+    let uri = app_uri(local, &head.path)?;
     let mut headers = frame::header_map(head.headers).map_err(|e| e.to_string())?;
     let upgrade = head.body == BodyKind::Upgrade;
     if (protocol == Protocol::Http || upgrade)
@@ -348,10 +349,15 @@ fn build_request(
 
 /// The URI of a request to the app at `app` for `path` (origin-form, or `*` for a server-wide
 /// OPTIONS: pasted after the address it would be read as part of the port).
-fn app_uri(app: std::net::SocketAddr, path: &str) -> Result<Uri, String> {
+fn app_uri(local: &LocalService, path: &str) -> Result<Uri, String> {
+    let authority = match &local.authority {
+        Some(a) => a.clone(),
+        None => Authority::try_from(local.address.to_string())
+            .map_err(|_| format!("invalid app address {}", local.address))?,
+    };
     Uri::builder()
         .scheme("http")
-        .authority(app.to_string())
+        .authority(authority)
         .path_and_query(path)
         .build()
         .map_err(|_| format!("invalid path {path:?}"))
