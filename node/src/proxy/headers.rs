@@ -98,6 +98,9 @@ mod tests {
             ("transfer-encoding", "chunked"),
             ("upgrade", "h2c"),
             ("proxy-authorization", "secret"),
+            ("proxy-authenticate", "Basic"),
+            ("proxy-connection", "keep-alive"),
+            ("trailer", "x-checksum"),
             ("host", "web"),
             ("te", "gzip, trailers"),
             ("content-type", "application/grpc"),
@@ -121,6 +124,10 @@ mod tests {
         );
         let mut h = HeaderMap::new();
         h.insert("te", HeaderValue::from_static("gzip"));
+        strip_hop_by_hop(&mut h);
+        assert!(h.is_empty());
+        // Without a `Connection` header naming it, `keep-alive` goes as a hop-by-hop name.
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
         strip_hop_by_hop(&mut h);
         assert!(h.is_empty());
     }
