@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use http::header::{CONNECTION, HOST};
-use http::uri::Authority;
 use http::{HeaderValue, Method, Request, Uri};
 use murmur_membership::policy::spec::GrpcCode;
 use murmur_membership::records::Protocol;
@@ -347,14 +346,15 @@ fn build_request(
     Ok((req, kept))
 }
 
-/// The URI of a request to the app at `app` for `path` (origin-form, or `*` for a server-wide
+/// The URI of a request to `local`'s app for `path` (origin-form, or `*` for a server-wide
 /// OPTIONS: pasted after the address it would be read as part of the port).
 fn app_uri(local: &LocalService, path: &str) -> Result<Uri, String> {
-    let authority = match &local.authority {
-        Some(a) => a.clone(),
-        None => Authority::try_from(local.address.to_string())
-            .map_err(|_| format!("invalid app address {}", local.address))?,
-    };
+    // Made once from the address (`LocalService::with_defaults`): what did not parse then
+    // would not now.
+    let authority = local
+        .authority
+        .clone()
+        .ok_or_else(|| format!("invalid app address {}", local.address))?;
     Uri::builder()
         .scheme("http")
         .authority(authority)
