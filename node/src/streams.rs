@@ -63,7 +63,9 @@ impl StreamHandler for Streams {
                     IdentityStream::Anonymous(s) => refuse_anonymous(s),
                 },
             },
-            StreamKind::Gossip | StreamKind::GossipChannel => refuse(stream, UNSUPPORTED),
+            StreamKind::Gossip | StreamKind::GossipChannel | StreamKind::GossipPacked => {
+                refuse(stream, UNSUPPORTED)
+            }
         }
     }
 

@@ -54,6 +54,10 @@ enum Command {
         /// Only the runs whose name contains this text (e.g. "scale n=100", "churn", "wall").
         #[arg(long)]
         only: Option<String>,
+        /// Scaling runs gossip packed, as nodes do between each other (the other runs, and
+        /// the default, use chitchat's own encoding).
+        #[arg(long)]
+        packed: bool,
     },
     /// Runs meshes of cells (one cell of real nodes, the other cells as their custodians) and
     /// writes cells.md, cells.csv, cells_spread.csv and cells_bandwidth.svg.
@@ -90,6 +94,11 @@ enum Command {
         /// peers, below chitchat's own fanout of 3 (both layers, and the flat mesh beside).
         #[arg(long)]
         syn_fanout: Option<usize>,
+        /// Gossip in chitchat's own encoding, as a node sends to a peer that does not speak
+        /// packed gossip (both layers, and the flat mesh beside). Default: packed, as nodes
+        /// gossip between each other.
+        #[arg(long)]
+        unpacked: bool,
     },
     /// Runs one cluster with custom network conditions and prints what it measured.
     Scale {
@@ -132,6 +141,7 @@ fn main() -> anyhow::Result<()> {
             mem_gib,
             quick,
             only,
+            packed,
         } => {
             let seed = seed.unwrap_or_else(random_seed);
             let sizes = if quick { vec![10, 25, 50] } else { sizes };
@@ -145,7 +155,8 @@ fn main() -> anyhow::Result<()> {
                 }
             ) + &only
                 .as_ref()
-                .map_or_else(String::new, |o| format!(" --only '{o}'"));
+                .map_or_else(String::new, |o| format!(" --only '{o}'"))
+                + if packed { " --packed" } else { "" };
             let config = ReportConfig {
                 out,
                 seed,
@@ -154,6 +165,7 @@ fn main() -> anyhow::Result<()> {
                 mem_gib,
                 quick,
                 only,
+                packed,
                 command,
             };
             let path = report::generate(&config).context("generating the report")?;
@@ -174,6 +186,7 @@ fn main() -> anyhow::Result<()> {
             flat,
             interval_ms,
             syn_fanout,
+            unpacked,
         } => {
             // One full cell and at least one stub: the trials change a stub cell's summary.
             if let Some(n) = cells.iter().find(|n| **n < 2) {
@@ -195,7 +208,8 @@ fn main() -> anyhow::Result<()> {
                 } else {
                     format!(" --spread {}", join(&spread))
                 },
-            ) + &syn_fanout.map_or(String::new(), |n| format!(" --syn-fanout {n}"));
+            ) + &syn_fanout.map_or(String::new(), |n| format!(" --syn-fanout {n}"))
+                + if unpacked { " --unpacked" } else { "" };
             let gossip = gossip_every(Duration::from_millis(interval_ms));
             let mut report = CellsReport {
                 flat: cells_report::read_flat(&flat, interval_ms).unwrap_or_else(|e| {
@@ -211,6 +225,7 @@ fn main() -> anyhow::Result<()> {
                     let mut plan = CellsPlan::new(n, cell_size, gossip.clone(), seed);
                     plan.seed = murmur_sim::stats::derive_seed(seed, &format!("cells {n}"));
                     plan.syn_fanout = syn_fanout;
+                    plan.packed = !unpacked;
                     if n != full {
                         plan.trials = usize::from(spread.contains(&n));
                         plan.kills = false;
@@ -225,6 +240,7 @@ fn main() -> anyhow::Result<()> {
             let flat_plan = cells.contains(&full).then(|| {
                 let mut plan = ScalePlan::new(cell_size, gossip.clone(), seed);
                 plan.syn_fanout = syn_fanout;
+                plan.packed = !unpacked;
                 plan.seed = murmur_sim::stats::derive_seed(seed, "cells flat detection");
                 plan.propagation_trials = 0;
                 plan

@@ -20,11 +20,12 @@ use anyhow::bail;
 use async_trait::async_trait;
 use chitchat::transport::{RecvOutcome, SendOutcome, Socket, Transport};
 use chitchat::{ChitchatEnvelope, ChitchatMessage};
+use murmur_transport::gossip::pack::{Packed, Packer};
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use tokio::time::Instant;
 
-pub use codec::Codec;
+pub use codec::{Codec, Coded};
 use inbox::Inbox;
 
 /// Largest chitchat message a UDP datagram (and our QUIC gossip transport) carries.
@@ -67,6 +68,11 @@ pub struct NetConfig {
     /// not sent. Stands in for a gossip fanout below chitchat's own (`GOSSIP_COUNT`, 3, a
     /// constant): an experiment, not something the node does. `None`: chitchat's fanout.
     pub syn_fanout: Option<usize>,
+    /// Pack gossip as nodes do between each other (`murmur_transport::gossip::pack`): a SynAck
+    /// against the Syn it answers, a Syn against the pair's last SynAck. Off: chitchat's own
+    /// encoding, as a node sends to a peer that does not speak it, and as the flat report was
+    /// measured.
+    pub packed: bool,
 }
 
 impl Default for NetConfig {
@@ -77,6 +83,7 @@ impl Default for NetConfig {
             inbox_capacity: 4096,
             seed: 0,
             syn_fanout: None,
+            packed: false,
         }
     }
 }
@@ -146,6 +153,8 @@ pub struct Traffic {
     pub unreachable: u64,
     /// Dropped because the receiver's inbox was full.
     pub overflow: u64,
+    /// Dropped by the receiver: packed against a base it did not hold.
+    pub refused: u64,
     /// Largest `Syn` (digest) sent.
     pub max_syn_bytes: u64,
     /// Estimated bytes on the wire for everything sent (see [`wire_estimate`]).
@@ -289,6 +298,10 @@ impl SimNet {
         }
     }
 
+    fn count_refused(&self, addr: SocketAddr) {
+        self.lock().traffic.entry(addr).or_default().refused += 1;
+    }
+
     fn count_received(&self, addr: SocketAddr, bytes: usize) {
         self.lock()
             .traffic
@@ -305,6 +318,7 @@ impl SimNet {
         to: SocketAddr,
         env: ChitchatEnvelope,
         bytes: usize,
+        packed: Option<Packed>,
     ) -> anyhow::Result<()> {
         let mut guard = self.lock();
         let st = &mut *guard;
@@ -349,7 +363,10 @@ impl SimNet {
             envelope: env,
             num_bytes_received: bytes,
         };
-        if !port.inbox.push(at, outcome, st.config.inbox_capacity) {
+        if !port
+            .inbox
+            .push(at, outcome, packed, st.config.inbox_capacity)
+        {
             traffic.overflow += 1;
         }
         Ok(())
@@ -388,7 +405,8 @@ impl std::fmt::Debug for SimNet {
 #[async_trait]
 impl Transport for SimNet {
     async fn open(&self, listen_addr: SocketAddr) -> anyhow::Result<Box<dyn Socket>> {
-        let codec = Codec::new().await?;
+        let packed = self.lock().config.packed;
+        let codec = Codec::new(packed).await?;
         let mut st = self.lock();
         if st.ports.contains_key(&listen_addr) {
             bail!("address {listen_addr} is in use");
@@ -409,6 +427,7 @@ impl Transport for SimNet {
             net: self.clone(),
             inbox,
             codec,
+            packer: packed.then(Packer::default),
             round: None,
         }))
     }
@@ -421,6 +440,8 @@ struct SimSocket {
     net: SimNet,
     inbox: Arc<Inbox>,
     codec: Codec,
+    /// This node's bases, by peer address, when gossip is packed.
+    packer: Option<Packer>,
     /// The instant of this node's last gossip round (chitchat sends a round's `Syn`s one after
     /// the other at one virtual instant) and how many of them went to open addresses.
     round: Option<(Instant, usize)>,
@@ -459,18 +480,40 @@ impl Socket for SimSocket {
         if matches!(envelope.message, ChitchatMessage::Syn { .. }) && self.withhold(to) {
             return Ok(SendOutcome { num_bytes_sent: 0 });
         }
-        let (envelope, num_bytes_sent) = self.codec.round_trip(envelope).await?;
+        let coded = self.codec.round_trip(envelope).await?;
+        let num_bytes_sent = coded.len;
+        let packed = match (&self.packer, &coded.bytes) {
+            (Some(packer), Some(bytes)) => Some(packer.pack(peer_key(to), bytes)?),
+            _ => None,
+        };
+        let len = packed.as_ref().map_or(coded.len, |p| p.bytes.len());
         self.net
-            .route((self.addr, self.id), to, envelope, num_bytes_sent)?;
+            .route((self.addr, self.id), to, coded.envelope, len, packed)?;
         Ok(SendOutcome { num_bytes_sent })
     }
 
     async fn recv(&mut self) -> anyhow::Result<RecvOutcome> {
-        let outcome = self.inbox.pop().await;
-        self.net
-            .count_received(self.addr, outcome.num_bytes_received);
-        Ok(outcome)
+        loop {
+            let (outcome, packed) = self.inbox.pop().await;
+            if let (Some(packer), Some(p)) = (&self.packer, packed) {
+                let from = peer_key(outcome.from_addr);
+                if packer.unpack(from, p.base, &p.bytes).is_err() {
+                    self.net.count_refused(self.addr);
+                    continue;
+                }
+            }
+            self.net
+                .count_received(self.addr, outcome.num_bytes_received);
+            return Ok(outcome);
+        }
     }
+}
+
+/// The key of the one connection a node would hold to `addr`.
+fn peer_key(addr: SocketAddr) -> u64 {
+    let mut h = std::hash::DefaultHasher::new();
+    std::hash::Hash::hash(&addr, &mut h);
+    std::hash::Hasher::finish(&h)
 }
 
 impl Drop for SimSocket {

@@ -40,6 +40,8 @@ pub struct ReportConfig {
     pub quick: bool,
     /// Only the runs whose name contains this text.
     pub only: Option<String>,
+    /// Scaling runs gossip packed, as nodes do between each other.
+    pub packed: bool,
     /// The command line, for the report.
     pub command: String,
 }

@@ -10,7 +10,7 @@ use murmur_sim::net::{Kind, NetConfig, SimNet};
 use murmur_sim::probe;
 use murmur_sim::scenarios::loss::{self, LossPlan};
 use murmur_sim::scenarios::partition::{self, PartitionPlan};
-use murmur_sim::scenarios::scale::{self, ScalePlan};
+use murmur_sim::scenarios::scale::{self, ScalePlan, ScaleResult};
 use murmur_sim::scenarios::{gossip_every, phantom};
 use tokio::time::Instant;
 
@@ -33,25 +33,31 @@ async fn a_cluster_converges_spreads_a_key_and_detects_a_crash() {
     assert!(r.bandwidth.sent_mean > 0.0 && r.bandwidth.syn_mean > 0.0);
 }
 
-#[tokio::test(start_paused = true)]
-async fn a_smaller_fanout_sends_fewer_syns_and_still_converges_and_detects() {
-    let run = |fanout: Option<usize>| async move {
-        let mut plan = ScalePlan::new(30, gossip_every(FAST), 1);
-        plan.syn_fanout = fanout;
-        plan.propagation_trials = 1;
-        plan.detection_trials = 1;
-        plan.bandwidth_window = Duration::from_secs(4);
-        scale::run(&plan).await.unwrap()
-    };
-    let three = run(None).await;
-    let two = run(Some(2)).await;
-    assert!(two.join.complete(), "join: {:?}", two.join);
-    assert!(two.propagation[0].complete(), "{:?}", two.propagation);
+/// A cluster of 30 with one propagation and one detection trial, as `tweak` sets it.
+async fn run_thirty(tweak: impl FnOnce(&mut ScalePlan)) -> ScaleResult {
+    let mut plan = ScalePlan::new(30, gossip_every(FAST), 1);
+    plan.propagation_trials = 1;
+    plan.detection_trials = 1;
+    plan.bandwidth_window = Duration::from_secs(4);
+    tweak(&mut plan);
+    scale::run(&plan).await.unwrap()
+}
+
+fn still_converges_spreads_and_detects(r: &ScaleResult) {
+    assert!(r.join.complete(), "join: {:?}", r.join);
+    assert!(r.propagation[0].complete(), "{:?}", r.propagation);
     assert_eq!(
-        two.detection[0].delays.len(),
+        r.detection[0].delays.len(),
         29,
         "every other node notices the crash"
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_smaller_fanout_sends_fewer_syns_and_still_converges_and_detects() {
+    let three = run_thirty(|_| {}).await;
+    let two = run_thirty(|p| p.syn_fanout = Some(2)).await;
+    still_converges_spreads_and_detects(&two);
     // Two exchanges started a round instead of chitchat's three (more when a seed is among
     // them: those are never held back): about two thirds of the messages and of the bytes.
     for (what, two, three) in [
@@ -249,4 +255,16 @@ async fn cells_publish_bridge_hand_over_and_survive_a_partition() {
         p.fresh_again.complete() && p.top_again.complete(),
         "heal: {p:?}"
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn packed_gossip_sends_fewer_bytes_and_still_converges_and_detects() {
+    let plain = run_thirty(|_| {}).await;
+    let packed = run_thirty(|p| p.packed = true).await;
+    still_converges_spreads_and_detects(&packed);
+    // The SynAck's digest is packed against the Syn, the Syn's against the pair's last SynAck:
+    // what is left of a digest is the beats that moved.
+    let ratio = packed.bandwidth.sent_mean / plain.bandwidth.sent_mean;
+    assert!(ratio < 0.7, "bytes sent, packed against plain: {ratio}");
+    assert_eq!(packed.bandwidth.refused, 0, "no base went missing");
 }

@@ -74,8 +74,12 @@ pub struct GossipDatagram {
     pub from: SocketAddr,
     /// The sender's node name, from its certificate.
     pub sender: Name,
-    /// The chitchat message bytes (at most [`crate::wire::MAX_GOSSIP_PAYLOAD`]).
+    /// The chitchat message bytes (at most [`crate::wire::MAX_GOSSIP_PAYLOAD`]), as chitchat
+    /// encoded them or packed.
     pub payload: Vec<u8>,
+    /// `Some(base)` when the payload is packed ([`crate::gossip::pack`]), against `base` if
+    /// that is `Some` too.
+    pub packed: Option<Option<u64>>,
     /// The connection it came on: adopted for `from` once the address is verified
     /// ([`MeshEndpoint::adopt`]).
     pub conn: PeerConnection,

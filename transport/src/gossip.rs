@@ -1,6 +1,7 @@
 //! chitchat's [`Transport`] over the mutual-TLS QUIC endpoint: gossip never travels as plain UDP.
 //!
-//! Each chitchat message goes on its own unidirectional QUIC stream as a [`GossipFrame`] that
+//! Each chitchat message goes on its own unidirectional QUIC stream as a [`GossipFrame`] (or,
+//! between nodes that both negotiated it, a [`PackedGossipFrame`]: see [`pack`]) that
 //! also carries the sender's advertised address (chitchat replies to the address a message came
 //! from, and a QUIC peer's UDP source port says nothing about where it listens). Sending never
 //! waits for a handshake: messages are queued per destination and dropped when the queue is
@@ -13,15 +14,18 @@
 //! came on is used for traffic to the address the message claims only when the guard verified
 //! that address as the sender's own.
 
-mod codec;
+pub mod codec;
+mod framing;
 mod guard;
 pub mod message;
+pub mod pack;
 mod prescan;
 mod replies;
+mod stats;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -34,34 +38,18 @@ use tracing::{debug, warn};
 
 pub use guard::{Admission, GossipGuard};
 pub use prescan::{PrescanError, prescan};
+pub use stats::GossipStats;
 
+use self::framing::Framing;
+use self::pack::Packer;
 use self::replies::Replies;
 use crate::endpoint::{GossipDatagram, MeshEndpoint};
-use crate::wire::{GossipFrame, WIRE_VERSION, encode_gossip_on};
+use crate::wire::MAX_GOSSIP_PAYLOAD;
 
 /// Messages waiting for one destination; more are dropped.
 const PER_PEER_QUEUE: usize = 32;
 /// A destination's sender task ends after this long without messages.
 const SENDER_IDLE: Duration = Duration::from_secs(60);
-
-/// Gossip counters, for metrics.
-#[derive(Debug, Default)]
-pub struct GossipStats {
-    /// Messages handed to QUIC.
-    pub sent: AtomicU64,
-    /// Bytes of chitchat payload sent.
-    pub sent_bytes: AtomicU64,
-    /// Messages delivered to chitchat.
-    pub received: AtomicU64,
-    /// Bytes of chitchat payload received.
-    pub received_bytes: AtomicU64,
-    /// Messages refused by the prescan, our decoder, the guard or chitchat's decoder.
-    pub rejected: AtomicU64,
-    /// Messages the guard changed (removed entries or deltas) before chitchat saw them.
-    pub filtered: AtomicU64,
-    /// Messages dropped because a destination was unreachable or its queue full.
-    pub dropped: AtomicU64,
-}
 
 /// The chitchat transport of a node.
 #[derive(Debug)]
@@ -71,6 +59,7 @@ pub struct QuicGossip {
     inbox: Mutex<Option<mpsc::Receiver<GossipDatagram>>>,
     guard: Arc<dyn GossipGuard>,
     replies: Arc<Replies>,
+    packer: Arc<Packer>,
     stats: Arc<GossipStats>,
 }
 
@@ -100,6 +89,7 @@ impl QuicGossip {
             inbox: Mutex::new(Some(inbox)),
             guard,
             replies: Arc::default(),
+            packer: Arc::default(),
             stats: Arc::default(),
         }
     }
@@ -125,6 +115,7 @@ impl Transport for QuicGossip {
                 endpoint: self.endpoint.clone(),
                 guard: self.guard.clone(),
                 replies: self.replies.clone(),
+                packer: self.packer.clone(),
                 stats: self.stats.clone(),
             },
             inbox,
@@ -132,7 +123,12 @@ impl Transport for QuicGossip {
         ));
         Ok(Box::new(QuicSocket {
             endpoint: self.endpoint.clone(),
-            channel: self.channel,
+            framing: Arc::new(Framing {
+                channel: self.channel,
+                from: self.endpoint.advertise_addr(),
+                packer: self.packer.clone(),
+                stats: self.stats.clone(),
+            }),
             replies: self.replies.clone(),
             encoder: codec::Encoder::new().await?,
             decoded: rx,
@@ -144,7 +140,7 @@ impl Transport for QuicGossip {
 
 struct QuicSocket {
     endpoint: MeshEndpoint,
-    channel: u8,
+    framing: Arc<Framing>,
     replies: Arc<Replies>,
     encoder: codec::Encoder,
     decoded: mpsc::Receiver<RecvOutcome>,
@@ -165,19 +161,8 @@ impl Socket for QuicSocket {
     ) -> anyhow::Result<SendOutcome> {
         let payload = self.encoder.encode(envelope).await?;
         let num_bytes_sent = payload.len();
-        let frame = encode_gossip_on(
-            self.channel,
-            &GossipFrame {
-                version: WIRE_VERSION,
-                from: self.endpoint.advertise_addr(),
-                payload,
-            },
-        )?;
-        self.enqueue(to, frame);
+        self.enqueue(to, payload);
         self.stats.sent.fetch_add(1, Ordering::Relaxed);
-        self.stats
-            .sent_bytes
-            .fetch_add(num_bytes_sent as u64, Ordering::Relaxed);
         Ok(SendOutcome { num_bytes_sent })
     }
 
@@ -190,35 +175,45 @@ impl Socket for QuicSocket {
 }
 
 impl QuicSocket {
-    fn enqueue(&mut self, to: SocketAddr, frame: Vec<u8>) {
+    /// Queues `payload` (a message as chitchat encoded it) for `to`.
+    fn enqueue(&mut self, to: SocketAddr, payload: Vec<u8>) {
         if Replies::is_stand_in(to) {
-            return self.reply(to, frame);
+            return self.reply(to, payload);
         }
         let sender = self
             .senders
             .entry(to)
-            .or_insert_with(|| spawn_sender(&self.endpoint, to, &self.stats));
-        let frame = match sender.try_send(frame) {
+            .or_insert_with(|| spawn_sender(&self.endpoint, to, &self.framing));
+        let payload = match sender.try_send(payload) {
             Ok(()) => return,
             Err(mpsc::error::TrySendError::Full(_)) => {
                 self.stats.dropped.fetch_add(1, Ordering::Relaxed);
                 return;
             }
-            Err(mpsc::error::TrySendError::Closed(frame)) => frame,
+            Err(mpsc::error::TrySendError::Closed(payload)) => payload,
         };
         // The idle task ended: start a new one.
-        let fresh = spawn_sender(&self.endpoint, to, &self.stats);
-        let _ = fresh.try_send(frame);
+        let fresh = spawn_sender(&self.endpoint, to, &self.framing);
+        let _ = fresh.try_send(payload);
         self.senders.insert(to, fresh);
     }
 }
 
 impl QuicSocket {
     /// Sends a reply on the connection its request came on (see [`replies`]).
-    fn reply(&self, to: SocketAddr, frame: Vec<u8>) {
+    fn reply(&self, to: SocketAddr, payload: Vec<u8>) {
         let Some(conn) = self.replies.take(to) else {
             self.stats.dropped.fetch_add(1, Ordering::Relaxed);
             return;
+        };
+        // Framed here, in the order chitchat replies, not in the task.
+        let frame = match self.framing.frame(&conn, payload) {
+            Ok(frame) => frame,
+            Err(reason) => {
+                warn!(peer = %conn.identity().id, %reason, "gossip reply not framed");
+                self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
         };
         let stats = self.stats.clone();
         tokio::spawn(async move {
@@ -233,10 +228,10 @@ impl QuicSocket {
 fn spawn_sender(
     ep: &MeshEndpoint,
     to: SocketAddr,
-    stats: &Arc<GossipStats>,
+    framing: &Arc<Framing>,
 ) -> mpsc::Sender<Vec<u8>> {
     let (tx, rx) = mpsc::channel(PER_PEER_QUEUE);
-    tokio::spawn(send_loop(ep.clone(), to, rx, stats.clone()));
+    tokio::spawn(send_loop(ep.clone(), to, rx, framing.clone()));
     tx
 }
 
@@ -244,11 +239,15 @@ async fn send_loop(
     ep: MeshEndpoint,
     to: SocketAddr,
     mut rx: mpsc::Receiver<Vec<u8>>,
-    stats: Arc<GossipStats>,
+    framing: Arc<Framing>,
 ) {
-    while let Ok(Some(frame)) = tokio::time::timeout(SENDER_IDLE, rx.recv()).await {
+    let stats = &framing.stats;
+    while let Ok(Some(payload)) = tokio::time::timeout(SENDER_IDLE, rx.recv()).await {
         let sent = match ep.connect(to, None).await {
-            Ok(conn) => conn.send_uni(&frame).await.map_err(|e| e.to_string()),
+            Ok(conn) => match framing.frame(&conn, payload) {
+                Ok(frame) => conn.send_uni(&frame).await.map_err(|e| e.to_string()),
+                Err(reason) => Err(reason),
+            },
             Err(e) => Err(e.to_string()),
         };
         if let Err(reason) = sent {
@@ -268,6 +267,7 @@ struct Receiving {
     endpoint: MeshEndpoint,
     guard: Arc<dyn GossipGuard>,
     replies: Arc<Replies>,
+    packer: Arc<Packer>,
     stats: Arc<GossipStats>,
 }
 
@@ -321,11 +321,25 @@ async fn admit(r: &Receiving, datagram: &GossipDatagram) -> Option<Vec<u8>> {
     let refused = |e: &dyn std::fmt::Display| {
         debug!(sender = %datagram.sender, error = %e, "gossip message refused");
     };
-    if let Err(e) = prescan(&datagram.payload) {
+    let unpacked = match datagram.packed {
+        None => None,
+        Some(base) => match r
+            .packer
+            .unpack(datagram.conn.key(), base, &datagram.payload)
+        {
+            Ok(raw) => Some(raw),
+            Err(e) => {
+                refused(&e);
+                return None;
+            }
+        },
+    };
+    let payload = unpacked.as_deref().unwrap_or(&datagram.payload);
+    if let Err(e) = prescan(payload) {
         refused(&e);
         return None;
     }
-    let mut msg = match message::decode(&datagram.payload) {
+    let mut msg = match message::decode(payload) {
         Ok(m) => m,
         Err(e) => {
             refused(&e);
@@ -342,9 +356,14 @@ async fn admit(r: &Receiving, datagram: &GossipDatagram) -> Option<Vec<u8>> {
     if verdict.drop {
         return None;
     }
-    if !verdict.changed {
-        return Some(datagram.payload.clone());
+    if verdict.changed {
+        r.stats.filtered.fetch_add(1, Ordering::Relaxed);
+        return Some(message::encode(&msg));
     }
-    r.stats.filtered.fetch_add(1, Ordering::Relaxed);
-    Some(message::encode(&msg))
+    match unpacked {
+        None => Some(datagram.payload.clone()),
+        // Raw blocks are what chitchat reads fastest, when they fit its datagram.
+        Some(raw) if raw.len() <= MAX_GOSSIP_PAYLOAD => Some(raw),
+        Some(_) => Some(message::encode(&msg)),
+    }
 }

@@ -31,6 +31,18 @@ use crate::identity::SpiffeId;
 
 /// ALPN protocol spoken between nodes. A peer speaking anything else fails the handshake.
 pub const ALPN: &[u8] = b"murmur/1";
+/// [`ALPN`] plus packed gossip ([`crate::gossip::pack`]): offered first, so two nodes that
+/// both speak it use it, and either falls back to [`ALPN`] with a node that does not.
+pub const ALPN_PACKED_GOSSIP: &[u8] = b"murmur/2";
+
+/// What a node offers, most preferred first.
+pub(crate) fn alpn_protocols(packed_gossip: bool) -> Vec<Vec<u8>> {
+    if packed_gossip {
+        vec![ALPN_PACKED_GOSSIP.to_vec(), ALPN.to_vec()]
+    } else {
+        vec![ALPN.to_vec()]
+    }
+}
 
 /// The one crypto provider of the tree.
 pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {

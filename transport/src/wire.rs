@@ -43,6 +43,9 @@ pub enum StreamKind {
     /// One gossip message of a channel other than 0 (unidirectional stream): a channel byte,
     /// then a [`GossipFrame`].
     GossipChannel = 6,
+    /// One packed gossip message (unidirectional stream, only to a peer that negotiated
+    /// [`crate::tls::ALPN_PACKED_GOSSIP`]): a channel byte, then a [`PackedGossipFrame`].
+    GossipPacked = 7,
 }
 
 impl StreamKind {
@@ -55,6 +58,7 @@ impl StreamKind {
             4 => Some(Self::Control),
             5 => Some(Self::Identity),
             6 => Some(Self::GossipChannel),
+            7 => Some(Self::GossipPacked),
             _ => None,
         }
     }
@@ -68,6 +72,19 @@ pub struct GossipFrame {
     /// The sender's advertised mesh address.
     pub from: SocketAddr,
     /// A chitchat message as chitchat encodes it.
+    pub payload: Vec<u8>,
+}
+
+/// One gossip message packed against a base both ends hold ([`crate::gossip::pack`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PackedGossipFrame {
+    /// [`WIRE_VERSION`].
+    pub version: u16,
+    /// The sender's advertised mesh address.
+    pub from: SocketAddr,
+    /// The base the payload was packed against, if any.
+    pub base: Option<u64>,
+    /// The packed message.
     pub payload: Vec<u8>,
 }
 
@@ -172,18 +189,30 @@ pub fn encode_gossip(frame: &GossipFrame) -> Result<Vec<u8>, WireError> {
 /// Encodes a [`GossipFrame`] of `channel`, with the kind byte (and the channel byte for any
 /// channel but 0, which keeps the format every node speaks).
 pub fn encode_gossip_on(channel: u8, frame: &GossipFrame) -> Result<Vec<u8>, WireError> {
-    let mut out = match channel {
+    let prefix = match channel {
         0 => vec![StreamKind::Gossip as u8],
         ch => vec![StreamKind::GossipChannel as u8, ch],
     };
+    encode_frame(prefix, "gossip frame", frame)
+}
+
+/// Encodes a [`PackedGossipFrame`] of `channel`, kind and channel bytes first.
+pub fn encode_packed_gossip(channel: u8, frame: &PackedGossipFrame) -> Result<Vec<u8>, WireError> {
+    let prefix = vec![StreamKind::GossipPacked as u8, channel];
+    encode_frame(prefix, "packed gossip frame", frame)
+}
+
+/// `frame` after `prefix`, refused over [`MAX_GOSSIP_FRAME`].
+fn encode_frame<T: Serialize>(
+    mut out: Vec<u8>,
+    what: &'static str,
+    frame: &T,
+) -> Result<Vec<u8>, WireError> {
     let prefix = out.len();
-    postcard::to_io(frame, &mut out).map_err(|source| WireError::Decode {
-        what: "gossip frame",
-        source,
-    })?;
+    postcard::to_io(frame, &mut out).map_err(|source| WireError::Decode { what, source })?;
     if out.len() > MAX_GOSSIP_FRAME + prefix {
         return Err(WireError::TooLarge {
-            what: "gossip frame",
+            what,
             len: out.len(),
             max: MAX_GOSSIP_FRAME,
         });
@@ -193,22 +222,41 @@ pub fn encode_gossip_on(channel: u8, frame: &GossipFrame) -> Result<Vec<u8>, Wir
 
 /// Decodes a [`GossipFrame`] (the bytes after the kind byte, already bounded by the reader).
 pub fn decode_gossip(bytes: &[u8]) -> Result<GossipFrame, WireError> {
+    let frame: GossipFrame = decode_frame("gossip frame", bytes)?;
+    check_payload("gossip payload", &frame.payload)?;
+    Ok(frame)
+}
+
+/// Decodes a [`PackedGossipFrame`] (the bytes after the channel byte, bounded by the reader).
+pub fn decode_packed_gossip(bytes: &[u8]) -> Result<PackedGossipFrame, WireError> {
+    let frame: PackedGossipFrame = decode_frame("packed gossip frame", bytes)?;
+    check_payload("packed gossip payload", &frame.payload)?;
+    Ok(frame)
+}
+
+fn decode_frame<T: serde::de::DeserializeOwned>(
+    what: &'static str,
+    bytes: &[u8],
+) -> Result<T, WireError> {
     if bytes.len() > MAX_GOSSIP_FRAME {
         return Err(WireError::TooLarge {
-            what: "gossip frame",
+            what,
             len: bytes.len(),
             max: MAX_GOSSIP_FRAME,
         });
     }
-    let frame: GossipFrame = decode_versioned("gossip frame", bytes)?;
-    if frame.payload.len() > MAX_GOSSIP_PAYLOAD {
+    decode_versioned(what, bytes)
+}
+
+fn check_payload(what: &'static str, payload: &[u8]) -> Result<(), WireError> {
+    if payload.len() > MAX_GOSSIP_PAYLOAD {
         return Err(WireError::TooLarge {
-            what: "gossip payload",
-            len: frame.payload.len(),
+            what,
+            len: payload.len(),
             max: MAX_GOSSIP_PAYLOAD,
         });
     }
-    Ok(frame)
+    Ok(())
 }
 
 /// Writes the kind byte and a length-prefixed header.
@@ -304,10 +352,44 @@ mod tests {
         assert!(decode_gossip(&longer).is_err());
     }
 
+    #[test]
+    fn packed_gossip_frames_round_trip_and_oversized_payloads_are_refused() {
+        let mut frame = PackedGossipFrame {
+            version: WIRE_VERSION,
+            from: "127.0.0.2:7420".parse().unwrap(),
+            base: Some(u64::MAX),
+            payload: vec![1, 2, 3],
+        };
+        let bytes = encode_packed_gossip(3, &frame).unwrap();
+        assert_eq!(&bytes[..2], &[StreamKind::GossipPacked as u8, 3]);
+        assert_eq!(decode_packed_gossip(&bytes[2..]).unwrap(), frame);
+        frame.payload = vec![0; MAX_GOSSIP_FRAME];
+        assert!(matches!(
+            encode_packed_gossip(3, &frame),
+            Err(WireError::TooLarge { .. })
+        ));
+        let big = postcard::to_stdvec(&frame).unwrap();
+        assert!(matches!(
+            decode_packed_gossip(&big),
+            Err(WireError::TooLarge { .. })
+        ));
+        // A frame within bounds whose payload is over a datagram.
+        frame.payload = vec![0; MAX_GOSSIP_PAYLOAD + 1];
+        let over = postcard::to_stdvec(&frame).unwrap();
+        assert!(matches!(
+            decode_packed_gossip(&over),
+            Err(WireError::TooLarge {
+                what: "packed gossip payload",
+                ..
+            })
+        ));
+    }
+
     proptest::proptest! {
         #[test]
         fn decoding_arbitrary_bytes_never_panics(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..512)) {
             let _ = decode_gossip(&bytes);
+            let _ = decode_packed_gossip(&bytes);
             let _ = decode_versioned::<StreamHeader>("h", &bytes);
         }
     }

@@ -162,6 +162,15 @@ fn gossip_metrics(state: &AdminState, out: &mut String) {
         help,
         load(&g.dropped),
     );
+    let help = "Gossip messages sent packed against an earlier message the peer holds \
+                (digests shrink to the beats that changed).";
+    single(
+        out,
+        "murmur_gossip_sent_against_base_total",
+        "counter",
+        help,
+        load(&g.sent_against_base),
+    );
     let help = "Streams to a peer not opened: it allowed no more at once and none freed in time.";
     let exhausted = load(&state.endpoint.counters().streams_exhausted);
     single(

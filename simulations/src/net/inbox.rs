@@ -5,6 +5,7 @@ use std::collections::BinaryHeap;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use chitchat::transport::RecvOutcome;
+use murmur_transport::gossip::pack::Packed;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
@@ -20,6 +21,7 @@ struct Pending {
     at: Instant,
     seq: u64,
     outcome: RecvOutcome,
+    packed: Option<Packed>,
 }
 
 impl Inbox {
@@ -28,7 +30,13 @@ impl Inbox {
     }
 
     /// Queues a message for delivery at `at`; false when the queue is full (it is dropped).
-    pub(super) fn push(&self, at: Instant, outcome: RecvOutcome, capacity: usize) -> bool {
+    pub(super) fn push(
+        &self,
+        at: Instant,
+        outcome: RecvOutcome,
+        packed: Option<Packed>,
+        capacity: usize,
+    ) -> bool {
         let seq = {
             let mut seq = self.seq.lock().unwrap_or_else(PoisonError::into_inner);
             *seq += 1;
@@ -39,7 +47,12 @@ impl Inbox {
             if queue.len() >= capacity {
                 return false;
             }
-            queue.push(Pending { at, seq, outcome });
+            queue.push(Pending {
+                at,
+                seq,
+                outcome,
+                packed,
+            });
         }
         // One reader per inbox: a stored permit wakes it even if it is not waiting yet.
         self.arrived.notify_one();
@@ -48,14 +61,14 @@ impl Inbox {
 
     /// The next message whose delivery time has come. Cancel-safe: a message leaves the queue
     /// only in the same poll that returns it.
-    pub(super) async fn pop(&self) -> RecvOutcome {
+    pub(super) async fn pop(&self) -> (RecvOutcome, Option<Packed>) {
         loop {
             let next = {
                 let mut queue = self.queue();
                 match queue.peek().map(|p| p.at) {
                     Some(at) if at <= Instant::now() => {
                         if let Some(p) = queue.pop() {
-                            return p.outcome;
+                            return (p.outcome, p.packed);
                         }
                         None
                     }

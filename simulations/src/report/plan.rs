@@ -106,6 +106,7 @@ pub fn build_jobs(config: &ReportConfig) -> Vec<Job> {
             let mut p = ScalePlan::new(n, gossip_every(interval), 0);
             p.seed = seed(&Job::Scale(p.clone()).name());
             size_windows(&mut p, interval, config.quick);
+            p.packed = config.packed;
             jobs.push(Job::Scale(p));
         }
     }

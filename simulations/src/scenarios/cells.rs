@@ -53,6 +53,8 @@ pub struct CellsPlan {
     pub seed: u64,
     /// A gossip fanout below chitchat's, in both layers (see [`NetConfig::syn_fanout`]).
     pub syn_fanout: Option<usize>,
+    /// Gossip packed as nodes pack it between each other (see [`NetConfig::packed`]).
+    pub packed: bool,
     /// How the stub cells change.
     pub pace: StubPace,
     /// How often a cell link looks, publishes and bridges.
@@ -86,6 +88,7 @@ impl CellsPlan {
             gossip,
             seed,
             syn_fanout: None,
+            packed: true,
             pace: StubPace {
                 churn_every: Duration::from_secs(5),
                 beacon_every: defaults.beacon_every,
@@ -234,6 +237,7 @@ pub async fn start(plan: &CellsPlan) -> anyhow::Result<Mesh> {
     let net = SimNet::new(NetConfig {
         seed: plan.seed,
         syn_fanout: plan.syn_fanout,
+        packed: plan.packed,
         ..NetConfig::default()
     })?;
     let stub_custodians: Vec<Vec<usize>> = (1..plan.cells)

@@ -24,6 +24,8 @@ pub struct ScalePlan {
     pub seed: u64,
     /// A gossip fanout below chitchat's (see [`NetConfig::syn_fanout`]).
     pub syn_fanout: Option<usize>,
+    /// Gossip packed as nodes pack it between each other (see [`NetConfig::packed`]).
+    pub packed: bool,
     /// Give up on join convergence after this long.
     pub join_deadline: Duration,
     /// Quiet time after convergence, before measuring.
@@ -47,6 +49,7 @@ impl ScalePlan {
             link: LinkModel::default(),
             seed,
             syn_fanout: None,
+            packed: false,
             join_deadline: Duration::from_secs(120),
             settle: Duration::from_secs(2),
             bandwidth_window: Duration::from_secs(5),
@@ -110,6 +113,7 @@ pub async fn run(plan: &ScalePlan) -> anyhow::Result<ScaleResult> {
         link: plan.link,
         seed: plan.seed,
         syn_fanout: plan.syn_fanout,
+        packed: plan.packed,
         ..NetConfig::default()
     })?;
     let mut cluster = Cluster::start(

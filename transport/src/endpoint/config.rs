@@ -9,8 +9,8 @@ use rustls::client::Resumption;
 use rustls::server::NoServerSessionStorage;
 
 use crate::tls::{
-    ALPN, CurrentCert, MeshClientVerifier, MeshServerVerifier, TlsError, TlsState, TrustBundle,
-    provider,
+    CurrentCert, MeshClientVerifier, MeshServerVerifier, TlsError, TlsState, TrustBundle,
+    alpn_protocols, provider,
 };
 
 /// QUIC tuning of an endpoint.
@@ -36,6 +36,9 @@ pub struct QuicSettings {
     /// How long opening a stream may wait for the peer to allow one more (it allows
     /// `max_bidi_streams` at once); then the open fails with [`super::OpenError::Busy`].
     pub stream_wait: Duration,
+    /// Offer packed gossip ([`crate::gossip::pack`]) in the handshake. Off, the endpoint
+    /// speaks only what nodes spoke before it (for mixed-version tests).
+    pub packed_gossip: bool,
 }
 
 impl Default for QuicSettings {
@@ -50,6 +53,7 @@ impl Default for QuicSettings {
             connect_timeout: Duration::from_secs(3),
             initial_rtt: Duration::from_millis(50),
             stream_wait: Duration::from_secs(1),
+            packed_gossip: true,
         }
     }
 }
@@ -79,7 +83,7 @@ pub(super) fn server_config(
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_client_cert_verifier(Arc::new(MeshClientVerifier(tls.clone())))
         .with_cert_resolver(Arc::new(CurrentCert(tls.clone())));
-    cfg.alpn_protocols = vec![ALPN.to_vec()];
+    cfg.alpn_protocols = alpn_protocols(s.packed_gossip);
     cfg.session_storage = Arc::new(NoServerSessionStorage {});
     cfg.send_tls13_tickets = 0;
     cfg.max_early_data_size = 0;
@@ -122,7 +126,7 @@ fn quic_client(
     mut cfg: rustls::ClientConfig,
     s: &QuicSettings,
 ) -> Result<quinn::ClientConfig, TlsError> {
-    cfg.alpn_protocols = vec![ALPN.to_vec()];
+    cfg.alpn_protocols = alpn_protocols(s.packed_gossip);
     cfg.resumption = Resumption::disabled();
     cfg.enable_early_data = false;
     let crypto = QuicClientConfig::try_from(cfg).map_err(|e| TlsError::Key(e.to_string()))?;

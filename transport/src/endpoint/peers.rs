@@ -13,6 +13,7 @@ use tokio::time::Instant;
 use super::{Counters, MeshEndpoint};
 use crate::certs::{parse_leaf, serial_of};
 use crate::identity::{Name, PeerIdentity};
+use crate::tls::ALPN_PACKED_GOSSIP;
 use crate::wire::{StreamHeader, StreamKind, WireError, write_header};
 
 /// After a failed dial, callers get the failure at once for this long instead of each waiting
@@ -49,6 +50,7 @@ pub struct PeerConnection {
     conn: Connection,
     peer: Arc<PeerIdentity>,
     streams: StreamLimit,
+    packs_gossip: bool,
 }
 
 /// How long opening a stream may wait for a free one, and where exhaustion is counted.
@@ -87,10 +89,15 @@ impl PeerConnection {
         counters: Arc<Counters>,
     ) -> Result<Self, String> {
         let peer = identity_of(&conn)?;
+        let packs_gossip = conn
+            .handshake_data()
+            .and_then(|any| any.downcast::<quinn::crypto::rustls::HandshakeData>().ok())
+            .is_some_and(|hs| hs.protocol.as_deref() == Some(ALPN_PACKED_GOSSIP));
         Ok(Self {
             conn,
             peer: Arc::new(peer),
             streams: StreamLimit { wait, counters },
+            packs_gossip,
         })
     }
 
@@ -114,6 +121,16 @@ impl PeerConnection {
     /// Who the peer is.
     pub fn identity(&self) -> &Arc<PeerIdentity> {
         &self.peer
+    }
+
+    /// Whether both ends negotiated packed gossip ([`crate::gossip::pack`]).
+    pub fn packs_gossip(&self) -> bool {
+        self.packs_gossip
+    }
+
+    /// A number naming this connection at this end while it lives.
+    pub fn key(&self) -> u64 {
+        self.conn.stable_id() as u64
     }
 
     /// The peer's UDP address.

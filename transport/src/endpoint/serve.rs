@@ -11,7 +11,9 @@ use tracing::{debug, info};
 use super::peers::PeerConnection;
 use super::{GossipDatagram, InboundStream, MeshEndpoint};
 use crate::identity::Role;
-use crate::wire::{MAX_GOSSIP_FRAME, StreamKind, decode_gossip, read_header};
+use crate::wire::{
+    MAX_GOSSIP_FRAME, StreamKind, WireError, decode_gossip, decode_packed_gossip, read_header,
+};
 
 /// A stream must say what it is within this time, or it is dropped: idle streams cannot pile up.
 const PREFACE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -98,14 +100,19 @@ pub(super) async fn serve_connection(ep: MeshEndpoint, conn: PeerConnection) {
 
 async fn handle_uni(ep: MeshEndpoint, conn: PeerConnection, mut recv: RecvStream) {
     let read = async {
-        let channel = match StreamKind::from_byte(recv.read_u8().await.ok()?)? {
+        let kind = StreamKind::from_byte(recv.read_u8().await.ok()?)?;
+        let channel = match kind {
             StreamKind::Gossip => 0,
-            StreamKind::GossipChannel => recv.read_u8().await.ok()?,
+            StreamKind::GossipChannel | StreamKind::GossipPacked => recv.read_u8().await.ok()?,
             _ => return None,
         };
-        Some((channel, recv.read_to_end(MAX_GOSSIP_FRAME).await.ok()?))
+        Some((
+            kind,
+            channel,
+            recv.read_to_end(MAX_GOSSIP_FRAME).await.ok()?,
+        ))
     };
-    let Ok(Some((channel, bytes))) = tokio::time::timeout(PREFACE_TIMEOUT, read).await else {
+    let Ok(Some((kind, channel, bytes))) = tokio::time::timeout(PREFACE_TIMEOUT, read).await else {
         let _ = recv.stop(codes::BAD_PREFACE);
         return;
     };
@@ -113,7 +120,16 @@ async fn handle_uni(ep: MeshEndpoint, conn: PeerConnection, mut recv: RecvStream
     if peer.id.role != Role::Node {
         return;
     }
-    let frame = match decode_gossip(&bytes) {
+    let decoded = match kind {
+        // Only a peer that negotiated packed gossip may send it, as a node that does not
+        // speak it would drop the stream.
+        StreamKind::GossipPacked if !conn.packs_gossip() => Err(WireError::Kind(kind as u8)),
+        StreamKind::GossipPacked => {
+            decode_packed_gossip(&bytes).map(|f| (f.from, f.payload, Some(f.base)))
+        }
+        _ => decode_gossip(&bytes).map(|f| (f.from, f.payload, None)),
+    };
+    let (from, payload, packed) = match decoded {
         Ok(frame) => frame,
         Err(e) => {
             debug!(peer = %peer.id, error = %e, "gossip frame dropped");
@@ -124,12 +140,13 @@ async fn handle_uni(ep: MeshEndpoint, conn: PeerConnection, mut recv: RecvStream
             return;
         }
     };
-    // `frame.from` is only a claim: the gossip guard adopts the connection for it once it has
+    // `from` is only a claim: the gossip guard adopts the connection for it once it has
     // checked the address against what the sender signed.
     let datagram = GossipDatagram {
-        from: frame.from,
+        from,
         sender: peer.id.name.clone(),
-        payload: frame.payload,
+        payload,
+        packed,
         conn: conn.clone(),
     };
     if !ep.deliver_gossip(channel, datagram) {
@@ -157,7 +174,7 @@ async fn handle_bi(
     };
     let peer = conn.identity().clone();
     let allowed = match kind {
-        StreamKind::Gossip | StreamKind::GossipChannel => false,
+        StreamKind::Gossip | StreamKind::GossipChannel | StreamKind::GossipPacked => false,
         StreamKind::Http | StreamKind::Tcp => peer.id.role == Role::Node,
         StreamKind::Control => true,
         StreamKind::Identity => peer.id.role == Role::Node,

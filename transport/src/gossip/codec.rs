@@ -25,7 +25,7 @@ fn loopback() -> SocketAddr {
 }
 
 /// Encodes envelopes with chitchat's own serializer.
-pub(crate) struct Encoder {
+pub struct Encoder {
     codec: CodecSocket,
     codec_addr: SocketAddr,
     sink: UdpSocket,
@@ -34,7 +34,8 @@ pub(crate) struct Encoder {
 }
 
 impl Encoder {
-    pub(crate) async fn new() -> anyhow::Result<Self> {
+    /// An encoder with sockets of its own on loopback.
+    pub async fn new() -> anyhow::Result<Self> {
         let codec = CodecSocket::open(loopback()).await?;
         let codec_addr = codec.local_addr()?;
         let sink = UdpSocket::bind(loopback()).await?;
@@ -48,7 +49,8 @@ impl Encoder {
         })
     }
 
-    pub(crate) async fn encode(&mut self, envelope: ChitchatEnvelope) -> anyhow::Result<Vec<u8>> {
+    /// `envelope` as chitchat encodes it.
+    pub async fn encode(&mut self, envelope: ChitchatEnvelope) -> anyhow::Result<Vec<u8>> {
         self.codec.send(self.sink_addr, envelope).await?;
         let read = async {
             loop {
@@ -65,7 +67,7 @@ impl Encoder {
 }
 
 /// Decodes bytes with chitchat's own deserializer.
-pub(crate) struct Decoder {
+pub struct Decoder {
     codec: CodecSocket,
     codec_addr: SocketAddr,
     feeder: UdpSocket,
@@ -74,7 +76,8 @@ pub(crate) struct Decoder {
 }
 
 impl Decoder {
-    pub(crate) async fn new() -> anyhow::Result<Self> {
+    /// A decoder with sockets of its own on loopback.
+    pub async fn new() -> anyhow::Result<Self> {
         let codec = CodecSocket::open(loopback()).await?;
         let codec_addr = codec.local_addr()?;
         let feeder = UdpSocket::bind(loopback()).await?;
@@ -96,10 +99,7 @@ impl Decoder {
     }
 
     /// Returns the envelope, or `None` when chitchat refused the bytes.
-    pub(crate) async fn decode(
-        &mut self,
-        bytes: &[u8],
-    ) -> anyhow::Result<Option<ChitchatEnvelope>> {
+    pub async fn decode(&mut self, bytes: &[u8]) -> anyhow::Result<Option<ChitchatEnvelope>> {
         self.feeder.send_to(bytes, self.codec_addr).await?;
         self.feeder.send_to(&self.sentinel, self.codec_addr).await?;
         tokio::time::timeout(CODEC_TIMEOUT, self.collect())

@@ -148,6 +148,22 @@ pub fn decode(bytes: &[u8]) -> Result<Message, MessageError> {
 
 /// Encodes a message the way chitchat does (blocks of 16 KiB, zstd unless that grows them).
 pub fn encode(msg: &Message) -> Vec<u8> {
+    encode_with(msg, Blocks::Zstd)
+}
+
+/// Encodes a message with raw blocks only: what chitchat accepts too, and what
+/// [`super::pack`] compresses as a whole, against a dictionary.
+pub fn encode_raw(msg: &Message) -> Vec<u8> {
+    encode_with(msg, Blocks::Raw)
+}
+
+#[derive(Clone, Copy)]
+enum Blocks {
+    Zstd,
+    Raw,
+}
+
+fn encode_with(msg: &Message, blocks: Blocks) -> Vec<u8> {
     let mut out = MAGIC.to_le_bytes().to_vec();
     out.push(V1);
     out.push(match msg.kind {
@@ -163,11 +179,11 @@ pub fn encode(msg: &Message) -> Vec<u8> {
                 items.extend_from_slice(&n.to_le_bytes());
             }
         }
-        put_stream(&mut out, &items);
+        put_stream(&mut out, &items, blocks);
     }
     match msg.kind {
         Kind::Syn => put_str(&mut out, &msg.cluster_id),
-        Kind::SynAck | Kind::Ack => put_stream(&mut out, &delta_items(&msg.delta)),
+        Kind::SynAck | Kind::Ack => put_stream(&mut out, &delta_items(&msg.delta), blocks),
     }
     out
 }
@@ -365,10 +381,14 @@ fn put_id(out: &mut Vec<u8>, id: &ChitchatId) {
     out.extend_from_slice(&id.gossip_advertise_addr.port().to_le_bytes());
 }
 
-fn put_stream(out: &mut Vec<u8>, items: &[u8]) {
+fn put_stream(out: &mut Vec<u8>, items: &[u8], blocks: Blocks) {
     for chunk in items.chunks(BLOCK) {
-        match zstd::bulk::compress(chunk, 0) {
-            Ok(z) if z.len() < chunk.len() => put_block(out, 1, &z),
+        let packed = match blocks {
+            Blocks::Zstd => zstd::bulk::compress(chunk, 0).ok(),
+            Blocks::Raw => None,
+        };
+        match packed {
+            Some(z) if z.len() < chunk.len() => put_block(out, 1, &z),
             _ => put_block(out, 2, chunk),
         }
     }

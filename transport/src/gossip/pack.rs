@@ -1,0 +1,300 @@
+//! Gossip packed against what both ends of a connection already hold.
+//!
+//! chitchat sends its whole digest (every member's id, heartbeat and versions) in every Syn and
+//! SynAck, each compressed on its own. Two members' digests are nearly the same bytes: the same
+//! names, generations and addresses, heartbeats a few beats apart. So between nodes that both
+//! speak it (negotiated per connection, see [`crate::tls::ALPN_PACKED_GOSSIP`]), a message is
+//! its raw encoding ([`message::encode_raw`]) compressed with zstd against a *base*: an earlier
+//! message of the same connection that both ends hold byte for byte, named by its hash.
+//!
+//! - A SynAck is packed against the Syn it answers, which the initiator still holds.
+//! - A Syn is packed against the last SynAck it received on the connection, which the peer
+//!   recorded when it sent it.
+//! - An Ack is packed on its own.
+//!
+//! A receiver that lacks the named base drops the message, as a lost datagram; the sender stops
+//! naming bases on that connection when a Syn that named one went unanswered. Every map here
+//! is bounded, and unpacking is bounded by [`MAX_UNPACKED`].
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::message::{self, Kind};
+use super::prescan;
+
+/// The most a packed message may unpack to: the prescan's limit of 32 blocks of 16 KiB, and
+/// the headers around them.
+pub const MAX_UNPACKED: usize = 32 * (16 * 1024 + 3) + 64 * 1024;
+/// zstd's default level, as chitchat uses.
+const LEVEL: i32 = 3;
+/// Bases are stored at zstd's fastest level: they are made for every message.
+const STORE_LEVEL: i32 = 1;
+/// A SynAck comes back within a round trip; a Syn that named a base and got none back by then
+/// is taken as refused.
+const ANSWER_WAIT: Duration = Duration::from_secs(1);
+/// How long our Syns (and the peer's last Syn) stay usable as bases.
+const PENDING_LIFETIME: Duration = Duration::from_secs(3);
+/// Our Syns awaiting an answer, per connection.
+const PENDING_MAX: usize = 4;
+/// SynAcks we sent, kept per connection for the peer's Syns to name: two, so that a Syn crossing
+/// one of our SynAcks still finds its base.
+const SENT_MAX: usize = 2;
+/// Connections remembered at most, and how long an idle one is kept.
+const PAIRS_MAX: usize = 1024;
+const PAIR_IDLE: Duration = Duration::from_secs(300);
+
+/// An earlier message both ends hold, named by the first 8 bytes of its SHA-256.
+///
+/// Kept compressed: a node holds about three per connection for as long as the connection is
+/// in use, and a raw digest of a cell of 200 is about 10 KB.
+#[derive(Clone, Debug)]
+pub struct Base {
+    id: u64,
+    stored: Arc<[u8]>,
+}
+
+impl Base {
+    /// A base of `raw`, a message's raw encoding.
+    pub fn new(raw: &[u8]) -> std::io::Result<Self> {
+        let hash = ring::digest::digest(&ring::digest::SHA256, raw);
+        let mut id = [0u8; 8];
+        id.copy_from_slice(&hash.as_ref()[..8]);
+        Ok(Self {
+            id: u64::from_le_bytes(id),
+            stored: zstd::bulk::compress(raw, STORE_LEVEL)?.into(),
+        })
+    }
+
+    /// Its name on the wire.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// Bytes it takes in memory.
+    pub fn stored_len(&self) -> usize {
+        self.stored.len()
+    }
+
+    fn raw(&self) -> std::io::Result<Vec<u8>> {
+        zstd::bulk::decompress(&self.stored, MAX_UNPACKED)
+    }
+}
+
+/// Why a message could not be packed or unpacked.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PackError {
+    /// The message is not one we can read.
+    #[error("gossip message: {0}")]
+    Message(#[from] message::MessageError),
+    /// The unpacked bytes are not a well-formed message.
+    #[error("packed gossip: {0}")]
+    Prescan(#[from] prescan::PrescanError),
+    /// The message names a base this end does not hold.
+    #[error("packed gossip names base {0:016x}, which this end does not hold")]
+    UnknownBase(u64),
+    /// zstd refused (corrupt input, or more than [`MAX_UNPACKED`]).
+    #[error("packed gossip: zstd: {0}")]
+    Zstd(#[from] std::io::Error),
+}
+
+/// A message ready for the wire: the base it names, if any, and its bytes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Packed {
+    /// [`Base::id`] of the base, or `None` when packed on its own.
+    pub base: Option<u64>,
+    /// zstd of the raw encoding.
+    pub bytes: Vec<u8>,
+}
+
+/// One node's bases, per connection (any key that names one connection at this end).
+#[derive(Debug, Default)]
+pub struct Packer {
+    pairs: Mutex<HashMap<u64, Pair>>,
+}
+
+#[derive(Debug)]
+struct Pair {
+    /// SynAcks we sent on the connection, newest last: bases the peer may name.
+    sent: VecDeque<Base>,
+    /// The last SynAck we received: the base our Syns name. Only a received one, since the
+    /// peer recorded it before sending, where a SynAck we sent may still be on its way.
+    received: Option<Base>,
+    /// Our Syns: when sent, whether they named a base, whether a SynAck came after.
+    pending: VecDeque<Pending>,
+    /// The peer's last Syn, which our SynAck will be packed against.
+    to_answer: Option<(Base, Instant)>,
+    touched: Instant,
+}
+
+#[derive(Debug)]
+struct Pending {
+    base: Base,
+    at: Instant,
+    named_base: bool,
+    answered: bool,
+}
+
+impl Packer {
+    /// Packs `v1`, a message as chitchat encoded it, for connection `conn`.
+    pub fn pack(&self, conn: u64, v1: &[u8]) -> Result<Packed, PackError> {
+        let msg = message::decode(v1)?;
+        let raw = message::encode_raw(&msg);
+        let now = Instant::now();
+        let base = self.with_pair(conn, now, |pair| pair.base_for(msg.kind, &raw, now))?;
+        let bytes = compress(&raw, base.as_ref())?;
+        Ok(Packed {
+            base: base.map(|b| b.id),
+            bytes,
+        })
+    }
+
+    /// Unpacks a message received on `conn` to its raw encoding (a V1 message chitchat reads).
+    pub fn unpack(&self, conn: u64, base: Option<u64>, bytes: &[u8]) -> Result<Vec<u8>, PackError> {
+        let now = Instant::now();
+        let dict = match base {
+            None => None,
+            Some(id) => Some(
+                self.with_pair(conn, now, |pair| pair.find(id))
+                    .ok_or(PackError::UnknownBase(id))?,
+            ),
+        };
+        let raw = decompress(bytes, dict.as_ref())?;
+        prescan::prescan(&raw)?;
+        let kind = match raw.get(3) {
+            Some(0) => Kind::Syn,
+            Some(1) => Kind::SynAck,
+            _ => Kind::Ack,
+        };
+        self.with_pair(conn, now, |pair| pair.received(kind, &raw, now))?;
+        Ok(raw)
+    }
+
+    fn with_pair<T>(&self, conn: u64, now: Instant, f: impl FnOnce(&mut Pair) -> T) -> T {
+        let mut pairs = self.pairs.lock().unwrap_or_else(PoisonError::into_inner);
+        if !pairs.contains_key(&conn) {
+            make_room(&mut pairs, now);
+        }
+        let pair = pairs.entry(conn).or_insert_with(|| Pair::new(now));
+        pair.touched = now;
+        f(pair)
+    }
+
+    /// Connections with state (for tests and metrics).
+    pub fn pairs(&self) -> usize {
+        self.pairs
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
+    }
+}
+
+/// Forgets idle connections, and the least recently used one if still full.
+fn make_room(pairs: &mut HashMap<u64, Pair>, now: Instant) {
+    pairs.retain(|_, p| now.duration_since(p.touched) < PAIR_IDLE);
+    if pairs.len() >= PAIRS_MAX
+        && let Some(oldest) = pairs.iter().min_by_key(|(_, p)| p.touched).map(|(k, _)| *k)
+    {
+        pairs.remove(&oldest);
+    }
+}
+
+impl Pair {
+    fn new(now: Instant) -> Self {
+        Self {
+            sent: VecDeque::new(),
+            received: None,
+            pending: VecDeque::new(),
+            to_answer: None,
+            touched: now,
+        }
+    }
+
+    /// The base to pack an outgoing message of `kind` against, recording what the peer will
+    /// hold once it arrives.
+    fn base_for(&mut self, kind: Kind, raw: &[u8], now: Instant) -> std::io::Result<Option<Base>> {
+        self.pending
+            .retain(|p| now.duration_since(p.at) < PENDING_LIFETIME);
+        match kind {
+            Kind::Syn => {
+                let refused = self.pending.iter().any(|p| {
+                    p.named_base && !p.answered && now.duration_since(p.at) >= ANSWER_WAIT
+                });
+                if refused {
+                    self.received = None;
+                    self.pending.clear();
+                }
+                let base = self.received.clone();
+                if self.pending.len() >= PENDING_MAX {
+                    self.pending.pop_front();
+                }
+                self.pending.push_back(Pending {
+                    base: Base::new(raw)?,
+                    at: now,
+                    named_base: base.is_some(),
+                    answered: false,
+                });
+                Ok(base)
+            }
+            Kind::SynAck => {
+                let base = self
+                    .to_answer
+                    .as_ref()
+                    .filter(|(_, at)| now.duration_since(*at) < PENDING_LIFETIME)
+                    .map(|(b, _)| b.clone());
+                if self.sent.len() >= SENT_MAX {
+                    self.sent.pop_front();
+                }
+                self.sent.push_back(Base::new(raw)?);
+                Ok(base)
+            }
+            Kind::Ack => Ok(None),
+        }
+    }
+
+    /// Records a message received, as the sender recorded it.
+    fn received(&mut self, kind: Kind, raw: &[u8], now: Instant) -> std::io::Result<()> {
+        match kind {
+            Kind::Syn => self.to_answer = Some((Base::new(raw)?, now)),
+            Kind::SynAck => {
+                for p in &mut self.pending {
+                    p.answered = true;
+                }
+                self.received = Some(Base::new(raw)?);
+            }
+            Kind::Ack => {}
+        }
+        Ok(())
+    }
+
+    fn find(&self, id: u64) -> Option<Base> {
+        let pending = self.pending.iter().map(|p| &p.base);
+        self.sent
+            .iter()
+            .chain(pending)
+            .find(|b| b.id == id)
+            .cloned()
+    }
+}
+
+fn compress(raw: &[u8], base: Option<&Base>) -> std::io::Result<Vec<u8>> {
+    let mut c = match base {
+        Some(b) => zstd::bulk::Compressor::with_dictionary(LEVEL, &b.raw()?)?,
+        None => zstd::bulk::Compressor::new(LEVEL)?,
+    };
+    c.compress(raw)
+}
+
+fn decompress(bytes: &[u8], base: Option<&Base>) -> std::io::Result<Vec<u8>> {
+    let mut d = match base {
+        Some(b) => zstd::bulk::Decompressor::with_dictionary(&b.raw()?)?,
+        None => zstd::bulk::Decompressor::new()?,
+    };
+    d.decompress(bytes, MAX_UNPACKED)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,150 @@
+use chitchat::ChitchatId;
+
+use super::*;
+use crate::gossip::message::{DigestEntry, Message, encode};
+
+/// A digest of `n` members as one node sees them; `skew` moves every heartbeat on.
+fn digest(n: u16, skew: u64) -> Vec<DigestEntry> {
+    (0..n)
+        .map(|i| DigestEntry {
+            id: ChitchatId::new(
+                format!("node-{i:05}"),
+                1_780_000_000_000 + u64::from(i) * 7_919_777,
+                ([10, 0, (i >> 8) as u8, i as u8], 7420).into(),
+            ),
+            heartbeat: 400 + u64::from(i) * 3 + skew + u64::from(i % 3),
+            last_gc: 0,
+            max_version: 12 + u64::from(i % 5),
+        })
+        .collect()
+}
+
+fn v1(kind: Kind, skew: u64) -> Vec<u8> {
+    encode(&Message {
+        kind,
+        digest: if kind == Kind::Ack {
+            Vec::new()
+        } else {
+            digest(200, skew)
+        },
+        cluster_id: if kind == Kind::Syn {
+            "murmur".into()
+        } else {
+            String::new()
+        },
+        delta: Vec::new(),
+    })
+}
+
+/// A Syn, its SynAck and the next Syn between two packers, each unpacked to exactly what was
+/// packed.
+#[tokio::test]
+async fn an_exchange_unpacks_on_the_other_end() {
+    let (a, b) = (Packer::default(), Packer::default());
+    let syn = v1(Kind::Syn, 0);
+    let packed = a.pack(1, &syn).unwrap();
+    assert_eq!(packed.base, None, "nothing is shared yet");
+    let raw = b.unpack(2, packed.base, &packed.bytes).unwrap();
+    assert!(message::decode(&raw).unwrap() == message::decode(&syn).unwrap());
+
+    let syn_ack = v1(Kind::SynAck, 2);
+    let reply = b.pack(2, &syn_ack).unwrap();
+    assert!(reply.base.is_some(), "a SynAck is packed against the Syn");
+    let raw = a.unpack(1, reply.base, &reply.bytes).unwrap();
+    assert!(message::decode(&raw).unwrap() == message::decode(&syn_ack).unwrap());
+
+    let next = a.pack(1, &v1(Kind::Syn, 5)).unwrap();
+    assert!(
+        next.base.is_some(),
+        "the next Syn is packed against the SynAck"
+    );
+    b.unpack(2, next.base, &next.bytes).unwrap();
+}
+
+/// Packed against a base, a digest costs a fraction of what it costs alone.
+#[tokio::test]
+async fn a_base_shrinks_a_digest() {
+    let (a, b) = (Packer::default(), Packer::default());
+    let packed = a.pack(1, &v1(Kind::Syn, 0)).unwrap();
+    b.unpack(2, packed.base, &packed.bytes).unwrap();
+    let syn_ack = v1(Kind::SynAck, 2);
+    let against = b.pack(2, &syn_ack).unwrap().bytes.len();
+    let alone = Packer::default().pack(9, &syn_ack).unwrap().bytes.len();
+    assert!(
+        against * 3 < alone,
+        "{against} bytes against the Syn, {alone} alone"
+    );
+}
+
+/// A message naming a base this end lacks is refused; the sender names none once its Syn has
+/// gone unanswered.
+#[tokio::test(start_paused = true)]
+async fn a_missing_base_is_refused_and_then_not_named() {
+    let (a, b) = (Packer::default(), Packer::default());
+    let packed = a.pack(1, &v1(Kind::Syn, 0)).unwrap();
+    b.unpack(2, packed.base, &packed.bytes).unwrap();
+    let reply = b.pack(2, &v1(Kind::SynAck, 1)).unwrap();
+    a.unpack(1, reply.base, &reply.bytes).unwrap();
+
+    // The peer restarted: a fresh packer holds nothing.
+    let fresh = Packer::default();
+    let syn = a.pack(1, &v1(Kind::Syn, 4)).unwrap();
+    let id = syn.base.expect("packed against the SynAck");
+    assert!(matches!(
+        fresh.unpack(2, syn.base, &syn.bytes),
+        Err(PackError::UnknownBase(got)) if got == id
+    ));
+    tokio::time::advance(ANSWER_WAIT).await;
+    let retry = a.pack(1, &v1(Kind::Syn, 6)).unwrap();
+    assert_eq!(retry.base, None);
+    fresh.unpack(2, retry.base, &retry.bytes).unwrap();
+}
+
+/// Unpacking stops at the limit, however small the packed bytes.
+#[test]
+fn unpacking_is_bounded() {
+    let bomb = zstd::bulk::compress(&vec![0u8; MAX_UNPACKED + 1], LEVEL).unwrap();
+    assert!(bomb.len() < 1024);
+    let err = Packer::default().unpack(1, None, &bomb).unwrap_err();
+    assert!(matches!(err, PackError::Zstd(_)), "{err}");
+}
+
+/// Bytes that unpack to something other than a message are refused, and garbage too.
+#[test]
+fn what_is_not_a_message_is_refused() {
+    let p = Packer::default();
+    let not_msg = zstd::bulk::compress(b"hello", LEVEL).unwrap();
+    assert!(matches!(
+        p.unpack(1, None, &not_msg),
+        Err(PackError::Prescan(_))
+    ));
+    assert!(matches!(
+        p.unpack(1, None, b"garbage"),
+        Err(PackError::Zstd(_))
+    ));
+}
+
+/// Connections remembered stay bounded.
+#[tokio::test]
+async fn connections_are_bounded() {
+    let p = Packer::default();
+    let ack = v1(Kind::Ack, 0);
+    for conn in 0..(PAIRS_MAX as u64 + 50) {
+        p.pack(conn, &ack).unwrap();
+    }
+    assert_eq!(p.pairs(), PAIRS_MAX);
+}
+
+/// A base takes a fraction of the message it stands for.
+#[test]
+fn bases_are_kept_compressed() {
+    let raw = message::encode_raw(&message::decode(&v1(Kind::SynAck, 0)).unwrap());
+    let base = Base::new(&raw).unwrap();
+    assert!(
+        base.stored_len() * 3 < raw.len(),
+        "{} bytes kept for {}",
+        base.stored_len(),
+        raw.len()
+    );
+    assert_eq!(base.raw().unwrap(), raw);
+}
