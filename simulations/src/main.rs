@@ -87,6 +87,9 @@ enum Command {
         /// The main report's scale.csv, for the flat curve.
         #[arg(long, default_value = "docs/simulations/scale.csv")]
         flat: PathBuf,
+        /// A scale.csv of `report --packed`, for the flat curve of packed gossip.
+        #[arg(long, default_value = "docs/simulations/packed/scale.csv")]
+        flat_packed: PathBuf,
         /// Gossip interval in milliseconds.
         #[arg(long, default_value_t = 500)]
         interval_ms: u64,
@@ -184,6 +187,7 @@ fn main() -> anyhow::Result<()> {
             spread,
             jobs,
             flat,
+            flat_packed,
             interval_ms,
             syn_fanout,
             unpacked,
@@ -216,6 +220,12 @@ fn main() -> anyhow::Result<()> {
                     eprintln!("no flat curve: {e:#}");
                     Vec::new()
                 }),
+                flat_packed: cells_report::read_flat(&flat_packed, interval_ms).unwrap_or_else(
+                    |e| {
+                        eprintln!("no flat curve of packed gossip: {e:#}");
+                        Vec::new()
+                    },
+                ),
                 command,
                 ..CellsReport::default()
             };

@@ -26,8 +26,11 @@ pub const CUSTODIAN_TARGET: f64 = 100_000.0;
 pub struct CellsReport {
     /// Runs, any order.
     pub runs: Vec<CellsResult>,
-    /// Flat meshes at the default interval: (nodes, bytes sent per node per second).
+    /// Flat meshes at the default interval, chitchat's own encoding: (nodes, bytes sent per
+    /// node per second).
     pub flat: Vec<(usize, f64)>,
+    /// The same, gossip packed as nodes pack it between each other.
+    pub flat_packed: Vec<(usize, f64)>,
     /// Detection in one flat mesh the size of a cell, same settings, run by the same command:
     /// what "as today" means for the cell's detection.
     pub flat_detection: Option<(usize, Reach)>,
@@ -186,8 +189,16 @@ fn chart(r: &CellsReport) -> Chart {
         ..Chart::default()
     };
     let flat: Vec<(f64, f64)> = r.flat.iter().map(|(n, b)| (*n as f64, *b)).collect();
-    c.series
-        .push(line("flat (measured)", Style::Line, flat.clone()));
+    c.series.push(line(
+        "flat, chitchat's encoding (measured)",
+        Style::Line,
+        flat.clone(),
+    ));
+    if !r.flat_packed.is_empty() {
+        let packed = r.flat_packed.iter().map(|(n, b)| (*n as f64, *b)).collect();
+        c.series
+            .push(line("flat, packed (measured)", Style::Line, packed));
+    }
     let tail: Vec<(f64, f64)> = flat.iter().rev().take(3).copied().collect();
     if let (Some(fit), Some(last)) = (Fit::of(&tail), flat.last()) {
         let ext = [last.0, 2_000.0, 5_000.0, DIGEST_LIMIT]
