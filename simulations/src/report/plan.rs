@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use murmur_transport::gossip::pack::BASES_BUDGET;
+
 use super::ReportConfig;
 use crate::scenarios::churn::ChurnPlan;
 use crate::scenarios::gossip_every;
@@ -71,7 +73,15 @@ impl Job {
     pub fn mem_gib(&self) -> f64 {
         let pairs = |n: usize, m: usize| n as f64 * m as f64 * BYTES_PER_PAIR / (1u64 << 30) as f64;
         0.1 + match self {
-            Self::Scale(p) => pairs(p.nodes, p.nodes),
+            // Packed, each node also keeps bases of its peers' digests, up to a budget.
+            Self::Scale(p) => {
+                pairs(p.nodes, p.nodes)
+                    + if p.packed {
+                        (p.nodes * BASES_BUDGET) as f64 / (1u64 << 30) as f64
+                    } else {
+                        0.0
+                    }
+            }
             Self::Loss(p) => pairs(p.nodes, p.nodes),
             Self::Partition(p) => pairs(p.nodes, p.nodes),
             Self::Churn(p) => pairs(p.nodes, p.nodes * 2),

@@ -14,7 +14,8 @@
 //!
 //! A receiver that lacks the named base drops the message, as a lost datagram; the sender stops
 //! naming bases on that connection when a Syn that named one went unanswered. Every map here
-//! is bounded, and unpacking is bounded by [`MAX_UNPACKED`].
+//! is bounded, the bases of all connections together by [`BASES_BUDGET`], and unpacking by
+//! [`MAX_UNPACKED`].
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -45,6 +46,10 @@ const SENT_MAX: usize = 2;
 /// Connections remembered at most, and how long an idle one is kept.
 const PAIRS_MAX: usize = 1024;
 const PAIR_IDLE: Duration = Duration::from_secs(300);
+/// Bytes of bases kept in all, at most: the connections used least recently lose theirs first.
+/// A cell of 200 needs about 2 MB; in a flat mesh of 1 000, where each base is a 1 000-entry
+/// digest, this keeps the bases of about a hundred connections.
+pub const BASES_BUDGET: usize = 4 << 20;
 
 /// An earlier message both ends hold, named by the first 8 bytes of its SHA-256.
 ///
@@ -113,7 +118,14 @@ pub struct Packed {
 /// One node's bases, per connection (any key that names one connection at this end).
 #[derive(Debug, Default)]
 pub struct Packer {
-    pairs: Mutex<HashMap<u64, Pair>>,
+    pairs: Mutex<Pairs>,
+}
+
+#[derive(Debug, Default)]
+struct Pairs {
+    by_conn: HashMap<u64, Pair>,
+    /// Bytes of every pair's bases.
+    stored: usize,
 }
 
 #[derive(Debug)]
@@ -174,31 +186,71 @@ impl Packer {
     }
 
     fn with_pair<T>(&self, conn: u64, now: Instant, f: impl FnOnce(&mut Pair) -> T) -> T {
-        let mut pairs = self.pairs.lock().unwrap_or_else(PoisonError::into_inner);
-        if !pairs.contains_key(&conn) {
-            make_room(&mut pairs, now);
+        let mut guard = self.pairs.lock().unwrap_or_else(PoisonError::into_inner);
+        let pairs = &mut *guard;
+        if !pairs.by_conn.contains_key(&conn) {
+            pairs.forget_idle(now);
         }
-        let pair = pairs.entry(conn).or_insert_with(|| Pair::new(now));
+        let pair = pairs.by_conn.entry(conn).or_insert_with(|| Pair::new(now));
         pair.touched = now;
-        f(pair)
+        let before = pair.stored();
+        let out = f(pair);
+        let after = pair.stored();
+        pairs.stored = pairs.stored - before + after;
+        pairs.keep_to_budget(conn);
+        out
     }
 
     /// Connections with state (for tests and metrics).
     pub fn pairs(&self) -> usize {
-        self.pairs
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .len()
+        self.lock().by_conn.len()
+    }
+
+    /// Bytes of bases kept (for tests and metrics).
+    pub fn stored(&self) -> usize {
+        self.lock().stored
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Pairs> {
+        self.pairs.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
-/// Forgets idle connections, and the least recently used one if still full.
-fn make_room(pairs: &mut HashMap<u64, Pair>, now: Instant) {
-    pairs.retain(|_, p| now.duration_since(p.touched) < PAIR_IDLE);
-    if pairs.len() >= PAIRS_MAX
-        && let Some(oldest) = pairs.iter().min_by_key(|(_, p)| p.touched).map(|(k, _)| *k)
-    {
-        pairs.remove(&oldest);
+impl Pairs {
+    /// Forgets idle connections, and the least recently used one if still full.
+    fn forget_idle(&mut self, now: Instant) {
+        let before = self.by_conn.len();
+        self.by_conn
+            .retain(|_, p| now.duration_since(p.touched) < PAIR_IDLE);
+        if self.by_conn.len() >= PAIRS_MAX
+            && let Some(oldest) = self.least_recent(None)
+        {
+            self.by_conn.remove(&oldest);
+        }
+        if self.by_conn.len() != before {
+            self.stored = self.by_conn.values().map(Pair::stored).sum();
+        }
+    }
+
+    /// Drops whole connections' state, least recently used first (never `keep`'s), until the
+    /// bases fit [`BASES_BUDGET`].
+    fn keep_to_budget(&mut self, keep: u64) {
+        while self.stored > BASES_BUDGET {
+            let Some(oldest) = self.least_recent(Some(keep)) else {
+                return;
+            };
+            if let Some(p) = self.by_conn.remove(&oldest) {
+                self.stored -= p.stored();
+            }
+        }
+    }
+
+    fn least_recent(&self, except: Option<u64>) -> Option<u64> {
+        self.by_conn
+            .iter()
+            .filter(|(k, _)| Some(**k) != except)
+            .min_by_key(|(_, p)| p.touched)
+            .map(|(k, _)| *k)
     }
 }
 
@@ -268,6 +320,14 @@ impl Pair {
             Kind::Ack => {}
         }
         Ok(())
+    }
+
+    /// Bytes of its bases.
+    fn stored(&self) -> usize {
+        let pending = self.pending.iter().map(|p| p.base.stored_len());
+        let answer = self.to_answer.iter().map(|(b, _)| b.stored_len());
+        let kept = self.sent.iter().chain(&self.received).map(Base::stored_len);
+        pending.chain(answer).chain(kept).sum()
     }
 
     fn find(&self, id: u64) -> Option<Base> {

@@ -148,3 +148,23 @@ fn bases_are_kept_compressed() {
     );
     assert_eq!(base.raw().unwrap(), raw);
 }
+
+/// The bases of all connections stay within the budget, however many connections: the least
+/// recently used lose theirs, the one in use keeps them.
+#[tokio::test]
+async fn bases_stay_within_the_budget() {
+    let (p, peer) = (Packer::default(), Packer::default());
+    let syn = peer.pack(0, &v1(Kind::Syn, 0)).unwrap();
+    let mut conns = 0;
+    while p.pairs() == conns as usize {
+        conns += 1;
+        p.unpack(conns, syn.base, &syn.bytes).unwrap();
+        p.pack(conns, &v1(Kind::SynAck, conns)).unwrap();
+        assert!(p.stored() <= BASES_BUDGET, "{} bytes kept", p.stored());
+        assert!(conns < 10_000, "the budget never bound");
+    }
+    // The last connection still answers against its bases: its SynAck named the Syn.
+    p.unpack(conns + 1, syn.base, &syn.bytes).unwrap();
+    let reply = p.pack(conns + 1, &v1(Kind::SynAck, 1)).unwrap();
+    assert!(reply.base.is_some());
+}
