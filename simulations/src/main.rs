@@ -216,16 +216,6 @@ fn main() -> anyhow::Result<()> {
                 + if unpacked { " --unpacked" } else { "" };
             let gossip = gossip_every(Duration::from_millis(interval_ms));
             let mut report = CellsReport {
-                flat: cells_report::read_flat(&flat, interval_ms).unwrap_or_else(|e| {
-                    eprintln!("no flat curve: {e:#}");
-                    Vec::new()
-                }),
-                flat_packed: cells_report::read_flat(&flat_packed, interval_ms).unwrap_or_else(
-                    |e| {
-                        eprintln!("no flat curve of packed gossip: {e:#}");
-                        Vec::new()
-                    },
-                ),
                 command,
                 ..CellsReport::default()
             };
@@ -274,6 +264,15 @@ fn main() -> anyhow::Result<()> {
                 }
             }
             report.runs.sort_by_key(|r| r.cells);
+            // Read once the runs are done, so a flat run made meanwhile counts.
+            let read = |path: &PathBuf, what: &str| {
+                cells_report::read_flat(path, interval_ms).unwrap_or_else(|e| {
+                    eprintln!("no flat curve of {what}: {e:#}");
+                    Vec::new()
+                })
+            };
+            report.flat = read(&flat, "chitchat's encoding");
+            report.flat_packed = read(&flat_packed, "packed gossip");
             let path = cells_report::write(&report, &out)?;
             eprintln!(
                 "murmur-sim: seed {seed}; cells report written to {}",

@@ -148,6 +148,9 @@ fn header(o: &mut String, r: &Results, cfg: &ReportConfig) {
     );
     let _ = writeln!(o, "## Method\n");
     o.push_str(METHOD);
+    if cfg.packed {
+        o.push_str(PACKED);
+    }
     let _ = writeln!(o, "\n## Parameters\n");
     let _ = writeln!(o, "| parameter | value |\n|---|---|");
     let sizes: Vec<String> = cfg.sizes.iter().map(ToString::to_string).collect();
@@ -253,6 +256,12 @@ seconds (the bandwidth table does it) it estimates the CPU a real node spends on
 offsets, which node writes or dies). chitchat picks gossip peers with an unseeded generator and \
 iterates hash maps in random order, so two runs with one seed are statistically alike, not \
 identical.
+";
+
+const PACKED: &str = "- **Packed gossip** (`--packed`). In the scaling runs, each message's bytes come from the node's \
+own loopback codec and are packed as nodes pack them between each other (the node's `Packer`: a \
+SynAck against the Syn it answers, a Syn against the last SynAck of the pair), one connection per \
+pair of nodes; byte counts are the packed sizes.
 ";
 
 fn goals_section(o: &mut String, r: &Results) {

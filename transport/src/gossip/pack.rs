@@ -12,8 +12,9 @@
 //!   recorded when it sent it.
 //! - An Ack is packed on its own.
 //!
-//! A receiver that lacks the named base drops the message, as a lost datagram; the sender stops
-//! naming bases on that connection when a Syn that named one went unanswered. Every map here
+//! A receiver that lacks the named base drops the message, as a lost datagram; a Syn that
+//! named a base and got no SynAck before the next Syn makes the sender forget that base, so the
+//! next goes plain. Every map here
 //! is bounded, the bases of all connections together by [`BASES_BUDGET`], and unpacking by
 //! [`MAX_UNPACKED`].
 
@@ -33,9 +34,6 @@ pub const MAX_UNPACKED: usize = 32 * (16 * 1024 + 3) + 64 * 1024;
 const LEVEL: i32 = 3;
 /// Bases are stored at zstd's fastest level: they are made for every message.
 const STORE_LEVEL: i32 = 1;
-/// A SynAck comes back within a round trip; a Syn that named a base and got none back by then
-/// is taken as refused.
-const ANSWER_WAIT: Duration = Duration::from_secs(1);
 /// How long our Syns (and the peer's last Syn) stay usable as bases.
 const PENDING_LIFETIME: Duration = Duration::from_secs(3);
 /// Our Syns awaiting an answer, per connection.
@@ -135,8 +133,10 @@ struct Pair {
     /// The last SynAck we received: the base our Syns name. Only a received one, since the
     /// peer recorded it before sending, where a SynAck we sent may still be on its way.
     received: Option<Base>,
-    /// Our Syns: when sent, whether they named a base, whether a SynAck came after.
+    /// Our Syns, for the SynAcks that answer them.
     pending: VecDeque<Pending>,
+    /// Our last Syn named a base and no SynAck has come since.
+    unanswered: bool,
     /// The peer's last Syn, which our SynAck will be packed against.
     to_answer: Option<(Base, Instant)>,
     touched: Instant,
@@ -146,8 +146,6 @@ struct Pair {
 struct Pending {
     base: Base,
     at: Instant,
-    named_base: bool,
-    answered: bool,
 }
 
 impl Packer {
@@ -260,6 +258,7 @@ impl Pair {
             sent: VecDeque::new(),
             received: None,
             pending: VecDeque::new(),
+            unanswered: false,
             to_answer: None,
             touched: now,
         }
@@ -272,22 +271,19 @@ impl Pair {
             .retain(|p| now.duration_since(p.at) < PENDING_LIFETIME);
         match kind {
             Kind::Syn => {
-                let refused = self.pending.iter().any(|p| {
-                    p.named_base && !p.answered && now.duration_since(p.at) >= ANSWER_WAIT
-                });
-                if refused {
+                // The peer may have dropped our last Syn for want of its base: a Syn goes out
+                // plain, and the base is forgotten, until a SynAck shows one got through.
+                if self.unanswered {
                     self.received = None;
-                    self.pending.clear();
                 }
                 let base = self.received.clone();
+                self.unanswered = base.is_some();
                 if self.pending.len() >= PENDING_MAX {
                     self.pending.pop_front();
                 }
                 self.pending.push_back(Pending {
                     base: Base::new(raw)?,
                     at: now,
-                    named_base: base.is_some(),
-                    answered: false,
                 });
                 Ok(base)
             }
@@ -312,9 +308,7 @@ impl Pair {
         match kind {
             Kind::Syn => self.to_answer = Some((Base::new(raw)?, now)),
             Kind::SynAck => {
-                for p in &mut self.pending {
-                    p.answered = true;
-                }
+                self.unanswered = false;
                 self.received = Some(Base::new(raw)?);
             }
             Kind::Ack => {}
