@@ -45,8 +45,10 @@ const SENT_MAX: usize = 2;
 const PAIRS_MAX: usize = 1024;
 const PAIR_IDLE: Duration = Duration::from_secs(300);
 /// Bytes of bases kept in all, at most: the connections used least recently lose theirs first.
-/// A cell of 200 needs about 2 MB; in a flat mesh of 1 000, where each base is a 1 000-entry
-/// digest, this keeps the bases of about a hundred connections.
+/// A base holds the whole message, delta included: a seed of a cell of 200 that carries a large
+/// bridged directory reaches this limit (simulated at 25 cells), and then drops the Syns that
+/// name a base it evicted. In a flat mesh of 1 000, where each base is a 1 000-entry digest,
+/// this keeps the bases of about a hundred connections.
 pub const BASES_BUDGET: usize = 4 << 20;
 
 /// An earlier message both ends hold, named by the first 8 bytes of its SHA-256.
