@@ -334,11 +334,17 @@ async fn admit(r: &Receiving, datagram: &GossipDatagram) -> Option<Vec<u8>> {
             }
         },
     };
-    let payload = unpacked.as_deref().unwrap_or(&datagram.payload);
-    if let Err(e) = prescan(payload) {
-        refused(&e);
-        return None;
-    }
+    let payload = match &unpacked {
+        // `unpack` has run the prescan on what it made.
+        Some(raw) => raw.as_slice(),
+        None => {
+            if let Err(e) = prescan(&datagram.payload) {
+                refused(&e);
+                return None;
+            }
+            &datagram.payload
+        }
+    };
     let mut msg = match message::decode(payload) {
         Ok(m) => m,
         Err(e) => {
