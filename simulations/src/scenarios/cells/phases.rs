@@ -10,7 +10,7 @@ use tokio::time::Instant;
 
 use murmur_membership::cells::summary as msummary;
 
-use super::summary::{POLICY_PREFIX, cell_name, shard_has_weight};
+use super::summary::{MARKS_FROM, POLICY_PREFIX, cell_name, shard_has_weight};
 use super::top::top_addr;
 use super::{Mesh, watch};
 use crate::cluster::{host_addr, service, service_of};
@@ -156,7 +156,7 @@ pub async fn remote(mesh: &Mesh, trial: usize, policy: bool) -> Spread {
     let nodes = cell_nodes(mesh);
     let pubs = publishers(mesh);
     let cell = cell_name(stub.cell);
-    let marker = 1000 + trial as u32;
+    let marker = 10 * MARKS_FROM + trial as u32;
     let (key, wanted): (String, watch::Wanted) = if policy {
         (
             format!("{POLICY_PREFIX}trial-{trial}"),
@@ -227,7 +227,7 @@ pub async fn local(mesh: &Mesh, trial: usize, earlier: &[Spread]) -> Spread {
         .into_iter()
         .filter(|(c, _)| *c != 0)
         .collect();
-    let marker = 100 + trial as u32;
+    let marker = MARKS_FROM + trial as u32;
     let shard = msummary::shard_key(&cell_name(0), &svc);
     let (c, s, n) = (cell_name(0), svc.clone(), node_name.clone());
     let wanted: watch::Wanted = std::sync::Arc::new(move |b: &str| {

@@ -62,6 +62,25 @@ pub fn synthetic_view(first: usize, size: usize) -> ClusterView {
     view
 }
 
+/// Weights from this one up are marks a trial left (the stubs' churn sets 1 to 7).
+pub const MARKS_FROM: u32 = 100;
+
+/// One step of a stub cell's churn: the weight of instance `pick(n)` of service `pick(n)`
+/// becomes `1 + step % 7`, unless it holds a trial's mark. A mark overwritten before it spread
+/// is never seen again anywhere, and the trial would count the cells it missed as never reached.
+pub fn churn(view: &mut ClusterView, step: u32, mut pick: impl FnMut(usize) -> usize) {
+    let k = pick(view.services.len());
+    let Some(eps) = view.services.values_mut().nth(k) else {
+        return;
+    };
+    let i = pick(eps.len());
+    if let Some(e) = eps.get_mut(i)
+        && e.weight < MARKS_FROM
+    {
+        e.weight = 1 + step % 7;
+    }
+}
+
 /// Whether `body`, the value of `cell`'s shard of `service`, has an instance of weight
 /// `weight` (the mark a trial leaves).
 pub fn shard_has_weight(cell: &str, service: &str, body: &str, weight: u32) -> bool {
@@ -88,5 +107,20 @@ mod tests {
         let svc = k.rsplit('/').next().unwrap();
         assert!(shard_has_weight("c002", svc, v, 1));
         assert!(!shard_has_weight("c002", svc, v, 7));
+    }
+
+    #[test]
+    fn churn_changes_weights_but_never_a_mark() {
+        let mut view = synthetic_view(400, 4);
+        let svc = service_of(2);
+        let first = |v: &ClusterView| v.services[&svc][0].weight;
+        let index = view.services.keys().position(|k| *k == svc).unwrap();
+        // The service at `index` among four, then its one instance.
+        let pick = |n: usize| if n == 4 { index } else { 0 };
+        churn(&mut view, 3, pick);
+        assert_eq!(first(&view), 4, "an ordinary weight churns");
+        view.services.get_mut(&svc).unwrap()[0].weight = MARKS_FROM + 5;
+        churn(&mut view, 4, pick);
+        assert_eq!(first(&view), MARKS_FROM + 5, "a mark stays");
     }
 }

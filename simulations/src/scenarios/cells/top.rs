@@ -19,7 +19,7 @@ use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use super::summary::{POLICY_PREFIX, cell_name, synthetic_view};
+use super::summary::{POLICY_PREFIX, cell_name, churn, synthetic_view};
 use crate::cluster::{host_addr, host_name};
 use crate::net::SimNet;
 
@@ -204,11 +204,7 @@ async fn publish_loop(p: Publisher) {
             next_churn += p.pace.churn_every;
             step += 1;
             let mut v = p.view.lock().unwrap_or_else(PoisonError::into_inner);
-            let k = p.net.random_below(v.services.len());
-            if let Some(eps) = v.services.values_mut().nth(k) {
-                let i = p.net.random_below(eps.len());
-                eps[i].weight = 1 + step % 7;
-            }
+            churn(&mut v, step, |n| p.net.random_below(n));
         }
         let view = p
             .view
