@@ -172,6 +172,35 @@ fn main() {
         &msg(2, &[stream(&[z(&[0u8; 60_000])])]),
     );
 
+    // gossip_unpack: an honest SynAck packed against the receiver's Syn, the same naming a base
+    // the receiver lacks, and one packed alone.
+    {
+        use murmur_fuzz::pack::{syn, syn_base};
+        use murmur_transport::gossip::message::{Kind, decode, encode};
+        use murmur_transport::gossip::pack::Packer;
+        let (receiver, peer) = (Packer::default(), Packer::default());
+        let sent = receiver.pack(1, &syn(20)).unwrap();
+        peer.unpack(2, sent.base, &sent.bytes).unwrap();
+        let mut answer = decode(&syn(20)).unwrap();
+        answer.kind = Kind::SynAck;
+        answer.cluster_id.clear();
+        let reply = peer.pack(2, &encode(&answer)).unwrap();
+        assert_eq!(reply.base, Some(syn_base()));
+        put(
+            "gossip_unpack",
+            "synack",
+            &[&[1u8][..], &reply.bytes].concat(),
+        );
+        let unknown = [&[2u8][..], &[0xab; 8], &reply.bytes].concat();
+        put("gossip_unpack", "unknown-base", &unknown);
+        let alone = Packer::default().pack(3, &encode(&answer)).unwrap();
+        put(
+            "gossip_unpack",
+            "alone",
+            &[&[0u8][..], &alone.bytes].concat(),
+        );
+    }
+
     // cert_der and cert_sans.
     let pki = pki();
     put("cert_der", "ca", &pki.ca_der);

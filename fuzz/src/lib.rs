@@ -12,6 +12,7 @@ pub mod identity;
 pub mod issuance;
 pub mod message;
 pub mod node;
+pub mod pack;
 pub mod persist;
 pub mod pki;
 pub mod policy;
@@ -28,6 +29,7 @@ pub const TARGETS: &[(&str, Check)] = &[
     ("wire_header", targets::wire_header),
     ("gossip_prescan", targets::gossip_prescan),
     ("gossip_message", targets::gossip_message),
+    ("gossip_unpack", targets::gossip_unpack),
     ("cert_der", targets::cert_der),
     ("cert_sans", targets::cert_sans),
     ("identity", targets::identity),
@@ -50,6 +52,7 @@ pub mod targets {
     pub use crate::message::message as gossip_message;
     pub use crate::node::traceparent as node_traceparent;
     pub use crate::node::{config as node_config, frame as node_frame};
+    pub use crate::pack::unpack as gossip_unpack;
     pub use crate::persist::files as persist_files;
     pub use crate::policy::{
         document as policy_document, file as policy_file, merge::merge as policy_merge,

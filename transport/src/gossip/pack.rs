@@ -4,8 +4,10 @@
 //! SynAck, each compressed on its own. Two members' digests are nearly the same bytes: the same
 //! names, generations and addresses, heartbeats a few beats apart. So between nodes that both
 //! speak it (negotiated per connection, see [`crate::tls::ALPN_PACKED_GOSSIP`]), a message is
-//! its raw encoding ([`message::encode_raw`]) compressed with zstd against a *base*: an earlier
-//! message of the same connection that both ends hold byte for byte, named by its hash.
+//! its raw encoding ([`message::encode_raw`]) compressed with zstd against a *base*: the
+//! header and digest of an earlier message of the same connection, which both ends hold byte
+//! for byte, named by its hash. A base leaves out the delta: the next message does not repeat
+//! its keys and values, and a large delta would make every base large.
 //!
 //! - A SynAck is packed against the Syn it answers, which the initiator still holds.
 //! - A Syn is packed against the last SynAck it received on the connection, which the peer
@@ -44,14 +46,14 @@ const SENT_MAX: usize = 2;
 /// Connections remembered at most, and how long an idle one is kept.
 const PAIRS_MAX: usize = 1024;
 const PAIR_IDLE: Duration = Duration::from_secs(300);
-/// Bytes of bases kept in all, at most: the connections used least recently lose theirs first.
-/// A base holds the whole message, delta included: a seed of a cell of 200 that carries a large
-/// bridged directory reaches this limit (simulated at 25 cells), and then drops the Syns that
-/// name a base it evicted. In a flat mesh of 1 000, where each base is a 1 000-entry digest,
-/// this keeps the bases of about a hundred connections.
+/// Bytes of bases kept in all, at most: the connections used least recently lose theirs first,
+/// and a Syn naming a base its receiver evicted is dropped. A base is a digest, compressed: in a
+/// flat mesh of 1 000, where each is a 1 000-entry digest, this keeps the bases of about a
+/// hundred connections; a cell of 200 stays far under it.
 pub const BASES_BUDGET: usize = 4 << 20;
 
-/// An earlier message both ends hold, named by the first 8 bytes of its SHA-256.
+/// The header and digest of an earlier message both ends hold, named by the first 8 bytes of
+/// their SHA-256.
 ///
 /// Kept compressed: a node holds about three per connection for as long as the connection is
 /// in use, and a raw digest of a cell of 200 is about 10 KB.
@@ -62,8 +64,9 @@ pub struct Base {
 }
 
 impl Base {
-    /// A base of `raw`, a message's raw encoding.
+    /// The base `raw`, a message's raw encoding, leaves for the next one.
     pub fn new(raw: &[u8]) -> std::io::Result<Self> {
+        let raw = digest_part(raw);
         let hash = ring::digest::digest(&ring::digest::SHA256, raw);
         let mut id = [0u8; 8];
         id.copy_from_slice(&hash.as_ref()[..8]);
@@ -334,6 +337,28 @@ impl Pair {
             .find(|b| b.id == id)
             .cloned()
     }
+}
+
+/// `raw` up to the end of its digest stream: its header and digest. Both ends cut the same bytes
+/// the same way, whatever blocks they hold; an Ack, which has no digest, is cut after its header.
+fn digest_part(raw: &[u8]) -> &[u8] {
+    const HEADER: usize = 4;
+    if raw.get(3).is_none_or(|kind| *kind > 1) {
+        return raw.get(..HEADER).unwrap_or(raw);
+    }
+    let mut at = HEADER;
+    while let Some(&tag) = raw.get(at) {
+        at += 1;
+        if tag == 0 {
+            return &raw[..at];
+        }
+        let Some(len) = raw.get(at..at + 2) else {
+            break;
+        };
+        at += 2 + usize::from(u16::from_le_bytes([len[0], len[1]]));
+    }
+    // Not a message the prescan passed: keep it whole.
+    raw
 }
 
 fn compress(raw: &[u8], base: Option<&Base>) -> std::io::Result<Vec<u8>> {

@@ -1,7 +1,7 @@
 use chitchat::ChitchatId;
 
 use super::*;
-use crate::gossip::message::{DigestEntry, Message, encode};
+use crate::gossip::message::{DigestEntry, Kv, Message, NodeDelta, STATUS_SET, encode};
 
 /// A digest of `n` members as one node sees them; `skew` moves every heartbeat on.
 fn digest(n: u16, skew: u64) -> Vec<DigestEntry> {
@@ -145,7 +145,77 @@ fn bases_are_kept_compressed() {
         base.stored_len(),
         raw.len()
     );
-    assert_eq!(base.raw().unwrap(), raw);
+    assert_eq!(base.raw().unwrap(), digest_part(&raw));
+}
+
+/// A SynAck whose delta carries `kvs` values of 1 000 bytes.
+fn syn_ack_with_delta(kvs: u64) -> Vec<u8> {
+    let digest = digest(200, 2);
+    let delta = vec![NodeDelta {
+        id: digest[7].id.clone(),
+        last_gc: 0,
+        from_version: 0,
+        kvs: (1..=kvs)
+            .map(|v| Kv {
+                key: format!("svc/{v:04}"),
+                value: format!("{v:04}").repeat(250),
+                version: v,
+                status: STATUS_SET,
+            })
+            .collect(),
+        set_max_version: None,
+    }];
+    encode(&Message {
+        kind: Kind::SynAck,
+        digest,
+        cluster_id: String::new(),
+        delta,
+    })
+}
+
+/// A base keeps a message's digest and leaves out its delta: a SynAck carrying 400 KB of values
+/// leaves a base no larger than one carrying none, and still unpacks exactly.
+#[tokio::test]
+async fn a_base_leaves_out_the_delta() {
+    let (a, b) = (Packer::default(), Packer::default());
+    let syn = a.pack(1, &v1(Kind::Syn, 0)).unwrap();
+    b.unpack(2, syn.base, &syn.bytes).unwrap();
+    let before = b.stored();
+    let big = syn_ack_with_delta(400);
+    let reply = b.pack(2, &big).unwrap();
+    let kept = b.stored() - before;
+    let empty = Base::new(&message::encode_raw(
+        &message::decode(&v1(Kind::SynAck, 2)).unwrap(),
+    ))
+    .unwrap();
+    assert_eq!(kept, empty.stored_len(), "the SynAck's base is its digest");
+    let raw = a.unpack(1, reply.base, &reply.bytes).unwrap();
+    assert!(message::decode(&raw).unwrap() == message::decode(&big).unwrap());
+    // The next Syn names that base, and the peer finds it.
+    let next = a.pack(1, &v1(Kind::Syn, 5)).unwrap();
+    assert!(next.base.is_some());
+    b.unpack(2, next.base, &next.bytes).unwrap();
+}
+
+/// Where the digest ends, for every kind, and for bytes that are not a message.
+#[test]
+fn the_digest_part_ends_with_the_digest_stream() {
+    let raw = |v: Vec<u8>| message::encode_raw(&message::decode(&v).unwrap());
+    let syn = raw(v1(Kind::Syn, 0));
+    let cut = digest_part(&syn);
+    // What follows the digest of a Syn is the cluster id: u16 length and "murmur".
+    assert_eq!(&syn[cut.len()..], b"\x06\x00murmur");
+    let ack = raw(v1(Kind::Ack, 0));
+    assert_eq!(digest_part(&ack).len(), 4);
+    let synack = raw(syn_ack_with_delta(3));
+    assert!(digest_part(&synack).len() + 3_000 < synack.len());
+    assert_eq!(
+        digest_part(&synack),
+        &raw(v1(Kind::SynAck, 2))[..digest_part(&synack).len()]
+    );
+    for junk in [&b""[..], b"\x00", b"ab\x01\x00\x02\xff"] {
+        assert_eq!(digest_part(junk), junk);
+    }
 }
 
 /// The bases of all connections stay within the budget, however many connections: the least
