@@ -37,6 +37,8 @@ struct Mesh {
     pki: TestPki,
     operator: Signer,
     bundle: TrustBundle,
+    /// Each node's policy refresh tick.
+    refresh: Duration,
 }
 
 struct Node {
@@ -57,6 +59,7 @@ impl Mesh {
             pki,
             operator,
             bundle,
+            refresh: Duration::from_millis(50),
         }
     }
 
@@ -97,7 +100,7 @@ impl Mesh {
         let membership = Membership::start(config, &self.net).await.unwrap();
         let bundle = self.bundle.clone();
         let mut pc = PolicyConfig::new(name, Arc::new(move || bundle.clone()));
-        pc.refresh = Duration::from_millis(50);
+        pc.refresh = self.refresh;
         let (tx, rx) = watch::channel(None);
         let policy = PolicyHandle::start_bridged(&membership, pc, rx);
         let top = match top {
@@ -176,6 +179,16 @@ where
     }
 }
 
+/// Waits until each of `nodes` sees `size` live members in its cell.
+async fn see_their_cells(nodes: &[&Node], size: usize) {
+    for x in nodes {
+        eventually(&format!("{} sees its cell", x.name), || async {
+            x.membership.view().count(MemberState::Alive) == size
+        })
+        .await;
+    }
+}
+
 /// Names of live nodes whose namespace holds `KEY` in `m`'s layer (a withdrawn key holds a
 /// signed withdrawal, no copy).
 async fn holders(m: &Membership) -> BTreeSet<String> {
@@ -203,14 +216,7 @@ async fn a_document_and_its_delete_cross_cells_through_the_bridges() {
     let b2 = mesh.start("b2", "b", 5, 4, None).await;
     let b3 = mesh.start("b3", "b", 6, 4, None).await;
     let (a, b) = ([&a1, &a2, &a3], [&b1, &b2, &b3]);
-    for cell in [a, b] {
-        for x in cell {
-            eventually(&format!("{} sees its cell", x.name), || async {
-                x.membership.view().count(MemberState::Alive) == 3
-            })
-            .await;
-        }
-    }
+    see_their_cells(&[&a1, &a2, &a3, &b1, &b2, &b3], 3).await;
     // The cells do not see each other: separate gossip domains.
     assert!(!a1.membership.view().members.contains_key("b1"));
 
@@ -268,12 +274,7 @@ async fn a_bridge_withdraws_its_copy_once_a_custodian_carries_it() {
         a.push(mesh.start(name, "a", i, 1, top).await);
     }
     let t = mesh.start("t1", "t", 5, 5, Some((12, 11))).await;
-    for x in &a {
-        eventually(&format!("{} sees its cell", x.name), || async {
-            x.membership.view().count(MemberState::Alive) == 4
-        })
-        .await;
-    }
+    see_their_cells(&a.iter().collect::<Vec<_>>(), 4).await;
     t.policy
         .apply(vec![mesh.signed(&t, Some(3))], false)
         .await
@@ -291,6 +292,34 @@ async fn a_bridge_withdraws_its_copy_once_a_custodian_carries_it() {
     // In the top layer (two members, both custodians) both carry it.
     eventually("both top-layer members carry it", || async {
         holders(top).await.len() == 2
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_document_crosses_cells_without_a_refresh_tick() {
+    // No tick after the first within the test: only a policy key changing (in a cell, or in
+    // the top layer at a bridge) moves a document on.
+    let mesh = Mesh {
+        refresh: Duration::from_secs(3_600),
+        ..Mesh::new()
+    };
+    let a1 = mesh.start("a1", "a", 1, 1, Some((11, 11))).await;
+    let a2 = mesh.start("a2", "a", 2, 1, None).await;
+    let b1 = mesh.start("b1", "b", 3, 3, Some((12, 11))).await;
+    let b2 = mesh.start("b2", "b", 4, 3, None).await;
+    see_their_cells(&[&a1, &a2, &b1, &b2], 2).await;
+    let top = &a1.top.as_ref().unwrap().0;
+    eventually("the bridges see each other", || async {
+        top.view().count(MemberState::Alive) == 2
+    })
+    .await;
+    b2.policy
+        .apply(vec![mesh.signed(&b2, Some(5))], false)
+        .await
+        .unwrap();
+    eventually("every node of cell a holds the document", || async {
+        [&a1, &a2].iter().all(|x| rate(x) == Some(5))
     })
     .await;
 }

@@ -1,6 +1,7 @@
 //! Runs policy beside the membership driver: one task owns the [`PolicyStore`], reads every
-//! node's `policy/` keys from gossip, verifies and merges them, republishes what this node is
-//! custodian (or origin) of, persists the winning set, and takes applies from the node.
+//! node's `policy/` keys from gossip as soon as one changes, verifies and merges them,
+//! republishes what this node is custodian (or origin) of, persists the winning set, and takes
+//! applies from the node.
 //!
 //! Readers never talk to the task: they read the effective set from a watch channel
 //! ([`PolicyHandle::current`], [`PolicyHandle::watch`]) and the fuller status (winners with
@@ -10,6 +11,7 @@ mod apply;
 mod bridge;
 mod scan;
 mod settings;
+mod wake;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -145,6 +147,7 @@ async fn run(
     mut commands: mpsc::Receiver<Command>,
 ) {
     let mut bridged = true;
+    let mut wakeups = wake::Wakeups::new(&chitchat).await;
     let mut tick = tokio::time::interval(engine.refresh_every());
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut open = true;
@@ -165,10 +168,12 @@ async fn run(
             changed = view.changed() => if changed.is_err() { return },
             // A node that stops bridging keeps merging its cell.
             changed = bridge.changed(), if bridged => bridged = changed.is_ok(),
+            () = wakeups.changed() => {}
             _ = tick.tick() => {}
         }
         let live = live_names(&view.borrow_and_update());
         let top = bridge.borrow_and_update().clone();
+        wakeups.follow(top.as_ref()).await;
         engine
             .refresh(&chitchat, &keys, &live, top.as_ref(), now_ms())
             .await;

@@ -296,7 +296,11 @@ pub async fn start(plan: &CellsPlan) -> anyhow::Result<Mesh> {
         }
     }
     let up = Arc::new(Mutex::new(up));
-    tasks.spawn(link::carry_policy(links.clone(), up.clone()));
+    tasks.spawn(link::carry_policy(
+        links.clone(),
+        up.clone(),
+        plan.gossip.interval,
+    ));
     Ok(Mesh {
         net,
         cell,

@@ -30,7 +30,8 @@ pub struct PolicyConfig {
     pub custodians: usize,
     /// Where the winning set is kept; `None` keeps nothing.
     pub file: Option<PathBuf>,
-    /// How often gossip is scanned even when nothing announced a change.
+    /// How often gossip is scanned even when nothing announced a change (a `policy/` key
+    /// changing, or the view, wakes the task at once).
     pub refresh: Duration,
 }
 

@@ -1,16 +1,19 @@
 //! The full cell's nodes each run the real [`CellLink`] beside their membership: ranking,
 //! joining and leaving the top layer, publishing, bridging, stale marking, all as a node does.
 //! Besides, the harness carries policy documents from the top layer into the cell (the node's
-//! policy engine does that, and it is not part of this simulation): every second, the acting
-//! custodian copies every `pol/` value of the top layer into its own namespace in the cell.
+//! policy engine does that, and it is not part of this simulation): as the engine does, the
+//! acting custodian copies every `pol/` value of the top layer into its own namespace in the
+//! cell as soon as one changes there, and at every refresh tick (the gossip interval).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use chitchat::ListenerHandle;
 use murmur_membership::Membership;
 use murmur_membership::cells::{CellLink, CellLinkConfig, CellSettings, SharedTransport};
 use murmur_membership::trust::signed;
+use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
@@ -148,14 +151,30 @@ impl Links {
 pub async fn carry_policy(
     links: Links,
     cluster_nodes: Arc<Mutex<BTreeMap<usize, Arc<Membership>>>>,
+    refresh: Duration,
 ) {
     let mut written: BTreeMap<(usize, String), String> = BTreeMap::new();
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let wake = Arc::new(Notify::new());
+    // The acting top-layer instance whose `pol/` keys wake this task, and the subscription.
+    let mut followed: Option<(Arc<Membership>, ListenerHandle)> = None;
     loop {
-        tick.tick().await;
+        tokio::select! {
+            () = wake.notified() => {}
+            () = tokio::time::sleep(refresh) => {}
+        }
         let Some((i, top)) = links.acting() else {
             continue;
         };
+        if !followed.as_ref().is_some_and(|(m, _)| Arc::ptr_eq(m, &top)) {
+            let w = wake.clone();
+            let handle = top
+                .with_chitchat(move |c| {
+                    let w = w.clone();
+                    c.subscribe_event(POLICY_PREFIX, move |_| w.notify_one())
+                })
+                .await;
+            followed = Some((top.clone(), handle));
+        }
         let Some(node) = cluster_nodes
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -164,22 +183,7 @@ pub async fn carry_policy(
         else {
             continue;
         };
-        let docs: Vec<(String, String)> = top
-            .with_chitchat(|c| {
-                let mut v = Vec::new();
-                for state in c.node_states().values() {
-                    for (k, val) in state.key_values() {
-                        if k.starts_with(POLICY_PREFIX)
-                            && let Some(body) = signed::body(val)
-                        {
-                            v.push((k.to_owned(), body.to_owned()));
-                        }
-                    }
-                }
-                v
-            })
-            .await;
-        for (k, v) in docs {
+        for (k, v) in policy_values(&top).await {
             let slot = (i, k.clone());
             if written.get(&slot) != Some(&v) {
                 node.set_key(&k, &v).await;
@@ -187,4 +191,22 @@ pub async fn carry_policy(
             }
         }
     }
+}
+
+/// Every `pol/` document body held in `top`'s layer.
+async fn policy_values(top: &Membership) -> Vec<(String, String)> {
+    top.with_chitchat(|c| {
+        let mut v = Vec::new();
+        for state in c.node_states().values() {
+            for (k, val) in state.key_values() {
+                if k.starts_with(POLICY_PREFIX)
+                    && let Some(body) = signed::body(val)
+                {
+                    v.push((k.to_owned(), body.to_owned()));
+                }
+            }
+        }
+        v
+    })
+    .await
 }
