@@ -174,6 +174,11 @@ impl Cluster {
         self.slots.get(i).and_then(|s| s.tls.clone())
     }
 
+    /// Whether node `i` is one of every node's seeds.
+    pub fn is_seed(&self, i: usize) -> bool {
+        i < self.spec.seeds
+    }
+
     /// The gossip settings of every node.
     pub fn gossip(&self) -> &GossipSettings {
         &self.spec.gossip

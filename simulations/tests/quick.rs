@@ -231,6 +231,9 @@ async fn cells_publish_bridge_hand_over_and_survive_a_partition() {
     assert!(r.top_join.complete(), "top layer: {:?}", r.top_join);
     assert!(r.bridged.complete(), "bridged: {:?}", r.bridged);
     assert!(r.ordinary.sent_mean > 0.0 && r.custodian_top.sent_mean > 0.0);
+    // The ordinary nodes split into the cell's seeds (three, less any custodian) and the rest.
+    assert_eq!(r.seeds.nodes + r.others.nodes, r.ordinary.nodes);
+    assert!((1..=3).contains(&r.seeds.nodes), "seeds: {}", r.seeds.nodes);
     for s in &r.spreads {
         assert!(s.top.complete(), "{}: top layer {:?}", s.kind, s.top);
         assert!(s.cell.complete(), "{}: cell {:?}", s.kind, s.cell);

@@ -88,6 +88,12 @@ fn runs_table(r: &CellsReport) -> Table {
         "ordinary_sent_Bps_p99",
         "ordinary_sent_Bps_max",
         "ordinary_wire_Bps_mean_est",
+        "seeds_measured",
+        "seeds_sent_Bps_mean",
+        "seeds_sent_Bps_max",
+        "others_sent_Bps_mean",
+        "others_sent_Bps_p99",
+        "others_sent_Bps_max",
         "custodian_cell_sent_Bps_mean",
         "top_sent_Bps_mean",
         "top_sent_Bps_max",
@@ -112,6 +118,12 @@ fn runs_table(r: &CellsReport) -> Table {
             &x.ordinary.sent_p99,
             &x.ordinary.sent_max,
             &x.ordinary.wire_mean,
+            &x.seeds.nodes,
+            &x.seeds.sent_mean,
+            &x.seeds.sent_max,
+            &x.others.sent_mean,
+            &x.others.sent_p99,
+            &x.others.sent_max,
             &x.custodian_cell.sent_mean,
             &x.custodian_top.sent_mean,
             &x.custodian_top.sent_max,
@@ -259,18 +271,24 @@ fn markdown(r: &CellsReport) -> String {
     let _ = writeln!(s, "Made with `{}`.\n", r.command);
     let _ = writeln!(
         s,
-        "| cells × size | nodes | ordinary node sent (mean / p99 / max) | custodian: cell + top | CPU per process | joins: cell / top / bridged (100 %) | nodes ever in the top layer | most acting at once |\n|---|---|---|---|---|---|---|---|"
+        "| cells × size | nodes | ordinary node sent (mean / p99 / max) | of which seeds (mean / max) | and the others (mean / p99 / max) | custodian: cell + top | CPU per process | joins: cell / top / bridged (100 %) | nodes ever in the top layer | most acting at once |\n|---|---|---|---|---|---|---|---|---|---|"
     );
     for x in &r.runs {
         let _ = writeln!(
             s,
-            "| {} × {} | {} | {} / {} / {} KB/s | {} + {} = {} KB/s | {:.1} ms/s | {} / {} / {} s | {} | {} |",
+            "| {} × {} | {} | {} / {} / {} KB/s | {} / {} KB/s ({}) | {} / {} / {} KB/s | {} + {} = {} KB/s | {:.1} ms/s | {} / {} / {} s | {} | {} |",
             x.cells,
             x.cell_size,
             x.cells * x.cell_size,
             fmt_kbs(x.ordinary.sent_mean),
             fmt_kbs(x.ordinary.sent_p99),
             fmt_kbs(x.ordinary.sent_max),
+            fmt_kbs(x.seeds.sent_mean),
+            fmt_kbs(x.seeds.sent_max),
+            x.seeds.nodes,
+            fmt_kbs(x.others.sent_mean),
+            fmt_kbs(x.others.sent_p99),
+            fmt_kbs(x.others.sent_max),
             fmt_kbs(x.custodian_cell.sent_mean),
             fmt_kbs(x.custodian_top.sent_mean),
             fmt_kbs(x.custodian_sent()),

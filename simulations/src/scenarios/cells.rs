@@ -138,6 +138,10 @@ pub struct CellsResult {
     pub most_acting: usize,
     /// Ordinary nodes of the full cell.
     pub ordinary: Bandwidth,
+    /// Of those, the cell's seeds.
+    pub seeds: Bandwidth,
+    /// Of those, the nodes that are not seeds.
+    pub others: Bandwidth,
     /// The full cell's custodians, cell layer.
     pub custodian_cell: Bandwidth,
     /// Every top-layer instance, top layer.
@@ -352,7 +356,9 @@ pub async fn run(plan: &CellsPlan) -> anyhow::Result<CellsResult> {
     r.top_joiners = phases::top_joiners(&mesh);
     let steady = Instant::now();
     tokio::time::sleep(plan.settle).await;
-    (r.ordinary, r.custodian_cell, r.custodian_top) = phases::bandwidth(&mesh).await;
+    let sent = phases::bandwidth(&mesh).await;
+    (r.ordinary, r.seeds, r.others) = (sent.ordinary, sent.seeds, sent.others);
+    (r.custodian_cell, r.custodian_top) = (sent.custodian_cell, sent.custodian_top);
     phase("bandwidth measured");
     for trial in 0..plan.trials {
         r.spreads.push(phases::remote(&mesh, trial, false).await);

@@ -1,6 +1,7 @@
 //! The measurements of a cells run in steady state: convergence of both layers, bandwidth per
 //! role, and how fast a change crosses the mesh.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -118,20 +119,37 @@ pub fn top_joiners(mesh: &Mesh) -> usize {
     joined.len()
 }
 
-/// Traffic per ordinary node, per custodian (cell layer) and per top-layer instance over
-/// the plan's window. CPU is the run's CPU time per simulated process.
-pub async fn bandwidth(mesh: &Mesh) -> (Bandwidth, Bandwidth, Bandwidth) {
+/// What the full cell's nodes sent over the bandwidth window, by role.
+pub struct Sent {
+    /// Every node that is not a custodian.
+    pub ordinary: Bandwidth,
+    /// Of those, the cell's seeds (every member's seeds; chitchat adds a Syn to one now and
+    /// then, so they answer more Syns than the others).
+    pub seeds: Bandwidth,
+    /// Of those, the nodes that are not seeds.
+    pub others: Bandwidth,
+    /// The custodians, cell layer.
+    pub custodian_cell: Bandwidth,
+    /// Every top-layer instance, top layer.
+    pub custodian_top: Bandwidth,
+}
+
+/// Traffic per ordinary node (all, seeds, the others), per custodian (cell layer) and per
+/// top-layer instance over the plan's window. CPU is the run's CPU time per simulated process.
+pub async fn bandwidth(mesh: &Mesh) -> Sent {
     let custodians = mesh.custodians();
-    let ordinary: Vec<_> = mesh
+    let ordinary: Vec<usize> = mesh
         .cell_up()
         .into_iter()
         .filter(|i| !custodians.contains(i))
-        .map(|i| mesh.cell.slots[i].addr)
         .collect();
-    let cust: Vec<_> = custodians
-        .iter()
-        .map(|i| mesh.cell.slots[*i].addr)
-        .collect();
+    let addrs = |nodes: &mut dyn Iterator<Item = &usize>| -> Vec<SocketAddr> {
+        nodes.map(|i| mesh.cell.slots[*i].addr).collect()
+    };
+    let seeds = addrs(&mut ordinary.iter().filter(|i| mesh.cell.is_seed(**i)));
+    let others = addrs(&mut ordinary.iter().filter(|i| !mesh.cell.is_seed(**i)));
+    let ordinary = addrs(&mut ordinary.iter());
+    let cust = addrs(&mut custodians.iter());
     let tops = mesh.top_addrs();
     let window = mesh.plan.bandwidth_window;
     let before = mesh.net.traffic();
@@ -141,11 +159,14 @@ pub async fn bandwidth(mesh: &Mesh) -> (Bandwidth, Bandwidth, Bandwidth) {
     let after = mesh.net.traffic();
     let processes = (mesh.cell_up().len() + tops.len()).max(1) as u32;
     let per = |n: usize| cpu / processes * n as u32;
-    (
-        bandwidth_between(&before, &after, &ordinary, window, per(ordinary.len())),
-        bandwidth_between(&before, &after, &cust, window, Duration::ZERO),
-        bandwidth_between(&before, &after, &tops, window, Duration::ZERO),
-    )
+    let of = |nodes: &[SocketAddr], cpu| bandwidth_between(&before, &after, nodes, window, cpu);
+    Sent {
+        ordinary: of(&ordinary, per(ordinary.len())),
+        seeds: of(&seeds, Duration::ZERO),
+        others: of(&others, Duration::ZERO),
+        custodian_cell: of(&cust, Duration::ZERO),
+        custodian_top: of(&tops, Duration::ZERO),
+    }
 }
 
 /// A stub cell changes a shard (or writes a policy document); when does each cell's
