@@ -102,6 +102,10 @@ enum Command {
         /// gossip between each other.
         #[arg(long)]
         unpacked: bool,
+        /// Simulated seconds over which each node's bytes sent are averaged (its rate: a
+        /// longer window evens out how often random peer choice picked a node).
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
+        window_s: u64,
     },
     /// Runs one cluster with custom network conditions and prints what it measured.
     Scale {
@@ -191,6 +195,7 @@ fn main() -> anyhow::Result<()> {
             interval_ms,
             syn_fanout,
             unpacked,
+            window_s,
         } => {
             // One full cell and at least one stub: the trials change a stub cell's summary.
             if let Some(n) = cells.iter().find(|n| **n < 2) {
@@ -213,7 +218,12 @@ fn main() -> anyhow::Result<()> {
                     format!(" --spread {}", join(&spread))
                 },
             ) + &syn_fanout.map_or(String::new(), |n| format!(" --syn-fanout {n}"))
-                + if unpacked { " --unpacked" } else { "" };
+                + if unpacked { " --unpacked" } else { "" }
+                + &if window_s == 10 {
+                    String::new()
+                } else {
+                    format!(" --window-s {window_s}")
+                };
             let gossip = gossip_every(Duration::from_millis(interval_ms));
             let mut report = CellsReport {
                 command,
@@ -226,6 +236,7 @@ fn main() -> anyhow::Result<()> {
                     plan.seed = murmur_sim::stats::derive_seed(seed, &format!("cells {n}"));
                     plan.syn_fanout = syn_fanout;
                     plan.packed = !unpacked;
+                    plan.bandwidth_window = Duration::from_secs(window_s);
                     if n != full {
                         plan.trials = usize::from(spread.contains(&n));
                         plan.kills = false;
