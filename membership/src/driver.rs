@@ -407,6 +407,16 @@ impl Membership {
         self.handle.with_chitchat(f).await
     }
 
+    /// Notifies `wake` whenever a key under `prefix` changes in this layer (written here or
+    /// received by gossip), as long as the handle is kept.
+    pub async fn notify_on(
+        &self,
+        prefix: &str,
+        wake: &Arc<tokio::sync::Notify>,
+    ) -> chitchat::ListenerHandle {
+        notify_on(&self.chitchat(), prefix, wake).await
+    }
+
     /// Gossips with every live peer now instead of waiting for the next rounds.
     pub async fn announce(&self) {
         let me = self.handle.chitchat_id().clone();
@@ -606,4 +616,17 @@ async fn snapshot(
                 .collect(),
         })
         .collect()
+}
+
+/// [`Membership::notify_on`] for a chitchat state held directly.
+pub async fn notify_on(
+    chitchat: &tokio::sync::Mutex<Chitchat>,
+    prefix: &str,
+    wake: &Arc<tokio::sync::Notify>,
+) -> chitchat::ListenerHandle {
+    let wake = wake.clone();
+    chitchat
+        .lock()
+        .await
+        .subscribe_event(prefix, move |_| wake.notify_one())
 }

@@ -28,6 +28,9 @@ struct Cli {
     command: Command,
 }
 
+/// `cells --window-s` when not given (the command line it writes leaves it out).
+const DEFAULT_WINDOW_S: u64 = cells::BANDWIDTH_WINDOW.as_secs();
+
 #[derive(Subcommand)]
 enum Command {
     /// Runs every scenario and writes CSV files, SVG charts and report.md.
@@ -104,7 +107,7 @@ enum Command {
         unpacked: bool,
         /// Simulated seconds over which each node's bytes sent are averaged (its rate: a
         /// longer window evens out how often random peer choice picked a node).
-        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
+        #[arg(long, default_value_t = DEFAULT_WINDOW_S, value_parser = clap::value_parser!(u64).range(1..=3600))]
         window_s: u64,
     },
     /// Runs one cluster with custom network conditions and prints what it measured.
@@ -219,7 +222,7 @@ fn main() -> anyhow::Result<()> {
                 },
             ) + &syn_fanout.map_or(String::new(), |n| format!(" --syn-fanout {n}"))
                 + if unpacked { " --unpacked" } else { "" }
-                + &if window_s == 10 {
+                + &if window_s == DEFAULT_WINDOW_S {
                     String::new()
                 } else {
                     format!(" --window-s {window_s}")

@@ -352,22 +352,11 @@ impl Link {
     /// wakes the link; a service record of its own cell arriving by gossip wakes the view
     /// refresher (the new view then wakes the link).
     async fn listen(&self, top: &Membership) -> Vec<chitchat::ListenerHandle> {
-        let wake = self.wake.clone();
-        let on_top = top
-            .with_chitchat(move |c| {
-                let wake = wake.clone();
-                c.subscribe_event(crate::records::CELL_PREFIX, move |_| wake.notify_one())
-            })
-            .await;
+        let on_top = top.notify_on(crate::records::CELL_PREFIX, &self.wake).await;
         let refresher = self.membership.keys().refresher();
         let on_cell = self
             .membership
-            .with_chitchat(move |c| {
-                let refresher = refresher.clone();
-                c.subscribe_event(crate::records::SERVICE_PREFIX, move |_| {
-                    refresher.notify_one();
-                })
-            })
+            .notify_on(crate::records::SERVICE_PREFIX, &refresher)
             .await;
         vec![on_top, on_cell]
     }

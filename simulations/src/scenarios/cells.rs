@@ -38,6 +38,9 @@ use crate::probe;
 pub use faults::{Handover, PartitionOutcome};
 pub use phases::Spread;
 
+/// How long each node's bytes sent are averaged over, unless a plan says otherwise.
+pub const BANDWIDTH_WINDOW: Duration = Duration::from_secs(10);
+
 /// What to run.
 #[derive(Clone, Debug)]
 pub struct CellsPlan {
@@ -97,7 +100,7 @@ impl CellsPlan {
             stale_after: defaults.ageing.stale_after,
             join_deadline: Duration::from_secs(120),
             settle: Duration::from_secs(5),
-            bandwidth_window: Duration::from_secs(10),
+            bandwidth_window: BANDWIDTH_WINDOW,
             trials: 3,
             kills: true,
             partition: Some(Duration::from_secs(45)),

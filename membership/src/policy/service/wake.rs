@@ -11,6 +11,7 @@ use tokio::sync::Notify;
 use tokio::sync::futures::Notified;
 
 use super::bridge::Bridge;
+use crate::driver::notify_on;
 use crate::policy::KEY_PREFIX;
 
 /// Subscriptions to policy key changes: in the cell always, in the top layer while bridging.
@@ -25,7 +26,7 @@ impl Wakeups {
     /// Subscribes to the cell's policy keys.
     pub(super) async fn new(cell: &tokio::sync::Mutex<Chitchat>) -> Self {
         let wake = Arc::new(Notify::new());
-        let cell = subscribe(cell, &wake).await;
+        let cell = notify_on(cell, KEY_PREFIX, &wake).await;
         Self {
             wake,
             _cell: cell,
@@ -43,7 +44,7 @@ impl Wakeups {
         }
         self.top = None;
         if let Some(b) = bridge {
-            let handle = subscribe(&b.top.chitchat(), &self.wake).await;
+            let handle = b.top.notify_on(KEY_PREFIX, &self.wake).await;
             self.top = Some((b.clone(), handle));
         }
     }
@@ -52,12 +53,4 @@ impl Wakeups {
     pub(super) fn changed(&self) -> Notified<'_> {
         self.wake.notified()
     }
-}
-
-async fn subscribe(chitchat: &tokio::sync::Mutex<Chitchat>, wake: &Arc<Notify>) -> ListenerHandle {
-    let wake = wake.clone();
-    chitchat
-        .lock()
-        .await
-        .subscribe_event(KEY_PREFIX, move |_| wake.notify_one())
 }

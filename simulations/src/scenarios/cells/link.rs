@@ -166,13 +166,7 @@ pub async fn carry_policy(
             continue;
         };
         if !followed.as_ref().is_some_and(|(m, _)| Arc::ptr_eq(m, &top)) {
-            let w = wake.clone();
-            let handle = top
-                .with_chitchat(move |c| {
-                    let w = w.clone();
-                    c.subscribe_event(POLICY_PREFIX, move |_| w.notify_one())
-                })
-                .await;
+            let handle = top.notify_on(POLICY_PREFIX, &wake).await;
             followed = Some((top.clone(), handle));
         }
         let Some(node) = cluster_nodes

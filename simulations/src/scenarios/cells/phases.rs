@@ -143,13 +143,14 @@ pub async fn bandwidth(mesh: &Mesh) -> Sent {
         .into_iter()
         .filter(|i| !custodians.contains(i))
         .collect();
-    let addrs = |nodes: &mut dyn Iterator<Item = &usize>| -> Vec<SocketAddr> {
-        nodes.map(|i| mesh.cell.slots[*i].addr).collect()
+    let addrs = |nodes: &[usize]| -> Vec<SocketAddr> {
+        nodes.iter().map(|i| mesh.cell.slots[*i].addr).collect()
     };
-    let seeds = addrs(&mut ordinary.iter().filter(|i| mesh.cell.is_seed(**i)));
-    let others = addrs(&mut ordinary.iter().filter(|i| !mesh.cell.is_seed(**i)));
-    let ordinary = addrs(&mut ordinary.iter());
-    let cust = addrs(&mut custodians.iter());
+    let (seeds, others): (Vec<usize>, Vec<usize>) =
+        ordinary.iter().partition(|i| mesh.cell.is_seed(**i));
+    let (seeds, others) = (addrs(&seeds), addrs(&others));
+    let ordinary = addrs(&ordinary);
+    let cust = addrs(&custodians);
     let tops = mesh.top_addrs();
     let window = mesh.plan.bandwidth_window;
     let before = mesh.net.traffic();
