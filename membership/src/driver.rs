@@ -12,6 +12,7 @@ use chitchat::{
     Chitchat, ChitchatConfig, ChitchatHandle, ChitchatId, FailureDetectorConfig, ProtocolVersion,
     spawn_chitchat,
 };
+use murmur_transport::gossip::pack::HEARTBEAT_STEP;
 use murmur_transport::tls::TlsState;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -20,13 +21,14 @@ use tracing::{debug, info, warn};
 
 use crate::persist::{self, FailStatic, LastGood};
 use crate::records::{self, NODE_KEY, NodeRecord, NodeStatus, RECORD_VERSION, ServiceRecord};
-use crate::trust::liveness::{heartbeat, own_heartbeat};
+use crate::trust::liveness::{heartbeat, stepped_heartbeat};
 use crate::trust::signed::{self, HEAD_KEY};
 use crate::trust::{GuardStats, Horizon, OwnKeys, SignError, TrustGuard};
 use crate::view::{self, ClusterView, NodeSnapshot, RemoteView};
 
-/// How often this node moves its own heartbeat on (it counts microseconds since start).
-const HEARTBEAT_TICK: Duration = Duration::from_millis(100);
+/// How often this node moves its own heartbeat on (it counts microseconds since start, in
+/// steps of this tick).
+const HEARTBEAT_TICK: Duration = Duration::from_micros(HEARTBEAT_STEP);
 
 /// Gossip and failure-detection tuning.
 #[derive(Clone, Debug, PartialEq)]
@@ -507,7 +509,7 @@ async fn life_loop(
         let now = Instant::now();
         let mut c = chitchat.lock().await;
         let state = c.self_node_state();
-        state.try_set_heartbeat(heartbeat(own_heartbeat(now.duration_since(started))));
+        state.try_set_heartbeat(heartbeat(stepped_heartbeat(now.duration_since(started))));
         if now < next_head {
             continue;
         }

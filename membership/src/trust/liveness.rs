@@ -23,6 +23,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use chitchat::{ChitchatId, Deserializable, Heartbeat};
+use murmur_transport::gossip::pack::HEARTBEAT_STEP;
 use tokio::time::Instant;
 
 /// Heartbeat units (microseconds) per second a member may advance, with room for clock-rate
@@ -55,6 +56,15 @@ impl Horizon {
 /// This node's heartbeat after `elapsed` since it started.
 pub fn own_heartbeat(elapsed: Duration) -> u64 {
     u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX)
+}
+
+/// This node's heartbeat after `elapsed` since it started, as it gossips it: [`own_heartbeat`]
+/// in whole steps of [`HEARTBEAT_STEP`] (100 ms). Packed gossip sends how far each member's
+/// heartbeat moved; in steps that takes a few bits per member, in exact microseconds about
+/// three bytes, in every digest.
+pub fn stepped_heartbeat(elapsed: Duration) -> u64 {
+    let us = own_heartbeat(elapsed);
+    us - us % HEARTBEAT_STEP
 }
 
 /// A chitchat heartbeat of value `n` (chitchat only builds them through its decoder).
@@ -147,6 +157,11 @@ mod tests {
     fn heartbeats_are_built_with_the_value_asked() {
         assert_eq!(u64::from(heartbeat(123_456_789)), 123_456_789);
         assert_eq!(own_heartbeat(Duration::from_millis(1500)), 1_500_000);
+        assert_eq!(
+            stepped_heartbeat(Duration::from_micros(1_234_567)),
+            1_200_000
+        );
+        assert_eq!(stepped_heartbeat(Duration::from_micros(99_999)), 0);
     }
 
     #[test]

@@ -40,6 +40,9 @@ pub use phases::Spread;
 
 /// How long each node's bytes sent are averaged over, unless a plan says otherwise.
 pub const BANDWIDTH_WINDOW: Duration = Duration::from_secs(10);
+/// How long after the directory is bridged the bandwidth window opens, unless a plan says
+/// otherwise.
+pub const SETTLE: Duration = Duration::from_secs(5);
 
 /// What to run.
 #[derive(Clone, Debug)]
@@ -99,7 +102,7 @@ impl CellsPlan {
             tick: defaults.tick,
             stale_after: defaults.ageing.stale_after,
             join_deadline: Duration::from_secs(120),
-            settle: Duration::from_secs(5),
+            settle: SETTLE,
             bandwidth_window: BANDWIDTH_WINDOW,
             trials: 3,
             kills: true,

@@ -146,6 +146,17 @@ pub fn decode(bytes: &[u8]) -> Result<Message, MessageError> {
     Ok(msg)
 }
 
+/// The digest of a Syn's or SynAck's header and digest stream, the part of a message a packed
+/// base keeps (the rest, if any, is ignored). Bytes that passed [`super::prescan`] as part of a
+/// message.
+pub fn decode_digest_part(bytes: &[u8]) -> Result<Vec<DigestEntry>, MessageError> {
+    let mut r = Reader { buf: bytes };
+    if r.u16("header")? != MAGIC || r.u8("header")? != V1 || r.u8("header")? > 1 {
+        return Err(MessageError::Header);
+    }
+    decode_digest(&r.stream()?)
+}
+
 /// Encodes a message the way chitchat does (blocks of 16 KiB, zstd unless that grows them).
 pub fn encode(msg: &Message) -> Vec<u8> {
     encode_with(msg, Blocks::Zstd)

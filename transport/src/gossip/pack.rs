@@ -11,14 +11,20 @@
 //!
 //! - A SynAck is packed against the Syn it answers, which the initiator still holds.
 //! - A Syn is packed against the last SynAck it received on the connection, which the peer
-//!   recorded when it sent it.
+//!   recorded when it sent it; failing that, against the last SynAck it sent there, which the
+//!   peer recorded when it arrived.
 //! - An Ack is packed on its own.
+//!
+//! The heartbeats that moved since the base travel apart from the rest of the digest
+//! ([`beats`]), so that what did not move matches the base whole.
 //!
 //! A receiver that lacks the named base drops the message, as a lost datagram; a Syn that
 //! named a base and got no SynAck before the next Syn makes the sender forget that base, so the
 //! next goes plain. Every map here
 //! is bounded, the bases of all connections together by [`BASES_BUDGET`], and unpacking by
 //! [`MAX_UNPACKED`].
+
+mod beats;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -32,6 +38,12 @@ use super::prescan;
 /// The most a packed message may unpack to: the prescan's limit of 32 blocks of 16 KiB, and
 /// the headers around them.
 pub const MAX_UNPACKED: usize = 32 * (16 * 1024 + 3) + 64 * 1024;
+/// The most a packed message's body may unpack to: [`MAX_UNPACKED`] and the heartbeat column,
+/// at most 10 bytes for each digest entry of at least 41.
+const MAX_BODY: usize = MAX_UNPACKED + MAX_UNPACKED / 4 + 16;
+/// The steps a node's own heartbeat moves in (microseconds: 100 ms). Any heartbeat packs;
+/// heartbeats in these steps pack small.
+pub const HEARTBEAT_STEP: u64 = 100_000;
 /// zstd's default level, as chitchat uses.
 const LEVEL: i32 = 3;
 /// Bases are stored at zstd's fastest level: they are made for every message.
@@ -104,6 +116,9 @@ pub enum PackError {
     /// The message names a base this end does not hold.
     #[error("packed gossip names base {0:016x}, which this end does not hold")]
     UnknownBase(u64),
+    /// The heartbeat column is malformed, or does not fit the digest.
+    #[error("packed gossip: malformed heartbeat column")]
+    Column,
     /// zstd refused (corrupt input, or more than [`MAX_UNPACKED`]).
     #[error("packed gossip: zstd: {0}")]
     Zstd(#[from] std::io::Error),
@@ -135,9 +150,15 @@ struct Pairs {
 struct Pair {
     /// SynAcks we sent on the connection, newest last: bases the peer may name.
     sent: VecDeque<Base>,
-    /// The last SynAck we received: the base our Syns name. Only a received one, since the
-    /// peer recorded it before sending, where a SynAck we sent may still be on its way.
+    /// The last SynAck we received: the base our Syns name, as the peer recorded it before
+    /// sending.
     received: Option<Base>,
+    /// Whether our Syns may name our last SynAck instead, when we hold none received: the peer
+    /// recorded it when it arrived. Until a node has started an exchange with each peer (a
+    /// node of a cell of 200 starts one with a given peer about every 33 s), this is the only
+    /// base it shares with many. Cleared when a Syn naming a base goes unanswered (the SynAck
+    /// may have been lost, or still be on its way), set again by the next SynAck we send.
+    answer_usable: bool,
     /// Our Syns, for the SynAcks that answer them.
     pending: VecDeque<Pending>,
     /// Our last Syn named a base and no SynAck has come since.
@@ -160,7 +181,9 @@ impl Packer {
         let raw = message::encode_raw(&msg);
         let now = Instant::now();
         let base = self.with_pair(conn, now, |pair| pair.base_for(msg.kind, &raw, now))?;
-        let bytes = compress(&raw, base.as_ref())?;
+        let dict = base.as_ref().map(Base::raw).transpose()?;
+        let body = beats::split(msg, dict.as_deref())?;
+        let bytes = compress(&body, dict.as_deref())?;
         Ok(Packed {
             base: base.map(|b| b.id),
             bytes,
@@ -174,11 +197,11 @@ impl Packer {
             None => None,
             Some(id) => Some(
                 self.with_pair(conn, now, |pair| pair.find(id))
-                    .ok_or(PackError::UnknownBase(id))?,
+                    .ok_or(PackError::UnknownBase(id))?
+                    .raw()?,
             ),
         };
-        let raw = decompress(bytes, dict.as_ref())?;
-        prescan::prescan(&raw)?;
+        let raw = beats::join(&decompress(bytes, dict.as_deref())?)?;
         let kind = match raw.get(3) {
             Some(0) => Kind::Syn,
             Some(1) => Kind::SynAck,
@@ -262,6 +285,7 @@ impl Pair {
         Self {
             sent: VecDeque::new(),
             received: None,
+            answer_usable: false,
             pending: VecDeque::new(),
             unanswered: false,
             to_answer: None,
@@ -280,8 +304,10 @@ impl Pair {
                 // plain, and the base is forgotten, until a SynAck shows one got through.
                 if self.unanswered {
                     self.received = None;
+                    self.answer_usable = false;
                 }
-                let base = self.received.clone();
+                let answered = self.sent.back().filter(|_| self.answer_usable);
+                let base = self.received.clone().or_else(|| answered.cloned());
                 self.unanswered = base.is_some();
                 if self.pending.len() >= PENDING_MAX {
                     self.pending.pop_front();
@@ -302,6 +328,7 @@ impl Pair {
                     self.sent.pop_front();
                 }
                 self.sent.push_back(Base::new(raw)?);
+                self.answer_usable = true;
                 Ok(base)
             }
             Kind::Ack => Ok(None),
@@ -333,6 +360,7 @@ impl Pair {
         let pending = self.pending.iter().map(|p| &p.base);
         self.sent
             .iter()
+            .chain(&self.received)
             .chain(pending)
             .find(|b| b.id == id)
             .cloned()
@@ -361,20 +389,20 @@ fn digest_part(raw: &[u8]) -> &[u8] {
     raw
 }
 
-fn compress(raw: &[u8], base: Option<&Base>) -> std::io::Result<Vec<u8>> {
-    let mut c = match base {
-        Some(b) => zstd::bulk::Compressor::with_dictionary(LEVEL, &b.raw()?)?,
+fn compress(body: &[u8], dict: Option<&[u8]>) -> std::io::Result<Vec<u8>> {
+    let mut c = match dict {
+        Some(d) => zstd::bulk::Compressor::with_dictionary(LEVEL, d)?,
         None => zstd::bulk::Compressor::new(LEVEL)?,
     };
-    c.compress(raw)
+    c.compress(body)
 }
 
-fn decompress(bytes: &[u8], base: Option<&Base>) -> std::io::Result<Vec<u8>> {
-    let mut d = match base {
-        Some(b) => zstd::bulk::Decompressor::with_dictionary(&b.raw()?)?,
+fn decompress(bytes: &[u8], dict: Option<&[u8]>) -> std::io::Result<Vec<u8>> {
+    let mut d = match dict {
+        Some(b) => zstd::bulk::Decompressor::with_dictionary(b)?,
         None => zstd::bulk::Decompressor::new()?,
     };
-    d.decompress(bytes, MAX_UNPACKED)
+    d.decompress(bytes, MAX_BODY)
 }
 
 #[cfg(test)]

@@ -102,7 +102,7 @@ async fn a_missing_base_is_refused_and_then_not_named() {
 /// Unpacking stops at the limit, however small the packed bytes.
 #[test]
 fn unpacking_is_bounded() {
-    let bomb = zstd::bulk::compress(&vec![0u8; MAX_UNPACKED + 1], LEVEL).unwrap();
+    let bomb = zstd::bulk::compress(&vec![0u8; MAX_BODY + 1], LEVEL).unwrap();
     assert!(bomb.len() < 1024);
     let err = Packer::default().unpack(1, None, &bomb).unwrap_err();
     assert!(matches!(err, PackError::Zstd(_)), "{err}");
@@ -112,15 +112,90 @@ fn unpacking_is_bounded() {
 #[test]
 fn what_is_not_a_message_is_refused() {
     let p = Packer::default();
-    let not_msg = zstd::bulk::compress(b"hello", LEVEL).unwrap();
+    // An empty heartbeat column (two empty lists), then no message.
+    let not_msg = zstd::bulk::compress(b"\0\0hello", LEVEL).unwrap();
     assert!(matches!(
         p.unpack(1, None, &not_msg),
         Err(PackError::Prescan(_))
+    ));
+    // A column declaring 104 entries, and 5 bytes to hold them.
+    let not_column = zstd::bulk::compress(b"hello", LEVEL).unwrap();
+    assert!(matches!(
+        p.unpack(1, None, &not_column),
+        Err(PackError::Column)
     ));
     assert!(matches!(
         p.unpack(1, None, b"garbage"),
         Err(PackError::Zstd(_))
     ));
+}
+
+/// A heartbeat column that does not fit the digest it comes with is refused.
+#[test]
+fn a_column_of_the_wrong_length_is_refused() {
+    let syn = message::encode_raw(&message::decode(&v1(Kind::Syn, 0)).unwrap());
+    for (steps, rest) in [
+        (1, 1),
+        (199, 199),
+        (201, 201),
+        (200, 199),
+        (200, 0),
+        (0, 200),
+    ] {
+        let mut body = postcard::to_stdvec(&(vec![1i64; steps], vec![0u64; rest])).unwrap();
+        body.extend_from_slice(&syn);
+        let packed = zstd::bulk::compress(&body, LEVEL).unwrap();
+        assert!(matches!(
+            Packer::default().unpack(1, None, &packed),
+            Err(PackError::Column)
+        ));
+    }
+}
+
+/// A message of `kind` whose heartbeats move in [`HEARTBEAT_STEP`]s as a node's do: `skew`
+/// steps on, plus a round or two.
+fn stepped(kind: Kind, skew: u64) -> Message {
+    let mut msg = message::decode(&v1(kind, 0)).unwrap();
+    for (i, e) in msg.digest.iter_mut().enumerate() {
+        e.heartbeat = (e.heartbeat + skew) * HEARTBEAT_STEP + i as u64 % 3;
+    }
+    msg
+}
+
+/// A digest whose every heartbeat moved since the base costs about a byte per member: the
+/// rest of each entry matches the base whole. Members the base lacks, and heartbeats behind
+/// the base's, come through exactly.
+#[tokio::test]
+async fn moved_heartbeats_cost_about_a_byte_each() {
+    let (a, b) = (Packer::default(), Packer::default());
+    let syn = a.pack(1, &encode(&stepped(Kind::Syn, 0))).unwrap();
+    b.unpack(2, syn.base, &syn.bytes).unwrap();
+    let reply = b.pack(2, &encode(&stepped(Kind::SynAck, 1))).unwrap();
+    a.unpack(1, reply.base, &reply.bytes).unwrap();
+
+    // Thirty seconds later, each heartbeat moved by about 300 steps, some by less.
+    let mut later = stepped(Kind::Syn, 300);
+    for (i, e) in later.digest.iter_mut().enumerate() {
+        let behind = (i as u64).wrapping_mul(2_654_435_761) >> 13 & 7;
+        e.heartbeat -= behind * HEARTBEAT_STEP;
+    }
+    later.digest[3].heartbeat = 2; // behind the base's
+    later.digest.push(DigestEntry {
+        id: ChitchatId::new("node-new", 5, ([10, 1, 0, 1], 7420).into()),
+        heartbeat: 9,
+        last_gc: 0,
+        max_version: 3,
+    });
+    let packed = a.pack(1, &encode(&later)).unwrap();
+    assert!(packed.base.is_some());
+    assert!(
+        packed.bytes.len() < later.digest.len(),
+        "{} bytes for {} members",
+        packed.bytes.len(),
+        later.digest.len()
+    );
+    let raw = b.unpack(2, packed.base, &packed.bytes).unwrap();
+    assert!(message::decode(&raw).unwrap() == later);
 }
 
 /// Connections remembered stay bounded.
@@ -251,4 +326,35 @@ async fn an_answered_syn_keeps_the_base() {
         a.unpack(1, reply.base, &reply.bytes).unwrap();
     }
     assert_eq!(named, 4, "every Syn after the first names a base");
+}
+
+/// A node that has only answered a peer names its own SynAck in its first Syn to it; when the
+/// peer lacks that SynAck, the next Syns go plain until another SynAck is sent.
+#[tokio::test]
+async fn a_syn_names_the_synack_its_sender_answered_with() {
+    let (a, b) = (Packer::default(), Packer::default());
+    let syn = a.pack(1, &v1(Kind::Syn, 0)).unwrap();
+    b.unpack(2, syn.base, &syn.bytes).unwrap();
+    let reply = b.pack(2, &v1(Kind::SynAck, 1)).unwrap();
+    a.unpack(1, reply.base, &reply.bytes).unwrap();
+
+    let first = b.pack(2, &v1(Kind::Syn, 4)).unwrap();
+    assert!(
+        first.base.is_some(),
+        "b's first Syn names the SynAck a received"
+    );
+    a.unpack(1, first.base, &first.bytes).unwrap();
+
+    // A peer that never got b's SynAck (here: restarted) refuses it and does not answer; b's
+    // next Syns go plain.
+    let fresh = Packer::default();
+    assert!(matches!(
+        fresh.unpack(1, first.base, &first.bytes),
+        Err(PackError::UnknownBase(_))
+    ));
+    for skew in [8, 10] {
+        let plain = b.pack(2, &v1(Kind::Syn, skew)).unwrap();
+        assert_eq!(plain.base, None);
+        fresh.unpack(1, plain.base, &plain.bytes).unwrap();
+    }
 }
