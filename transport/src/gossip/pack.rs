@@ -50,6 +50,9 @@ const LEVEL: i32 = 3;
 const STORE_LEVEL: i32 = 1;
 /// How long our Syns (and the peer's last Syn) stay usable as bases.
 const PENDING_LIFETIME: Duration = Duration::from_secs(3);
+/// How long ago our last SynAck must have been sent for our Syns to name it: one sent just now
+/// may still be on its way, overtaken by the Syn on another stream.
+const ANSWER_SETTLE: Duration = Duration::from_millis(250);
 /// Our Syns awaiting an answer, per connection.
 const PENDING_MAX: usize = 4;
 /// SynAcks we sent, kept per connection for the peer's Syns to name: two, so that a Syn crossing
@@ -154,11 +157,14 @@ struct Pair {
     /// sending.
     received: Option<Base>,
     /// Whether our Syns may name our last SynAck instead, when we hold none received: the peer
-    /// recorded it when it arrived. Until a node has started an exchange with each peer (a
-    /// node of a cell of 200 starts one with a given peer about every 33 s), this is the only
-    /// base it shares with many. Cleared when a Syn naming a base goes unanswered (the SynAck
-    /// may have been lost, or still be on its way), set again by the next SynAck we send.
+    /// recorded it when it arrived, so only once it has had [`ANSWER_SETTLE`] to arrive. Until a
+    /// node has started an exchange with each peer (a node of a cell of 200 starts one with a
+    /// given peer about every 33 s), this is the only base it shares with many. Cleared when a
+    /// Syn naming a base goes unanswered (the SynAck may have been lost), set again by the next
+    /// SynAck we send.
     answer_usable: bool,
+    /// When we sent our last SynAck.
+    answered_at: Option<Instant>,
     /// Our Syns, for the SynAcks that answer them.
     pending: VecDeque<Pending>,
     /// Our last Syn named a base and no SynAck has come since.
@@ -286,6 +292,7 @@ impl Pair {
             sent: VecDeque::new(),
             received: None,
             answer_usable: false,
+            answered_at: None,
             pending: VecDeque::new(),
             unanswered: false,
             to_answer: None,
@@ -306,7 +313,10 @@ impl Pair {
                     self.received = None;
                     self.answer_usable = false;
                 }
-                let answered = self.sent.back().filter(|_| self.answer_usable);
+                let settled = self
+                    .answered_at
+                    .is_some_and(|at| now.duration_since(at) >= ANSWER_SETTLE);
+                let answered = self.sent.back().filter(|_| self.answer_usable && settled);
                 let base = self.received.clone().or_else(|| answered.cloned());
                 self.unanswered = base.is_some();
                 if self.pending.len() >= PENDING_MAX {
@@ -329,6 +339,7 @@ impl Pair {
                 }
                 self.sent.push_back(Base::new(raw)?);
                 self.answer_usable = true;
+                self.answered_at = Some(now);
                 Ok(base)
             }
             Kind::Ack => Ok(None),
