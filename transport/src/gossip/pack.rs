@@ -156,14 +156,12 @@ struct Pair {
     /// The last SynAck we received: the base our Syns name, as the peer recorded it before
     /// sending.
     received: Option<Base>,
-    /// Whether our Syns may name our last SynAck instead, when we hold none received: the peer
-    /// recorded it when it arrived, so only once it has had [`ANSWER_SETTLE`] to arrive. Until a
-    /// node has started an exchange with each peer (a node of a cell of 200 starts one with a
-    /// given peer about every 33 s), this is the only base it shares with many. Cleared when a
-    /// Syn naming a base goes unanswered (the SynAck may have been lost), set again by the next
-    /// SynAck we send.
-    answer_usable: bool,
-    /// When we sent our last SynAck.
+    /// When we sent our last SynAck, while our Syns may name it when we hold none received: the
+    /// peer recorded it when it arrived, so only once it has had [`ANSWER_SETTLE`] to arrive.
+    /// Until a node has started an exchange with each peer (a node of a cell of 200 starts one
+    /// with a given peer about every 33 s), this is the only base it shares with many. Cleared
+    /// when a Syn naming a base goes unanswered (the SynAck may have been lost), set again by
+    /// the next SynAck we send.
     answered_at: Option<Instant>,
     /// Our Syns, for the SynAcks that answer them.
     pending: VecDeque<Pending>,
@@ -188,7 +186,7 @@ impl Packer {
         let now = Instant::now();
         let base = self.with_pair(conn, now, |pair| pair.base_for(msg.kind, &raw, now))?;
         let dict = base.as_ref().map(Base::raw).transpose()?;
-        let body = beats::split(msg, dict.as_deref())?;
+        let body = beats::split(msg, raw, dict.as_deref())?;
         let bytes = compress(&body, dict.as_deref())?;
         Ok(Packed {
             base: base.map(|b| b.id),
@@ -291,7 +289,6 @@ impl Pair {
         Self {
             sent: VecDeque::new(),
             received: None,
-            answer_usable: false,
             answered_at: None,
             pending: VecDeque::new(),
             unanswered: false,
@@ -311,12 +308,12 @@ impl Pair {
                 // plain, and the base is forgotten, until a SynAck shows one got through.
                 if self.unanswered {
                     self.received = None;
-                    self.answer_usable = false;
+                    self.answered_at = None;
                 }
                 let settled = self
                     .answered_at
                     .is_some_and(|at| now.duration_since(at) >= ANSWER_SETTLE);
-                let answered = self.sent.back().filter(|_| self.answer_usable && settled);
+                let answered = self.sent.back().filter(|_| settled);
                 let base = self.received.clone().or_else(|| answered.cloned());
                 self.unanswered = base.is_some();
                 if self.pending.len() >= PENDING_MAX {
@@ -338,7 +335,6 @@ impl Pair {
                     self.sent.pop_front();
                 }
                 self.sent.push_back(Base::new(raw)?);
-                self.answer_usable = true;
                 self.answered_at = Some(now);
                 Ok(base)
             }

@@ -22,24 +22,34 @@ use super::{HEARTBEAT_STEP, PackError};
 use crate::gossip::message::{self, Message};
 use crate::gossip::prescan;
 
-/// `msg` as it is compressed against `base` (a base's raw bytes: a header and digest), or
-/// compressed alone: the heartbeat differences, then the message with the base's heartbeats.
-pub(super) fn split(mut msg: Message, base: Option<&[u8]>) -> Result<Vec<u8>, PackError> {
+/// `msg` (whose raw encoding is `raw`) as it is compressed against `base` (a base's raw bytes:
+/// a header and digest), or compressed alone: the heartbeat differences, then the message with
+/// the base's heartbeats.
+pub(super) fn split(
+    mut msg: Message,
+    raw: Vec<u8>,
+    base: Option<&[u8]>,
+) -> Result<Vec<u8>, PackError> {
     let in_base = base.and_then(|b| message::decode_digest_part(b).ok());
-    let mut column = Column::default();
-    if let Some(entries) = in_base {
-        let held: HashMap<&ChitchatId, u64> =
-            entries.iter().map(|e| (&e.id, e.heartbeat)).collect();
-        for e in &mut msg.digest {
-            let was = held.get(&e.id).copied().unwrap_or(e.heartbeat);
-            let moved = e.heartbeat.wrapping_sub(was).cast_signed();
-            column.steps.push(moved.div_euclid(STEP));
-            column.rest.push(moved.rem_euclid(STEP).cast_unsigned());
-            e.heartbeat = was;
+    let (column, moved) = match in_base.filter(|_| !msg.digest.is_empty()) {
+        // Nothing moves: the message goes as it was encoded.
+        None => (Column::default(), raw),
+        Some(entries) => {
+            let held: HashMap<&ChitchatId, u64> =
+                entries.iter().map(|e| (&e.id, e.heartbeat)).collect();
+            let mut column = Column::default();
+            for e in &mut msg.digest {
+                let was = held.get(&e.id).copied().unwrap_or(e.heartbeat);
+                let moved = e.heartbeat.wrapping_sub(was).cast_signed();
+                column.steps.push(moved.div_euclid(STEP));
+                column.rest.push(moved.rem_euclid(STEP).cast_unsigned());
+                e.heartbeat = was;
+            }
+            (column, message::encode_raw(&msg))
         }
-    }
+    };
     let mut body = postcard::to_stdvec(&column).map_err(|_| PackError::Column)?;
-    body.extend_from_slice(&message::encode_raw(&msg));
+    body.extend_from_slice(&moved);
     Ok(body)
 }
 
