@@ -18,6 +18,10 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use chitchat::ChitchatId;
 
+mod heartbeats;
+
+pub use heartbeats::{Digest, Entry};
+
 const MAGIC: u16 = 45_139;
 const V1: u8 = 1;
 /// chitchat cuts streams into blocks of this many uncompressed bytes; so do we.
@@ -144,17 +148,6 @@ pub fn decode(bytes: &[u8]) -> Result<Message, MessageError> {
         return Err(MessageError::Malformed("message: trailing bytes"));
     }
     Ok(msg)
-}
-
-/// The digest of a Syn's or SynAck's header and digest stream, the part of a message a packed
-/// base keeps (the rest, if any, is ignored). Bytes that passed [`super::prescan`] as part of a
-/// message.
-pub fn decode_digest_part(bytes: &[u8]) -> Result<Vec<DigestEntry>, MessageError> {
-    let mut r = Reader { buf: bytes };
-    if r.u16("header")? != MAGIC || r.u8("header")? != V1 || r.u8("header")? > 1 {
-        return Err(MessageError::Header);
-    }
-    decode_digest(&r.stream()?)
 }
 
 /// Encodes a message the way chitchat does (blocks of 16 KiB, zstd unless that grows them).
@@ -334,6 +327,12 @@ impl<'a> Reader<'a> {
     }
 
     fn id(&mut self) -> Result<ChitchatId, MessageError> {
+        let (name, generation, addr) = self.id_parts()?;
+        Ok(ChitchatId::new(name, generation, addr))
+    }
+
+    /// An id's name, generation and address, read without allocating.
+    fn id_parts(&mut self) -> Result<(&'a str, u64, SocketAddr), MessageError> {
         let name = self.str("node name")?;
         let generation = self.u64("generation")?;
         let ip: IpAddr = match self.u8("address")? {
@@ -342,7 +341,7 @@ impl<'a> Reader<'a> {
             _ => return Err(MessageError::Malformed("address family")),
         };
         let port = self.u16("address")?;
-        Ok(ChitchatId::new(name, generation, SocketAddr::new(ip, port)))
+        Ok((name, generation, SocketAddr::new(ip, port)))
     }
 
     /// A whole block stream, decompressed.

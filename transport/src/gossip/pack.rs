@@ -186,7 +186,7 @@ impl Packer {
         let now = Instant::now();
         let base = self.with_pair(conn, now, |pair| pair.base_for(msg.kind, &raw, now))?;
         let dict = base.as_ref().map(Base::raw).transpose()?;
-        let body = beats::split(msg, raw, dict.as_deref())?;
+        let body = beats::split(raw, dict.as_deref())?;
         let bytes = compress(&body, dict.as_deref())?;
         Ok(Packed {
             base: base.map(|b| b.id),

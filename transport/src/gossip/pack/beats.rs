@@ -12,44 +12,48 @@
 //! entropy coder packs both in a few bits each. The receiver adds them back and gets the
 //! sender's raw encoding, byte for byte.
 //!
+//! Both ends rewrite the heartbeats where they sit in the encoded message
+//! ([`Digest`]), without decoding the rest.
+//!
 //! Empty lists mean nothing was moved (no base, or no digest).
 
 use std::collections::HashMap;
 
-use chitchat::ChitchatId;
-
 use super::{HEARTBEAT_STEP, PackError};
-use crate::gossip::message::{self, Message};
+use crate::gossip::message::Digest;
 use crate::gossip::prescan;
 
-/// `msg` (whose raw encoding is `raw`) as it is compressed against `base` (a base's raw bytes:
-/// a header and digest), or compressed alone: the heartbeat differences, then the message with
+/// `raw`, a message's raw encoding, as it is compressed against `base` (a base's raw bytes: a
+/// header and digest), or compressed alone: the heartbeat differences, then the message with
 /// the base's heartbeats.
-pub(super) fn split(
-    mut msg: Message,
-    raw: Vec<u8>,
-    base: Option<&[u8]>,
-) -> Result<Vec<u8>, PackError> {
-    let in_base = base.and_then(|b| message::decode_digest_part(b).ok());
-    let (column, moved) = match in_base.filter(|_| !msg.digest.is_empty()) {
-        // Nothing moves: the message goes as it was encoded.
-        None => (Column::default(), raw),
-        Some(entries) => {
-            let held: HashMap<&ChitchatId, u64> =
-                entries.iter().map(|e| (&e.id, e.heartbeat)).collect();
+pub(super) fn split(mut raw: Vec<u8>, base: Option<&[u8]>) -> Result<Vec<u8>, PackError> {
+    let column = match (base.and_then(|b| Digest::read(b).ok()), Digest::read(&raw)) {
+        (Some(held), Ok(mut digest)) if !digest.entries.is_empty() => {
+            let held: HashMap<&[u8], u64> = held
+                .entries
+                .iter()
+                .map(|e| (held.id(e), e.heartbeat))
+                .collect();
             let mut column = Column::default();
-            for e in &mut msg.digest {
-                let was = held.get(&e.id).copied().unwrap_or(e.heartbeat);
-                let moved = e.heartbeat.wrapping_sub(was).cast_signed();
+            let mut was = Vec::with_capacity(digest.entries.len());
+            for e in &digest.entries {
+                let base = held.get(digest.id(e)).copied().unwrap_or(e.heartbeat);
+                let moved = e.heartbeat.wrapping_sub(base).cast_signed();
                 column.steps.push(moved.div_euclid(STEP));
                 column.rest.push(moved.rem_euclid(STEP).cast_unsigned());
-                e.heartbeat = was;
+                was.push(base);
             }
-            (column, message::encode_raw(&msg))
+            for (e, base) in digest.entries.iter_mut().zip(was) {
+                e.heartbeat = base;
+            }
+            digest.write(&mut raw)?;
+            column
         }
+        // Nothing moves: the message goes as it was encoded.
+        _ => Column::default(),
     };
     let mut body = postcard::to_stdvec(&column).map_err(|_| PackError::Column)?;
-    body.extend_from_slice(&moved);
+    body.extend_from_slice(&raw);
     Ok(body)
 }
 
@@ -58,20 +62,22 @@ pub(super) fn join(body: &[u8]) -> Result<Vec<u8>, PackError> {
     let (column, moved) =
         postcard::take_from_bytes::<Column>(body).map_err(|_| PackError::Column)?;
     prescan::prescan(moved)?;
+    let mut raw = moved.to_vec();
     if column.steps.is_empty() && column.rest.is_empty() {
-        return Ok(moved.to_vec());
+        return Ok(raw);
     }
-    let mut msg = message::decode(moved)?;
-    let n = msg.digest.len();
+    let mut digest = Digest::read(&raw)?;
+    let n = digest.entries.len();
     if column.steps.len() != n || column.rest.len() != n {
         return Err(PackError::Column);
     }
     let moved = column.steps.into_iter().zip(column.rest);
-    for (e, (steps, rest)) in msg.digest.iter_mut().zip(moved) {
+    for (e, (steps, rest)) in digest.entries.iter_mut().zip(moved) {
         let by = steps.wrapping_mul(STEP).wrapping_add_unsigned(rest);
         e.heartbeat = e.heartbeat.wrapping_add_signed(by);
     }
-    Ok(message::encode_raw(&msg))
+    digest.write(&mut raw)?;
+    Ok(raw)
 }
 
 /// [`HEARTBEAT_STEP`], as the differences are counted.

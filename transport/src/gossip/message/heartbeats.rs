@@ -1,0 +1,129 @@
+//! The heartbeats of a Syn's or SynAck's digest, read and rewritten where they sit in the
+//! encoded bytes.
+//!
+//! Packing moves every heartbeat of a digest twice per message (once on each end, see
+//! `pack::beats`). Decoding the whole message for that, and encoding it again, allocated every
+//! member's name and cost most of a packed exchange's CPU; the heartbeats are eight bytes at a
+//! known place in each entry, so they are read and written there instead.
+
+use std::ops::Range;
+
+use super::{MAGIC, MessageError, Reader, V1};
+
+/// One digest entry as it sits in the digest's items.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Entry {
+    /// Where the entry's encoded id lies in [`Digest::items`]: two entries name the same
+    /// incarnation exactly when these bytes are equal.
+    pub id: Range<usize>,
+    /// Its heartbeat.
+    pub heartbeat: u64,
+}
+
+/// A message's digest items, gathered from their blocks, and its entries.
+#[derive(Debug)]
+pub struct Digest {
+    /// The items of the digest stream, decompressed and contiguous.
+    pub items: Vec<u8>,
+    /// Its entries in order, duplicates included.
+    pub entries: Vec<Entry>,
+    /// Where the items lie in the message: raw blocks' payloads, in order. `None` when a block is
+    /// compressed, and the items cannot be written back in place.
+    blocks: Option<Vec<Range<usize>>>,
+}
+
+impl Digest {
+    /// The digest of `bytes`: a Syn or SynAck (or its header and digest alone) that passed the
+    /// prescan.
+    pub fn read(bytes: &[u8]) -> Result<Self, MessageError> {
+        let mut r = Reader { buf: bytes };
+        if r.u16("header")? != MAGIC || r.u8("header")? != V1 || r.u8("header")? > 1 {
+            return Err(MessageError::Header);
+        }
+        let mut items = Vec::new();
+        let mut blocks = Some(Vec::new());
+        loop {
+            let tag = r.u8("block stream")?;
+            if tag == 0 {
+                break;
+            }
+            let len = usize::from(r.u16("block stream")?);
+            let at = bytes.len() - r.buf.len();
+            let block = r.take(len, "block stream")?;
+            match tag {
+                1 => {
+                    blocks = None;
+                    // The prescan bounded each frame's declared size to one block.
+                    let plain = zstd::bulk::decompress(block, super::BLOCK)
+                        .map_err(|_| MessageError::Malformed("zstd block"))?;
+                    items.extend_from_slice(&plain);
+                }
+                2 => {
+                    if let Some(b) = &mut blocks {
+                        b.push(at..at + len);
+                    }
+                    items.extend_from_slice(block);
+                }
+                _ => return Err(MessageError::Malformed("block tag")),
+            }
+        }
+        let entries = entries(&items)?;
+        Ok(Self {
+            items,
+            entries,
+            blocks,
+        })
+    }
+
+    /// The bytes of an entry's id.
+    pub fn id(&self, e: &Entry) -> &[u8] {
+        self.items.get(e.id.clone()).unwrap_or(&[])
+    }
+
+    /// Writes the entries' heartbeats, as they are now in [`Self::entries`], into `bytes`: the
+    /// message this digest was read from. Refused when its digest is not in raw blocks.
+    pub fn write(mut self, bytes: &mut [u8]) -> Result<(), MessageError> {
+        let blocks = self
+            .blocks
+            .take()
+            .ok_or(MessageError::Malformed("digest: compressed block"))?;
+        let malformed = || MessageError::Malformed("digest: not the message it was read from");
+        for e in &self.entries {
+            // `entries` read eight heartbeat bytes right after each id.
+            let at = e.id.end..e.id.end + 8;
+            let slot = self.items.get_mut(at).ok_or_else(malformed)?;
+            slot.copy_from_slice(&e.heartbeat.to_le_bytes());
+        }
+        let mut items = self.items.as_slice();
+        for block in blocks {
+            let (head, rest) = items.split_at_checked(block.len()).ok_or_else(malformed)?;
+            bytes
+                .get_mut(block)
+                .ok_or_else(malformed)?
+                .copy_from_slice(head);
+            items = rest;
+        }
+        Ok(())
+    }
+}
+
+/// The entries of a digest's items: each an id, then heartbeat, last_gc and max_version.
+fn entries(items: &[u8]) -> Result<Vec<Entry>, MessageError> {
+    let mut r = Reader { buf: items };
+    let mut entries = Vec::new();
+    while !r.buf.is_empty() {
+        let start = items.len() - r.buf.len();
+        r.id_parts()?;
+        let end = items.len() - r.buf.len();
+        let heartbeat = r.u64("digest entry")?;
+        r.take(16, "digest entry")?;
+        entries.push(Entry {
+            id: start..end,
+            heartbeat,
+        });
+    }
+    Ok(entries)
+}
+
+#[cfg(test)]
+mod tests;
