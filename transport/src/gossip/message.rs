@@ -15,6 +15,7 @@
 
 use std::collections::HashSet;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::ops::Range;
 
 use chitchat::ChitchatId;
 
@@ -121,7 +122,7 @@ pub enum MessageError {
 
 /// Decodes a message that passed [`super::prescan`] (which bounds what decompression makes).
 pub fn decode(bytes: &[u8]) -> Result<Message, MessageError> {
-    let mut r = Reader { buf: bytes };
+    let mut r = Reader::new(bytes);
     if r.u16("header")? != MAGIC || r.u8("header")? != V1 {
         return Err(MessageError::Header);
     }
@@ -215,7 +216,7 @@ fn delta_items(delta: &[NodeDelta]) -> Vec<u8> {
 }
 
 fn decode_digest(items: &[u8]) -> Result<Vec<DigestEntry>, MessageError> {
-    let mut r = Reader { buf: items };
+    let mut r = Reader::new(items);
     let mut entries: Vec<DigestEntry> = Vec::new();
     let mut seen = HashSet::new();
     while !r.buf.is_empty() {
@@ -235,7 +236,7 @@ fn decode_digest(items: &[u8]) -> Result<Vec<DigestEntry>, MessageError> {
 }
 
 fn decode_delta(items: &[u8]) -> Result<Vec<NodeDelta>, MessageError> {
-    let mut r = Reader { buf: items };
+    let mut r = Reader::new(items);
     let mut deltas: Vec<NodeDelta> = Vec::new();
     let mut ids = HashSet::new();
     while !r.buf.is_empty() {
@@ -289,11 +290,28 @@ fn decode_delta(items: &[u8]) -> Result<Vec<NodeDelta>, MessageError> {
     Ok(deltas)
 }
 
+/// Where a block stream's raw blocks' payloads lie, in order; `None` when a block is compressed.
+type Spans = Option<Vec<Range<usize>>>;
+
 struct Reader<'a> {
     buf: &'a [u8],
+    /// Length of the bytes the reader started on.
+    start: usize,
 }
 
 impl<'a> Reader<'a> {
+    fn new(buf: &'a [u8]) -> Self {
+        Self {
+            buf,
+            start: buf.len(),
+        }
+    }
+
+    /// Where the reader is in the bytes it started on.
+    fn pos(&self) -> usize {
+        self.start - self.buf.len()
+    }
+
     fn take(&mut self, n: usize, what: &'static str) -> Result<&'a [u8], MessageError> {
         if self.buf.len() < n {
             return Err(MessageError::Malformed(what));
@@ -346,22 +364,36 @@ impl<'a> Reader<'a> {
 
     /// A whole block stream, decompressed.
     fn stream(&mut self) -> Result<Vec<u8>, MessageError> {
+        Ok(self.stream_spans()?.0)
+    }
+
+    /// A whole block stream, decompressed, and where its blocks' payloads lie in the bytes the
+    /// reader started on, when every block is raw (`None` when one is compressed).
+    fn stream_spans(&mut self) -> Result<(Vec<u8>, Spans), MessageError> {
         let mut out = Vec::new();
+        let mut spans = Some(Vec::new());
         loop {
             let tag = self.u8("block stream")?;
             if tag == 0 {
-                return Ok(out);
+                return Ok((out, spans));
             }
             let len = usize::from(self.u16("block stream")?);
+            let at = self.pos();
             let block = self.take(len, "block stream")?;
             match tag {
                 1 => {
+                    spans = None;
                     // The prescan bounded each frame's declared size to one block.
                     let plain = zstd::bulk::decompress(block, BLOCK)
                         .map_err(|_| MessageError::Malformed("zstd block"))?;
                     out.extend_from_slice(&plain);
                 }
-                2 => out.extend_from_slice(block),
+                2 => {
+                    if let Some(spans) = &mut spans {
+                        spans.push(at..at + len);
+                    }
+                    out.extend_from_slice(block);
+                }
                 _ => return Err(MessageError::Malformed("block tag")),
             }
         }

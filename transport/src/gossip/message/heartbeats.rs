@@ -36,37 +36,11 @@ impl Digest {
     /// The digest of `bytes`: a Syn or SynAck (or its header and digest alone) that passed the
     /// prescan.
     pub fn read(bytes: &[u8]) -> Result<Self, MessageError> {
-        let mut r = Reader { buf: bytes };
+        let mut r = Reader::new(bytes);
         if r.u16("header")? != MAGIC || r.u8("header")? != V1 || r.u8("header")? > 1 {
             return Err(MessageError::Header);
         }
-        let mut items = Vec::new();
-        let mut blocks = Some(Vec::new());
-        loop {
-            let tag = r.u8("block stream")?;
-            if tag == 0 {
-                break;
-            }
-            let len = usize::from(r.u16("block stream")?);
-            let at = bytes.len() - r.buf.len();
-            let block = r.take(len, "block stream")?;
-            match tag {
-                1 => {
-                    blocks = None;
-                    // The prescan bounded each frame's declared size to one block.
-                    let plain = zstd::bulk::decompress(block, super::BLOCK)
-                        .map_err(|_| MessageError::Malformed("zstd block"))?;
-                    items.extend_from_slice(&plain);
-                }
-                2 => {
-                    if let Some(b) = &mut blocks {
-                        b.push(at..at + len);
-                    }
-                    items.extend_from_slice(block);
-                }
-                _ => return Err(MessageError::Malformed("block tag")),
-            }
-        }
+        let (items, blocks) = r.stream_spans()?;
         let entries = entries(&items)?;
         Ok(Self {
             items,
@@ -109,7 +83,7 @@ impl Digest {
 
 /// The entries of a digest's items: each an id, then heartbeat, last_gc and max_version.
 fn entries(items: &[u8]) -> Result<Vec<Entry>, MessageError> {
-    let mut r = Reader { buf: items };
+    let mut r = Reader::new(items);
     let mut entries = Vec::new();
     while !r.buf.is_empty() {
         let start = items.len() - r.buf.len();

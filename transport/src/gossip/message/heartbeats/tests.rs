@@ -44,7 +44,7 @@ fn entries_are_read_in_place() {
         assert_eq!(digest.entries.len(), msg.digest.len());
         for (e, want) in digest.entries.iter().zip(&msg.digest) {
             assert_eq!(e.heartbeat, want.heartbeat);
-            let mut r = Reader { buf: digest.id(e) };
+            let mut r = Reader::new(digest.id(e));
             assert_eq!(r.id().unwrap(), want.id);
             assert!(r.buf.is_empty(), "the id's bytes and nothing else");
         }
