@@ -8,7 +8,7 @@
 
 use std::ops::Range;
 
-use super::{MAGIC, MessageError, Reader, V1};
+use super::{MAGIC, MessageError, Reader, Spans, V1};
 
 /// One digest entry as it sits in the digest's items.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -29,7 +29,7 @@ pub struct Digest {
     pub entries: Vec<Entry>,
     /// Where the items lie in the message: raw blocks' payloads, in order. `None` when a block is
     /// compressed, and the items cannot be written back in place.
-    blocks: Option<Vec<Range<usize>>>,
+    blocks: Spans,
 }
 
 impl Digest {
@@ -51,7 +51,15 @@ impl Digest {
 
     /// The bytes of an entry's id.
     pub fn id(&self, e: &Entry) -> &[u8] {
-        self.items.get(e.id.clone()).unwrap_or(&[])
+        id_bytes(&self.items, e)
+    }
+
+    /// Each entry's id bytes and its heartbeat, to change before [`Self::write`].
+    pub fn heartbeats_mut(&mut self) -> impl Iterator<Item = (&[u8], &mut u64)> {
+        let items = &self.items;
+        self.entries
+            .iter_mut()
+            .map(move |e| (id_bytes(items, e), &mut e.heartbeat))
     }
 
     /// Writes the entries' heartbeats, as they are now in [`Self::entries`], into `bytes`: the
@@ -81,14 +89,18 @@ impl Digest {
     }
 }
 
+fn id_bytes<'a>(items: &'a [u8], e: &Entry) -> &'a [u8] {
+    items.get(e.id.clone()).unwrap_or(&[])
+}
+
 /// The entries of a digest's items: each an id, then heartbeat, last_gc and max_version.
 fn entries(items: &[u8]) -> Result<Vec<Entry>, MessageError> {
     let mut r = Reader::new(items);
     let mut entries = Vec::new();
     while !r.buf.is_empty() {
-        let start = items.len() - r.buf.len();
+        let start = r.pos();
         r.id_parts()?;
-        let end = items.len() - r.buf.len();
+        let end = r.pos();
         let heartbeat = r.u64("digest entry")?;
         r.take(16, "digest entry")?;
         entries.push(Entry {

@@ -27,34 +27,40 @@ use crate::gossip::prescan;
 /// header and digest), or compressed alone: the heartbeat differences, then the message with
 /// the base's heartbeats.
 pub(super) fn split(mut raw: Vec<u8>, base: Option<&[u8]>) -> Result<Vec<u8>, PackError> {
-    let column = match (base.and_then(|b| Digest::read(b).ok()), Digest::read(&raw)) {
-        (Some(held), Ok(mut digest)) if !digest.entries.is_empty() => {
-            let held: HashMap<&[u8], u64> = held
-                .entries
-                .iter()
-                .map(|e| (held.id(e), e.heartbeat))
-                .collect();
-            let mut column = Column::default();
-            let mut was = Vec::with_capacity(digest.entries.len());
-            for e in &digest.entries {
-                let base = held.get(digest.id(e)).copied().unwrap_or(e.heartbeat);
-                let moved = e.heartbeat.wrapping_sub(base).cast_signed();
-                column.steps.push(moved.div_euclid(STEP));
-                column.rest.push(moved.rem_euclid(STEP).cast_unsigned());
-                was.push(base);
-            }
-            for (e, base) in digest.entries.iter_mut().zip(was) {
-                e.heartbeat = base;
-            }
-            digest.write(&mut raw)?;
-            column
-        }
+    let column = match base.and_then(|b| Digest::read(b).ok()) {
+        Some(held) => move_back(&held, &mut raw)?,
         // Nothing moves: the message goes as it was encoded.
-        _ => Column::default(),
+        None => Column::default(),
     };
     let mut body = postcard::to_stdvec(&column).map_err(|_| PackError::Column)?;
     body.extend_from_slice(&raw);
     Ok(body)
+}
+
+/// Writes each of `raw`'s heartbeats as `held` has it for the same incarnation, and returns how
+/// far each had moved (nothing when `raw` has no digest).
+fn move_back(held: &Digest, raw: &mut [u8]) -> Result<Column, PackError> {
+    let mut column = Column::default();
+    let Ok(mut digest) = Digest::read(raw) else {
+        return Ok(column);
+    };
+    if digest.entries.is_empty() {
+        return Ok(column);
+    }
+    let held: HashMap<&[u8], u64> = held
+        .entries
+        .iter()
+        .map(|e| (held.id(e), e.heartbeat))
+        .collect();
+    for (id, heartbeat) in digest.heartbeats_mut() {
+        let base = held.get(id).copied().unwrap_or(*heartbeat);
+        let moved = heartbeat.wrapping_sub(base).cast_signed();
+        column.steps.push(moved.div_euclid(STEP));
+        column.rest.push(moved.rem_euclid(STEP).cast_unsigned());
+        *heartbeat = base;
+    }
+    digest.write(raw)?;
+    Ok(column)
 }
 
 /// The raw encoding `body` (as [`split`] made it) stands for, prescanned.
@@ -72,9 +78,9 @@ pub(super) fn join(body: &[u8]) -> Result<Vec<u8>, PackError> {
         return Err(PackError::Column);
     }
     let moved = column.steps.into_iter().zip(column.rest);
-    for (e, (steps, rest)) in digest.entries.iter_mut().zip(moved) {
+    for ((_, heartbeat), (steps, rest)) in digest.heartbeats_mut().zip(moved) {
         let by = steps.wrapping_mul(STEP).wrapping_add_unsigned(rest);
-        e.heartbeat = e.heartbeat.wrapping_add_signed(by);
+        *heartbeat = heartbeat.wrapping_add_signed(by);
     }
     digest.write(&mut raw)?;
     Ok(raw)
