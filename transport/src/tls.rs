@@ -33,9 +33,10 @@ use crate::identity::SpiffeId;
 pub const ALPN: &[u8] = b"murmur/1";
 /// [`ALPN`] plus packed gossip ([`crate::gossip::pack`]): offered first, so two nodes that
 /// both speak it use it, and either falls back to [`ALPN`] with a node that does not. Its
-/// number moves whenever the packed layout does (`murmur/2` had heartbeats inside the digest):
-/// nodes of two layouts then gossip in chitchat's own encoding, never misread each other.
-pub const ALPN_PACKED_GOSSIP: &[u8] = b"murmur/3";
+/// number moves whenever the packed layout does (`murmur/2` had heartbeats inside the digest,
+/// `murmur/3` no rosters): nodes of two layouts then gossip in chitchat's own encoding, never
+/// misread each other.
+pub const ALPN_PACKED_GOSSIP: &[u8] = b"murmur/4";
 
 /// What a node offers, most preferred first.
 pub(crate) fn alpn_protocols(packed_gossip: bool) -> Vec<Vec<u8>> {

@@ -171,6 +171,15 @@ fn gossip_metrics(state: &AdminState, out: &mut String) {
         help,
         load(&g.sent_against_base),
     );
+    let help = "Of those, Syns sent packed against this node's list of members, to a peer not \
+                gossiped with yet (dropped by a peer that knows other members).";
+    single(
+        out,
+        "murmur_gossip_sent_against_roster_total",
+        "counter",
+        help,
+        load(&g.sent_against_roster),
+    );
     let help = "Streams to a peer not opened: it allowed no more at once and none freed in time.";
     let exhausted = load(&state.endpoint.counters().streams_exhausted);
     single(

@@ -32,6 +32,11 @@ impl Framing {
             if packed.base.is_some() {
                 self.stats.sent_against_base.fetch_add(1, Ordering::Relaxed);
             }
+            if packed.roster {
+                self.stats
+                    .sent_against_roster
+                    .fetch_add(1, Ordering::Relaxed);
+            }
             let frame = PackedGossipFrame {
                 version: WIRE_VERSION,
                 from: self.from,

@@ -4,15 +4,17 @@
 //! SynAck, each compressed on its own. Two members' digests are nearly the same bytes: the same
 //! names, generations and addresses, heartbeats a few beats apart. So between nodes that both
 //! speak it (negotiated per connection, see [`crate::tls::ALPN_PACKED_GOSSIP`]), a message is
-//! its raw encoding ([`message::encode_raw`]) compressed with zstd against a *base*: the
-//! header and digest of an earlier message of the same connection, which both ends hold byte
-//! for byte, named by its hash. A base leaves out the delta: the next message does not repeat
+//! its raw encoding ([`message::encode_raw`]) compressed with zstd against a *base*: bytes
+//! both ends hold byte for byte, named by their hash, most often the header and digest of an
+//! earlier message of the same connection. A base leaves out the delta: the next message does not repeat
 //! its keys and values, and a large delta would make every base large.
 //!
 //! - A SynAck is packed against the Syn it answers, which the initiator still holds.
 //! - A Syn is packed against the last SynAck it received on the connection, which the peer
 //!   recorded when it sent it; failing that, against the last SynAck it sent there, which the
-//!   peer recorded when it arrived.
+//!   peer recorded when it arrived; failing both (the first exchange between the two), against
+//!   its *roster*, the ids of its own digest, which the peer holds too when it knows the same
+//!   members ([`roster`]).
 //! - An Ack is packed on its own.
 //!
 //! The heartbeats that moved since the base travel apart from the rest of the digest
@@ -20,20 +22,21 @@
 //!
 //! A receiver that lacks the named base drops the message, as a lost datagram; a Syn that
 //! named a base and got no SynAck before the next Syn makes the sender forget that base, so the
-//! next goes plain. Every map here
-//! is bounded, the bases of all connections together by [`BASES_BUDGET`], and unpacking by
-//! [`MAX_UNPACKED`].
+//! next goes plain. Every map here is bounded: the bases of all connections together by
+//! [`BASES_BUDGET`], the rosters to the last three, unpacking by [`MAX_UNPACKED`].
 
 mod beats;
+mod roster;
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use tokio::time::Instant;
 
 use super::message::{self, Kind};
 use super::prescan;
+use roster::Rosters;
 
 /// The most a packed message may unpack to: the prescan's limit of 32 blocks of 16 KiB, and
 /// the headers around them.
@@ -81,13 +84,23 @@ pub struct Base {
 impl Base {
     /// The base `raw`, a message's raw encoding, leaves for the next one.
     pub fn new(raw: &[u8]) -> std::io::Result<Self> {
-        let raw = digest_part(raw);
-        let hash = ring::digest::digest(&ring::digest::SHA256, raw);
+        let part = digest_part(raw);
+        Self::with_id(Self::id_of(part), part)
+    }
+
+    /// The name of a base of bytes `part`.
+    fn id_of(part: &[u8]) -> u64 {
+        let hash = ring::digest::digest(&ring::digest::SHA256, part);
         let mut id = [0u8; 8];
         id.copy_from_slice(&hash.as_ref()[..8]);
+        u64::from_le_bytes(id)
+    }
+
+    /// The base of bytes `part`, named `id` ([`Self::id_of`]).
+    fn with_id(id: u64, part: &[u8]) -> std::io::Result<Self> {
         Ok(Self {
-            id: u64::from_le_bytes(id),
-            stored: zstd::bulk::compress(raw, STORE_LEVEL)?.into(),
+            id,
+            stored: zstd::bulk::compress(part, STORE_LEVEL)?.into(),
         })
     }
 
@@ -134,12 +147,15 @@ pub struct Packed {
     pub base: Option<u64>,
     /// zstd of the raw encoding.
     pub bytes: Vec<u8>,
+    /// The base is the sender's roster (a Syn to a peer it has not exchanged with yet).
+    pub roster: bool,
 }
 
 /// One node's bases, per connection (any key that names one connection at this end).
 #[derive(Debug, Default)]
 pub struct Packer {
     pairs: Mutex<Pairs>,
+    rosters: Mutex<Rosters>,
 }
 
 #[derive(Debug, Default)]
@@ -184,13 +200,20 @@ impl Packer {
         let msg = message::decode(v1)?;
         let raw = message::encode_raw(&msg);
         let now = Instant::now();
-        let base = self.with_pair(conn, now, |pair| pair.base_for(msg.kind, &raw, now))?;
+        let roster = match msg.kind {
+            Kind::Syn => lock(&self.rosters).note(&raw, now)?,
+            Kind::SynAck | Kind::Ack => None,
+        };
+        let roster_id = roster.as_ref().map(|r| r.id);
+        let base = self.with_pair(conn, now, |pair| pair.base_for(msg.kind, &raw, now, roster))?;
         let dict = base.as_ref().map(Base::raw).transpose()?;
         let body = beats::split(raw, dict.as_deref())?;
         let bytes = compress(&body, dict.as_deref())?;
+        let base = base.map(|b| b.id);
         Ok(Packed {
-            base: base.map(|b| b.id),
+            base,
             bytes,
+            roster: base.is_some() && base == roster_id,
         })
     }
 
@@ -201,6 +224,7 @@ impl Packer {
             None => None,
             Some(id) => Some(
                 self.with_pair(conn, now, |pair| pair.find(id))
+                    .or_else(|| lock(&self.rosters).find(id))
                     .ok_or(PackError::UnknownBase(id))?
                     .raw()?,
             ),
@@ -216,7 +240,7 @@ impl Packer {
     }
 
     fn with_pair<T>(&self, conn: u64, now: Instant, f: impl FnOnce(&mut Pair) -> T) -> T {
-        let mut guard = self.pairs.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut guard = lock(&self.pairs);
         let pairs = &mut *guard;
         if !pairs.by_conn.contains_key(&conn) {
             pairs.forget_idle(now);
@@ -233,17 +257,17 @@ impl Packer {
 
     /// Connections with state (for tests and metrics).
     pub fn pairs(&self) -> usize {
-        self.lock().by_conn.len()
+        lock(&self.pairs).by_conn.len()
     }
 
     /// Bytes of bases kept (for tests and metrics).
     pub fn stored(&self) -> usize {
-        self.lock().stored
+        lock(&self.pairs).stored
     }
+}
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Pairs> {
-        self.pairs.lock().unwrap_or_else(PoisonError::into_inner)
-    }
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl Pairs {
@@ -298,15 +322,23 @@ impl Pair {
     }
 
     /// The base to pack an outgoing message of `kind` against, recording what the peer will
-    /// hold once it arrives.
-    fn base_for(&mut self, kind: Kind, raw: &[u8], now: Instant) -> std::io::Result<Option<Base>> {
+    /// hold once it arrives. A Syn with no base shared on the connection names `roster`, the
+    /// roster of its own digest.
+    fn base_for(
+        &mut self,
+        kind: Kind,
+        raw: &[u8],
+        now: Instant,
+        roster: Option<Base>,
+    ) -> std::io::Result<Option<Base>> {
         self.pending
             .retain(|p| now.duration_since(p.at) < PENDING_LIFETIME);
         match kind {
             Kind::Syn => {
                 // The peer may have dropped our last Syn for want of its base: a Syn goes out
                 // plain, and the base is forgotten, until a SynAck shows one got through.
-                if self.unanswered {
+                let retry = self.unanswered;
+                if retry {
                     self.received = None;
                     self.answered_at = None;
                 }
@@ -314,7 +346,11 @@ impl Pair {
                     .answered_at
                     .is_some_and(|at| now.duration_since(at) >= ANSWER_SETTLE);
                 let answered = self.sent.back().filter(|_| settled);
-                let base = self.received.clone().or_else(|| answered.cloned());
+                let base = self
+                    .received
+                    .clone()
+                    .or_else(|| answered.cloned())
+                    .or_else(|| roster.filter(|_| !retry));
                 self.unanswered = base.is_some();
                 if self.pending.len() >= PENDING_MAX {
                     self.pending.pop_front();

@@ -21,4 +21,7 @@ pub struct GossipStats {
     pub dropped: AtomicU64,
     /// Messages sent packed against a base the peer holds ([`pack`]).
     pub sent_against_base: AtomicU64,
+    /// Of those, Syns packed against the sender's roster ([`pack`]): to a peer not exchanged
+    /// with yet, which drops them if it knows other members.
+    pub sent_against_roster: AtomicU64,
 }

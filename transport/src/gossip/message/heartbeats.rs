@@ -8,7 +8,7 @@
 
 use std::ops::Range;
 
-use super::{MAGIC, MessageError, Reader, Spans, V1};
+use super::{Blocks, MAGIC, MessageError, Reader, Spans, V1, put_stream};
 
 /// One digest entry as it sits in the digest's items.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -86,6 +86,23 @@ impl Digest {
             items = rest;
         }
         Ok(())
+    }
+
+    /// The digest's roster: a Syn's header, then this digest in raw blocks with every entry's
+    /// heartbeat, last GC and max version zero. Two nodes that hold the same incarnations make
+    /// the same bytes, whatever else they know of them.
+    pub fn roster(&self) -> Vec<u8> {
+        let mut items = self.items.clone();
+        for e in &self.entries {
+            // `entries` read 24 bytes of numbers right after each id.
+            if let Some(numbers) = items.get_mut(e.id.end..e.id.end + 24) {
+                numbers.fill(0);
+            }
+        }
+        let mut out = MAGIC.to_le_bytes().to_vec();
+        out.extend_from_slice(&[V1, 0]);
+        put_stream(&mut out, &items, Blocks::Raw);
+        out
     }
 }
 

@@ -103,3 +103,34 @@ fn what_is_not_a_digest_is_refused() {
         let _ = Digest::read(&raw[..n]);
     }
 }
+
+/// A roster is the digest with its numbers zeroed: the same for two views of the same
+/// incarnations, whatever their heartbeats and versions, and for a SynAck as for a Syn; another
+/// for another set of incarnations.
+#[test]
+fn a_roster_keeps_the_ids_alone() {
+    let msg = syn(1_000);
+    let mut zeroed = msg.clone();
+    for e in &mut zeroed.digest {
+        (e.heartbeat, e.last_gc, e.max_version) = (0, 0, 0);
+    }
+    let want = encode_raw(&zeroed);
+    let roster = Digest::read(&encode_raw(&msg)).unwrap().roster();
+    assert_eq!(roster, want[..roster.len()], "the header and zeroed digest");
+    let cluster_id = 2 + msg.cluster_id.len();
+    assert_eq!(
+        want.len(),
+        roster.len() + cluster_id,
+        "all but the cluster id"
+    );
+
+    let mut other = msg;
+    other.kind = Kind::SynAck;
+    for (i, e) in other.digest.iter_mut().enumerate() {
+        (e.heartbeat, e.last_gc, e.max_version) = (i as u64 * 31, 7, 99);
+    }
+    assert_eq!(Digest::read(&encode(&other)).unwrap().roster(), roster);
+
+    other.digest.pop();
+    assert_ne!(Digest::read(&encode(&other)).unwrap().roster(), roster);
+}
