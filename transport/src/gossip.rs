@@ -41,7 +41,7 @@ pub use prescan::{PrescanError, prescan};
 pub use stats::GossipStats;
 
 use self::framing::Framing;
-use self::pack::Packer;
+use self::pack::{PackError, Packer};
 use self::replies::Replies;
 use crate::endpoint::{GossipDatagram, MeshEndpoint};
 use crate::wire::MAX_GOSSIP_PAYLOAD;
@@ -329,6 +329,9 @@ async fn admit(r: &Receiving, datagram: &GossipDatagram) -> Option<Vec<u8>> {
         {
             Ok(raw) => Some(raw),
             Err(e) => {
+                if matches!(e, PackError::UnknownBase(_)) {
+                    r.stats.base_missing.fetch_add(1, Ordering::Relaxed);
+                }
                 refused(&e);
                 return None;
             }

@@ -146,13 +146,23 @@ fn gossip_metrics(state: &AdminState, out: &mut String) {
         help,
         &by_direction(&g.sent_bytes, &g.received_bytes),
     );
-    let help = "Gossip messages refused as malformed, oversized or empty once filtered.";
+    let help = "Gossip messages refused as malformed, oversized or empty once filtered, or \
+                naming a packing base this node does not hold.";
     single(
         out,
         "murmur_gossip_rejected_total",
         "counter",
         help,
         load(&g.rejected),
+    );
+    let help = "Of those, packed gossip messages naming a base this node does not hold (a peer \
+                restarted, a base evicted, a roster of other members): dropped as lost.";
+    single(
+        out,
+        "murmur_gossip_base_missing_total",
+        "counter",
+        help,
+        load(&g.base_missing),
     );
     let help = "Gossip messages dropped (peer unreachable or queue full).";
     single(

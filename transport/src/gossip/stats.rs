@@ -24,4 +24,7 @@ pub struct GossipStats {
     /// Of those, Syns packed against the sender's roster ([`pack`]): to a peer not exchanged
     /// with yet, which drops them if it knows other members.
     pub sent_against_roster: AtomicU64,
+    /// Of the messages rejected, those that named a base this node does not hold: a peer that
+    /// restarted, a base evicted, or a roster of members other than ours.
+    pub base_missing: AtomicU64,
 }
