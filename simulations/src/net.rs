@@ -153,8 +153,11 @@ pub struct Traffic {
     pub unreachable: u64,
     /// Dropped because the receiver's inbox was full.
     pub overflow: u64,
-    /// Dropped by the receiver: packed against a base it did not hold.
+    /// Dropped by the receiver: packed against a base it did not hold, other than a roster.
     pub refused: u64,
+    /// Dropped by the receiver: a Syn packed against the sender's roster, which the receiver
+    /// had not made (the two knew different members).
+    pub roster_missed: u64,
     /// Largest `Syn` (digest) sent.
     pub max_syn_bytes: u64,
     /// Estimated bytes on the wire for everything sent (see [`wire_estimate`]).
@@ -298,8 +301,14 @@ impl SimNet {
         }
     }
 
-    fn count_refused(&self, addr: SocketAddr) {
-        self.lock().traffic.entry(addr).or_default().refused += 1;
+    fn count_refused(&self, addr: SocketAddr, roster: bool) {
+        let mut inner = self.lock();
+        let t = inner.traffic.entry(addr).or_default();
+        if roster {
+            t.roster_missed += 1;
+        } else {
+            t.refused += 1;
+        }
     }
 
     fn count_received(&self, addr: SocketAddr, bytes: usize) {
@@ -498,7 +507,7 @@ impl Socket for SimSocket {
             if let (Some(packer), Some(p)) = (&self.packer, packed) {
                 let from = peer_key(outcome.from_addr);
                 if packer.unpack(from, p.base, &p.bytes).is_err() {
-                    self.net.count_refused(self.addr);
+                    self.net.count_refused(self.addr, p.roster);
                     continue;
                 }
             }

@@ -157,8 +157,11 @@ pub struct Bandwidth {
     /// CPU milliseconds the simulation spent per node per simulated second (its thread's CPU
     /// time, so other load on the machine does not count).
     pub cpu_ms_per_node_s: f64,
-    /// Messages the measured nodes refused, packed against a base they did not hold.
+    /// Messages the measured nodes refused, packed against a base they did not hold (other
+    /// than a roster).
     pub refused: u64,
+    /// Syns the measured nodes refused, packed against a roster they had not made.
+    pub roster_missed: u64,
 }
 
 /// Measures traffic over `window` for the nodes at `addrs`.
@@ -185,7 +188,7 @@ pub fn bandwidth_between(
     let mut msgs = Vec::new();
     let mut wire = Vec::new();
     let mut syn = Flow::default();
-    let mut refused = 0;
+    let (mut refused, mut roster_missed) = (0, 0);
     for addr in addrs {
         let a = after.get(addr).copied().unwrap_or_default();
         let b = before.get(addr).copied().unwrap_or_default();
@@ -195,6 +198,7 @@ pub fn bandwidth_between(
         received.push(a.received.since(&b.received).bytes as f64 / w);
         wire.push((a.wire_bytes - b.wire_bytes) as f64 / w);
         refused += a.refused - b.refused;
+        roster_missed += a.roster_missed - b.roster_missed;
         let sy = a.sent[0].since(&b.sent[0]);
         syn.msgs += sy.msgs;
         syn.bytes += sy.bytes;
@@ -217,6 +221,7 @@ pub fn bandwidth_between(
         wire_mean: stats::mean(&wire),
         cpu_ms_per_node_s: cpu.as_secs_f64() * 1e3 / (addrs.len().max(1) as f64 * w),
         refused,
+        roster_missed,
     }
 }
 

@@ -271,3 +271,5 @@ async fn packed_gossip_sends_fewer_bytes_and_still_converges_and_detects() {
     assert!(ratio < 0.7, "bytes sent, packed against plain: {ratio}");
     assert_eq!(packed.bandwidth.refused, 0, "no base went missing");
 }
+    // Rosters may miss while views differ (the crash comes after the window); no other base
+    // goes missing, however the two exchanges a pair may have under way interleave.

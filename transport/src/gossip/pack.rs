@@ -58,9 +58,15 @@ const PENDING_LIFETIME: Duration = Duration::from_secs(3);
 const ANSWER_SETTLE: Duration = Duration::from_millis(250);
 /// Our Syns awaiting an answer, per connection.
 const PENDING_MAX: usize = 4;
-/// SynAcks we sent, kept per connection for the peer's Syns to name: two, so that a Syn crossing
-/// one of our SynAcks still finds its base.
-const SENT_MAX: usize = 2;
+/// SynAcks we sent, kept per connection for the peer's Syns to name. A pair can have two
+/// exchanges under way at once (chitchat adds a Syn to a seed in the same round as the random
+/// ones), and their messages can arrive in either order: the peer's Syns may name the older of
+/// two SynAcks, and two of its Syns of one round name the same one, the second arriving after
+/// we answered the first. Three covers both.
+const SENT_MAX: usize = 3;
+/// SynAcks received, kept per connection: the peer's Syns name the last one it sent, which may
+/// have arrived before the other.
+const RECEIVED_MAX: usize = 2;
 /// Connections remembered at most, and how long an idle one is kept.
 const PAIRS_MAX: usize = 1024;
 const PAIR_IDLE: Duration = Duration::from_secs(300);
@@ -169,9 +175,9 @@ struct Pairs {
 struct Pair {
     /// SynAcks we sent on the connection, newest last: bases the peer may name.
     sent: VecDeque<Base>,
-    /// The last SynAck we received: the base our Syns name, as the peer recorded it before
-    /// sending.
-    received: Option<Base>,
+    /// The last SynAcks we received, in the order they arrived: the newest is the base our Syns
+    /// name, as the peer recorded it before sending.
+    received: VecDeque<Base>,
     /// When we sent our last SynAck, while our Syns may name it when we hold none received: the
     /// peer recorded it when it arrived, so only once it has had [`ANSWER_SETTLE`] to arrive.
     /// Until a node has started an exchange with each peer (a node of a cell of 200 starts one
@@ -312,7 +318,7 @@ impl Pair {
     fn new(now: Instant) -> Self {
         Self {
             sent: VecDeque::new(),
-            received: None,
+            received: VecDeque::new(),
             answered_at: None,
             pending: VecDeque::new(),
             unanswered: false,
@@ -339,7 +345,7 @@ impl Pair {
                 // plain, and the base is forgotten, until a SynAck shows one got through.
                 let retry = self.unanswered;
                 if retry {
-                    self.received = None;
+                    self.received.clear();
                     self.answered_at = None;
                 }
                 let settled = self
@@ -348,8 +354,9 @@ impl Pair {
                 let answered = self.sent.back().filter(|_| settled);
                 let base = self
                     .received
-                    .clone()
-                    .or_else(|| answered.cloned())
+                    .back()
+                    .or(answered)
+                    .cloned()
                     .or_else(|| roster.filter(|_| !retry));
                 self.unanswered = base.is_some();
                 if self.pending.len() >= PENDING_MAX {
@@ -384,7 +391,10 @@ impl Pair {
             Kind::Syn => self.to_answer = Some((Base::new(raw)?, now)),
             Kind::SynAck => {
                 self.unanswered = false;
-                self.received = Some(Base::new(raw)?);
+                if self.received.len() >= RECEIVED_MAX {
+                    self.received.pop_front();
+                }
+                self.received.push_back(Base::new(raw)?);
             }
             Kind::Ack => {}
         }

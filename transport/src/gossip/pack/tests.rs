@@ -388,3 +388,50 @@ async fn a_syn_names_the_synack_its_sender_answered_with() {
         fresh.unpack(1, plain.base, &plain.bytes).unwrap();
     }
 }
+
+/// Two exchanges of one pair under way at once (chitchat adds a Syn to a seed in the same
+/// round), their SynAcks arriving in the other order: each end still names a base the other
+/// holds.
+#[tokio::test(start_paused = true)]
+async fn synacks_arriving_out_of_order_leave_a_shared_base() {
+    let (a, b) = (Packer::default(), Packer::default());
+    for skew in [0, 1] {
+        let syn = b.pack(2, &v1(Kind::Syn, skew)).unwrap();
+        a.unpack(1, syn.base, &syn.bytes).unwrap();
+    }
+    let replies = [2, 3].map(|skew| a.pack(1, &v1(Kind::SynAck, skew)).unwrap());
+    for reply in replies.iter().rev() {
+        b.unpack(2, reply.base, &reply.bytes).unwrap();
+    }
+    tokio::time::advance(ANSWER_SETTLE).await;
+    // a names the SynAck it sent last, which b received first.
+    let from_a = a.pack(1, &v1(Kind::Syn, 4)).unwrap();
+    assert!(from_a.base.is_some());
+    b.unpack(2, from_a.base, &from_a.bytes).unwrap();
+    // b names the SynAck it received last, which a sent first.
+    let from_b = b.pack(2, &v1(Kind::Syn, 5)).unwrap();
+    assert!(from_b.base.is_some());
+    a.unpack(1, from_b.base, &from_b.bytes).unwrap();
+}
+
+/// Two Syns of one round: the first names the SynAck received last, the second goes plain (the
+/// first is not answered yet). The plain one arrives first and is answered; the first still
+/// finds its base.
+#[tokio::test(start_paused = true)]
+async fn two_syns_of_one_round_find_their_base() {
+    let (a, b) = (Packer::default(), Packer::default());
+    let syns = [0, 1].map(|skew| a.pack(1, &v1(Kind::Syn, skew)).unwrap());
+    for syn in &syns {
+        b.unpack(2, syn.base, &syn.bytes).unwrap();
+    }
+    let replies = [2, 3].map(|skew| b.pack(2, &v1(Kind::SynAck, skew)).unwrap());
+    for reply in replies.iter().rev() {
+        a.unpack(1, reply.base, &reply.bytes).unwrap();
+    }
+    let [first, second] = [4, 5].map(|skew| a.pack(1, &v1(Kind::Syn, skew)).unwrap());
+    assert!(first.base.is_some() && second.base.is_none());
+    b.unpack(2, second.base, &second.bytes).unwrap();
+    let answer = b.pack(2, &v1(Kind::SynAck, 6)).unwrap();
+    a.unpack(1, answer.base, &answer.bytes).unwrap();
+    b.unpack(2, first.base, &first.bytes).unwrap();
+}
