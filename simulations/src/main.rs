@@ -89,12 +89,8 @@ enum Command {
         /// Runs at the same time, one thread each.
         #[arg(long, default_value_t = 2)]
         jobs: usize,
-        /// The main report's scale.csv, for the flat curve.
-        #[arg(long, default_value = "docs/simulations/scale.csv")]
-        flat: PathBuf,
-        /// A scale.csv of `report --packed`, for the flat curve of packed gossip.
-        #[arg(long, default_value = "docs/simulations/packed/scale.csv")]
-        flat_packed: PathBuf,
+        #[command(flatten)]
+        curves: FlatCurves,
         /// Gossip interval in milliseconds.
         #[arg(long, default_value_t = 500)]
         interval_ms: u64,
@@ -113,10 +109,23 @@ enum Command {
         window_s: u64,
         /// Simulated seconds from the directory reaching every node to the bandwidth window.
         /// Packed gossip needs a base per pair of nodes, which a pair gets from its first
-        /// exchange: in a cell of 200 that started at once, 38 % of the Syns in the default
-        /// window still went without one (5 cells, seed 42), and ever fewer later.
+        /// exchange (before it, a roster both hold, once the view has held for 2 s): in a cell
+        /// of 200 that started at once, 38 % of the Syns in the default window still went
+        /// without either before rosters (5 cells, seed 42), and ever fewer later.
         #[arg(long, default_value_t = DEFAULT_SETTLE_S, value_parser = clap::value_parser!(u64).range(0..=3600))]
         settle_s: u64,
+    },
+    /// Draws cells_bandwidth.svg again from a cells run's cells.csv and the flat curves as they
+    /// are now (after `report --packed` measured the packed flat mesh again, say).
+    CellsChart {
+        /// The directory a `cells` run wrote into.
+        #[arg(long, default_value = "docs/simulations")]
+        dir: PathBuf,
+        #[command(flatten)]
+        curves: FlatCurves,
+        /// Gossip interval in milliseconds of the flat points drawn.
+        #[arg(long, default_value_t = 500)]
+        interval_ms: u64,
     },
     /// Runs one cluster with custom network conditions and prints what it measured.
     Scale {
@@ -145,6 +154,17 @@ enum Command {
         #[arg(long, default_value_t = 1)]
         kills: usize,
     },
+}
+
+/// Where the cells chart's flat curves come from.
+#[derive(clap::Args, Debug)]
+struct FlatCurves {
+    /// The main report's scale.csv, for the flat curve.
+    #[arg(long, default_value = "docs/simulations/scale.csv")]
+    flat: PathBuf,
+    /// A scale.csv of `report --packed`, for the flat curve of packed gossip.
+    #[arg(long, default_value = "docs/simulations/packed/scale.csv")]
+    flat_packed: PathBuf,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -201,8 +221,7 @@ fn main() -> anyhow::Result<()> {
             full,
             spread,
             jobs,
-            flat,
-            flat_packed,
+            curves,
             interval_ms,
             syn_fanout,
             unpacked,
@@ -300,13 +319,24 @@ fn main() -> anyhow::Result<()> {
                     Vec::new()
                 })
             };
-            report.flat = read(&flat, "chitchat's encoding");
-            report.flat_packed = read(&flat_packed, "packed gossip");
+            report.flat = read(&curves.flat, "chitchat's encoding");
+            report.flat_packed = read(&curves.flat_packed, "packed gossip");
             let path = cells_report::write(&report, &out)?;
             eprintln!(
                 "murmur-sim: seed {seed}; cells report written to {}",
                 path.display()
             );
+            Ok(())
+        }
+        Command::CellsChart {
+            dir,
+            curves,
+            interval_ms,
+        } => {
+            let flat = cells_report::read_flat(&curves.flat, interval_ms)?;
+            let flat_packed = cells_report::read_flat(&curves.flat_packed, interval_ms)?;
+            let path = cells_report::redraw(&dir, &flat, &flat_packed)?;
+            eprintln!("murmur-sim: chart written to {}", path.display());
             Ok(())
         }
         Command::Scale {

@@ -40,30 +40,63 @@ pub struct CellsReport {
 
 /// Flat points at `interval_ms` from a `scale.csv` of the main report.
 pub fn read_flat(path: &Path, interval_ms: u64) -> anyhow::Result<Vec<(usize, f64)>> {
+    let rows = read_columns(path, &["nodes", "interval_ms", "sent_Bps_mean"])?;
+    let mut out: Vec<(usize, f64)> = rows
+        .into_iter()
+        .filter(|r| r[1] as u64 == interval_ms)
+        .map(|r| (r[0] as usize, r[2]))
+        .collect();
+    out.sort_by_key(|p| p.0);
+    Ok(out)
+}
+
+/// The numbers in columns `names` of the CSV table at `path`, row by row (rows where one does
+/// not parse are left out).
+fn read_columns<const N: usize>(path: &Path, names: &[&str; N]) -> anyhow::Result<Vec<[f64; N]>> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let mut lines = text.lines();
     let header: Vec<&str> = lines.next().unwrap_or_default().split(',').collect();
-    let col = |name: &str| header.iter().position(|h| *h == name);
-    let (Some(n), Some(i), Some(b)) = (col("nodes"), col("interval_ms"), col("sent_Bps_mean"))
-    else {
-        anyhow::bail!(
-            "{} lacks nodes, interval_ms or sent_Bps_mean",
-            path.display()
-        );
-    };
-    let mut out = Vec::new();
-    for line in lines {
-        let f: Vec<&str> = line.split(',').collect();
-        let parse = |k: usize| f.get(k).and_then(|s| s.parse::<f64>().ok());
-        if let (Some(nodes), Some(ms), Some(bps)) = (parse(n), parse(i), parse(b))
-            && ms as u64 == interval_ms
-        {
-            out.push((nodes as usize, bps));
-        }
+    let mut cols = [0; N];
+    for (col, name) in cols.iter_mut().zip(names) {
+        *col = header
+            .iter()
+            .position(|h| h == name)
+            .with_context(|| format!("{} has no column {name}", path.display()))?;
     }
-    out.sort_by_key(|p| p.0);
-    Ok(out)
+    let rows = lines.filter_map(|line| {
+        let f: Vec<&str> = line.split(',').collect();
+        let mut row = [0.0; N];
+        for (v, col) in row.iter_mut().zip(cols) {
+            *v = f.get(col)?.parse().ok()?;
+        }
+        Some(row)
+    });
+    Ok(rows.collect())
+}
+
+/// Draws `cells_bandwidth.svg` in `dir` again, from the runs in its `cells.csv` and the flat
+/// curves given: for a flat curve measured again after the cells runs. Returns the chart's path.
+pub fn redraw(
+    dir: &Path,
+    flat: &[(usize, f64)],
+    flat_packed: &[(usize, f64)],
+) -> anyhow::Result<PathBuf> {
+    let names = [
+        "total_nodes",
+        "ordinary_sent_Bps_mean",
+        "custodian_sent_Bps_mean",
+    ];
+    let mut runs = read_columns(&dir.join("cells.csv"), &names)?;
+    runs.sort_by(|a, b| a[0].total_cmp(&b[0]));
+    let curves = Curves {
+        flat: points(flat),
+        flat_packed: points(flat_packed),
+        ordinary: runs.iter().map(|r| (r[0], r[1])).collect(),
+        custodian: runs.iter().map(|r| (r[0], r[2])).collect(),
+    };
+    chart(&curves).write(dir, "cells_bandwidth.svg")?;
+    Ok(dir.join("cells_bandwidth.svg"))
 }
 
 /// Writes the tables, the chart and `cells.md` into `dir`; returns the markdown's path.
@@ -71,7 +104,7 @@ pub fn write(r: &CellsReport, dir: &Path) -> anyhow::Result<PathBuf> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     runs_table(r).write(dir, "cells.csv")?;
     spread_table(r).write(dir, "cells_spread.csv")?;
-    chart(r).write(dir, "cells_bandwidth.svg")?;
+    chart(&Curves::of(r)).write(dir, "cells_bandwidth.svg")?;
     let path = dir.join("cells.md");
     std::fs::write(&path, markdown(r)).with_context(|| format!("writing {}", path.display()))?;
     Ok(path)
@@ -191,7 +224,37 @@ fn by_size(r: &CellsReport) -> Vec<&CellsResult> {
     v
 }
 
-fn chart(r: &CellsReport) -> Chart {
+/// What the chart draws: (nodes, bytes sent per second) for each curve.
+struct Curves {
+    flat: Vec<(f64, f64)>,
+    flat_packed: Vec<(f64, f64)>,
+    /// Celled meshes: an ordinary node, and a custodian (cell and top layer).
+    ordinary: Vec<(f64, f64)>,
+    custodian: Vec<(f64, f64)>,
+}
+
+impl Curves {
+    fn of(r: &CellsReport) -> Self {
+        let runs = by_size(r);
+        let pts = |f: fn(&CellsResult) -> f64| {
+            runs.iter()
+                .map(|x| ((x.cells * x.cell_size) as f64, f(x)))
+                .collect()
+        };
+        Self {
+            flat: points(&r.flat),
+            flat_packed: points(&r.flat_packed),
+            ordinary: pts(|x| x.ordinary.sent_mean),
+            custodian: pts(CellsResult::custodian_sent),
+        }
+    }
+}
+
+fn points(flat: &[(usize, f64)]) -> Vec<(f64, f64)> {
+    flat.iter().map(|(n, b)| (*n as f64, *b)).collect()
+}
+
+fn chart(r: &Curves) -> Chart {
     let mut c = Chart {
         title: "Gossip sent per node at 500 ms: one flat cluster against cells of 200".into(),
         x_label: "nodes in the mesh (log)".into(),
@@ -200,16 +263,18 @@ fn chart(r: &CellsReport) -> Chart {
         y_log: true,
         ..Chart::default()
     };
-    let flat: Vec<(f64, f64)> = r.flat.iter().map(|(n, b)| (*n as f64, *b)).collect();
+    let flat = &r.flat;
     c.series.push(line(
         "flat, chitchat's encoding (measured)",
         Style::Line,
         flat.clone(),
     ));
     if !r.flat_packed.is_empty() {
-        let packed = r.flat_packed.iter().map(|(n, b)| (*n as f64, *b)).collect();
-        c.series
-            .push(line("flat, packed (measured)", Style::Line, packed));
+        c.series.push(line(
+            "flat, packed (measured)",
+            Style::Line,
+            r.flat_packed.clone(),
+        ));
     }
     let tail: Vec<(f64, f64)> = flat.iter().rev().take(3).copied().collect();
     if let (Some(fit), Some(last)) = (Fit::of(&tail), flat.last()) {
@@ -220,22 +285,16 @@ fn chart(r: &CellsReport) -> Chart {
         c.series
             .push(line("flat, extrapolated (cannot run)", Style::Dashed, ext));
     }
-    let runs = by_size(r);
-    if !runs.is_empty() {
-        let pts = |f: fn(&CellsResult) -> f64| {
-            runs.iter()
-                .map(|x| ((x.cells * x.cell_size) as f64, f(x)))
-                .collect::<Vec<_>>()
-        };
+    if !r.ordinary.is_empty() {
         c.series.push(line(
             "celled, ordinary node (measured)",
             Style::Line,
-            pts(|x| x.ordinary.sent_mean),
+            r.ordinary.clone(),
         ));
         c.series.push(line(
             "celled, custodian: cell + top layer (measured)",
             Style::Dashed,
-            pts(CellsResult::custodian_sent),
+            r.custodian.clone(),
         ));
     }
     c.rules.push(Rule {
