@@ -67,13 +67,17 @@ const SENT_MAX: usize = 3;
 /// SynAcks received, kept per connection: the peer's Syns name the last one it sent, which may
 /// have arrived before the other.
 const RECEIVED_MAX: usize = 2;
+/// How often every connection lets go of the bases it no longer needs.
+const TRIM_EVERY: Duration = Duration::from_secs(1);
 /// Connections remembered at most, and how long an idle one is kept.
 const PAIRS_MAX: usize = 1024;
 const PAIR_IDLE: Duration = Duration::from_secs(300);
 /// Bytes of bases kept in all, at most: the connections used least recently lose theirs first,
-/// and a Syn naming a base its receiver evicted is dropped. A base is a digest, compressed: in a
-/// flat mesh of 1 000, where each is a 1 000-entry digest, this keeps the bases of about a
-/// hundred connections; a cell of 200 stays far under it.
+/// and a Syn naming a base its receiver evicted is dropped. A base is a digest, compressed: a
+/// 1 000-entry digest is about 10 KB, and a connection holds up to ten (three sent, two
+/// received, four pending, the peer's last Syn), about seven in steady use, so in a flat mesh
+/// of 1 000 this keeps the bases of about sixty connections; a cell of 200 (about 2 KB a base,
+/// 199 peers) stays under it.
 pub const BASES_BUDGET: usize = 4 << 20;
 
 /// The header and digest of an earlier message both ends hold, named by the first 8 bytes of
@@ -169,6 +173,8 @@ struct Pairs {
     by_conn: HashMap<u64, Pair>,
     /// Bytes of every pair's bases.
     stored: usize,
+    /// When every pair last let go of the bases it no longer needs ([`Pair::trim`]).
+    trimmed: Option<Instant>,
 }
 
 #[derive(Debug)]
@@ -185,6 +191,8 @@ struct Pair {
     /// when a Syn naming a base goes unanswered (the SynAck may have been lost), set again by
     /// the next SynAck we send.
     answered_at: Option<Instant>,
+    /// When we sent our last SynAck.
+    sent_at: Option<Instant>,
     /// Our Syns, for the SynAcks that answer them.
     pending: VecDeque<Pending>,
     /// Our last Syn named a base and no SynAck has come since.
@@ -251,6 +259,7 @@ impl Packer {
         if !pairs.by_conn.contains_key(&conn) {
             pairs.forget_idle(now);
         }
+        pairs.trim(now);
         let pair = pairs.by_conn.entry(conn).or_insert_with(|| Pair::new(now));
         pair.touched = now;
         let before = pair.stored();
@@ -277,6 +286,22 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Pairs {
+    /// Every [`TRIM_EVERY`], trims every pair: most are idle between two exchanges, and would
+    /// otherwise hold what their last exchange left until the next.
+    fn trim(&mut self, now: Instant) {
+        if self
+            .trimmed
+            .is_some_and(|at| now.duration_since(at) < TRIM_EVERY)
+        {
+            return;
+        }
+        self.trimmed = Some(now);
+        for pair in self.by_conn.values_mut() {
+            pair.trim(now);
+        }
+        self.stored = self.by_conn.values().map(Pair::stored).sum();
+    }
+
     /// Forgets idle connections, and the least recently used one if still full.
     fn forget_idle(&mut self, now: Instant) {
         let before = self.by_conn.len();
@@ -319,6 +344,7 @@ impl Pair {
         Self {
             sent: VecDeque::new(),
             received: VecDeque::new(),
+            sent_at: None,
             answered_at: None,
             pending: VecDeque::new(),
             unanswered: false,
@@ -379,6 +405,7 @@ impl Pair {
                 }
                 self.sent.push_back(Base::new(raw)?);
                 self.answered_at = Some(now);
+                self.sent_at = Some(now);
                 Ok(base)
             }
             Kind::Ack => Ok(None),
@@ -399,6 +426,20 @@ impl Pair {
             Kind::Ack => {}
         }
         Ok(())
+    }
+
+    /// Lets go of the bases no message can name any more: our Syns and the peer's last Syn once
+    /// past [`PENDING_LIFETIME`] (the same test that [`Self::base_for`] applies), and the third
+    /// SynAck sent, which only a Syn of the round we answered can name.
+    fn trim(&mut self, now: Instant) {
+        let expired = |at: Instant| now.duration_since(at) >= PENDING_LIFETIME;
+        self.pending.retain(|p| !expired(p.at));
+        if self.to_answer.as_ref().is_some_and(|(_, at)| expired(*at)) {
+            self.to_answer = None;
+        }
+        if self.sent.len() > 2 && self.sent_at.is_some_and(expired) {
+            self.sent.pop_front();
+        }
     }
 
     /// Bytes of its bases.

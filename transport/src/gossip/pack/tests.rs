@@ -435,3 +435,41 @@ async fn two_syns_of_one_round_find_their_base() {
     a.unpack(1, answer.base, &answer.bytes).unwrap();
     b.unpack(2, first.base, &first.bytes).unwrap();
 }
+
+/// A connection between two exchanges keeps only what a message can still name: the SynAcks
+/// sent last (two) and received. Our Syns and the peer's go once past their lifetime, whether
+/// or not the connection is used again.
+#[tokio::test(start_paused = true)]
+async fn idle_connections_let_go_of_bases_no_message_can_name() {
+    let (a, b) = (Packer::default(), Packer::default());
+    for skew in 0..3 {
+        let syn = a.pack(1, &v1(Kind::Syn, skew)).unwrap();
+        b.unpack(2, syn.base, &syn.bytes).unwrap();
+        let reply = b.pack(2, &v1(Kind::SynAck, skew + 1)).unwrap();
+        a.unpack(1, reply.base, &reply.bytes).unwrap();
+    }
+    b.pack(2, &v1(Kind::Syn, 9)).unwrap();
+    let busy = b.stored();
+    {
+        let pairs = lock(&b.pairs);
+        let pair = &pairs.by_conn[&2];
+        assert_eq!((pair.sent.len(), pair.pending.len()), (3, 1));
+        assert!(pair.to_answer.is_some());
+    }
+    tokio::time::advance(PENDING_LIFETIME + TRIM_EVERY).await;
+    // Traffic on another connection trims this one too.
+    b.pack(3, &v1(Kind::Ack, 0)).unwrap();
+    {
+        let pairs = lock(&b.pairs);
+        let pair = &pairs.by_conn[&2];
+        assert_eq!((pair.sent.len(), pair.pending.len()), (2, 0));
+        assert!(pair.to_answer.is_none());
+        let kept: usize = pair.sent.iter().map(Base::stored_len).sum();
+        assert_eq!(pairs.stored, kept);
+        assert!(kept < busy);
+    }
+    // a still names a base b holds.
+    let next = a.pack(1, &v1(Kind::Syn, 12)).unwrap();
+    assert!(next.base.is_some());
+    b.unpack(2, next.base, &next.bytes).unwrap();
+}
