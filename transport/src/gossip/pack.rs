@@ -227,7 +227,7 @@ impl Packer {
         Ok(Packed {
             base,
             bytes,
-            roster: base.is_some() && base == roster_id,
+            roster: base.is_some_and(|id| Some(id) == roster_id),
         })
     }
 

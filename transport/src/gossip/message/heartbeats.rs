@@ -91,8 +91,8 @@ impl Digest {
     /// The digest's roster: a Syn's header, then this digest in raw blocks with every entry's
     /// heartbeat, last GC and max version zero. Two nodes that hold the same incarnations make
     /// the same bytes, whatever else they know of them.
-    pub fn roster(&self) -> Vec<u8> {
-        let mut items = self.items.clone();
+    pub fn roster(self) -> Vec<u8> {
+        let mut items = self.items;
         for e in &self.entries {
             // `entries` read 24 bytes of numbers right after each id.
             if let Some(numbers) = items.get_mut(e.id.end..e.id.end + 24) {

@@ -46,11 +46,11 @@ impl Rosters {
             return Ok(None);
         };
         let id = Base::id_of(&roster);
-        if self.kept.back().is_some_and(|b| b.id == id) {
+        let known = self.kept.iter().position(|b| b.id == id);
+        if known.is_some_and(|at| at + 1 == self.kept.len()) {
             let settled = self.since.is_some_and(|t| now.duration_since(t) >= SETTLED);
             return Ok(self.kept.back().filter(|_| settled).cloned());
         }
-        let known = self.kept.iter().position(|b| b.id == id);
         let base = match known.and_then(|at| self.kept.remove(at)) {
             Some(b) => b,
             None => Base::with_id(id, &roster)?,
