@@ -12,6 +12,7 @@ mod config;
 mod peers;
 mod registry;
 mod serve;
+mod socket;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -19,11 +20,11 @@ use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
-use quinn::{RecvStream, SendStream};
+use quinn::{RecvStream, Runtime, SendStream};
 use tokio::sync::{Semaphore, mpsc};
 
 pub use anonymous::{AnonymousConnection, AnonymousStream, connect_anonymous};
-pub use config::QuicSettings;
+pub use config::{MAX_UDP_PAYLOAD, QuicSettings};
 pub use peers::{ConnectError, OpenError, PeerConnection, PeerStats};
 
 use crate::identity::{Name, PeerIdentity};
@@ -153,19 +154,21 @@ impl MeshEndpoint {
         let server = config::server_config(&tls, &config.quic).map_err(std::io::Error::other)?;
         let client_config =
             config::client_config(&tls, &config.quic).map_err(std::io::Error::other)?;
-        let endpoint = match config.reset_key {
-            Some(secret) => {
-                let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &secret);
-                let socket = std::net::UdpSocket::bind(config.listen)?;
-                quinn::Endpoint::new(
-                    quinn::EndpointConfig::new(Arc::new(key)),
-                    Some(server),
-                    socket,
-                    Arc::new(quinn::TokioRuntime),
-                )?
-            }
-            None => quinn::Endpoint::server(server, config.listen)?,
+        let mut quic = match config.reset_key {
+            Some(secret) => quinn::EndpointConfig::new(Arc::new(ring::hmac::Key::new(
+                ring::hmac::HMAC_SHA256,
+                &secret,
+            ))),
+            None => quinn::EndpointConfig::default(),
         };
+        quic.max_udp_payload_size(config.quic.max_udp_payload)
+            .map_err(|e| std::io::Error::other(format!("QUIC max UDP payload: {e}")))?;
+        let runtime = Arc::new(quinn::TokioRuntime);
+        let socket =
+            runtime.wrap_udp_socket(socket::bind(config.listen, config.quic.udp_buffer)?)?;
+        let socket = Arc::new(socket::Batches(socket));
+        let endpoint =
+            quinn::Endpoint::new_with_abstract_socket(quic, Some(server), socket, runtime)?;
         let advertise = match config.advertise {
             Some(addr) => addr,
             None => endpoint.local_addr()?,

@@ -341,6 +341,14 @@ fn quic_metrics(state: &AdminState, out: &mut String) {
         help,
         &per_peer(&|p| p.sent_packets as f64),
     );
+    let help = "Largest UDP payload the path to each peer carries, as MTU discovery found it.";
+    render_now(
+        out,
+        "murmur_quic_path_mtu_bytes",
+        "gauge",
+        help,
+        &per_peer(&|p| f64::from(p.mtu)),
+    );
 }
 
 fn policy_metrics(state: &AdminState, out: &mut String) {

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use murmur_transport::endpoint::QuicSettings;
+use murmur_transport::endpoint::{MAX_UDP_PAYLOAD, QuicSettings};
 
 use super::raw::{RawLimits, RawListenerLimits};
 use crate::listener::{ListenerLimits, ListenerSettings};
@@ -33,6 +33,26 @@ pub fn limits(raw: RawLimits) -> Result<(ListenerSettings, QuicSettings), Invali
             ));
         }
         quic.max_bidi_streams = n;
+    }
+    if let Some(n) = raw.max_udp_payload {
+        quic.max_udp_payload = u16::try_from(n)
+            .ok()
+            .filter(|n| (1200..=MAX_UDP_PAYLOAD).contains(n))
+            .ok_or_else(|| {
+                (
+                    "limits.max_udp_payload".into(),
+                    format!("{n} is outside 1200..={MAX_UDP_PAYLOAD} (QUIC's limits)"),
+                )
+            })?;
+    }
+    if let Some(n) = raw.udp_buffer {
+        if !(64 << 10..=1 << 30).contains(&n) {
+            return Err((
+                "limits.udp_buffer".into(),
+                format!("{n} is outside 65536..=1073741824 bytes"),
+            ));
+        }
+        quic.udp_buffer = n;
     }
     Ok((listeners, quic))
 }

@@ -224,6 +224,10 @@ pub struct RawLimits {
     pub stream_wait: Option<HumanDuration>,
     /// Streams a peer may have open to this node at once.
     pub streams_per_peer: Option<u32>,
+    /// Largest UDP payload of a QUIC packet (MTU discovery searches up to it).
+    pub max_udp_payload: Option<u32>,
+    /// Kernel buffer of the mesh UDP socket, each way, bytes.
+    pub udp_buffer: Option<u32>,
     /// The outbound HTTP listener.
     pub outbound: Option<RawListenerLimits>,
     /// Each `[[upstream]]` listener.

@@ -73,6 +73,8 @@ pub struct PeerStats {
     pub lost_packets: u64,
     /// Packets sent so far.
     pub sent_packets: u64,
+    /// Largest UDP payload the path carries, as found by MTU discovery so far.
+    pub mtu: u16,
 }
 
 impl PeerConnection {
@@ -225,6 +227,7 @@ impl PeerConnection {
             rtt: self.conn.rtt(),
             lost_packets: s.path.lost_packets,
             sent_packets: s.path.sent_packets,
+            mtu: s.path.current_mtu,
         }
     }
 }

@@ -314,12 +314,14 @@ fn limits_default_and_are_validated_by_field() {
     assert_eq!(c.quic.stream_wait, Duration::from_secs(1));
     let raw = parse(
         "[limits]\nstream_wait = \"250ms\"\nstreams_per_peer = 64\n\
+         max_udp_payload = 1452\nudp_buffer = 1048576\n\
          [limits.upstream]\nmax_connections = 10\nidle_timeout = \"5m\"\n",
     )
     .unwrap();
     let c = Config::from_parts(raw, flags(), Path::new(""), &no_env).unwrap();
     assert_eq!(c.quic.stream_wait, Duration::from_millis(250));
     assert_eq!(c.quic.max_bidi_streams, 64);
+    assert_eq!((c.quic.max_udp_payload, c.quic.udp_buffer), (1452, 1 << 20));
     assert_eq!(c.listeners.upstream.max_connections, 10);
     assert_eq!(c.listeners.upstream.idle_timeout, Duration::from_secs(300));
     assert_eq!(c.listeners.admin, crate::listener::ListenerLimits::ADMIN);
@@ -336,6 +338,15 @@ fn limits_default_and_are_validated_by_field() {
             "[limits]\nstreams_per_peer = 0\n",
             "limits.streams_per_peer",
         ),
+        (
+            "[limits]\nmax_udp_payload = 1199\n",
+            "limits.max_udp_payload",
+        ),
+        (
+            "[limits]\nmax_udp_payload = 65528\n",
+            "limits.max_udp_payload",
+        ),
+        ("[limits]\nudp_buffer = 1000\n", "limits.udp_buffer"),
     ] {
         let err = Config::from_parts(parse(text).unwrap(), flags(), Path::new(""), &no_env)
             .unwrap_err()

@@ -1,0 +1,127 @@
+//! The endpoint's UDP socket: buffers sized for a proxy, and batches the kernel accepts.
+//!
+//! The kernel's default UDP buffers (about 200 KiB) overflow under a bulk transfer even on
+//! loopback: every datagram dropped there is a QUIC packet lost. And quinn hands the socket
+//! batches of up to ten packets for one segmentation-offload (GSO) send without bounding their
+//! total: once MTU discovery finds a path MTU above 6.5 KB (jumbo frames, loopback), a batch
+//! passes the 64 KiB one send may carry, the kernel refuses it with `EMSGSIZE`, and quinn-udp drops it
+//! silently (it expects that error only from MTU probes). [`Batches`] splits such a batch.
+
+use std::fmt;
+use std::io::{self, IoSliceMut};
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use quinn::udp::{RecvMeta, Transmit};
+use quinn::{AsyncUdpSocket, UdpPoller};
+use socket2::{Domain, Protocol, Socket, Type};
+
+/// The most UDP payload one send may carry: an IPv4 datagram's 65 535 bytes less its IP and
+/// UDP headers. A GSO batch is one datagram to the kernel until it is segmented.
+const MAX_SEND: usize = 65_535 - 20 - 8;
+
+/// Binds a UDP socket on `addr` asking the kernel for `buffer` bytes each way. The kernel
+/// grants at most `net.core.rmem_max` / `wmem_max`; less than asked is logged, not an error.
+pub(super) fn bind(addr: SocketAddr, buffer: u32) -> io::Result<std::net::UdpSocket> {
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    let asked = buffer as usize;
+    // Failing to resize is not fatal: the socket works with the kernel's default.
+    if let Err(e) = socket.set_recv_buffer_size(asked) {
+        tracing::warn!(error = %e, "cannot size the UDP receive buffer");
+    }
+    if let Err(e) = socket.set_send_buffer_size(asked) {
+        tracing::warn!(error = %e, "cannot size the UDP send buffer");
+    }
+    // Linux reports twice what it granted (it counts its bookkeeping).
+    let granted = socket.recv_buffer_size().unwrap_or(0) / 2;
+    if granted < asked {
+        tracing::warn!(
+            asked,
+            granted,
+            "the kernel granted a smaller UDP receive buffer than asked: bulk transfers may \
+             lose packets; raise net.core.rmem_max and net.core.wmem_max"
+        );
+    }
+    socket.bind(&addr.into())?;
+    Ok(socket.into())
+}
+
+/// A socket that sends a GSO batch larger than one send may carry as several sends.
+pub(super) struct Batches(pub(super) Arc<dyn AsyncUdpSocket>);
+
+impl fmt::Debug for Batches {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Batches").field(&self.0).finish()
+    }
+}
+
+/// How many bytes of a batch of `segment`-sized packets one send carries: whole packets only.
+fn per_send(segment: usize) -> usize {
+    (MAX_SEND / segment).max(1) * segment
+}
+
+impl AsyncUdpSocket for Batches {
+    fn create_io_poller(self: Arc<Self>) -> Pin<Box<dyn UdpPoller>> {
+        self.0.clone().create_io_poller()
+    }
+
+    fn try_send(&self, transmit: &Transmit<'_>) -> io::Result<()> {
+        let Some(segment) = transmit
+            .segment_size
+            .filter(|_| transmit.contents.len() > MAX_SEND)
+        else {
+            return self.0.try_send(transmit);
+        };
+        let mut parts = transmit.contents.chunks(per_send(segment));
+        // The first send decides: if the socket is full, quinn keeps the whole batch and
+        // tries again when it is writable.
+        if let Some(first) = parts.next() {
+            self.0.try_send(&Transmit {
+                contents: first,
+                ..*transmit
+            })?;
+        }
+        for part in parts {
+            // Part of the batch is out: reporting a failure now would send that part twice.
+            // What is not sent is lost as on any network, and QUIC's recovery sends it again.
+            if let Err(e) = self.0.try_send(&Transmit {
+                contents: part,
+                ..*transmit
+            }) {
+                tracing::debug!(error = %e, "rest of a packet batch not sent");
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    fn poll_recv(
+        &self,
+        cx: &mut Context<'_>,
+        bufs: &mut [IoSliceMut<'_>],
+        meta: &mut [RecvMeta],
+    ) -> Poll<io::Result<usize>> {
+        self.0.poll_recv(cx, bufs, meta)
+    }
+
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.0.local_addr()
+    }
+
+    fn max_transmit_segments(&self) -> usize {
+        self.0.max_transmit_segments()
+    }
+
+    fn max_receive_segments(&self) -> usize {
+        self.0.max_receive_segments()
+    }
+
+    fn may_fragment(&self) -> bool {
+        self.0.may_fragment()
+    }
+}
+
+#[cfg(test)]
+mod tests;
