@@ -6,6 +6,7 @@ use std::sync::Arc;
 use crate::certs::{
     CaInit, CaInitReport, IssueRequest, IssuerFiles, IssuerInit, init_ca, init_issuer, issue,
 };
+use crate::endpoint::{EndpointConfig, MeshEndpoint, QuicSettings, StreamHandler};
 use crate::identity::{Name, Role, SpiffeId, TrustDomain};
 use crate::issuance::Authority;
 use crate::tls::{CredentialPaths, TlsState, TrustBundle, load_material};
@@ -134,4 +135,21 @@ impl crate::gossip::GossipGuard for OpenGuard {
             ..crate::gossip::Admission::default()
         }
     }
+}
+
+/// An endpoint on a free loopback port with the default QUIC settings, serving the streams
+/// peers open with `handler` (its gossip is not read).
+pub fn serving_endpoint(tls: Arc<TlsState>, handler: Arc<dyn StreamHandler>) -> MeshEndpoint {
+    let (ep, _gossip) = MeshEndpoint::bind(
+        EndpointConfig {
+            listen: ([127, 0, 0, 1], 0).into(),
+            advertise: None,
+            reset_key: None,
+            quic: QuicSettings::default(),
+        },
+        tls,
+    )
+    .unwrap_or_else(|e| panic!("bind: {e}"));
+    ep.set_handler(handler);
+    ep
 }

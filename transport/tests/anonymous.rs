@@ -10,13 +10,13 @@ use std::time::Duration;
 
 use murmur_transport::certs::{self, make_request};
 use murmur_transport::endpoint::{
-    AnonymousStream, EndpointConfig, InboundStream, MeshEndpoint, QuicSettings, StreamHandler,
-    StreamWork, connect_anonymous,
+    AnonymousStream, InboundStream, MeshEndpoint, QuicSettings, StreamHandler, StreamWork,
+    connect_anonymous,
 };
 use murmur_transport::identity::{Name, Role, SpiffeId};
 use murmur_transport::issuance::exchange::{exchange_anonymous, read_request, write_answer};
 use murmur_transport::issuance::protocol::{Answer, Refusal, RefusalCode, Request};
-use murmur_transport::testing::TestPki;
+use murmur_transport::testing::{TestPki, serving_endpoint};
 use murmur_transport::tls::{Material, Revocations, TlsState};
 use murmur_transport::wire::{StreamHeader, StreamKind};
 use rustls_pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
@@ -49,18 +49,7 @@ impl StreamHandler for Handler {
 }
 
 fn bind(tls: Arc<TlsState>) -> MeshEndpoint {
-    let (ep, _gossip) = MeshEndpoint::bind(
-        EndpointConfig {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            advertise: None,
-            reset_key: None,
-            quic: QuicSettings::default(),
-        },
-        tls,
-    )
-    .unwrap();
-    ep.set_handler(Arc::new(Handler));
-    ep
+    serving_endpoint(tls, Arc::new(Handler))
 }
 
 fn node(pki: &TestPki, name: &str) -> MeshEndpoint {

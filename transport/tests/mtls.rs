@@ -8,10 +8,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use murmur_transport::endpoint::{
-    EndpointConfig, InboundStream, MeshEndpoint, QuicSettings, StreamHandler, StreamWork,
+    InboundStream, MeshEndpoint, QuicSettings, StreamHandler, StreamWork,
 };
 use murmur_transport::identity::{Name, Role};
-use murmur_transport::testing::TestPki;
+use murmur_transport::testing::{TestPki, serving_endpoint};
 use murmur_transport::tls::{CredentialPaths, CredentialWatcher, TlsState};
 use murmur_transport::wire::{StreamHeader, StreamKind};
 
@@ -32,19 +32,7 @@ impl StreamHandler for Echo {
 }
 
 fn bind(tls: Arc<TlsState>) -> MeshEndpoint {
-    let listen: SocketAddr = "127.0.0.1:0".parse().unwrap();
-    let (ep, _gossip) = MeshEndpoint::bind(
-        EndpointConfig {
-            listen,
-            advertise: None,
-            reset_key: None,
-            quic: QuicSettings::default(),
-        },
-        tls,
-    )
-    .unwrap();
-    ep.set_handler(Arc::new(Echo));
-    ep
+    serving_endpoint(tls, Arc::new(Echo))
 }
 
 async fn request(

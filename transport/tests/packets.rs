@@ -9,10 +9,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use murmur_transport::endpoint::{
-    EndpointConfig, InboundStream, MeshEndpoint, QuicSettings, StreamHandler, StreamWork,
+    InboundStream, MeshEndpoint, QuicSettings, StreamHandler, StreamWork,
 };
 use murmur_transport::identity::Role;
-use murmur_transport::testing::TestPki;
+use murmur_transport::testing::{TestPki, serving_endpoint};
 use murmur_transport::wire::{StreamHeader, StreamKind};
 
 /// Ethernet's largest UDP payload: a limit the endpoint's settings must lift.
@@ -36,20 +36,7 @@ impl StreamHandler for Count {
 
 fn bind(pki: &TestPki, name: &str) -> MeshEndpoint {
     let paths = pki.node(name, &["bulk"]);
-    let tls = pki.tls(&paths, Role::Node, name);
-    let listen: SocketAddr = "127.0.0.1:0".parse().unwrap();
-    let (ep, _gossip) = MeshEndpoint::bind(
-        EndpointConfig {
-            listen,
-            advertise: None,
-            reset_key: None,
-            quic: QuicSettings::default(),
-        },
-        tls,
-    )
-    .unwrap();
-    ep.set_handler(Arc::new(Count));
-    ep
+    serving_endpoint(pki.tls(&paths, Role::Node, name), Arc::new(Count))
 }
 
 /// Sends `BULK` bytes from `from` to `to`; returns how many `to` says it read.

@@ -4,8 +4,9 @@
 //! loopback: every datagram dropped there is a QUIC packet lost. And quinn hands the socket
 //! batches of up to ten packets for one segmentation-offload (GSO) send without bounding their
 //! total: once MTU discovery finds a path MTU above 6.5 KB (jumbo frames, loopback), a batch
-//! passes the 64 KiB one send may carry, the kernel refuses it with `EMSGSIZE`, and quinn-udp drops it
-//! silently (it expects that error only from MTU probes). [`Batches`] splits such a batch.
+//! passes the 64 KiB one send may carry, the kernel refuses it with `EMSGSIZE`, and quinn-udp
+//! drops it silently (it expects that error only from MTU probes). [`Batches`] splits such a
+//! batch.
 
 use std::fmt;
 use std::io::{self, IoSliceMut};
@@ -70,28 +71,27 @@ impl AsyncUdpSocket for Batches {
     fn try_send(&self, transmit: &Transmit<'_>) -> io::Result<()> {
         let Some(segment) = transmit
             .segment_size
-            .filter(|_| transmit.contents.len() > MAX_SEND)
+            .filter(|&s| s > 0 && transmit.contents.len() > MAX_SEND)
         else {
             return self.0.try_send(transmit);
         };
-        let mut parts = transmit.contents.chunks(per_send(segment));
-        // The first send decides: if the socket is full, quinn keeps the whole batch and
-        // tries again when it is writable.
-        if let Some(first) = parts.next() {
-            self.0.try_send(&Transmit {
-                contents: first,
-                ..*transmit
-            })?;
-        }
-        for part in parts {
-            // Part of the batch is out: reporting a failure now would send that part twice.
-            // What is not sent is lost as on any network, and QUIC's recovery sends it again.
-            if let Err(e) = self.0.try_send(&Transmit {
+        for (i, part) in transmit.contents.chunks(per_send(segment)).enumerate() {
+            let sent = self.0.try_send(&Transmit {
                 contents: part,
                 ..*transmit
-            }) {
-                tracing::debug!(error = %e, "rest of a packet batch not sent");
-                break;
+            });
+            match sent {
+                Ok(()) => {}
+                // The first send decides: if the socket is full, quinn keeps the whole batch
+                // and tries again when it is writable.
+                Err(e) if i == 0 => return Err(e),
+                // Part of the batch is out: reporting a failure now would send that part
+                // twice. What is not sent is lost as on any network, and QUIC's recovery
+                // sends it again.
+                Err(e) => {
+                    tracing::debug!(error = %e, "rest of a packet batch not sent");
+                    break;
+                }
             }
         }
         Ok(())
