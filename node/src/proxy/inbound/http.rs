@@ -300,7 +300,11 @@ async fn answer(
         local,
         ..
     } = *stream;
-    match proxy.local.client(local.protocol).request(req).await {
+    match proxy
+        .local
+        .request(local.protocol, local.address, req)
+        .await
+    {
         Ok(resp) => {
             let (outcome, bytes) = reply::relay(service, resp, send, head_sent, watch).await;
             seen.bytes = bytes;

@@ -5,7 +5,6 @@
 use bytes::BytesMut;
 use http::Response;
 use http::header::CONTENT_TYPE;
-use hyper::body::Incoming;
 use quinn::SendStream;
 use tracing::debug;
 
@@ -13,12 +12,13 @@ use crate::proxy::body::{self, BAD_FRAMES, DEADLINE_EXPIRED, Observed, grpc_stat
 use crate::proxy::errors::{LocalReply, grpc_code};
 use crate::proxy::frame::{self, FRAME_VERSION, ResponseHead};
 use crate::proxy::headers::strip_hop_by_hop;
+use crate::proxy::local::{AppBody, AppError};
 use crate::proxy::runtime::Proxy;
 use crate::services::LocalService;
 use crate::telemetry::Outcome;
 
 /// The head of an app's response, hop-by-hop headers removed.
-pub fn head_of(resp: &mut Response<Incoming>) -> ResponseHead {
+pub fn head_of(resp: &mut Response<AppBody>) -> ResponseHead {
     strip_hop_by_hop(resp.headers_mut());
     ResponseHead {
         version: FRAME_VERSION,
@@ -68,7 +68,7 @@ pub struct Watch {
 /// still answer 504. Returns how it ended and, if watched, the body bytes sent.
 pub async fn relay(
     service: &str,
-    mut resp: Response<Incoming>,
+    mut resp: Response<AppBody>,
     send: &mut SendStream,
     head_sent: &mut bool,
     watch: Watch,
@@ -118,7 +118,7 @@ pub async fn app_failed(
     proxy: &Proxy,
     service: &str,
     local: &LocalService,
-    e: &hyper_util::client::legacy::Error,
+    e: &AppError,
     send: &mut SendStream,
 ) -> Outcome {
     if e.is_connect() {

@@ -45,7 +45,10 @@ impl Call<'_> {
         mut send: SendStream,
         span: ProxySpan,
     ) -> Outcome {
-        let call = self.proxy.local.client(Protocol::Http).request(req);
+        let call = self
+            .proxy
+            .local
+            .request(Protocol::Http, self.local.address, req);
         let answered = match self.deadline {
             Some(at) => tokio::time::timeout_at(at.into(), call).await.ok(),
             None => Some(call.await),
