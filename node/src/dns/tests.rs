@@ -30,16 +30,8 @@ async fn server(
     watch::Sender<Arc<VipMap>>,
     Arc<Telemetry>,
 ) {
-    let listeners = bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let listeners = same_port().await;
     let udp = listeners.udp.local_addr().unwrap();
-    let tcp = listeners.tcp.local_addr().unwrap();
-    // Same port for both, as a resolver expects: rebind TCP on the UDP port.
-    let listeners = if udp.port() == tcp.port() {
-        listeners
-    } else {
-        drop(listeners);
-        bind(udp).await.unwrap()
-    };
     let mut alloc = Allocator::new(VipSettings::default());
     alloc.update(services.iter().copied(), Instant::now());
     let (tx, rx) = watch::channel(Arc::new(alloc.snapshot()));
@@ -47,6 +39,24 @@ async fn server(
     let names = MeshNames::new(suffix, bare).unwrap();
     start(listeners, names, upstreams, rx, telemetry.clone()).unwrap();
     (udp, alloc, tx, telemetry)
+}
+
+/// Listeners on one port for UDP and TCP, as a resolver expects: the UDP socket's free port is
+/// taken for TCP too, which fails when a TCP socket elsewhere on the machine holds that port
+/// (a client's ephemeral port, say); then another port is tried.
+async fn same_port() -> super::DnsListeners {
+    for _ in 0..50 {
+        let listeners = bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+        let udp = listeners.udp.local_addr().unwrap();
+        if udp.port() == listeners.tcp.local_addr().unwrap().port() {
+            return listeners;
+        }
+        drop(listeners);
+        if let Ok(l) = bind(udp).await {
+            return l;
+        }
+    }
+    panic!("no port free for both UDP and TCP in 50 tries");
 }
 
 fn query(name: &str, rtype: RecordType) -> Vec<u8> {
