@@ -2,10 +2,10 @@
 //! connections per app address ([`http1`]); HTTP/2 with prior knowledge for `grpc` ones, one
 //! shared connection per address ([`http2`]). Idle connections close after a minute.
 //!
-//! Our own rather than hyper-util's pooled client: that one boxes its futures and spawns a task
-//! per HTTP/1.1 request to put the connection back once it is ready again. Here an HTTP/1.1
-//! connection goes back when the response body has been read to its end ([`AppBody`]), on the
-//! request's own task. A request the app's connection closed under before it was written is
+//! Our own rather than hyper-util's pooled client: that one spawns a task for an HTTP/1.1
+//! request whose connection is not ready again when the answer's head arrives (the body is
+//! still coming), to put the connection back later. Here an HTTP/1.1 connection goes back when
+//! the response body has been read to its end ([`AppBody`]), on the request's own task. A request the app's connection closed under before it was written is
 //! sent again on a new connection; one already written is not (it may have been processed).
 
 #![allow(
