@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::{Request, Response, Uri};
+use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
@@ -24,7 +24,7 @@ use rustls_pki_types::ServerName;
 
 use super::body::ProxyBody;
 use super::errors::ProxyError;
-use super::headers::strip_hop_by_hop;
+use super::headers::{origin_form, strip_hop_by_hop};
 use super::runtime::{External, Proxy};
 use crate::traffic::authz::{Caller, caller_matches};
 
@@ -166,9 +166,7 @@ async fn forward(
     if let Some(a) = authority.and_then(|a| http::HeaderValue::from_str(&a).ok()) {
         parts.headers.insert(http::header::HOST, a);
     }
-    // Origin form towards the server.
-    let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-    parts.uri = path.parse::<Uri>().map_err(|e| failed(e.to_string()))?;
+    parts.uri = origin_form(&parts.uri);
     let resp = sender
         .send_request(Request::from_parts(parts, body))
         .await

@@ -5,7 +5,8 @@ use http::header::{
     CONNECTION, HOST, HeaderName, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION, TE, TRAILER,
     TRANSFER_ENCODING, UPGRADE,
 };
-use http::{HeaderMap, HeaderValue};
+use http::uri::PathAndQuery;
+use http::{HeaderMap, HeaderValue, Uri};
 
 /// Hop-by-hop headers removed in both directions (`te` is handled apart: `te: trailers` is
 /// end-to-end meaning for gRPC and is kept). Names, not strings: removing by a string parses
@@ -71,6 +72,16 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
             headers.insert(TE, HeaderValue::from_static("trailers"));
         }
     }
+}
+
+/// `uri` in origin form (the path and query alone, `/` if it has none), as an HTTP/1.1 request
+/// names its target to the server it is sent to.
+pub fn origin_form(uri: &Uri) -> Uri {
+    Uri::from(
+        uri.path_and_query()
+            .cloned()
+            .unwrap_or_else(|| PathAndQuery::from_static("/")),
+    )
 }
 
 #[cfg(test)]

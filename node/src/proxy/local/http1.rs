@@ -5,8 +5,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use http::header::HOST;
-use http::uri::PathAndQuery;
-use http::{HeaderValue, Request, Response, StatusCode, Uri};
+use http::{HeaderValue, Request, Response, StatusCode};
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
 use tokio::time::Instant;
@@ -15,6 +14,7 @@ use tracing::debug;
 use super::body::{AppBody, GiveBack, Return};
 use super::conn::{AppError, IDLE, Kept, MAX_IDLE, connect, sweep_while_kept};
 use crate::proxy::body::FrameBody;
+use crate::proxy::headers::origin_form;
 
 type Sender = SendRequest<FrameBody>;
 
@@ -68,7 +68,7 @@ impl Pool {
         self: Arc<Self>,
         mut req: Request<FrameBody>,
     ) -> Result<Response<AppBody>, AppError> {
-        origin_form(&mut req, self.host.as_ref());
+        for_http1(&mut req, self.host.as_ref());
         let (mut sender, fresh) = match self.take() {
             Some(s) => (s, false),
             None => (self.open().await?, true),
@@ -151,13 +151,8 @@ impl GiveBack for Pool {
 }
 
 /// HTTP/1.1 requests name the path alone; the host goes in `Host` if the caller gave none.
-fn origin_form(req: &mut Request<FrameBody>, host: Option<&HeaderValue>) {
-    let path = req
-        .uri()
-        .path_and_query()
-        .cloned()
-        .unwrap_or_else(|| PathAndQuery::from_static("/"));
-    *req.uri_mut() = Uri::from(path);
+fn for_http1(req: &mut Request<FrameBody>, host: Option<&HeaderValue>) {
+    *req.uri_mut() = origin_form(req.uri());
     if let Some(h) = host
         && !req.headers().contains_key(HOST)
     {
