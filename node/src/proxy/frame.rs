@@ -304,7 +304,8 @@ pub fn header_map(fields: Fields) -> Result<HeaderMap, FrameError> {
     for (k, v) in fields {
         let name = HeaderName::from_bytes(k.as_bytes())
             .map_err(|_| FrameError::Malformed(format!("header name {k:?}")))?;
-        let value = HeaderValue::from_bytes(&v.0)
+        // Takes the decoded bytes as they are: no second allocation and copy per value.
+        let value = HeaderValue::from_maybe_shared(Bytes::from(v.0))
             .map_err(|_| FrameError::Malformed(format!("value of header {k}")))?;
         map.append(name, value);
     }
