@@ -6,7 +6,7 @@
 # writes DIR/LABEL-a.cfg (plain HTTP in on A_PORT, out over TLS 1.3 with a client certificate
 # to B) and DIR/LABEL-b.cfg (TLS in on B_PORT, requiring a client certificate; out to nginx).
 # ALPN is "" (HTTP/1.1 between the two) or "alpn h2" (HTTP/2 over one TLS connection). The
-# certificates are DIR/certs/a.pem and b.pem (certificate and key), the CA DIR/ca/ca.crt.
+# certificates are DIR/certs/a.pem and b.pem (haproxy_pems, below), the CA DIR/ca/ca.crt.
 haproxy_configs() {
   local dir=$1 label=$2 a=$3 b=$4 nginx=$5 alpn=$6
   local common="global
@@ -34,4 +34,13 @@ frontend mesh
 backend app
   server nginx 127.0.0.1:$nginx
 CFG
+}
+
+# Writes DIR/certs/a.pem and b.pem, each certificate followed by its key, from the .crt and .key
+# files beside them: the form HAProxy's `crt` takes.
+haproxy_pems() {
+  local dir=$1 n
+  for n in a b; do
+    cat "$dir/certs/$n.crt" "$dir/certs/$n.key" >"$dir/certs/$n.pem"
+  done
 }

@@ -5,8 +5,9 @@
 //! Our own rather than hyper-util's pooled client: that one spawns a task for an HTTP/1.1
 //! request whose connection is not ready again when the answer's head arrives (the body is
 //! still coming), to put the connection back later. Here an HTTP/1.1 connection goes back when
-//! the response body has been read to its end ([`AppBody`]), on the request's own task. A request the app's connection closed under before it was written is
-//! sent again on a new connection; one already written is not (it may have been processed).
+//! the response body has been read to its end ([`AppBody`]), on the request's own task. A
+//! request the app's connection closed under before it was written is sent again on a new
+//! connection; one already written is not (it may have been processed).
 
 #![allow(
     clippy::disallowed_types,
