@@ -11,6 +11,7 @@ mod anonymous;
 mod config;
 mod peers;
 mod registry;
+mod runtime;
 mod serve;
 mod socket;
 
@@ -163,7 +164,7 @@ impl MeshEndpoint {
         };
         quic.max_udp_payload_size(config.quic.max_udp_payload)
             .map_err(|e| std::io::Error::other(format!("QUIC max UDP payload: {e}")))?;
-        let runtime = Arc::new(quinn::TokioRuntime);
+        let runtime = Arc::new(runtime::DriverRuntime);
         let socket =
             runtime.wrap_udp_socket(socket::bind(config.listen, config.quic.udp_buffer)?)?;
         let socket = Arc::new(socket::Batches(socket));
