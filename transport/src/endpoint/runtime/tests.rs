@@ -69,8 +69,7 @@ async fn a_woken_driver_runs_after_the_tasks_queued_before_it() {
     assert_eq!(log, ["driver", "stream", "stream", "stream", "driver"]);
 }
 
-/// A worker that is never idle still polls a woken driver: its periodic look at the I/O
-/// driver runs the deferred tasks.
+/// A worker that is never idle still polls a woken driver: it reaches the back of its queue.
 #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
 async fn a_woken_driver_is_not_starved_by_a_busy_worker() {
     const BOUND: u32 = 100_000;
