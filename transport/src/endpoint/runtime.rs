@@ -7,9 +7,11 @@
 //! turn have written too and one packet carries them all. A multi-threaded runtime puts a task
 //! woken by another in the waker's "next task" slot instead: the driver then runs right after
 //! each stream's write and sends one packet per stream. With `threads = 2` at 32 connections
-//! a node sent ten times the UDP packets of `threads = 1`, and used 17-25 % more CPU per
-//! request than with the drivers deferred as here (README, "Performance"). The current-thread
-//! runtime needs no deferral, and gets none: it would cost a turn of the queue per wake.
+//! a node sent ten times the UDP packets of `threads = 1`, and used about a quarter more CPU
+//! per request than with the drivers deferred as here (README, "Performance"). The price, at
+//! one connection with `threads = 2`: a requeued driver likely wakes the idle worker for
+//! nothing, and the added latency grew by about a fifth. The current-thread runtime needs no
+//! deferral, and gets none.
 
 use std::future::Future;
 use std::io;
