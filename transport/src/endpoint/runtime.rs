@@ -9,8 +9,9 @@
 //! each stream's write and sends one packet per stream. With `threads = 2` at 32 connections
 //! a node sent ten times the UDP packets of `threads = 1`, and used about a quarter more CPU
 //! per request than with the drivers deferred as here (README, "Performance"). The price, at
-//! one connection with `threads = 2`: a requeued driver likely wakes the idle worker for
-//! nothing, and the added latency grew by about a fifth. The current-thread runtime needs no
+//! one connection with `threads = 2`: tokio wakes a parked worker whenever a task is queued at
+//! the back, so each requeue wakes the idle worker for nothing (twice the `futex` calls per
+//! request), and the added latency grew by about a fifth. The current-thread runtime needs no
 //! deferral, and gets none.
 
 use std::future::Future;
