@@ -40,6 +40,7 @@ mod policy;
 mod proxy;
 mod readiness;
 mod services;
+mod shards;
 mod signals;
 mod streams;
 mod telemetry;

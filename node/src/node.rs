@@ -22,6 +22,7 @@ use murmur_transport::identity::SpiffeId;
 use murmur_transport::issuance::Authority;
 use murmur_transport::tls::{CredentialWatcher, TlsState};
 use tokio::net::TcpListener;
+use tokio::runtime::Handle;
 use tokio::sync::{Notify, watch};
 use tracing::info;
 
@@ -161,10 +162,11 @@ struct Node {
     started: Instant,
 }
 
-/// Runs a node until SIGTERM or SIGINT.
-pub async fn run(prepared: Prepared) -> anyhow::Result<()> {
+/// Runs a node until SIGTERM or SIGINT, on the current runtime and `shards`, the node's other
+/// runtimes (each gets its share of the data path; see `shards.rs`).
+pub async fn run(prepared: Prepared, shards: Vec<Handle>) -> anyhow::Result<()> {
     let stop_signals = signals::Signals::install();
-    let (node, admin_listener) = start(prepared).await?;
+    let (node, admin_listener) = start(prepared, &shards).await?;
     let reload = Arc::new(Notify::new());
     tasks::spawn(chores(&node, admin_listener, reload.clone()));
     let (membership, seeded) = (node.membership.clone(), !node.config.seeds.is_empty());
@@ -193,7 +195,7 @@ pub async fn run(prepared: Prepared) -> anyhow::Result<()> {
 
 /// Binds every socket (so a busy port fails the start), joins the mesh and starts the data
 /// path. Returns the node and its admin listener, not yet served.
-async fn start(p: Prepared) -> anyhow::Result<(Node, TcpListener)> {
+async fn start(p: Prepared, shards: &[Handle]) -> anyhow::Result<(Node, TcpListener)> {
     let Prepared {
         config,
         tls,
@@ -207,7 +209,13 @@ async fn start(p: Prepared) -> anyhow::Result<(Node, TcpListener)> {
     let admin_listener = TcpListener::bind(config.admin)
         .await
         .with_context(|| format!("cannot listen on admin address {}", config.admin))?;
-    let mut listeners = proxy::bind(config.outbound, &config.upstreams, &config.listeners).await?;
+    let mut listeners = proxy::bind(
+        config.outbound,
+        &config.upstreams,
+        &config.listeners,
+        1 + shards.len(),
+    )
+    .await?;
     let dns_listeners = bind_onboarding(&config, &mut listeners).await?;
     let admin_gate = Arc::new(Gate::new("admin", config.listeners.admin));
     let mut gates = listeners.gates();
@@ -221,7 +229,7 @@ async fn start(p: Prepared) -> anyhow::Result<(Node, TcpListener)> {
         _ => None,
     };
     let trust = Trust::new(tls.clone(), &config.gossip);
-    let (endpoint, gossip) = bind_endpoint(&config, &tls, &trust, reset_key)?;
+    let (endpoint, gossip) = bind_endpoint(&config, &tls, &trust, reset_key, shards)?;
     let membership = Membership::start(
         membership_config(&config, &endpoint, generation, trust),
         &gossip,
@@ -262,7 +270,7 @@ async fn start(p: Prepared) -> anyhow::Result<(Node, TcpListener)> {
         view: membership.watch(),
         balancers: Arc::new(Balancers::new(seed ^ generation)),
         services: services.clone(),
-        local: proxy::local::LocalClients::new(),
+        local: proxy::local::LocalClients::new(1 + shards.len()),
         telemetry: Arc::new(Telemetry::with_access_log(AccessLog::new(
             config.access_log.clone(),
         ))),
@@ -274,7 +282,7 @@ async fn start(p: Prepared) -> anyhow::Result<(Node, TcpListener)> {
         mark: config.capture.as_ref().map(|c| c.mark),
         origination: proxy::external::origination::Origination::default(),
     });
-    proxy::start(&proxy, listeners);
+    proxy::start(&proxy, listeners, shards)?;
     if let Some((listeners, certs)) = gateway {
         proxy::gateway::start(&proxy, listeners, certs)?;
     }
@@ -387,8 +395,12 @@ fn bind_endpoint(
     tls: &Arc<TlsState>,
     trust: &Trust,
     reset_key: [u8; 32],
+    shards: &[Handle],
 ) -> anyhow::Result<(MeshEndpoint, QuicGossip)> {
-    let (endpoint, inbox) = MeshEndpoint::bind(
+    let all: Vec<Handle> = std::iter::once(Handle::current())
+        .chain(shards.iter().cloned())
+        .collect();
+    let (endpoint, inbox) = MeshEndpoint::bind_sharded(
         EndpointConfig {
             listen: config.listen,
             advertise: config.advertise,
@@ -396,6 +408,7 @@ fn bind_endpoint(
             reset_key: Some(reset_key),
         },
         tls.clone(),
+        &all,
     )
     .with_context(|| format!("cannot bind mesh address {}", config.listen))?;
     let gossip = QuicGossip::new(endpoint.clone(), inbox, trust.guard.clone());

@@ -57,6 +57,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use murmur_transport::identity::Name;
 use tokio::net::TcpListener;
+use tokio::runtime::Handle;
 
 pub use runtime::{External, Proxy};
 
@@ -80,6 +81,9 @@ pub struct Upstream {
 pub struct Listeners {
     /// The outbound HTTP proxy.
     pub outbound: (TcpListener, Arc<Gate>),
+    /// The outbound proxy's listeners of shards 1 and on, on the same port (`SO_REUSEPORT`:
+    /// the kernel spreads the apps' connections over them), not yet on their runtimes.
+    pub outbound_shards: Vec<std::net::TcpListener>,
     /// One per `[[upstream]]`.
     pub upstreams: Vec<(Name, TcpListener, Arc<Gate>)>,
     /// Where captured connections arrive (IPv4 and, with IPv6 virtual IPs, IPv6 loopback),
@@ -117,15 +121,29 @@ pub async fn bind_captured(port: u16, v6: bool) -> anyhow::Result<Vec<TcpListene
     Ok(out)
 }
 
-/// Binds the outbound and upstream listeners.
+/// Binds the outbound and upstream listeners; the outbound one once per shard.
 pub async fn bind(
     outbound: SocketAddr,
     upstreams: &[Upstream],
     limits: &ListenerSettings,
+    shards: usize,
 ) -> anyhow::Result<Listeners> {
-    let out = TcpListener::bind(outbound)
-        .await
-        .with_context(|| format!("cannot listen on outbound proxy address {outbound}"))?;
+    let failed = || format!("cannot listen on outbound proxy address {outbound}");
+    let (out, outbound_shards) = if shards > 1 {
+        let mut all = bind_shared(outbound, shards)
+            .with_context(failed)?
+            .into_iter();
+        let first = all.next().context("no outbound listener")?;
+        (
+            TcpListener::from_std(first).with_context(failed)?,
+            all.collect(),
+        )
+    } else {
+        (
+            TcpListener::bind(outbound).await.with_context(failed)?,
+            Vec::new(),
+        )
+    };
     let mut ups = Vec::new();
     for u in upstreams {
         let l = TcpListener::bind(u.listen)
@@ -136,16 +154,43 @@ pub async fn bind(
     }
     Ok(Listeners {
         outbound: (out, Arc::new(Gate::new("outbound", limits.outbound))),
+        outbound_shards,
         upstreams: ups,
         captured: Vec::new(),
         captured_gate: Arc::new(Gate::new("captured", limits.captured)),
     })
 }
 
-/// Starts serving the listeners.
-pub fn start(proxy: &Arc<Proxy>, listeners: Listeners) {
+/// `count` listeners on `addr`, each with `SO_REUSEPORT`, as tokio's `TcpListener::bind` makes
+/// them otherwise. A plain bind first fails on a busy port (the group would take in another
+/// process's listener that shares the port the same way) and picks the port, should `addr` ask
+/// for any.
+fn bind_shared(addr: SocketAddr, count: usize) -> std::io::Result<Vec<std::net::TcpListener>> {
+    use socket2::{Domain, Socket, Type};
+    let one = |addr: SocketAddr| -> std::io::Result<std::net::TcpListener> {
+        let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+        socket.set_reuse_address(true)?;
+        socket.set_reuse_port(true)?;
+        socket.set_nonblocking(true)?;
+        socket.bind(&addr.into())?;
+        socket.listen(1024)?;
+        Ok(socket.into())
+    };
+    let addr = std::net::TcpListener::bind(addr)?.local_addr()?;
+    (0..count).map(|_| one(addr)).collect()
+}
+
+/// Starts serving the listeners: the outbound one on every shard (the current runtime and
+/// `shards`), the others on the current runtime.
+pub fn start(proxy: &Arc<Proxy>, listeners: Listeners, shards: &[Handle]) -> anyhow::Result<()> {
     let (out, gate) = listeners.outbound;
-    tokio::spawn(outbound::serve(proxy.clone(), out, gate));
+    tokio::spawn(outbound::serve(proxy.clone(), out, gate.clone()));
+    for (listener, shard) in listeners.outbound_shards.into_iter().zip(shards) {
+        // Registered with, and served on, the shard's own runtime.
+        let _entered = shard.enter();
+        let listener = TcpListener::from_std(listener).context("outbound listener")?;
+        shard.spawn(outbound::serve(proxy.clone(), listener, gate.clone()));
+    }
     for (service, listener, gate) in listeners.upstreams {
         tokio::spawn(upstream::serve(proxy.clone(), service, listener, gate));
     }
@@ -153,4 +198,5 @@ pub fn start(proxy: &Arc<Proxy>, listeners: Listeners) {
         let gate = listeners.captured_gate.clone();
         tokio::spawn(captured::serve(proxy.clone(), listener, gate));
     }
+    Ok(())
 }

@@ -158,11 +158,12 @@ fn http1_get_post_and_64_mib_streamed_both_ways() {
     });
 }
 
-/// `threads = 2` on both nodes: a multi-threaded runtime, on which quinn's drivers wait for the
-/// streams queued before them (transport, `endpoint/runtime.rs`). 32 connections with requests
-/// in flight at once each get their own answers, and 16 MiB streams both ways intact.
+/// `threads = 2` on both nodes: two runtimes each, each with its own endpoint on the mesh port
+/// and its own outbound listener on the proxy port (transport, `shard.rs` and
+/// `endpoint/steer.rs`). 32 connections with requests in flight at once, spread by the kernel
+/// over both, each get their own answers, and 16 MiB streams both ways intact.
 #[test]
-fn two_worker_threads_carry_concurrent_requests_and_a_streamed_body() {
+fn two_threads_carry_concurrent_requests_and_a_streamed_body() {
     netns::run(|| async {
         let web = app_addr(3, 8080);
         StreamApp::start(web, "web").await;

@@ -1,5 +1,7 @@
 //! The QUIC endpoint of a node: one UDP socket that accepts connections from verified peers and
-//! dials them, with one cached connection per peer.
+//! dials them, with one cached connection per peer. A node with several runtimes has one such
+//! socket and cache per runtime (a shard, [`crate::shard`]), all on the mesh port, each packet
+//! steered to the shard that owns its connection ([`MeshEndpoint::bind_sharded`]).
 //!
 //! Incoming gossip streams go to a bounded queue per gossip channel, read by that channel's
 //! gossip transport (channel 0: the cell; others: the top layer of cells, see
@@ -14,6 +16,7 @@ mod registry;
 mod runtime;
 mod serve;
 mod socket;
+mod steer;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -22,6 +25,7 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
 use quinn::{RecvStream, Runtime, SendStream};
+use tokio::runtime::Handle;
 use tokio::sync::{Semaphore, mpsc};
 
 pub use anonymous::{AnonymousConnection, AnonymousStream, connect_anonymous};
@@ -111,12 +115,11 @@ pub struct MeshEndpoint {
 
 #[derive(Debug)]
 struct Inner {
-    endpoint: quinn::Endpoint,
+    /// One per runtime the node runs (at least one).
+    shards: Box<[Shard]>,
     tls: Arc<TlsState>,
-    client_config: quinn::ClientConfig,
     advertise: SocketAddr,
     settings: QuicSettings,
-    peers: peers::PeerCache,
     handler: OnceLock<Arc<dyn StreamHandler>>,
     /// The queue of each gossip channel, by channel (at most 256: the key is a byte, and only
     /// this node opens channels).
@@ -124,6 +127,25 @@ struct Inner {
     counters: Arc<Counters>,
     registry: registry::Registry,
     anonymous: Arc<Semaphore>,
+}
+
+/// One runtime's share: its endpoint (whose drivers run on that runtime), how it dials, and
+/// the connections dialled or adopted there.
+#[derive(Debug)]
+struct Shard {
+    endpoint: quinn::Endpoint,
+    client_config: quinn::ClientConfig,
+    peers: peers::PeerCache,
+}
+
+impl Shard {
+    fn new(endpoint: quinn::Endpoint, client_config: quinn::ClientConfig) -> Self {
+        Self {
+            endpoint,
+            client_config,
+            peers: peers::PeerCache::default(),
+        }
+    }
 }
 
 /// Events worth counting at the endpoint.
@@ -146,33 +168,60 @@ impl std::fmt::Debug for dyn StreamHandler {
 }
 
 impl MeshEndpoint {
-    /// Binds the UDP socket and starts accepting connections. Returns the endpoint and the
-    /// receiver of incoming gossip.
+    /// Binds the UDP socket and starts accepting connections, on the current runtime. Returns
+    /// the endpoint and the receiver of incoming gossip.
     pub fn bind(
         config: EndpointConfig,
         tls: Arc<TlsState>,
     ) -> std::io::Result<(Self, mpsc::Receiver<GossipDatagram>)> {
+        Self::bind_sharded(config, tls, &[Handle::current()])
+    }
+
+    /// Like [`MeshEndpoint::bind`], with one endpoint per runtime in `shards` (the first is
+    /// shard 0), all on the mesh port: each accepts, dials and drives its connections on its
+    /// own runtime, and the kernel hands each packet to the endpoint of its connection
+    /// ([`steer`]). Calls made on a thread of shard `i` ([`crate::shard::current`]) dial from
+    /// shard `i`.
+    pub fn bind_sharded(
+        config: EndpointConfig,
+        tls: Arc<TlsState>,
+        shards: &[Handle],
+    ) -> std::io::Result<(Self, mpsc::Receiver<GossipDatagram>)> {
+        if shards.is_empty() || shards.len() > crate::shard::MAX_SHARDS {
+            return Err(std::io::Error::other(format!(
+                "{} runtimes: a node runs 1 to {}",
+                shards.len(),
+                crate::shard::MAX_SHARDS
+            )));
+        }
         let server = config::server_config(&tls, &config.quic).map_err(std::io::Error::other)?;
         let client_config =
             config::client_config(&tls, &config.quic).map_err(std::io::Error::other)?;
-        let mut quic = match config.reset_key {
-            Some(secret) => quinn::EndpointConfig::new(Arc::new(ring::hmac::Key::new(
-                ring::hmac::HMAC_SHA256,
-                &secret,
-            ))),
-            None => quinn::EndpointConfig::default(),
-        };
-        quic.max_udp_payload_size(config.quic.max_udp_payload)
-            .map_err(|e| std::io::Error::other(format!("QUIC max UDP payload: {e}")))?;
         let runtime = Arc::new(runtime::DriverRuntime);
-        let socket =
-            runtime.wrap_udp_socket(socket::bind(config.listen, config.quic.udp_buffer)?)?;
-        let socket = Arc::new(socket::Batches(socket));
-        let endpoint =
-            quinn::Endpoint::new_with_abstract_socket(quic, Some(server), socket, runtime)?;
+        let sockets = bind_sockets(&config, shards.len())?;
+        let mut endpoints = Vec::with_capacity(shards.len());
+        for (index, (handle, socket)) in shards.iter().zip(sockets).enumerate() {
+            // quinn registers the socket and spawns the endpoint's driver on the runtime
+            // entered here.
+            let _entered = handle.enter();
+            let socket = Arc::new(socket::Batches(runtime.wrap_udp_socket(socket)?));
+            let quic = quic_config(&config, index, shards.len())?;
+            let endpoint = quinn::Endpoint::new_with_abstract_socket(
+                quic,
+                Some(server.clone()),
+                socket,
+                runtime.clone(),
+            )?;
+            let mut client = client_config.clone();
+            if shards.len() > 1 {
+                let (shard, count) = shard_of(index, shards.len())?;
+                client.initial_dst_cid_provider(Arc::new(move || steer::initial_cid(shard, count)));
+            }
+            endpoints.push(Shard::new(endpoint, client));
+        }
         let advertise = match config.advertise {
             Some(addr) => addr,
-            None => endpoint.local_addr()?,
+            None => endpoints[0].endpoint.local_addr()?,
         };
         if advertise.ip().is_unspecified() || advertise.port() == 0 {
             return Err(std::io::Error::other(format!(
@@ -182,12 +231,10 @@ impl MeshEndpoint {
         let (gossip_tx, gossip_rx) = mpsc::channel(GOSSIP_QUEUE);
         let gossip = Mutex::new(BTreeMap::from([(0, gossip_tx)]));
         let inner = Arc::new(Inner {
-            endpoint,
+            shards: endpoints.into_boxed_slice(),
             tls,
-            client_config,
             advertise,
             settings: config.quic,
-            peers: peers::PeerCache::default(),
             handler: OnceLock::new(),
             gossip,
             counters: Arc::default(),
@@ -195,7 +242,9 @@ impl MeshEndpoint {
             anonymous: Arc::new(Semaphore::new(anonymous::MAX_ANONYMOUS)),
         });
         let this = Self { inner };
-        tokio::spawn(serve::accept_loop(this.clone()));
+        for (index, handle) in shards.iter().enumerate() {
+            handle.spawn(serve::accept_loop(this.clone(), index));
+        }
         Ok((this, gossip_rx))
     }
 
@@ -206,12 +255,10 @@ impl MeshEndpoint {
         let endpoint = quinn::Endpoint::client(bind)?;
         Ok(Self {
             inner: Arc::new(Inner {
-                endpoint,
+                shards: Box::new([Shard::new(endpoint, client_config)]),
                 tls,
-                client_config,
                 advertise: bind,
                 settings: quic,
-                peers: peers::PeerCache::default(),
                 handler: OnceLock::new(),
                 gossip: Mutex::default(),
                 counters: Arc::default(),
@@ -255,7 +302,7 @@ impl MeshEndpoint {
 
     /// The bound UDP address.
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        self.inner.endpoint.local_addr()
+        self.inner.shards[0].endpoint.local_addr()
     }
 
     /// The address peers reach us at.
@@ -289,8 +336,10 @@ impl MeshEndpoint {
     /// Uses `conn` for traffic to `addr`, which its peer proved is its own address: a peer that
     /// dialled us needs no second connection back. Never replaces an open connection to another
     /// node, so a frame claiming someone else's address cannot take over that address.
+    ///
+    /// The connection goes to the cache of the shard that drives it.
     pub fn adopt(&self, addr: SocketAddr, conn: &PeerConnection) {
-        self.inner.peers.adopt(addr, conn);
+        self.shard_at(conn.shard()).peers.adopt(addr, conn);
     }
 
     /// A new connection to `addr` outside the cache, whose handshake presents the credentials
@@ -315,7 +364,9 @@ impl MeshEndpoint {
     /// Closes the connection to `addr` (a peer declared dead): requests waiting on it fail now
     /// instead of at the idle timeout, and the next one dials again.
     pub fn disconnect(&self, addr: SocketAddr, reason: &str) {
-        self.inner.peers.disconnect(addr, reason.as_bytes());
+        for shard in &self.inner.shards {
+            shard.peers.disconnect(addr, reason.as_bytes());
+        }
     }
 
     /// Closes every connection (whichever side dialled) to a peer whose certificate the current
@@ -340,12 +391,88 @@ impl MeshEndpoint {
 
     /// RTT and loss of every open peer connection.
     pub fn peer_stats(&self) -> Vec<PeerStats> {
-        self.inner.peers.stats()
+        self.inner
+            .shards
+            .iter()
+            .flat_map(|s| s.peers.stats())
+            .collect()
     }
 
     /// Closes every connection and waits (bounded) for peers to acknowledge.
     pub async fn close(&self, grace: Duration) {
-        self.inner.endpoint.close(0u32.into(), b"node stopping");
-        let _ = tokio::time::timeout(grace, self.inner.endpoint.wait_idle()).await;
+        for shard in &self.inner.shards {
+            shard.endpoint.close(0u32.into(), b"node stopping");
+        }
+        let idle = async {
+            for shard in &self.inner.shards {
+                shard.endpoint.wait_idle().await;
+            }
+        };
+        let _ = tokio::time::timeout(grace, idle).await;
+    }
+
+    /// The current thread's shard.
+    fn shard(&self) -> &Shard {
+        self.shard_at(crate::shard::current())
+    }
+
+    /// Shard `index` (shard 0 for an index this endpoint does not have).
+    fn shard_at(&self, index: usize) -> &Shard {
+        let shards = &self.inner.shards;
+        shards.get(index).unwrap_or(&shards[0])
+    }
+}
+
+/// The mesh port's socket for each of `shards` (more than one: a reuse-port group, steered).
+fn bind_sockets(
+    config: &EndpointConfig,
+    shards: usize,
+) -> std::io::Result<Vec<std::net::UdpSocket>> {
+    if shards == 1 {
+        return Ok(vec![socket::bind(
+            config.listen,
+            config.quic.udp_buffer,
+            false,
+        )?]);
+    }
+    // A reuse-port group would take in a socket of another process of the same user that
+    // shares the port the same way: a plain bind first fails on a busy port, as with one shard.
+    // It also picks the port, should the config ask for any.
+    let addr = std::net::UdpSocket::bind(config.listen)?.local_addr()?;
+    let mut sockets = Vec::with_capacity(shards);
+    for _ in 0..shards {
+        sockets.push(socket::bind(addr, config.quic.udp_buffer, true)?);
+    }
+    steer::attach(&sockets[0], shards)?;
+    Ok(sockets)
+}
+
+/// quinn's endpoint settings for shard `shard` of `shards`.
+fn quic_config(
+    config: &EndpointConfig,
+    shard: usize,
+    shards: usize,
+) -> std::io::Result<quinn::EndpointConfig> {
+    let mut quic = match config.reset_key {
+        Some(secret) => quinn::EndpointConfig::new(Arc::new(ring::hmac::Key::new(
+            ring::hmac::HMAC_SHA256,
+            &secret,
+        ))),
+        None => quinn::EndpointConfig::default(),
+    };
+    quic.max_udp_payload_size(config.quic.max_udp_payload)
+        .map_err(|e| std::io::Error::other(format!("QUIC max UDP payload: {e}")))?;
+    if shards > 1 {
+        let (shard, shards) = shard_of(shard, shards)?;
+        quic.cid_generator(move || Box::new(steer::ShardCids::new(shard, shards)));
+    }
+    Ok(quic)
+}
+
+/// Shard `shard` of `shards` as connection IDs carry them.
+fn shard_of(shard: usize, shards: usize) -> std::io::Result<(u8, u8)> {
+    match (u8::try_from(shard), u8::try_from(shards)) {
+        (Ok(shard), Ok(shards)) => Ok((shard, shards)),
+        _ => Err(std::io::Error::other("too many runtimes")),
     }
 }

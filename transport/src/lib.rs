@@ -16,6 +16,7 @@ pub mod gossip;
 pub mod identity;
 pub mod issuance;
 pub mod node_key;
+pub mod shard;
 pub mod signing;
 #[cfg(feature = "test-util")]
 pub mod testing;

@@ -177,9 +177,9 @@ async fn demo(dir: Option<PathBuf>) -> anyhow::Result<()> {
     cc.services.push(service("tcp-echo", tcp_c, Protocol::Tcp)?);
 
     let nodes = [
-        tokio::spawn(crate::node::run(crate::node::prepare(ca)?)),
-        tokio::spawn(crate::node::run(crate::node::prepare(cb)?)),
-        tokio::spawn(crate::node::run(crate::node::prepare(cc)?)),
+        tokio::spawn(crate::node::run(crate::node::prepare(ca)?, Vec::new())),
+        tokio::spawn(crate::node::run(crate::node::prepare(cb)?, Vec::new())),
+        tokio::spawn(crate::node::run(crate::node::prepare(cc)?, Vec::new())),
     ];
     wait_ready(a.admin, &nodes).await?;
     print_instructions(&dir, &a, &b, &c, tcp_listen);

@@ -59,7 +59,8 @@ pub struct RunArgs {
     /// Trust domain [default: the one the CA certificate names].
     #[arg(long, env = "MURMUR_TRUST_DOMAIN", value_parser = TrustDomain::parse)]
     trust_domain: Option<TrustDomain>,
-    /// Worker threads; 1 runs everything on one core [default: 1].
+    /// Threads, each with its own share of the data path (a single-threaded runtime with its
+    /// own QUIC endpoint and outbound listener); 1 runs everything on one core [default: 1].
     #[arg(long, env = "MURMUR_THREADS")]
     threads: Option<usize>,
     /// Answer DNS for the mesh on this address (UDP and TCP), e.g. 127.0.0.153:53: services
@@ -119,18 +120,18 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         issuer_key: args.issuer_key,
     };
     let config = Config::load(args.config.as_deref(), overrides)?;
-    let runtime = if config.threads == 1 {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-    } else {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(config.threads)
-            .enable_all()
-            .build()
-    }
-    .context("cannot start the async runtime")?;
+    // One single-threaded runtime per thread: this one, and the shards beside it (each runs
+    // its own share of the data path, see `shards.rs`).
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
     crate::node::join(&config, &runtime)?;
+    let shards = crate::shards::Shards::start(config.threads.saturating_sub(1))
+        .context("cannot start the node's runtimes (threads)")?;
     let prepared = crate::node::prepare(config)?;
-    runtime.block_on(crate::node::run(prepared))
+    let ran = runtime.block_on(crate::node::run(prepared, shards.handles().to_vec()));
+    // The shards stop once the node has closed its connections.
+    drop(shards);
+    ran
 }

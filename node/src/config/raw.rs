@@ -38,7 +38,7 @@ pub struct RawConfig {
     pub data_dir: Option<PathBuf>,
     /// Node labels.
     pub labels: Option<BTreeMap<String, String>>,
-    /// Runtime worker threads.
+    /// Threads, one single-threaded runtime each.
     pub threads: Option<usize>,
     /// TLS files.
     pub tls: Option<RawTls>,

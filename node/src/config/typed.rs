@@ -161,7 +161,7 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// Labels.
     pub labels: BTreeMap<String, String>,
-    /// Worker threads (1: a single-threaded runtime).
+    /// Threads, each running a single-threaded runtime with its own share of the data path.
     pub threads: usize,
     /// Credential files.
     pub tls: CredentialPaths,
@@ -280,10 +280,14 @@ impl Config {
         let (names, vips) = (mesh_names(&dns_raw)?, vip_settings(&dns_raw)?);
         let dns = dns_settings(dns_raw, dns_present, flags.dns, base)?;
         let capture = capture_of(raw.capture, flags.capture)?;
-        if threads == 0 {
+        if threads == 0 || threads > murmur_transport::shard::MAX_SHARDS {
             return Err(ConfigError::Invalid {
                 field: "threads".into(),
-                message: "must be at least 1".into(),
+                message: format!(
+                    "must be 1 to {} (one runtime per thread; more threads than cores only \
+                     adds switching)",
+                    murmur_transport::shard::MAX_SHARDS
+                ),
             });
         }
         let admin = flags

@@ -38,17 +38,27 @@ pub use conn::AppError;
 
 use conn::{Kept, MAX_APPS};
 
-/// The kept connections to every local app, by address and protocol.
-#[derive(Debug, Default)]
+/// The kept connections to every local app, by address and protocol, for each shard: a
+/// connection is driven by the runtime that made it, so each shard keeps its own
+/// (`murmur_transport::shard`).
+#[derive(Debug)]
 pub struct LocalClients {
+    shards: Box<[Kinds]>,
+}
+
+/// One shard's kept connections.
+#[derive(Debug, Default)]
+struct Kinds {
     http1: Apps<http1::Pool>,
     http2: Apps<http2::Shared>,
 }
 
 impl LocalClients {
-    /// No connection is made until a request needs one.
-    pub fn new() -> Self {
-        Self::default()
+    /// For `shards` runtimes (at least one). No connection is made until a request needs one.
+    pub fn new(shards: usize) -> Self {
+        Self {
+            shards: (0..shards.max(1)).map(|_| Kinds::default()).collect(),
+        }
     }
 
     /// Sends `req` to the app at `address` speaking `protocol`, on a kept connection if one is
@@ -63,10 +73,17 @@ impl LocalClients {
         address: SocketAddr,
         req: Request<FrameBody>,
     ) -> Pin<Box<dyn Future<Output = Result<Response<AppBody>, AppError>> + Send>> {
+        let kinds = self.shard();
         match protocol {
-            Protocol::Grpc => Box::pin(self.http2.get(address).request(req)),
-            Protocol::Http | Protocol::Tcp => Box::pin(self.http1.get(address).request(req)),
+            Protocol::Grpc => Box::pin(kinds.http2.get(address).request(req)),
+            Protocol::Http | Protocol::Tcp => Box::pin(kinds.http1.get(address).request(req)),
         }
+    }
+
+    /// The current thread's shard's connections.
+    fn shard(&self) -> &Kinds {
+        let index = murmur_transport::shard::current();
+        self.shards.get(index).unwrap_or(&self.shards[0])
     }
 }
 

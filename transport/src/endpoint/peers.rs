@@ -51,6 +51,8 @@ pub struct PeerConnection {
     peer: Arc<PeerIdentity>,
     streams: StreamLimit,
     packs_gossip: bool,
+    /// The shard whose runtime drives it ([`crate::shard`]).
+    shard: usize,
 }
 
 /// How long opening a stream may wait for a free one, and where exhaustion is counted.
@@ -100,6 +102,7 @@ impl PeerConnection {
             peer: Arc::new(peer),
             streams: StreamLimit { wait, counters },
             packs_gossip,
+            shard: crate::shard::current(),
         })
     }
 
@@ -133,6 +136,11 @@ impl PeerConnection {
     /// A number naming this connection at this end while it lives.
     pub fn key(&self) -> u64 {
         self.conn.stable_id() as u64
+    }
+
+    /// The shard whose runtime drives it.
+    pub(super) fn shard(&self) -> usize {
+        self.shard
     }
 
     /// The peer's UDP address.
@@ -366,7 +374,7 @@ pub(super) async fn connect(
     expected: Option<&Name>,
     serve: impl FnOnce(PeerConnection),
 ) -> Result<PeerConnection, ConnectError> {
-    let cell = ep.inner.peers.cell(addr);
+    let cell = ep.shard().peers.cell(addr);
     // A ready connection is found without waiting on the slot (another request may be
     // dialling a different address's slot; this one's is free unless a dial is under way).
     let mut slot = match cell.try_lock() {
@@ -438,9 +446,10 @@ pub(super) async fn dial(
         Some(name) => td.node_dns_name(name),
         None => "peer.invalid".to_owned(),
     };
-    let connecting = inner
+    let shard = ep.shard();
+    let connecting = shard
         .endpoint
-        .connect_with(inner.client_config.clone(), addr, &server_name)
+        .connect_with(shard.client_config.clone(), addr, &server_name)
         .map_err(|e| e.to_string())?;
     let conn = tokio::time::timeout(inner.settings.connect_timeout, connecting)
         .await

@@ -1,5 +1,7 @@
 //! The runtime quinn's drivers run on: tokio's, with one difference on a multi-threaded
-//! runtime, where a woken driver goes to the back of the queue before it is polled.
+//! runtime, where a woken driver goes to the back of the queue before it is polled. The node
+//! itself runs only single-threaded runtimes (one per thread, [`crate::shard`]), where none of
+//! this applies; what runs an endpoint on a multi-threaded runtime (some tests) still gets it.
 //!
 //! Every write to a stream wakes its connection's driver, which encrypts and sends what the
 //! streams have written since it last ran. On tokio's current-thread runtime the woken driver

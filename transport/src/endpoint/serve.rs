@@ -31,8 +31,10 @@ pub(super) mod codes {
     pub(crate) const REVOKED: VarInt = VarInt::from_u32(0x16);
 }
 
-pub(super) async fn accept_loop(ep: MeshEndpoint) {
-    while let Some(incoming) = ep.inner.endpoint.accept().await {
+/// Accepts the connections that reach shard `shard`'s endpoint (run on that shard's runtime).
+pub(super) async fn accept_loop(ep: MeshEndpoint, shard: usize) {
+    let endpoint = ep.shard_at(shard).endpoint.clone();
+    while let Some(incoming) = endpoint.accept().await {
         let ep = ep.clone();
         tokio::spawn(async move {
             let remote = incoming.remote_address();

@@ -25,8 +25,12 @@ const MAX_SEND: usize = 65_535 - 20 - 8;
 
 /// Binds a UDP socket on `addr` asking the kernel for `buffer` bytes each way. The kernel
 /// grants at most `net.core.rmem_max` / `wmem_max`; less than asked is logged, not an error.
-pub(super) fn bind(addr: SocketAddr, buffer: u32) -> io::Result<std::net::UdpSocket> {
+/// With `shared`, other sockets may bind the same address (`SO_REUSEPORT`): one per shard.
+pub(super) fn bind(addr: SocketAddr, buffer: u32, shared: bool) -> io::Result<std::net::UdpSocket> {
     let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    if shared {
+        socket.set_reuse_port(true)?;
+    }
     let asked = buffer as usize;
     // Failing to resize is not fatal: the socket works with the kernel's default.
     if let Err(e) = socket.set_recv_buffer_size(asked) {

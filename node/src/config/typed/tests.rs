@@ -35,6 +35,26 @@ fn flags_alone_make_a_config_with_defaults() {
 }
 
 #[test]
+fn threads_outside_one_to_the_shard_limit_are_refused_by_name() {
+    let with = |threads| Overrides {
+        threads: Some(threads),
+        ..flags()
+    };
+    let limit = murmur_transport::shard::MAX_SHARDS;
+    for threads in [0, limit + 1] {
+        let err = Config::from_parts(RawConfig::default(), with(threads), Path::new(""), &no_env)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("threads") && err.contains("1 to 64"),
+            "{threads}: {err}"
+        );
+    }
+    let c = Config::from_parts(RawConfig::default(), with(limit), Path::new(""), &no_env).unwrap();
+    assert_eq!(c.threads, limit);
+}
+
+#[test]
 fn unknown_and_ill_typed_fields_name_the_line_and_field() {
     let err = parse("name = \"a\"\n\nlisen = \"1.2.3.4:5\"\n").unwrap_err();
     assert!(err.contains("line 3") && err.contains("lisen"), "{err}");

@@ -130,7 +130,7 @@ async fn read_all(body: AppBody) -> usize {
 #[tokio::test]
 async fn http1_requests_one_after_another_share_one_connection() {
     let app = app(false, After::Keep).await;
-    let clients = LocalClients::new();
+    let clients = LocalClients::new(1);
     for path in ["/10", "/204", "/100000", "/0", "/5"] {
         let want: usize = path[1..].parse().unwrap_or(0);
         let got = fetch(&clients, Protocol::Http, app.addr, path).await;
@@ -142,7 +142,7 @@ async fn http1_requests_one_after_another_share_one_connection() {
 #[tokio::test]
 async fn http1_concurrent_requests_open_connections_that_are_kept_after() {
     let app = app(false, After::Keep).await;
-    let clients = LocalClients::new();
+    let clients = LocalClients::new(1);
     let both = tokio::join!(
         clients.request(Protocol::Http, app.addr, get("/1")),
         clients.request(Protocol::Http, app.addr, get("/2")),
@@ -161,7 +161,7 @@ async fn http1_concurrent_requests_open_connections_that_are_kept_after() {
 #[tokio::test]
 async fn http1_connection_the_app_closed_is_replaced_without_failing_the_request() {
     let app = app(false, After::Close).await;
-    let clients = LocalClients::new();
+    let clients = LocalClients::new(1);
     for _ in 0..3 {
         assert_eq!(fetch(&clients, Protocol::Http, app.addr, "/7").await, 7);
     }
@@ -171,7 +171,7 @@ async fn http1_connection_the_app_closed_is_replaced_without_failing_the_request
 #[tokio::test]
 async fn http1_answer_dropped_before_its_end_takes_its_connection_along() {
     let app = app(false, After::Keep).await;
-    let clients = LocalClients::new();
+    let clients = LocalClients::new(1);
     let resp = clients
         .request(Protocol::Http, app.addr, get("/endless"))
         .await
@@ -190,7 +190,7 @@ async fn nothing_listening_is_a_connect_error() {
         .unwrap()
         .local_addr()
         .unwrap();
-    let clients = LocalClients::new();
+    let clients = LocalClients::new(1);
     for protocol in [Protocol::Http, Protocol::Grpc] {
         let e = clients.request(protocol, addr, get("/")).await.unwrap_err();
         assert!(e.is_connect(), "{e:?}");
@@ -200,7 +200,7 @@ async fn nothing_listening_is_a_connect_error() {
 #[tokio::test]
 async fn http2_requests_share_one_connection() {
     let app = app(true, After::Keep).await;
-    let clients = LocalClients::new();
+    let clients = LocalClients::new(1);
     let (a, b) = tokio::join!(
         fetch(&clients, Protocol::Grpc, app.addr, "/3"),
         fetch(&clients, Protocol::Grpc, app.addr, "/4"),
@@ -213,9 +213,9 @@ async fn http2_requests_share_one_connection() {
 #[tokio::test]
 async fn idle_connections_close_after_their_time() {
     let app = app(false, After::Keep).await;
-    let clients = LocalClients::new();
+    let clients = LocalClients::new(1);
     fetch(&clients, Protocol::Http, app.addr, "/1").await;
-    let pool = clients.http1.get(app.addr);
+    let pool = clients.shard().http1.get(app.addr);
     assert!(!pool.is_empty());
     // Only the clock is stopped (and moved): the connections are real.
     tokio::time::pause();
@@ -251,7 +251,7 @@ async fn http1_request_on_a_connection_closed_unnoticed_goes_again_on_a_new_one(
             tokio::spawn(serve(stream, false, After::Keep));
         }
     });
-    let clients = LocalClients::new();
+    let clients = LocalClients::new(1);
     assert_eq!(fetch(&clients, Protocol::Http, addr, "/7").await, 7);
     let _ = read_tx.send(());
     closed.await.unwrap();

@@ -118,7 +118,7 @@ pub fn node_with(
         view: view_rx,
         balancers: Arc::new(Balancers::new(7)),
         services: Arc::new(services),
-        local: LocalClients::new(),
+        local: LocalClients::new(1),
         telemetry: Arc::new(Telemetry::default()),
         traces: Arc::new(Tracing::disabled()),
         traffic: Traffic::fixed(compiled(policy), 7),

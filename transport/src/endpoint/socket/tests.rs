@@ -24,7 +24,7 @@ async fn a_batch_larger_than_one_send_arrives_whole() {
     receiver
         .set_read_timeout(Some(Duration::from_secs(5)))
         .expect("timeout");
-    let sender = bind("127.0.0.1:0".parse().expect("addr"), 1 << 20).expect("bind sender");
+    let sender = bind("127.0.0.1:0".parse().expect("addr"), 1 << 20, false).expect("bind sender");
     let sender = Arc::new(Batches(
         quinn::TokioRuntime.wrap_udp_socket(sender).expect("wrap"),
     ));
