@@ -216,7 +216,7 @@ async fn start(p: Prepared, shards: &[Handle]) -> anyhow::Result<(Node, TcpListe
         1 + shards.len(),
     )
     .await?;
-    let dns_listeners = bind_onboarding(&config, &mut listeners).await?;
+    let dns_listeners = bind_onboarding(&config, &mut listeners, 1 + shards.len()).await?;
     let admin_gate = Arc::new(Gate::new("admin", config.listeners.admin));
     let mut gates = listeners.gates();
     gates.push(admin_gate.clone());
@@ -337,9 +337,10 @@ async fn start(p: Prepared, shards: &[Handle]) -> anyhow::Result<(Node, TcpListe
 async fn bind_onboarding(
     config: &Config,
     listeners: &mut proxy::Listeners,
+    shards: usize,
 ) -> anyhow::Result<Option<dns::DnsListeners>> {
     if let Some(c) = &config.capture {
-        listeners.captured = proxy::bind_captured(c.port, config.vips.v6.is_some()).await?;
+        listeners.captured = proxy::bind_captured(c.port, config.vips.v6.is_some(), shards).await?;
         capture::check(c, config.vips.v4, config.vips.v6).await?;
     }
     match &config.dns {

@@ -47,6 +47,7 @@ pub mod record;
 pub mod replay;
 pub mod route;
 pub mod runtime;
+pub mod spread;
 pub mod timed;
 pub mod tunnel;
 pub mod upstream;
@@ -56,10 +57,10 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use murmur_transport::identity::Name;
-use tokio::net::TcpListener;
 use tokio::runtime::Handle;
 
 pub use runtime::{External, Proxy};
+pub use spread::Spread;
 
 use crate::listener::{Gate, ListenerSettings};
 
@@ -79,16 +80,13 @@ pub struct Upstream {
 /// gate that caps its connections and closes silent ones.
 #[derive(Debug)]
 pub struct Listeners {
-    /// The outbound HTTP proxy.
-    pub outbound: (TcpListener, Arc<Gate>),
-    /// The outbound proxy's listeners of shards 1 and on, on the same port (`SO_REUSEPORT`:
-    /// the kernel spreads the apps' connections over them), not yet on their runtimes.
-    pub outbound_shards: Vec<std::net::TcpListener>,
-    /// One per `[[upstream]]`.
-    pub upstreams: Vec<(Name, TcpListener, Arc<Gate>)>,
+    /// The outbound HTTP proxy, once per runtime.
+    pub outbound: (Spread, Arc<Gate>),
+    /// One per `[[upstream]]`, each once per runtime.
+    pub upstreams: Vec<(Name, Spread, Arc<Gate>)>,
     /// Where captured connections arrive (IPv4 and, with IPv6 virtual IPs, IPv6 loopback),
-    /// under one gate.
-    pub captured: Vec<TcpListener>,
+    /// each once per runtime, under one gate.
+    pub captured: Vec<Spread>,
     /// The gate of the captured connections.
     pub captured_gate: Arc<Gate>,
 }
@@ -105,15 +103,16 @@ impl Listeners {
     }
 }
 
-/// Binds the listeners for captured connections: `port` on 127.0.0.1, and on ::1 with `v6`.
-pub async fn bind_captured(port: u16, v6: bool) -> anyhow::Result<Vec<TcpListener>> {
+/// Binds the listeners for captured connections, once per runtime: `port` on 127.0.0.1, and
+/// on ::1 with `v6`.
+pub async fn bind_captured(port: u16, v6: bool, shards: usize) -> anyhow::Result<Vec<Spread>> {
     let mut addrs = vec![SocketAddr::from(([127, 0, 0, 1], port))];
     if v6 {
         addrs.push(SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, port)));
     }
     let mut out = Vec::new();
     for a in addrs {
-        let l = TcpListener::bind(a).await.with_context(|| {
+        let l = Spread::bind(a, shards).await.with_context(|| {
             format!("cannot listen on {a} for captured connections (capture.port)")
         })?;
         out.push(l);
@@ -121,32 +120,19 @@ pub async fn bind_captured(port: u16, v6: bool) -> anyhow::Result<Vec<TcpListene
     Ok(out)
 }
 
-/// Binds the outbound and upstream listeners; the outbound one once per shard.
+/// Binds the outbound and upstream listeners, each once per runtime.
 pub async fn bind(
     outbound: SocketAddr,
     upstreams: &[Upstream],
     limits: &ListenerSettings,
     shards: usize,
 ) -> anyhow::Result<Listeners> {
-    let failed = || format!("cannot listen on outbound proxy address {outbound}");
-    let (out, outbound_shards) = if shards > 1 {
-        let mut all = bind_shared(outbound, shards)
-            .with_context(failed)?
-            .into_iter();
-        let first = all.next().context("no outbound listener")?;
-        (
-            TcpListener::from_std(first).with_context(failed)?,
-            all.collect(),
-        )
-    } else {
-        (
-            TcpListener::bind(outbound).await.with_context(failed)?,
-            Vec::new(),
-        )
-    };
+    let out = Spread::bind(outbound, shards)
+        .await
+        .with_context(|| format!("cannot listen on outbound proxy address {outbound}"))?;
     let mut ups = Vec::new();
     for u in upstreams {
-        let l = TcpListener::bind(u.listen)
+        let l = Spread::bind(u.listen, shards)
             .await
             .with_context(|| format!("cannot listen on {} for upstream {}", u.listen, u.service))?;
         let gate = Gate::new(format!("upstream:{}", u.service), limits.upstream);
@@ -154,49 +140,29 @@ pub async fn bind(
     }
     Ok(Listeners {
         outbound: (out, Arc::new(Gate::new("outbound", limits.outbound))),
-        outbound_shards,
         upstreams: ups,
         captured: Vec::new(),
         captured_gate: Arc::new(Gate::new("captured", limits.captured)),
     })
 }
 
-/// `count` listeners on `addr`, each with `SO_REUSEPORT`, as tokio's `TcpListener::bind` makes
-/// them otherwise. A plain bind first fails on a busy port (the group would take in another
-/// process's listener that shares the port the same way) and picks the port, should `addr` ask
-/// for any.
-fn bind_shared(addr: SocketAddr, count: usize) -> std::io::Result<Vec<std::net::TcpListener>> {
-    use socket2::{Domain, Socket, Type};
-    let one = |addr: SocketAddr| -> std::io::Result<std::net::TcpListener> {
-        let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
-        socket.set_reuse_address(true)?;
-        socket.set_reuse_port(true)?;
-        socket.set_nonblocking(true)?;
-        socket.bind(&addr.into())?;
-        socket.listen(1024)?;
-        Ok(socket.into())
-    };
-    let addr = std::net::TcpListener::bind(addr)?.local_addr()?;
-    (0..count).map(|_| one(addr)).collect()
-}
-
-/// Starts serving the listeners: the outbound one on every shard (the current runtime and
-/// `shards`), the others on the current runtime.
+/// Starts serving the listeners, each on every runtime: the current one and `shards`.
 pub fn start(proxy: &Arc<Proxy>, listeners: Listeners, shards: &[Handle]) -> anyhow::Result<()> {
     let (out, gate) = listeners.outbound;
-    tokio::spawn(outbound::serve(proxy.clone(), out, gate.clone()));
-    for (listener, shard) in listeners.outbound_shards.into_iter().zip(shards) {
-        // Registered with, and served on, the shard's own runtime.
-        let _entered = shard.enter();
-        let listener = TcpListener::from_std(listener).context("outbound listener")?;
-        shard.spawn(outbound::serve(proxy.clone(), listener, gate.clone()));
-    }
+    out.serve(shards, |l| outbound::serve(proxy.clone(), l, gate.clone()))
+        .context("outbound listener")?;
     for (service, listener, gate) in listeners.upstreams {
-        tokio::spawn(upstream::serve(proxy.clone(), service, listener, gate));
+        listener
+            .serve(shards, |l| {
+                upstream::serve(proxy.clone(), service.clone(), l, gate.clone())
+            })
+            .with_context(|| format!("upstream listener for {service}"))?;
     }
+    let gate = listeners.captured_gate;
     for listener in listeners.captured {
-        let gate = listeners.captured_gate.clone();
-        tokio::spawn(captured::serve(proxy.clone(), listener, gate));
+        listener
+            .serve(shards, |l| captured::serve(proxy.clone(), l, gate.clone()))
+            .context("captured connections' listener")?;
     }
     Ok(())
 }

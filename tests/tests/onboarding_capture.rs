@@ -23,12 +23,13 @@ fn addr(ip: u8, port: u16) -> SocketAddr {
     SocketAddr::from((Cluster::ip(ip), port))
 }
 
-/// n1 captures (and answers DNS, for the virtual IP); n2 serves web.
+/// n1 captures (and answers DNS, for the virtual IP) with two runtimes, each listening for
+/// captured connections on the same port; n2 serves web.
 async fn mesh() -> Cluster {
     let mut c = Cluster::new();
     c.chain(2, |mut s| {
         if s.name == "n1" {
-            s.extra_toml = "\n[dns]\nupstreams = []\n\n[capture]\n".into();
+            s.extra_toml = "threads = 2\n\n[dns]\nupstreams = []\n\n[capture]\n".into();
             s
         } else {
             s.service("web", addr(3, 8080), "http")

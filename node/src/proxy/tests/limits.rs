@@ -196,9 +196,9 @@ async fn the_outbound_port_is_bound_once_per_runtime_and_refused_when_busy() {
     let limits = crate::listener::ListenerSettings::default();
     let any: std::net::SocketAddr = ([127, 0, 0, 1], 0).into();
     let listeners = crate::proxy::bind(any, &[], &limits, 2).await.unwrap();
-    let port = listeners.outbound.0.local_addr().unwrap();
-    assert_eq!(listeners.outbound_shards.len(), 1);
-    assert_eq!(listeners.outbound_shards[0].local_addr().unwrap(), port);
+    let port = listeners.outbound.0.first.local_addr().unwrap();
+    assert_eq!(listeners.outbound.0.others.len(), 1);
+    assert_eq!(listeners.outbound.0.others[0].local_addr().unwrap(), port);
     // Another node's group on the same port, or any other listener there, fails the start.
     let err = crate::proxy::bind(port, &[], &limits, 2).await.unwrap_err();
     assert!(format!("{err:#}").contains("in use"), "{err:#}");
