@@ -209,14 +209,15 @@ async fn start(p: Prepared, shards: &[Handle]) -> anyhow::Result<(Node, TcpListe
     let admin_listener = TcpListener::bind(config.admin)
         .await
         .with_context(|| format!("cannot listen on admin address {}", config.admin))?;
+    let runtimes = 1 + shards.len();
     let mut listeners = proxy::bind(
         config.outbound,
         &config.upstreams,
         &config.listeners,
-        1 + shards.len(),
+        runtimes,
     )
     .await?;
-    let dns_listeners = bind_onboarding(&config, &mut listeners, 1 + shards.len()).await?;
+    let dns_listeners = bind_onboarding(&config, &mut listeners, runtimes).await?;
     let admin_gate = Arc::new(Gate::new("admin", config.listeners.admin));
     let mut gates = listeners.gates();
     gates.push(admin_gate.clone());
@@ -270,7 +271,7 @@ async fn start(p: Prepared, shards: &[Handle]) -> anyhow::Result<(Node, TcpListe
         view: membership.watch(),
         balancers: Arc::new(Balancers::new(seed ^ generation)),
         services: services.clone(),
-        local: proxy::local::LocalClients::new(1 + shards.len()),
+        local: proxy::local::LocalClients::new(runtimes),
         telemetry: Arc::new(Telemetry::with_access_log(AccessLog::new(
             config.access_log.clone(),
         ))),

@@ -418,8 +418,7 @@ impl MeshEndpoint {
 
     /// Shard `index` (shard 0 for an index this endpoint does not have).
     fn shard_at(&self, index: usize) -> &Shard {
-        let shards = &self.inner.shards;
-        shards.get(index).unwrap_or(&shards[0])
+        crate::shard::item(&self.inner.shards, index)
     }
 }
 

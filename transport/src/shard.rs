@@ -28,3 +28,10 @@ pub fn enter(index: usize) {
 pub fn current() -> usize {
     CURRENT.with(Cell::get)
 }
+
+/// Shard `index`'s item of `per_shard`, or shard 0's for an index past its end (a thread of
+/// another component, or of a node with more shards in the same process). `per_shard` holds
+/// at least shard 0's.
+pub fn item<T>(per_shard: &[T], index: usize) -> &T {
+    per_shard.get(index).unwrap_or(&per_shard[0])
+}

@@ -82,8 +82,7 @@ impl LocalClients {
 
     /// The current thread's shard's connections.
     fn shard(&self) -> &Kinds {
-        let index = murmur_transport::shard::current();
-        self.shards.get(index).unwrap_or(&self.shards[0])
+        murmur_transport::shard::item(&self.shards, murmur_transport::shard::current())
     }
 }
 
