@@ -223,7 +223,7 @@ async fn start(p: Prepared, shards: &[Handle]) -> anyhow::Result<(Node, TcpListe
     gates.push(admin_gate.clone());
     let gateway = match (&config.gateway, gateway_certs) {
         (Some(g), Some(certs)) => {
-            let bound = proxy::gateway::bind(g).await?;
+            let bound = proxy::gateway::bind(g, runtimes).await?;
             gates.push(bound.gate.clone());
             Some((bound, certs))
         }
@@ -285,7 +285,7 @@ async fn start(p: Prepared, shards: &[Handle]) -> anyhow::Result<(Node, TcpListe
     });
     proxy::start(&proxy, listeners, shards)?;
     if let Some((listeners, certs)) = gateway {
-        proxy::gateway::start(&proxy, listeners, certs)?;
+        proxy::gateway::start(&proxy, listeners, certs, shards)?;
     }
     if let Some(l) = dns_listeners {
         let names = config.names.clone();

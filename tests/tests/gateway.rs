@@ -70,7 +70,9 @@ fn certs(dir: &Path) -> Certs {
 }
 
 /// n1 is the gateway (on 127.0.0.2), n2 serves web, api and ws from apps on 127.0.0.3; the
-/// routes are applied. `limits` go in `[limits.gateway]`, `extra` in `[gateway]`.
+/// routes are applied. `limits` go in `[limits.gateway]`, `extra` in `[gateway]`. n1 runs two
+/// runtimes, so every case here also holds with the gateway's listeners bound once per runtime
+/// and its clients served by either (one runtime binds them as any listener).
 async fn mesh(certs: &Certs, extra: &str, limits: &str) -> Cluster {
     StreamApp::start(addr(3, 8081), "web").await;
     StreamApp::start(addr(3, 8082), "api").await;
@@ -78,6 +80,7 @@ async fn mesh(certs: &Certs, extra: &str, limits: &str) -> Cluster {
     let pairs = [certs.shop.clone(), certs.chat.clone()];
     let table = gateway_toml(addr(2, HTTPS), addr(2, HTTP), &pairs, extra, limits);
     let mut n1 = NodeSpec::new("n1", Cluster::ip(2));
+    n1.extra_toml.push_str("threads = 2\n");
     n1.extra_toml.push_str(&table);
     c.add(n1);
     let seed = c.node("n1").mesh();

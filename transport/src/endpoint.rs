@@ -194,31 +194,7 @@ impl MeshEndpoint {
                 crate::shard::MAX_SHARDS
             )));
         }
-        let server = config::server_config(&tls, &config.quic).map_err(std::io::Error::other)?;
-        let client_config =
-            config::client_config(&tls, &config.quic).map_err(std::io::Error::other)?;
-        let runtime = Arc::new(runtime::DriverRuntime);
-        let sockets = bind_sockets(&config, shards.len())?;
-        let mut endpoints = Vec::with_capacity(shards.len());
-        for (index, (handle, socket)) in shards.iter().zip(sockets).enumerate() {
-            // quinn registers the socket and spawns the endpoint's driver on the runtime
-            // entered here.
-            let _entered = handle.enter();
-            let socket = Arc::new(socket::Batches(runtime.wrap_udp_socket(socket)?));
-            let quic = quic_config(&config, index, shards.len())?;
-            let endpoint = quinn::Endpoint::new_with_abstract_socket(
-                quic,
-                Some(server.clone()),
-                socket,
-                runtime.clone(),
-            )?;
-            let mut client = client_config.clone();
-            if shards.len() > 1 {
-                let (shard, count) = shard_of(index, shards.len())?;
-                client.initial_dst_cid_provider(Arc::new(move || steer::initial_cid(shard, count)));
-            }
-            endpoints.push(Shard::new(endpoint, client));
-        }
+        let endpoints = shard_endpoints(&config, &tls, shards)?;
         let advertise = match config.advertise {
             Some(addr) => addr,
             None => endpoints[0].endpoint.local_addr()?,
@@ -420,6 +396,41 @@ impl MeshEndpoint {
     fn shard_at(&self, index: usize) -> &Shard {
         crate::shard::item(&self.inner.shards, index)
     }
+}
+
+/// One QUIC endpoint for each runtime of `shards`, each on its own socket of the mesh port's
+/// group, its driver on that runtime, and (with more than one) dialing with first IDs that name
+/// its shard, so that a peer with as many shards answers on the same one.
+fn shard_endpoints(
+    config: &EndpointConfig,
+    tls: &Arc<TlsState>,
+    shards: &[Handle],
+) -> std::io::Result<Vec<Shard>> {
+    let server = config::server_config(tls, &config.quic).map_err(std::io::Error::other)?;
+    let client_config = config::client_config(tls, &config.quic).map_err(std::io::Error::other)?;
+    let runtime = Arc::new(runtime::DriverRuntime);
+    let sockets = bind_sockets(config, shards.len())?;
+    let mut endpoints = Vec::with_capacity(shards.len());
+    for (index, (handle, socket)) in shards.iter().zip(sockets).enumerate() {
+        // quinn registers the socket and spawns the endpoint's driver on the runtime
+        // entered here.
+        let _entered = handle.enter();
+        let socket = Arc::new(socket::Batches(runtime.wrap_udp_socket(socket)?));
+        let quic = quic_config(config, index, shards.len())?;
+        let endpoint = quinn::Endpoint::new_with_abstract_socket(
+            quic,
+            Some(server.clone()),
+            socket,
+            runtime.clone(),
+        )?;
+        let mut client = client_config.clone();
+        if shards.len() > 1 {
+            let (shard, count) = shard_of(index, shards.len())?;
+            client.initial_dst_cid_provider(Arc::new(move || steer::initial_cid(shard, count)));
+        }
+        endpoints.push(Shard::new(endpoint, client));
+    }
+    Ok(endpoints)
 }
 
 /// The mesh port's socket for each of `shards` (more than one: a reuse-port group, steered).

@@ -60,7 +60,7 @@ pub struct RunArgs {
     #[arg(long, env = "MURMUR_TRUST_DOMAIN", value_parser = TrustDomain::parse)]
     trust_domain: Option<TrustDomain>,
     /// Threads, each with its own share of the data path (a single-threaded runtime with its
-    /// own QUIC endpoint and app listeners); 1 runs everything on one core [default: 1].
+    /// own QUIC endpoint, app and gateway listeners); 1 runs everything on one core [default: 1].
     #[arg(long, env = "MURMUR_THREADS")]
     threads: Option<usize>,
     /// Answer DNS for the mesh on this address (UDP and TCP), e.g. 127.0.0.153:53: services

@@ -39,6 +39,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use murmur_transport::identity::Name;
 use tokio::net::TcpListener;
+use tokio::runtime::Handle;
 use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info};
 
@@ -49,6 +50,7 @@ use super::errors::{LocalReply, ProxyError};
 use super::outbound;
 use super::route::RouteError;
 use super::runtime::Proxy;
+use super::spread::Spread;
 use crate::listener::{Activity, Admitted, Gate, ListenerLimits, Tracked};
 use crate::traffic::compiled::EdgeTarget;
 use crate::traffic::normalize;
@@ -81,26 +83,27 @@ pub struct GatewaySettings {
     pub limits: ListenerLimits,
 }
 
-/// The gateway's sockets, bound before the node starts, and its certificates.
+/// The gateway's sockets, bound before the node starts (each once per runtime), and its
+/// certificates.
 #[derive(Debug)]
 pub struct GatewayListeners {
     /// HTTPS.
-    pub tls: TcpListener,
+    pub tls: Spread,
     /// Plain HTTP, redirected.
-    pub http: Option<TcpListener>,
+    pub http: Option<Spread>,
     /// The gate of both.
     pub gate: Arc<Gate>,
     settings: GatewaySettings,
 }
 
-/// Binds the gateway's listeners.
-pub async fn bind(settings: &GatewaySettings) -> anyhow::Result<GatewayListeners> {
-    let tls = TcpListener::bind(settings.listen)
+/// Binds the gateway's listeners, each once for each of `runtimes`.
+pub async fn bind(settings: &GatewaySettings, runtimes: usize) -> anyhow::Result<GatewayListeners> {
+    let tls = Spread::bind(settings.listen, runtimes)
         .await
         .with_context(|| format!("cannot listen on {} (gateway.listen)", settings.listen))?;
     let http = match settings.http_listen {
         Some(a) => Some(
-            TcpListener::bind(a)
+            Spread::bind(a, runtimes)
                 .await
                 .with_context(|| format!("cannot listen on {a} (gateway.http_listen)"))?,
         ),
@@ -114,12 +117,13 @@ pub async fn bind(settings: &GatewaySettings) -> anyhow::Result<GatewayListeners
     })
 }
 
-/// Serves the gateway until the process ends, and keeps its certificates in step with their
-/// files.
+/// Serves the gateway until the process ends, each listener on every runtime (the current one
+/// and `shards`), and keeps its certificates in step with their files.
 pub fn start(
     proxy: &Arc<Proxy>,
     listeners: GatewayListeners,
     certs: Arc<Certificates>,
+    shards: &[Handle],
 ) -> anyhow::Result<()> {
     let GatewayListeners {
         tls,
@@ -133,8 +137,11 @@ pub fn start(
     tokio::spawn(certs.watch(settings.reload_interval, proxy.telemetry.clone()));
     if let Some(l) = http {
         let https_port = settings.listen.port();
-        let (proxy, gate, per_ip) = (proxy.clone(), gate.clone(), per_ip.clone());
-        tokio::spawn(redirect::serve(proxy, l, gate, per_ip, https_port));
+        l.serve(shards, |l| {
+            let (proxy, gate, per_ip) = (proxy.clone(), gate.clone(), per_ip.clone());
+            redirect::serve(proxy, l, gate, per_ip, https_port)
+        })
+        .context("the gateway's plain-HTTP listener")?;
     }
     info!(listen = %settings.listen, "gateway serving");
     let shared = Arc::new(Shared {
@@ -142,8 +149,16 @@ pub fn start(
         acceptor: TlsAcceptor::from(config),
         rate,
     });
-    tokio::spawn(serve(proxy.clone(), tls, gate, shared, per_ip));
-    Ok(())
+    tls.serve(shards, |l| {
+        serve(
+            proxy.clone(),
+            l,
+            gate.clone(),
+            shared.clone(),
+            per_ip.clone(),
+        )
+    })
+    .context("the gateway's HTTPS listener")
 }
 
 /// rustls with the node's provider, the certificates by SNI, and ALPN h2 then http/1.1.

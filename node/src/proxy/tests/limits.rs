@@ -208,3 +208,39 @@ async fn the_outbound_port_is_bound_once_per_runtime_and_refused_when_busy() {
         "{err:#}"
     );
 }
+
+#[tokio::test]
+async fn the_gateway_ports_are_bound_once_per_runtime_and_refused_when_busy() {
+    use crate::proxy::gateway::{self, GatewaySettings};
+    let settings = |listen, http_listen| GatewaySettings {
+        listen,
+        http_listen,
+        certificates: Vec::new(),
+        reload_interval: Duration::from_secs(60),
+        max_connections_per_ip: 8,
+        rate_per_ip: None,
+        limits: ListenerLimits::GATEWAY,
+    };
+    let any: std::net::SocketAddr = ([127, 0, 0, 1], 0).into();
+    let bound = gateway::bind(&settings(any, Some(any)), 2).await.unwrap();
+    let http = bound.http.as_ref().unwrap();
+    for spread in [&bound.tls, http] {
+        assert_eq!(spread.others.len(), 1);
+        let port = spread.first.local_addr().unwrap();
+        assert_eq!(spread.others[0].local_addr().unwrap(), port);
+    }
+    // Either port taken, by another node's group or any listener, fails the start, naming it.
+    let (tls, http) = (
+        bound.tls.first.local_addr().unwrap(),
+        http.first.local_addr().unwrap(),
+    );
+    let err = gateway::bind(&settings(tls, None), 2).await.unwrap_err();
+    assert!(format!("{err:#}").contains("gateway.listen"), "{err:#}");
+    let err = gateway::bind(&settings(any, Some(http)), 2)
+        .await
+        .unwrap_err();
+    assert!(
+        format!("{err:#}").contains("gateway.http_listen"),
+        "{err:#}"
+    );
+}
