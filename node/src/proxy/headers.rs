@@ -46,7 +46,17 @@ pub fn next_hop(headers: &mut HeaderMap) -> Result<u32, u32> {
 /// Removes hop-by-hop headers, those named by `Connection`, and `Host` (the authority travels
 /// apart). Keeps `te: trailers` only.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    if headers.contains_key(CONNECTION) {
+    // One pass over the names present: most messages carry none of these or one
+    // (`Connection`), and removing each name blindly costs a hash and a probe apiece.
+    let mut found: Vec<HeaderName> = Vec::new();
+    let mut te = false;
+    for name in headers.keys() {
+        if HOP_BY_HOP.contains(name) || name == HOST {
+            found.push(name.clone());
+        }
+        te |= name == TE;
+    }
+    if found.contains(&CONNECTION) {
         let listed: Vec<HeaderName> = headers
             .get_all(CONNECTION)
             .iter()
@@ -54,16 +64,13 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
             .flat_map(|v| v.split(','))
             .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
             .collect();
-        for name in listed {
-            headers.remove(name);
-        }
+        found.extend(listed);
     }
-    for name in &HOP_BY_HOP {
+    for name in found {
         headers.remove(name);
     }
-    headers.remove(HOST);
-    if let Some(te) = headers.get(TE) {
-        let trailers = te.to_str().is_ok_and(|v| {
+    if te && let Some(value) = headers.get(TE) {
+        let trailers = value.to_str().is_ok_and(|v| {
             v.split(',')
                 .any(|t| t.trim().eq_ignore_ascii_case("trailers"))
         });

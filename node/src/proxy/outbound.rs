@@ -136,7 +136,7 @@ async fn handle(
     peer: SocketAddr,
 ) -> Response<ProxyBody> {
     if req.method() == Method::CONNECT {
-        let (resp, http) = connect::handle(proxy, req).await;
+        let (resp, http) = Box::pin(connect::handle(proxy, req)).await;
         if let Some((service, on_upgrade)) = http {
             tokio::spawn(serve_tunnel(proxy.clone(), service, on_upgrade, peer));
         }
@@ -153,7 +153,7 @@ async fn handle(
     let service = match destination {
         Ok(Destination::Service(s)) => s,
         Ok(Destination::External { host, port }) => {
-            return external::http(proxy, req, &host, port).await;
+            return Box::pin(external::http(proxy, req, &host, port)).await;
         }
         Err(e) => return ProxyError::Route(e).response(grpc),
     };
@@ -180,7 +180,10 @@ pub async fn to_service(
         upgrade: protocol,
         gateway_host,
     };
-    let answer = match forward(proxy, req, call, &mut record).await {
+    // Boxed, as are the rarer CONNECT and external calls in `handle`: each `async fn` a
+    // future awaits is moved into it whole, so without a box the exchange's kilobytes were
+    // copied again at every level up to hyper's dispatcher.
+    let answer = match Box::pin(forward(proxy, req, call, &mut record)).await {
         Ok(answer) => answer,
         Err(e) => {
             debug!(error = %e, "outbound request answered locally");

@@ -135,7 +135,7 @@ impl Stream<'_> {
                 deadline: self.deadline,
                 grpc,
             };
-            return call.serve(req, reader, send, span).await;
+            return Box::pin(call.serve(req, reader, send, span)).await;
         }
         let outcome = answer_by(self, req, &mut send, grpc, seen).await;
         span.end(match outcome {
@@ -204,7 +204,9 @@ async fn answer_by(
         grpc,
         bytes: seen.watch,
     };
-    let work = answer(stream, req, send, &mut head_sent, watch, seen);
+    // Boxed, as is the rarer upgrade's: each `async fn` a future awaits is moved into it whole,
+    // so without a box the call to the app's kilobytes were copied again at every level.
+    let work = Box::pin(answer(stream, req, send, &mut head_sent, watch, seen));
     // Dropping `work` drops the call to the app, which closes its connection: the app sees the
     // cancellation, whether the deadline ran out or the caller went away.
     let work = async {
