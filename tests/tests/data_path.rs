@@ -31,6 +31,26 @@ async fn two_nodes() -> Cluster {
     Cluster::serving_pair("web", web, "http").await
 }
 
+/// As [`two_nodes`], with `extra` in both nodes' configuration.
+async fn configured_pair(extra: &str) -> Cluster {
+    let web = app_addr(3, 8080);
+    StreamApp::start(web, "web").await;
+    let mut c = Cluster::new();
+    c.chain(2, |s| {
+        let s = NodeSpec {
+            extra_toml: extra.to_owned(),
+            ..s
+        };
+        if s.name == "n2" {
+            s.service("web", web, "http")
+        } else {
+            s
+        }
+    });
+    c.node("n1").wait_instances("web", &["n2"]).await;
+    c
+}
+
 /// Sends `body` (streamed) and reads the response as it arrives; returns status and digest.
 async fn stream_exchange(
     addr: SocketAddr,
@@ -165,21 +185,7 @@ fn http1_get_post_and_64_mib_streamed_both_ways() {
 #[test]
 fn two_threads_carry_concurrent_requests_and_a_streamed_body() {
     netns::run(|| async {
-        let web = app_addr(3, 8080);
-        StreamApp::start(web, "web").await;
-        let mut c = Cluster::new();
-        c.chain(2, |s| {
-            let s = NodeSpec {
-                extra_toml: "threads = 2\n".into(),
-                ..s
-            };
-            if s.name == "n2" {
-                s.service("web", web, "http")
-            } else {
-                s
-            }
-        });
-        c.node("n1").wait_instances("web", &["n2"]).await;
+        let c = configured_pair("threads = 2\n").await;
         let out = c.node("n1").outbound();
 
         let mut tasks = Vec::new();
@@ -205,6 +211,34 @@ fn two_threads_carry_concurrent_requests_and_a_streamed_body() {
         let (status, got) = stream_exchange(out, "POST", "/echo", "web", size).await;
         assert_eq!(status, 200);
         assert_eq!(got, Digest::of_pattern(size), "16 MiB echoed intact");
+    });
+}
+
+/// A link slower than the nodes and the smallest UDP buffer allowed: packets wait in the link's
+/// queue and keep their sender's buffer taken, so the kernel refuses sends for want of space.
+/// The sender then waits for room (the mesh socket, `transport/src/endpoint/udp.rs`), and the
+/// body arrives intact both ways. On a plain loopback a send is never refused: a packet leaves
+/// the buffer as it is sent.
+#[test]
+fn a_body_streams_intact_over_a_link_that_fills_the_udp_buffer() {
+    netns::run(|| async {
+        // A token bucket: 200 Mbit/s, with room to queue 200 ms of it rather than drop (and a
+        // burst above loopback's 64 KiB packets, which a smaller bucket never lets through).
+        let link = "qdisc add dev lo root tbf rate 200mbit burst 256kb latency 200ms";
+        let status = std::process::Command::new("tc")
+            .args(link.split(' '))
+            .status();
+        assert!(status.is_ok_and(|s| s.success()), "`tc {link}` failed");
+        let c = configured_pair("\n[limits]\nudp_buffer = 65536\n").await;
+        let size = 8 * MIB;
+        let out = c.node("n1").outbound();
+        // About a second at the link's rate; a sender that never resumes shows as a stall.
+        let exchange = stream_exchange(out, "POST", "/echo", "web", size);
+        let (status, got) = tokio::time::timeout(Duration::from_secs(60), exchange)
+            .await
+            .expect("the echo stalled: no progress within 60 s");
+        assert_eq!(status, 200);
+        assert_eq!(got, Digest::of_pattern(size), "8 MiB echoed intact");
     });
 }
 

@@ -17,6 +17,7 @@ mod runtime;
 mod serve;
 mod socket;
 mod steer;
+mod udp;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

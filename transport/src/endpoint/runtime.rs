@@ -1,5 +1,6 @@
-//! The runtime quinn's drivers run on: tokio's, with one difference on a multi-threaded
-//! runtime, where a woken driver goes to the back of the queue before it is polled. The node
+//! The runtime quinn's drivers run on: tokio's, with the mesh port's own socket wrapper
+//! ([`super::udp`]) and one difference on a multi-threaded runtime, where a woken driver goes
+//! to the back of the queue before it is polled. The node
 //! itself runs only single-threaded runtimes (one per thread, [`crate::shard`]), where none of
 //! this applies; what runs an endpoint on a multi-threaded runtime (some tests) still gets it.
 //!
@@ -46,7 +47,7 @@ impl Runtime for DriverRuntime {
     }
 
     fn wrap_udp_socket(&self, t: std::net::UdpSocket) -> io::Result<Arc<dyn AsyncUdpSocket>> {
-        TokioRuntime.wrap_udp_socket(t)
+        Ok(Arc::new(super::udp::MeshSocket::new(t)?))
     }
 }
 
