@@ -181,7 +181,8 @@ fn http1_get_post_and_64_mib_streamed_both_ways() {
 /// `threads = 2` on both nodes: two runtimes each, each with its own endpoint on the mesh port
 /// and its own outbound listener on the proxy port (transport, `shard.rs` and
 /// `endpoint/steer.rs`). 32 connections with requests in flight at once, spread by the kernel
-/// over both, each get their own answers, and 16 MiB streams both ways intact.
+/// over both, each get their own answers, the peer shows once in the metrics, and 16 MiB
+/// streams both ways intact.
 #[test]
 fn two_threads_carry_concurrent_requests_and_a_streamed_body() {
     netns::run(|| async {
@@ -206,6 +207,15 @@ fn two_threads_carry_concurrent_requests_and_a_streamed_body() {
         for t in tasks {
             t.await.unwrap();
         }
+        // Both runtimes of n1 now hold a connection to n2; its transport metrics still name n2
+        // once (Prometheus refuses a scrape that repeats a label set).
+        let text = c.node("n1").admin_get("/metrics").await.unwrap().text();
+        let rtt = "murmur_quic_rtt_seconds{peer=\"n2\"}";
+        assert_eq!(
+            text.lines().filter(|l| l.starts_with(rtt)).count(),
+            1,
+            "{text}"
+        );
 
         let size = 16 * MIB;
         let (status, got) = stream_exchange(out, "POST", "/echo", "web", size).await;

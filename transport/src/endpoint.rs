@@ -366,13 +366,10 @@ impl MeshEndpoint {
         self.inner.registry.peers()
     }
 
-    /// RTT and loss of every open peer connection.
+    /// RTT and loss of the open connections, one entry per peer (each shard has its own
+    /// connection to a peer), in name order.
     pub fn peer_stats(&self) -> Vec<PeerStats> {
-        self.inner
-            .shards
-            .iter()
-            .flat_map(|s| s.peers.stats())
-            .collect()
+        peers::stats::by_peer(self.inner.shards.iter().flat_map(|s| s.peers.stats()))
     }
 
     /// Closes every connection and waits (bounded) for peers to acknowledge.

@@ -317,7 +317,7 @@ fn quic_metrics(state: &AdminState, out: &mut String) {
             .map(|p| (vec![("peer", p.peer.clone())], f(p)))
             .collect()
     };
-    let help = "Smoothed round-trip time to each peer.";
+    let help = "Smoothed round-trip time to each peer (its slowest connection).";
     render_now(
         out,
         "murmur_quic_rtt_seconds",
@@ -325,7 +325,7 @@ fn quic_metrics(state: &AdminState, out: &mut String) {
         help,
         &per_peer(&|p| p.rtt.as_secs_f64()),
     );
-    let help = "Packets declared lost on the connection to each peer.";
+    let help = "Packets declared lost on the connections to each peer.";
     render_now(
         out,
         "murmur_quic_lost_packets_total",
@@ -333,7 +333,7 @@ fn quic_metrics(state: &AdminState, out: &mut String) {
         help,
         &per_peer(&|p| p.lost_packets as f64),
     );
-    let help = "Packets sent on the connection to each peer.";
+    let help = "Packets sent on the connections to each peer.";
     render_now(
         out,
         "murmur_quic_sent_packets_total",

@@ -16,6 +16,8 @@ use crate::identity::{Name, PeerIdentity};
 use crate::tls::ALPN_PACKED_GOSSIP;
 use crate::wire::{StreamHeader, StreamKind, WireError, write_header};
 
+pub(super) mod stats;
+
 /// After a failed dial, callers get the failure at once for this long instead of each waiting
 /// for its own timeout: requests move to another instance immediately.
 const FAILURE_MEMORY: Duration = Duration::from_millis(500);
@@ -62,20 +64,22 @@ struct StreamLimit {
     counters: Arc<Counters>,
 }
 
-/// Transport health of one peer connection.
+/// Transport health of the connections to one peer ([`MeshEndpoint::peer_stats`] merges a
+/// peer's connections into one).
 #[derive(Clone, Debug)]
 pub struct PeerStats {
     /// The peer's node name.
     pub peer: String,
     /// Its UDP address.
     pub addr: SocketAddr,
-    /// Smoothed round-trip time.
+    /// Smoothed round-trip time (the slowest connection's).
     pub rtt: Duration,
-    /// Packets declared lost so far.
+    /// Packets declared lost so far, on all connections.
     pub lost_packets: u64,
-    /// Packets sent so far.
+    /// Packets sent so far, on all connections.
     pub sent_packets: u64,
-    /// Largest UDP payload the path carries, as found by MTU discovery so far.
+    /// Largest UDP payload the path carries, as found by MTU discovery so far (the smallest of
+    /// the connections').
     pub mtu: u16,
 }
 
