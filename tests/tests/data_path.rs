@@ -208,7 +208,7 @@ fn two_threads_carry_concurrent_requests_and_a_streamed_body() {
             t.await.unwrap();
         }
         // Both runtimes of n1 now hold a connection to n2; its transport metrics still name n2
-        // once (Prometheus refuses a scrape that repeats a label set).
+        // once (the exposition format forbids repeating a label set).
         let text = c.node("n1").admin_get("/metrics").await.unwrap().text();
         let rtt = "murmur_quic_rtt_seconds{peer=\"n2\"}";
         assert_eq!(

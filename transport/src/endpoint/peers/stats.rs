@@ -1,6 +1,7 @@
 //! One line of transport health per peer, whatever the number of connections to it: one per
 //! shard with `threads = N`, and two for a moment while one replaces another. A metric
-//! labelled by peer must not repeat a label set (Prometheus refuses a scrape that does).
+//! labelled by peer must not repeat a label set: the exposition format forbids it, and
+//! Prometheus keeps one of the repeated samples and counts the others as errors.
 
 use std::collections::BTreeMap;
 use std::collections::btree_map::Entry;
