@@ -146,18 +146,15 @@ impl fmt::Debug for Writable {
 
 impl UdpPoller for Writable {
     fn poll_writable(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        if self.waiting.is_none() && !self.socket.refused.load(Ordering::Relaxed) {
-            return Poll::Ready(Ok(()));
-        }
-        if self.waiting.is_none() {
-            let duplicate = self.socket.io.get_ref().try_clone()?;
-            self.waiting = Some(register(duplicate, Interest::WRITABLE)?);
-        }
-        let Some(fd) = self.waiting.as_ref() else {
-            return Poll::Ready(Ok(()));
+        let fd = match self.waiting.take() {
+            Some(fd) => fd,
+            None if !self.socket.refused.load(Ordering::Relaxed) => return Poll::Ready(Ok(())),
+            None => register(self.socket.io.get_ref().try_clone()?, Interest::WRITABLE)?,
         };
-        let result = ready!(fd.poll_write_ready(cx)).map(drop);
-        self.waiting = None;
+        let Poll::Ready(result) = fd.poll_write_ready(cx).map(|r| r.map(drop)) else {
+            self.waiting = Some(fd);
+            return Poll::Pending;
+        };
         self.socket.refused.store(false, Ordering::Relaxed);
         Poll::Ready(result)
     }
