@@ -3,12 +3,12 @@
 //! redirect a route answers itself.
 
 use http::header::{CONTENT_TYPE, LOCATION};
-use http::{HeaderValue, Response, StatusCode};
+use http::{HeaderMap, HeaderValue, Response, StatusCode};
 use murmur_membership::policy::spec::Redirect;
 
 use super::body::ProxyBody;
-use super::frame::{Fields, RequestHead, Value};
-use crate::traffic::actions::{HeaderEdits, rewrite_prefix};
+use super::frame::RequestHead;
+use crate::traffic::actions::rewrite_prefix;
 use crate::traffic::routes::Route;
 
 /// Rewrites the path and edits the headers of `head` as `route` says.
@@ -19,19 +19,15 @@ pub fn request(route: &Route, head: &mut RequestHead) {
         head.path = path;
     }
     if let Some(edits) = &route.request_edits {
-        edit(edits, &mut head.headers);
+        edits.apply(&mut head.headers);
     }
 }
 
 /// Edits response header fields as `route` says.
-pub fn response(route: &Route, headers: &mut Fields) {
+pub fn response(route: &Route, headers: &mut HeaderMap) {
     if let Some(edits) = &route.response_edits {
-        edit(edits, headers);
+        edits.apply(headers);
     }
-}
-
-fn edit(edits: &HeaderEdits, fields: &mut Fields) {
-    edits.apply(fields, |v| Value(v.to_vec()));
 }
 
 /// The redirect `route` answers: its status, `location`, and a line saying so.
@@ -54,6 +50,8 @@ pub fn redirect(route: &str, r: &Redirect) -> Response<ProxyBody> {
 #[cfg(test)]
 mod tests {
     use murmur_membership::policy::{Kind, PolicyBody};
+
+    use http::HeaderName;
 
     use super::*;
     use crate::proxy::frame::{BodyKind, FRAME_VERSION};
@@ -84,24 +82,27 @@ response_headers = { add = { cache-control = "no-store" } }
             method: "GET".into(),
             path: "/api/users?page=2".into(),
             authority: "web".into(),
-            headers: vec![
-                ("x-debug".into(), Value(b"1".to_vec())),
-                ("accept".into(), Value(b"*/*".to_vec())),
-            ],
+            headers: [
+                (
+                    HeaderName::from_static("x-debug"),
+                    HeaderValue::from_static("1"),
+                ),
+                (http::header::ACCEPT, HeaderValue::from_static("*/*")),
+            ]
+            .into_iter()
+            .collect(),
             body: BodyKind::Empty,
         };
         request(&r, &mut head);
         assert_eq!(head.path, "/v2/users?page=2");
-        assert_eq!(
-            head.headers,
-            vec![
-                ("accept".to_owned(), Value(b"*/*".to_vec())),
-                ("x-env".to_owned(), Value(b"prod".to_vec())),
-            ]
-        );
-        let mut fields: Fields = vec![("cache-control".into(), Value(b"max-age=60".to_vec()))];
+        assert_eq!(head.headers.len(), 2);
+        assert_eq!(head.headers["accept"], "*/*");
+        assert_eq!(head.headers["x-env"], "prod");
+        let mut fields = HeaderMap::new();
+        fields.insert("cache-control", HeaderValue::from_static("max-age=60"));
         response(&r, &mut fields);
-        assert_eq!(fields.len(), 2);
+        let values: Vec<_> = fields.get_all("cache-control").iter().collect();
+        assert_eq!(values, ["max-age=60", "no-store"]);
         let resp = redirect(
             "r",
             &Redirect {

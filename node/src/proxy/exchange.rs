@@ -570,7 +570,7 @@ impl Call<'_> {
         node: String,
     ) -> Result<Answer, String> {
         let (response, tunnel) = match (head.status, held) {
-            (101, Some(send)) => (switched(head)?, Some(Tunnel::after_frames(send, reader))),
+            (101, Some(send)) => (switched(head), Some(Tunnel::after_frames(send, reader))),
             (101, None) => return Err("101 to a request that asked for no upgrade".into()),
             (_, held) => {
                 if let Some(mut send) = held {
@@ -757,12 +757,7 @@ async fn peek_grpc(
     task: BodyTask,
     held: Option<SendStream>,
 ) -> Attempt {
-    let field = |name: &str| {
-        head.headers
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.0.as_slice())
-    };
+    let field = |name: &str| head.headers.get(name).map(http::HeaderValue::as_bytes);
     let in_head = field("grpc-status")
         .and_then(GrpcCode::from_header)
         .map(|c| (c, Pushback::of(field(PUSHBACK))));
@@ -804,21 +799,22 @@ fn deadline_expired(head: &ResponseHead) -> bool {
     head.status == 504
         && head
             .headers
+            .get_all("x-murmur-error")
             .iter()
-            .any(|(k, v)| k == "x-murmur-error" && v.0 == b"deadline-expired")
+            .any(|v| v == "deadline-expired")
 }
 
 /// The `101` for the app: the head's headers, and the upgrade's own (hop-by-hop, so each hop
 /// sets them).
-fn switched(head: ResponseHead) -> Result<Response<ProxyBody>, String> {
+fn switched(head: ResponseHead) -> Response<ProxyBody> {
     let mut resp = Response::new(ProxyBody::Local(None));
     *resp.status_mut() = http::StatusCode::SWITCHING_PROTOCOLS;
-    *resp.headers_mut() = frame::header_map(head.headers).map_err(|e| e.to_string())?;
+    *resp.headers_mut() = head.headers;
     resp.headers_mut().insert(
         http::header::CONNECTION,
         http::HeaderValue::from_static("upgrade"),
     );
-    Ok(resp)
+    resp
 }
 
 /// The response for the app: status and headers from the head (edited as the route says),
@@ -845,6 +841,6 @@ fn respond(
     let mut resp = Response::new(body);
     *resp.status_mut() = http::StatusCode::from_u16(head.status)
         .map_err(|_| format!("invalid status {}", head.status))?;
-    *resp.headers_mut() = frame::header_map(head.headers).map_err(|e| e.to_string())?;
+    *resp.headers_mut() = head.headers;
     Ok(resp)
 }

@@ -22,9 +22,11 @@ use std::future::Future;
 use std::task::{Context, Poll, ready};
 
 use bytes::{Buf, Bytes, BytesMut};
-use http::{HeaderMap, HeaderName, HeaderValue};
+use http::HeaderMap;
 use quinn::RecvStream;
 use serde::{Deserialize, Serialize};
+
+mod fields;
 
 /// Version of every envelope below.
 pub const FRAME_VERSION: u16 = 1;
@@ -63,38 +65,6 @@ impl BodyKind {
     }
 }
 
-/// A header value as raw bytes (values need not be UTF-8).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Value(pub Vec<u8>);
-
-impl Serialize for Value {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_bytes(&self.0)
-    }
-}
-
-impl<'de> Deserialize<'de> for Value {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl serde::de::Visitor<'_> for V {
-            type Value = Value;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("header value bytes")
-            }
-            fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Value, E> {
-                Ok(Value(v.to_vec()))
-            }
-            fn visit_byte_buf<E: serde::de::Error>(self, v: Vec<u8>) -> Result<Value, E> {
-                Ok(Value(v))
-            }
-        }
-        d.deserialize_byte_buf(V)
-    }
-}
-
-/// Header fields in order, names lowercase.
-pub type Fields = Vec<(String, Value)>;
-
 /// The request line and headers.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RequestHead {
@@ -107,7 +77,8 @@ pub struct RequestHead {
     /// The authority the caller addressed (`Host`).
     pub authority: String,
     /// End-to-end headers (hop-by-hop ones removed).
-    pub headers: Fields,
+    #[serde(with = "fields")]
+    pub headers: HeaderMap,
     /// What body follows.
     pub body: BodyKind,
 }
@@ -120,33 +91,20 @@ pub struct ResponseHead {
     /// Status code.
     pub status: u16,
     /// End-to-end headers.
-    pub headers: Fields,
+    #[serde(with = "fields")]
+    pub headers: HeaderMap,
     /// What body follows.
     pub body: BodyKind,
 }
 
-/// Header fields serialized straight from a [`HeaderMap`], as [`Fields`] are (the same bytes on
-/// the wire), without copying them first.
+/// Header fields encoded straight from a borrowed [`HeaderMap`], as an owned head's are (the
+/// same bytes on the wire), without copying them first.
 #[derive(Clone, Copy, Debug)]
 pub struct FieldsOf<'a>(pub &'a HeaderMap);
 
 impl Serialize for FieldsOf<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeSeq;
-        let mut seq = s.serialize_seq(Some(self.0.len()))?;
-        for (k, v) in self.0 {
-            seq.serialize_element(&(k.as_str(), Raw(v.as_bytes())))?;
-        }
-        seq.end()
-    }
-}
-
-/// Bytes serialized as [`Value`] is.
-struct Raw<'a>(&'a [u8]);
-
-impl Serialize for Raw<'_> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_bytes(self.0)
+        fields::serialize(self.0, s)
     }
 }
 
@@ -176,7 +134,8 @@ pub struct Trailers {
     /// [`FRAME_VERSION`].
     pub version: u16,
     /// The fields.
-    pub headers: Fields,
+    #[serde(with = "fields")]
+    pub headers: HeaderMap,
 }
 
 /// The receiving node did not hand the request to its app (it does not serve the service, or
@@ -238,9 +197,10 @@ fn frame_header(kind: u8, len: usize) -> Result<[u8; FRAME_HEADER], FrameError> 
 fn put_encoded<T: Serialize>(kind: u8, value: &T, out: &mut BytesMut) -> Result<(), FrameError> {
     let start = out.len();
     out.extend_from_slice(&[kind, 0, 0, 0, 0]);
-    let body = postcard::to_extend(value, std::mem::take(out))
-        .map_err(|e| FrameError::Malformed(e.to_string()))?;
-    *out = body;
+    if let Err(e) = postcard::serialize_with_flavor(value, Append(out)) {
+        out.truncate(start);
+        return Err(FrameError::Malformed(e.to_string()));
+    }
     let len = out.len() - start - FRAME_HEADER;
     if len > MAX_HEAD_BYTES {
         out.truncate(start);
@@ -248,6 +208,28 @@ fn put_encoded<T: Serialize>(kind: u8, value: &T, out: &mut BytesMut) -> Result<
     }
     out[start..start + FRAME_HEADER].copy_from_slice(&frame_header(kind, len)?);
     Ok(())
+}
+
+/// postcard's output appended to a buffer a slice at a time: its `Extend` flavor pushes every
+/// byte of a header value on its own.
+struct Append<'a>(&'a mut BytesMut);
+
+impl postcard::ser_flavors::Flavor for Append<'_> {
+    type Output = ();
+
+    fn try_push(&mut self, byte: u8) -> postcard::Result<()> {
+        self.0.extend_from_slice(&[byte]);
+        Ok(())
+    }
+
+    fn try_extend(&mut self, bytes: &[u8]) -> postcard::Result<()> {
+        self.0.extend_from_slice(bytes);
+        Ok(())
+    }
+
+    fn finalize(self) -> postcard::Result<()> {
+        Ok(())
+    }
 }
 
 /// Appends a HEAD frame.
@@ -288,28 +270,6 @@ pub fn refused(reason: &str) -> Bytes {
 /// The header of a DATA frame of `len` bytes.
 pub fn data_header(len: usize) -> Result<[u8; FRAME_HEADER], FrameError> {
     frame_header(DATA, len)
-}
-
-/// Headers as fields.
-pub fn fields(map: &HeaderMap) -> Fields {
-    map.iter()
-        .map(|(k, v)| (k.as_str().to_owned(), Value(v.as_bytes().to_vec())))
-        .collect()
-}
-
-/// Fields as headers; invalid names or values are refused (the peer is verified, but its
-/// bytes still are input).
-pub fn header_map(fields: Fields) -> Result<HeaderMap, FrameError> {
-    let mut map = HeaderMap::with_capacity(fields.len());
-    for (k, v) in fields {
-        let name = HeaderName::from_bytes(k.as_bytes())
-            .map_err(|_| FrameError::Malformed(format!("header name {k:?}")))?;
-        // Takes the decoded bytes as they are: no second allocation and copy per value.
-        let value = HeaderValue::from_maybe_shared(Bytes::from(v.0))
-            .map_err(|_| FrameError::Malformed(format!("value of header {k}")))?;
-        map.append(name, value);
-    }
-    Ok(map)
 }
 
 /// Decodes a HEAD payload.
@@ -468,7 +428,7 @@ fn decode(
         TRAILERS => {
             let t: Trailers = decode_head(&payload)?;
             *after_trailers = true;
-            Ok(Some(Frame::Trailers(header_map(t.headers)?)))
+            Ok(Some(Frame::Trailers(t.headers)))
         }
         _ => {
             let r: Refusal = decode_head(&payload)?;
@@ -479,7 +439,17 @@ fn decode(
 
 #[cfg(test)]
 mod tests {
+    use http::HeaderValue;
+
     use super::*;
+
+    fn map(fields: &[(&'static str, &[u8])]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (k, v) in fields {
+            map.append(*k, HeaderValue::from_bytes(v).unwrap());
+        }
+        map
+    }
 
     fn head() -> RequestHead {
         RequestHead {
@@ -487,10 +457,7 @@ mod tests {
             method: "POST".into(),
             path: "/a?b=c".into(),
             authority: "web".into(),
-            headers: vec![
-                ("content-type".into(), Value(b"text/plain".to_vec())),
-                ("x-bin".into(), Value(vec![0x80, b'a'])),
-            ],
+            headers: map(&[("content-type", b"text/plain"), ("x-bin", &[0x80, b'a'])]),
             body: BodyKind::Length(5),
         }
     }
@@ -504,10 +471,11 @@ mod tests {
         assert_eq!(len, out.len() - FRAME_HEADER);
         let back: RequestHead = decode_head(&out[FRAME_HEADER..]).unwrap();
         assert_eq!(back, head());
+        assert_eq!(back.headers["x-bin"].as_bytes(), [0x80, b'a']);
 
         let mut big = head();
-        big.headers
-            .push(("x-big".into(), Value(vec![b'a'; MAX_HEAD_BYTES])));
+        let value = HeaderValue::from_bytes(&[b'a'; MAX_HEAD_BYTES]).unwrap();
+        big.headers.append("x-big", value);
         let mut out = BytesMut::from(&b"keep"[..]);
         assert!(matches!(
             put_head(&big, &mut out),
@@ -520,17 +488,61 @@ mod tests {
         );
     }
 
+    /// The layout heads had when their fields were a list of owned pairs: the wire format
+    /// nodes of that build speak.
+    #[derive(Serialize)]
+    struct ListedHead {
+        version: u16,
+        status: u16,
+        headers: Vec<(String, Listed)>,
+        body: BodyKind,
+    }
+
+    struct Listed(Vec<u8>);
+
+    impl Serialize for Listed {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            s.serialize_bytes(&self.0)
+        }
+    }
+
+    fn listed(fields: &[(&str, &[u8])]) -> Vec<u8> {
+        let head = ListedHead {
+            version: FRAME_VERSION,
+            status: 200,
+            headers: fields
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), Listed(v.to_vec())))
+                .collect(),
+            body: BodyKind::Empty,
+        };
+        postcard::to_stdvec(&head).unwrap()
+    }
+
+    #[test]
+    fn fields_keep_the_listed_wire_format_and_a_names_values_in_order() {
+        // Repeated names, apart: decoded in order per name, encoded grouped.
+        let fields: &[(&str, &[u8])] = &[("x-a", b"1"), ("x-b", b"2"), ("x-a", b"3")];
+        let back: ResponseHead = decode_head(&listed(fields)).unwrap();
+        let values: Vec<_> = back.headers.get_all("x-a").iter().collect();
+        assert_eq!(values, ["1", "3"]);
+        assert_eq!(back.headers["x-b"], "2");
+        let grouped: &[(&str, &[u8])] = &[("x-a", b"1"), ("x-a", b"3"), ("x-b", b"2")];
+        assert_eq!(postcard::to_stdvec(&back).unwrap(), listed(grouped));
+    }
+
     #[test]
     fn borrowed_heads_and_trailers_encode_as_owned_ones_do() {
-        let mut map = HeaderMap::new();
-        map.insert("content-type", HeaderValue::from_static("text/plain"));
-        map.append("x-many", HeaderValue::from_static("1"));
-        map.append("x-many", HeaderValue::from_static("2"));
-        map.insert("x-bin", HeaderValue::from_bytes(&[0x80, b'a']).unwrap());
+        let map = map(&[
+            ("content-type", b"text/plain"),
+            ("x-many", b"1"),
+            ("x-many", b"2"),
+            ("x-bin", &[0x80, b'a']),
+        ]);
         let owned = ResponseHead {
             version: FRAME_VERSION,
             status: 203,
-            headers: fields(&map),
+            headers: map.clone(),
             body: BodyKind::Stream,
         };
         let borrowed = ResponseHeadOf {
@@ -548,25 +560,28 @@ mod tests {
 
         let mut t = BytesMut::new();
         put_trailers(&map, &mut t).unwrap();
-        let owned = Trailers {
-            version: FRAME_VERSION,
-            headers: fields(&map),
-        };
-        let mut o = BytesMut::new();
-        put_encoded(TRAILERS, &owned, &mut o).unwrap();
-        assert_eq!(t, o);
+        let mut after = false;
+        match decode(TRAILERS, t.split_off(FRAME_HEADER).freeze(), &mut after) {
+            Ok(Some(Frame::Trailers(back))) => assert_eq!(back, map),
+            other => panic!("trailers came back as {other:?}"),
+        }
+        assert!(after);
     }
 
     #[test]
-    fn other_versions_and_bad_header_names_are_refused() {
+    fn other_versions_and_bad_header_names_or_values_are_refused() {
         let mut h = head();
         h.version = 7;
         let bytes = postcard::to_stdvec(&h).unwrap();
         assert!(decode_head::<RequestHead>(&bytes).is_err());
-        assert!(header_map(vec![("bad name".into(), Value(vec![]))]).is_err());
-        assert!(header_map(vec![("ok".into(), Value(b"a\nb".to_vec()))]).is_err());
-        let map = header_map(head().headers).unwrap();
-        assert_eq!(map["x-bin"].as_bytes(), [0x80, b'a']);
+        assert!(decode_head::<ResponseHead>(&listed(&[("x-ok", b"1")])).is_ok());
+        for bad in [
+            listed(&[("bad name", b"1")]),
+            listed(&[("", b"1")]),
+            listed(&[("x-ok", b"a\nb")]),
+        ] {
+            assert!(decode_head::<ResponseHead>(&bad).is_err(), "{bad:?}");
+        }
     }
 
     proptest::proptest! {

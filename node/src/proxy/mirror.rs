@@ -9,13 +9,14 @@
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
+use http::HeaderValue;
 use murmur_membership::view::Endpoint;
 use murmur_transport::wire::{StreamHeader, StreamKind};
 use tracing::debug;
 
 use super::body;
 use super::dial;
-use super::frame::{self, FrameReader, RequestHead, Value};
+use super::frame::{self, FrameReader, RequestHead};
 use super::plan::{Identity, Mirrored, Target};
 use super::replay::ReplayBody;
 use super::runtime::Proxy;
@@ -71,8 +72,10 @@ pub fn spawn(
         return;
     };
     let mut copy = head.clone();
-    copy.headers
-        .push((MIRROR_HEADER.to_owned(), Value(route.as_bytes().to_vec())));
+    // A route's name is checked when its document is accepted: it is a valid value.
+    if let Ok(name) = HeaderValue::from_str(route) {
+        copy.headers.append(MIRROR_HEADER, name);
+    }
     let mut bytes = BytesMut::with_capacity(256);
     if frame::put_head(&copy, &mut bytes).is_err() {
         count(proxy, mirrored, route, Outcome::Skipped);

@@ -30,7 +30,7 @@ use tracing::debug;
 use super::body::{self, ProxyBody};
 use super::errors::ProxyError;
 use super::exchange::Answer;
-use super::frame::{self, BodyKind, FRAME_VERSION, RequestHead};
+use super::frame::{BodyKind, FRAME_VERSION, RequestHead};
 use super::headers::{next_hop, strip_hop_by_hop};
 use super::plan::{self, Subject};
 use super::record::Record;
@@ -363,7 +363,7 @@ async fn forward(
         method: parts.method.as_str().to_owned(),
         path,
         authority,
-        headers: frame::fields(&parts.headers),
+        headers: std::mem::take(&mut parts.headers),
         body: kind,
     };
     record.head(&head);
@@ -372,7 +372,7 @@ async fn forward(
         host: gateway_host,
         method: &head.method,
         path: normalize::strip_query(&head.path),
-        headers: &parts.headers,
+        headers: &head.headers,
     };
     let plan = plan::decide(
         &compiled,

@@ -1,46 +1,51 @@
 //! What a route does to the requests it takes besides routing them: header edits, a prefix
 //! rewrite of the path, and the key consistent hashing reads. Pure.
 
-use http::HeaderMap;
 use http::header::COOKIE;
+use http::{HeaderMap, HeaderName, HeaderValue};
 use murmur_membership::policy::spec::{HashPolicy, HeaderActions};
 
-/// Header edits, compiled: lower-case names, in the order they apply (remove, set, add).
+/// Header edits, compiled: names and values parsed once, in the order they apply (remove,
+/// set, add).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct HeaderEdits {
     /// Removed.
-    pub remove: Vec<String>,
+    pub remove: Vec<HeaderName>,
     /// Replaced by one value.
-    pub set: Vec<(String, Vec<u8>)>,
+    pub set: Vec<(HeaderName, HeaderValue)>,
     /// Appended.
-    pub add: Vec<(String, Vec<u8>)>,
+    pub add: Vec<(HeaderName, HeaderValue)>,
 }
 
 impl HeaderEdits {
-    /// Compiles a document's edits.
+    /// Compiles a document's edits. Its names and values were checked when it was accepted
+    /// (`spec::actions`); one that still would not parse is left out rather than sent.
     pub fn new(a: &HeaderActions) -> Self {
         let pairs = |m: &std::collections::BTreeMap<String, String>| {
             m.iter()
-                .map(|(k, v)| (k.to_ascii_lowercase(), v.as_bytes().to_vec()))
+                .filter_map(|(k, v)| Some((name(k)?, HeaderValue::from_str(v).ok()?)))
                 .collect()
         };
         Self {
-            remove: a.remove.iter().map(|k| k.to_ascii_lowercase()).collect(),
+            remove: a.remove.iter().filter_map(|k| name(k)).collect(),
             set: pairs(&a.set),
             add: pairs(&a.add),
         }
     }
 
-    /// Applies the edits to fields of a message head (names lower-case, in order), written as
-    /// `(name, value)` by `field`.
-    pub fn apply<V>(&self, fields: &mut Vec<(String, V)>, value: impl Fn(&[u8]) -> V) {
-        fields.retain(|(k, _)| {
-            !self.remove.iter().any(|r| r == k) && !self.set.iter().any(|(s, _)| s == k)
-        });
+    /// Applies the edits to the fields of a message head.
+    pub fn apply(&self, headers: &mut HeaderMap) {
+        for k in self.remove.iter().chain(self.set.iter().map(|(k, _)| k)) {
+            headers.remove(k);
+        }
         for (k, v) in self.set.iter().chain(&self.add) {
-            fields.push((k.clone(), value(v)));
+            headers.append(k, v.clone());
         }
     }
+}
+
+fn name(k: &str) -> Option<HeaderName> {
+    HeaderName::from_bytes(k.as_bytes()).ok()
 }
 
 /// `path_and_query` with the prefix `from` (which the route matched, at a segment boundary)
@@ -155,8 +160,6 @@ pub fn hash(bytes: &[u8]) -> u64 {
 
 #[cfg(test)]
 mod tests {
-    use http::HeaderValue;
-
     use super::*;
 
     #[test]
@@ -167,27 +170,29 @@ mod tests {
             remove: vec!["X-Debug".to_owned()],
         };
         let e = HeaderEdits::new(&a);
-        let mut fields: Vec<(String, Vec<u8>)> = vec![
-            ("x-debug".into(), b"1".to_vec()),
-            ("x-env".into(), b"dev".to_vec()),
-            ("x-env".into(), b"test".to_vec()),
-            ("x-tag".into(), b"a".to_vec()),
-            ("accept".into(), b"*/*".to_vec()),
-        ];
-        e.apply(&mut fields, <[u8]>::to_vec);
-        let got: Vec<(&str, &[u8])> = fields
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_slice()))
-            .collect();
-        assert_eq!(
-            got,
-            [
-                ("x-tag", &b"a"[..]),
-                ("accept", b"*/*"),
-                ("x-env", b"prod"),
-                ("x-tag", b"b"),
-            ]
-        );
+        let mut headers = HeaderMap::new();
+        for (k, v) in [
+            ("x-debug", "1"),
+            ("x-env", "dev"),
+            ("x-env", "test"),
+            ("x-tag", "a"),
+            ("accept", "*/*"),
+        ] {
+            headers.append(k, HeaderValue::from_static(v));
+        }
+        e.apply(&mut headers);
+        let values = |name: &str| -> Vec<&str> {
+            headers
+                .get_all(name)
+                .iter()
+                .map(|v| v.to_str().unwrap())
+                .collect()
+        };
+        assert!(values("x-debug").is_empty());
+        assert_eq!(values("x-env"), ["prod"]);
+        assert_eq!(values("x-tag"), ["a", "b"]);
+        assert_eq!(values("accept"), ["*/*"]);
+        assert_eq!(headers.len(), 4);
     }
 
     #[test]

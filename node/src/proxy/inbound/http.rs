@@ -6,8 +6,8 @@ use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use http::header::{CONNECTION, HOST};
-use http::{HeaderValue, Method, Request, Uri};
+use http::header::{CONNECTION, CONTENT_TYPE, HOST};
+use http::{HeaderMap, HeaderValue, Method, Request, Uri};
 use murmur_membership::policy::spec::GrpcCode;
 use murmur_membership::records::Protocol;
 use murmur_transport::endpoint::InboundStream;
@@ -260,10 +260,10 @@ async fn reply_locally(
     }
 }
 
-fn is_grpc(headers: &frame::Fields) -> bool {
+fn is_grpc(headers: &HeaderMap) -> bool {
     headers
-        .iter()
-        .any(|(k, v)| k == "content-type" && v.0.starts_with(b"application/grpc"))
+        .get(CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
 }
 
 /// The server span of an inbound request: child of the caller's client span.
@@ -332,7 +332,7 @@ fn build_request(
     let protocol = local.protocol;
     let method = Method::from_bytes(head.method.as_bytes()).map_err(|_| "invalid method")?;
     let uri = app_uri(local, &head.path)?;
-    let mut headers = frame::header_map(head.headers).map_err(|e| e.to_string())?;
+    let mut headers = head.headers;
     let upgrade = head.body == BodyKind::Upgrade;
     if (protocol == Protocol::Http || upgrade)
         && let Ok(host) = HeaderValue::from_str(&head.authority)

@@ -23,7 +23,7 @@ pub fn head_of(resp: &mut Response<AppBody>) -> ResponseHead {
     ResponseHead {
         version: FRAME_VERSION,
         status: resp.status().as_u16(),
-        headers: frame::fields(resp.headers()),
+        headers: resp.headers().clone(),
         body: body::body_kind(resp.body()),
     }
 }
@@ -175,10 +175,7 @@ pub async fn send_reply(send: &mut SendStream, r: &LocalReply, grpc: bool) {
     let head = ResponseHead {
         version: FRAME_VERSION,
         status,
-        headers: headers
-            .iter()
-            .map(|(k, v)| (k.as_str().to_owned(), frame::Value(v.as_bytes().to_vec())))
-            .collect(),
+        headers: headers.into_iter().collect(),
         body: if body.is_empty() {
             frame::BodyKind::Empty
         } else {

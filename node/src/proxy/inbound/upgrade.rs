@@ -81,10 +81,7 @@ impl Call<'_> {
         let mut head = reply::head_of(&mut resp);
         head.body = BodyKind::Empty;
         if let Some(p) = protocol {
-            head.headers.push((
-                UPGRADE.as_str().to_owned(),
-                frame::Value(p.as_bytes().to_vec()),
-            ));
+            head.headers.append(UPGRADE, p);
         }
         let mut buf = BytesMut::with_capacity(256);
         if frame::put_head(&head, &mut buf).is_err() || send.write_all(&buf).await.is_err() {

@@ -1,0 +1,135 @@
+//! Header fields on the wire: a sequence of `(name, value bytes)`, names lower-case, a name's
+//! values in order. They are encoded from a [`HeaderMap`] and decoded into one directly, with
+//! no list of owned strings in between (that list cost two allocations per field on each
+//! side of every hop). Every name and value is checked as it is decoded: the peer is
+//! verified, but its bytes are still input.
+
+use std::fmt;
+
+use http::{HeaderMap, HeaderName, HeaderValue};
+use serde::de::{self, DeserializeSeed, Deserializer, SeqAccess};
+use serde::ser::{SerializeSeq, Serializer};
+
+/// Fields reserved before decoding: what a head usually carries. The count a peer announces
+/// is not trusted with an allocation; the map grows past this as fields really arrive.
+const RESERVED: usize = 16;
+
+/// Encodes `map` (for `#[serde(with = "fields")]`).
+pub fn serialize<S: Serializer>(map: &HeaderMap, s: S) -> Result<S::Ok, S::Error> {
+    let mut seq = s.serialize_seq(Some(map.len()))?;
+    for (name, value) in map {
+        seq.serialize_element(&(name.as_str(), Raw(value.as_bytes())))?;
+    }
+    seq.end()
+}
+
+/// Decodes a map (for `#[serde(with = "fields")]`).
+pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<HeaderMap, D::Error> {
+    d.deserialize_seq(Fields)
+}
+
+/// Bytes, encoded as bytes rather than as a sequence of numbers.
+struct Raw<'a>(&'a [u8]);
+
+impl serde::Serialize for Raw<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(self.0)
+    }
+}
+
+struct Fields;
+
+impl<'de> de::Visitor<'de> for Fields {
+    type Value = HeaderMap;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a sequence of header fields")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<HeaderMap, A::Error> {
+        let mut map = HeaderMap::with_capacity(seq.size_hint().unwrap_or(0).min(RESERVED));
+        while let Some((name, value)) = seq.next_element_seed(Field)? {
+            // A frame's bound keeps the count far below the map's limit; should that ever
+            // change, the peer's input is refused rather than the map panicking.
+            map.try_append(name, value)
+                .map_err(|_| de::Error::custom("too many header fields"))?;
+        }
+        Ok(map)
+    }
+}
+
+/// One `(name, value)` pair.
+struct Field;
+
+impl<'de> DeserializeSeed<'de> for Field {
+    type Value = (HeaderName, HeaderValue);
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_tuple(2, self)
+    }
+}
+
+impl<'de> de::Visitor<'de> for Field {
+    type Value = (HeaderName, HeaderValue);
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a header name and value")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let name = seq
+            .next_element_seed(Name)?
+            .ok_or_else(|| de::Error::invalid_length(0, &self))?;
+        let value = seq
+            .next_element_seed(Value)?
+            .ok_or_else(|| de::Error::invalid_length(1, &self))?;
+        Ok((name, value))
+    }
+}
+
+/// A header name, checked.
+struct Name;
+
+impl<'de> DeserializeSeed<'de> for Name {
+    type Value = HeaderName;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<HeaderName, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl de::Visitor<'_> for Name {
+    type Value = HeaderName;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a header name")
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<HeaderName, E> {
+        HeaderName::from_bytes(v.as_bytes())
+            .map_err(|_| E::invalid_value(de::Unexpected::Str(v), &self))
+    }
+}
+
+/// A header value, checked (values need not be UTF-8, but may not hold control characters).
+struct Value;
+
+impl<'de> DeserializeSeed<'de> for Value {
+    type Value = HeaderValue;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<HeaderValue, D::Error> {
+        d.deserialize_bytes(self)
+    }
+}
+
+impl de::Visitor<'_> for Value {
+    type Value = HeaderValue;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a header value")
+    }
+
+    fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<HeaderValue, E> {
+        HeaderValue::from_bytes(v).map_err(|_| E::invalid_value(de::Unexpected::Bytes(v), &self))
+    }
+}
