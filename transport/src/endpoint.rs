@@ -413,7 +413,7 @@ fn shard_endpoints(
         // quinn registers the socket and spawns the endpoint's driver on the runtime
         // entered here.
         let _entered = handle.enter();
-        let socket = Arc::new(socket::Batches(runtime.wrap_udp_socket(socket)?));
+        let socket = runtime.wrap_udp_socket(socket)?;
         let quic = quic_config(config, index, shards.len())?;
         let endpoint = quinn::Endpoint::new_with_abstract_socket(
             quic,

@@ -265,30 +265,70 @@ pub async fn write_header<W: AsyncWrite + Unpin>(
     kind: StreamKind,
     header: &StreamHeader,
 ) -> Result<(), WireError> {
-    let body = postcard::to_stdvec(header).map_err(|source| WireError::Decode {
-        what: "stream header",
-        source,
-    })?;
-    let len = u16::try_from(body.len())
-        .ok()
-        .filter(|l| usize::from(*l) <= MAX_HEADER_BYTES)
-        .ok_or(WireError::TooLarge {
-            what: "stream header",
-            len: body.len(),
-            max: MAX_HEADER_BYTES,
-        })?;
-    let mut buf = Vec::with_capacity(3 + body.len());
-    buf.push(kind as u8);
-    buf.extend_from_slice(&len.to_be_bytes());
-    buf.extend_from_slice(&body);
+    let mut buf = Vec::with_capacity(64);
+    put_header(&mut buf, kind, header)?;
     w.write_all(&buf).await?;
     Ok(())
+}
+
+/// Appends the kind byte and a length-prefixed header to `out` (the stream's first write, with
+/// whatever follows the header in the same buffer). On error `out` is left as it was.
+pub fn put_header(
+    out: &mut Vec<u8>,
+    kind: StreamKind,
+    header: &StreamHeader,
+) -> Result<(), WireError> {
+    let start = out.len();
+    out.extend_from_slice(&[kind as u8, 0, 0]);
+    let encoded = postcard::to_extend(header, std::mem::take(out));
+    let body = match encoded {
+        Ok(written) => {
+            *out = written;
+            out.len() - start - 3
+        }
+        Err(source) => {
+            return Err(WireError::Decode {
+                what: "stream header",
+                source,
+            });
+        }
+    };
+    let Some(len) = u16::try_from(body)
+        .ok()
+        .filter(|l| usize::from(*l) <= MAX_HEADER_BYTES)
+    else {
+        out.truncate(start);
+        return Err(WireError::TooLarge {
+            what: "stream header",
+            len: body,
+            max: MAX_HEADER_BYTES,
+        });
+    };
+    out[start + 1..start + 3].copy_from_slice(&len.to_be_bytes());
+    Ok(())
+}
+
+/// Reads a stream's preface: its kind byte and its length-prefixed header. The kind byte and
+/// the length come in one read (each read of a QUIC stream takes its connection's lock).
+pub async fn read_preface<R: AsyncRead + Unpin>(
+    r: &mut R,
+) -> Result<(u8, StreamHeader), WireError> {
+    let mut lead = [0u8; 3];
+    r.read_exact(&mut lead).await?;
+    let header = read_body(r, u16::from_be_bytes([lead[1], lead[2]])).await?;
+    Ok((lead[0], header))
 }
 
 /// Reads a length-prefixed header (after the kind byte), refusing anything over
 /// [`MAX_HEADER_BYTES`] before reading it.
 pub async fn read_header<R: AsyncRead + Unpin>(r: &mut R) -> Result<StreamHeader, WireError> {
-    let len = usize::from(r.read_u16().await?);
+    let len = r.read_u16().await?;
+    read_body(r, len).await
+}
+
+/// The header's `len` bytes, once `len` is known to be within bounds.
+async fn read_body<R: AsyncRead + Unpin>(r: &mut R, len: u16) -> Result<StreamHeader, WireError> {
+    let len = usize::from(len);
     if len > MAX_HEADER_BYTES {
         return Err(WireError::TooLarge {
             what: "stream header",
@@ -325,6 +365,35 @@ mod tests {
         ));
         // Truncated body.
         assert!(read_header(&mut &buf[1..buf.len() - 1]).await.is_err());
+
+        // The preface: kind and header together, after what the buffer held, and nothing
+        // read past them.
+        let mut first = b"keep".to_vec();
+        put_header(&mut first, StreamKind::Tcp, &h).unwrap();
+        assert_eq!(&first[..4], b"keep");
+        assert_eq!(&first[5..], &buf[1..]);
+        first.extend_from_slice(b"body");
+        let mut rest = &first[4..];
+        let (kind, back) = read_preface(&mut rest).await.unwrap();
+        assert_eq!(StreamKind::from_byte(kind), Some(StreamKind::Tcp));
+        assert_eq!(back, h);
+        assert_eq!(rest, b"body");
+        let mut huge = vec![StreamKind::Http as u8, 0xff, 0xff];
+        huge.extend_from_slice(&[0; 16]);
+        assert!(matches!(
+            read_preface(&mut &huge[..]).await,
+            Err(WireError::TooLarge { .. })
+        ));
+
+        // A header over the limit is not written, and the buffer is left as it was.
+        let mut big = StreamHeader::new("web");
+        big.attrs.push(("a".into(), "x".repeat(MAX_HEADER_BYTES)));
+        let mut out = b"keep".to_vec();
+        assert!(matches!(
+            put_header(&mut out, StreamKind::Http, &big),
+            Err(WireError::TooLarge { .. })
+        ));
+        assert_eq!(out, b"keep");
     }
 
     #[test]

@@ -14,7 +14,7 @@ use super::{Counters, MeshEndpoint};
 use crate::certs::{parse_leaf, serial_of};
 use crate::identity::{Name, PeerIdentity};
 use crate::tls::ALPN_PACKED_GOSSIP;
-use crate::wire::{StreamHeader, StreamKind, WireError, write_header};
+use crate::wire::{StreamHeader, StreamKind, WireError, put_header};
 
 pub(super) mod stats;
 
@@ -168,11 +168,7 @@ impl PeerConnection {
         kind: StreamKind,
         header: &StreamHeader,
     ) -> Result<(SendStream, RecvStream), OpenError> {
-        let (mut send, recv) = self.open_bi().await?;
-        write_header(&mut send, kind, header)
-            .await
-            .map_err(OpenError::Wire)?;
-        Ok((send, recv))
+        self.open_with(kind, header, &[], false).await
     }
 
     /// Opens a bidirectional stream and writes its header followed by `first` in one write,
@@ -187,9 +183,7 @@ impl PeerConnection {
     ) -> Result<(SendStream, RecvStream), OpenError> {
         let (mut send, recv) = self.open_bi().await?;
         let mut buf = Vec::with_capacity(64 + first.len());
-        write_header(&mut buf, kind, header)
-            .await
-            .map_err(OpenError::Wire)?;
+        put_header(&mut buf, kind, header).map_err(OpenError::Wire)?;
         buf.extend_from_slice(first);
         send.write_all(&buf)
             .await

@@ -12,7 +12,7 @@ use super::peers::PeerConnection;
 use super::{GossipDatagram, InboundStream, MeshEndpoint};
 use crate::identity::Role;
 use crate::wire::{
-    MAX_GOSSIP_FRAME, StreamKind, WireError, decode_gossip, decode_packed_gossip, read_header,
+    MAX_GOSSIP_FRAME, StreamKind, WireError, decode_gossip, decode_packed_gossip, read_preface,
 };
 
 /// A stream must say what it is within this time, or it is dropped: idle streams cannot pile up.
@@ -166,9 +166,8 @@ async fn handle_bi(
     mut recv: RecvStream,
 ) {
     let preface = async {
-        let kind = StreamKind::from_byte(recv.read_u8().await.ok()?)?;
-        let header = read_header(&mut recv).await.ok()?;
-        Some((kind, header))
+        let (kind, header) = read_preface(&mut recv).await.ok()?;
+        Some((StreamKind::from_byte(kind)?, header))
     };
     let Ok(Some((kind, header))) = tokio::time::timeout(PREFACE_TIMEOUT, preface).await else {
         reject(&mut send, &mut recv, codes::BAD_PREFACE);

@@ -5,18 +5,13 @@
 //! batches of up to ten packets for one segmentation-offload (GSO) send without bounding their
 //! total: once MTU discovery finds a path MTU above 6.5 KB (jumbo frames, loopback), a batch
 //! passes the 64 KiB one send may carry, the kernel refuses it with `EMSGSIZE`, and quinn-udp
-//! drops it silently (it expects that error only from MTU probes). [`Batches`] splits such a
+//! drops it silently (it expects that error only from MTU probes). [`in_sends`] splits such a
 //! batch.
 
-use std::fmt;
-use std::io::{self, IoSliceMut};
+use std::io;
 use std::net::SocketAddr;
-use std::pin::Pin;
-use std::sync::Arc;
-use std::task::{Context, Poll};
 
-use quinn::udp::{RecvMeta, Transmit};
-use quinn::{AsyncUdpSocket, UdpPoller};
+use quinn::udp::Transmit;
 use socket2::{Domain, Protocol, Socket, Type};
 
 /// The most UDP payload one send may carry: an IPv4 datagram's 65 535 bytes less its IP and
@@ -53,78 +48,42 @@ pub(super) fn bind(addr: SocketAddr, buffer: u32, shared: bool) -> io::Result<st
     Ok(socket.into())
 }
 
-/// A socket that sends a GSO batch larger than one send may carry as several sends.
-pub(super) struct Batches(pub(super) Arc<dyn AsyncUdpSocket>);
-
-impl fmt::Debug for Batches {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("Batches").field(&self.0).finish()
-    }
-}
-
 /// How many bytes of a batch of `segment`-sized packets one send carries: whole packets only.
 fn per_send(segment: usize) -> usize {
     (MAX_SEND / segment).max(1) * segment
 }
 
-impl AsyncUdpSocket for Batches {
-    fn create_io_poller(self: Arc<Self>) -> Pin<Box<dyn UdpPoller>> {
-        self.0.clone().create_io_poller()
-    }
-
-    fn try_send(&self, transmit: &Transmit<'_>) -> io::Result<()> {
-        let Some(segment) = transmit
-            .segment_size
-            .filter(|&s| s > 0 && transmit.contents.len() > MAX_SEND)
-        else {
-            return self.0.try_send(transmit);
-        };
-        for (i, part) in transmit.contents.chunks(per_send(segment)).enumerate() {
-            let sent = self.0.try_send(&Transmit {
-                contents: part,
-                ..*transmit
-            });
-            match sent {
-                Ok(()) => {}
-                // The first send decides: if the socket is full, quinn keeps the whole batch
-                // and tries again when it is writable.
-                Err(e) if i == 0 => return Err(e),
-                // Part of the batch is out: reporting a failure now would send that part
-                // twice. What is not sent is lost as on any network, and QUIC's recovery
-                // sends it again.
-                Err(e) => {
-                    tracing::debug!(error = %e, "rest of a packet batch not sent");
-                    break;
-                }
+/// Sends `transmit` with `send`, as several sends when it is a GSO batch larger than one send
+/// may carry.
+pub(super) fn in_sends(
+    transmit: &Transmit<'_>,
+    mut send: impl FnMut(&Transmit<'_>) -> io::Result<()>,
+) -> io::Result<()> {
+    let Some(segment) = transmit
+        .segment_size
+        .filter(|&s| s > 0 && transmit.contents.len() > MAX_SEND)
+    else {
+        return send(transmit);
+    };
+    for (i, part) in transmit.contents.chunks(per_send(segment)).enumerate() {
+        let sent = send(&Transmit {
+            contents: part,
+            ..*transmit
+        });
+        match sent {
+            Ok(()) => {}
+            // The first send decides: if the socket is full, quinn keeps the whole batch and
+            // tries again when it is writable.
+            Err(e) if i == 0 => return Err(e),
+            // Part of the batch is out: reporting a failure now would send that part twice.
+            // What is not sent is lost as on any network, and QUIC's recovery sends it again.
+            Err(e) => {
+                tracing::debug!(error = %e, "rest of a packet batch not sent");
+                break;
             }
         }
-        Ok(())
     }
-
-    fn poll_recv(
-        &self,
-        cx: &mut Context<'_>,
-        bufs: &mut [IoSliceMut<'_>],
-        meta: &mut [RecvMeta],
-    ) -> Poll<io::Result<usize>> {
-        self.0.poll_recv(cx, bufs, meta)
-    }
-
-    fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.0.local_addr()
-    }
-
-    fn max_transmit_segments(&self) -> usize {
-        self.0.max_transmit_segments()
-    }
-
-    fn max_receive_segments(&self) -> usize {
-        self.0.max_receive_segments()
-    }
-
-    fn may_fragment(&self) -> bool {
-        self.0.may_fragment()
-    }
+    Ok(())
 }
 
 #[cfg(test)]

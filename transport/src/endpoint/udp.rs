@@ -12,6 +12,8 @@
 //! A receive that fills fewer messages than it asked for has emptied the queue, so readiness
 //! is cleared then without the extra `recvmmsg` that would only return `EAGAIN`: a datagram
 //! that arrives later is a new edge, and wakes the reader.
+//!
+//! A GSO batch larger than one send may carry goes out as several sends ([`in_sends`]).
 
 use std::fmt;
 use std::io::{self, IoSliceMut};
@@ -25,6 +27,8 @@ use quinn::udp::{BATCH_SIZE, RecvMeta, Transmit, UdpSocketState};
 use quinn::{AsyncUdpSocket, UdpPoller};
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
+
+use super::socket::in_sends;
 
 /// A UDP socket read through the reactor and written directly.
 pub(super) struct MeshSocket {
@@ -66,7 +70,7 @@ impl AsyncUdpSocket for MeshSocket {
     }
 
     fn try_send(&self, transmit: &Transmit<'_>) -> io::Result<()> {
-        let sent = self.state.send(self.io.get_ref().into(), transmit);
+        let sent = in_sends(transmit, |t| self.state.send(self.io.get_ref().into(), t));
         if let Err(e) = &sent
             && e.kind() == io::ErrorKind::WouldBlock
         {

@@ -1,8 +1,3 @@
-use std::net::UdpSocket;
-use std::time::Duration;
-
-use quinn::Runtime;
-
 use super::*;
 
 #[test]
@@ -13,49 +8,51 @@ fn a_send_carries_whole_packets_up_to_the_limit() {
     assert!(per_send(1200) <= MAX_SEND);
 }
 
-/// Ten packets of a jumbo frame's payload in one batch, as quinn hands them over: 89 720
-/// bytes, more than one send may carry (the kernel refuses the batch whole). Every packet must
-/// arrive, whole and in order.
-#[tokio::test]
-async fn a_batch_larger_than_one_send_arrives_whole() {
-    const SEGMENT: usize = 8972;
-    const PACKETS: u8 = 10;
-    let receiver = UdpSocket::bind("127.0.0.1:0").expect("bind receiver");
-    receiver
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .expect("timeout");
-    let sender = bind("127.0.0.1:0".parse().expect("addr"), 1 << 20, false).expect("bind sender");
-    let sender = Arc::new(Batches(
-        quinn::TokioRuntime.wrap_udp_socket(sender).expect("wrap"),
-    ));
-    if sender.max_transmit_segments() < usize::from(PACKETS) {
-        // No segmentation offload here: quinn never hands over such a batch.
-        return;
-    }
-    // The runtime learns that the socket is writable before anything is sent, as in quinn.
-    let mut poller = sender.clone().create_io_poller();
-    std::future::poll_fn(|cx| poller.as_mut().poll_writable(cx))
-        .await
-        .expect("writable");
-    let contents: Vec<u8> = (0..PACKETS)
-        .flat_map(|i| std::iter::repeat_n(i, SEGMENT))
-        .collect();
-    sender
-        .try_send(&Transmit {
-            destination: receiver.local_addr().expect("addr"),
-            ecn: None,
-            contents: &contents,
-            segment_size: Some(SEGMENT),
-            src_ip: None,
-        })
-        .expect("send");
-    let mut buf = vec![0u8; 65_536];
-    for i in 0..PACKETS {
-        let n = receiver.recv(&mut buf).expect("a packet of the batch");
-        assert_eq!(n, SEGMENT, "packet {i}");
-        assert!(
-            buf[..n].iter().all(|&b| b == i),
-            "packet {i} out of order or mixed"
-        );
-    }
+fn batch(len: usize, segment: Option<usize>) -> Vec<usize> {
+    let contents = vec![0u8; len];
+    let transmit = Transmit {
+        destination: "127.0.0.1:1".parse().expect("addr"),
+        ecn: None,
+        contents: &contents,
+        segment_size: segment,
+        src_ip: None,
+    };
+    let mut sends = Vec::new();
+    in_sends(&transmit, |t| {
+        sends.push(t.contents.len());
+        Ok(())
+    })
+    .expect("sent");
+    sends
+}
+
+#[test]
+fn only_a_batch_over_one_send_is_split_and_then_into_whole_packets() {
+    assert_eq!(batch(1200, None), [1200]);
+    assert_eq!(batch(12_000, Some(1200)), [12_000]);
+    assert_eq!(batch(89_720, Some(8972)), [7 * 8972, 3 * 8972]);
+}
+
+#[test]
+fn a_refused_first_send_is_reported_and_a_later_one_is_not() {
+    let contents = vec![0u8; 89_720];
+    let transmit = Transmit {
+        destination: "127.0.0.1:1".parse().expect("addr"),
+        ecn: None,
+        contents: &contents,
+        segment_size: Some(8972),
+        src_ip: None,
+    };
+    let full = || io::Error::from(io::ErrorKind::WouldBlock);
+    assert!(in_sends(&transmit, |_| Err(full())).is_err());
+    let mut calls = 0;
+    let later = in_sends(&transmit, |_| {
+        calls += 1;
+        if calls == 1 { Ok(()) } else { Err(full()) }
+    });
+    assert!(
+        later.is_ok(),
+        "the first part is out: the batch counts as sent"
+    );
+    assert_eq!(calls, 2);
 }

@@ -108,3 +108,49 @@ async fn the_writability_wait_happens_only_after_a_refused_send() {
     send(&a, b.local_addr().expect("addr"), 7);
     assert_eq!(receive(&b, SIZE).await, vec![7; SIZE]);
 }
+
+/// Ten packets of a jumbo frame's payload in one batch, as quinn hands them over: 89 720
+/// bytes, more than one send may carry (the kernel refuses the batch whole). Every packet must
+/// arrive, whole and in order.
+#[tokio::test]
+async fn a_batch_larger_than_one_send_arrives_whole() {
+    const SEGMENT: usize = 8972;
+    const PACKETS: u8 = 10;
+    let receiver = UdpSocket::bind("127.0.0.1:0").expect("bind receiver");
+    receiver
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let sender = super::super::socket::bind("127.0.0.1:0".parse().expect("addr"), 1 << 20, false)
+        .expect("bind sender");
+    let sender = Arc::new(MeshSocket::new(sender).expect("register"));
+    if sender.max_transmit_segments() < usize::from(PACKETS) {
+        // No segmentation offload here: quinn never hands over such a batch.
+        return;
+    }
+    // The runtime learns that the socket is writable before anything is sent, as in quinn.
+    let mut poller = sender.clone().create_io_poller();
+    std::future::poll_fn(|cx| poller.as_mut().poll_writable(cx))
+        .await
+        .expect("writable");
+    let contents: Vec<u8> = (0..PACKETS)
+        .flat_map(|i| std::iter::repeat_n(i, SEGMENT))
+        .collect();
+    sender
+        .try_send(&Transmit {
+            destination: receiver.local_addr().expect("addr"),
+            ecn: None,
+            contents: &contents,
+            segment_size: Some(SEGMENT),
+            src_ip: None,
+        })
+        .expect("send");
+    let mut buf = vec![0u8; 65_536];
+    for i in 0..PACKETS {
+        let n = receiver.recv(&mut buf).expect("a packet of the batch");
+        assert_eq!(n, SEGMENT, "packet {i}");
+        assert!(
+            buf[..n].iter().all(|&b| b == i),
+            "packet {i} out of order or mixed"
+        );
+    }
+}
