@@ -128,6 +128,8 @@ struct Inner {
     counters: Arc<Counters>,
     registry: registry::Registry,
     anonymous: Arc<Semaphore>,
+    /// Packet counts per peer that never go down ([`MeshEndpoint::peer_stats`]).
+    ledger: Mutex<peers::stats::Ledger>,
 }
 
 /// One runtime's share: its endpoint (whose drivers run on that runtime), how it dials, and
@@ -217,6 +219,7 @@ impl MeshEndpoint {
             counters: Arc::default(),
             registry: registry::Registry::default(),
             anonymous: Arc::new(Semaphore::new(anonymous::MAX_ANONYMOUS)),
+            ledger: Mutex::default(),
         });
         let this = Self { inner };
         for (index, handle) in shards.iter().enumerate() {
@@ -241,6 +244,7 @@ impl MeshEndpoint {
                 counters: Arc::default(),
                 registry: registry::Registry::default(),
                 anonymous: Arc::new(Semaphore::new(0)),
+                ledger: Mutex::default(),
             }),
         })
     }
@@ -366,10 +370,16 @@ impl MeshEndpoint {
         self.inner.registry.peers()
     }
 
-    /// RTT and loss of the open connections, one entry per peer (each shard has its own
-    /// connection to a peer), in name order.
+    /// RTT, MTU and packet counts of the connected peers, one entry per peer (each shard has
+    /// its own connection to a peer), in name order. The counts are counters: they include the
+    /// connections to the peer that closed while it stayed connected ([`peers::stats`]).
     pub fn peer_stats(&self) -> Vec<PeerStats> {
-        peers::stats::by_peer(self.inner.shards.iter().flat_map(|s| s.peers.stats()))
+        let samples = self.inner.shards.iter().flat_map(|s| s.peers.stats());
+        self.inner
+            .ledger
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .merge(samples)
     }
 
     /// Closes every connection and waits (bounded) for peers to acknowledge.

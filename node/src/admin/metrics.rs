@@ -325,7 +325,8 @@ fn quic_metrics(state: &AdminState, out: &mut String) {
         help,
         &per_peer(&|p| p.rtt.as_secs_f64()),
     );
-    let help = "Packets declared lost on the connections to each peer.";
+    let help = "Packets declared lost on the connections to each peer since it was last \
+                connected, closed connections included.";
     render_now(
         out,
         "murmur_quic_lost_packets_total",
@@ -333,7 +334,8 @@ fn quic_metrics(state: &AdminState, out: &mut String) {
         help,
         &per_peer(&|p| p.lost_packets as f64),
     );
-    let help = "Packets sent on the connections to each peer.";
+    let help = "Packets sent on the connections to each peer since it was last connected, \
+                closed connections included.";
     render_now(
         out,
         "murmur_quic_sent_packets_total",

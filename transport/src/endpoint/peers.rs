@@ -74,9 +74,10 @@ pub struct PeerStats {
     pub addr: SocketAddr,
     /// Smoothed round-trip time (the slowest connection's).
     pub rtt: Duration,
-    /// Packets declared lost so far, on all connections.
+    /// Packets declared lost since the peer was last connected, on all its connections (closed
+    /// ones included).
     pub lost_packets: u64,
-    /// Packets sent so far, on all connections.
+    /// Packets sent since the peer was last connected, on all its connections.
     pub sent_packets: u64,
     /// Largest UDP payload the path carries, as found by MTU discovery so far (the smallest of
     /// the connections').
@@ -346,7 +347,8 @@ impl PeerCache {
         }
     }
 
-    pub(super) fn stats(&self) -> Vec<PeerStats> {
+    /// The open connections' figures, each with its connection's ID.
+    pub(super) fn stats(&self) -> Vec<stats::Sample> {
         let cells: Vec<SlotCell> = self
             .slots
             .read()
@@ -357,7 +359,7 @@ impl PeerCache {
         cells
             .iter()
             .filter_map(|c| match c.try_lock().ok().as_deref() {
-                Some(Slot::Ready(conn)) if conn.is_open() => Some(conn.stats()),
+                Some(Slot::Ready(conn)) if conn.is_open() => Some((conn.stable_id(), conn.stats())),
                 _ => None,
             })
             .collect()

@@ -2,31 +2,84 @@
 //! shard with `threads = N`, and two for a moment while one replaces another. A metric
 //! labelled by peer must not repeat a label set: the exposition format forbids it, and
 //! Prometheus keeps one of the repeated samples and counts the others as errors.
+//!
+//! The packet counts are counters, so they may not go down while a peer stays connected. A sum
+//! over the open connections would (a connection closes, and its share leaves the sum), and
+//! Prometheus reads any decrease as a restart and counts the whole remaining value again. So
+//! the [`Ledger`] adds what each connection sent since it was last looked at, and keeps a
+//! closed connection's share.
 
 use std::collections::BTreeMap;
 use std::collections::btree_map::Entry;
+use std::collections::{HashMap, HashSet};
 
 use super::PeerStats;
 
-/// Merges the connections' figures by peer name, in name order: the slowest round-trip time,
-/// the smallest path MTU, and the packet counts summed.
-pub(in crate::endpoint) fn by_peer(all: impl IntoIterator<Item = PeerStats>) -> Vec<PeerStats> {
-    let mut peers: BTreeMap<String, PeerStats> = BTreeMap::new();
-    for s in all {
-        match peers.entry(s.peer.clone()) {
-            Entry::Vacant(v) => {
-                v.insert(s);
-            }
-            Entry::Occupied(mut o) => {
-                let m = o.get_mut();
-                m.rtt = m.rtt.max(s.rtt);
-                m.mtu = m.mtu.min(s.mtu);
-                m.lost_packets = m.lost_packets.saturating_add(s.lost_packets);
-                m.sent_packets = m.sent_packets.saturating_add(s.sent_packets);
+/// A connection's figures, with the ID that tells it from the peer's other connections.
+pub(in crate::endpoint) type Sample = (usize, PeerStats);
+
+/// Running packet counts per connected peer. A peer with no open connection left is forgotten
+/// (its lines end, as a restarted node's would): the ledger holds only the peers connected now.
+#[derive(Debug, Default)]
+pub(in crate::endpoint) struct Ledger {
+    peers: HashMap<String, Totals>,
+}
+
+#[derive(Debug, Default)]
+struct Totals {
+    lost: u64,
+    sent: u64,
+    /// Each open connection's counts when last looked at, by connection ID.
+    seen: HashMap<usize, (u64, u64)>,
+}
+
+impl Ledger {
+    /// One entry per peer, in name order: the slowest round-trip time, the smallest path MTU,
+    /// and packets counted since the peer was first seen connected.
+    pub(in crate::endpoint) fn merge(
+        &mut self,
+        samples: impl IntoIterator<Item = Sample>,
+    ) -> Vec<PeerStats> {
+        let mut merged: BTreeMap<String, PeerStats> = BTreeMap::new();
+        let mut open: HashMap<String, HashMap<usize, (u64, u64)>> = HashMap::new();
+        for (id, s) in samples {
+            let totals = self.peers.entry(s.peer.clone()).or_default();
+            let (lost, sent) = totals.seen.get(&id).copied().unwrap_or_default();
+            totals.lost = totals
+                .lost
+                .saturating_add(s.lost_packets.saturating_sub(lost));
+            totals.sent = totals
+                .sent
+                .saturating_add(s.sent_packets.saturating_sub(sent));
+            open.entry(s.peer.clone())
+                .or_default()
+                .insert(id, (s.lost_packets, s.sent_packets));
+            match merged.entry(s.peer.clone()) {
+                Entry::Vacant(v) => {
+                    v.insert(s);
+                }
+                Entry::Occupied(mut o) => {
+                    let m = o.get_mut();
+                    m.rtt = m.rtt.max(s.rtt);
+                    m.mtu = m.mtu.min(s.mtu);
+                }
             }
         }
+        let connected: HashSet<&String> = merged.keys().collect();
+        self.peers.retain(|peer, _| connected.contains(peer));
+        for (peer, seen) in open {
+            if let Some(totals) = self.peers.get_mut(&peer) {
+                totals.seen = seen;
+            }
+        }
+        for m in merged.values_mut() {
+            if let Some(totals) = self.peers.get(&m.peer) {
+                m.lost_packets = totals.lost;
+                m.sent_packets = totals.sent;
+            }
+        }
+        merged.into_values().collect()
     }
-    peers.into_values().collect()
 }
 
 #[cfg(test)]
@@ -46,13 +99,21 @@ mod tests {
         }
     }
 
+    fn counts(merged: &[PeerStats]) -> Vec<(&str, u64, u64)> {
+        merged
+            .iter()
+            .map(|s| (s.peer.as_str(), s.lost_packets, s.sent_packets))
+            .collect()
+    }
+
     #[test]
     fn each_peer_appears_once_with_its_connections_combined() {
-        let merged = by_peer([
-            stats("n3", 1, 0, 10, 1452),
-            stats("n2", 2, 1, 100, 8972),
-            stats("n2", 5, 2, 50, 1452),
-            stats("n3", 1, u64::MAX, 1, 1452),
+        let mut ledger = Ledger::default();
+        let merged = ledger.merge([
+            (1, stats("n3", 1, 0, 10, 1452)),
+            (2, stats("n2", 2, 1, 100, 8972)),
+            (3, stats("n2", 5, 2, 50, 1452)),
+            (4, stats("n3", 1, u64::MAX, 1, 1452)),
         ]);
         let names: Vec<&str> = merged.iter().map(|s| s.peer.as_str()).collect();
         assert_eq!(names, ["n2", "n3"]);
@@ -60,6 +121,32 @@ mod tests {
         assert_eq!(n2.rtt, Duration::from_millis(5));
         assert_eq!((n2.lost_packets, n2.sent_packets, n2.mtu), (3, 150, 1452));
         assert_eq!(merged[1].lost_packets, u64::MAX, "a sum saturates");
-        assert!(by_peer([]).is_empty());
+        assert!(ledger.merge([]).is_empty());
+    }
+
+    #[test]
+    fn counts_never_go_down_while_a_peer_stays_connected() {
+        let mut ledger = Ledger::default();
+        let first = ledger.merge([
+            (1, stats("n2", 1, 1, 100, 1452)),
+            (2, stats("n2", 1, 2, 50, 1452)),
+        ]);
+        assert_eq!(counts(&first), [("n2", 3, 150)]);
+        // Connection 1 closed; 2 sent 10 more; 3 is new.
+        let later = ledger.merge([
+            (2, stats("n2", 1, 2, 60, 1452)),
+            (3, stats("n2", 1, 0, 5, 1452)),
+        ]);
+        assert_eq!(counts(&later), [("n2", 3, 165)]);
+        // Nothing new: the same counts, not more.
+        let again = ledger.merge([
+            (2, stats("n2", 1, 2, 60, 1452)),
+            (3, stats("n2", 1, 0, 5, 1452)),
+        ]);
+        assert_eq!(counts(&again), [("n2", 3, 165)]);
+        // Gone, then back: forgotten meanwhile, counted afresh.
+        assert!(ledger.merge([]).is_empty());
+        let back = ledger.merge([(4, stats("n2", 1, 0, 7, 1452))]);
+        assert_eq!(counts(&back), [("n2", 0, 7)]);
     }
 }
