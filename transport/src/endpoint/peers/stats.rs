@@ -44,7 +44,14 @@ impl Ledger {
         let mut open: HashMap<String, HashMap<usize, (u64, u64)>> = HashMap::new();
         for (id, s) in samples {
             let totals = self.peers.entry(s.peer.clone()).or_default();
-            let (lost, sent) = totals.seen.get(&id).copied().unwrap_or_default();
+            // A connection's counts only grow: smaller ones under a known ID are a new
+            // connection's (quinn's IDs are addresses, which a later connection may reuse).
+            let (lost, sent) = match totals.seen.get(&id) {
+                Some(&(lost, sent)) if s.lost_packets >= lost && s.sent_packets >= sent => {
+                    (lost, sent)
+                }
+                _ => (0, 0),
+            };
             totals.lost = totals
                 .lost
                 .saturating_add(s.lost_packets.saturating_sub(lost));
@@ -144,6 +151,12 @@ mod tests {
             (3, stats("n2", 1, 0, 5, 1452)),
         ]);
         assert_eq!(counts(&again), [("n2", 3, 165)]);
+        // A new connection under connection 3's ID (its counts are lower): counted whole.
+        let reused = ledger.merge([
+            (2, stats("n2", 1, 2, 60, 1452)),
+            (3, stats("n2", 1, 1, 2, 1452)),
+        ]);
+        assert_eq!(counts(&reused), [("n2", 4, 167)]);
         // Gone, then back: forgotten meanwhile, counted afresh.
         assert!(ledger.merge([]).is_empty());
         let back = ledger.merge([(4, stats("n2", 1, 0, 7, 1452))]);
