@@ -13,6 +13,7 @@
 
 use std::net::SocketAddr;
 
+use bytes::BufMut;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
@@ -181,6 +182,37 @@ pub fn decode_versioned<T: serde::de::DeserializeOwned>(
     Ok(value)
 }
 
+/// Appends `value`'s postcard encoding to `out` a slice at a time (postcard's `Extend` flavour
+/// pushes every byte of a string or a byte field on its own). On error part of it may be in
+/// `out`: the caller cuts `out` back to where it was.
+pub fn append_encoded<T: Serialize + ?Sized, B: BufMut>(
+    value: &T,
+    out: &mut B,
+) -> Result<(), postcard::Error> {
+    postcard::serialize_with_flavor(value, Append(out))
+}
+
+/// postcard's output appended to a buffer.
+struct Append<'a, B>(&'a mut B);
+
+impl<B: BufMut> postcard::ser_flavors::Flavor for Append<'_, B> {
+    type Output = ();
+
+    fn try_push(&mut self, byte: u8) -> postcard::Result<()> {
+        self.0.put_u8(byte);
+        Ok(())
+    }
+
+    fn try_extend(&mut self, bytes: &[u8]) -> postcard::Result<()> {
+        self.0.put_slice(bytes);
+        Ok(())
+    }
+
+    fn finalize(self) -> postcard::Result<()> {
+        Ok(())
+    }
+}
+
 /// Encodes a [`GossipFrame`] of channel 0, kind byte first.
 pub fn encode_gossip(frame: &GossipFrame) -> Result<Vec<u8>, WireError> {
     encode_gossip_on(0, frame)
@@ -280,19 +312,14 @@ pub fn put_header(
 ) -> Result<(), WireError> {
     let start = out.len();
     out.extend_from_slice(&[kind as u8, 0, 0]);
-    let encoded = postcard::to_extend(header, std::mem::take(out));
-    let body = match encoded {
-        Ok(written) => {
-            *out = written;
-            out.len() - start - 3
-        }
-        Err(source) => {
-            return Err(WireError::Decode {
-                what: "stream header",
-                source,
-            });
-        }
-    };
+    if let Err(source) = append_encoded(header, out) {
+        out.truncate(start);
+        return Err(WireError::Decode {
+            what: "stream header",
+            source,
+        });
+    }
+    let body = out.len() - start - 3;
     let Some(len) = u16::try_from(body)
         .ok()
         .filter(|l| usize::from(*l) <= MAX_HEADER_BYTES)

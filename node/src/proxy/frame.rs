@@ -197,7 +197,7 @@ fn frame_header(kind: u8, len: usize) -> Result<[u8; FRAME_HEADER], FrameError> 
 fn put_encoded<T: Serialize>(kind: u8, value: &T, out: &mut BytesMut) -> Result<(), FrameError> {
     let start = out.len();
     out.extend_from_slice(&[kind, 0, 0, 0, 0]);
-    if let Err(e) = postcard::serialize_with_flavor(value, Append(out)) {
+    if let Err(e) = murmur_transport::wire::append_encoded(value, out) {
         out.truncate(start);
         return Err(FrameError::Malformed(e.to_string()));
     }
@@ -208,28 +208,6 @@ fn put_encoded<T: Serialize>(kind: u8, value: &T, out: &mut BytesMut) -> Result<
     }
     out[start..start + FRAME_HEADER].copy_from_slice(&frame_header(kind, len)?);
     Ok(())
-}
-
-/// postcard's output appended to a buffer a slice at a time: its `Extend` flavor pushes every
-/// byte of a header value on its own.
-struct Append<'a>(&'a mut BytesMut);
-
-impl postcard::ser_flavors::Flavor for Append<'_> {
-    type Output = ();
-
-    fn try_push(&mut self, byte: u8) -> postcard::Result<()> {
-        self.0.extend_from_slice(&[byte]);
-        Ok(())
-    }
-
-    fn try_extend(&mut self, bytes: &[u8]) -> postcard::Result<()> {
-        self.0.extend_from_slice(bytes);
-        Ok(())
-    }
-
-    fn finalize(self) -> postcard::Result<()> {
-        Ok(())
-    }
 }
 
 /// Appends a HEAD frame.

@@ -73,8 +73,8 @@ pub fn spawn(
     };
     let mut copy = head.clone();
     // A route's name is checked when its document is accepted: it is a valid value.
-    if let Ok(name) = HeaderValue::from_str(route) {
-        copy.headers.append(MIRROR_HEADER, name);
+    if let Ok(value) = HeaderValue::from_str(route) {
+        copy.headers.append(MIRROR_HEADER, value);
     }
     let mut bytes = BytesMut::with_capacity(256);
     if frame::put_head(&copy, &mut bytes).is_err() {

@@ -10,8 +10,8 @@
 //! closed connection's share.
 
 use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::collections::btree_map::Entry;
-use std::collections::{HashMap, HashSet};
 
 use super::PeerStats;
 
@@ -41,26 +41,24 @@ impl Ledger {
         samples: impl IntoIterator<Item = Sample>,
     ) -> Vec<PeerStats> {
         let mut merged: BTreeMap<String, PeerStats> = BTreeMap::new();
-        let mut open: HashMap<String, HashMap<usize, (u64, u64)>> = HashMap::new();
+        // Only the peers and connections seen now are kept for the next look.
+        let mut next: HashMap<String, Totals> = HashMap::new();
         for (id, s) in samples {
-            let totals = self.peers.entry(s.peer.clone()).or_default();
+            let before = self.peers.get(&s.peer);
             // A connection's counts only grow: smaller ones under a known ID are a new
             // connection's (quinn's IDs are addresses, which a later connection may reuse).
-            let (lost, sent) = match totals.seen.get(&id) {
-                Some(&(lost, sent)) if s.lost_packets >= lost && s.sent_packets >= sent => {
-                    (lost, sent)
-                }
-                _ => (0, 0),
-            };
-            totals.lost = totals
-                .lost
-                .saturating_add(s.lost_packets.saturating_sub(lost));
-            totals.sent = totals
-                .sent
-                .saturating_add(s.sent_packets.saturating_sub(sent));
-            open.entry(s.peer.clone())
-                .or_default()
-                .insert(id, (s.lost_packets, s.sent_packets));
+            let (lost, sent) = before
+                .and_then(|t| t.seen.get(&id).copied())
+                .filter(|&(lost, sent)| s.lost_packets >= lost && s.sent_packets >= sent)
+                .unwrap_or_default();
+            let totals = next.entry(s.peer.clone()).or_insert_with(|| Totals {
+                lost: before.map_or(0, |t| t.lost),
+                sent: before.map_or(0, |t| t.sent),
+                seen: HashMap::new(),
+            });
+            totals.lost = totals.lost.saturating_add(s.lost_packets - lost);
+            totals.sent = totals.sent.saturating_add(s.sent_packets - sent);
+            totals.seen.insert(id, (s.lost_packets, s.sent_packets));
             match merged.entry(s.peer.clone()) {
                 Entry::Vacant(v) => {
                     v.insert(s);
@@ -72,19 +70,13 @@ impl Ledger {
                 }
             }
         }
-        let connected: HashSet<&String> = merged.keys().collect();
-        self.peers.retain(|peer, _| connected.contains(peer));
-        for (peer, seen) in open {
-            if let Some(totals) = self.peers.get_mut(&peer) {
-                totals.seen = seen;
-            }
-        }
         for m in merged.values_mut() {
-            if let Some(totals) = self.peers.get(&m.peer) {
+            if let Some(totals) = next.get(&m.peer) {
                 m.lost_packets = totals.lost;
                 m.sent_packets = totals.sent;
             }
         }
+        self.peers = next;
         merged.into_values().collect()
     }
 }
