@@ -556,6 +556,7 @@ mod tests {
         for bad in [
             listed(&[("bad name", b"1")]),
             listed(&[("", b"1")]),
+            listed(&[("x-caf\u{e9}", b"1")]),
             listed(&[("x-ok", b"a\nb")]),
         ] {
             assert!(decode_head::<ResponseHead>(&bad).is_err(), "{bad:?}");

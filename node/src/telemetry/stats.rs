@@ -4,7 +4,7 @@
 //! service's name under a shared read lock: no exclusive lock and no allocation per request
 //! once a service, peer and outcome have been seen.
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 use std::sync::{Arc, PoisonError, RwLock};
 
 use super::metrics::{Counter, Gauge, Histogram, MAX_INSTANCES};

@@ -1,7 +1,7 @@
 //! One cached connection per peer address, dialled once even when many callers ask at the same
 //! time, and failing fast for a short while after a dial failed.
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;

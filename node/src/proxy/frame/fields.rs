@@ -93,8 +93,10 @@ struct Name;
 impl<'de> DeserializeSeed<'de> for Name {
     type Value = HeaderName;
 
+    // Read as bytes: postcard lays out a string and bytes alike, and `HeaderName::from_bytes`
+    // admits only ASCII token characters, so a separate UTF-8 pass would check nothing more.
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<HeaderName, D::Error> {
-        d.deserialize_str(self)
+        d.deserialize_bytes(self)
     }
 }
 
@@ -105,9 +107,8 @@ impl de::Visitor<'_> for Name {
         f.write_str("a header name")
     }
 
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<HeaderName, E> {
-        HeaderName::from_bytes(v.as_bytes())
-            .map_err(|_| E::invalid_value(de::Unexpected::Str(v), &self))
+    fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<HeaderName, E> {
+        HeaderName::from_bytes(v).map_err(|_| E::invalid_value(de::Unexpected::Bytes(v), &self))
     }
 }
 
