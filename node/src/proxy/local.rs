@@ -21,7 +21,7 @@ mod http2;
 #[cfg(test)]
 mod tests;
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -95,7 +95,7 @@ struct Apps<C> {
 impl<C> Default for Apps<C> {
     fn default() -> Self {
         Self {
-            by_address: RwLock::new(HashMap::new()),
+            by_address: RwLock::new(HashMap::default()),
         }
     }
 }
