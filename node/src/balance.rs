@@ -14,11 +14,11 @@ pub mod ewma;
 pub mod locality;
 pub mod ring;
 
-use foldhash::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
+use foldhash::HashMap;
 use murmur_membership::records::Balancer;
 
 pub use choose::{Load, Rng, order};

@@ -374,12 +374,17 @@ impl MeshEndpoint {
     /// its own connection to a peer), in name order. The counts are counters: they include the
     /// connections to the peer that closed while it stayed connected ([`peers::stats`]).
     pub fn peer_stats(&self) -> Vec<PeerStats> {
-        let samples = self.inner.shards.iter().flat_map(|s| s.peers.stats());
+        let (mut open, mut closed) = (Vec::new(), Vec::new());
+        for shard in self.inner.shards.iter() {
+            let samples = shard.peers.stats();
+            open.extend(samples.open);
+            closed.extend(samples.closed);
+        }
         self.inner
             .ledger
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .merge(samples)
+            .merge(open, closed)
     }
 
     /// Closes every connection and waits (bounded) for peers to acknowledge.

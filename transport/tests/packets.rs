@@ -65,11 +65,15 @@ fn mtu(ep: &MeshEndpoint) -> u16 {
     ep.peer_stats().first().map_or(0, |p| p.mtu)
 }
 
+/// Packets sent on the connections to the only peer, as its counter says.
+fn sent(ep: &MeshEndpoint) -> u64 {
+    ep.peer_stats().first().map_or(0, |p| p.sent_packets)
+}
+
 #[tokio::test]
 async fn packets_grow_past_ethernet_on_loopback_and_bulk_keeps_them_there() {
     let pki = TestPki::new("test.mesh");
-    let client = bind(&pki, "client");
-    let server = bind(&pki, "server");
+    let (client, server) = (bind(&pki, "client"), bind(&pki, "server"));
     let to = server.local_addr().unwrap();
     let bulk = BULK.to_string();
     assert_eq!(upload(&client, to).await, bulk);
@@ -109,5 +113,42 @@ async fn packets_grow_past_ethernet_on_loopback_and_bulk_keeps_them_there() {
         mtu(&client) > ETHERNET_PAYLOAD,
         "packets of {found} bytes before the uploads, {} after",
         mtu(&client)
+    );
+}
+
+#[tokio::test]
+async fn packets_of_a_connection_closed_between_two_looks_are_counted() {
+    let pki = TestPki::new("test.mesh");
+    let (client, server) = (bind(&pki, "client"), bind(&pki, "server"));
+    let to = server.local_addr().unwrap();
+    let small = async |c: &MeshEndpoint| {
+        let conn = c.connect(to, None).await.unwrap();
+        let (mut send, mut recv) = conn
+            .open(StreamKind::Http, &StreamHeader::new("bulk"))
+            .await
+            .unwrap();
+        send.write_all(b"hello").await.unwrap();
+        send.finish().unwrap();
+        assert_eq!(recv.read_to_end(64).await.unwrap(), b"5");
+    };
+    small(&client).await;
+    let first = sent(&client);
+    assert!(first > 0, "the first connection sent packets");
+
+    // Between two looks at the counters: a connection carries a bulk upload and closes, and
+    // another one opens. No look saw the closed connection while it was open.
+    client.disconnect(to, "test");
+    assert_eq!(upload(&client, to).await, BULK.to_string());
+    client.disconnect(to, "test");
+    small(&client).await;
+
+    // The upload alone took at least this many packets, however large they grew.
+    let payload = usize::from(QuicSettings::default().max_udp_payload);
+    let least = u64::try_from(BULK / payload).unwrap();
+    let later = sent(&client);
+    assert!(
+        later >= first + least,
+        "{first} packets counted at the first look, {later} at the second: the upload's {least} \
+         or more are missing"
     );
 }

@@ -21,12 +21,12 @@ mod http2;
 #[cfg(test)]
 mod tests;
 
-use foldhash::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::{Arc, PoisonError, RwLock};
 
+use foldhash::HashMap;
 use http::Request;
 use http::Response;
 use murmur_membership::records::Protocol;

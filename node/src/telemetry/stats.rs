@@ -4,8 +4,9 @@
 //! service's name under a shared read lock: no exclusive lock and no allocation per request
 //! once a service, peer and outcome have been seen.
 
-use foldhash::HashMap;
 use std::sync::{Arc, PoisonError, RwLock};
+
+use foldhash::HashMap;
 
 use super::metrics::{Counter, Gauge, Histogram, MAX_INSTANCES};
 use super::traffic::Window;

@@ -1,11 +1,11 @@
 //! One cached connection per peer address, dialled once even when many callers ask at the same
 //! time, and failing fast for a short while after a dial failed.
 
-use foldhash::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
+use foldhash::HashMap;
 use quinn::{Connection, RecvStream, SendStream};
 use rustls_pki_types::CertificateDer;
 use tokio::time::Instant;
@@ -295,6 +295,24 @@ type SlotCell = Arc<tokio::sync::Mutex<Slot>>;
 #[derive(Debug, Default)]
 pub(super) struct PeerCache {
     slots: RwLock<HashMap<SocketAddr, SlotCell>>,
+    /// The last counts of connections that left their slot since stats were last taken, for
+    /// the packet counters ([`stats::Ledger`]). At most [`RETIRED_MAX`]: with no one taking
+    /// stats, the oldest are kept and later ones not.
+    retired: Mutex<Vec<stats::Sample>>,
+}
+
+/// Connections that left their slot and wait for the next stats: between two scrapes a shard
+/// replaces a few at most; the bound is for a node nobody scrapes.
+const RETIRED_MAX: usize = 64;
+
+/// The figures of a shard's connections to its peers.
+#[derive(Debug, Default)]
+pub(super) struct Samples {
+    /// Of the open connections.
+    pub(super) open: Vec<stats::Sample>,
+    /// Of those that closed since the last look: the last counts of those that left their
+    /// slot, and of the closed ones still in it.
+    pub(super) closed: Vec<stats::Sample>,
 }
 
 impl PeerCache {
@@ -326,7 +344,18 @@ impl PeerCache {
                 _ => false,
             };
             if !keep {
+                self.retire(&slot);
                 *slot = Slot::Ready(conn.clone());
+            }
+        }
+    }
+
+    /// Keeps the last counts of the connection in `slot`, which is about to leave it.
+    fn retire(&self, slot: &Slot) {
+        if let Slot::Ready(c) = slot {
+            let mut retired = self.retired.lock().unwrap_or_else(PoisonError::into_inner);
+            if retired.len() < RETIRED_MAX {
+                retired.push((c.stable_id(), c.stats()));
             }
         }
     }
@@ -344,11 +373,13 @@ impl PeerCache {
             && let Slot::Ready(conn) = &*slot
         {
             conn.conn.close(quinn::VarInt::from_u32(0x20), reason);
+            self.retire(&slot);
         }
     }
 
-    /// The open connections' figures, each with its connection's ID.
-    pub(super) fn stats(&self) -> Vec<stats::Sample> {
+    /// The connections' figures, each with its connection's ID; those of connections retired
+    /// since the last call are handed over once.
+    pub(super) fn stats(&self) -> Samples {
         let cells: Vec<SlotCell> = self
             .slots
             .read()
@@ -356,13 +387,20 @@ impl PeerCache {
             .values()
             .cloned()
             .collect();
-        cells
-            .iter()
-            .filter_map(|c| match c.try_lock().ok().as_deref() {
-                Some(Slot::Ready(conn)) if conn.is_open() => Some((conn.stable_id(), conn.stats())),
-                _ => None,
-            })
-            .collect()
+        let mut closed =
+            std::mem::take(&mut *self.retired.lock().unwrap_or_else(PoisonError::into_inner));
+        let mut open = Vec::with_capacity(cells.len());
+        for c in &cells {
+            if let Some(Slot::Ready(conn)) = c.try_lock().ok().as_deref() {
+                let sample = (conn.stable_id(), conn.stats());
+                if conn.is_open() {
+                    open.push(sample);
+                } else {
+                    closed.push(sample);
+                }
+            }
+        }
+        Samples { open, closed }
     }
 }
 
@@ -399,6 +437,7 @@ pub(super) async fn connect(
     }
     match dial(ep, addr, expected).await {
         Ok(conn) => {
+            ep.shard().peers.retire(&slot);
             *slot = Slot::Ready(conn.clone());
             drop(slot);
             serve(conn.clone());
