@@ -239,3 +239,16 @@ pub fn pct(count: usize, total: usize) -> f64 {
         count as f64 * 100.0 / total as f64
     }
 }
+
+/// The most retries the default retry budget (20 % of the requests, 10/s over a 10 s window of
+/// ten 1 s slots) can grant to `requests` requests sent within `took`.
+///
+/// A grant is checked against a window reaching back over its own slot and the nine before,
+/// so at least 9 s, and that window then holds at most 20 % of its requests plus 100 retries.
+/// Going back from the last grant, the window of the last grant before the current window's
+/// start is disjoint from it, so ⌈took / 9 s⌉ disjoint windows hold every grant. The reserve is
+/// not spread at 10/s: a run of 12 s can spend it at its start and again when that slot expires.
+pub fn default_retry_budget(requests: usize, took: Duration) -> f64 {
+    let windows = (took.as_secs_f64() / 9.0).ceil().max(1.0);
+    0.2 * requests as f64 + 100.0 * windows
+}

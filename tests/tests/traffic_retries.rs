@@ -5,9 +5,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::net::SocketAddr;
+use std::time::Instant;
 
 use murmur_tests::apps::{Failing, FlakyApp};
-use murmur_tests::traffic::{Done, Req, apply, load, metric, pct};
+use murmur_tests::traffic::{Done, Req, apply, default_retry_budget, load, metric, pct};
 use murmur_tests::{Cluster, netns};
 
 fn ok(done: &[Done]) -> usize {
@@ -45,7 +46,9 @@ statuses = [503]
         .await;
         let (hits0, retries0) = (app.count(), retries().await);
         let n = 2000;
+        let started = Instant::now();
         let done = load(out, n, 4, |_| Req::get("web", "/")).await;
+        let took = started.elapsed();
         let good = ok(&done);
         let sent = retries().await - retries0;
         let extra = app.count() - hits0 - n as u64;
@@ -56,13 +59,13 @@ statuses = [503]
             &[("service", "web")],
         )
         .await;
-        // The budget: 20 % of the requests in the window plus 10/s over the 10 s window.
-        let budget = 0.2 * n as f64 + 10.0 * 10.0;
+        let budget = default_retry_budget(n, took);
         println!(
             "retry on 503 (default budget): {good} of {n} succeed ({:.1} %); {sent} retries sent \
-             (the app saw {extra} requests beyond the {n}), budget {budget}, {exhausted} retries \
+             (the app saw {extra} requests beyond the {n}) in {:.1} s, budget {budget}, {exhausted} retries \
              refused by the budget",
-            pct(good, n)
+            pct(good, n),
+            took.as_secs_f64()
         );
         assert_eq!(
             sent as u64, extra,

@@ -121,7 +121,46 @@ mod tests {
         assert!(!b.try_retry(t0));
     }
 
+    #[test]
+    fn the_reserve_comes_back_whole_when_its_slot_expires() {
+        // Spent in the first slot, the reserve returns at once nine slots later: a run of 12 s
+        // can be granted twice the reserve, not a reserve spread at 10/s.
+        let t0 = Instant::now();
+        let mut b = Budget::new(&RetryBudget::default(), t0);
+        let early = (0..300).filter(|_| b.try_retry(t0)).count();
+        let t12 = t0 + Duration::from_secs(12);
+        let late = (0..300).filter(|_| b.try_retry(t12)).count();
+        assert_eq!((early, late), (100, 100));
+    }
+
     proptest! {
+        /// Over a whole run of `T`, grants stay within ratio · requests + reserve · ⌈T / 0.9 W⌉:
+        /// each grant's window reaches back at least nine of its ten slots, so that many
+        /// disjoint windows hold every grant (the bound the end-to-end retry tests use).
+        #[test]
+        fn granted_retries_over_a_run_stay_within_the_disjoint_windows(
+            events in proptest::collection::vec((0u64..80, any::<bool>()), 1..800),
+            ratio in 0.0f64..1.0,
+            min in 0u32..5,
+        ) {
+            let t0 = Instant::now();
+            let mut b = Budget::new(&spec(ratio, min, 1000), t0);
+            let (mut now, mut requests, mut granted) = (t0, 0u64, 0u64);
+            for (gap_ms, is_request) in events {
+                now += Duration::from_millis(gap_ms);
+                if is_request {
+                    b.request(now);
+                    requests += 1;
+                } else if b.try_retry(now) {
+                    granted += 1;
+                }
+            }
+            let run = now.duration_since(t0).as_secs_f64();
+            let windows = (run / 0.9).ceil().max(1.0);
+            let bound = ratio * requests as f64 + f64::from(min) * windows;
+            prop_assert!(granted as f64 <= bound + 1e-9, "{granted} > {bound} over {run} s");
+        }
+
         /// Against an independent log: whenever a retry is granted at t, the retries granted in
         /// (t - 0.9 W, t] are within ratio · requests in (t - W, t] + reserve.
         #[test]
