@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::Full;
+use murmur_membership::policy::spec::RetryBudget;
 
 use crate::http::Reply;
 use crate::{Cluster, policy};
@@ -240,15 +241,19 @@ pub fn pct(count: usize, total: usize) -> f64 {
     }
 }
 
-/// The most retries the default retry budget (20 % of the requests, 10/s over a 10 s window of
-/// ten 1 s slots) can grant to `requests` requests sent within `took`.
+/// The most retries the default retry budget (`RetryBudget::default()`: 20 % of the requests,
+/// 10/s over a 10 s window of ten slots) can grant to `requests` requests sent within `took`.
 ///
 /// A grant is checked against a window reaching back over its own slot and the nine before,
-/// so at least 9 s, and that window then holds at most 20 % of its requests plus 100 retries.
-/// Going back from the last grant, the window of the last grant before the current window's
-/// start is disjoint from it, so ⌈took / 9 s⌉ disjoint windows hold every grant. The reserve is
-/// not spread at 10/s: a run of 12 s can spend it at its start and again when that slot expires.
+/// so at least nine tenths of the window, and that window then holds at most `ratio` of its
+/// requests plus the reserve. Going back from the last grant, the window of the last grant
+/// before the current window's start is disjoint from it, so ⌈took / 0.9 window⌉ disjoint
+/// windows hold every grant. The reserve is not spread over the window: a run of 12 s can spend
+/// it at its start and again when that slot expires.
 pub fn default_retry_budget(requests: usize, took: Duration) -> f64 {
-    let windows = (took.as_secs_f64() / 9.0).ceil().max(1.0);
-    0.2 * requests as f64 + 100.0 * windows
+    let budget = RetryBudget::default();
+    let window = budget.window.0.as_secs_f64();
+    let reserve = f64::from(budget.min_per_second) * window;
+    let windows = (took.as_secs_f64() / (0.9 * window)).ceil().max(1.0);
+    budget.ratio * requests as f64 + reserve * windows
 }
