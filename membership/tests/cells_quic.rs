@@ -139,6 +139,11 @@ async fn a_service_crosses_cells_over_quic_through_the_guard() {
         let stats = n.membership.guard_stats();
         assert!(stats.refused.is_empty(), "{stats:?}");
         let top = n.link.top().unwrap();
+        // The wait above saw a's keys reach b; b's reach a on gossip's own schedule.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while top.guard_stats().verified == 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
         assert!(top.guard_stats().verified > 0);
         assert!(
             top.guard_stats().refused.is_empty(),
