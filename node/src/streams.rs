@@ -46,9 +46,7 @@ impl Streams {
 impl StreamHandler for Streams {
     fn handle(&self, stream: InboundStream) -> StreamWork {
         match stream.kind {
-            StreamKind::Http | StreamKind::Tcp => {
-                Box::pin(proxy::inbound::serve(self.proxy.clone(), stream))
-            }
+            StreamKind::Http | StreamKind::Tcp => proxy::inbound::serve(self.proxy.clone(), stream),
             StreamKind::Control => match self.control.try_send(stream) {
                 Ok(()) => Box::pin(async {}),
                 Err(e) => {

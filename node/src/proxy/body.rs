@@ -407,21 +407,29 @@ async fn ready_now<F: Future + Unpin>(fut: &mut F) -> Option<F::Output> {
 /// (it is on its way: hyper's bodies only read once asked), so head, body and FIN leave in one
 /// packet; a streaming body gets its head sent at once. A failing body resets the stream so
 /// the reader sees an error, not a short body.
-pub async fn send<B>(send: &mut SendStream, pending: BytesMut, body: B) -> Result<(), SendError>
+///
+/// Not an `async fn` of its own: that would hold `pending` and `body` once more beside the
+/// future it awaits, for the whole of the send (160 bytes more in every answer's future).
+pub fn send<B>(
+    send: &mut SendStream,
+    pending: BytesMut,
+    body: B,
+) -> impl Future<Output = Result<(), SendError>>
 where
     B: Body<Data = Bytes> + Unpin,
     B::Error: std::fmt::Display,
 {
-    send_noting(send, pending, body, &std::sync::OnceLock::new()).await
+    send_noting(send, pending, body, None)
 }
 
-/// [`send`], recording in `failed` why the body itself failed before the stream is reset: the
-/// caller learns it was the body's fault (the app's request was malformed), not the peer's.
+/// [`send`], recording in `failed` (if given) why the body itself failed before the stream is
+/// reset: the caller learns it was the body's fault (the app's request was malformed), not the
+/// peer's.
 pub async fn send_noting<B>(
     send: &mut SendStream,
     mut pending: BytesMut,
     mut body: B,
-    failed: &std::sync::OnceLock<String>,
+    failed: Option<&std::sync::OnceLock<String>>,
 ) -> Result<(), SendError>
 where
     B: Body<Data = Bytes> + Unpin,
@@ -465,7 +473,9 @@ where
                 }
             },
             Some(Err(e)) => {
-                let _ = failed.set(e.to_string());
+                if let Some(failed) = failed {
+                    let _ = failed.set(e.to_string());
+                }
                 let _ = send.reset(BODY_FAILED);
                 return Err(SendError::Body(e.to_string()));
             }

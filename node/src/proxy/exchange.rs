@@ -158,7 +158,7 @@ impl BodyTask {
                 }
             };
             tokio::select! {
-                r = body::send_noting(&mut send, BytesMut::new(), body, &failed) => {
+                r = body::send_noting(&mut send, BytesMut::new(), body, Some(&failed)) => {
                     if let Err(e) = r {
                         debug!(error = %e, "request body not fully forwarded");
                     }
@@ -195,14 +195,16 @@ impl Drop for BodyTask {
 
 /// Runs the exchange; `body` is the app's request body. What the account of the request needs
 /// (route, retries, the path sent) goes to `record`.
+///
+/// The plan and the request are borrowed, not moved in: an `async fn` holds what it is given
+/// by value twice, for as long as it runs.
 pub async fn run(
     proxy: &Proxy,
-    plan: Plan<'_>,
-    mut req: Request<'_>,
+    plan: &mut Plan<'_>,
+    req: &mut Request<'_>,
     body: Incoming,
     record: &mut Record,
 ) -> Result<Answer, ProxyError> {
-    let mut plan = plan;
     if let Some(route) = plan.route {
         record.route(&route.name);
         if let Some(r) = plan.redirect {
@@ -253,19 +255,19 @@ pub async fn run(
         });
     let _pending = call.enter_pending(plan.circuit)?;
     if plan.injected != Injected::default() {
-        call.inject(&plan).await?;
+        call.inject(plan).await?;
     }
     if let Some(m) = &plan.mirror
         && call.source.is_empty()
     {
         if encoded.kind == BodyKind::Upgrade {
             // An upgrade is not copied: what follows its 101 is not requests.
-            mirror::count(proxy, m, route_label(&plan), mirror::Outcome::Skipped);
+            mirror::count(proxy, m, route_label(plan), mirror::Outcome::Skipped);
         } else {
-            mirror::spawn(proxy, m, route_label(&plan), &req.head, None);
+            mirror::spawn(proxy, m, route_label(plan), &req.head, None);
         }
     }
-    let answer = attempts(&mut call, &plan, &mut req.header, &encoded).await;
+    let answer = attempts(&mut call, plan, &mut req.header, &encoded).await;
     for _ in 0..call.retries {
         record.retried();
     }
@@ -273,8 +275,8 @@ pub async fn run(
         && !call.source.is_empty()
     {
         match call.source.replay() {
-            Some(b) => mirror::spawn(proxy, m, route_label(&plan), &req.head, Some(b)),
-            None => mirror::count(proxy, m, route_label(&plan), mirror::Outcome::Skipped),
+            Some(b) => mirror::spawn(proxy, m, route_label(plan), &req.head, Some(b)),
+            None => mirror::count(proxy, m, route_label(plan), mirror::Outcome::Skipped),
         }
     }
     answer

@@ -11,7 +11,7 @@ pub mod upgrade;
 use std::sync::Arc;
 
 use murmur_membership::records::Protocol;
-use murmur_transport::endpoint::InboundStream;
+use murmur_transport::endpoint::{InboundStream, StreamWork};
 use murmur_transport::wire::StreamKind;
 
 use super::ack;
@@ -22,22 +22,31 @@ use crate::telemetry::Outcome;
 
 /// Serves one HTTP or TCP stream from a peer, accounted in metrics as an inbound request of the
 /// stream's service from its caller.
-pub async fn serve(proxy: Arc<Proxy>, mut stream: InboundStream) {
+///
+/// The work is decided here and each kind boxed on its own: one future for all three would be
+/// the size of the largest, and an `async fn` around them would hold the stream twice more.
+pub fn serve(proxy: Arc<Proxy>, stream: InboundStream) -> StreamWork {
     let caller = stream.peer.id.name.to_string();
     let label = proxy.inbound_label(&stream.header.service);
     let guard = proxy.telemetry.start(Direction::Inbound, label);
-    let outcome = match local_instance(&proxy, stream.kind, &stream.header.service) {
-        Ok(local) if stream.kind == StreamKind::Tcp => tcp::serve(&proxy, local, stream).await,
-        Ok(local) => http::serve(&proxy, local, stream).await,
-        Err(reason) => {
+    match local_instance(&proxy, stream.kind, &stream.header.service) {
+        Ok(local) if stream.kind == StreamKind::Tcp => Box::pin(async move {
+            let outcome = tcp::serve(&proxy, local, stream).await;
+            guard.finish(&caller, outcome);
+        }),
+        Ok(local) => Box::pin(async move {
+            let outcome = http::serve(&proxy, local, stream).await;
+            guard.finish(&caller, outcome);
+        }),
+        Err(reason) => Box::pin(async move {
+            let mut send = stream.send;
             match stream.kind {
-                StreamKind::Tcp => ack::refuse(&mut stream.send, &reason).await,
-                _ => reply::refuse(&mut stream.send, &reason).await,
+                StreamKind::Tcp => ack::refuse(&mut send, &reason).await,
+                _ => reply::refuse(&mut send, &reason).await,
             }
-            Outcome::Error
-        }
-    };
-    guard.finish(&caller, outcome);
+            guard.finish(&caller, Outcome::Error);
+        }),
+    }
 }
 
 /// The local instance a `kind` stream for `service` goes to, or why there is none.

@@ -7,10 +7,12 @@
 //! upgraded connection over the same stream.
 
 use std::convert::Infallible;
+use std::future::Future;
 use std::net::SocketAddr;
+use std::ops::Deref;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use http::header::{CONNECTION, CONTENT_TYPE, UPGRADE};
 use http::{HeaderValue, Method, Request, Response};
@@ -42,6 +44,7 @@ use crate::listener::{Activity, Admitted, Gate, Tracked};
 use crate::telemetry::Outcome;
 use crate::telemetry::traceparent::{TRACEPARENT, TraceParent};
 use crate::telemetry::traces::ProxySpan;
+use crate::traffic::compiled::Compiled;
 use crate::traffic::normalize;
 
 /// A client connection must send its request head within this time.
@@ -112,11 +115,13 @@ where
 {
     Box::pin(async move {
         let svc = service_fn(move |req| {
-            let (proxy, fixed) = (proxy.clone(), fixed.clone());
             // Counted in flight, so the idle timeout never closes a connection mid-request.
             let in_flight = activity.as_ref().map(Activity::request);
+            // Made (and boxed) here: hyper's dispatcher holds a pointer to the request's work,
+            // not the work itself, which it would copy in and out for every request.
+            let work = handle(&proxy, req, fixed.as_ref(), peer);
             async move {
-                let resp = handle(&proxy, req, fixed.as_ref(), peer).await;
+                let resp = work.await;
                 drop(in_flight);
                 Ok::<_, Infallible>(resp)
             }
@@ -127,20 +132,23 @@ where
     })
 }
 
-/// One request from an app: CONNECT, a request for a host outside the mesh, or one for a
-/// mesh service.
-async fn handle(
+/// The work of one request from an app, boxed once: CONNECT, a request for a host outside the
+/// mesh, or one for a mesh service.
+fn handle(
     proxy: &Arc<Proxy>,
     req: Request<Incoming>,
     fixed: Option<&Name>,
     peer: SocketAddr,
-) -> Response<ProxyBody> {
+) -> Work {
     if req.method() == Method::CONNECT {
-        let (resp, http) = Box::pin(connect::handle(proxy, req)).await;
-        if let Some((service, on_upgrade)) = http {
-            tokio::spawn(serve_tunnel(proxy.clone(), service, on_upgrade, peer));
-        }
-        return resp;
+        let proxy = proxy.clone();
+        return Box::pin(async move {
+            let (resp, http) = connect::handle(&proxy, req).await;
+            if let Some((service, on_upgrade)) = http {
+                tokio::spawn(serve_tunnel(proxy.clone(), service, on_upgrade, peer));
+            }
+            resp
+        });
     }
     let grpc = req
         .headers()
@@ -150,68 +158,72 @@ async fn handle(
         Some(s) => Ok(Destination::Service(s.clone())),
         None => route::destination_of(req.uri(), req.headers(), &proxy.names, &proxy.vips.borrow()),
     };
-    let service = match destination {
-        Ok(Destination::Service(s)) => s,
+    match destination {
+        Ok(Destination::Service(s)) => Box::pin(to_service(proxy.clone(), req, s, grpc, None)),
         Ok(Destination::External { host, port }) => {
-            return Box::pin(external::http(proxy, req, &host, port)).await;
+            let proxy = proxy.clone();
+            Box::pin(async move { external::http(&proxy, req, &host, port).await })
         }
-        Err(e) => return ProxyError::Route(e).response(grpc),
-    };
-    to_service(proxy, req, service, grpc, None).await
+        Err(e) => Box::pin(std::future::ready(ProxyError::Route(e).response(grpc))),
+    }
 }
+
+/// The work of one request, as hyper's dispatcher holds it.
+type Work = Pin<Box<dyn Future<Output = Response<ProxyBody>> + Send>>;
 
 /// A request for a mesh service: accounted, traced, decided and carried out. `gateway_host` is
 /// the host of a request that came in through the gateway (only routes naming it apply).
-pub async fn to_service(
-    proxy: &Proxy,
+///
+/// Not an `async fn`: the request is taken apart into its head and body before the returned
+/// future exists, so that future holds the head once, not the request twice beside it.
+pub fn to_service<'a, P>(
+    proxy: P,
     mut req: Request<Incoming>,
     service: Name,
     grpc: bool,
-    gateway_host: Option<&str>,
-) -> Response<ProxyBody> {
+    gateway_host: Option<&'a str>,
+) -> impl Future<Output = Response<ProxyBody>> + Send + 'a
+where
+    P: Deref<Target = Proxy> + Send + 'a,
+{
     let upgrade = upgrade_of(&mut req);
-    let (span, traceparent) = client_span(proxy, &mut req, service.as_str());
+    let (span, traceparent) = client_span(&proxy, &mut req, service.as_str());
     let label = proxy.outbound_label(service.as_str());
     let mut record = Record::start(&proxy.telemetry, label, grpc);
     let protocol = upgrade.as_ref().map(|(p, _)| p.clone());
-    let call = Call {
-        service: &service,
-        traceparent,
-        upgrade: protocol,
-        gateway_host,
-    };
-    // Boxed, as are the rarer CONNECT and external calls in `handle`: each `async fn` a
-    // future awaits is moved into it whole, so without a box the exchange's kilobytes were
-    // copied again at every level up to hyper's dispatcher.
-    let answer = match Box::pin(forward(proxy, req, call, &mut record)).await {
-        Ok(answer) => answer,
-        Err(e) => {
+    let prepared = prepare(&proxy, req, &service, traceparent, protocol, &mut record);
+    async move {
+        let answer = match prepared {
+            Ok(prepared) => forward(&proxy, prepared, &service, gateway_host, &mut record).await,
+            Err(e) => Err(e),
+        };
+        let answer = answer.unwrap_or_else(|e| {
             debug!(error = %e, "outbound request answered locally");
             Answer {
                 response: e.response(grpc),
                 node: "-".to_owned(),
                 tunnel: None,
             }
+        });
+        let Answer {
+            response,
+            node,
+            tunnel,
+        } = answer;
+        let status = response.status().as_u16();
+        span.set(KeyValue::new("murmur.peer", node.clone()));
+        span.end(Some(status));
+        match (tunnel, upgrade) {
+            (Some(tunnel), Some((_, on_upgrade))) => {
+                // The upgraded connection counts as one request, until it closes.
+                tokio::spawn(async move {
+                    let outcome = splice_upgraded(&service, tunnel, on_upgrade).await;
+                    record.close(&node, outcome);
+                });
+                response
+            }
+            _ => record.finish(response, &node),
         }
-    };
-    let Answer {
-        response,
-        node,
-        tunnel,
-    } = answer;
-    let status = response.status().as_u16();
-    span.set(KeyValue::new("murmur.peer", node.clone()));
-    span.end(Some(status));
-    match (tunnel, upgrade) {
-        (Some(tunnel), Some((_, on_upgrade))) => {
-            // The upgraded connection counts as one request, until it closes.
-            tokio::spawn(async move {
-                let outcome = splice_upgraded(&service, tunnel, on_upgrade).await;
-                record.close(&node, outcome);
-            });
-            response
-        }
-        _ => record.finish(response, &node),
     }
 }
 
@@ -291,31 +303,27 @@ fn client_span(
     (span, traceparent)
 }
 
-/// What is known of a request before it is forwarded.
-struct Call<'a> {
-    service: &'a Name,
+/// A request ready to be forwarded: its head as the stream carries it, and its body.
+struct Prepared {
+    started: Instant,
+    compiled: Arc<Compiled>,
+    head: RequestHead,
+    body: Incoming,
     traceparent: Option<String>,
-    /// The protocol the request asks to switch to: its stream stays open for it.
-    upgrade: Option<HeaderValue>,
-    /// The host of a gateway request.
-    gateway_host: Option<&'a str>,
+    /// The caller's configuration logs the service's requests.
+    logs: bool,
 }
 
-/// Forwards a request; returns the response and the node that served it.
-/// The path is normalized first ([`normalize`]): routing, and authorization on the serving
-/// node, decide on it, and the app receives it.
-async fn forward(
+/// Takes the request apart for forwarding. The path is normalized first ([`normalize`]):
+/// routing, and authorization on the serving node, decide on it, and the app receives it.
+fn prepare(
     proxy: &Proxy,
     req: Request<Incoming>,
-    call: Call<'_>,
+    service: &Name,
+    traceparent: Option<String>,
+    upgrade: Option<HeaderValue>,
     record: &mut Record,
-) -> Result<Answer, ProxyError> {
-    let Call {
-        service,
-        traceparent,
-        upgrade,
-        gateway_host,
-    } = call;
+) -> Result<Prepared, ProxyError> {
     let started = crate::clock::now();
     let compiled = proxy.traffic.compiled();
     let caller = proxy.caller(service.as_str());
@@ -367,6 +375,32 @@ async fn forward(
         body: kind,
     };
     record.head(&head);
+    Ok(Prepared {
+        started,
+        logs: caller.logs,
+        compiled,
+        head,
+        body,
+        traceparent,
+    })
+}
+
+/// Forwards a prepared request; returns the response and the node that served it.
+async fn forward(
+    proxy: &Proxy,
+    prepared: Prepared,
+    service: &Name,
+    gateway_host: Option<&str>,
+    record: &mut Record,
+) -> Result<Answer, ProxyError> {
+    let Prepared {
+        started,
+        compiled,
+        head,
+        body,
+        traceparent,
+        logs,
+    } = prepared;
     let view = proxy.view.borrow().clone();
     let subject = Subject::Http {
         host: gateway_host,
@@ -374,7 +408,8 @@ async fn forward(
         path: normalize::strip_query(&head.path),
         headers: &head.headers,
     };
-    let plan = plan::decide(
+    let caller = proxy.caller_logging(logs);
+    let mut plan = plan::decide(
         &compiled,
         &view,
         service.as_str(),
@@ -385,11 +420,11 @@ async fn forward(
     )?;
     let mut header = StreamHeader::new(plan.target);
     header.traceparent = traceparent;
-    let request = exchange::Request {
+    let mut request = exchange::Request {
         service,
         head,
         header,
         started,
     };
-    exchange::run(proxy, plan, request, body, record).await
+    exchange::run(proxy, &mut plan, &mut request, body, record).await
 }

@@ -116,10 +116,16 @@ impl Proxy {
 
     /// This node as the caller of `service`, for a plan.
     pub fn caller(&self, service: &str) -> Caller<'_> {
+        self.caller_logging(self.telemetry.access_log.configured(service))
+    }
+
+    /// This node as a caller whose configuration `logs` the service's requests (or not), for
+    /// a plan: [`Self::caller`] once that is known.
+    pub fn caller_logging(&self, logs: bool) -> Caller<'_> {
         Caller {
             id: &self.id,
             zone: self.zone.as_deref(),
-            logs: self.telemetry.access_log.configured(service),
+            logs,
         }
     }
 }

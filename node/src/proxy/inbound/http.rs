@@ -23,6 +23,7 @@ use crate::proxy::errors::LocalReply;
 use crate::proxy::frame::{self, BodyKind, Frame, FrameError, FrameReader, RequestHead};
 use crate::proxy::inbound::logline::{Line, Seen};
 use crate::proxy::inbound::{reply, upgrade};
+use crate::proxy::local::AppCall;
 use crate::proxy::plan::{self, Caller};
 use crate::proxy::runtime::Proxy;
 use crate::services::LocalService;
@@ -54,20 +55,7 @@ pub async fn serve(proxy: &Proxy, local: Arc<LocalService>, stream: InboundStrea
     let Some(head) = read_head(&mut reader, &mut send, &peer).await else {
         return Outcome::Error;
     };
-    let caller = Caller {
-        logs: proxy.telemetry.access_log.configured(service),
-        ..Caller::default()
-    };
     let policy = proxy.traffic.service(service);
-    let mut seen = Seen {
-        watch: plan::logs(policy.as_deref(), caller, || proxy.traffic.random()),
-        ..Seen::default()
-    };
-    let traceparent = header.traceparent.as_deref();
-    // Boxed: a request that is not logged carries one pointer.
-    let line = seen
-        .watch
-        .then(|| Box::new(Line::begin(&peer, service, &head, traceparent, &proxy.node)));
     let stream = Stream {
         proxy,
         policy: policy.as_deref(),
@@ -76,9 +64,9 @@ pub async fn serve(proxy: &Proxy, local: Arc<LocalService>, stream: InboundStrea
         peer: &peer,
         deadline,
     };
-    let outcome = stream
-        .answer(head, reader, send, traceparent, &mut seen)
-        .await;
+    let traceparent = header.traceparent.as_deref();
+    let (admitted, line, mut seen) = stream.admit(head, reader, traceparent);
+    let outcome = stream.answer(admitted, send, &mut seen).await;
     if let Some(l) = line {
         l.finish(proxy, outcome, &seen, started);
     }
@@ -95,55 +83,118 @@ struct Stream<'a> {
     deadline: Option<Instant>,
 }
 
+/// What the request's head decided, before anything is awaited.
+struct Admitted {
+    span: ProxySpan,
+    grpc: bool,
+    next: Next,
+}
+
+/// What follows the head.
+enum Next {
+    /// A reply made here: refused by policy.
+    Refused(LocalReply),
+    /// The head does not make a request for the app.
+    Bad(String),
+    /// An upgrade request, and its stream's reader for the tunnel that may follow (rare, so
+    /// boxed: the request is large).
+    Upgrade(Box<(Request<FrameBody>, FrameReader)>),
+    /// On its way to the app.
+    App(AppCall),
+}
+
 impl Stream<'_> {
-    /// Admits the request, then has the app answer it (or goes on to an upgrade).
-    async fn answer(
+    /// Begins the span and the access log line (if the request is logged), admits the request
+    /// and, if admitted, sends it on to the app. The head is consumed here, without an await:
+    /// neither it nor the request made of it is held while the answer comes.
+    fn admit(
         &self,
         mut head: RequestHead,
         reader: FrameReader,
-        mut send: SendStream,
         traceparent: Option<&str>,
-        seen: &mut Seen,
-    ) -> Outcome {
+    ) -> (Admitted, Option<Box<Line>>, Seen) {
         let (proxy, service, local) = (self.proxy, self.service, self.local);
+        let caller = Caller {
+            logs: proxy.telemetry.access_log.configured(service),
+            ..Caller::default()
+        };
+        let mut seen = Seen {
+            watch: plan::logs(self.policy, caller, || proxy.traffic.random()),
+            ..Seen::default()
+        };
+        // Boxed: a request that is not logged carries one pointer.
+        let line = seen.watch.then(|| {
+            Box::new(Line::begin(
+                self.peer,
+                service,
+                &head,
+                traceparent,
+                &proxy.node,
+            ))
+        });
         let grpc = is_grpc(&head.headers);
         let span = server_span(proxy, service, &head, traceparent, &self.peer.id.name);
-        if let Err(r) = check(proxy, self.policy, service, self.peer, &mut head) {
-            seen.error = Some(r.tag);
-            return reply_locally(&mut send, &r, grpc, span).await;
-        }
-        let (mut req, kept) = match build_request(head, local, reader) {
-            Ok(r) => r,
-            Err(e) => {
-                seen.error = Some("upstream-failed");
+        let next = match check(proxy, self.policy, service, self.peer, &mut head) {
+            Err(r) => {
+                seen.error = Some(r.tag);
+                Next::Refused(r)
+            }
+            Ok(()) => match build_request(head, local, reader) {
+                Err(e) => {
+                    seen.error = Some("upstream-failed");
+                    Next::Bad(e)
+                }
+                Ok((req, Some(reader))) => Next::Upgrade(Box::new((traced(req, &span), reader))),
+                Ok((req, None)) => {
+                    let req = traced(req, &span);
+                    Next::App(proxy.local.request(local.protocol, local.address, req))
+                }
+            },
+        };
+        (Admitted { span, grpc, next }, line, seen)
+    }
+
+    /// Has the app answer an admitted request (or goes on to an upgrade), or replies here.
+    async fn answer(&self, admitted: Admitted, mut send: SendStream, seen: &mut Seen) -> Outcome {
+        let Admitted { span, grpc, next } = admitted;
+        let app = match next {
+            Next::App(app) => app,
+            Next::Refused(r) => return reply_locally(&mut send, &r, grpc, span).await,
+            Next::Bad(e) => {
                 reply::respond_error(&mut send, 400, &e).await;
                 span.end(Some(400));
                 return Outcome::Status(400);
             }
+            Next::Upgrade(upgrade) => {
+                let (req, reader) = *upgrade;
+                let call = upgrade::Call {
+                    proxy: self.proxy,
+                    service: self.service,
+                    local: self.local,
+                    deadline: self.deadline,
+                    grpc,
+                };
+                return Box::pin(call.serve(req, reader, send, span)).await;
+            }
         };
-        if let Some(tp) = span
-            .traceparent()
-            .and_then(|t| HeaderValue::from_str(&t).ok())
-        {
-            req.headers_mut().insert(TRACEPARENT.clone(), tp);
-        }
-        if let Some(reader) = kept {
-            let call = upgrade::Call {
-                proxy,
-                service,
-                local,
-                deadline: self.deadline,
-                grpc,
-            };
-            return Box::pin(call.serve(req, reader, send, span)).await;
-        }
-        let outcome = answer_by(self, req, &mut send, grpc, seen).await;
+        let outcome = answer_by(self, app, &mut send, grpc, seen).await;
         span.end(match outcome {
             Outcome::Status(s) | Outcome::Grpc(s, _) => Some(s),
             _ => None,
         });
         outcome
     }
+}
+
+/// `req`, carrying the server span's context on to the app.
+fn traced(mut req: Request<FrameBody>, span: &ProxySpan) -> Request<FrameBody> {
+    if let Some(tp) = span
+        .traceparent()
+        .and_then(|t| HeaderValue::from_str(&t).ok())
+    {
+        req.headers_mut().insert(TRACEPARENT.clone(), tp);
+    }
+    req
 }
 
 /// Reads and decodes the request head; a stream without a valid one is reset.
@@ -188,11 +239,11 @@ fn check(
     admission::check(proxy, policy, service, peer, subject)
 }
 
-/// Sends `req` to the app and frames the answer back, within the caller's deadline if any, and
-/// only for as long as the caller wants the answer.
+/// Frames the app's answer to `app` back, within the caller's deadline if any, and only for as
+/// long as the caller wants the answer.
 async fn answer_by(
     stream: &Stream<'_>,
-    req: Request<FrameBody>,
+    app: AppCall,
     send: &mut SendStream,
     grpc: bool,
     seen: &mut Seen,
@@ -205,8 +256,8 @@ async fn answer_by(
         bytes: seen.watch,
     };
     // Boxed, as is the rarer upgrade's: each `async fn` a future awaits is moved into it whole,
-    // so without a box the call to the app's kilobytes were copied again at every level.
-    let work = Box::pin(answer(stream, req, send, &mut head_sent, watch, seen));
+    // so without a box the answer's kilobyte would be copied again at every level.
+    let work = Box::pin(answer(stream, app, send, &mut head_sent, watch, seen));
     // Dropping `work` drops the call to the app, which closes its connection: the app sees the
     // cancellation, whether the deadline ran out or the caller went away.
     let work = async {
@@ -287,10 +338,10 @@ fn server_span(
     })
 }
 
-/// Sends `req` to the local instance and frames the answer back, watched as `watch` says.
+/// Frames the local instance's answer to `app` back, watched as `watch` says.
 async fn answer(
     stream: &Stream<'_>,
-    req: Request<FrameBody>,
+    app: AppCall,
     send: &mut SendStream,
     head_sent: &mut bool,
     watch: reply::Watch,
@@ -302,11 +353,8 @@ async fn answer(
         local,
         ..
     } = *stream;
-    match proxy
-        .local
-        .request(local.protocol, local.address, req)
-        .await
-    {
+    let answered = app.await;
+    match answered {
         Ok(resp) => {
             let (outcome, bytes) = reply::relay(service, resp, send, head_sent, watch).await;
             seen.bytes = bytes;

@@ -66,13 +66,16 @@ pub struct Watch {
 
 /// Frames the app's response back; `head_sent` tells the caller's deadline whether it may
 /// still answer 504. Returns how it ended and, if watched, the body bytes sent.
-pub async fn relay(
-    service: &str,
+///
+/// The head is encoded before the returned future is: only the body and what the answer needs
+/// are held while it is sent, not the response whole beside them.
+pub fn relay<'a>(
+    service: &'a str,
     mut resp: Response<AppBody>,
-    send: &mut SendStream,
-    head_sent: &mut bool,
+    send: &'a mut SendStream,
+    head_sent: &'a mut bool,
     watch: Watch,
-) -> (Outcome, u64) {
+) -> impl Future<Output = (Outcome, u64)> + 'a {
     strip_hop_by_hop(resp.headers_mut());
     let status = resp.status().as_u16();
     let head = frame::ResponseHeadOf {
@@ -82,11 +85,7 @@ pub async fn relay(
         body: body::body_kind(resp.body()),
     };
     let mut buf = BytesMut::with_capacity(256);
-    if let Err(e) = frame::put_head(&head, &mut buf) {
-        respond_error(send, 502, &format!("response head: {e}")).await;
-        return (Outcome::Status(502), 0);
-    }
-    *head_sent = true;
+    let encoded = frame::put_head(&head, &mut buf).map(|()| buf);
     // Only a gRPC call has a gRPC answer: other answers are not looked into.
     let grpc = watch.grpc
         && resp
@@ -94,22 +93,33 @@ pub async fn relay(
             .get(CONTENT_TYPE)
             .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
     let in_head = grpc.then(|| grpc_status(resp.headers())).flatten();
-    let (sent, code, bytes) = if watch.bytes || (grpc && in_head.is_none()) {
-        let mut watched = Observed::new(resp.into_body(), None);
-        let sent = body::send(send, buf, &mut watched).await;
-        let tally = watched.tally();
-        (sent, in_head.or(tally.grpc), tally.bytes)
-    } else {
-        (body::send(send, buf, resp.into_body()).await, in_head, 0)
-    };
-    if let Err(e) = sent {
-        debug!(%service, error = %e, "response not fully forwarded");
+    let body = resp.into_body();
+    async move {
+        let buf = match encoded {
+            Ok(buf) => buf,
+            Err(e) => {
+                respond_error(send, 502, &format!("response head: {e}")).await;
+                return (Outcome::Status(502), 0);
+            }
+        };
+        *head_sent = true;
+        let (sent, code, bytes) = if watch.bytes || (grpc && in_head.is_none()) {
+            let mut watched = Observed::new(body, None);
+            let sent = body::send(send, buf, &mut watched).await;
+            let tally = watched.tally();
+            (sent, in_head.or(tally.grpc), tally.bytes)
+        } else {
+            (body::send(send, buf, body).await, in_head, 0)
+        };
+        if let Err(e) = sent {
+            debug!(%service, error = %e, "response not fully forwarded");
+        }
+        let outcome = match code {
+            Some(c) => Outcome::Grpc(status, c),
+            None => Outcome::Status(status),
+        };
+        (outcome, bytes)
     }
-    let outcome = match code {
-        Some(c) => Outcome::Grpc(status, c),
-        None => Outcome::Status(status),
-    };
-    (outcome, bytes)
 }
 
 /// The app could not be called: a refusal if it could not be reached (nothing was processed),

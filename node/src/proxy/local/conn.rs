@@ -1,11 +1,16 @@
-//! What the app clients share: their limits and errors, a TCP connection to the app, and the
-//! sweep that closes idle connections when no request comes to do it.
+//! What the app clients share: their limits, answers and errors, a TCP connection to the app,
+//! and the sweep that closes idle connections when no request comes to do it.
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use http::Response;
 use tokio::net::TcpStream;
+
+use super::body::AppBody;
 
 /// Idle connections live this long.
 pub const IDLE: Duration = Duration::from_secs(60);
@@ -16,6 +21,12 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// App addresses with kept connections, at most. Addresses come from the config and runtime
 /// registrations; past this, those with nothing kept are forgotten first.
 pub const MAX_APPS: usize = 1024;
+
+/// The app's answer to a request, or why there is none.
+pub type AppAnswer = Result<Response<AppBody>, AppError>;
+
+/// A request on its way to the app, until its answer's head.
+pub type AppCall = Pin<Box<dyn Future<Output = AppAnswer> + Send>>;
 
 /// Why the app could not be asked.
 #[derive(Debug, thiserror::Error)]

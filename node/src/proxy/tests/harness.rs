@@ -49,7 +49,7 @@ struct Handler(Arc<Proxy>);
 
 impl StreamHandler for Handler {
     fn handle(&self, stream: InboundStream) -> StreamWork {
-        Box::pin(inbound::serve(self.0.clone(), stream))
+        inbound::serve(self.0.clone(), stream)
     }
 }
 
