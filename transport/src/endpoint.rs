@@ -314,6 +314,13 @@ impl MeshEndpoint {
         .await
     }
 
+    /// The cached connection to `addr`, if one is open (and, with `expected`, that node's),
+    /// found without waiting: the data path awaits [`Self::connect`] only when this has none, so
+    /// that dialling's future is not part of every request's.
+    pub fn ready(&self, addr: SocketAddr, expected: Option<&Name>) -> Option<PeerConnection> {
+        peers::ready(self, addr, expected)
+    }
+
     /// Uses `conn` for traffic to `addr`, which its peer proved is its own address: a peer that
     /// dialled us needs no second connection back. Never replaces an open connection to another
     /// node, so a frame claiming someone else's address cannot take over that address.

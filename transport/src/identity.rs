@@ -51,13 +51,14 @@ pub struct Name(String);
 impl Name {
     /// Validates `value` as a name; `what` says what it names, for the error message.
     pub fn parse(what: &'static str, value: &str) -> Result<Self, IdentityError> {
-        if is_dns_label(value) {
-            Ok(Self(value.to_owned()))
+        Self::checked(what, value.to_owned())
+    }
+
+    fn checked(what: &'static str, value: String) -> Result<Self, IdentityError> {
+        if is_dns_label(&value) {
+            Ok(Self(value))
         } else {
-            Err(IdentityError::InvalidName {
-                what,
-                value: value.to_owned(),
-            })
+            Err(IdentityError::InvalidName { what, value })
         }
     }
 
@@ -69,8 +70,9 @@ impl Name {
 
 impl TryFrom<String> for Name {
     type Error = IdentityError;
+    /// Validates `value` as [`Name::parse`] does, keeping the string rather than copying it.
     fn try_from(value: String) -> Result<Self, Self::Error> {
-        Self::parse("name", &value)
+        Self::checked("name", value)
     }
 }
 

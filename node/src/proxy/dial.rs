@@ -59,13 +59,17 @@ pub async fn open(
     let node = Name::parse("node name", identity.node).map_err(|_| DialError::BadName {
         node: identity.node.to_owned(),
     })?;
-    let conn = endpoint
-        .connect(target.endpoint.mesh_addr, Some(&node))
-        .await
-        .map_err(|e| match e {
-            ConnectError::WrongPeer { .. } => DialError::WrongPeer(e),
-            _ => DialError::Unreachable(e),
-        })?;
+    let addr = target.endpoint.mesh_addr;
+    let conn = match endpoint.ready(addr, Some(&node)) {
+        Some(conn) => conn,
+        // Boxed: dialling is rare, and its future would otherwise sit in every request's.
+        None => Box::pin(endpoint.connect(addr, Some(&node)))
+            .await
+            .map_err(|e| match e {
+                ConnectError::WrongPeer { .. } => DialError::WrongPeer(e),
+                _ => DialError::Unreachable(e),
+            })?,
+    };
     // A caller sends traffic for a service only to nodes whose certificate names it.
     if !conn.identity().may_serve(identity.service) {
         return Err(DialError::NotServing {

@@ -138,8 +138,7 @@ fn classify(
 }
 
 fn service(label: &str) -> Result<Destination, RouteError> {
-    let lower = label.to_ascii_lowercase();
-    Name::parse("service name", &lower)
+    Name::try_from(label.to_ascii_lowercase())
         .map(Destination::Service)
         .map_err(|_| RouteError::BadTarget(format!("{label:?} is not a service name")))
 }

@@ -406,6 +406,23 @@ impl PeerCache {
 
 /// The cached connection to `addr`, dialled if needed; `serve` is handed each new connection
 /// (the peer may open streams on it too).
+/// The cached connection to `addr` if it is open and (with `expected`) that node's, found
+/// without waiting: `None` whenever [`connect`] would have more to do.
+pub(super) fn ready(
+    ep: &MeshEndpoint,
+    addr: SocketAddr,
+    expected: Option<&Name>,
+) -> Option<PeerConnection> {
+    let cell = ep.shard().peers.cell(addr);
+    let slot = cell.try_lock().ok()?;
+    match &*slot {
+        Slot::Ready(conn) if conn.is_open() && expected.is_none_or(|n| &conn.peer.id.name == n) => {
+            Some(conn.clone())
+        }
+        _ => None,
+    }
+}
+
 pub(super) async fn connect(
     ep: &MeshEndpoint,
     addr: SocketAddr,
