@@ -404,8 +404,6 @@ impl PeerCache {
     }
 }
 
-/// The cached connection to `addr`, dialled if needed; `serve` is handed each new connection
-/// (the peer may open streams on it too).
 /// The cached connection to `addr` if it is open and (with `expected`) that node's, found
 /// without waiting: `None` whenever [`connect`] would have more to do.
 pub(super) fn ready(
@@ -423,6 +421,8 @@ pub(super) fn ready(
     }
 }
 
+/// The cached connection to `addr`, dialled if needed; `serve` is handed each new connection
+/// (the peer may open streams on it too).
 pub(super) async fn connect(
     ep: &MeshEndpoint,
     addr: SocketAddr,
