@@ -306,7 +306,7 @@ pub(super) struct PeerCache {
 const RETIRED_MAX: usize = 64;
 
 /// The figures of a shard's connections to its peers.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(super) struct Samples {
     /// Of the open connections.
     pub(super) open: Vec<stats::Sample>,
