@@ -4,6 +4,9 @@
 //! `cargo run --example seeds`. Signed seeds are signed by a throw-away CA of this run; the
 //! targets sign with their own, so such seeds exercise decoding and refusal, not acceptance.
 
+// A tool run by hand: any failure should stop it where it happened.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::fs;
 use std::path::Path;
 
@@ -112,7 +115,7 @@ fn main() {
     // gossip_message: the same shapes (refused by our decoder: their items are noise), and
     // well-formed messages of every kind.
     for (name, bytes) in [
-        ("noise-syn", msg(0, &[digest.clone(), cluster.clone()])),
+        ("noise-syn", msg(0, &[digest, cluster.clone()])),
         ("noise-ack", msg(2, std::slice::from_ref(&delta))),
     ] {
         put("gossip_message", name, &bytes);

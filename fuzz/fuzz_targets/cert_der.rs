@@ -1,3 +1,4 @@
+//! libFuzzer's entry to `murmur_fuzz::targets::cert_der` (fuzz/README.md).
 #![no_main]
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| murmur_fuzz::targets::cert_der(data));

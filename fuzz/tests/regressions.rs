@@ -1,5 +1,8 @@
 //! Replays every committed seed and regression input through its target's checks, on the stable
-//! toolchain without libFuzzer: `cargo test` in `fuzz/`.
+//! toolchain without libFuzzer: `cargo test -p murmur-fuzz` (and `cargo test --workspace`).
+
+// A test: a panic is how it fails.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeSet;
 use std::fs;

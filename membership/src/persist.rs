@@ -53,7 +53,7 @@ fn decode(bytes: &[u8]) -> Option<ClusterView> {
 }
 
 /// The file decoder, for the fuzz targets.
-#[cfg(fuzzing)]
+#[cfg(feature = "fuzzing")]
 pub mod fuzzing {
     /// What [`super::load`] makes of a file's bytes.
     pub fn decode(bytes: &[u8]) -> Option<crate::view::ClusterView> {

@@ -48,8 +48,8 @@ mod traffic;
 mod vip;
 mod workers;
 
-/// Internals the fuzz targets drive directly (the crate is built with `--cfg fuzzing` there).
-#[cfg(fuzzing)]
+/// Internals the fuzz targets drive directly (the `fuzzing` feature, which only `fuzz/` enables).
+#[cfg(feature = "fuzzing")]
 pub mod fuzzing {
     pub use crate::config::{duration, raw};
     pub use crate::proxy::frame;
