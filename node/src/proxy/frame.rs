@@ -250,13 +250,18 @@ pub fn data_header(len: usize) -> Result<[u8; FRAME_HEADER], FrameError> {
     frame_header(DATA, len)
 }
 
-/// Decodes a HEAD payload.
+/// Decodes a HEAD payload. A refused header field is named in the error.
 pub fn decode_head<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, FrameError> {
+    // What an earlier decode left unread must not be taken for this one's.
+    let _ = fields::take_refused();
     murmur_transport::wire::decode_versioned("head", bytes).map_err(|e| match e {
         murmur_transport::wire::WireError::Version(v) => FrameError::Malformed(format!(
             "frame version {v} is not supported (this node speaks {FRAME_VERSION})"
         )),
-        other => FrameError::Malformed(other.to_string()),
+        other => match fields::take_refused() {
+            Some(field) => FrameError::Malformed(format!("{other}: {field}")),
+            None => FrameError::Malformed(other.to_string()),
+        },
     })
 }
 
@@ -438,6 +443,40 @@ mod tests {
             headers: map(&[("content-type", b"text/plain"), ("x-bin", &[0x80, b'a'])]),
             body: BodyKind::Length(5),
         }
+    }
+
+    /// The error of decoding `payload` with the byte `at` past the first `needle` replaced.
+    fn refused_with(payload: &[u8], needle: &[u8], at: usize, byte: u8) -> String {
+        let mut bad = payload.to_vec();
+        let start = bad.windows(needle.len()).position(|w| w == needle).unwrap();
+        bad[start + at] = byte;
+        decode_head::<RequestHead>(&bad).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn a_refused_header_field_is_named_in_the_error() {
+        let mut out = BytesMut::new();
+        put_head(&head(), &mut out).unwrap();
+        let payload = &out[FRAME_HEADER..];
+
+        let e = refused_with(payload, b"content-type", 7, b' ');
+        assert!(
+            e.contains("`content type` is not a valid header name"),
+            "{e}"
+        );
+
+        let e = refused_with(payload, b"text/plain", 4, b'\n');
+        assert!(
+            e.contains("the value of header `content-type` is not"),
+            "{e}"
+        );
+        assert!(!e.contains("plain"), "a value is not quoted: {e}");
+
+        // A head refused for another reason names no field.
+        let e = decode_head::<RequestHead>(&payload[..payload.len() - 1])
+            .unwrap_err()
+            .to_string();
+        assert!(!e.contains("header"), "{e}");
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! side of every hop). Every name and value is checked as it is decoded: the peer is
 //! verified, but its bytes are still input.
 
+use std::cell::RefCell;
 use std::fmt;
 
 use http::{HeaderMap, HeaderName, HeaderValue};
@@ -13,6 +14,27 @@ use serde::ser::{SerializeSeq, Serializer};
 /// Fields reserved before decoding: what a head usually carries. The count a peer announces
 /// is not trusted with an allocation; the map grows past this as fields really arrive.
 const RESERVED: usize = 16;
+
+/// The most bytes of a refused name that an error quotes.
+const QUOTED: usize = 64;
+
+thread_local! {
+    /// Which field the last decoding on this thread refused, and why. postcard's errors carry
+    /// none of serde's text (a refused value arrives as "Serde Deserialization Error"), so the
+    /// visitors leave it here for [`take_refused`]; decoding is synchronous, so what a decode
+    /// left is read on the same thread right after.
+    static REFUSED: RefCell<Option<String>> = const { RefCell::new(None) };
+}
+
+/// Records why a field was refused (only refusals pay for the text).
+fn refuse(why: String) {
+    REFUSED.with(|r| *r.borrow_mut() = Some(why));
+}
+
+/// Why the last decoding on this thread refused a field, if it did; forgets it.
+pub(super) fn take_refused() -> Option<String> {
+    REFUSED.with(|r| r.borrow_mut().take())
+}
 
 /// Encodes `map` (for `#[serde(with = "fields")]`).
 pub fn serialize<S: Serializer>(map: &HeaderMap, s: S) -> Result<S::Ok, S::Error> {
@@ -51,8 +73,10 @@ impl<'de> de::Visitor<'de> for Fields {
         while let Some((name, value)) = seq.next_element_seed(Field)? {
             // A frame's bound keeps the count far below the map's limit; should that ever
             // change, the peer's input is refused rather than the map panicking.
-            map.try_append(name, value)
-                .map_err(|_| de::Error::custom("too many header fields"))?;
+            map.try_append(name, value).map_err(|_| {
+                refuse("too many header fields".to_owned());
+                de::Error::custom("too many header fields")
+            })?;
         }
         Ok(map)
     }
@@ -81,7 +105,7 @@ impl<'de> de::Visitor<'de> for Field {
             .next_element_seed(Name)?
             .ok_or_else(|| de::Error::invalid_length(0, &self))?;
         let value = seq
-            .next_element_seed(Value)?
+            .next_element_seed(Value(&name))?
             .ok_or_else(|| de::Error::invalid_length(1, &self))?;
         Ok((name, value))
     }
@@ -108,14 +132,20 @@ impl de::Visitor<'_> for Name {
     }
 
     fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<HeaderName, E> {
-        HeaderName::from_bytes(v).map_err(|_| E::invalid_value(de::Unexpected::Bytes(v), &self))
+        HeaderName::from_bytes(v).map_err(|_| {
+            let quoted = v.get(..QUOTED).unwrap_or(v).escape_ascii();
+            let cut = if v.len() > QUOTED { "..." } else { "" };
+            refuse(format!("`{quoted}{cut}` is not a valid header name"));
+            E::invalid_value(de::Unexpected::Bytes(v), &self)
+        })
     }
 }
 
-/// A header value, checked (values need not be UTF-8, but may not hold control characters).
-struct Value;
+/// A header value, checked (values need not be UTF-8, but may not hold control characters); of
+/// the header named, for the error.
+struct Value<'a>(&'a HeaderName);
 
-impl<'de> DeserializeSeed<'de> for Value {
+impl<'de> DeserializeSeed<'de> for Value<'_> {
     type Value = HeaderValue;
 
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<HeaderValue, D::Error> {
@@ -123,7 +153,7 @@ impl<'de> DeserializeSeed<'de> for Value {
     }
 }
 
-impl de::Visitor<'_> for Value {
+impl de::Visitor<'_> for Value<'_> {
     type Value = HeaderValue;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -131,6 +161,13 @@ impl de::Visitor<'_> for Value {
     }
 
     fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<HeaderValue, E> {
-        HeaderValue::from_bytes(v).map_err(|_| E::invalid_value(de::Unexpected::Bytes(v), &self))
+        HeaderValue::from_bytes(v).map_err(|_| {
+            // The value itself is not quoted: it may be a credential.
+            refuse(format!(
+                "the value of header `{}` is not a valid header value",
+                self.0
+            ));
+            E::invalid_value(de::Unexpected::Bytes(v), &self)
+        })
     }
 }
