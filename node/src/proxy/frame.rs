@@ -252,8 +252,6 @@ pub fn data_header(len: usize) -> Result<[u8; FRAME_HEADER], FrameError> {
 
 /// Decodes a HEAD payload. A refused header field is named in the error.
 pub fn decode_head<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, FrameError> {
-    // What an earlier decode left unread must not be taken for this one's.
-    let _ = fields::take_refused();
     murmur_transport::wire::decode_versioned("head", bytes).map_err(|e| match e {
         murmur_transport::wire::WireError::Version(v) => FrameError::Malformed(format!(
             "frame version {v} is not supported (this node speaks {FRAME_VERSION})"

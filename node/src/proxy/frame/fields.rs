@@ -15,14 +15,18 @@ use serde::ser::{SerializeSeq, Serializer};
 /// is not trusted with an allocation; the map grows past this as fields really arrive.
 const RESERVED: usize = 16;
 
+/// The refusal of a head with more fields than a map holds.
+const TOO_MANY: &str = "too many header fields";
+
 /// The most bytes of a refused name that an error quotes.
 const QUOTED: usize = 64;
 
 thread_local! {
     /// Which field the last decoding on this thread refused, and why. postcard's errors carry
     /// none of serde's text (a refused value arrives as "Serde Deserialization Error"), so the
-    /// visitors leave it here for [`take_refused`]; decoding is synchronous, so what a decode
-    /// left is read on the same thread right after.
+    /// visitors leave it here for [`take_refused`]. A refusal always ends its decoding with an
+    /// error, and the one decoder of these fields (`decode_head`) takes it then, on the same
+    /// thread: a good head costs nothing here.
     static REFUSED: RefCell<Option<String>> = const { RefCell::new(None) };
 }
 
@@ -74,8 +78,8 @@ impl<'de> de::Visitor<'de> for Fields {
             // A frame's bound keeps the count far below the map's limit; should that ever
             // change, the peer's input is refused rather than the map panicking.
             map.try_append(name, value).map_err(|_| {
-                refuse("too many header fields".to_owned());
-                de::Error::custom("too many header fields")
+                refuse(TOO_MANY.to_owned());
+                de::Error::custom(TOO_MANY)
             })?;
         }
         Ok(map)
