@@ -44,7 +44,7 @@ fn view_file(view: ClusterView) {
     assert!(stale.members.values().all(|m| m.stale));
     for eps in stale.services.values() {
         assert!(!eps.is_empty());
-        assert!(eps.iter().all(|e| e.stale && e.node != me));
+        assert!(eps.iter().all(|e| e.stale && e.node.as_str() != me));
     }
 
     // With nothing heard from gossip yet, the disk's members all come back.

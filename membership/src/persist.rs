@@ -69,7 +69,7 @@ pub fn mark_stale(mut view: ClusterView, self_name: &str) -> ClusterView {
         m.stale = true;
     }
     for eps in view.services.values_mut() {
-        eps.retain(|e| e.node != self_name);
+        eps.retain(|e| e.node.as_str() != self_name);
         for e in eps.iter_mut() {
             e.stale = true;
         }
@@ -99,7 +99,7 @@ impl LastGood {
                 .services
                 .values()
                 .flatten()
-                .filter(|e| e.node == m.name)
+                .filter(|e| e.node.as_str() == m.name)
                 .cloned()
                 .collect();
             self.members.insert(m.name.clone(), (m.clone(), eps));
@@ -192,10 +192,10 @@ impl FailStatic {
             added = true;
             live.members.insert(name.clone(), member.clone());
             for eps in live.services.values_mut() {
-                eps.retain(|e| &e.node != name);
+                eps.retain(|e| e.node.as_str() != *name);
             }
             for eps in stale.services.values() {
-                for e in eps.iter().filter(|e| &e.node == name) {
+                for e in eps.iter().filter(|e| e.node.as_str() == *name) {
                     live.services
                         .entry(e.service.clone())
                         .or_default()
@@ -230,7 +230,7 @@ mod tests {
     fn endpoint(service: &str, node: &str) -> Endpoint {
         Endpoint {
             service: service.into(),
-            node: node.into(),
+            node: murmur_transport::testing::name(node),
             mesh_addr: "127.0.0.9:7420".parse().unwrap(),
             protocol: Protocol::Http,
             labels: Default::default(),

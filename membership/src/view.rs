@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
+use murmur_transport::identity::Name;
 use serde::{Deserialize, Serialize};
 use tracing::debug;
 
@@ -63,8 +64,9 @@ pub const EXTENSION_PREFIX: &str = "x/";
 pub struct Endpoint {
     /// Service name.
     pub service: String,
-    /// Node serving it.
-    pub node: String,
+    /// Node serving it: a valid node name, checked once when the view is built (or the summary
+    /// decoded), so every request's dial uses it as it is.
+    pub node: Name,
     /// That node's QUIC address.
     pub mesh_addr: SocketAddr,
     /// Protocol.
@@ -153,7 +155,7 @@ pub fn overlay(mut view: ClusterView, remote: &RemoteView) -> ClusterView {
     };
     let mut extra: Vec<(String, Endpoint)> = Vec::new();
     for (service, eps) in &remote.services {
-        for e in eps.iter().filter(|e| !local(&e.node)) {
+        for e in eps.iter().filter(|e| !local(e.node.as_str())) {
             extra.push((service.clone(), e.clone()));
         }
     }
@@ -228,6 +230,12 @@ pub fn build(self_name: &str, nodes: &[NodeSnapshot]) -> ClusterView {
 
 fn member_of(snap: &NodeSnapshot) -> Option<(Member, Vec<Endpoint>)> {
     let value = snap.kvs.iter().find(|(k, _)| k == NODE_KEY)?;
+    // Certificates name only valid node names, so no peer could prove any other: such a member
+    // could never be dialled.
+    let Ok(node) = Name::parse("node name", &snap.name) else {
+        debug!(node = %snap.name.escape_debug(), "member ignored: not a valid node name");
+        return None;
+    };
     let record: NodeRecord = records::decode(&value.1)
         .map_err(|e| debug!(node = %snap.name, error = %e, "node record ignored"))
         .ok()?;
@@ -261,7 +269,7 @@ fn member_of(snap: &NodeSnapshot) -> Option<(Member, Vec<Endpoint>)> {
         };
         endpoints.push(Endpoint {
             service: service.to_owned(),
-            node: snap.name.clone(),
+            node: node.clone(),
             mesh_addr: record.mesh_addr,
             protocol: rec.protocol,
             labels: rec.labels,
@@ -407,5 +415,18 @@ mod tests {
             "a record must name its own address"
         );
         assert_eq!(v.members["c"].services, ["web"]);
+    }
+
+    #[test]
+    fn a_member_whose_name_no_certificate_could_hold_is_ignored() {
+        let nodes = [
+            snap("Upper", 1, true, NodeStatus::Serving, &["web"]),
+            snap("two words", 1, true, NodeStatus::Serving, &["web"]),
+            snap("ok", 1, true, NodeStatus::Serving, &["web"]),
+        ];
+        let v = build("x", &nodes);
+        assert_eq!(v.members.keys().collect::<Vec<_>>(), ["ok"]);
+        let nodes: Vec<_> = v.endpoints("web").iter().map(|e| e.node.as_str()).collect();
+        assert_eq!(nodes, ["ok"]);
     }
 }

@@ -113,7 +113,8 @@ impl TestPki {
     }
 }
 
-fn name(s: &str) -> Name {
+/// `s` as a [`Name`], which a test knows is valid (panics otherwise).
+pub fn name(s: &str) -> Name {
     Name::parse("name", s).unwrap_or_else(|e| panic!("{e}"))
 }
 

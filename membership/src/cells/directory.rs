@@ -10,6 +10,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use murmur_transport::identity::Name;
 use tokio::time::Instant;
 use tracing::debug;
 
@@ -283,18 +284,21 @@ pub fn remote_view(dir: &Directory, ages: &BTreeMap<String, Age>) -> RemoteView 
         };
         for (service, shard) in &s.shards {
             let eps = out.services.entry(service.clone()).or_default();
-            eps.extend(shard.instances.iter().map(|i| Endpoint {
-                service: service.clone(),
-                node: i.node.clone(),
-                mesh_addr: i.mesh_addr,
-                protocol: i.protocol,
-                labels: i.labels.clone(),
-                weight: i.weight,
-                health: i.health,
-                balancer: i.balancer,
-                draining: i.draining,
-                stale,
-                cell: Some(cell.clone()),
+            eps.extend(shard.instances.iter().filter_map(|i| {
+                Some(Endpoint {
+                    service: service.clone(),
+                    // Checked when the shard was decoded (`Shard::check`).
+                    node: Name::try_from(i.node.clone()).ok()?,
+                    mesh_addr: i.mesh_addr,
+                    protocol: i.protocol,
+                    labels: i.labels.clone(),
+                    weight: i.weight,
+                    health: i.health,
+                    balancer: i.balancer,
+                    draining: i.draining,
+                    stale,
+                    cell: Some(cell.clone()),
+                })
             }));
         }
         out.cells.insert(

@@ -38,9 +38,9 @@ pub fn summarize(
         }
         let mut instances: Vec<Instance> = eps
             .iter()
-            .filter(|e| e.cell.is_none() && !e.stale && summary::valid_name(&e.node))
+            .filter(|e| e.cell.is_none() && !e.stale)
             .map(|e| Instance {
-                node: e.node.clone(),
+                node: e.node.to_string(),
                 mesh_addr: e.mesh_addr,
                 protocol: e.protocol,
                 labels: e.labels.clone(),

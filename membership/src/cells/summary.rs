@@ -15,6 +15,7 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
+use murmur_transport::identity::Name;
 use serde::{Deserialize, Serialize};
 
 use crate::records::{self, Balancer, CELL_PREFIX, Health, Protocol, RECORD_VERSION, RecordError};
@@ -235,7 +236,11 @@ impl Shard {
         name(&self.service)?;
         count("instances", self.instances.len(), MAX_ENDPOINTS_PER_SERVICE)?;
         for i in &self.instances {
-            name(&i.node)?;
+            // Dials check the node's certificate, which holds only valid node names: an
+            // instance on a node named otherwise could never be reached.
+            if Name::parse("node name", &i.node).is_err() {
+                return Err(SummaryError::Name(i.node.chars().take(MAX_NAME).collect()));
+            }
             count("labels", i.labels.len(), MAX_LABELS)?;
             for (k, v) in &i.labels {
                 name(k)?;
@@ -411,7 +416,7 @@ mod tests {
     #[test]
     fn oversized_lists_are_cut_to_fit_and_refused_when_decoded() {
         let instances: Vec<Instance> = (0..200u8)
-            .map(|i| instance(format!("{}-{i}", "n".repeat(100)), i))
+            .map(|i| instance(format!("{}-{i}", "n".repeat(58)), i))
             .collect();
         let shard = Shard {
             version: RECORD_VERSION,
@@ -463,6 +468,15 @@ mod tests {
         assert!(matches!(
             decode_shard("c", "web", &records::encode(&slash).unwrap()),
             Err(SummaryError::Name(_))
+        ));
+        // A name a key could hold but no certificate could: no dial would ever reach it.
+        let upper = Shard {
+            instances: vec![instance("Node-1".into(), 1)],
+            ..shard.clone()
+        };
+        assert!(matches!(
+            decode_shard("c", "web", &records::encode(&upper).unwrap()),
+            Err(SummaryError::Name(n)) if n == "Node-1"
         ));
         let future = Shard {
             version: 2,

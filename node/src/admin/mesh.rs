@@ -58,7 +58,7 @@ pub fn get(state: &AdminState) -> hyper::Response<Body> {
             endpoints: eps
                 .iter()
                 .map(|e| MeshEndpoint {
-                    node: e.node.clone(),
+                    node: e.node.to_string(),
                     protocol: e.protocol,
                     health: e.health,
                     draining: e.draining,

@@ -27,7 +27,7 @@ pub fn list(state: &AdminState) -> hyper::Response<Body> {
             instances: eps
                 .iter()
                 .map(|e| InstanceJson {
-                    node: e.node.clone(),
+                    node: e.node.to_string(),
                     mesh_addr: e.mesh_addr,
                     protocol: e.protocol,
                     labels: e.labels.clone(),
@@ -36,11 +36,14 @@ pub fn list(state: &AdminState) -> hyper::Response<Body> {
                     draining: e.draining,
                     accepts_traffic: e.accepts_new_traffic(),
                     stale: e.stale,
-                    local_address: (e.node == view.self_name)
+                    local_address: (e.node.as_str() == view.self_name)
                         .then(|| local.get(name).map(|s| s.address))
                         .flatten(),
-                    pending: loads.iter().find(|l| l.0 == e.node).map_or(0, |l| l.1),
-                    latency_ms: loads.iter().find(|l| l.0 == e.node).map(|l| l.2),
+                    pending: loads
+                        .iter()
+                        .find(|l| l.0 == e.node.as_str())
+                        .map_or(0, |l| l.1),
+                    latency_ms: loads.iter().find(|l| l.0 == e.node.as_str()).map(|l| l.2),
                 })
                 .collect(),
         })

@@ -4,7 +4,6 @@
 //! tell an unreachable node from one that is not who the view says.
 
 use murmur_transport::endpoint::{ConnectError, MeshEndpoint, OpenError};
-use murmur_transport::identity::Name;
 use murmur_transport::wire::{StreamHeader, StreamKind};
 use quinn::{RecvStream, SendStream};
 
@@ -14,12 +13,6 @@ use super::plan::Target;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum DialError {
-    /// The view names the node with something that is not a node name.
-    #[error("{node:?} is not a valid node name")]
-    BadName {
-        /// The name as gossiped.
-        node: String,
-    },
     /// The node could not be reached (no handshake, or it failed recently).
     #[error("{0}")]
     Unreachable(ConnectError),
@@ -56,14 +49,12 @@ pub async fn open(
     finish: bool,
 ) -> Result<(SendStream, RecvStream), DialError> {
     let identity = target.identity;
-    let node = Name::parse("node name", identity.node).map_err(|_| DialError::BadName {
-        node: identity.node.to_owned(),
-    })?;
+    let node = Some(identity.node);
     let addr = target.endpoint.mesh_addr;
-    let conn = match endpoint.ready(addr, Some(&node)) {
+    let conn = match endpoint.ready(addr, node) {
         Some(conn) => conn,
         // Boxed: dialling is rare, and its future would otherwise sit in every request's.
-        None => Box::pin(endpoint.connect(addr, Some(&node)))
+        None => Box::pin(endpoint.connect(addr, node))
             .await
             .map_err(|e| match e {
                 ConnectError::WrongPeer { .. } => DialError::WrongPeer(e),

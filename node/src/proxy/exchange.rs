@@ -251,7 +251,7 @@ pub async fn run(
         .map(|(_, t)| ProbeRelease {
             proxy,
             service: plan.target,
-            node: &t.endpoint.node,
+            node: t.endpoint.node.as_str(),
         });
     let _pending = call.enter_pending(plan.circuit)?;
     if plan.injected != Injected::default() {
@@ -315,7 +315,7 @@ async fn attempts(
         let ep = target.endpoint;
         i += 1;
         // Time has passed since the first attempt: skip instances the mesh has given up on.
-        if i > 1 && !plan::still_listed(&proxy.view.borrow(), call.target, &ep.node) {
+        if i > 1 && !plan::still_listed(&proxy.view.borrow(), call.target, ep.node.as_str()) {
             skipped += 1;
             if skipped >= order.len() {
                 break;
@@ -334,7 +334,7 @@ async fn attempts(
         if let Some(zone) = target.cross_zone {
             proxy.telemetry.cross_zone.get(&[call.target, zone]).inc();
         }
-        let mut inflight = proxy.balancers.start(call.target, &ep.node);
+        let mut inflight = proxy.balancers.start(call.target, ep.node.as_str());
         let mut outcome = attempt(proxy, target, header, head, call, limit, &mut inflight).await;
         // An answer to retry that came before the whole body was sent: stop sending it, so
         // that the rest of the body is handed back for the retry.
@@ -471,7 +471,7 @@ impl Call<'_> {
         method: &str,
         more: bool,
     ) -> Next {
-        let node = || ep.node.clone();
+        let node = || ep.node.to_string();
         let upstream = |detail| ProxyError::Upstream {
             service: self.target.to_owned(),
             node: node(),
@@ -489,7 +489,7 @@ impl Call<'_> {
         };
         self.proxy.note(
             self.target,
-            &ep.node,
+            ep.node.as_str(),
             inflight.finish(answered, ok, self.outlier),
         );
         match outcome {

@@ -14,6 +14,7 @@ use http::HeaderMap;
 use murmur_membership::ClusterView;
 use murmur_membership::policy::spec::{Redirect, RetrySpec};
 use murmur_membership::view::Endpoint;
+use murmur_transport::identity::Name;
 
 use super::route::{RouteError, candidates_in};
 use crate::balance::locality::{self, Stay};
@@ -63,7 +64,7 @@ pub struct Caller<'a> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Identity<'a> {
     /// The node (`spiffe://<td>/node/<node>`, server name `<node>.node.<td>`).
-    pub node: &'a str,
+    pub node: &'a Name,
     /// The service its certificate must name (`<service>.svc.<td>`).
     pub service: &'a str,
 }
@@ -294,7 +295,7 @@ fn ordered<'a>(
     let offers: Vec<Offer<'_>> = endpoints
         .iter()
         .map(|e| Offer {
-            node: &e.node,
+            node: e.node.as_str(),
             weight: e.weight,
         })
         .collect();
@@ -348,7 +349,7 @@ fn mirror_target<'a>(
 pub fn zone_of<'v>(view: &'v ClusterView, e: &'v Endpoint) -> Option<&'v str> {
     e.labels
         .get(ZONE_LABEL)
-        .or_else(|| view.members.get(&e.node)?.labels.get(ZONE_LABEL))
+        .or_else(|| view.members.get(e.node.as_str())?.labels.get(ZONE_LABEL))
         .map(String::as_str)
 }
 
@@ -383,7 +384,9 @@ fn prefer_zone<'v>(
 /// Whether `view` still lists `node` as an instance of `service`: an attempt after the first
 /// skips instances the mesh has given up on since the plan was made.
 pub fn still_listed(view: &ClusterView, service: &str, node: &str) -> bool {
-    view.endpoints(service).iter().any(|e| e.node == node)
+    view.endpoints(service)
+        .iter()
+        .any(|e| e.node.as_str() == node)
 }
 
 #[cfg(test)]

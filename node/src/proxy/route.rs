@@ -342,7 +342,7 @@ mod tests {
     fn ep(node: &str, health: Health, draining: bool, balancer: Balancer) -> Endpoint {
         Endpoint {
             service: "web".into(),
-            node: node.into(),
+            node: murmur_transport::testing::name(node),
             mesh_addr: "127.0.0.2:7420".parse().unwrap(),
             protocol: Protocol::Http,
             labels: BTreeMap::new(),
@@ -428,7 +428,7 @@ mod tests {
         let sub = |ver: &str| BTreeMap::from([("version".to_owned(), ver.to_owned())]);
         let nodes = |s: Option<&BTreeMap<String, String>>| {
             candidates_in(&v, "web", s)
-                .map(|(_, e)| e.iter().map(|e| e.node.clone()).collect::<Vec<_>>())
+                .map(|(_, e)| e.iter().map(|e| e.node.to_string()).collect::<Vec<_>>())
         };
         assert_eq!(nodes(None).unwrap(), ["a", "b"]);
         assert_eq!(nodes(Some(&sub("v2"))).unwrap(), ["b"]);
@@ -451,7 +451,7 @@ mod tests {
         let nodes = |eps: Vec<Endpoint>| {
             let v = view(eps);
             candidates(&v, "web")
-                .map(|(_, e)| e.iter().map(|e| e.node.clone()).collect::<Vec<_>>())
+                .map(|(_, e)| e.iter().map(|e| e.node.to_string()).collect::<Vec<_>>())
                 .unwrap()
         };
         let all = || {

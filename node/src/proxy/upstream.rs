@@ -221,7 +221,7 @@ pub async fn connect(
     header.traceparent = traceparent;
     let mut failures = Vec::new();
     for target in &plan.targets {
-        let node = &target.endpoint.node;
+        let node = target.endpoint.node.as_str();
         if !failures.is_empty() {
             proxy.telemetry.retries.get(&[service.as_str()]).inc();
         }
@@ -249,7 +249,7 @@ pub async fn connect(
                     node,
                     inflight.finish(false, false, plan.outlier()),
                 );
-                failures.push((node.clone(), Failed::Dial(e)));
+                failures.push((node.to_owned(), Failed::Dial(e)));
                 continue;
             }
         };
@@ -261,12 +261,12 @@ pub async fn connect(
                     node,
                     inflight.finish(true, true, plan.outlier()),
                 );
-                return Ok((node.clone(), Tunnel::new(send, recv)));
+                return Ok((node.to_owned(), Tunnel::new(send, recv)));
             }
             Ok(Err(e)) => Failed::Ack(e),
             Err(_) => Failed::NoAck,
         };
-        failures.push((node.clone(), failed));
+        failures.push((node.to_owned(), failed));
         proxy.note(
             plan.target,
             node,

@@ -11,7 +11,7 @@ use crate::traffic::tests::compiled;
 fn ep(service: &str, node: &str, version: &str) -> Endpoint {
     Endpoint {
         service: service.into(),
-        node: node.into(),
+        node: murmur_transport::testing::name(node),
         mesh_addr: "127.0.0.2:7420".parse().unwrap(),
         protocol: Protocol::Http,
         labels: BTreeMap::from([("version".to_owned(), version.to_owned())]),
@@ -67,7 +67,7 @@ fn http(headers: &HeaderMap) -> Subject<'_> {
 fn nodes(plan: &Plan<'_>) -> Vec<String> {
     plan.targets
         .iter()
-        .map(|t| t.identity.node.to_owned())
+        .map(|t| t.identity.node.to_string())
         .collect()
 }
 
@@ -305,7 +305,7 @@ fn route_actions_table() {
     let plan = decide(&c, &view, "web", get("/api/x"), caller, || 0, &mut record).unwrap();
     let mirror = plan.mirror.as_ref().unwrap();
     assert_eq!(mirror.service, "web-shadow");
-    assert_eq!(mirror.target.map(|t| t.identity.node), Some("n9"));
+    assert_eq!(mirror.target.map(|t| t.identity.node.as_str()), Some("n9"));
     assert_eq!(nodes(&plan), ["n1"]);
     let r = plan.route.unwrap();
     assert_eq!(r.rewrite, Some(("/api".to_owned(), "/v2".to_owned())));

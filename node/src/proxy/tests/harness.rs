@@ -17,8 +17,8 @@ use murmur_membership::view::Endpoint;
 use murmur_transport::endpoint::{
     EndpointConfig, InboundStream, MeshEndpoint, QuicSettings, StreamHandler, StreamWork,
 };
-use murmur_transport::identity::{Name, Role};
-use murmur_transport::testing::TestPki;
+use murmur_transport::identity::Role;
+use murmur_transport::testing::{TestPki, name};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
@@ -51,10 +51,6 @@ impl StreamHandler for Handler {
     fn handle(&self, stream: InboundStream) -> StreamWork {
         inbound::serve(self.0.clone(), stream)
     }
-}
-
-fn name(s: &str) -> Name {
-    Name::parse("name", s).unwrap()
 }
 
 /// A node `node` whose certificate names `certified`, serving `local` under `policy` (TOML).
@@ -153,7 +149,7 @@ pub fn local(service: &str, address: SocketAddr, protocol: Protocol) -> LocalSer
 pub fn instance(service: &str, node: &str, addr: SocketAddr) -> Endpoint {
     Endpoint {
         service: service.to_owned(),
-        node: node.to_owned(),
+        node: name(node),
         mesh_addr: addr,
         protocol: Protocol::Http,
         labels: BTreeMap::new(),

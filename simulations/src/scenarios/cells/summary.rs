@@ -47,7 +47,7 @@ pub fn synthetic_view(first: usize, size: usize) -> ClusterView {
             .or_default()
             .push(Endpoint {
                 service: svc,
-                node: name,
+                node: murmur_transport::testing::name(&name),
                 mesh_addr: host_addr(first + i),
                 protocol: record.protocol,
                 labels: record.labels.clone(),
