@@ -69,7 +69,7 @@ pub fn mark_stale(mut view: ClusterView, self_name: &str) -> ClusterView {
         m.stale = true;
     }
     for eps in view.services.values_mut() {
-        eps.retain(|e| e.node.as_str() != self_name);
+        eps.retain(|e| e.node != self_name);
         for e in eps.iter_mut() {
             e.stale = true;
         }

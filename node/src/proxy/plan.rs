@@ -384,9 +384,7 @@ fn prefer_zone<'v>(
 /// Whether `view` still lists `node` as an instance of `service`: an attempt after the first
 /// skips instances the mesh has given up on since the plan was made.
 pub fn still_listed(view: &ClusterView, service: &str, node: &str) -> bool {
-    view.endpoints(service)
-        .iter()
-        .any(|e| e.node.as_str() == node)
+    view.endpoints(service).iter().any(|e| e.node == node)
 }
 
 #[cfg(test)]
