@@ -31,18 +31,32 @@ use crate::traffic::circuit::{Outlier, OutlierConfig, Standing, Transition};
 /// look expensive to P2C until it answers well again.
 pub const FAILURE_PENALTY: Duration = Duration::from_secs(1);
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct EndpointState {
+    /// Its node's name, the same allocation as its key: an attempt's [`InFlight`] holds a
+    /// reference to it instead of a copy.
+    node: Arc<str>,
     pending: u32,
     ewma: PeakEwma,
     /// Outlier ejection (used only while the service has a `circuit` policy).
     outlier: Outlier,
 }
 
+impl EndpointState {
+    fn new(node: Arc<str>) -> Self {
+        Self {
+            node,
+            pending: 0,
+            ewma: PeakEwma::default(),
+            outlier: Outlier::default(),
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 struct ServiceState {
     turn: u64,
-    endpoints: HashMap<String, EndpointState>,
+    endpoints: HashMap<Arc<str>, EndpointState>,
     /// Endpoints offered at the last choice: the base of `max_ejected_percent`.
     offered: usize,
     /// The hash ring of the instances last offered to a route with consistent hashing.
@@ -165,7 +179,7 @@ impl Balancers {
         if state.endpoints.len() > offers.len() * 2 + 8 {
             state
                 .endpoints
-                .retain(|node, e| e.pending > 0 || offers.iter().any(|o| o.node == node));
+                .retain(|node, e| e.pending > 0 || offers.iter().any(|o| o.node == &**node));
         }
         let eligible = ejection.as_ref().map(|(e, _)| e.as_slice());
         let chosen = match choice {
@@ -186,14 +200,18 @@ impl Balancers {
         out
     }
 
-    /// Counts a request to `node` as in flight until the returned guard is finished or dropped.
-    pub fn start(&self, service: &str, node: &str) -> InFlight {
+    /// Counts a request to `node`, started `now`, as in flight until the returned guard is
+    /// finished or dropped.
+    pub fn start(&self, service: &str, node: &str, now: Instant) -> InFlight {
         let cell = self.cell(service);
-        with(&cell, node, |e| e.pending += 1);
+        let node = with(&cell, node, |e| {
+            e.pending += 1;
+            e.node.clone()
+        });
         InFlight {
             cell,
-            node: node.to_owned(),
-            started: crate::clock::now(),
+            node,
+            started: now,
             done: false,
         }
     }
@@ -220,7 +238,7 @@ impl Balancers {
                 lock(&c)
                     .endpoints
                     .iter()
-                    .map(|(n, e)| (n.clone(), e.pending, e.ewma.estimate_ns(now) / 1e6))
+                    .map(|(n, e)| (n.to_string(), e.pending, e.ewma.estimate_ns(now) / 1e6))
                     .collect()
             })
             .unwrap_or_default();
@@ -230,14 +248,17 @@ impl Balancers {
 }
 
 /// Applies `f` to `node`'s state in `cell`, made if new.
-fn with(cell: &Cell, node: &str, f: impl FnOnce(&mut EndpointState)) {
+fn with<T>(cell: &Cell, node: &str, f: impl FnOnce(&mut EndpointState) -> T) -> T {
     let mut state = lock(cell);
     // Look up before inserting: the hot path allocates no key.
     if let Some(e) = state.endpoints.get_mut(node) {
-        f(e);
-    } else {
-        f(state.endpoints.entry(node.to_owned()).or_default());
+        return f(e);
     }
+    let node: Arc<str> = Arc::from(node);
+    f(state
+        .endpoints
+        .entry(node.clone())
+        .or_insert_with(|| EndpointState::new(node)))
 }
 
 /// The balancer's order of the `eligible` offers (all without a list), as offer indexes.
@@ -306,7 +327,7 @@ fn by_ring(
 #[derive(Debug)]
 pub struct InFlight {
     cell: Cell,
-    node: String,
+    node: Arc<str>,
     started: Instant,
     done: bool,
 }
@@ -344,7 +365,7 @@ impl InFlight {
                 .count();
             c.may_eject(ejected, state.offered)
         });
-        let Some(e) = state.endpoints.get_mut(&self.node) else {
+        let Some(e) = state.endpoints.get_mut(&*self.node) else {
             return Transition::None;
         };
         e.pending = e.pending.saturating_sub(1);
@@ -391,15 +412,15 @@ mod tests {
                 weight: 1,
             },
         ];
-        let g = b.start("web", "a");
+        let g = b.start("web", "a", Instant::now());
         assert_eq!(b.snapshot("web")[0].1, 1);
         drop(g);
         assert_eq!(b.snapshot("web")[0].1, 0);
         // a answers slowly once: every P2C choice then prefers b.
-        let slow = b.start("web", "a");
+        let slow = b.start("web", "a", Instant::now());
         std::thread::sleep(Duration::from_millis(20));
         slow.finish(true, true, None);
-        let fast = b.start("web", "b");
+        let fast = b.start("web", "b", Instant::now());
         fast.finish(true, true, None);
         for _ in 0..20 {
             let o = b.order(
@@ -437,17 +458,20 @@ mod tests {
         };
         order(&b);
         assert_eq!(
-            b.start("web", "a").finish(true, false, Some(&cfg)),
+            b.start("web", "a", Instant::now())
+                .finish(true, false, Some(&cfg)),
             Transition::None
         );
         assert!(matches!(
-            b.start("web", "a").finish(true, false, Some(&cfg)),
+            b.start("web", "a", Instant::now())
+                .finish(true, false, Some(&cfg)),
             Transition::Ejected(_)
         ));
         // Never more than half of three: b is not ejected however often it fails.
         for _ in 0..5 {
             assert_eq!(
-                b.start("web", "b").finish(false, false, Some(&cfg)),
+                b.start("web", "b", Instant::now())
+                    .finish(false, false, Some(&cfg)),
                 Transition::None
             );
         }
@@ -473,7 +497,7 @@ mod tests {
         assert_eq!(probe[0], 0, "{probe:?}");
         let o = order(&b);
         assert!(!o.contains(&0), "{o:?}");
-        let g = b.start("web", "a");
+        let g = b.start("web", "a", Instant::now());
         assert_eq!(g.finish(true, true, Some(&cfg)), Transition::Returned);
         assert_eq!(order(&b).len(), 3);
     }

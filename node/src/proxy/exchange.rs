@@ -334,7 +334,7 @@ async fn attempts(
         if let Some(zone) = target.cross_zone {
             proxy.telemetry.cross_zone.get(&[call.target, zone]).inc();
         }
-        let mut inflight = proxy.balancers.start(call.target, ep.node.as_str());
+        let mut inflight = proxy.balancers.start(call.target, ep.node.as_str(), now);
         let mut outcome = attempt(proxy, target, header, head, call, limit, &mut inflight).await;
         // An answer to retry that came before the whole body was sent: stop sending it, so
         // that the rest of the body is handed back for the retry.

@@ -547,6 +547,29 @@ mod tests {
     }
 
     #[test]
+    fn the_names_of_the_mesh_and_of_grpc_decode_as_themselves() {
+        // Each field's value is its name: a name decoded as another would not find its own.
+        let names = [
+            "x-murmur-hops",
+            "traceparent",
+            "tracestate",
+            "grpc-status",
+            "grpc-message",
+            "grpc-timeout",
+            "x-other",
+        ];
+        let fields: Vec<(&str, &[u8])> = names.iter().map(|n| (*n, n.as_bytes())).collect();
+        let back: ResponseHead = decode_head(&listed(&fields)).unwrap();
+        for n in names {
+            assert_eq!(
+                back.headers.get(n).map(|v| v.as_bytes()),
+                Some(n.as_bytes())
+            );
+        }
+        assert_eq!(back.headers.len(), names.len());
+    }
+
+    #[test]
     fn borrowed_heads_and_trailers_encode_as_owned_ones_do() {
         let map = map(&[
             ("content-type", b"text/plain"),

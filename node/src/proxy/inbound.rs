@@ -26,17 +26,18 @@ use crate::telemetry::Outcome;
 /// The work is decided here and each kind boxed on its own: one future for all three would be
 /// the size of the largest, and an `async fn` around them would hold the stream twice more.
 pub fn serve(proxy: Arc<Proxy>, stream: InboundStream) -> StreamWork {
-    let caller = stream.peer.id.name.to_string();
+    // The caller's identity is shared with the stream: the account names it without a copy.
+    let caller = stream.peer.clone();
     let label = proxy.inbound_label(&stream.header.service);
     let guard = proxy.telemetry.start(Direction::Inbound, label);
     match local_instance(&proxy, stream.kind, &stream.header.service) {
         Ok(local) if stream.kind == StreamKind::Tcp => Box::pin(async move {
             let outcome = tcp::serve(&proxy, local, stream).await;
-            guard.finish(&caller, outcome);
+            guard.finish(caller.id.name.as_str(), outcome);
         }),
         Ok(local) => Box::pin(async move {
             let outcome = http::serve(&proxy, local, stream).await;
-            guard.finish(&caller, outcome);
+            guard.finish(caller.id.name.as_str(), outcome);
         }),
         Err(reason) => Box::pin(async move {
             let mut send = stream.send;
@@ -44,7 +45,7 @@ pub fn serve(proxy: Arc<Proxy>, stream: InboundStream) -> StreamWork {
                 StreamKind::Tcp => ack::refuse(&mut send, &reason).await,
                 _ => reply::refuse(&mut send, &reason).await,
             }
-            guard.finish(&caller, Outcome::Error);
+            guard.finish(caller.id.name.as_str(), Outcome::Error);
         }),
     }
 }

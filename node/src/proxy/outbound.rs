@@ -324,7 +324,8 @@ fn prepare(
     upgrade: Option<HeaderValue>,
     record: &mut Record,
 ) -> Result<Prepared, ProxyError> {
-    let started = crate::clock::now();
+    // The request's deadline counts from its arrival, as its metrics do.
+    let started = record.started();
     let compiled = proxy.traffic.compiled();
     let caller = proxy.caller(service.as_str());
     let policy = compiled.service(service.as_str()).map(|p| &**p);
@@ -418,7 +419,7 @@ async fn forward(
         subject,
         caller,
         || proxy.traffic.random(),
-        proxy.order(),
+        proxy.order(started),
     )?;
     let mut header = StreamHeader::new(plan.target);
     header.traceparent = traceparent;

@@ -75,6 +75,11 @@ impl Record {
         }));
     }
 
+    /// When the request arrived.
+    pub fn started(&self) -> std::time::Instant {
+        self.guard.started()
+    }
+
     /// The path as sent on (normalized, rewritten), for the log line.
     pub fn path(&mut self, path: &str) {
         if let Some(l) = &mut self.line {

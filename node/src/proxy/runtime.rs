@@ -2,6 +2,7 @@
 //! may use, built once by the node.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use murmur_membership::ClusterView;
 use murmur_transport::endpoint::MeshEndpoint;
@@ -104,13 +105,14 @@ impl Proxy {
         }
     }
 
-    /// The balancer's order for one request, as a plan asks for it ([`super::plan::Order`]).
+    /// The balancer's order for one request that arrived at `now`, as a plan asks for it
+    /// ([`super::plan::Order`]).
     pub fn order(
         &self,
+        now: Instant,
     ) -> impl FnMut(&str, Choice, &[Offer<'_>], Option<&OutlierConfig>) -> Vec<usize> + '_ {
-        |service, choice, offers, outlier| {
-            self.balancers
-                .order(service, choice, offers, crate::clock::now(), outlier)
+        move |service, choice, offers, outlier| {
+            self.balancers.order(service, choice, offers, now, outlier)
         }
     }
 

@@ -214,7 +214,7 @@ pub async fn connect(
         Subject::Tcp,
         proxy.caller(service.as_str()),
         || proxy.traffic.random(),
-        proxy.order(),
+        proxy.order(crate::clock::now()),
     )
     .map_err(TcpError::Route)?;
     let mut header = StreamHeader::new(plan.target);
@@ -228,7 +228,9 @@ pub async fn connect(
         if let Some(zone) = target.cross_zone {
             proxy.telemetry.cross_zone.get(&[plan.target, zone]).inc();
         }
-        let mut inflight = proxy.balancers.start(plan.target, node);
+        let mut inflight = proxy
+            .balancers
+            .start(plan.target, node, crate::clock::now());
         let (send, mut recv) = match dial::open(
             &proxy.endpoint,
             target,

@@ -324,6 +324,11 @@ impl RequestGuard {
         self.answered = Some(self.started.elapsed());
     }
 
+    /// When the request arrived, on the node's monotonic clock ([`crate::clock::now`]).
+    pub fn started(&self) -> std::time::Instant {
+        self.started.into_std()
+    }
+
     /// How long since the request arrived.
     pub fn elapsed(&self) -> Duration {
         self.started.elapsed()

@@ -11,6 +11,8 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 use serde::de::{self, DeserializeSeed, Deserializer, SeqAccess};
 use serde::ser::{SerializeSeq, Serializer};
 
+use crate::proxy::headers::HOPS;
+
 /// Fields reserved before decoding: what a head usually carries. The count a peer announces
 /// is not trusted with an allocation; the map grows past this as fields really arrive.
 const RESERVED: usize = 16;
@@ -136,6 +138,9 @@ impl de::Visitor<'_> for Name {
     }
 
     fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<HeaderName, E> {
+        if let Some(known) = known_name(v) {
+            return Ok(known);
+        }
         HeaderName::from_bytes(v).map_err(|_| {
             let quoted = v.get(..QUOTED).unwrap_or(v).escape_ascii();
             let cut = if v.len() > QUOTED { "..." } else { "" };
@@ -143,6 +148,27 @@ impl de::Visitor<'_> for Name {
             E::invalid_value(de::Unexpected::Bytes(v), &self)
         })
     }
+}
+
+/// The names the mesh itself and gRPC put on most messages that are not among `http`'s
+/// standard ones: `from_bytes` would copy each into a new allocation, a static name costs
+/// nothing.
+fn known_name(v: &[u8]) -> Option<HeaderName> {
+    static TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+    static TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
+    static GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
+    static GRPC_MESSAGE: HeaderName = HeaderName::from_static("grpc-message");
+    static GRPC_TIMEOUT: HeaderName = HeaderName::from_static("grpc-timeout");
+    let known = match v {
+        b"x-murmur-hops" => &HOPS,
+        b"traceparent" => &TRACEPARENT,
+        b"tracestate" => &TRACESTATE,
+        b"grpc-status" => &GRPC_STATUS,
+        b"grpc-message" => &GRPC_MESSAGE,
+        b"grpc-timeout" => &GRPC_TIMEOUT,
+        _ => return None,
+    };
+    Some(known.clone())
 }
 
 /// A header value, checked (values need not be UTF-8, but may not hold control characters); of
