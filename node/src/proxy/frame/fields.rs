@@ -12,6 +12,7 @@ use serde::de::{self, DeserializeSeed, Deserializer, SeqAccess};
 use serde::ser::{SerializeSeq, Serializer};
 
 use crate::proxy::headers::HOPS;
+use crate::telemetry::traceparent::TRACEPARENT;
 
 /// Fields reserved before decoding: what a head usually carries. The count a peer announces
 /// is not trusted with an allocation; the map grows past this as fields really arrive.
@@ -154,7 +155,6 @@ impl de::Visitor<'_> for Name {
 /// standard ones: `from_bytes` would copy each into a new allocation, a static name costs
 /// nothing.
 fn known_name(v: &[u8]) -> Option<HeaderName> {
-    static TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
     static TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
     static GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
     static GRPC_MESSAGE: HeaderName = HeaderName::from_static("grpc-message");
